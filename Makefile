@@ -1,0 +1,49 @@
+# usarchive — two commands after cloning: `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEMO_HOME ?= $(CURDIR)/.demo
+
+.PHONY: run test lint bench samples review clean venv dev-venv system-deps
+
+# --- environments -----------------------------------------------------------
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(VENV)/.installed $@
+
+venv: $(VENV)/.installed
+dev-venv: $(VENV)/.installed-dev
+
+system-deps:
+	bash scripts/system-deps.sh
+
+# --- the main job on the embedded default (SQLite + local files) -------------
+run: venv
+	USARCHIVE_HOME=$(DEMO_HOME) bash scripts/demo.sh
+
+samples: venv
+	$(BIN)/usarchive sample samples sample_dicom
+
+# --- checks -----------------------------------------------------------------
+lint: dev-venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: system-deps dev-venv lint
+	QT_QPA_PLATFORM=xcb xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: dev-venv system-deps
+	bash benchmarks/run.sh
+
+clean:
+	rm -rf $(VENV) $(DEMO_HOME) .pytest_cache .mypy_cache .ruff_cache
