@@ -19,7 +19,11 @@ def test_parse_error_lists_valid_values() -> None:
 
 
 def test_levels_order_and_span() -> None:
-    assert SpinalLevel.span(SpinalLevel.L5, SpinalLevel.L3) == (SpinalLevel.L3, SpinalLevel.L4, SpinalLevel.L5)
+    assert SpinalLevel.span(SpinalLevel.L5, SpinalLevel.L3) == (
+        SpinalLevel.L3,
+        SpinalLevel.L4,
+        SpinalLevel.L5,
+    )
     assert SpinalLevel.span(SpinalLevel.L5, SpinalLevel.S1) == (SpinalLevel.L5, SpinalLevel.S1)
     assert sort_levels([SpinalLevel.S1, SpinalLevel.C4, SpinalLevel.L4, SpinalLevel.C4]) == (
         SpinalLevel.C4,
