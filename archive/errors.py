@@ -39,3 +39,32 @@ class InstanceRejectedError(ArchiveError):
 
 class ConfigError(ArchiveError):
     """The configuration (TOML file, environment or options) is invalid."""
+
+
+class StatisticsError(ArchiveError, ValueError):
+    """A statistical test cannot be computed from the data given.
+
+    Raised when a group has too few values (e.g. fewer than two for a t-test),
+    counts are impossible (more successes than cases), or a repeated-measures
+    table is malformed (a subject in two groups, a time point given twice).
+    """
+
+
+class OutcomeImportError(ArchiveError, ValueError):
+    """An outcomes CSV has bad rows; nothing from it was imported.
+
+    ``problems`` holds every bad row as ``(line number, reason)``, line numbers
+    counted from 1 with the header on line 1, so the whole file can be fixed
+    in one pass.
+    """
+
+    def __init__(self, problems: list[tuple[int, str]], source: str = "outcomes CSV") -> None:
+        self.problems: tuple[tuple[int, str], ...] = tuple(problems)
+        self.source = source
+        lines = "\n".join(f"  line {line}: {reason}" for line, reason in self.problems)
+        count = len(self.problems)
+        super().__init__(
+            f"{source}: expected every row to be valid, but {count} "
+            f"{'row is' if count == 1 else 'rows are'} bad, so nothing was imported; "
+            f"fix these and import the file again:\n{lines}"
+        )
