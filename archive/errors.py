@@ -41,6 +41,15 @@ class ConfigError(ArchiveError):
     """The configuration (TOML file, environment or options) is invalid."""
 
 
+class AnnotationError(ArchiveError, ValueError):
+    """A clip annotation or an edit of it is invalid.
+
+    Raised for marks outside the clip, events in an impossible order, edits of
+    an annotation that is submitted or approved, review-status transitions the
+    workflow does not allow, and malformed serialised annotations.
+    """
+
+
 class StatisticsError(ArchiveError, ValueError):
     """A statistical test cannot be computed from the data given.
 
