@@ -128,7 +128,8 @@ class UltrasoundRegion:
         ------
         CalibrationError
             If a Type 1 attribute of the item (location, format, data type,
-            units or deltas) is missing or empty.
+            units or deltas) is missing or empty, or the rectangle's max corner
+            lies before its min corner.
         """
         missing = [f"{kw} {tag}" for kw, tag in _REQUIRED if item.get(kw) in (None, "")]
         if missing:
@@ -137,7 +138,7 @@ class UltrasoundRegion:
                 f"RegionDataType, PhysicalUnits*Direction and PhysicalDelta*, but {', '.join(missing)} "
                 "missing; the region cannot be used for measurement, fix the file's calibration"
             )
-        return cls(
+        region = cls(
             min_x0=int(item.RegionLocationMinX0),
             min_y0=int(item.RegionLocationMinY0),
             max_x1=int(item.RegionLocationMaxX1),
@@ -153,6 +154,13 @@ class UltrasoundRegion:
             ref_physical_x=float(_optional(item, "ReferencePixelPhysicalValueX", 0.0)),
             ref_physical_y=float(_optional(item, "ReferencePixelPhysicalValueY", 0.0)),
         )
+        if region.max_x1 < region.min_x0 or region.max_y1 < region.min_y0:
+            raise CalibrationError(
+                "Sequence of Ultrasound Regions item: expected RegionLocationMaxX1/MaxY1 >= MinX0/MinY0, "
+                f"but got cols {region.min_x0}..{region.max_x1}, rows {region.min_y0}..{region.max_y1}; "
+                "the region is malformed, fix the file's calibration"
+            )
+        return region
 
     @property
     def is_tissue_2d(self) -> bool:

@@ -189,6 +189,11 @@ def test_incomplete_item_names_missing_attribute() -> None:
         Calibration.from_dataset(dataset_with(item))
 
 
+def test_inverted_rectangle_is_refused() -> None:
+    with pytest.raises(CalibrationError, match=r"cols 50\.\.9"):
+        UltrasoundRegion.from_item(region_item(50, 0, 9, 9, delta_x=0.1, delta_y=0.1))
+
+
 def test_empty_sequence_is_uncalibrated() -> None:
     with pytest.raises(CalibrationError, match="empty"):
         Calibration.from_dataset(dataset_with())
