@@ -57,7 +57,8 @@ class Source:
         ``("RequestAttributesSequence", "RequestedProcedureDescription")``.
         A last keyword naming a sequence is read as coded items.
     rank : int
-        Trust, 1 = most trusted. Equal ranks keep file order.
+        Trust: lower is more trusted (the defaults use 1..18). Equal ranks
+        keep file order.
     fields : frozenset of str
         Fields this source may set.
     tag : str
@@ -242,8 +243,8 @@ def _parse_sources(entries: object, origin: str) -> list[Source]:
             if position < len(path) - 1 and dictionary_VR(keyword) != "SQ":
                 raise ConfigError(f"{where}: {keyword!r} is not a sequence, so nothing can follow it")
         rank = entry.get("rank")
-        if not isinstance(rank, int) or isinstance(rank, bool) or rank < 1:
-            raise ConfigError(f"{where}: 'rank' must be an integer >= 1 (1 = most trusted), got {rank!r}")
+        if not isinstance(rank, int) or isinstance(rank, bool) or rank < 0:
+            raise ConfigError(f"{where}: 'rank' must be an integer >= 0 (lower = more trusted), got {rank!r}")
         fields = entry.get("fields", list(FIELDS))
         if not isinstance(fields, list) or not set(fields) <= set(FIELDS):
             raise ConfigError(f"{where}: 'fields' must list some of {list(FIELDS)}, but got {fields!r}")

@@ -1,0 +1,369 @@
+"""Tests of archive.rules: the shipped rules on realistic operator text, datasets and rule files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+
+from archive.errors import ConfigError
+from archive.model import ProcedureType, Side, SpinalLevel, Technique
+from archive.rules import Classification, classify, classify_text, default_rules, load_rules
+
+LEFT, RIGHT, B = Side.LEFT, Side.RIGHT, Side.BILATERAL
+OT, TT, UNK = Technique.OT, Technique.TT, Technique.UNKNOWN
+IP, OOP = Technique.IN_PLANE, Technique.OUT_OF_PLANE
+MBB = ProcedureType.MEDIAL_BRANCH_BLOCK
+RF = ProcedureType.RADIOFREQUENCY
+EPI = ProcedureType.EPIDURAL
+FACET = ProcedureType.FACET_INJECTION
+
+# text, levels, side, technique, procedure type, region
+TEXT_CASES: list[tuple[str, str, Side | None, Technique, ProcedureType | None, str | None]] = [
+    ("L4/5 MBB R", "L4 L5", RIGHT, UNK, MBB, "lumbar"),
+    ("L4-5", "L4 L5", None, UNK, None, "lumbar"),
+    ("L4/L5", "L4 L5", None, UNK, None, "lumbar"),
+    ("L45", "L4 L5", None, UNK, None, "lumbar"),
+    ("l4-5 mbb r", "L4 L5", RIGHT, UNK, MBB, "lumbar"),
+    ("L5 DR", "L5", None, UNK, None, "lumbar"),
+    ("L5 DR one-needle", "L5", None, OT, None, "lumbar"),
+    ("L3-L5 MBB", "L3 L4 L5", None, UNK, MBB, "lumbar"),
+    ("L3-5", "L3 L4 L5", None, UNK, None, "lumbar"),
+    ("Rt L3-L5 MBB IP", "L3 L4 L5", RIGHT, IP, MBB, "lumbar"),
+    ("bilat L4-5 facet", "L4 L5", B, UNK, FACET, "lumbar"),
+    ("Bilateral L4/5 facet injection", "L4 L5", B, UNK, FACET, "lumbar"),
+    ("腰椎 L5 右 一针两点 平面内", "L5", RIGHT, OT, None, "lumbar"),
+    ("RF L4 L5 LT", "L4 L5", LEFT, UNK, RF, "lumbar"),
+    ("C4/5 颈椎 左 平面内", "C4 C5", LEFT, IP, None, "cervical"),
+    ("L4-S1", "L4 L5 S1", None, UNK, None, "lumbar"),
+    ("L5/S1 epidural", "L5 S1", None, UNK, EPI, "lumbar"),
+    ("T12-L1", "T12 L1", None, UNK, None, None),
+    ("T12 thoracic", "T12", None, UNK, None, "thoracic"),
+    ("right L4 L5 MBB one needle two points", "L4 L5", RIGHT, OT, MBB, "lumbar"),
+    ("LEFT L4/5 TWO NEEDLES", "L4 L5", LEFT, TT, None, "lumbar"),
+    ("L4/5 R TT", "L4 L5", RIGHT, TT, None, "lumbar"),
+    ("L4/5 L OT in-plane", "L4 L5", LEFT, OT, None, "lumbar"),
+    ("L4 in-plane L5 OOP", "L4 L5", None, IP, None, "lumbar"),
+    ("L5 out of plane", "L5", None, OOP, None, "lumbar"),
+    ("MBB one puncture L4/5 rt", "L4 L5", RIGHT, OT, MBB, "lumbar"),
+    ("single puncture L3-L5 bilat", "L3 L4 L5", B, OT, None, "lumbar"),
+    ("two punctures L4 L5 Lt", "L4 L5", LEFT, TT, None, "lumbar"),
+    ("two points via two punctures", "", None, TT, None, None),
+    ("腰4/5 两针两点 右侧", "L4 L5", RIGHT, TT, None, "lumbar"),
+    ("L4/5 左 平面外", "L4 L5", LEFT, OOP, None, "lumbar"),
+    ("双侧 L3-L5 内侧支阻滞", "L3 L4 L5", B, UNK, MBB, "lumbar"),
+    ("L5 射频 右", "L5", RIGHT, UNK, RF, "lumbar"),
+    ("硬膜外 腰椎", "", None, UNK, EPI, "lumbar"),
+    ("关节突 L4/5 左", "L4 L5", LEFT, UNK, FACET, "lumbar"),
+    ("颈椎 C5 右 平面内", "C5", RIGHT, IP, None, "cervical"),
+    ("Ｌ４／５　ＭＢＢ　Ｒ", "L4 L5", RIGHT, UNK, MBB, "lumbar"),  # full-width input
+    ("L4/5 R and L", "L4 L5", B, UNK, None, "lumbar"),
+    ("medial branch block, right L3, L4, L5", "L3 L4 L5", RIGHT, UNK, MBB, "lumbar"),
+    ("radiofrequency ablation L4-5 left", "L4 L5", LEFT, UNK, RF, "lumbar"),
+    ("C5/6 right IP", "C5 C6", RIGHT, IP, None, "cervical"),
+    ("MBB L4/5 B/L OOP", "L4 L5", B, OOP, MBB, "lumbar"),
+    # strings that must not match
+    ("DR", "", None, UNK, None, None),
+    ("RF", "", None, UNK, RF, None),
+    ("Liver", "", None, UNK, None, None),
+    ("Abdomen C5-2", "", None, UNK, None, None),  # a curvilinear transducer, not C2-C5
+    ("Protocol L12-5 MSK", "", None, UNK, None, None),  # a linear transducer
+    ("NOT TESTED, SHIP IT", "", None, UNK, None, None),
+    ("DRAFT", "", None, UNK, None, None),
+    ("", "", None, UNK, None, None),
+]
+
+
+def _levels(text: str) -> tuple[SpinalLevel, ...]:
+    return tuple(SpinalLevel(part) for part in text.split())
+
+
+@pytest.mark.parametrize(("text", "levels", "side", "technique", "procedure", "region"), TEXT_CASES)
+def test_classify_text_reads_operator_text(
+    text: str,
+    levels: str,
+    side: Side | None,
+    technique: Technique,
+    procedure: ProcedureType | None,
+    region: str | None,
+) -> None:
+    result = classify_text(text)
+    assert result.levels == _levels(levels)
+    assert result.side is side
+    assert result.technique is technique
+    assert result.procedure_type is procedure
+    assert result.region == region
+
+
+def test_table_is_large_enough() -> None:
+    assert len(TEXT_CASES) >= 40
+
+
+def test_ot_tt_beats_in_plane_within_one_text() -> None:
+    assert classify_text("L4 in-plane, L5 one needle").technique is OT
+    assert classify_text("OOP two needles").technique is TT
+
+
+def test_text_provenance_names_rule_and_origin() -> None:
+    result = classify_text("L4/5 MBB R")
+    assert result.provenance["levels"] == "text 'L4/5 MBB R' by rule level-range in default rules"
+    assert result.provenance["side"] == "text 'L4/5 MBB R' by rule side-right-letter in default rules"
+    assert result.provenance["region"] == "derived from levels L4, L5"
+    assert "technique" not in result.provenance
+
+
+def _code(value: str, scheme: str, meaning: str) -> Dataset:
+    item = Dataset()
+    item.CodeValue = value
+    item.CodingSchemeDesignator = scheme
+    item.CodeMeaning = meaning
+    return item
+
+
+def test_performed_step_description_beats_series_description() -> None:
+    ds = Dataset()
+    ds.PerformedProcedureStepDescription = "L4/5 MBB R"
+    ds.SeriesDescription = "L3 left TT"
+    result = classify(ds)
+    assert result.levels == (SpinalLevel.L4, SpinalLevel.L5)
+    assert result.side is RIGHT
+    assert result.technique is TT  # only the series description says it
+    assert result.provenance["side"] == (
+        "PerformedProcedureStepDescription (0040,0254) 'L4/5 MBB R' by rule side-right-letter "
+        "in default rules (SeriesDescription said left)"
+    )
+    assert result.provenance["levels"].endswith("(SeriesDescription said L3)")
+    assert result.provenance["technique"].startswith("SeriesDescription (0008,103E) 'L3 left TT'")
+
+
+def test_request_attributes_sequence_is_most_trusted() -> None:
+    request = Dataset()
+    request.RequestedProcedureDescription = "US guided MBB L3-L5 bilat"
+    ds = Dataset()
+    ds.RequestAttributesSequence = Sequence([request])
+    ds.PerformedProcedureStepDescription = "L4/5 right"
+    result = classify(ds)
+    assert result.levels == (SpinalLevel.L3, SpinalLevel.L4, SpinalLevel.L5)
+    assert result.side is B
+    assert result.provenance["levels"].startswith(
+        "RequestAttributesSequence > RequestedProcedureDescription (0032,1060) 'US guided MBB L3-L5 bilat'"
+    )
+    assert "PerformedProcedureStepDescription said right" in result.provenance["side"]
+
+
+def test_coded_anatomy_with_laterality_modifier() -> None:
+    region = _code("11994002", "SCT", "L4 vertebra")
+    region.AnatomicRegionModifierSequence = Sequence([_code("24028007", "SCT", "Right")])
+    ds = Dataset()
+    ds.AnatomicRegionSequence = Sequence([region])
+    ds.SeriesDescription = "left"
+    result = classify(ds)
+    assert result.levels == (SpinalLevel.L4,)
+    assert result.side is RIGHT
+    assert "code (SCT, 24028007, 'Right')" in result.provenance["side"]
+    assert "side-code-right" in result.provenance["side"]
+    assert result.provenance["side"].endswith("(SeriesDescription said left)")
+
+
+def test_codes_without_meaning_and_region_code() -> None:
+    ds = Dataset()
+    ds.PrimaryAnatomicStructureSequence = Sequence(
+        [_code("49668003", "SCT", ""), _code("36470004", "SCT", "")]
+    )
+    ds.AnatomicRegionSequence = Sequence([_code("122494005", "SCT", "")])
+    result = classify(ds)
+    assert result.levels == (SpinalLevel.L3, SpinalLevel.L5)
+    assert result.region == "cervical"  # the coded region wins over levels
+    assert result.provenance["region"].startswith("AnatomicRegionSequence (0008,2218) code (SCT, 122494005")
+
+
+def test_procedure_code_meaning_is_read_as_text() -> None:
+    ds = Dataset()
+    ds.ProcedureCodeSequence = Sequence([_code("US-MBB-OT", "99LOCAL", "Lumbar MBB one needle two points")])
+    result = classify(ds)
+    assert result.procedure_type is MBB
+    assert result.technique is OT
+    assert result.region == "lumbar"
+
+
+def test_body_part_examined_gives_region_only() -> None:
+    ds = Dataset()
+    ds.BodyPartExamined = "CSPINE"
+    ds.SeriesDescription = "L5 lumbar"
+    result = classify(ds)
+    assert result.region == "cervical"
+    assert result.provenance["region"] == (
+        "BodyPartExamined (0018,0015) 'CSPINE' by rule region-cervical in default rules "
+        "(SeriesDescription said lumbar)"
+    )
+    assert result.levels == (SpinalLevel.L5,)
+
+
+def test_body_part_spine_alone_says_nothing() -> None:
+    ds = Dataset()
+    ds.BodyPartExamined = "SPINE"
+    assert classify(ds).region is None
+
+
+def test_image_laterality_is_the_fallback_for_side() -> None:
+    ds = Dataset()
+    ds.SeriesDescription = "L4/5 MBB"
+    ds.ImageLaterality = "L"
+    result = classify(ds)
+    assert result.side is LEFT
+    assert result.provenance["side"].startswith("ImageLaterality (0020,0062) 'L'")
+    ds.SeriesDescription = "L4/5 MBB rt"
+    assert classify(ds).side is RIGHT
+
+
+def test_laterality_b_is_bilateral_only_in_laterality_attributes() -> None:
+    ds = Dataset()
+    ds.Laterality = "B"
+    assert classify(ds).side is B
+    assert classify_text("B").side is None
+
+
+def test_empty_dataset_classifies_to_nothing() -> None:
+    result = classify(Dataset())
+    assert result == Classification(
+        levels=(), side=None, technique=UNK, procedure_type=None, provenance={}, region=None
+    )
+
+
+def test_default_rules_are_cached() -> None:
+    assert default_rules() is default_rules()
+    assert default_rules().origin == "default rules"
+
+
+SITE_RULES = """
+extends = "default"
+disable = ["side.side-left-letter"]
+
+[[rules.procedure_type]]
+name = "dorsal-root-cn"
+tokens = ["背根"]
+value = "medial branch block"
+
+[[rules.side]]
+name = "side-right-word"
+tokens = ["right", "RHS", "右"]
+value = "right"
+
+[[rules.technique]]
+name = "site-one-shot"
+pattern = '''\\bone[- ]?shot\\b'''
+value = "OT"
+
+[[sources]]
+name = "ImageComments"
+rank = 0
+"""
+
+
+def test_site_file_adds_overrides_and_disables(tmp_path: Path) -> None:
+    path = tmp_path / "site.toml"
+    path.write_text(SITE_RULES, encoding="utf-8")
+    rules = load_rules(path)
+    assert rules.origin == f"rules file {path}"
+    result = classify_text("L5 背根 RHS one-shot", rules)
+    assert result.procedure_type is MBB
+    assert result.side is RIGHT
+    assert result.technique is OT
+    assert result.provenance["technique"] == (
+        f"text 'L5 背根 RHS one-shot' by rule site-one-shot in rules file {path}"
+    )
+    assert classify_text("L4/5 L", rules).side is None  # letter rule disabled
+    assert classify_text("L4/5 rt", rules).side is None  # "rt" no longer in the replaced rule
+    assert classify_text("L4/5 L").side is LEFT  # defaults untouched
+    assert rules.sources[0].name == "ImageComments"  # re-ranked to most trusted
+    ds = Dataset()
+    ds.PerformedProcedureStepDescription = "L3"
+    ds.ImageComments = "L5"
+    assert classify(ds, rules).levels == (SpinalLevel.L5,)
+
+
+def test_standalone_file_with_own_sources(tmp_path: Path) -> None:
+    path = tmp_path / "own.toml"
+    path.write_text(
+        """
+[[sources]]
+name = "ProtocolName"
+rank = 1
+
+[[rules.levels]]
+name = "lv"
+pattern = '(?P<region>[LS])(?P<first>\\d)'
+""",
+        encoding="utf-8",
+    )
+    rules = load_rules(path)
+    ds = Dataset()
+    ds.ProtocolName = "L5"
+    ds.SeriesDescription = "L3 right"
+    result = classify(ds, rules)
+    assert result.levels == (SpinalLevel.L5,)
+    assert result.side is None
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (
+            '[[rules.side]]\nname = "broken"\npattern = "(R"\nvalue = "right"\n',
+            "rule side.broken: bad regular expression '(R'",
+        ),
+        ('[[rules.needle]]\nname = "x"\ntokens = ["x"]\nvalue = "y"\n', "unknown field(s) ['needle']"),
+        (
+            '[[rules.side]]\nname = "upside"\ntokens = ["up"]\nvalue = "up"\n',
+            "rule side.upside: unknown value (Side: expected one of left, right, bilateral",
+        ),
+        (
+            '[[rules.levels]]\nname = "l6"\ntokens = ["L6"]\nvalue = "L6"\n',
+            "rule levels.l6: unknown value (SpinalLevel: expected one of C1",
+        ),
+        (
+            '[[rules.technique]]\nname = "t"\ntokens = ["x"]\n',
+            "rule technique.t: 'value' is required",
+        ),
+        (
+            '[[rules.levels]]\nname = "nogroups"\npattern = "L\\\\d"\n',
+            "rule levels.nogroups: a level rule without 'value' needs named groups",
+        ),
+        (
+            '[[sources]]\nname = "SeriesDescriptio"\nrank = 3\n',
+            "source 'SeriesDescriptio': 'SeriesDescriptio' is not a DICOM attribute keyword",
+        ),
+        (
+            '[[rules.side]]\nname = "x"\ntokens = ["x"]\nvalue = "left"\nflags = "i"\n',
+            "unknown key(s) ['flags']",
+        ),
+        ('disable = ["side.no-such-rule"]\n', "cannot disable ['side.no-such-rule']"),
+        ("[[rules.side]\n", "not valid TOML"),
+    ],
+)
+def test_bad_rule_files_raise_clear_errors(tmp_path: Path, body: str, expected: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text('extends = "default"\n' + body, encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_rules(path)
+    message = str(caught.value)
+    assert str(path) in message
+    assert expected in message
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read it"):
+        load_rules(tmp_path / "absent.toml")
+
+
+def test_rule_restricted_to_unknown_source_is_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(
+        '[[sources]]\nname = "SeriesDescription"\nrank = 1\n'
+        '[[rules.side]]\nname = "b"\npattern = "^B$"\nvalue = "bilateral"\nsources = ["Nowhere"]\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError, match=r"rule side\.b: unknown source\(s\) \['Nowhere'\]"):
+        load_rules(path)
