@@ -1,0 +1,554 @@
+"""One reviewer's annotation of one clip, as an immutable value.
+
+Every edit (``with_…`` / ``without_…`` / :meth:`ClipAnnotation.copy_from_previous`)
+returns a new :class:`ClipAnnotation` and leaves the old one untouched, so undo
+is keeping the previous object and a saved version is one object serialised
+(:mod:`archive.annotation.serialise`). Masks are stored read-only and shared
+between versions, so keeping many versions is cheap.
+
+Keyframes and interpolation
+---------------------------
+Needle and target marks are stored on *keyframes* only. :meth:`~ClipAnnotation.needle_at`
+and :meth:`~ClipAnnotation.target_at` return the keyframe's mark on a keyframe
+and otherwise a mark interpolated linearly between the nearest keyframe before
+and the nearest keyframe after (:mod:`archive.interpolate`). They return
+``None``:
+
+* before the first and after the last keyframe (no extrapolation);
+* between two needle keyframes of different views (in-plane vs out-of-plane),
+  since a shaft cannot be interpolated into a dot;
+* between two target keyframes with different names (two different targets,
+  e.g. L4 then L5 in the one-puncture technique).
+
+Editing a keyframe therefore changes the interpolated frames on both sides of
+it at once; :meth:`~ClipAnnotation.is_interpolated` tells interpolated frames
+from keyframes.
+
+Masks
+-----
+Injectate spread is one boolean mask of shape ``(rows, cols)`` per frame that
+has one. Danger structures are, per frame, a mapping from class name to a
+boolean mask of shape ``(rows, cols)``; masks of different classes may overlap.
+Class names are stripped and lower-cased (``"Nerve root "`` -> ``"nerve root"``);
+:data:`~archive.annotation.marks.DANGER_CLASSES` lists the usual ones. An
+all-false mask is kept: it records "checked, nothing here", unlike no mask.
+
+Marks may be edited only while the status is draft or needs-rework
+(:data:`~archive.annotation.review.EDITABLE_STATUSES`); comments may be added
+in any status.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from archive.annotation.events import check_events, check_frame
+from archive.annotation.marks import (
+    AdverseEvent,
+    MarkKind,
+    NeedleMark,
+    ReviewComment,
+    TargetMark,
+    check_point,
+)
+from archive.annotation.review import COMMENT_REQUIRED, EDITABLE_STATUSES, transition
+from archive.errors import AnnotationError
+from archive.interpolate import Point, interpolate_point, interpolate_polyline
+from archive.model import ClipEvent, NeedleView, ReviewStatus
+
+logger = logging.getLogger(__name__)
+
+Mask = NDArray[np.bool_]
+
+
+def _frozen_mask(mask: ArrayLike, frame_shape: tuple[int, int], what: str) -> Mask:
+    """Return ``mask`` as a read-only bool array of ``frame_shape``, copying only if needed."""
+    reusable = (
+        isinstance(mask, np.ndarray)
+        and mask.dtype == np.bool_
+        and not mask.flags.writeable
+        and mask.base is None
+        and mask.shape == frame_shape
+    )
+    if reusable:
+        return mask  # type: ignore[return-value]
+    array = np.asarray(mask)
+    if array.shape != frame_shape:
+        raise AnnotationError(
+            f"{what}: expected a mask of the frame shape {frame_shape}, but got shape {array.shape}"
+        )
+    zeros_and_ones = np.issubdtype(array.dtype, np.integer) and bool(np.isin(array, (0, 1)).all())
+    if array.dtype != np.bool_ and not zeros_and_ones:
+        raise AnnotationError(
+            f"{what}: expected a boolean mask (or integers 0/1), but got dtype {array.dtype}; "
+            "threshold it first"
+        )
+    frozen = np.array(array, dtype=np.bool_, copy=True)
+    frozen.setflags(write=False)
+    return frozen
+
+
+def _danger_class(name: str) -> str:
+    cleaned = str(name).strip().lower()
+    if not cleaned:
+        raise AnnotationError(
+            "danger structure: expected a class name such as 'nerve root', but got an empty name"
+        )
+    return cleaned
+
+
+@dataclass(frozen=True, eq=False)
+class ClipAnnotation:
+    """One reviewer's marks, events and review status for one clip.
+
+    Create an empty one with :meth:`new`; edit with the ``with_…`` methods.
+    Frames are 0-based indices into the clip.
+
+    Parameters
+    ----------
+    sop_instance_uid : str
+        SOP Instance UID of the annotated clip.
+    reviewer : str
+        User name of the reviewer who owns these marks.
+    n_frames : int
+        Number of frames of the clip, >= 1.
+    frame_shape : tuple of int
+        ``(rows, cols)`` of one frame.
+    needle : mapping of int to NeedleMark
+        Needle keyframes.
+    target : mapping of int to TargetMark
+        Target keyframes.
+    spread : mapping of int to ndarray of shape (rows, cols), bool
+        Injectate spread masks.
+    danger : mapping of int to mapping of str to ndarray of shape (rows, cols), bool
+        Danger-structure masks by class name, per frame.
+    events : mapping of ClipEvent to int
+        Frame of each marked event except adverse events.
+    adverse_events : tuple of AdverseEvent
+        Adverse events, kept sorted by frame then note.
+    status : ReviewStatus
+        Review status.
+    comments : tuple of ReviewComment
+        Review comments in the order they were made.
+
+    Raises
+    ------
+    AnnotationError
+        If any mark, mask or event does not fit the clip.
+    """
+
+    sop_instance_uid: str
+    reviewer: str
+    n_frames: int
+    frame_shape: tuple[int, int]
+    needle: Mapping[int, NeedleMark] = field(default_factory=dict)
+    target: Mapping[int, TargetMark] = field(default_factory=dict)
+    spread: Mapping[int, Mask] = field(default_factory=dict)
+    danger: Mapping[int, Mapping[str, Mask]] = field(default_factory=dict)
+    events: Mapping[ClipEvent, int] = field(default_factory=dict)
+    adverse_events: tuple[AdverseEvent, ...] = ()
+    status: ReviewStatus = ReviewStatus.DRAFT
+    comments: tuple[ReviewComment, ...] = ()
+
+    def __post_init__(self) -> None:
+        uid = str(self.sop_instance_uid).strip()
+        reviewer = str(self.reviewer).strip()
+        if not uid or not reviewer:
+            raise AnnotationError(
+                f"annotation: expected a SOP Instance UID and a reviewer, but got "
+                f"sop_instance_uid={self.sop_instance_uid!r}, reviewer={self.reviewer!r}"
+            )
+        n_frames = int(self.n_frames)
+        if n_frames < 1:
+            raise AnnotationError(f"n_frames: expected at least 1 frame, but got {self.n_frames}")
+        if len(self.frame_shape) != 2 or min(int(v) for v in self.frame_shape) < 1:
+            raise AnnotationError(
+                f"frame_shape: expected (rows, cols) with both >= 1, but got {self.frame_shape!r}"
+            )
+        shape = (int(self.frame_shape[0]), int(self.frame_shape[1]))
+
+        needle: dict[int, NeedleMark] = {}
+        for frame, mark in sorted(self.needle.items()):
+            f = check_frame(frame, n_frames, "needle keyframe")
+            for i, point in enumerate(mark.points):
+                check_point(point, shape, f"needle point {i} on frame {f}")
+            needle[f] = mark
+        target: dict[int, TargetMark] = {}
+        for frame, tmark in sorted(self.target.items()):
+            f = check_frame(frame, n_frames, "target keyframe")
+            check_point(tmark.point, shape, f"target on frame {f}")
+            target[f] = tmark
+        spread: dict[int, Mask] = {}
+        for frame, mask in sorted(self.spread.items()):
+            f = check_frame(frame, n_frames, "spread mask")
+            spread[f] = _frozen_mask(mask, shape, f"spread mask on frame {f}")
+        danger: dict[int, Mapping[str, Mask]] = {}
+        for frame, by_class in sorted(self.danger.items()):
+            f = check_frame(frame, n_frames, "danger mask")
+            masks: dict[str, Mask] = {}
+            for name, mask in sorted(by_class.items()):
+                cls = _danger_class(name)
+                if cls in masks:
+                    raise AnnotationError(
+                        f"danger masks on frame {f}: class {cls!r} given twice (names are compared "
+                        "stripped and lower-cased); merge the masks"
+                    )
+                masks[cls] = _frozen_mask(mask, shape, f"danger mask {cls!r} on frame {f}")
+            if masks:
+                danger[f] = MappingProxyType(masks)
+        events = {ClipEvent.parse(e): int(f) for e, f in self.events.items()}
+        adverse = tuple(sorted(self.adverse_events))
+        for first, second in itertools.pairwise(adverse):
+            if first == second:
+                raise AnnotationError(
+                    f"adverse events: {first} is recorded twice; record each adverse event once"
+                )
+        check_events(events, adverse, n_frames)
+
+        set_ = object.__setattr__
+        set_(self, "sop_instance_uid", uid)
+        set_(self, "reviewer", reviewer)
+        set_(self, "n_frames", n_frames)
+        set_(self, "frame_shape", shape)
+        set_(self, "needle", MappingProxyType(needle))
+        set_(self, "target", MappingProxyType(target))
+        set_(self, "spread", MappingProxyType(spread))
+        set_(self, "danger", MappingProxyType(danger))
+        set_(self, "events", MappingProxyType(dict(sorted(events.items()))))
+        set_(self, "adverse_events", adverse)
+        set_(self, "status", ReviewStatus.parse(self.status))
+        set_(self, "comments", tuple(self.comments))
+
+    @classmethod
+    def new(
+        cls, sop_instance_uid: str, reviewer: str, n_frames: int, frame_shape: tuple[int, int]
+    ) -> ClipAnnotation:
+        """An empty draft annotation of a clip.
+
+        Parameters
+        ----------
+        sop_instance_uid : str
+            SOP Instance UID of the clip.
+        reviewer : str
+            User name of the reviewer.
+        n_frames : int
+            Number of frames of the clip.
+        frame_shape : tuple of int
+            ``(rows, cols)`` of one frame.
+        """
+        return cls(sop_instance_uid, reviewer, n_frames, frame_shape)
+
+    # -- equality ---------------------------------------------------------------------------
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ClipAnnotation):
+            return NotImplemented
+        plain = [
+            "sop_instance_uid",
+            "reviewer",
+            "n_frames",
+            "frame_shape",
+            "needle",
+            "target",
+            "events",
+            "adverse_events",
+            "status",
+            "comments",
+        ]
+        if any(getattr(self, name) != getattr(other, name) for name in plain):
+            return False
+        if self.spread.keys() != other.spread.keys() or self.danger.keys() != other.danger.keys():
+            return False
+        if not all(np.array_equal(m, other.spread[f]) for f, m in self.spread.items()):
+            return False
+        for frame, by_class in self.danger.items():
+            theirs = other.danger[frame]
+            if by_class.keys() != theirs.keys():
+                return False
+            if not all(np.array_equal(m, theirs[c]) for c, m in by_class.items()):
+                return False
+        return True
+
+    __hash__ = None  # type: ignore[assignment]
+
+    # -- reading ----------------------------------------------------------------------------
+
+    @property
+    def editable(self) -> bool:
+        """Whether marks may be changed in the present review status."""
+        return self.status in EDITABLE_STATUSES
+
+    def _frames_of(self, kind: MarkKind | str) -> Mapping[int, Any]:
+        kind = MarkKind(kind)
+        return {
+            MarkKind.NEEDLE: self.needle,
+            MarkKind.TARGET: self.target,
+            MarkKind.SPREAD: self.spread,
+            MarkKind.DANGER: self.danger,
+        }[kind]
+
+    def keyframes(self, kind: MarkKind | str) -> tuple[int, ...]:
+        """Frames on which marks of ``kind`` are stored, ascending.
+
+        For masks (``SPREAD``, ``DANGER``) these are the frames that have a mask.
+        """
+        return tuple(self._frames_of(kind))
+
+    def is_keyframe(self, kind: MarkKind | str, frame: int) -> bool:
+        """Whether ``frame`` holds a stored (not interpolated) mark of ``kind``."""
+        check_frame(frame, self.n_frames, "frame")
+        return int(frame) in self._frames_of(kind)
+
+    def is_interpolated(self, kind: MarkKind | str, frame: int) -> bool:
+        """Whether ``frame`` shows an interpolated needle or target (not a keyframe).
+
+        Always false for masks, which are never interpolated.
+        """
+        kind = MarkKind(kind)
+        if self.is_keyframe(kind, frame):
+            return False
+        if kind is MarkKind.NEEDLE:
+            return self.needle_at(frame) is not None
+        if kind is MarkKind.TARGET:
+            return self.target_at(frame) is not None
+        return False
+
+    def next_keyframe(self, kind: MarkKind | str, frame: int) -> int | None:
+        """The first keyframe of ``kind`` strictly after ``frame``, or ``None``."""
+        return next((f for f in self.keyframes(kind) if f > frame), None)
+
+    def previous_keyframe(self, kind: MarkKind | str, frame: int) -> int | None:
+        """The last keyframe of ``kind`` strictly before ``frame``, or ``None``."""
+        return next((f for f in reversed(self.keyframes(kind)) if f < frame), None)
+
+    def _neighbours(self, kind: MarkKind, frame: int) -> tuple[int, int] | None:
+        before = self.previous_keyframe(kind, frame)
+        after = self.next_keyframe(kind, frame)
+        if before is None or after is None:
+            return None
+        return before, after
+
+    def needle_at(self, frame: int) -> NeedleMark | None:
+        """The needle on ``frame``: its keyframe mark or one interpolated between keyframes.
+
+        Returns
+        -------
+        NeedleMark or None
+            ``None`` outside the keyframe range, between keyframes of different
+            views, or where interpolation collapses the shaft to one point.
+        """
+        frame = check_frame(frame, self.n_frames, "frame")
+        if frame in self.needle:
+            return self.needle[frame]
+        span = self._neighbours(MarkKind.NEEDLE, frame)
+        if span is None:
+            return None
+        fa, fb = span
+        a, b = self.needle[fa], self.needle[fb]
+        if a.view is not b.view:
+            return None
+        if a.view is NeedleView.OUT_OF_PLANE:
+            return NeedleMark((interpolate_point(a.tip, b.tip, fa, fb, frame),), a.view)
+        points = interpolate_polyline(a.points, b.points, fa, fb, frame)
+        distinct = [p for i, p in enumerate(points) if i == 0 or p != points[i - 1]]
+        if len(distinct) < 2:
+            logger.debug("needle interpolation on frame %d collapses to a point", frame)
+            return None
+        return NeedleMark(tuple(distinct), a.view)
+
+    def target_at(self, frame: int) -> TargetMark | None:
+        """The target on ``frame``: its keyframe mark or one interpolated between keyframes.
+
+        Returns
+        -------
+        TargetMark or None
+            ``None`` outside the keyframe range or between keyframes naming
+            different targets.
+        """
+        frame = check_frame(frame, self.n_frames, "frame")
+        if frame in self.target:
+            return self.target[frame]
+        span = self._neighbours(MarkKind.TARGET, frame)
+        if span is None:
+            return None
+        fa, fb = span
+        a, b = self.target[fa], self.target[fb]
+        if a.name != b.name:
+            return None
+        return TargetMark(interpolate_point(a.point, b.point, fa, fb, frame), a.name)
+
+    def tip_at(self, frame: int) -> Point | None:
+        """The needle tip ``(row, col)`` on ``frame`` (last needle point), or ``None``."""
+        mark = self.needle_at(frame)
+        return None if mark is None else mark.tip
+
+    def spread_at(self, frame: int) -> Mask | None:
+        """The read-only spread mask of ``frame``, shape (rows, cols) bool, or ``None``."""
+        return self.spread.get(check_frame(frame, self.n_frames, "frame"))
+
+    def danger_at(self, frame: int) -> Mapping[str, Mask]:
+        """Danger masks of ``frame`` by class name (empty mapping if none)."""
+        return self.danger.get(check_frame(frame, self.n_frames, "frame"), MappingProxyType({}))
+
+    # -- editing marks ----------------------------------------------------------------------
+
+    def _edit(self, **changes: Any) -> ClipAnnotation:
+        if not self.editable:
+            raise AnnotationError(
+                f"annotation of {self.sop_instance_uid} by {self.reviewer} is {self.status.value!r} "
+                "and cannot be edited; move it back to 'draft' (if submitted) or to 'needs-rework' first"
+            )
+        return dataclasses.replace(self, **changes)
+
+    def with_needle(self, frame: int, mark: NeedleMark) -> ClipAnnotation:
+        """Set (or replace) the needle keyframe on ``frame``."""
+        frame = check_frame(frame, self.n_frames, "needle keyframe")
+        return self._edit(needle={**self.needle, frame: mark})
+
+    def without_needle(self, frame: int) -> ClipAnnotation:
+        """Remove the needle keyframe on ``frame`` (an error if there is none)."""
+        return self._edit(needle=self._removed(MarkKind.NEEDLE, self.needle, frame))
+
+    def with_target(self, frame: int, mark: TargetMark) -> ClipAnnotation:
+        """Set (or replace) the target keyframe on ``frame``."""
+        frame = check_frame(frame, self.n_frames, "target keyframe")
+        return self._edit(target={**self.target, frame: mark})
+
+    def without_target(self, frame: int) -> ClipAnnotation:
+        """Remove the target keyframe on ``frame`` (an error if there is none)."""
+        return self._edit(target=self._removed(MarkKind.TARGET, self.target, frame))
+
+    def with_spread(self, frame: int, mask: ArrayLike) -> ClipAnnotation:
+        """Set the spread mask of ``frame``; ``mask`` has shape (rows, cols), bool or 0/1."""
+        frame = check_frame(frame, self.n_frames, "spread mask")
+        return self._edit(spread={**self.spread, frame: mask})
+
+    def without_spread(self, frame: int) -> ClipAnnotation:
+        """Remove the spread mask of ``frame`` (an error if there is none)."""
+        return self._edit(spread=self._removed(MarkKind.SPREAD, self.spread, frame))
+
+    def with_danger(self, frame: int, class_name: str, mask: ArrayLike) -> ClipAnnotation:
+        """Set the mask of danger class ``class_name`` on ``frame``; shape (rows, cols)."""
+        frame = check_frame(frame, self.n_frames, "danger mask")
+        by_class = {**self.danger.get(frame, {}), _danger_class(class_name): mask}
+        return self._edit(danger={**self.danger, frame: by_class})
+
+    def without_danger(self, frame: int, class_name: str | None = None) -> ClipAnnotation:
+        """Remove one danger class (or, with ``class_name=None``, all) from ``frame``."""
+        frame = check_frame(frame, self.n_frames, "danger mask")
+        if class_name is None:
+            return self._edit(danger=self._removed(MarkKind.DANGER, self.danger, frame))
+        cls = _danger_class(class_name)
+        by_class = dict(self.danger.get(frame, {}))
+        if cls not in by_class:
+            raise AnnotationError(
+                f"danger mask {cls!r} on frame {frame}: there is none to remove; "
+                f"classes on this frame: {sorted(by_class) or 'none'}"
+            )
+        del by_class[cls]
+        return self._edit(danger={**self.danger, frame: by_class})
+
+    def _removed(self, kind: MarkKind, marks: Mapping[int, Any], frame: int) -> dict[int, Any]:
+        frame = check_frame(frame, self.n_frames, f"{kind.value} keyframe")
+        if frame not in marks:
+            raise AnnotationError(
+                f"{kind.value} on frame {frame}: there is no stored mark to remove; "
+                f"{kind.value} keyframes are {list(marks) or 'none'}"
+            )
+        return {f: m for f, m in marks.items() if f != frame}
+
+    def copy_from_previous(self, kind: MarkKind | str, frame: int) -> ClipAnnotation:
+        """Make ``frame`` a keyframe holding the mark of the nearest earlier marked frame.
+
+        For the needle and target the source is the mark shown on ``frame - 1``
+        (keyframe or interpolated) or, if none is shown there, the last keyframe
+        before ``frame``. For spread the source is the last earlier frame with a
+        mask; for danger structures all classes of the last earlier frame with
+        danger masks replace those of ``frame``.
+
+        Raises
+        ------
+        AnnotationError
+            If no earlier frame has a mark of ``kind``, or the annotation is not
+            editable.
+        """
+        kind = MarkKind(kind)
+        frame = check_frame(frame, self.n_frames, "frame")
+        source: Any = None
+        if frame > 0 and kind is MarkKind.NEEDLE:
+            source = self.needle_at(frame - 1)
+        elif frame > 0 and kind is MarkKind.TARGET:
+            source = self.target_at(frame - 1)
+        if source is None:
+            before = self.previous_keyframe(kind, frame)
+            if before is None:
+                raise AnnotationError(
+                    f"copy {kind.value} to frame {frame}: expected a {kind.value} mark on an earlier "
+                    "frame, but there is none; mark it on this frame instead"
+                )
+            source = self._frames_of(kind)[before]
+        marks = {**self._frames_of(kind), frame: source}
+        return self._edit(**{kind.value: marks})
+
+    # -- events, status, comments -----------------------------------------------------------
+
+    def with_event(self, event: ClipEvent | str, frame: int) -> ClipAnnotation:
+        """Mark ``event`` (not an adverse event) at ``frame``, replacing an earlier mark of it."""
+        parsed = ClipEvent.parse(event)
+        return self._edit(events={**self.events, parsed: check_frame(frame, self.n_frames, parsed.value)})
+
+    def without_event(self, event: ClipEvent | str) -> ClipAnnotation:
+        """Remove the mark of ``event`` (an error if it is not marked)."""
+        parsed = ClipEvent.parse(event)
+        if parsed not in self.events:
+            raise AnnotationError(
+                f"event {parsed.value!r} is not marked; marked events: "
+                f"{[e.value for e in self.events] or 'none'}"
+            )
+        return self._edit(events={e: f for e, f in self.events.items() if e is not parsed})
+
+    def with_adverse_event(self, frame: int, note: str) -> ClipAnnotation:
+        """Record an adverse event at ``frame`` with a note saying what happened."""
+        return self._edit(adverse_events=(*self.adverse_events, AdverseEvent(int(frame), note)))
+
+    def without_adverse_event(self, event: AdverseEvent) -> ClipAnnotation:
+        """Remove a recorded adverse event (an error if it is not recorded)."""
+        if event not in self.adverse_events:
+            raise AnnotationError(f"adverse event {event} is not recorded; nothing to remove")
+        return self._edit(adverse_events=tuple(a for a in self.adverse_events if a != event))
+
+    def with_status(self, new: ReviewStatus | str, comment: ReviewComment | None = None) -> ClipAnnotation:
+        """Move to review status ``new`` following :func:`~archive.annotation.review.transition`.
+
+        Parameters
+        ----------
+        new : ReviewStatus or str
+            Wanted status.
+        comment : ReviewComment, optional
+            Appended to the comments; required when moving to needs-rework.
+
+        Raises
+        ------
+        AnnotationError
+            If the transition is not allowed or a required comment is missing.
+        """
+        status = transition(self.status, new)
+        if status in COMMENT_REQUIRED and comment is None and status is not self.status:
+            raise AnnotationError(
+                f"review status {status.value!r}: expected a comment saying what to rework, but got none"
+            )
+        comments = self.comments if comment is None else (*self.comments, comment)
+        return dataclasses.replace(self, status=status, comments=comments)
+
+    def with_comment(self, comment: ReviewComment) -> ClipAnnotation:
+        """Append a review comment (allowed in every status)."""
+        return dataclasses.replace(self, comments=(*self.comments, comment))
