@@ -167,6 +167,12 @@ class ClipAnnotation:
                 f"annotation: expected a SOP Instance UID and a reviewer, but got "
                 f"sop_instance_uid={self.sop_instance_uid!r}, reviewer={self.reviewer!r}"
             )
+        integers = (self.n_frames, *self.frame_shape)
+        if any(isinstance(v, bool) or not hasattr(v, "__index__") for v in integers):
+            raise AnnotationError(
+                f"annotation: expected integer n_frames and frame_shape, but got "
+                f"n_frames={self.n_frames!r}, frame_shape={self.frame_shape!r}"
+            )
         n_frames = int(self.n_frames)
         if n_frames < 1:
             raise AnnotationError(f"n_frames: expected at least 1 frame, but got {self.n_frames}")
@@ -205,7 +211,10 @@ class ClipAnnotation:
                 masks[cls] = _frozen_mask(mask, shape, f"danger mask {cls!r} on frame {f}")
             if masks:
                 danger[f] = MappingProxyType(masks)
-        events = {ClipEvent.parse(e): int(f) for e, f in self.events.items()}
+        events = {ClipEvent.parse(e): f for e, f in self.events.items()}
+        for comment in self.comments:
+            if comment.frame is not None:
+                check_frame(comment.frame, n_frames, f"frame of comment {comment.text!r}")
         adverse = tuple(sorted(self.adverse_events))
         for first, second in itertools.pairwise(adverse):
             if first == second:
@@ -213,6 +222,7 @@ class ClipAnnotation:
                     f"adverse events: {first} is recorded twice; record each adverse event once"
                 )
         check_events(events, adverse, n_frames)
+        events = {e: int(f) for e, f in events.items()}
 
         set_ = object.__setattr__
         set_(self, "sop_instance_uid", uid)
@@ -359,11 +369,14 @@ class ClipAnnotation:
         if a.view is NeedleView.OUT_OF_PLANE:
             return NeedleMark((interpolate_point(a.tip, b.tip, fa, fb, frame),), a.view)
         points = interpolate_polyline(a.points, b.points, fa, fb, frame)
-        distinct = [p for i, p in enumerate(points) if i == 0 or p != points[i - 1]]
-        if len(distinct) < 2:
-            logger.debug("needle interpolation on frame %d collapses to a point", frame)
+        distinct = tuple(p for i, p in enumerate(points) if i == 0 or p != points[i - 1])
+        try:
+            return NeedleMark(distinct, a.view)
+        except AnnotationError as exc:
+            # Degenerate geometry, e.g. a shaft whose ends swap between keyframes
+            # collapses to one point half-way.
+            logger.debug("no needle interpolated on frame %d: %s", frame, exc)
             return None
-        return NeedleMark(tuple(distinct), a.view)
 
     def target_at(self, frame: int) -> TargetMark | None:
         """The target on ``frame``: its keyframe mark or one interpolated between keyframes.
@@ -518,7 +531,8 @@ class ClipAnnotation:
 
     def with_adverse_event(self, frame: int, note: str) -> ClipAnnotation:
         """Record an adverse event at ``frame`` with a note saying what happened."""
-        return self._edit(adverse_events=(*self.adverse_events, AdverseEvent(int(frame), note)))
+        frame = check_frame(frame, self.n_frames, f"adverse event {note!r}")
+        return self._edit(adverse_events=(*self.adverse_events, AdverseEvent(frame, note)))
 
     def without_adverse_event(self, event: AdverseEvent) -> ClipAnnotation:
         """Remove a recorded adverse event (an error if it is not recorded)."""

@@ -362,3 +362,19 @@ def test_interpolation_collapsing_to_a_point_gives_none(empty: ClipAnnotation) -
     )
     assert ann.needle_at(1) is None
     assert not ann.is_interpolated(MarkKind.NEEDLE, 1)
+
+
+def test_frames_must_be_integers(empty: ClipAnnotation) -> None:
+    with pytest.raises(AnnotationError, match="integer frame"):
+        empty.with_event(ClipEvent.INJECTION_START, 2.5)  # type: ignore[arg-type]
+    with pytest.raises(AnnotationError, match="integer frame"):
+        empty.with_adverse_event(2.5, "pain")  # type: ignore[arg-type]
+    with pytest.raises(AnnotationError, match="integer n_frames"):
+        ClipAnnotation.new("1.2.3", "ann", 5.0, (10, 10))  # type: ignore[arg-type]
+    assert empty.with_event(ClipEvent.INJECTION_START, np.int64(3)).events[ClipEvent.INJECTION_START] == 3
+
+
+def test_comment_frame_must_be_in_clip(empty: ClipAnnotation) -> None:
+    with pytest.raises(AnnotationError, match="frame of comment"):
+        empty.with_comment(ReviewComment("chief", "look here", frame=20))
+    assert empty.with_comment(ReviewComment("chief", "look here", frame=19)).comments[0].frame == 19
