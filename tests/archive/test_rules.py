@@ -367,3 +367,31 @@ def test_rule_restricted_to_unknown_source_is_rejected(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match=r"rule side\.b: unknown source\(s\) \['Nowhere'\]"):
         load_rules(path)
+
+
+def test_dataset_read_back_from_a_file_with_chinese_text(tmp_path: Path) -> None:
+    from pydicom import dcmread
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.3.1"
+    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.SeriesDescription = "腰椎 L4/5 左 两针两点"
+    ds.ImageLaterality = "R"
+    path = tmp_path / "clip.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    result = classify(dcmread(path))
+    assert result.levels == (SpinalLevel.L4, SpinalLevel.L5)
+    assert result.side is LEFT
+    assert result.technique is TT
+    assert result.region == "lumbar"
+    assert result.provenance["side"] == (
+        "SeriesDescription (0008,103E) '腰椎 L4/5 左 两针两点' by rule side-left-word "
+        "in default rules (ImageLaterality said right)"
+    )
