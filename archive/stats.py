@@ -226,8 +226,9 @@ def mann_whitney(a: Iterable[float | None], b: Iterable[float | None]) -> TestRe
     TestResult
         ``statistic`` is U of ``a``; ``df`` is ``None``; ``effect`` the
         probability of superiority U / (n_a n_b), i.e. P(a > b) + ½ P(a = b).
-        scipy chooses the exact distribution for small samples without ties
-        and the normal approximation (tie- and continuity-corrected) otherwise.
+        scipy uses the exact distribution when a group has ≤ 8 values and
+        there are no ties, otherwise the normal approximation (tie- and
+        continuity-corrected).
 
     Raises
     ------
