@@ -1,0 +1,497 @@
+"""The archive: a durable file store plus its index, and the one way in (:meth:`Archive.ingest`).
+
+Ingest of one instance, in order:
+
+1. the offered bytes are made durable in the store's filesystem: copied into
+   ``store/.tmp`` (or, with ``move=True`` on the same filesystem, fsynced where
+   they are), hashed (SHA-256) on the way; a bare network dataset gets a
+   preamble and file meta first (:func:`archive.dicom_header.build_file_meta`);
+2. the staged file is validated and its header read, never its pixels
+   (:func:`archive.dicom_header.read_header`); a rejection removes the staged copy;
+3. the rules classify level, side, technique and procedure type (a failure of
+   the rules is logged and never loses the instance);
+4. in one write transaction: the instance row is inserted (the *claim* of its
+   SOP Instance UID), the staged file is renamed into place and its directory
+   fsynced, and the transaction commits. A process killed before the commit
+   leaves at most a file without a row, which ``verify --repair`` indexes;
+   never a row without its file.
+
+The same SOP Instance UID again: identical bytes are a ``DUPLICATE`` and
+change nothing; different bytes follow :class:`~archive.ingest.DuplicatePolicy`
+(option ``duplicate_policy`` of the settings).
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import logging
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, BinaryIO
+
+from pydicom.uid import AllTransferSyntaxes
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from archive.dicom_header import InstanceHeader, build_file_meta, peek_bare_dataset, read_header
+from archive.errors import ConfigError
+from archive.index import queries, schema, tags
+from archive.index.engine import create_index_engine, write_transaction
+from archive.index.migrations import migrate
+from archive.index.queries import InstanceRow, Query, UidDescription
+from archive.index.writes import (
+    StoredInstance,
+    apply_classification,
+    claim_instance,
+    find_instance,
+    instance_row_values,
+    record_instance_event,
+    update_instance,
+    upsert_hierarchy,
+)
+from archive.ingest import (
+    CommitCheck,
+    DuplicatePolicy,
+    IngestOutcome,
+    IngestRejectedError,
+    IngestResult,
+    Origin,
+    RejectCode,
+)
+from archive.model import ProcedureType, Side, SpinalLevel, Technique
+from archive.settings import ArchiveSettings
+from archive.store import RESOURCE_ERRNOS, FileStore, StagedFile, hash_file, relative_path
+
+__all__ = [
+    "Archive",
+    "CommitCheck",
+    "DuplicatePolicy",
+    "IngestOutcome",
+    "IngestResult",
+    "InstanceRow",
+    "Origin",
+    "Query",
+    "RejectCode",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Settings option naming the duplicate policy ("keep-first" or "replace").
+OPTION_DUPLICATE_POLICY = "duplicate_policy"
+#: Settings option naming a rules TOML file (default: the shipped rules).
+OPTION_RULES = "rules"
+
+
+@dataclass(frozen=True)
+class _Decision:
+    result: IngestResult
+    placed: bool
+    remove_after_commit: str | None = None
+
+
+class Archive:
+    """An open archive: file store under ``settings.data_dir / "store"`` and its index.
+
+    Use :meth:`open`; the object is a context manager and safe to share between
+    threads. Several processes may open the same archive at once.
+    """
+
+    def __init__(self, settings: ArchiveSettings, engine: Engine, store: FileStore) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.store = store
+        try:
+            self.duplicate_policy = DuplicatePolicy.parse(
+                str(settings.options.get(OPTION_DUPLICATE_POLICY, DuplicatePolicy.KEEP_FIRST.value))
+            )
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
+        self._rules: Any = None
+        rules_path = settings.options.get(OPTION_RULES)
+        if rules_path:
+            from archive.rules import load_rules
+
+            self._rules = load_rules(Path(str(rules_path)))
+
+    @classmethod
+    def open(cls, settings: ArchiveSettings) -> Archive:
+        """Open (creating if needed) the archive ``settings`` describe, migrating its index.
+
+        Parameters
+        ----------
+        settings : ArchiveSettings
+            Data directory, index URL and options.
+
+        Returns
+        -------
+        Archive
+
+        Raises
+        ------
+        ConfigError
+            If an option is invalid.
+        ArchiveError
+            If the index was written by a newer usarchive.
+        """
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        store = FileStore(settings.data_dir / "store")
+        engine = create_index_engine(settings.resolved_db_url)
+        try:
+            migrate(engine)
+            return cls(settings, engine, store)
+        except BaseException:
+            engine.dispose()
+            raise
+
+    @property
+    def staging_dir(self) -> Path:
+        """A directory on the store's filesystem for files to ingest with ``move=True``."""
+        return self.store.staging_dir
+
+    def close(self) -> None:
+        """Release database connections."""
+        self.engine.dispose()
+
+    def __enter__(self) -> Archive:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- ingest ---------------------------------------------------------------------------------
+
+    def ingest(
+        self,
+        source: Path | bytes,
+        *,
+        origin: Origin,
+        transfer_syntax: str | None = None,
+        move: bool = False,
+    ) -> IngestResult:
+        """Store one instance durably and index it; the only way a file enters the archive.
+
+        Parameters
+        ----------
+        source : Path or bytes
+            A Part 10 file (preamble, ``DICM``, file meta, dataset) or, when
+            ``transfer_syntax`` is given, a bare dataset encoded in it, to
+            which the archive prepends preamble and file meta.
+        origin : Origin
+            Recorded with the instance.
+        transfer_syntax : str, optional
+            Set for bare datasets (the network case).
+        move : bool
+            The caller's file may be renamed into the store (same filesystem,
+            e.g. under :attr:`staging_dir`); otherwise it is copied. A file
+            that is not stored is left where it was.
+
+        Returns
+        -------
+        IngestResult
+            Never raises for bad input or storage failures: those are
+            ``REJECTED`` with a reason and a :class:`RejectCode`.
+        """
+        staged: StagedFile | None = None
+        decision: _Decision | None = None
+        try:
+            staged = self._stage(source, origin, transfer_syntax, move)
+            header = read_header(staged.path)
+            classification = self._classify(header)
+            decision = self._commit(header, staged, origin, classification)
+            if decision.remove_after_commit:
+                self.store.remove(decision.remove_after_commit)
+            return decision.result
+        except IngestRejectedError as rejection:
+            return rejection.to_result(
+                sha256=staged.sha256 if staged else None, size=staged.size if staged else None
+            )
+        except OSError as exc:
+            code = RejectCode.OUT_OF_RESOURCES if exc.errno in RESOURCE_ERRNOS else RejectCode.STORAGE_ERROR
+            logger.error("ingest from %s failed: %s", origin.describe(), exc)
+            return IngestResult(
+                outcome=IngestOutcome.REJECTED,
+                sop_instance_uid=None,
+                sop_class_uid=None,
+                reason=f"storage failed ({errno.errorcode.get(exc.errno or 0, 'error')}): {exc}; "
+                "nothing was stored; free space or fix the data directory and send again",
+                code=code,
+            )
+        except SQLAlchemyError as exc:
+            logger.exception("index write failed for an instance from %s", origin.describe())
+            return IngestResult(
+                outcome=IngestOutcome.REJECTED,
+                sop_instance_uid=None,
+                sop_class_uid=None,
+                reason=f"index database failed: {type(exc).__name__}: {exc}; nothing was stored; "
+                "check the database and send again",
+                code=RejectCode.STORAGE_ERROR,
+            )
+        finally:
+            if staged is not None and (decision is None or not decision.placed):
+                self.store.discard(staged)
+
+    def _stage(
+        self, source: Path | bytes, origin: Origin, transfer_syntax: str | None, move: bool
+    ) -> StagedFile:
+        if transfer_syntax is None:
+            if isinstance(source, bytes):
+                return self.store.stage_stream([source], None)
+            if not source.is_file():
+                raise IngestRejectedError(RejectCode.NOT_DICOM, f"expected a file, but {source} is not one")
+            return self.store.stage_file(source, move=move)
+        if transfer_syntax not in AllTransferSyntaxes:
+            raise IngestRejectedError(
+                RejectCode.UNKNOWN_TRANSFER_SYNTAX,
+                f"transfer syntax {transfer_syntax!r} is not one this archive knows",
+            )
+        if isinstance(source, bytes):
+            return self._stage_bare(io.BytesIO(source), transfer_syntax, origin)
+        with source.open("rb") as handle:
+            return self._stage_bare(handle, transfer_syntax, origin)
+
+    def _stage_bare(self, handle: BinaryIO, transfer_syntax: str, origin: Origin) -> StagedFile:
+        ds = peek_bare_dataset(handle, transfer_syntax)
+        sop_class = str(ds.get("SOPClassUID", "")).strip()
+        sop_instance = str(ds.get("SOPInstanceUID", "")).strip()
+        if not sop_class or not sop_instance:
+            raise IngestRejectedError(
+                RejectCode.MISSING_ATTRIBUTE,
+                "expected SOP Class UID (0008,0016) and SOP Instance UID (0008,0018) in the dataset, "
+                f"but got {sop_class or 'none'!r} and {sop_instance or 'none'!r}",
+                sop_instance_uid=sop_instance or None,
+                sop_class_uid=sop_class or None,
+            )
+        meta = build_file_meta(sop_class, sop_instance, transfer_syntax, origin.calling_ae)
+        return self.store.stage_stream([meta], handle)
+
+    def _classify(self, header: InstanceHeader) -> Any:
+        try:
+            from archive.rules import classify
+
+            return classify(header.dataset, self._rules)
+        except Exception:  # a bug in the rules must never lose an instance
+            logger.exception("rules failed on %s; storing it unclassified", header.sop_instance_uid)
+            return None
+
+    def _row_values(
+        self, header: InstanceHeader, staged: StagedFile, origin: Origin, path: str
+    ) -> dict[str, Any]:
+        return {
+            "sop_class_uid": header.sop_class_uid,
+            "path": path,
+            "size": staged.size,
+            "sha256": staged.sha256,
+            "transfer_syntax": header.transfer_syntax,
+            "received_at": datetime.now(UTC),
+            "source_kind": origin.kind,
+            "source_path": origin.path,
+            "calling_ae": origin.calling_ae,
+            "called_ae": origin.called_ae,
+            "source_address": origin.address,
+            **instance_row_values(header.dataset),
+        }
+
+    def _commit(
+        self, header: InstanceHeader, staged: StagedFile, origin: Origin, classification: Any
+    ) -> _Decision:
+        relative = relative_path(
+            header.study_instance_uid, header.series_instance_uid, header.sop_instance_uid
+        )
+        values = self._row_values(header, staged, origin, relative)
+        with write_transaction(self.engine) as connection:
+            existing = find_instance(connection, header.sop_instance_uid)
+            if existing is None:
+                series_pk = upsert_hierarchy(
+                    connection, header.dataset, header.study_instance_uid, header.series_instance_uid
+                )
+                pk = claim_instance(
+                    connection,
+                    {"sop_instance_uid": header.sop_instance_uid, "series_pk": series_pk, **values},
+                )
+                if pk is not None:
+                    apply_classification(connection, pk, classification, values["received_at"])
+                    final = self.store.place(staged, relative)
+                    return _Decision(self._result(IngestOutcome.STORED, header, staged, final), placed=True)
+                existing = find_instance(connection, header.sop_instance_uid)
+                assert existing is not None, "a claimed SOP Instance UID has a row"
+            return self._on_existing(connection, header, staged, origin, existing, values, classification)
+
+    def _on_existing(
+        self,
+        connection: Any,
+        header: InstanceHeader,
+        staged: StagedFile,
+        origin: Origin,
+        existing: StoredInstance,
+        values: dict[str, Any],
+        classification: Any,
+    ) -> _Decision:
+        stored_path = self.store.absolute(existing.path)
+        if existing.sha256 == staged.sha256:
+            result = self._result(IngestOutcome.DUPLICATE, header, staged, stored_path)
+            return _Decision(replace(result, reason="identical bytes already stored"), placed=False)
+        if self.duplicate_policy is DuplicatePolicy.KEEP_FIRST:
+            raise IngestRejectedError(
+                RejectCode.CONFLICT,
+                f"SOP Instance UID {header.sop_instance_uid} is already stored with different content "
+                f"(stored sha256 {existing.sha256[:12]}…, offered {staged.sha256[:12]}…); the archive keeps "
+                "the first version (duplicate_policy = keep-first): give the new object its own SOP "
+                "Instance UID, or set duplicate_policy = replace to replace it",
+                sop_instance_uid=header.sop_instance_uid,
+                sop_class_uid=header.sop_class_uid,
+            )
+        now = datetime.now(UTC)
+        new_relative = relative_path(
+            header.study_instance_uid,
+            header.series_instance_uid,
+            header.sop_instance_uid,
+            sha256=staged.sha256,
+        )
+        kept = self.store.preserve(existing.path, now.strftime("%Y%m%dT%H%M%S%fZ"))
+        series_pk = upsert_hierarchy(
+            connection, header.dataset, header.study_instance_uid, header.series_instance_uid
+        )
+        final = self.store.place(staged, new_relative)
+        update_instance(connection, existing.pk, {**values, "path": new_relative, "series_pk": series_pk})
+        apply_classification(connection, existing.pk, classification, now)
+        record_instance_event(
+            connection,
+            {
+                "sop_instance_uid": header.sop_instance_uid,
+                "event": "replaced",
+                "old_path": existing.path,
+                "kept_path": kept,
+                "old_sha256": existing.sha256,
+                "new_sha256": staged.sha256,
+                "origin": origin.describe(),
+                "at": now,
+            },
+        )
+        logger.info("replaced %s; old file kept at %s", header.sop_instance_uid, kept)
+        result = self._result(IngestOutcome.REPLACED, header, staged, final)
+        reason = f"replaced the stored version (sha256 {existing.sha256[:12]}…), kept at {kept}"
+        return _Decision(
+            replace(result, reason=reason),
+            placed=True,
+            remove_after_commit=existing.path if existing.path != new_relative else None,
+        )
+
+    @staticmethod
+    def _result(
+        outcome: IngestOutcome, header: InstanceHeader, staged: StagedFile, path: Path
+    ) -> IngestResult:
+        return IngestResult(
+            outcome=outcome,
+            sop_instance_uid=header.sop_instance_uid,
+            sop_class_uid=header.sop_class_uid,
+            sha256=staged.sha256,
+            size=staged.size,
+            path=path,
+        )
+
+    # -- storage commitment ------------------------------------------------------------------------
+
+    def check_commitment(self, sop_class_uid: str, sop_instance_uid: str) -> CommitCheck:
+        """Whether an instance is durably stored: indexed, same SOP class, file hash as recorded.
+
+        Parameters
+        ----------
+        sop_class_uid, sop_instance_uid : str
+            From the Referenced SOP Sequence of an N-ACTION.
+
+        Returns
+        -------
+        CommitCheck
+        """
+        with self.engine.connect() as connection:
+            existing = find_instance(connection, sop_instance_uid)
+        if existing is None:
+            return CommitCheck.NO_SUCH_INSTANCE
+        if existing.sop_class_uid != sop_class_uid:
+            return CommitCheck.CLASS_MISMATCH
+        try:
+            digest, size = hash_file(self.store.absolute(existing.path))
+        except OSError as exc:
+            logger.error("commitment check of %s: cannot read its file: %s", sop_instance_uid, exc)
+            return CommitCheck.HASH_MISMATCH
+        if digest != existing.sha256 or size != existing.size:
+            logger.error("commitment check of %s: file hash differs from the index", sop_instance_uid)
+            return CommitCheck.HASH_MISMATCH
+        return CommitCheck.COMMITTED
+
+    # -- queries and tags --------------------------------------------------------------------------
+
+    def find(self, query: Query) -> list[InstanceRow]:
+        """Instances matching ``query`` (see :func:`archive.index.queries.find`)."""
+        with self.engine.connect() as connection:
+            return queries.find(connection, query)
+
+    def show(self, uid: str) -> UidDescription | None:
+        """The study, series or instance with this UID, or ``None``."""
+        with self.engine.connect() as connection:
+            return queries.describe_uid(connection, uid)
+
+    def stats(self) -> dict[str, Any]:
+        """Counts, sizes and counts by procedure attribute (JSON-ready)."""
+        with self.engine.connect() as connection:
+            return queries.stats(connection)
+
+    def tag(
+        self,
+        uid: str,
+        *,
+        user: str,
+        levels: tuple[SpinalLevel, ...] | None = None,
+        side: Side | None = None,
+        technique: Technique | None = None,
+        procedure_type: ProcedureType | None = None,
+        note: str | None = None,
+    ) -> list[tags.TagChange]:
+        """Set procedure attributes by hand on every instance a UID denotes (see :mod:`archive.index.tags`).
+
+        Returns
+        -------
+        list of TagChange
+            The changes made (empty if everything already had these values).
+
+        Raises
+        ------
+        ArchiveError
+            If the index has no study, series or instance with ``uid``.
+        """
+        edit = tags.TagEdit(levels=levels, side=side, technique=technique, procedure_type=procedure_type)
+        with write_transaction(self.engine) as connection:
+            return tags.tag_uid(connection, uid, edit, user=user, note=note, now=datetime.now(UTC))
+
+    def iter_index(self, batch: int = 2000) -> list[StoredInstance]:
+        """Every indexed instance's file facts (for verification), in id order."""
+        found: list[StoredInstance] = []
+        table = schema.instance
+        last = 0
+        with self.engine.connect() as connection:
+            while True:
+                rows = connection.execute(
+                    select(
+                        table.c.id,
+                        table.c.sop_instance_uid,
+                        table.c.sop_class_uid,
+                        table.c.path,
+                        table.c.sha256,
+                        table.c.size,
+                    )
+                    .where(table.c.id > last)
+                    .order_by(table.c.id)
+                    .limit(batch)
+                ).all()
+                if not rows:
+                    return found
+                found.extend(
+                    StoredInstance(r.id, r.sop_instance_uid, r.sop_class_uid, r.path, r.sha256, r.size)
+                    for r in rows
+                )
+                last = rows[-1].id

@@ -1,0 +1,1 @@
+"""The index: an SQL database (SQLite or PostgreSQL) describing every stored instance."""

@@ -1,0 +1,134 @@
+"""Engines and write transactions for the index, on SQLite and PostgreSQL.
+
+SQLite runs in WAL mode with ``busy_timeout`` and ``synchronous=FULL`` (a commit
+is on disk when it returns, which storage commitment relies on), foreign keys
+on, and every write transaction begins with ``BEGIN IMMEDIATE`` so writers queue
+for the lock at the start instead of failing half-way. Beginning a write is
+retried with back-off when SQLite still reports "database is locked".
+
+PostgreSQL URLs (``postgresql://`` or ``postgres://``) are given the psycopg 3
+driver.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import OperationalError
+
+logger = logging.getLogger(__name__)
+
+#: Seconds SQLite waits for a lock before reporting "database is locked".
+SQLITE_BUSY_TIMEOUT_S = 60.0
+_WRITE_OPTION = "usarchive_write"
+_BEGIN_ATTEMPTS = 20
+
+
+def normalise_url(url: str) -> str:
+    """Give plain PostgreSQL URLs the psycopg 3 driver; leave others unchanged.
+
+    Parameters
+    ----------
+    url : str
+        For example ``postgresql://user@host/db`` or ``sqlite:////path/index.sqlite``.
+    """
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event below issue BEGIN itself.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = FULL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        immediate = connection.get_execution_options().get(_WRITE_OPTION, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def create_index_engine(url: str) -> Engine:
+    """An engine for the index at ``url``, configured for concurrent use.
+
+    Parameters
+    ----------
+    url : str
+        SQLAlchemy URL; ``postgresql://`` is given the psycopg driver.
+
+    Returns
+    -------
+    sqlalchemy.Engine
+    """
+    url = normalise_url(url)
+    if url.startswith("sqlite"):
+        engine = create_engine(
+            url,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False},
+        )
+        _configure_sqlite(engine)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def is_sqlite(engine: Engine) -> bool:
+    """Whether ``engine`` talks to SQLite."""
+    return engine.dialect.name == "sqlite"
+
+
+def _is_lock_error(exc: OperationalError) -> bool:
+    text = str(exc.orig).lower()
+    return "locked" in text or "busy" in text
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A write transaction, committed when the block ends without an exception.
+
+    On SQLite it begins with ``BEGIN IMMEDIATE`` (retried with back-off while
+    the database stays locked), so the block holds the write lock throughout
+    and a read-check-insert inside it is atomic across processes.
+
+    Yields
+    ------
+    sqlalchemy.Connection
+    """
+    connection: Connection | None = None
+    for attempt in range(_BEGIN_ATTEMPTS):
+        candidate = engine.connect().execution_options(**{_WRITE_OPTION: True})
+        try:
+            transaction = candidate.begin()
+        except OperationalError as exc:
+            candidate.close()
+            if not _is_lock_error(exc) or attempt == _BEGIN_ATTEMPTS - 1:
+                raise
+            delay = min(2.0, 0.01 * 2**attempt) * (0.5 + random.random())
+            logger.info("index is locked, retrying in %.3f s (attempt %d)", delay, attempt + 1)
+            time.sleep(delay)
+            continue
+        connection = candidate
+        break
+    assert connection is not None
+    try:
+        yield connection
+        transaction.commit()
+    except BaseException:
+        if transaction.is_active:
+            transaction.rollback()
+        raise
+    finally:
+        connection.close()

@@ -1,0 +1,95 @@
+"""Versioned migrations of the index schema.
+
+A small runner rather than Alembic: the schema is owned by this package alone,
+must be created on first open by whichever process gets there first (eight
+importers may start at once), and needs no autogeneration. Alembic would add a
+configuration directory and an environment script for what is here a list of
+functions.
+
+Rules: :data:`MIGRATIONS` is an ordered list of ``(version, description,
+function)``; each function runs in its own transaction together with the row it
+adds to ``schema_version``, under a lock (``BEGIN IMMEDIATE`` on SQLite, a
+transaction-level advisory lock on PostgreSQL), after re-reading the current
+version, so concurrent openers apply each migration exactly once and opening an
+up-to-date index changes nothing. A migration, once released, is never edited:
+a later change of a table is a new migration (altering what the earlier ones
+created).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, Engine, func, insert, select
+
+from archive.errors import ArchiveError
+from archive.index import schema
+from archive.index.engine import write_transaction
+
+logger = logging.getLogger(__name__)
+
+_ADVISORY_LOCK_KEY = 0x75_5341_7263  # "uSArc"
+
+Migration = tuple[int, str, Callable[[Connection], None]]
+
+
+def _create_v1_tables(connection: Connection) -> None:
+    for table in schema.metadata.sorted_tables:
+        if table is not schema.schema_version:
+            table.create(connection)
+
+
+MIGRATIONS: list[Migration] = [
+    (1, "patient, study, series, instance, procedure attributes, histories", _create_v1_tables),
+]
+
+#: The version an index has after :func:`migrate`.
+LATEST_VERSION = MIGRATIONS[-1][0]
+
+
+def _lock(connection: Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_ADVISORY_LOCK_KEY})")
+
+
+def current_version(connection: Connection) -> int:
+    """The schema version recorded in the index (0 for an empty database)."""
+    schema.schema_version.create(connection, checkfirst=True)
+    found = connection.execute(select(func.max(schema.schema_version.c.version))).scalar()
+    return int(found or 0)
+
+
+def migrate(engine: Engine) -> int:
+    """Bring the index at ``engine`` to :data:`LATEST_VERSION`.
+
+    Returns
+    -------
+    int
+        The version after migrating.
+
+    Raises
+    ------
+    ArchiveError
+        If the index is newer than this program.
+    """
+    for version, description, apply in MIGRATIONS:
+        with write_transaction(engine) as connection:
+            _lock(connection)
+            current = current_version(connection)
+            if current > LATEST_VERSION:
+                raise ArchiveError(
+                    f"index schema: expected version {LATEST_VERSION} or older, but the index is at "
+                    f"version {current}; it was written by a newer usarchive: upgrade usarchive"
+                )
+            if current >= version:
+                continue
+            logger.info("migrating index to version %d: %s", version, description)
+            apply(connection)
+            connection.execute(
+                insert(schema.schema_version).values(
+                    version=version, description=description, applied_at=datetime.now(UTC)
+                )
+            )
+    return LATEST_VERSION

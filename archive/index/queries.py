@@ -1,0 +1,379 @@
+"""Read queries on the index: find instances, show one UID, statistics.
+
+``find`` filters are combined with AND; within ``levels`` an instance matches
+when it has *any* of the given levels. Results are ordered by study date
+(newest first, unknown last) then by the index's own order, and limited
+(default :data:`DEFAULT_LIMIT`).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Select, and_, func, or_, select
+
+from archive.index import schema
+from archive.model import ProcedureType, Side, SpinalLevel, Technique
+
+#: Rows returned by :func:`find` unless the query says otherwise.
+DEFAULT_LIMIT = 1000
+
+_p, _st, _se, _i = schema.patient, schema.study, schema.series, schema.instance
+_proc, _lvl = schema.instance_procedure, schema.instance_level
+
+
+@dataclass(frozen=True)
+class Query:
+    """Filters of :func:`find`; ``None`` / empty means "any".
+
+    Attributes
+    ----------
+    patient : str, optional
+        Patient ID, or the patient's name exactly as stored (``Family^Given``).
+    levels : tuple of SpinalLevel
+        Instances with any of these levels.
+    side, technique, procedure_type : optional
+    date_from, date_to : date, optional
+        Inclusive range of the study date.
+    modality : str, optional
+        Series modality, e.g. ``"US"``.
+    limit : int
+        At most this many rows.
+    """
+
+    patient: str | None = None
+    levels: tuple[SpinalLevel, ...] = ()
+    side: Side | None = None
+    technique: Technique | None = None
+    procedure_type: ProcedureType | None = None
+    date_from: date | None = None
+    date_to: date | None = None
+    modality: str | None = None
+    limit: int = DEFAULT_LIMIT
+
+
+@dataclass(frozen=True)
+class InstanceRow:
+    """One instance as :func:`find` reports it (the JSON of ``usarchive find``)."""
+
+    sop_instance_uid: str
+    sop_class_uid: str
+    series_instance_uid: str
+    study_instance_uid: str
+    patient_id: str
+    patient_name: str | None
+    study_date: date | None
+    modality: str | None
+    levels: tuple[str, ...]
+    side: str | None
+    technique: str | None
+    procedure_type: str | None
+    frames: int | None
+    rows: int | None
+    columns: int | None
+    transfer_syntax: str
+    calibrated: bool
+    path: str
+    size: int
+    sha256: str
+    received_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (dates as ISO 8601 strings); see docs/json-output.md."""
+        return {
+            "sop_instance_uid": self.sop_instance_uid,
+            "sop_class_uid": self.sop_class_uid,
+            "series_instance_uid": self.series_instance_uid,
+            "study_instance_uid": self.study_instance_uid,
+            "patient_id": self.patient_id,
+            "patient_name": self.patient_name,
+            "study_date": self.study_date.isoformat() if self.study_date else None,
+            "modality": self.modality,
+            "levels": list(self.levels),
+            "side": self.side,
+            "technique": self.technique,
+            "procedure_type": self.procedure_type,
+            "frames": self.frames,
+            "rows": self.rows,
+            "columns": self.columns,
+            "transfer_syntax": self.transfer_syntax,
+            "calibrated": self.calibrated,
+            "path": self.path,
+            "size": self.size,
+            "sha256": self.sha256,
+            "received_at": self.received_at.isoformat(),
+        }
+
+
+def _find_statement(query: Query) -> Select[Any]:
+    statement = (
+        select(
+            _i.c.id,
+            _i.c.sop_instance_uid,
+            _i.c.sop_class_uid,
+            _se.c.series_instance_uid,
+            _st.c.study_instance_uid,
+            _p.c.patient_id,
+            _p.c.name.label("patient_name"),
+            _st.c.study_date,
+            _se.c.modality,
+            _proc.c.side,
+            _proc.c.technique,
+            _proc.c.procedure_type,
+            _i.c.frames,
+            _i.c.rows,
+            _i.c.columns,
+            _i.c.transfer_syntax,
+            _i.c.calibrated,
+            _i.c.path,
+            _i.c.size,
+            _i.c.sha256,
+            _i.c.received_at,
+        )
+        .select_from(_i)
+        .join(_se, _se.c.id == _i.c.series_pk)
+        .join(_st, _st.c.id == _se.c.study_pk)
+        .join(_p, _p.c.id == _st.c.patient_pk)
+        .outerjoin(_proc, _proc.c.instance_pk == _i.c.id)
+    )
+    conditions: list[Any] = []
+    if query.patient:
+        patient_pks = select(_p.c.id).where(or_(_p.c.patient_id == query.patient, _p.c.name == query.patient))
+        conditions.append(_st.c.patient_pk.in_(patient_pks))
+    if query.levels:
+        conditions.append(
+            _i.c.id.in_(select(_lvl.c.instance_pk).where(_lvl.c.level.in_([lv.value for lv in query.levels])))
+        )
+    if query.side is not None:
+        conditions.append(_proc.c.side == query.side.value)
+    if query.technique is not None:
+        conditions.append(_proc.c.technique == query.technique.value)
+    if query.procedure_type is not None:
+        conditions.append(_proc.c.procedure_type == query.procedure_type.value)
+    if query.date_from is not None:
+        conditions.append(_st.c.study_date >= query.date_from)
+    if query.date_to is not None:
+        conditions.append(_st.c.study_date <= query.date_to)
+    if query.modality:
+        conditions.append(_se.c.modality == query.modality)
+    if conditions:
+        statement = statement.where(and_(*conditions))
+    return statement.order_by(_st.c.study_date.desc().nulls_last(), _i.c.id).limit(query.limit)
+
+
+def levels_of(connection: Connection, pks: Sequence[int]) -> dict[int, tuple[str, ...]]:
+    """Spinal levels per instance id, in anatomical order."""
+    found: dict[int, list[SpinalLevel]] = defaultdict(list)
+    for start in range(0, len(pks), 500):
+        chunk = list(pks[start : start + 500])
+        for pk, level in connection.execute(
+            select(_lvl.c.instance_pk, _lvl.c.level).where(_lvl.c.instance_pk.in_(chunk))
+        ):
+            found[pk].append(SpinalLevel(level))
+    return {
+        pk: tuple(lv.value for lv in sorted(lvls, key=lambda lv: lv.ordinal)) for pk, lvls in found.items()
+    }
+
+
+def find(connection: Connection, query: Query) -> list[InstanceRow]:
+    """Instances matching ``query``.
+
+    Parameters
+    ----------
+    connection : sqlalchemy.Connection
+        Any connection to the index.
+    query : Query
+        The filters.
+
+    Returns
+    -------
+    list of InstanceRow
+        At most ``query.limit`` rows.
+    """
+    rows = connection.execute(_find_statement(query)).all()
+    levels = levels_of(connection, [row.id for row in rows])
+    return [
+        InstanceRow(
+            sop_instance_uid=row.sop_instance_uid,
+            sop_class_uid=row.sop_class_uid,
+            series_instance_uid=row.series_instance_uid,
+            study_instance_uid=row.study_instance_uid,
+            patient_id=row.patient_id,
+            patient_name=row.patient_name,
+            study_date=row.study_date,
+            modality=row.modality,
+            levels=levels.get(row.id, ()),
+            side=row.side,
+            technique=row.technique,
+            procedure_type=row.procedure_type,
+            frames=row.frames,
+            rows=row.rows,
+            columns=row.columns,
+            transfer_syntax=row.transfer_syntax,
+            calibrated=bool(row.calibrated),
+            path=row.path,
+            size=int(row.size),
+            sha256=row.sha256,
+            received_at=row.received_at,
+        )
+        for row in rows
+    ]
+
+
+def _plain(row: Any, drop: Sequence[str] = ()) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in row._mapping.items():
+        if key in drop:
+            continue
+        result[key] = value.isoformat() if isinstance(value, (date, datetime)) else value
+    return result
+
+
+@dataclass(frozen=True)
+class UidDescription:
+    """What ``show`` found for a UID: its kind and a JSON-ready description."""
+
+    kind: str  # "study", "series" or "instance"
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def _instance_detail(connection: Connection, pk: int) -> dict[str, Any]:
+    row = connection.execute(select(_i).where(_i.c.id == pk)).one()
+    detail = _plain(row, drop=("id", "series_pk"))
+    procedure = connection.execute(select(_proc).where(_proc.c.instance_pk == pk)).first()
+    detail["procedure"] = _plain(procedure, drop=("instance_pk",)) if procedure is not None else None
+    detail["levels"] = [
+        _plain(level, drop=("instance_pk",))
+        for level in connection.execute(select(_lvl).where(_lvl.c.instance_pk == pk))
+    ]
+    detail["levels"].sort(key=lambda item: SpinalLevel(item["level"]).ordinal)
+    detail["tag_history"] = [
+        _plain(change, drop=("id", "instance_pk"))
+        for change in connection.execute(
+            select(schema.tag_history)
+            .where(schema.tag_history.c.instance_pk == pk)
+            .order_by(schema.tag_history.c.id)
+        )
+    ]
+    detail["file_history"] = [
+        _plain(event, drop=("id",))
+        for event in connection.execute(
+            select(schema.instance_history)
+            .where(schema.instance_history.c.sop_instance_uid == row.sop_instance_uid)
+            .order_by(schema.instance_history.c.id)
+        )
+    ]
+    return detail
+
+
+def _series_detail(connection: Connection, pk: int, *, with_instances: bool) -> dict[str, Any]:
+    row = connection.execute(select(_se).where(_se.c.id == pk)).one()
+    detail = _plain(row, drop=("id", "study_pk"))
+    uids = connection.execute(
+        select(_i.c.sop_instance_uid).where(_i.c.series_pk == pk).order_by(_i.c.instance_number, _i.c.id)
+    ).scalars()
+    detail["instances"] = list(uids)
+    if with_instances:
+        detail["instance_details"] = [
+            _instance_detail(connection, ipk)
+            for ipk in connection.execute(
+                select(_i.c.id).where(_i.c.series_pk == pk).order_by(_i.c.id)
+            ).scalars()
+        ]
+    return detail
+
+
+def _study_detail(connection: Connection, pk: int) -> dict[str, Any]:
+    row = connection.execute(select(_st).where(_st.c.id == pk)).one()
+    detail = _plain(row, drop=("id", "patient_pk"))
+    patient = connection.execute(select(_p).where(_p.c.id == row.patient_pk)).one()
+    detail["patient"] = _plain(patient, drop=("id",))
+    detail["series"] = [
+        _series_detail(connection, spk, with_instances=False)
+        for spk in connection.execute(
+            select(_se.c.id).where(_se.c.study_pk == pk).order_by(_se.c.id)
+        ).scalars()
+    ]
+    return detail
+
+
+def describe_uid(connection: Connection, uid: str) -> UidDescription | None:
+    """Describe the study, series or instance with this UID; ``None`` if the index has none."""
+    pk = connection.execute(select(_st.c.id).where(_st.c.study_instance_uid == uid)).scalar()
+    if pk is not None:
+        return UidDescription("study", _study_detail(connection, pk))
+    pk = connection.execute(select(_se.c.id).where(_se.c.series_instance_uid == uid)).scalar()
+    if pk is not None:
+        return UidDescription("series", _series_detail(connection, pk, with_instances=True))
+    pk = connection.execute(select(_i.c.id).where(_i.c.sop_instance_uid == uid)).scalar()
+    if pk is not None:
+        detail = _instance_detail(connection, pk)
+        context = connection.execute(
+            select(_se.c.series_instance_uid, _st.c.study_instance_uid, _p.c.patient_id, _p.c.name)
+            .select_from(_i)
+            .join(_se, _se.c.id == _i.c.series_pk)
+            .join(_st, _st.c.id == _se.c.study_pk)
+            .join(_p, _p.c.id == _st.c.patient_pk)
+            .where(_i.c.id == pk)
+        ).one()
+        detail.update(
+            series_instance_uid=context.series_instance_uid,
+            study_instance_uid=context.study_instance_uid,
+            patient_id=context.patient_id,
+            patient_name=context.name,
+        )
+        return UidDescription("instance", detail)
+    return None
+
+
+def instance_pks_under(connection: Connection, uid: str) -> list[int]:
+    """Ids of the instances a UID denotes: all of a study or series, or the instance itself."""
+    by_instance = select(_i.c.id).where(_i.c.sop_instance_uid == uid)
+    by_series = select(_i.c.id).join(_se, _se.c.id == _i.c.series_pk).where(_se.c.series_instance_uid == uid)
+    by_study = (
+        select(_i.c.id)
+        .join(_se, _se.c.id == _i.c.series_pk)
+        .join(_st, _st.c.id == _se.c.study_pk)
+        .where(_st.c.study_instance_uid == uid)
+    )
+    for statement in (by_instance, by_series, by_study):
+        pks = [int(pk) for pk in connection.execute(statement.order_by(_i.c.id)).scalars()]
+        if pks:
+            return pks
+    return []
+
+
+def _counts(connection: Connection, column: Any, *, join_procedure: bool = False) -> dict[str, int]:
+    statement = select(column, func.count()).group_by(column)
+    if join_procedure:
+        statement = statement.select_from(_proc)
+    return {str(key) if key is not None else "": int(count) for key, count in connection.execute(statement)}
+
+
+def stats(connection: Connection) -> dict[str, Any]:
+    """Counts and sizes of the archive, and counts by procedure attribute (JSON-ready)."""
+    total_bytes = connection.execute(select(func.coalesce(func.sum(_i.c.size), 0))).scalar_one()
+    dates = connection.execute(select(func.min(_st.c.study_date), func.max(_st.c.study_date))).one()
+    return {
+        "patients": connection.execute(select(func.count()).select_from(_p)).scalar_one(),
+        "studies": connection.execute(select(func.count()).select_from(_st)).scalar_one(),
+        "series": connection.execute(select(func.count()).select_from(_se)).scalar_one(),
+        "instances": connection.execute(select(func.count()).select_from(_i)).scalar_one(),
+        "bytes": int(total_bytes),
+        "frames": int(connection.execute(select(func.coalesce(func.sum(_i.c.frames), 0))).scalar_one()),
+        "calibrated_instances": connection.execute(
+            select(func.count()).select_from(_i).where(_i.c.calibrated.is_(True))
+        ).scalar_one(),
+        "study_date_min": dates[0].isoformat() if dates[0] else None,
+        "study_date_max": dates[1].isoformat() if dates[1] else None,
+        "by_level": _counts(connection, _lvl.c.level),
+        "by_side": _counts(connection, _proc.c.side),
+        "by_technique": _counts(connection, _proc.c.technique),
+        "by_procedure_type": _counts(connection, _proc.c.procedure_type),
+        "by_modality": _counts(connection, _se.c.modality),
+        "by_transfer_syntax": _counts(connection, _i.c.transfer_syntax),
+    }

@@ -1,0 +1,290 @@
+"""The file store: where instance files live and how they get there durably.
+
+Layout (relative to ``<data_dir>/store``)::
+
+    <aa>/<study>/<series>/<sop>.dcm          first version of an instance
+    <aa>/<study>/<series>/<sop>.<h16>.dcm    a replacement (h16: 16 hex of its sha256)
+    .tmp/                                    staging (temp files, same filesystem)
+    .replaced/<same relative path>.<stamp>   old files kept by the "replace" policy
+    .orphans/                                stray files set aside by ``verify --repair``
+
+Each of ``<study>``, ``<series>``, ``<sop>`` is the UID itself when it is a
+plausible UID (digits and dots, starting with a digit, at most 64 characters)
+and otherwise ``x`` followed by 32 hex digits of the UID's SHA-256, so no UID
+can escape the store (``/``, ``..``, NUL, very long values). ``<aa>`` is the
+first two hex digits of the SHA-256 of the study component, to spread studies
+over 256 directories.
+
+Writes follow temp file in the same filesystem → fsync file → atomic rename →
+fsync directory; new directories are fsynced into their parents. The index row
+is committed only after that (see :mod:`archive.archive`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import logging
+import os
+import re
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+logger = logging.getLogger(__name__)
+
+_PLAIN_UID = re.compile(r"[0-9][0-9.]{0,63}")
+_CHUNK = 1024 * 1024
+
+#: errno values meaning "the disk or quota is full" (mapped to OUT_OF_RESOURCES).
+RESOURCE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.ENOMEM})
+
+
+def safe_component(uid: str) -> str:
+    """A file-name component for ``uid`` that cannot leave its directory.
+
+    Parameters
+    ----------
+    uid : str
+        Any string (it comes from the sender).
+
+    Returns
+    -------
+    str
+        ``uid`` itself when it matches ``[0-9][0-9.]{0,63}``, else ``"x"`` and
+        32 hex digits of its SHA-256.
+    """
+    if _PLAIN_UID.fullmatch(uid):
+        return uid
+    return "x" + hashlib.sha256(uid.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+
+
+def relative_path(study_uid: str, series_uid: str, sop_uid: str, *, sha256: str | None = None) -> str:
+    """The store-relative path (POSIX separators) of an instance file.
+
+    Parameters
+    ----------
+    study_uid, series_uid, sop_uid : str
+        The instance's UIDs, unsanitised.
+    sha256 : str, optional
+        Given for a replacement version: 16 hex digits of it are added to the
+        name, so the first version and a replacement never share a path.
+    """
+    study = safe_component(study_uid)
+    bucket = hashlib.sha256(study.encode()).hexdigest()[:2]
+    name = safe_component(sop_uid)
+    suffix = f".{sha256[:16]}" if sha256 else ""
+    return f"{bucket}/{study}/{safe_component(series_uid)}/{name}{suffix}.dcm"
+
+
+def fsync_directory(path: Path) -> None:
+    """Flush a directory's entries (new, renamed or removed names) to disk."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def make_directories(path: Path) -> None:
+    """Create ``path`` and missing parents, fsyncing each new entry into its parent."""
+    missing: list[Path] = []
+    current = path
+    while not current.exists():
+        missing.append(current)
+        current = current.parent
+    for directory in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            directory.mkdir()
+        fsync_directory(directory.parent)
+
+
+def hash_file(path: Path) -> tuple[str, int]:
+    """SHA-256 (hex) and size in bytes of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    size = 0
+    buffer = bytearray(_CHUNK)
+    view = memoryview(buffer)
+    with path.open("rb", buffering=0) as handle:
+        while True:
+            count = handle.readinto(buffer)
+            if not count:
+                break
+            digest.update(view[:count])
+            size += count
+    return digest.hexdigest(), size
+
+
+@dataclass(frozen=True)
+class StagedFile:
+    """Bytes made durable in the store's filesystem, ready to be renamed into place.
+
+    Attributes
+    ----------
+    path : Path
+        The durable file (in ``.tmp`` or, for a moved file, where the caller had it).
+    sha256 : str
+        Hex digest of its bytes.
+    size : int
+        Its size in bytes.
+    owned : bool
+        ``True`` when the store created it (and removes it if it is not kept);
+        ``False`` for a caller's file offered with ``move=True``.
+    """
+
+    path: Path
+    sha256: str
+    size: int
+    owned: bool
+
+
+class FileStore:
+    """The directory tree of instance files under ``root``.
+
+    Parameters
+    ----------
+    root : Path
+        ``<data_dir>/store``; created with its hidden subdirectories.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.staging_dir = root / ".tmp"
+        self.replaced_dir = root / ".replaced"
+        self.orphans_dir = root / ".orphans"
+        for directory in (self.staging_dir, self.replaced_dir, self.orphans_dir):
+            make_directories(directory)
+        self._device = self.root.stat().st_dev
+
+    def absolute(self, relative: str) -> Path:
+        """The absolute path of a store-relative path."""
+        return self.root / relative
+
+    def _new_temp(self) -> Path:
+        return self.staging_dir / f"{uuid.uuid4().hex}.part"
+
+    def stage_stream(self, chunks: list[bytes], stream: BinaryIO | None) -> StagedFile:
+        """Write ``chunks`` then the rest of ``stream`` to a durable temp file.
+
+        Parameters
+        ----------
+        chunks : list of bytes
+            Written first (e.g. preamble and file meta, or a whole instance).
+        stream : binary file or None
+            Copied to the end after ``chunks``.
+
+        Returns
+        -------
+        StagedFile
+            Owned by the store.
+
+        Raises
+        ------
+        OSError
+            On any write failure; the temp file is removed first.
+        """
+        temp = self._new_temp()
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            with temp.open("xb") as out:
+                for chunk in chunks:
+                    out.write(chunk)
+                    digest.update(chunk)
+                    size += len(chunk)
+                if stream is not None:
+                    while True:
+                        block = stream.read(_CHUNK)
+                        if not block:
+                            break
+                        out.write(block)
+                        digest.update(block)
+                        size += len(block)
+                out.flush()
+                os.fsync(out.fileno())
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        return StagedFile(path=temp, sha256=digest.hexdigest(), size=size, owned=True)
+
+    def stage_file(self, source: Path, *, move: bool) -> StagedFile:
+        """Make a caller's file durable for ingest: in place when it may be moved, else copied.
+
+        With ``move=True`` and ``source`` on the store's filesystem the file is
+        hashed and fsynced where it is and renamed into place later; otherwise
+        it is copied into ``.tmp``.
+        """
+        if move and source.stat().st_dev == self._device:
+            digest, size = hash_file(source)
+            with source.open("rb") as handle:
+                os.fsync(handle.fileno())
+            return StagedFile(path=source, sha256=digest, size=size, owned=False)
+        with source.open("rb") as handle:
+            return self.stage_stream([], handle)
+
+    def discard(self, staged: StagedFile) -> None:
+        """Remove a staged file the store owns (a caller's moved file is left alone)."""
+        if staged.owned:
+            staged.path.unlink(missing_ok=True)
+
+    def place(self, staged: StagedFile, relative: str) -> Path:
+        """Rename a staged file to ``relative`` atomically and fsync the directory.
+
+        The caller must hold the index claim on the instance: an existing file
+        at ``relative`` is then a stray from an interrupted ingest and is
+        replaced.
+        """
+        final = self.absolute(relative)
+        make_directories(final.parent)
+        staged.path.replace(final)
+        fsync_directory(final.parent)
+        return final
+
+    def preserve(self, relative: str, stamp: str) -> str:
+        """Hard-link a stored file into ``.replaced`` (durably); return that store-relative path.
+
+        Parameters
+        ----------
+        relative : str
+            Store-relative path of the file being superseded.
+        stamp : str
+            Distinguishes several replacements of one path (e.g. a UTC time).
+        """
+        kept = f".replaced/{relative}.{stamp}"
+        target = self.absolute(kept)
+        make_directories(target.parent)
+        os.link(self.absolute(relative), target)
+        fsync_directory(target.parent)
+        return kept
+
+    def remove(self, relative: str) -> None:
+        """Delete a stored file (if present) and fsync its directory."""
+        path = self.absolute(relative)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return
+        fsync_directory(path.parent)
+
+    def set_aside(self, path: Path) -> Path:
+        """Move a stray file into ``.orphans`` (never deleting data); return its new path."""
+        target = self.orphans_dir / f"{uuid.uuid4().hex[:8]}-{path.name}"
+        path.replace(target)
+        fsync_directory(self.orphans_dir)
+        fsync_directory(path.parent)
+        return target
+
+    def iter_instance_files(self) -> list[str]:
+        """Store-relative paths of every ``*.dcm`` outside the hidden directories, sorted."""
+        found: list[str] = []
+        for directory, subdirs, files in os.walk(self.root):
+            subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
+            base = Path(directory).relative_to(self.root)
+            found.extend((base / name).as_posix() for name in files if name.endswith(".dcm"))
+        return sorted(found)
+
+    def stale_temp_files(self) -> list[Path]:
+        """Files left in ``.tmp`` by interrupted ingests."""
+        return sorted(p for p in self.staging_dir.iterdir() if p.is_file())
