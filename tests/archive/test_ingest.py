@@ -18,6 +18,8 @@ from archive.ingest import CommitCheck, IngestOutcome, Origin, RejectCode
 from archive.settings import ArchiveSettings
 
 FILE = Origin("file", path="test")
+MISSING = RejectCode.MISSING_ATTRIBUTE
+INVALID = RejectCode.INVALID_UID
 
 
 @pytest.fixture
@@ -183,13 +185,13 @@ BAD_INPUTS = {
     "truncated": (_truncated, RejectCode.TRUNCATED, "truncated"),
     "pixel length lies": (_lying_pixel_length, RejectCode.TRUNCATED, "(7FE0,0010)"),
     "header length lies": (_lying_header_length, RejectCode.TRUNCATED, "(0010,0010)"),
-    "no SOP instance UID": (lambda: _missing("SOPInstanceUID"), RejectCode.MISSING_ATTRIBUTE, "SOPInstanceUID"),
-    "no study UID": (lambda: _missing("StudyInstanceUID"), RejectCode.MISSING_ATTRIBUTE, "StudyInstanceUID"),
-    "no series UID": (lambda: _missing("SeriesInstanceUID"), RejectCode.MISSING_ATTRIBUTE, "SeriesInstanceUID"),
-    "no SOP class": (lambda: _missing("SOPClassUID"), RejectCode.MISSING_ATTRIBUTE, "SOPClassUID"),
-    "UID with slash": (lambda: _bad_uid("SOPInstanceUID", "1.2/../../x"), RejectCode.INVALID_UID, "1.2/../../x"),
-    "UID with dots": (lambda: _bad_uid("StudyInstanceUID", ".."), RejectCode.INVALID_UID, "StudyInstanceUID"),
-    "series UID letters": (lambda: _bad_uid("SeriesInstanceUID", "abc"), RejectCode.INVALID_UID, "'abc'"),
+    "no SOP instance UID": (lambda: _missing("SOPInstanceUID"), MISSING, "SOPInstanceUID"),
+    "no study UID": (lambda: _missing("StudyInstanceUID"), MISSING, "StudyInstanceUID"),
+    "no series UID": (lambda: _missing("SeriesInstanceUID"), MISSING, "SeriesInstanceUID"),
+    "no SOP class": (lambda: _missing("SOPClassUID"), MISSING, "SOPClassUID"),
+    "UID with slash": (lambda: _bad_uid("SOPInstanceUID", "1.2/../../x"), INVALID, "1.2/../../x"),
+    "UID with dots": (lambda: _bad_uid("StudyInstanceUID", ".."), INVALID, "StudyInstanceUID"),
+    "series UID letters": (lambda: _bad_uid("SeriesInstanceUID", "abc"), INVALID, "'abc'"),
     "unknown transfer syntax": (_unknown_syntax, RejectCode.UNKNOWN_TRANSFER_SYNTAX, "1.2.840.10008.1.2.9"),
 }
 
@@ -231,7 +233,8 @@ def test_check_commitment(archive: Archive) -> None:
     result = archive.ingest(part10_bytes(ds), origin=FILE)
     assert archive.check_commitment(ds.SOPClassUID, ds.SOPInstanceUID) is CommitCheck.COMMITTED
     assert archive.check_commitment(ds.SOPClassUID, "1.2.3.4") is CommitCheck.NO_SUCH_INSTANCE
-    assert archive.check_commitment("1.2.840.10008.5.1.4.1.1.7", ds.SOPInstanceUID) is CommitCheck.CLASS_MISMATCH
+    other_class = "1.2.840.10008.5.1.4.1.1.7"
+    assert archive.check_commitment(other_class, ds.SOPInstanceUID) is CommitCheck.CLASS_MISMATCH
     assert result.path is not None
     result.path.write_bytes(b"tampered")
     assert archive.check_commitment(ds.SOPClassUID, ds.SOPInstanceUID) is CommitCheck.HASH_MISMATCH
@@ -242,7 +245,8 @@ def test_rules_classify_at_ingest(archive: Archive) -> None:
     archive.ingest(part10_bytes(ds), origin=FILE)
     with archive.engine.connect() as connection:
         procedure = connection.execute(select(schema.instance_procedure)).one()
-        levels = connection.execute(select(schema.instance_level.c.level, schema.instance_level.c.source)).all()
+        level_table = schema.instance_level
+        levels = connection.execute(select(level_table.c.level, level_table.c.source)).all()
     assert procedure.technique == "OT" and procedure.technique_source == "rule"
     assert procedure.technique_detail
     assert procedure.side == "right"

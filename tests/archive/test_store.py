@@ -28,7 +28,7 @@ def test_relative_path_stays_inside_store(tmp_path: Path) -> None:
     resolved = (tmp_path / relative).resolve()
     assert resolved.is_relative_to(tmp_path)
     assert len(Path(relative).parts) == 4
-    bucket, study, series, name = Path(relative).parts
+    bucket, study, _series, name = Path(relative).parts
     assert bucket == hashlib.sha256(study.encode()).hexdigest()[:2]
     assert name.endswith(".dcm") and not name.startswith(".")
 
