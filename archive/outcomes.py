@@ -13,14 +13,19 @@ import csv
 import io
 import logging
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydicom import config as dicom_config
 from pydicom.uid import UID
 
 from archive.errors import OutcomeImportError
 from archive.model import Side
+
+if TYPE_CHECKING:
+    from _csv import Reader
 
 logger = logging.getLogger(__name__)
 
@@ -253,6 +258,26 @@ def _decode(source: str | Path) -> tuple[str, str]:
         ) from exc
 
 
+def _records(reader: Reader, problems: list[tuple[int, str]]) -> Iterator[tuple[int, list[str]]]:
+    """Yield (line number, cells) of each row; a CSV syntax error ends the file as a problem."""
+    while True:
+        start = reader.line_num + 1
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            problems.append(
+                (
+                    start,
+                    f"expected CSV, but the row starting here cannot be read ({exc}), often because "
+                    "of an unclosed quote; fix the quoting (rows after it were not checked)",
+                )
+            )
+            return
+        yield reader.line_num, cells
+
+
 def parse_outcomes_csv(source: str | Path) -> list[Outcome]:
     """Read an outcomes CSV, all or nothing.
 
@@ -281,12 +306,15 @@ def parse_outcomes_csv(source: str | Path) -> list[Outcome]:
         If ``source`` is a Path that cannot be read.
     """
     text, name = _decode(source)
-    reader = csv.reader(io.StringIO(text, newline=""))
     problems: list[tuple[int, str]] = []
-    header = next(reader, None)
+    records = _records(csv.reader(io.StringIO(text, newline="")), problems)
+    first = next(records, None)
     expected = ", ".join(CSV_COLUMNS)
-    if header is None:
-        raise OutcomeImportError([(1, f"expected the header {expected}, but the file is empty")], name)
+    if first is None:
+        raise OutcomeImportError(
+            problems or [(1, f"expected the header {expected}, but the file is empty")], name
+        )
+    header = first[1]
     found = tuple(cell.strip().lower() for cell in header)
     if found != CSV_COLUMNS:
         raise OutcomeImportError(
@@ -295,8 +323,7 @@ def parse_outcomes_csv(source: str | Path) -> list[Outcome]:
         )
     outcomes: list[Outcome] = []
     first_line: dict[tuple[str, Side], int] = {}
-    for cells in reader:
-        line = reader.line_num
+    for line, cells in records:
         if not any(cell.strip() for cell in cells):
             continue
         if len(cells) != len(CSV_COLUMNS):

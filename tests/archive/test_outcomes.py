@@ -143,3 +143,15 @@ def test_is_effective_thresholds_are_configurable() -> None:
 def test_effectiveness_criteria_reject_fractions_outside_zero_one(fraction: float) -> None:
     with pytest.raises(ValueError, match="fraction in"):
         EffectivenessCriteria(vas_drop_fraction=fraction)
+
+
+def test_unclosed_quote_is_reported_at_the_row_where_it_opens() -> None:
+    text = (
+        "study_uid,side,vas_pre,vas_1h,vas_2w,odi_pre,odi_1h,odi_2w,adverse_event\n"
+        f"{UID_A},left,8,3,4,45,30,27,\n"
+        f'{UID_B},left,8,3,4,45,30,27,"unclosed\n' + ("x" * 100 + "\n") * 1400
+    )
+    with pytest.raises(OutcomeImportError) as info:
+        parse_outcomes_csv(text)
+    assert [line for line, _ in info.value.problems] == [3]
+    assert "unclosed quote" in str(info.value)
