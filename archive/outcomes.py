@@ -246,7 +246,7 @@ def _parse_row(cells: list[str]) -> tuple[Outcome | None, list[str]]:
 def _decode(source: str | Path) -> tuple[str, str]:
     """The CSV text and a name for messages; a Path is read as UTF-8 (a BOM is allowed)."""
     if isinstance(source, str):
-        return source, "outcomes CSV"
+        return source.removeprefix("\ufeff"), "outcomes CSV"
     data = source.read_bytes()
     try:
         return data.decode("utf-8-sig"), str(source)
@@ -259,7 +259,7 @@ def _decode(source: str | Path) -> tuple[str, str]:
 
 
 def _records(reader: Reader, problems: list[tuple[int, str]]) -> Iterator[tuple[int, list[str]]]:
-    """Yield (line number, cells) of each row; a CSV syntax error ends the file as a problem."""
+    """Yield (first line number, cells) of each row; a CSV syntax error ends the file as a problem."""
     while True:
         start = reader.line_num + 1
         try:
@@ -275,7 +275,7 @@ def _records(reader: Reader, problems: list[tuple[int, str]]) -> Iterator[tuple[
                 )
             )
             return
-        yield reader.line_num, cells
+        yield start, cells
 
 
 def parse_outcomes_csv(source: str | Path) -> list[Outcome]:
@@ -301,7 +301,9 @@ def parse_outcomes_csv(source: str | Path) -> list[Outcome]:
     ------
     OutcomeImportError
         If anything is wrong: its ``problems`` list every bad row as (line
-        number, reason), the header being line 1. Nothing is returned then.
+        number, reason), the header being line 1 and a row spanning several
+        lines (a quoted cell with line breaks) numbered by its first line.
+        Nothing is returned then.
     OSError
         If ``source`` is a Path that cannot be read.
     """

@@ -155,3 +155,16 @@ def test_unclosed_quote_is_reported_at_the_row_where_it_opens() -> None:
         parse_outcomes_csv(text)
     assert [line for line, _ in info.value.problems] == [3]
     assert "unclosed quote" in str(info.value)
+
+
+def test_multi_line_cell_reports_the_line_its_row_starts_on() -> None:
+    text = (
+        "\ufeffstudy_uid,side,vas_pre,vas_1h,vas_2w,odi_pre,odi_1h,odi_2w,adverse_event\n"
+        f'{UID_A},left,8,3,4,45,30,27,"nerve irritation,\nresolved in 1 h"\n'
+        f"{UID_B},left,8,3,4,45,30,270,\n"
+    )
+    with pytest.raises(OutcomeImportError) as info:
+        parse_outcomes_csv(text)
+    assert [line for line, _ in info.value.problems] == [4]
+    good = parse_outcomes_csv(text.replace(",270,", ",27,"))
+    assert good[0].adverse_event == "nerve irritation,\nresolved in 1 h"
