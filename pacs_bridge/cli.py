@@ -1,0 +1,119 @@
+"""``usarchive serve``: run the DICOM receiver until SIGTERM or Ctrl-C.
+
+Registered in the ``usarchive.commands`` entry-point group, so the root
+command (``archive.cli.main``) finds it without depending on this package.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+
+import click
+
+from archive.cli.main import CliState
+from archive.errors import ArchiveError
+from pacs_bridge.config import load_settings
+from pacs_bridge.server import DEFAULT_DRAIN_TIMEOUT_S, BridgeServer
+
+LOGGER = logging.getLogger(__name__)
+
+
+@click.command("serve")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="TOML file with [server], [tls] and [commitment_peers] tables (see docs/pacs_bridge.md).",
+)
+@click.option("--host", help="Address to listen on (default 0.0.0.0).")
+@click.option("--port", type=click.IntRange(0, 65535), help="TCP port (default 11112; 0 = any free port).")
+@click.option("--aet", help="Our AE title (default USARCHIVE); other called AE titles are rejected.")
+@click.option(
+    "--allow",
+    multiple=True,
+    metavar="CALLING_AE[@host]",
+    help="Allow this calling AE title, optionally only from host (repeatable; replaces the file's list).",
+)
+@click.option(
+    "--allow-any",
+    is_flag=True,
+    default=None,
+    help="Accept every calling AE title (no access control; a warning is logged).",
+)
+@click.option(
+    "--max-pdu", type=click.IntRange(min=0), help="Maximum PDU size received, bytes (0 = unlimited)."
+)
+@click.option(
+    "--drain-timeout",
+    type=click.FloatRange(min=0),
+    default=DEFAULT_DRAIN_TIMEOUT_S,
+    show_default=True,
+    help="Seconds SIGTERM waits for in-flight stores before aborting.",
+)
+@click.pass_obj
+def serve(
+    state: CliState,
+    config_path: Path | None,
+    host: str | None,
+    port: int | None,
+    aet: str | None,
+    allow: tuple[str, ...],
+    allow_any: bool | None,
+    max_pdu: int | None,
+    drain_timeout: float,
+) -> None:
+    """Receive ultrasound clips over DICOM (C-STORE, C-ECHO, storage commitment) into the archive.
+
+    Closed by default: allow each scanner with --allow SCANNER_AE (or SCANNER_AE@host).
+    Stops cleanly on SIGTERM or Ctrl-C after finishing the stores in flight.
+    """
+    from archive.archive import Archive  # the archive is opened only when serving
+
+    try:
+        settings = load_settings(
+            config_path,
+            aet=aet,
+            host=host,
+            port=port,
+            allow=allow,
+            allow_any=allow_any,
+            max_pdu_bytes=max_pdu,
+        )
+        settings.check_access_policy()
+    except ArchiveError as exc:
+        raise click.ClickException(str(exc)) from exc
+    bridge_logger = logging.getLogger("pacs_bridge")
+    if bridge_logger.getEffectiveLevel() > logging.INFO:
+        bridge_logger.setLevel(logging.INFO)  # a server logs each association and instance by default
+
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        LOGGER.info("signal %d received: finishing in-flight stores", signum)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        with Archive.open(state.settings) as archive:
+            server = BridgeServer(settings, archive)
+            try:
+                server.start()
+            except OSError as exc:
+                raise click.ClickException(
+                    f"cannot listen on {settings.host}:{settings.port}: {exc}; "
+                    "choose another --port or stop the program using it"
+                ) from exc
+            click.echo(f"usarchive serve: listening on {settings.host}:{server.port} as {settings.aet}")
+            try:
+                while not stop.wait(0.5):
+                    pass
+            finally:
+                server.stop(drain_timeout_s=drain_timeout)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    click.echo("usarchive serve: stopped")

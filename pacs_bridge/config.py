@@ -1,0 +1,375 @@
+"""Settings of the DICOM receiver: one frozen :class:`BridgeSettings`, built at the edge.
+
+The settings come from a TOML file (``usarchive serve --config bridge.toml``)
+whose values command-line flags override. The file looks like::
+
+    [server]
+    aet = "USARCHIVE"          # our AE title (the called AE title we answer to)
+    host = "0.0.0.0"
+    port = 11112
+    max_pdu_bytes = 0          # 0 = unlimited
+    max_associations = 16
+    allow = ["SONOSITE1", "EDGE2@10.0.0.5"]   # calling AE titles, optionally @host
+    allow_any = false          # true accepts every calling AE (warned at start)
+
+    [tls]                      # optional; paths relative to the TOML file
+    certificate = "server.crt"
+    key = "server.key"
+    ca = "ca.crt"              # optional: require client certificates signed by it
+
+    [commitment_peers]         # where to send a storage commitment result on a new
+    SONOSITE1 = "10.0.0.5:104" # association (calling AE -> host:port)
+"""
+
+from __future__ import annotations
+
+import socket
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from archive.errors import ConfigError
+
+#: Default DICOM port used by ``usarchive serve``.
+DEFAULT_PORT = 11112
+#: Default AE title of the receiver.
+DEFAULT_AET = "USARCHIVE"
+
+
+def validate_ae_title(value: str, *, what: str) -> str:
+    """Return ``value`` stripped if it is a valid AE title, else raise :class:`ConfigError`.
+
+    Parameters
+    ----------
+    value : str
+        The AE title (1–16 characters of the default character repertoire, no backslash,
+        no control characters, not only spaces).
+    what : str
+        Which setting this is, for the message.
+    """
+    title = value.strip()
+    if not 1 <= len(title) <= 16 or "\\" in title or not all(32 <= ord(c) < 127 for c in title):
+        raise ConfigError(
+            f"{what}: expected an AE title of 1 to 16 printable ASCII characters without a backslash, "
+            f"but got {value!r}"
+        )
+    return title
+
+
+def _resolve_host(host: str, *, what: str) -> frozenset[str]:
+    """All IP addresses ``host`` resolves to (an IP address resolves to itself)."""
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except OSError as exc:
+        raise ConfigError(
+            f"{what}: expected a host name or IP address that resolves, but {host!r} does not ({exc}); "
+            "use an IP address or fix the name"
+        ) from exc
+    return frozenset(str(info[4][0]) for info in infos)
+
+
+@dataclass(frozen=True)
+class AllowedPeer:
+    """A calling AE title allowed to associate, optionally only from some addresses.
+
+    Attributes
+    ----------
+    ae_title : str
+        The calling AE title, exactly as the scanner sends it (trailing spaces ignored).
+    host : str or None
+        The host as written in the settings; ``None`` means any host.
+    addresses : frozenset of str
+        IP addresses ``host`` resolved to when the settings were built.
+    """
+
+    ae_title: str
+    host: str | None = None
+    addresses: frozenset[str] = frozenset()
+
+    @classmethod
+    def parse(cls, text: str) -> AllowedPeer:
+        """Parse ``"AE"`` or ``"AE@host"`` and resolve the host.
+
+        Raises
+        ------
+        ConfigError
+            If the AE title is invalid or the host does not resolve.
+        """
+        title, sep, host = text.partition("@")
+        ae_title = validate_ae_title(title, what=f"--allow {text!r}")
+        if not sep:
+            return cls(ae_title)
+        host = host.strip()
+        if not host:
+            raise ConfigError(f"--allow: expected CALLING_AE or CALLING_AE@host, but got {text!r}")
+        return cls(ae_title, host, _resolve_host(host, what=f"--allow {text!r}"))
+
+    def admits(self, ae_title: str, address: str) -> bool:
+        """Whether a peer calling as ``ae_title`` from IP ``address`` matches this entry."""
+        if ae_title.strip() != self.ae_title:
+            return False
+        return self.host is None or address in self.addresses
+
+    def __str__(self) -> str:
+        return self.ae_title if self.host is None else f"{self.ae_title}@{self.host}"
+
+
+@dataclass(frozen=True)
+class TLSSettings:
+    """Certificate and key of the receiver, and optionally a CA to verify clients with.
+
+    Attributes
+    ----------
+    certificate, key : Path
+        PEM files of the server certificate (chain) and its private key.
+    ca : Path or None
+        PEM bundle of CAs; when given, clients must present a certificate it signed.
+    """
+
+    certificate: Path
+    key: Path
+    ca: Path | None = None
+
+
+@dataclass(frozen=True)
+class CommitmentPeer:
+    """Where to send a storage commitment result when the requester's association is gone."""
+
+    ae_title: str
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, ae_title: str, address: str) -> CommitmentPeer:
+        """Parse ``"host:port"`` for the calling AE title ``ae_title``."""
+        host, sep, port_text = address.rpartition(":")
+        if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise ConfigError(
+                f"[commitment_peers] {ae_title}: expected 'host:port' with a port 1-65535, "
+                f"but got {address!r}"
+            )
+        return cls(validate_ae_title(ae_title, what="[commitment_peers]"), host, int(port_text))
+
+
+@dataclass(frozen=True)
+class BridgeSettings:
+    """Everything the DICOM receiver needs besides the archive's own settings.
+
+    Attributes
+    ----------
+    aet : str
+        Our AE title; associations calling another title are rejected.
+    host : str
+        Address to listen on.
+    port : int
+        TCP port; 0 binds a free port (read it back from the running server).
+    allow : tuple of AllowedPeer
+        Calling AE titles (optionally with host) allowed to associate.
+    allow_any : bool
+        Accept any calling AE title. Must be chosen explicitly.
+    max_pdu_bytes : int
+        Maximum PDU size we receive; 0 means unlimited.
+    max_associations : int
+        Concurrent associations accepted (at least 8 is expected of a receiver).
+    tls : TLSSettings or None
+        Serve DICOM over TLS when set.
+    commitment_peers : tuple of CommitmentPeer
+        Addresses for storage commitment results sent on a new association.
+    network_timeout_s, acse_timeout_s, dimse_timeout_s : float
+        pynetdicom timeouts in seconds.
+    """
+
+    aet: str = DEFAULT_AET
+    host: str = "0.0.0.0"
+    port: int = DEFAULT_PORT
+    allow: tuple[AllowedPeer, ...] = ()
+    allow_any: bool = False
+    max_pdu_bytes: int = 0
+    max_associations: int = 16
+    tls: TLSSettings | None = None
+    commitment_peers: tuple[CommitmentPeer, ...] = field(default=())
+    network_timeout_s: float = 60.0
+    acse_timeout_s: float = 30.0
+    dimse_timeout_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        validate_ae_title(self.aet, what="aet")
+        if not 0 <= self.port < 65536:
+            raise ConfigError(f"port: expected 0-65535 (0 = any free port), but got {self.port}")
+        if self.max_pdu_bytes < 0:
+            raise ConfigError(f"max_pdu_bytes: expected 0 (unlimited) or more, but got {self.max_pdu_bytes}")
+        if self.max_associations < 1:
+            raise ConfigError(f"max_associations: expected at least 1, but got {self.max_associations}")
+
+    def commitment_peer(self, ae_title: str) -> CommitmentPeer | None:
+        """The configured address of ``ae_title`` for storage commitment results, if any."""
+        for peer in self.commitment_peers:
+            if peer.ae_title == ae_title.strip():
+                return peer
+        return None
+
+    def check_access_policy(self) -> None:
+        """Refuse a server that would be open to everyone by accident.
+
+        Raises
+        ------
+        ConfigError
+            If neither an allow-list nor ``allow_any`` is set; the message says how to allow a scanner.
+        """
+        if not self.allow and not self.allow_any:
+            raise ConfigError(
+                "access control: expected at least one allowed calling AE title, but the allow-list is "
+                "empty; allow a scanner with --allow SCANNER_AE (or --allow SCANNER_AE@host, repeatable, "
+                "or `allow = [...]` under [server] in the config file), or pass --allow-any to accept "
+                "every calling AE title"
+            )
+
+
+_SERVER_KEYS = {
+    "aet",
+    "host",
+    "port",
+    "allow",
+    "allow_any",
+    "max_pdu_bytes",
+    "max_associations",
+    "network_timeout_s",
+    "acse_timeout_s",
+    "dimse_timeout_s",
+}
+
+
+def _expect(value: object, kind: type | tuple[type, ...], key: str) -> Any:
+    if isinstance(value, bool) and kind in (int, float, (int, float)):
+        raise ConfigError(f"[server] {key}: expected a number, but got {value!r}")
+    if not isinstance(value, kind):
+        name = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise ConfigError(f"[server] {key}: expected {name}, but got {value!r}")
+    return value
+
+
+def _tls_from_table(table: Mapping[str, Any], base: Path) -> TLSSettings:
+    unknown = set(table) - {"certificate", "key", "ca"}
+    if unknown:
+        raise ConfigError(f"[tls]: unknown keys {sorted(unknown)}; expected certificate, key and ca")
+    paths: dict[str, Path] = {}
+    for key in ("certificate", "key", "ca"):
+        if key not in table:
+            continue
+        path = Path(str(table[key])).expanduser()
+        path = path if path.is_absolute() else base / path
+        if not path.is_file():
+            raise ConfigError(f"[tls] {key}: expected a PEM file, but {str(path)!r} does not exist")
+        paths[key] = path
+    if "certificate" not in paths or "key" not in paths:
+        raise ConfigError("[tls]: expected both 'certificate' and 'key' (PEM files)")
+    return TLSSettings(paths["certificate"], paths["key"], paths.get("ca"))
+
+
+def settings_from_mapping(data: Mapping[str, Any], *, base_dir: Path) -> BridgeSettings:
+    """Build settings from a parsed TOML document.
+
+    Parameters
+    ----------
+    data : mapping
+        The document: tables ``server``, ``tls`` and ``commitment_peers``.
+    base_dir : Path
+        Directory that relative TLS paths are relative to (the file's directory).
+
+    Raises
+    ------
+    ConfigError
+        For unknown tables or keys and values of the wrong type.
+    """
+    unknown_tables = set(data) - {"server", "tls", "commitment_peers"}
+    if unknown_tables:
+        raise ConfigError(
+            f"bridge config: unknown tables {sorted(unknown_tables)}; expected [server], [tls], "
+            "[commitment_peers]"
+        )
+    server = data.get("server", {})
+    unknown = set(server) - _SERVER_KEYS
+    if unknown:
+        raise ConfigError(
+            f"[server]: unknown keys {sorted(unknown)}; expected some of {sorted(_SERVER_KEYS)}"
+        )
+    values: dict[str, Any] = {}
+    for key in ("aet", "host"):
+        if key in server:
+            values[key] = _expect(server[key], str, key)
+    for key in ("port", "max_pdu_bytes", "max_associations"):
+        if key in server:
+            values[key] = _expect(server[key], int, key)
+    for key in ("network_timeout_s", "acse_timeout_s", "dimse_timeout_s"):
+        if key in server:
+            values[key] = float(_expect(server[key], (int, float), key))
+    if "allow_any" in server:
+        values["allow_any"] = _expect(server["allow_any"], bool, "allow_any")
+    if "allow" in server:
+        entries = _expect(server["allow"], list, "allow")
+        values["allow"] = tuple(AllowedPeer.parse(str(entry)) for entry in entries)
+    if "tls" in data:
+        values["tls"] = _tls_from_table(data["tls"], base_dir)
+    peers = data.get("commitment_peers", {})
+    values["commitment_peers"] = tuple(CommitmentPeer.parse(ae, str(addr)) for ae, addr in peers.items())
+    return BridgeSettings(**values)
+
+
+def load_settings(
+    path: Path | None = None,
+    *,
+    aet: str | None = None,
+    host: str | None = None,
+    port: int | None = None,
+    allow: Iterable[str] = (),
+    allow_any: bool | None = None,
+    max_pdu_bytes: int | None = None,
+) -> BridgeSettings:
+    """Read the TOML file (if any), then let the given flags override it.
+
+    Parameters
+    ----------
+    path : Path or None
+        TOML file; ``None`` uses the defaults.
+    aet, host, port, max_pdu_bytes, allow_any : optional
+        Override the file's value when not ``None``.
+    allow : iterable of str
+        ``CALLING_AE`` or ``CALLING_AE@host`` entries; when any are given they replace the
+        file's allow-list.
+
+    Returns
+    -------
+    BridgeSettings
+
+    Raises
+    ------
+    ConfigError
+        If the file cannot be read or parsed, or a value is invalid.
+    """
+    settings = BridgeSettings()
+    if path is not None:
+        try:
+            with path.open("rb") as handle:
+                document = tomllib.load(handle)
+        except OSError as exc:
+            raise ConfigError(f"--config: expected a readable TOML file, but {str(path)!r}: {exc}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"--config {str(path)!r}: expected valid TOML, but {exc}") from exc
+        settings = settings_from_mapping(document, base_dir=path.parent)
+    overrides: dict[str, Any] = {}
+    if aet is not None:
+        overrides["aet"] = validate_ae_title(aet, what="--aet")
+    if host is not None:
+        overrides["host"] = host
+    if port is not None:
+        overrides["port"] = port
+    if max_pdu_bytes is not None:
+        overrides["max_pdu_bytes"] = max_pdu_bytes
+    if allow_any is not None:
+        overrides["allow_any"] = allow_any
+    allowed = tuple(AllowedPeer.parse(entry) for entry in allow)
+    if allowed:
+        overrides["allow"] = allowed
+    return replace(settings, **overrides)

@@ -1,0 +1,271 @@
+"""The DICOM receiver: a pynetdicom acceptor storing into an archive.
+
+:class:`BridgeServer` wires the pieces together: access control
+(:mod:`pacs_bridge.access`), presentation contexts (:mod:`pacs_bridge.contexts`),
+streaming into spool files (:mod:`pacs_bridge.spool`), the C-STORE handler
+(:mod:`pacs_bridge.store`) and storage commitment (:mod:`pacs_bridge.commitment`).
+
+pynetdicom keeps some configuration in module globals (``pynetdicom._config``):
+:meth:`BridgeServer.start` sets ``STORE_RECV_CHUNKED_DATASET = True`` once for
+the process, which is how pynetdicom streams data sets to disk instead of
+memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pynetdicom import _config, evt
+
+from pacs_bridge import spool
+from pacs_bridge.access import AccessControlledAE, AccessPolicy
+from pacs_bridge.commitment import CommitmentChecker, CommitmentService
+from pacs_bridge.config import BridgeSettings, TLSSettings
+from pacs_bridge.contexts import supported_contexts
+from pacs_bridge.store import Ingestor, StoreHandler, peer_of
+
+if TYPE_CHECKING:
+    from pynetdicom.events import Event
+    from pynetdicom.transport import ThreadedAssociationServer
+
+LOGGER = logging.getLogger(__name__)
+
+#: Default time SIGTERM waits for in-flight stores before aborting what is left.
+DEFAULT_DRAIN_TIMEOUT_S = 30.0
+
+
+class ReceivingArchive(Ingestor, CommitmentChecker, Protocol):
+    """What the receiver needs of ``archive.archive.Archive``."""
+
+    @property
+    def staging_dir(self) -> Path:
+        """Directory on the store's filesystem for files to ingest with ``move=True``."""
+        ...
+
+
+def make_ssl_context(tls: TLSSettings) -> ssl.SSLContext:
+    """A server-side TLS context (TLS 1.2 or later) from the configured PEM files.
+
+    When ``tls.ca`` is set, clients must present a certificate signed by it.
+    """
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(certfile=tls.certificate, keyfile=tls.key)
+    if tls.ca is not None:
+        context.load_verify_locations(cafile=tls.ca)
+        context.verify_mode = ssl.CERT_REQUIRED
+    else:
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class BridgeServer:
+    """A running (or ready to run) DICOM receiver.
+
+    Parameters
+    ----------
+    settings : BridgeSettings
+        Network, access control and TLS settings.
+    archive : ReceivingArchive
+        An open ``archive.archive.Archive``; the caller owns and closes it.
+
+    Examples
+    --------
+    >>> with Archive.open(archive_settings) as archive:          # doctest: +SKIP
+    ...     with BridgeServer(BridgeSettings(port=0, allow_any=True), archive) as server:
+    ...         print(server.port)
+    """
+
+    def __init__(self, settings: BridgeSettings, archive: ReceivingArchive) -> None:
+        self.settings = settings
+        self.archive = archive
+        self._ae: AccessControlledAE | None = None
+        self._server: ThreadedAssociationServer | None = None
+        self._spool: spool.SpoolDirectory | None = None
+        self._store: StoreHandler | None = None
+        self._commitment: CommitmentService | None = None
+        self._accepted: set[int] = set()
+        self._lock = threading.Lock()
+
+    @property
+    def port(self) -> int:
+        """The TCP port actually bound (useful with ``port=0``)."""
+        if self._server is None:
+            raise RuntimeError("BridgeServer.port: the server is not running; call start() first")
+        return int(self._server.server_address[1])
+
+    @property
+    def active_associations(self) -> int:
+        """Number of associations currently open."""
+        return 0 if self._ae is None else len(self._ae.active_associations)
+
+    def start(self) -> None:
+        """Bind the port and serve in background threads; return at once.
+
+        Raises
+        ------
+        archive.errors.ConfigError
+            If no calling AE title is allowed and ``allow_any`` is not set.
+        OSError
+            If the port cannot be bound.
+        """
+        settings = self.settings
+        settings.check_access_policy()
+        if settings.allow_any:
+            LOGGER.warning(
+                "access control is OFF (--allow-any): every calling AE title may store into this archive; "
+                "use --allow SCANNER_AE[@host] to restrict"
+            )
+        _config.STORE_RECV_CHUNKED_DATASET = True
+        spool.install()
+        self._spool = spool.SpoolDirectory(self.archive.staging_dir)
+        self._store = StoreHandler(self.archive, self._spool, settings.aet)
+        self._commitment = CommitmentService(self.archive, settings)
+
+        ae = AccessControlledAE(settings.aet, AccessPolicy(settings.allow, allow_any=settings.allow_any))
+        ae.maximum_pdu_size = settings.max_pdu_bytes
+        ae.maximum_associations = settings.max_associations
+        ae.network_timeout = settings.network_timeout_s
+        ae.acse_timeout = settings.acse_timeout_s
+        ae.dimse_timeout = settings.dimse_timeout_s
+        ae.supported_contexts = supported_contexts()
+        handlers: list[Any] = [
+            (evt.EVT_C_ECHO, self._on_echo),
+            (evt.EVT_C_STORE, self._store),
+            (evt.EVT_N_ACTION, self._commitment.handle_action),
+            (evt.EVT_DIMSE_SENT, self._commitment.handle_sent),
+            (evt.EVT_ACCEPTED, self._on_accepted),
+            (evt.EVT_REJECTED, self._on_rejected),
+            (evt.EVT_CONN_CLOSE, self._on_closed),
+        ]
+        ssl_context = make_ssl_context(settings.tls) if settings.tls is not None else None
+        spool.register(ae, self._spool)
+        try:
+            self._server = ae.start_server(
+                (settings.host, settings.port), block=False, evt_handlers=handlers, ssl_context=ssl_context
+            )
+        except BaseException:
+            spool.unregister(ae)
+            self._spool.close()
+            self._commitment.close()
+            raise
+        self._ae = ae
+        LOGGER.info(
+            "listening on %s:%d as %s%s (max PDU %s, up to %d associations); spooling into %s",
+            settings.host,
+            self.port,
+            settings.aet,
+            " over TLS" if ssl_context else "",
+            settings.max_pdu_bytes or "unlimited",
+            settings.max_associations,
+            self._spool.path,
+        )
+
+    def stop(self, drain_timeout_s: float = DEFAULT_DRAIN_TIMEOUT_S) -> None:
+        """Stop accepting, let data sets being received finish, then close everything.
+
+        Parameters
+        ----------
+        drain_timeout_s : float
+            Longest wait for in-flight stores; associations still open afterwards
+            (idle, or still sending) are aborted. An aborted store was never
+            answered Success, so nothing acknowledged is lost.
+        """
+        if self._ae is None or self._server is None:
+            return
+        ae, server = self._ae, self._server
+        server.shutdown()  # stops listening; open associations continue
+        deadline = time.monotonic() + drain_timeout_s
+        while ae.active_associations and time.monotonic() < deadline:
+            if self._spool is not None and not self._spool.busy:
+                break  # no data set being received or stored
+            time.sleep(0.02)
+        remaining = len(ae.active_associations)
+        if remaining:
+            LOGGER.info("aborting %d idle or unfinished associations", remaining)
+        ae.shutdown()
+        for assoc in list(ae.active_associations):
+            assoc.join(timeout=5.0)
+        if self._commitment is not None:
+            self._commitment.close()
+        spool.unregister(ae)
+        if self._spool is not None:
+            self._spool.close()
+        self._ae = None
+        self._server = None
+        LOGGER.info("stopped")
+
+    def __enter__(self) -> BridgeServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # Event handlers: each logs, none raises into pynetdicom.
+
+    def _on_echo(self, event: Event) -> int:
+        calling_ae, address = peer_of(event)
+        LOGGER.info("C-ECHO from %s@%s", calling_ae, address)
+        return 0x0000
+
+    def _on_accepted(self, event: Event) -> None:
+        calling_ae, address = peer_of(event)
+        with self._lock:
+            self._accepted.add(id(event.assoc))
+        if self._store is not None:
+            self._store.tally(event.assoc)
+        contexts = event.assoc.accepted_contexts
+        LOGGER.info(
+            "association from %s@%s accepted (%d presentation contexts, %s)",
+            calling_ae,
+            address,
+            len(contexts),
+            "TLS" if self.settings.tls is not None else "plain TCP",
+        )
+
+    def _on_rejected(self, event: Event) -> None:
+        calling_ae, address = peer_of(event)
+        called_ae = str(event.assoc.acceptor.ae_title).strip()
+        primitive: Any = event.assoc.requestor.primitive
+        requested_called = str(getattr(primitive, "called_ae_title", called_ae)).strip()
+        if requested_called != self.settings.aet:
+            why = f"called AE title {requested_called!r} is not ours ({self.settings.aet!r})"
+        elif self._ae is not None and not self._ae.policy.admits(calling_ae, address.rpartition(":")[0]):
+            why = "calling AE title not allowed from this address (see --allow)"
+        else:
+            why = "too many associations"
+        LOGGER.warning("association from %s@%s rejected: %s", calling_ae, address, why)
+
+    def _on_closed(self, event: Event) -> None:
+        assoc = event.assoc
+        with self._lock:
+            was_accepted = id(assoc) in self._accepted
+            self._accepted.discard(id(assoc))
+        discarded = self._spool.discard(assoc) if self._spool is not None else 0
+        if not was_accepted or self._store is None:
+            return
+        tally = self._store.pop_tally(assoc)
+        calling_ae, address = peer_of(event)
+        LOGGER.info(
+            "association from %s@%s %s: %d stored, %d failed, %d bytes, %.0f ms%s",
+            calling_ae,
+            address,
+            "aborted" if assoc.is_aborted else "released",
+            tally.instances,
+            tally.failures,
+            tally.bytes_received,
+            (time.monotonic() - tally.started) * 1000.0,
+            f", {discarded} unfinished data set(s) discarded" if discarded else "",
+        )

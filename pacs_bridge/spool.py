@@ -1,0 +1,272 @@
+"""Spool files: where an incoming dataset streams to disk while it arrives.
+
+pynetdicom, with ``_config.STORE_RECV_CHUNKED_DATASET = True``, writes each
+C-STORE data set as it arrives into a file created by
+``pynetdicom.dimse_messages.NamedTemporaryFile`` (``tempfile.NamedTemporaryFile``
+imported into that module): a Part 10 file (preamble, ``DICM``, file meta that
+pynetdicom builds from the command set and the accepted transfer syntax, then
+the data set bytes exactly as received). The handler gets its path as
+``event.dataset_path`` and pynetdicom deletes it after the handler returns.
+
+We replace that one name with :func:`spool_file_factory` (installed once per
+process by :func:`install`) rather than setting ``tempfile.tempdir`` for the
+whole process, because it lets us
+
+* put the file in a per-process directory under ``Archive.staging_dir`` (same
+  filesystem as the store, so ``Archive.ingest(move=True)`` is a rename),
+  chosen per receiving application entity, so several servers in one process
+  each spool into their own archive;
+* absorb write errors (``ENOSPC``, ``EDQUOT``): pynetdicom aborts the
+  association on any exception while receiving; we instead drop the partial
+  data, keep reading the stream and let the handler answer "out of resources";
+* delete the file of a data set whose association was aborted mid-way
+  (pynetdicom leaves it behind) and, at the next start, the files of a
+  process that was killed.
+
+Associations of other application entities in the process (tests' own SCPs)
+get an ordinary ``NamedTemporaryFile``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import logging
+import os
+import shutil
+import socket
+import tempfile
+import threading
+import uuid
+from pathlib import Path
+from typing import IO, Any
+
+from pynetdicom import dimse_messages
+
+LOGGER = logging.getLogger(__name__)
+
+#: Sub-directory of ``Archive.staging_dir`` holding one directory per running receiver.
+SPOOL_ROOT_NAME = "pacs_bridge"
+_LOCK_NAME = ".lock"
+
+
+class SpoolFile:
+    """A file receiving one data set; looks like the ``NamedTemporaryFile`` pynetdicom expects.
+
+    Write errors are recorded in :attr:`error` instead of raised; after one, the
+    partial data is truncated away and further data is discarded.
+
+    Attributes
+    ----------
+    name : str
+        Path of the file.
+    owner : object or None
+        The association whose data set this is.
+    bytes_written : int
+        Bytes written so far (preamble and file meta included).
+    error : OSError or None
+        The first write error, if any.
+    """
+
+    def __init__(self, path: Path, owner: object | None) -> None:
+        self.name = str(path)
+        self.owner = owner
+        self.bytes_written = 0
+        self.error: OSError | None = None
+        self._handle: IO[bytes] = path.open("wb")
+
+    @property
+    def file(self) -> SpoolFile:
+        """Itself: pynetdicom calls ``NamedTemporaryFile(...).file.flush()``."""
+        return self
+
+    def write(self, data: bytes) -> int:
+        """Append ``data``; on an OS error remember it and discard data from then on."""
+        if self.error is None:
+            try:
+                self._handle.write(data)
+                self.bytes_written += len(data)
+            except OSError as exc:
+                self._fail(exc)
+        return len(data)
+
+    def flush(self) -> None:
+        """Flush the buffer to the OS (durability is the archive's job, at ingest)."""
+        if self.error is None:
+            try:
+                self._handle.flush()
+            except OSError as exc:
+                self._fail(exc)
+
+    def close(self) -> None:
+        """Close the file (errors are recorded, not raised)."""
+        if self._handle.closed:
+            return
+        try:
+            self._handle.close()
+        except OSError as exc:
+            if self.error is None:
+                self.error = exc
+
+    def _fail(self, exc: OSError) -> None:
+        self.error = exc
+        LOGGER.warning("spool %s: write failed (%s); discarding the rest of this data set", self.name, exc)
+        with contextlib.suppress(OSError):
+            self._handle.truncate(0)
+        # The buffered writer may still hold data it cannot write; drop it with the handle.
+        with contextlib.suppress(OSError):
+            os.ftruncate(self._handle.fileno(), 0)
+        with contextlib.suppress(OSError, ValueError):
+            self._handle.close()
+
+    @property
+    def out_of_space(self) -> bool:
+        """Whether the write error was a full disk or an exceeded quota."""
+        return self.error is not None and self.error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+class SpoolDirectory:
+    """A receiver's own spool directory, locked while the receiver runs.
+
+    Parameters
+    ----------
+    staging_dir : Path
+        ``Archive.staging_dir``; the spool directory is created inside
+        ``staging_dir / "pacs_bridge"``. Directories there whose lock is free
+        (their receiver died) are removed first.
+    """
+
+    def __init__(self, staging_dir: Path) -> None:
+        root = staging_dir / SPOOL_ROOT_NAME
+        root.mkdir(parents=True, exist_ok=True)
+        sweep_stale(root)
+        self.path = root / f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.path.mkdir()
+        self._lock_handle = (self.path / _LOCK_NAME).open("wb")
+        fcntl.flock(self._lock_handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self._files: dict[str, SpoolFile] = {}
+        self._mutex = threading.Lock()
+
+    def create(self, owner: object | None) -> SpoolFile:
+        """Create and register a new spool file for ``owner`` (an association)."""
+        fd, name = tempfile.mkstemp(suffix=".dcm", dir=self.path)
+        os.close(fd)
+        spool = SpoolFile(Path(name), owner)
+        with self._mutex:
+            self._files[spool.name] = spool
+        return spool
+
+    @property
+    def busy(self) -> bool:
+        """Whether a data set is being received or stored (a spool file is registered)."""
+        with self._mutex:
+            return bool(self._files)
+
+    def lookup(self, path: str | os.PathLike[str]) -> SpoolFile | None:
+        """The registered spool file at ``path``, if any."""
+        with self._mutex:
+            return self._files.get(str(path))
+
+    def release(self, path: str | os.PathLike[str]) -> None:
+        """Forget the spool file at ``path`` (pynetdicom deletes it after the handler)."""
+        with self._mutex:
+            self._files.pop(str(path), None)
+
+    def discard(self, owner: object) -> int:
+        """Delete the unfinished spool files of ``owner`` (an association that ended).
+
+        Returns
+        -------
+        int
+            How many files were deleted.
+        """
+        with self._mutex:
+            mine = [spool for spool in self._files.values() if spool.owner is owner]
+            for spool in mine:
+                del self._files[spool.name]
+        for spool in mine:
+            spool.close()
+            with contextlib.suppress(FileNotFoundError):
+                Path(spool.name).unlink()
+        return len(mine)
+
+    def close(self) -> None:
+        """Delete the directory and everything left in it, and release the lock."""
+        with self._mutex:
+            spools = list(self._files.values())
+            self._files.clear()
+        for spool in spools:
+            spool.close()
+        shutil.rmtree(self.path, ignore_errors=True)
+        self._lock_handle.close()
+
+
+def sweep_stale(root: Path) -> int:
+    """Remove spool directories under ``root`` whose receiver is gone (their lock is free).
+
+    Returns
+    -------
+    int
+        Number of directories removed.
+    """
+    removed = 0
+    for directory in root.iterdir():
+        lock_path = directory / _LOCK_NAME
+        if not directory.is_dir():
+            continue
+        try:
+            handle = lock_path.open("ab")
+        except OSError:
+            continue
+        with handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # its receiver is alive
+            LOGGER.info("removing stale spool directory %s", directory)
+            shutil.rmtree(directory, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+_DIRECTORIES: dict[int, SpoolDirectory] = {}
+_REGISTRY_LOCK = threading.Lock()
+_ORIGINAL_FACTORY = tempfile.NamedTemporaryFile
+
+
+def register(application_entity: object, directory: SpoolDirectory) -> None:
+    """Spool the data sets received by ``application_entity`` into ``directory``."""
+    with _REGISTRY_LOCK:
+        _DIRECTORIES[id(application_entity)] = directory
+
+
+def unregister(application_entity: object) -> None:
+    """Stop spooling for ``application_entity``."""
+    with _REGISTRY_LOCK:
+        _DIRECTORIES.pop(id(application_entity), None)
+
+
+def spool_file_factory(*args: Any, **kwargs: Any) -> Any:
+    """Stand-in for ``NamedTemporaryFile`` inside pynetdicom's DIMSE message decoder.
+
+    Called on the association's DUL thread, whose ``assoc`` names the receiving
+    application entity; its registered :class:`SpoolDirectory` creates the file.
+    """
+    assoc = getattr(threading.current_thread(), "assoc", None)
+    ae = getattr(assoc, "ae", None)
+    with _REGISTRY_LOCK:
+        directory = _DIRECTORIES.get(id(ae)) if ae is not None else None
+    if directory is None:
+        return _ORIGINAL_FACTORY(*args, **kwargs)
+    return directory.create(assoc)
+
+
+def install() -> None:
+    """Make pynetdicom stream received data sets into spool files (idempotent, process-wide)."""
+    if not hasattr(dimse_messages, "NamedTemporaryFile"):
+        raise RuntimeError(
+            "pynetdicom.dimse_messages.NamedTemporaryFile not found: this pynetdicom version creates "
+            "received data set files differently; pin pynetdicom 3.x or adapt pacs_bridge.spool"
+        )
+    setattr(dimse_messages, "NamedTemporaryFile", spool_file_factory)  # noqa: B010 - not re-exported

@@ -1,0 +1,185 @@
+"""The C-STORE handler: from a spooled data set to a durable, indexed archive instance.
+
+The data set has been streamed by pynetdicom into a spool file on the store's
+filesystem (see :mod:`pacs_bridge.spool`). The handler checks that the data set
+is what the command announced, hands the file to ``Archive.ingest(move=True)``
+(a rename into the store after fsync) and answers Success only when ingest says
+the instance is durably stored and indexed. It never raises: every failure is a
+DIMSE status with an Error Comment.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+
+from archive.ingest import IngestOutcome, IngestResult, Origin
+from pacs_bridge.spool import SpoolDirectory
+from pacs_bridge.status import StoreStatus, status_for_ingest
+
+if TYPE_CHECKING:
+    from pynetdicom.events import Event
+
+LOGGER = logging.getLogger(__name__)
+
+
+class Ingestor(Protocol):
+    """The part of ``archive.archive.Archive`` the receiver needs to store instances."""
+
+    def ingest(
+        self,
+        source: Path | bytes,
+        *,
+        origin: Origin,
+        transfer_syntax: str | None = None,
+        move: bool = False,
+    ) -> IngestResult:
+        """Store one instance durably and index it (see ``Archive.ingest``)."""
+        ...
+
+
+@dataclass
+class AssociationTally:
+    """What one association has stored so far, for its closing log line."""
+
+    started: float = field(default_factory=time.monotonic)
+    instances: int = 0
+    failures: int = 0
+    bytes_received: int = 0
+
+
+def peer_of(event: Event) -> tuple[str, str]:
+    """The calling AE title and ``"host:port"`` of the association of ``event``."""
+    requestor = event.assoc.requestor
+    return str(requestor.ae_title).strip(), f"{requestor.address}:{requestor.port}"
+
+
+def _status(status: StoreStatus, comment: str | None = None) -> Dataset:
+    """A status data set, with an Error Comment (LO, at most 64 characters) for failures."""
+    answer = Dataset()
+    answer.Status = int(status)
+    if comment and status is not StoreStatus.SUCCESS:
+        answer.ErrorComment = comment[:64]
+    return answer
+
+
+def _check_header(path: Path, sop_class_uid: str, sop_instance_uid: str) -> tuple[StoreStatus, str] | None:
+    """Compare the data set's SOP class and instance with the command; ``None`` when they match.
+
+    Only the header is parsed (reading stops before Pixel Data). A data set
+    pydicom cannot parse is "cannot understand"; one whose SOP Class UID or SOP
+    Instance UID differs from the C-STORE request is "does not match SOP class".
+    Missing UIDs are left for ingest to report.
+    """
+    try:
+        header = dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID", "SOPInstanceUID"])
+        dataset_class = header.get("SOPClassUID")
+        dataset_instance = header.get("SOPInstanceUID")
+    except (InvalidDicomError, ValueError, KeyError, EOFError, OSError, TypeError, AttributeError) as exc:
+        return StoreStatus.CANNOT_UNDERSTAND, f"unreadable data set: {exc}"
+    if dataset_class is not None and str(dataset_class) != sop_class_uid:
+        return StoreStatus.DATASET_DOES_NOT_MATCH, f"data set SOP class {dataset_class} != request"
+    if dataset_instance is not None and str(dataset_instance) != sop_instance_uid:
+        return StoreStatus.DATASET_DOES_NOT_MATCH, f"data set SOP instance {dataset_instance} != request"
+    return None
+
+
+class StoreHandler:
+    """Handles ``evt.EVT_C_STORE`` for one receiver; also keeps per-association tallies.
+
+    Parameters
+    ----------
+    archive : Ingestor
+        The archive (``archive.archive.Archive``).
+    spool : SpoolDirectory
+        Where pynetdicom spools this receiver's data sets.
+    called_ae : str
+        Our AE title, recorded in the instance's origin.
+    """
+
+    def __init__(self, archive: Ingestor, spool: SpoolDirectory, called_ae: str) -> None:
+        self._archive = archive
+        self._spool = spool
+        self._called_ae = called_ae
+        self._tallies: dict[int, AssociationTally] = {}
+        self._lock = threading.Lock()
+
+    def tally(self, assoc: object) -> AssociationTally:
+        """The tally of ``assoc`` (created on first use)."""
+        with self._lock:
+            return self._tallies.setdefault(id(assoc), AssociationTally())
+
+    def pop_tally(self, assoc: object) -> AssociationTally:
+        """Remove and return the tally of ``assoc`` (when the association ends)."""
+        with self._lock:
+            return self._tallies.pop(id(assoc), AssociationTally())
+
+    def __call__(self, event: Event) -> Dataset:
+        """Store the data set of ``event``; return the C-STORE response status.
+
+        Never raises: an unexpected error is logged and answered with 0x0110
+        (Processing Failure), so the association survives.
+        """
+        started = time.monotonic()
+        request: Any = event.request
+        sop_class = str(request.AffectedSOPClassUID)
+        sop_instance = str(request.AffectedSOPInstanceUID)
+        calling_ae, address = peer_of(event)
+        size = 0
+        path: Path | None = None
+        try:
+            path = Path(event.dataset_path)
+            size = path.stat().st_size if path.exists() else 0
+            answer = self._store(event, path, sop_class, sop_instance, calling_ae, address)
+        except Exception as exc:  # the handler must answer, whatever happened
+            LOGGER.exception("C-STORE %s from %s@%s: unexpected error", sop_instance, calling_ae, address)
+            answer = _status(StoreStatus.PROCESSING_FAILURE, f"internal error: {type(exc).__name__}")
+        finally:
+            if path is not None:
+                self._spool.release(path)
+        elapsed_ms = (time.monotonic() - started) * 1000.0
+        tally = self.tally(event.assoc)
+        tally.bytes_received += size
+        if answer.Status == StoreStatus.SUCCESS:
+            tally.instances += 1
+        else:
+            tally.failures += 1
+        LOGGER.info(
+            "C-STORE from %s@%s class=%s instance=%s status=0x%04X bytes=%d ms=%.1f%s",
+            calling_ae,
+            address,
+            sop_class,
+            sop_instance,
+            answer.Status,
+            size,
+            elapsed_ms,
+            f" comment={answer.ErrorComment!r}" if "ErrorComment" in answer else "",
+        )
+        return answer
+
+    def _store(
+        self, event: Event, path: Path, sop_class: str, sop_instance: str, calling_ae: str, address: str
+    ) -> Dataset:
+        spool_file = self._spool.lookup(path)
+        if spool_file is not None:
+            spool_file.flush()
+            if spool_file.error is not None:
+                reason = "disk full" if spool_file.out_of_space else "spool write failed"
+                return _status(StoreStatus.OUT_OF_RESOURCES, f"{reason}: {spool_file.error.strerror}")
+        mismatch = _check_header(path, sop_class, sop_instance)
+        if mismatch is not None:
+            return _status(*mismatch)
+        origin = Origin(kind="network", calling_ae=calling_ae, address=address, called_ae=self._called_ae)
+        result = self._archive.ingest(path, origin=origin, move=True)
+        status = status_for_ingest(result)
+        if result.outcome is IngestOutcome.DUPLICATE:
+            LOGGER.info("C-STORE %s: duplicate (%s)", sop_instance, result.reason)
+        return _status(status, result.reason)
