@@ -77,3 +77,23 @@ class OutcomeImportError(ArchiveError, ValueError):
             f"{'row is' if count == 1 else 'rows are'} bad, so nothing was imported; "
             f"fix these and import the file again:\n{lines}"
         )
+
+
+class MetricsError(ArchiveError, ValueError):
+    """Audit metrics cannot be computed because their inputs do not fit together.
+
+    Raised when the frame times have a different number of frames than the
+    annotation, or two annotations compared for agreement are of different
+    clips, lengths or frame shapes.
+    """
+
+
+class DeidentificationError(ArchiveError):
+    """An instance cannot be de-identified as asked.
+
+    Raised when a clip has no 2D ultrasound region to keep while cleaning the
+    pixels (and uncalibrated clips were not explicitly allowed), when its
+    pixel data cannot be decoded, when no patient key exists to shift dates,
+    or when the de-identification options are invalid (e.g. a missing or short
+    secret).
+    """
