@@ -274,7 +274,7 @@ def check_structure(path: Path) -> str:
         if len(prefix) < _PREAMBLE_LENGTH + 4 or prefix[_PREAMBLE_LENGTH:] != b"DICM":
             raise IngestRejectedError(
                 RejectCode.NOT_DICOM,
-                f"expected a DICOM Part 10 file (128-byte preamble then 'DICM'), but {path.name} "
+                f"expected a DICOM Part 10 file (128-byte preamble then 'DICM'), but the data "
                 f"({size} bytes) is not one",
             )
         transfer_syntax, start = _read_transfer_syntax(handle, size)
@@ -329,21 +329,22 @@ def read_header(path: Path) -> InstanceHeader:
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=True, defer_size="1 MB")
     except InvalidDicomError as exc:
-        raise IngestRejectedError(RejectCode.NOT_DICOM, f"pydicom could not read {path.name}: {exc}") from exc
+        raise IngestRejectedError(
+            RejectCode.NOT_DICOM, f"pydicom could not read the data as DICOM: {exc}"
+        ) from exc
     except EOFError as exc:
-        raise IngestRejectedError(RejectCode.TRUNCATED, f"header of {path.name} ends early: {exc}") from exc
+        raise IngestRejectedError(RejectCode.TRUNCATED, f"the header ends early: {exc}") from exc
     except Exception as exc:  # pydicom raises many types on corrupt input
         raise IngestRejectedError(
-            RejectCode.MALFORMED, f"header of {path.name} cannot be parsed: {type(exc).__name__}: {exc}"
+            RejectCode.MALFORMED, f"the header cannot be parsed: {type(exc).__name__}: {exc}"
         ) from exc
     uids = [_uid_value(ds, keyword, tag_text) for keyword, tag_text in _REQUIRED_UIDS]
     sop_class, sop_instance, study, series = uids
     media_instance = str(ds.file_meta.get("MediaStorageSOPInstanceUID", "")).strip()
     if media_instance and media_instance != sop_instance:
         logger.warning(
-            "%s: file meta Media Storage SOP Instance UID %s differs from SOP Instance UID %s; "
+            "file meta Media Storage SOP Instance UID %s differs from SOP Instance UID %s; "
             "indexing by the dataset's SOP Instance UID",
-            path.name,
             media_instance,
             sop_instance,
         )

@@ -88,3 +88,18 @@ def main(
     level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     ctx.obj = CliState(data_dir, db_url, json_output)
+
+
+def _add_archive_commands() -> None:
+    from archive.cli.find import find_command
+    from archive.cli.import_cmd import import_command
+    from archive.cli.show import show_command
+    from archive.cli.stats import stats_command
+    from archive.cli.tag import tag_command
+    from archive.cli.verify_cmd import verify_command
+
+    for command in (import_command, find_command, show_command, tag_command, verify_command, stats_command):
+        main.add_command(command)
+
+
+_add_archive_commands()

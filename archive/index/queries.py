@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Select, and_, func, or_, select
@@ -105,8 +105,13 @@ class InstanceRow:
             "path": self.path,
             "size": self.size,
             "sha256": self.sha256,
-            "received_at": self.received_at.isoformat(),
+            "received_at": as_utc(self.received_at).isoformat(),
         }
+
+
+def as_utc(moment: datetime) -> datetime:
+    """``moment`` with UTC attached when the database returned it naive (SQLite stores UTC)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _find_statement(query: Query) -> Select[Any]:
@@ -229,6 +234,8 @@ def _plain(row: Any, drop: Sequence[str] = ()) -> dict[str, Any]:
     for key, value in row._mapping.items():
         if key in drop:
             continue
+        if isinstance(value, datetime):
+            value = as_utc(value)
         result[key] = value.isoformat() if isinstance(value, (date, datetime)) else value
     return result
 
@@ -347,10 +354,10 @@ def instance_pks_under(connection: Connection, uid: str) -> list[int]:
     return []
 
 
-def _counts(connection: Connection, column: Any, *, join_procedure: bool = False) -> dict[str, int]:
+def _counts(connection: Connection, column: Any, source: Any = None) -> dict[str, int]:
     statement = select(column, func.count()).group_by(column)
-    if join_procedure:
-        statement = statement.select_from(_proc)
+    if source is not None:
+        statement = statement.select_from(source)
     return {str(key) if key is not None else "": int(count) for key, count in connection.execute(statement)}
 
 
@@ -374,6 +381,6 @@ def stats(connection: Connection) -> dict[str, Any]:
         "by_side": _counts(connection, _proc.c.side),
         "by_technique": _counts(connection, _proc.c.technique),
         "by_procedure_type": _counts(connection, _proc.c.procedure_type),
-        "by_modality": _counts(connection, _se.c.modality),
+        "by_modality": _counts(connection, _se.c.modality, _i.join(_se, _se.c.id == _i.c.series_pk)),
         "by_transfer_syntax": _counts(connection, _i.c.transfer_syntax),
     }

@@ -143,13 +143,9 @@ def tag_uid(
             "them; list UIDs with 'usarchive find'"
         )
     source = f"user:{user}"
-    uids = dict(
-        connection.execute(
-            select(schema.instance.c.id, schema.instance.c.sop_instance_uid).where(
-                schema.instance.c.id.in_(pks)
-            )
-        ).tuples()
-    )
+    table = schema.instance
+    statement = select(table.c.id, table.c.sop_instance_uid).where(table.c.id.in_(pks))
+    uids: dict[int, str] = {int(pk): str(sop) for pk, sop in connection.execute(statement)}
     recorded: list[TagChange] = []
     for pk in pks:
         for attribute, old, new in _tag_instance(connection, pk, edit, source, note, now):

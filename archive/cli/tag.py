@@ -1,0 +1,72 @@
+"""``usarchive tag UID --level L5 --side R --technique OT``: set procedure attributes by hand."""
+
+from __future__ import annotations
+
+import getpass
+
+import click
+
+from archive.cli.common import cli_state, open_archive, print_json
+from archive.cli.find import parse_levels, parse_member, parse_side
+from archive.errors import ArchiveError
+from archive.model import ProcedureType, Technique
+
+
+def _default_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name in some containers
+        return "unknown"
+
+
+@click.command("tag")
+@click.argument("uid")
+@click.option(
+    "--level", "levels", multiple=True, help="Spinal level(s); replaces the levels (repeat or L4,L5)."
+)
+@click.option("--clear-levels", is_flag=True, help="Set 'no levels'.")
+@click.option("--side", help="left, right, bilateral (or L, R, B).")
+@click.option("--technique", help="TT, OT, in-plane, out-of-plane, other, unknown.")
+@click.option("--procedure", help="medial branch block, radiofrequency, epidural, facet injection, other.")
+@click.option("--user", default=_default_user, show_default="login name", help="Who is tagging.")
+@click.option("--note", help="Free text kept with the new values.")
+@click.pass_context
+def tag_command(
+    ctx: click.Context,
+    uid: str,
+    levels: tuple[str, ...],
+    clear_levels: bool,
+    side: str | None,
+    technique: str | None,
+    procedure: str | None,
+    user: str,
+    note: str | None,
+) -> None:
+    """Set level, side, technique or procedure of a study, series or instance.
+
+    A value set here always wins over the rules (re-ingest never overwrites
+    it); every change is kept in the history shown by 'usarchive show'.
+    """
+    parsed_levels = parse_levels(levels)
+    with open_archive(ctx) as archive:
+        try:
+            changes = archive.tag(
+                uid,
+                user=user,
+                levels=() if clear_levels else (parsed_levels or None),
+                side=parse_side(side),
+                technique=parse_member(Technique, technique, "--technique"),  # type: ignore[arg-type]
+                procedure_type=parse_member(ProcedureType, procedure, "--procedure"),  # type: ignore[arg-type]
+                note=note,
+            )
+        except ArchiveError as exc:
+            raise click.ClickException(str(exc)) from exc
+    if cli_state(ctx).json_output:
+        print_json({"uid": uid, "changes": [change.to_json() for change in changes]})
+        return
+    for change in changes:
+        click.echo(
+            f"{change.sop_instance_uid} {change.attribute}: "
+            f"{change.old_value or '-'} -> {change.new_value or '-'}"
+        )
+    click.echo(f"{len(changes)} change(s) by {user}")

@@ -1,0 +1,42 @@
+"""``usarchive verify [--repair]``: re-hash every file; report missing, corrupt and orphan files."""
+
+from __future__ import annotations
+
+import click
+
+from archive.cli.common import cli_state, open_archive, print_json
+from archive.verify import DEFAULT_STALE_AFTER_S, verify
+
+
+@click.command("verify")
+@click.option("--repair", is_flag=True, help="Index or set aside orphan files; remove stale temp files.")
+@click.option(
+    "--stale-after",
+    type=click.FloatRange(min=0),
+    default=DEFAULT_STALE_AFTER_S,
+    show_default=True,
+    help="Seconds after which a temp file in store/.tmp counts as left over.",
+)
+@click.pass_context
+def verify_command(ctx: click.Context, repair: bool, stale_after: float) -> None:
+    """Check every stored file against the index; exit status 1 on problems."""
+    with open_archive(ctx) as archive:
+        report = verify(archive, repair=repair, stale_after_s=stale_after)
+    if cli_state(ctx).json_output:
+        print_json(report.to_json())
+    else:
+        click.echo(
+            f"checked {report.checked}: {len(report.missing)} missing, {len(report.corrupt)} corrupt, "
+            f"{len(report.orphans)} orphan(s), {len(report.stale_temp_files)} stale temp file(s)"
+        )
+        for kind, paths in (
+            ("missing", report.missing),
+            ("corrupt", report.corrupt),
+            ("orphan", report.orphans),
+        ):
+            for path in paths:
+                click.echo(f"  {kind}: {path}")
+        for item in report.repaired:
+            click.echo(f"  repaired {item['path']}: {item['action']}")
+    if not report.ok:
+        ctx.exit(1)

@@ -1,0 +1,200 @@
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from ingest_helpers import us_dataset, write_instance
+
+from archive.cli.main import main
+
+
+def run(data_dir: Path, db_url: str, *args: str) -> Result:
+    return CliRunner().invoke(
+        main, ["--data-dir", str(data_dir), "--db", db_url, *args], catch_exceptions=False
+    )
+
+
+def run_json(data_dir: Path, db_url: str, *args: str) -> object:
+    result = run(data_dir, db_url, "--json", *args)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+@pytest.fixture
+def inputs(tmp_path: Path) -> dict[str, object]:
+    """Three clips of two patients in a nested directory, plus one bad file."""
+    source = tmp_path / "incoming"
+    a = us_dataset(patient_id="P1", description="L5 MBB left TT", study_date=date(2024, 1, 10))
+    b = us_dataset(
+        patient_id="P1",
+        description="L3 radiofrequency right in-plane",
+        study_date=date(2024, 1, 10),
+        study_uid=a.StudyInstanceUID,
+    )
+    c = us_dataset(patient_id="P2", description="C5 epidural OT", study_date=date(2023, 6, 1), Modality="OT")
+    paths = [
+        write_instance(source, a),
+        write_instance(source / "deeper", b),
+        write_instance(source / "deeper" / "more", c),
+    ]
+    (source / "notes.txt").write_text("not dicom")
+    return {"dir": source, "paths": paths, "datasets": [a, b, c]}
+
+
+def test_import_reports_and_fails_on_rejections(
+    tmp_path: Path, db_url: str, inputs: dict[str, object]
+) -> None:
+    data = tmp_path / "data"
+    result = run(data, db_url, "import", str(inputs["dir"]))
+    assert result.exit_code == 1
+    assert "4 files: 3 stored, 0 duplicate, 0 replaced, 1 rejected" in result.output
+    assert "notes.txt: [not-dicom]" in result.output
+    again = run(data, db_url, "--json", "import", *[str(p) for p in inputs["paths"]])  # type: ignore[attr-defined]
+    assert again.exit_code == 0
+    summary = json.loads(again.output)
+    assert (summary["stored"], summary["duplicate"], summary["rejected"]) == (0, 3, 0)
+    assert {item["outcome"] for item in summary["results"]} == {"duplicate"}
+
+
+def test_find_by_each_filter(tmp_path: Path, db_url: str, inputs: dict[str, object]) -> None:
+    data = tmp_path / "data"
+    run(data, db_url, "import", str(inputs["dir"]))
+    a, b, c = (ds.SOPInstanceUID for ds in inputs["datasets"])  # type: ignore[attr-defined]
+
+    def uids(*args: str) -> set[str]:
+        rows = run_json(data, db_url, "find", *args)
+        assert isinstance(rows, list)
+        return {row["sop_instance_uid"] for row in rows}
+
+    assert uids() == {a, b, c}
+    assert uids("--patient", "P1") == {a, b}
+    assert uids("--patient", "Doe^Jane") == {a, b, c}
+    assert uids("--level", "L5") == {a}
+    assert uids("--level", "L3,C5") == {b, c}
+    assert uids("--side", "R") == {b}
+    assert uids("--side", "left") == {a}
+    assert uids("--technique", "TT") == {a}
+    assert uids("--technique", "ot") == {c}
+    assert uids("--procedure", "epidural") == {c}
+    assert uids("--procedure", "radiofrequency") == {b}
+    assert uids("--date-from", "2024-01-01") == {a, b}
+    assert uids("--date-to", "20240109") == {c}
+    assert uids("--date-from", "2023-06-01", "--date-to", "2023-06-01") == {c}
+    assert uids("--date-from", "2024-01-11") == set()
+    assert uids("--modality", "OT") == {c}
+    assert uids("--level", "L5", "--technique", "OT") == set()
+    assert len(uids("--limit", "1")) == 1
+    rows = run_json(data, db_url, "find", "--level", "L5")
+    assert isinstance(rows, list)
+    row = rows[0]
+    assert row["study_date"] == "2024-01-10" and row["levels"] == ["L5"] and row["frames"] == 2
+    assert row["received_at"].endswith("+00:00")
+    table = run(data, db_url, "find", "--patient", "P2")
+    assert c in table.output and "1 instance(s)" in table.output
+
+
+def test_bad_filter_value_names_valid_values(tmp_path: Path, db_url: str) -> None:
+    result = run(tmp_path / "data", db_url, "find", "--technique", "sideways")
+    assert result.exit_code == 2
+    assert "TT, OT" in result.output
+
+
+def test_tag_wins_and_is_kept_in_history(tmp_path: Path, db_url: str, inputs: dict[str, object]) -> None:
+    data = tmp_path / "data"
+    run(data, db_url, "import", str(inputs["dir"]))
+    a = inputs["datasets"][0]  # type: ignore[index]
+    result = run_json(
+        data, db_url, "tag", a.StudyInstanceUID, "--level", "L4", "--level", "L5", "--side", "R",
+        "--technique", "OT", "--user", "dr.who",
+    )  # fmt: skip
+    assert isinstance(result, dict)
+    changes = {(c["sop_instance_uid"], c["attribute"]): c for c in result["changes"]}
+    assert changes[(a.SOPInstanceUID, "technique")]["old_value"] == "TT"
+    assert changes[(a.SOPInstanceUID, "technique")]["new_value"] == "OT"
+    assert changes[(a.SOPInstanceUID, "levels")]["new_value"] == "L4,L5"
+    assert {c["changed_by"] for c in result["changes"]} == {"user:dr.who"}
+    assert len({uid for uid, _ in changes}) == 2, "the whole study is tagged"
+    found = run_json(data, db_url, "find", "--technique", "OT", "--patient", "P1")
+    assert isinstance(found, list) and len(found) == 2
+    shown = run_json(data, db_url, "show", a.SOPInstanceUID)
+    assert isinstance(shown, dict)
+    assert shown["kind"] == "instance"
+    assert shown["procedure"]["technique_source"] == "user:dr.who"
+    assert [lv["level"] for lv in shown["levels"]] == ["L4", "L5"]
+    assert any(h["attribute"] == "side" and h["new_value"] == "right" for h in shown["tag_history"])
+    # a re-import (replace policy) re-runs the rules but must not undo the tag
+    path = inputs["paths"][0]  # type: ignore[index]
+    a.PatientName = "Changed^Name"
+    write_instance(path.parent, a, name=path.name)
+    replaced = run(data, db_url, "import", "--duplicate-policy", "replace", str(path))
+    assert replaced.exit_code == 0 and "1 replaced" in replaced.output
+    shown = run_json(data, db_url, "show", a.SOPInstanceUID)
+    assert isinstance(shown, dict)
+    assert shown["procedure"]["technique"] == "OT" and shown["procedure"]["side"] == "right"
+    assert len(shown["file_history"]) == 1
+
+
+def test_tag_unknown_uid_fails(tmp_path: Path, db_url: str) -> None:
+    result = run(tmp_path / "data", db_url, "tag", "1.2.3", "--side", "L")
+    assert result.exit_code == 1
+    assert "usarchive find" in result.output
+
+
+def test_show_study_and_series(tmp_path: Path, db_url: str, inputs: dict[str, object]) -> None:
+    data = tmp_path / "data"
+    run(data, db_url, "import", str(inputs["dir"]))
+    a, b, _c = inputs["datasets"]  # type: ignore[misc]
+    study = run_json(data, db_url, "show", a.StudyInstanceUID)
+    assert isinstance(study, dict)
+    assert study["kind"] == "study" and study["patient"]["patient_id"] == "P1"
+    assert len(study["series"]) == 2
+    series = run_json(data, db_url, "show", b.SeriesInstanceUID)
+    assert isinstance(series, dict)
+    assert series["kind"] == "series" and series["instances"] == [b.SOPInstanceUID]
+    text = run(data, db_url, "show", a.SOPInstanceUID)
+    assert text.exit_code == 0 and "instance " + a.SOPInstanceUID in text.output
+    missing = run(data, db_url, "show", "9.9.9")
+    assert missing.exit_code == 1
+
+
+def test_verify_finds_and_repairs(tmp_path: Path, db_url: str, inputs: dict[str, object]) -> None:
+    data = tmp_path / "data"
+    run(data, db_url, "import", str(inputs["dir"]))
+    clean = run_json(data, db_url, "verify")
+    assert isinstance(clean, dict) and clean["ok"] and clean["checked"] == 3
+    store = data / "store"
+    stored = sorted(p for p in store.rglob("*.dcm") if ".tmp" not in p.parts)
+    stored[0].write_bytes(stored[0].read_bytes()[:-1] + b"\x01")
+    stored[1].unlink()
+    orphan = write_instance(store / "00" / "1.2" / "1.3", us_dataset(patient_id="ORPHAN"), name="1.4.dcm")
+    (store / ".tmp" / "leftover.part").write_bytes(b"partial")
+    result = run(data, db_url, "--json", "verify")
+    assert result.exit_code == 1
+    report = json.loads(result.output)
+    assert len(report["corrupt"]) == 1 and len(report["missing"]) == 1
+    assert report["orphans"] == ["00/1.2/1.3/1.4.dcm"]
+    repaired = run(data, db_url, "--json", "verify", "--repair", "--stale-after", "0")
+    assert repaired.exit_code == 1, "corrupt and missing files cannot be repaired"
+    actions = {item["path"]: item["action"] for item in json.loads(repaired.output)["repaired"]}
+    assert actions["00/1.2/1.3/1.4.dcm"] == "indexed"
+    assert actions[".tmp/leftover.part"] == "removed stale temp file"
+    assert not orphan.exists() or orphan.read_bytes()
+    found = run_json(data, db_url, "find", "--patient", "ORPHAN")
+    assert isinstance(found, list) and len(found) == 1
+    after = json.loads(run(data, db_url, "--json", "verify").output)
+    assert after["orphans"] == [] and after["stale_temp_files"] == []
+
+
+def test_stats(tmp_path: Path, db_url: str, inputs: dict[str, object]) -> None:
+    data = tmp_path / "data"
+    run(data, db_url, "import", str(inputs["dir"]))
+    numbers = run_json(data, db_url, "stats")
+    assert isinstance(numbers, dict)
+    assert (numbers["patients"], numbers["studies"], numbers["instances"]) == (2, 2, 3)
+    assert numbers["by_technique"] == {"TT": 1, "in-plane": 1, "OT": 1}
+    assert numbers["by_modality"] == {"US": 2, "OT": 1}
+    assert numbers["by_level"] == {"L5": 1, "L3": 1, "C5": 1}
+    assert numbers["frames"] == 6
