@@ -7,66 +7,14 @@ import math
 
 import numpy as np
 import pytest
+from metrics_cases import CAL, SHAPE, TIMES, base, box, with_danger
 
-from archive.annotation import ClipAnnotation, NeedleMark, TargetMark
+from archive.annotation import NeedleMark, TargetMark
 from archive.calibration import Calibration, UltrasoundRegion
 from archive.errors import MetricsError
 from archive.metrics import UNCALIBRATED_NOTE, Breach, BreachBy, clip_metrics
 from archive.model import ClipEvent, NeedleView
 from archive.timing import FrameTimes
-
-SHAPE = (100, 200)
-N_FRAMES = 10
-
-# rows 0..99, cols 0..199: 0.1 mm per column, 0.2 mm per row (anisotropic on purpose)
-REGION = UltrasoundRegion(
-    min_x0=0,
-    min_y0=0,
-    max_x1=199,
-    max_y1=99,
-    spatial_format=1,
-    data_type=1,
-    units_x=3,
-    units_y=3,
-    delta_x_cm=0.01,
-    delta_y_cm=0.02,
-)
-CAL = Calibration((REGION,))
-# irregular frame times (a Frame Time Vector), so the time metric must use the offsets
-OFFSETS_MS = (0.0, 40.0, 80.0, 130.0, 170.0, 210.0, 260.0, 300.0, 345.0, 390.0)
-TIMES = FrameTimes(OFFSETS_MS, None, "FrameTimeVector", None)
-
-
-def box(row0: int, row1: int, col0: int, col1: int) -> np.ndarray:
-    """A mask that is True on rows row0..row1 and cols col0..col1 inclusive."""
-    mask = np.zeros(SHAPE, dtype=bool)
-    mask[row0 : row1 + 1, col0 : col1 + 1] = True
-    return mask
-
-
-def base() -> ClipAnnotation:
-    """Needle keyframes on 2 and 6, target keyframes on 0 and 8, spread on 5 and 7.
-
-    Interpolated on frame 4 (injection start): tip (30, 50), entry (10, 10),
-    target (50, 80). Target on frame 5: (52.5, 80); on frame 7: (57.5, 80).
-    """
-    ann = ClipAnnotation.new("1.2.3", "alice", N_FRAMES, SHAPE)
-    ann = ann.with_needle(2, NeedleMark(((10, 10), (20, 50))))
-    ann = ann.with_needle(6, NeedleMark(((10, 10), (40, 50))))
-    ann = ann.with_target(0, TargetMark((40, 80), "L5 SAP-TP junction"))
-    ann = ann.with_target(8, TargetMark((60, 80), "L5 SAP-TP junction"))
-    ann = ann.with_spread(5, box(70, 79, 75, 84))  # 100 px, misses the target (52.5, 80)
-    ann = ann.with_spread(7, box(40, 59, 70, 89))  # 400 px, holds the target (57.5, 80)
-    ann = ann.with_event(ClipEvent.NEEDLE_VISIBLE, 2)
-    ann = ann.with_event(ClipEvent.INJECTION_START, 4)
-    return ann.with_event(ClipEvent.INJECTION_END, 8)
-
-
-def with_danger(ann: ClipAnnotation) -> ClipAnnotation:
-    ann = ann.with_danger(4, "nerve root", box(30, 39, 60, 69))
-    ann = ann.with_danger(6, "nerve root", box(30, 39, 60, 69))
-    ann = ann.with_danger(6, "vessel", box(50, 59, 50, 59))
-    return ann.with_danger(7, "vessel", box(58, 65, 85, 95))  # overlaps the spread of frame 7
 
 
 def test_full_annotation_hand_computed() -> None:
