@@ -145,6 +145,7 @@ def agreement(a: ClipAnnotation, b: ClipAnnotation, calibration: Calibration | N
     if distances:
         mean_mm = float(np.mean([d for _, d in distances]))
         max_frame, max_mm = max(distances, key=lambda fd: (fd[1], -fd[0]))
+    logger.debug("agreement of %s and %s on %s: notes %s", a.reviewer, b.reviewer, a.sop_instance_uid, notes)
     return AgreementMetrics(
         sop_instance_uid=a.sop_instance_uid,
         reviewers=(a.reviewer, b.reviewer),

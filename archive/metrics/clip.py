@@ -244,7 +244,13 @@ def clip_metrics(
     duration_s = None
     if span is not None:
         duration_s = (frame_times.offsets_ms[span[1]] - frame_times.offsets_ms[span[0]]) / 1000.0
-
+    logger.debug(
+        "clip metrics of %s by %s: %d breaches, notes %s",
+        annotation.sop_instance_uid,
+        annotation.reviewer,
+        len(breaches),
+        notes,
+    )
     return ClipMetrics(
         sop_instance_uid=annotation.sop_instance_uid,
         reviewer=annotation.reviewer,
