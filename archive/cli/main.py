@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from archive.cli.sample import sample
 from archive.errors import ArchiveError
 from archive.settings import ENV_DB, ENV_HOME, ArchiveSettings
 
@@ -103,3 +104,4 @@ def _add_archive_commands() -> None:
 
 
 _add_archive_commands()
+main.add_command(sample)

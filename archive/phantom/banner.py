@@ -20,13 +20,18 @@ _SCALE = (200, 210, 220)
 
 
 def banner_lines(spec: ClipSpec) -> tuple[str, str, str, str]:
-    """The four text fields: left and right of line 1, left and right of line 2."""
+    """The four text fields: left and right of line 1, left and right of line 2.
+
+    The right-hand fields are left out of the image when the image is too
+    narrow for them; the patient name, ID, birth date and the date always fit
+    from 260 columns on.
+    """
     who = spec.identity
     return (
-        f"{who.patient_name}  ID:{who.patient_id}  DOB:{who.birth_date:%Y-%m-%d}",
+        f"{who.patient_name} ID:{who.patient_id}",
+        f"DOB:{who.birth_date:%Y-%m-%d}",
         f"{spec.study_date:%Y-%m-%d} {spec.content_time:%H:%M:%S}",
-        f"{who.institution}",
-        f"C5-2 MSK {spec.depth_mm / 10.0:.1f}cm MI 1.1 TIb 0.4",
+        f"{who.institution}  C5-2 MSK {spec.depth_mm / 10.0:.1f}cm",
     )
 
 
@@ -49,11 +54,12 @@ def draw_annotation(spec: ClipSpec, layout: Layout) -> npt.NDArray[np.uint8]:
     draw = ImageDraw.Draw(image)
     font = ImageFont.load_default_imagefont()
     left1, right1, left2, right2 = banner_lines(spec)
-    draw.text((4, 3), left1, fill=_WHITE, font=font)
-    draw.text((4, 16), left2, fill=_AMBER, font=font)
-    for text, y in ((right1, 3), (right2, 16)):
-        width = int(draw.textlength(text, font=font))
-        draw.text((max(4, layout.cols - width - 4), y), text, fill=_WHITE if y == 3 else _AMBER, font=font)
+    for left, right, y, colour in ((left1, right1, 3, _WHITE), (left2, right2, 16, _AMBER)):
+        draw.text((4, y), left, fill=colour, font=font)
+        left_end = 4 + int(draw.textlength(left, font=font))
+        width = int(draw.textlength(right, font=font))
+        if left_end + 8 + width <= layout.cols - 4:
+            draw.text((layout.cols - width - 4, y), right, fill=colour, font=font)
     # keep the banner strictly within its rows whatever the font does
     pixels = np.asarray(image).copy()
     pixels[BANNER_ROWS:] = 0

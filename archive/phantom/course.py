@@ -125,15 +125,18 @@ def plan_course(
         s_enter = 0.0
 
     if frames == 1:
-        events = Events(needle_visible=0, target_reached=0, injection_start=None, injection_end=None)
+        events = timeline(1)
         tips = np.array([tip_final], dtype=np.float64)
         shifts = np.zeros((1, 2), dtype=np.int64)
         return Course(shifts, tips, entry, direction, (None,), events, tip_final, None)
 
-    f_vis = max(1, round(0.12 * frames))
-    f_reach = max(f_vis + 2, round(0.55 * frames))
-    f_start = min(frames - 3, f_reach + max(1, round(0.08 * frames)))
-    f_end = min(frames - 1, f_start + max(2, round(0.25 * frames)))
+    events = timeline(frames)
+    f_vis, f_reach, f_start, f_end = (
+        int(events.needle_visible or 0),
+        int(events.target_reached or 0),
+        int(events.injection_start or 0),
+        int(events.injection_end or 0),
+    )
 
     steps = rng.gamma(2.0, 1.0, size=f_reach - f_vis)
     progress = np.concatenate([[0.0], np.cumsum(steps) / np.sum(steps)])  # f_vis .. f_reach
@@ -161,9 +164,6 @@ def plan_course(
                 semi_axes_mm=(a * scale, b * scale),
             )
         )
-    events = Events(
-        needle_visible=f_vis, target_reached=f_reach, injection_start=f_start, injection_end=f_end
-    )
     return Course(
         shifts_px=_probe_motion(frames, rng),
         tips_mm=tips,
@@ -174,6 +174,20 @@ def plan_course(
         tip_final_mm=tip_final,
         spread_max=spread_max,
     )
+
+
+def timeline(frames: int) -> Events:
+    """Frames of the key events for a clip of ``frames`` frames (fixed fractions).
+
+    One frame is a snapshot with the needle at rest before injection.
+    """
+    if frames == 1:
+        return Events(needle_visible=0, target_reached=0, injection_start=None, injection_end=None)
+    f_vis = max(1, round(0.12 * frames))
+    f_reach = max(f_vis + 2, round(0.55 * frames))
+    f_start = min(frames - 3, f_reach + max(1, round(0.08 * frames)))
+    f_end = min(frames - 1, f_start + max(2, round(0.25 * frames)))
+    return Events(needle_visible=f_vis, target_reached=f_reach, injection_start=f_start, injection_end=f_end)
 
 
 def _scaled_offset(

@@ -116,6 +116,8 @@ def _identity(ds: Dataset, spec: ClipSpec, study: UID, series: UID, instance: UI
     text = spec.descriptions
     date = spec.study_date.strftime("%Y%m%d")
     time = spec.content_time.strftime("%H%M%S")
+    if spec.content_time.microsecond:
+        time += f".{spec.content_time.microsecond:06d}"
     ds.SpecificCharacterSet = text.character_set
     ds.ImageType = ["ORIGINAL", "PRIMARY"]
     ds.InstanceCreationDate = date
