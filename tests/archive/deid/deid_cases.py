@@ -12,7 +12,7 @@ from pydicom import dcmread, dcmwrite
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.tag import Tag
-from pydicom.uid import ExplicitVRLittleEndian, UltrasoundMultiFrameImageStorage
+from pydicom.uid import UID, ExplicitVRLittleEndian, UltrasoundMultiFrameImageStorage
 
 SECRET = b"test-secret-for-deid-0123456789"
 OTHER_SECRET = b"another-secret-for-deid-9876543210"
@@ -99,7 +99,7 @@ def planted_dataset(
     """
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = UltrasoundMultiFrameImageStorage
-    meta.MediaStorageSOPInstanceUID = INSTANCE_UIDS[instance]
+    meta.MediaStorageSOPInstanceUID = UID(INSTANCE_UIDS[instance])
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     meta.SourceApplicationEntityTitle = "ZQXSTATION"
 
