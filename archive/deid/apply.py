@@ -12,9 +12,10 @@ Steps, in order:
    and overlays (60xx) are removed; every attribute listed in Table E.1-1 gets
    its Basic Profile action (see :mod:`archive.deid.profile`); dates are
    shifted per patient (DCM 113107) when retained. Attributes the table does
-   not list are kept, with three safety rules: instance-like UIDs are
-   replaced, dates and date-times are shifted (or removed when dates are not
-   retained), and person names are emptied.
+   not list are kept, with four safety rules: instance-like UIDs are
+   replaced; dates and date-times are shifted (removed, with times, when
+   dates are not retained); person names are emptied; free text (LT, ST, UT)
+   and values of unknown VR (UN) are removed.
 3. Identity: Patient's Name and Patient ID become the patient's keyed
    pseudonym (a Z action with a dummy value, which PS3.15 allows), so the
    research set keeps one stable pseudonymous key per patient; Study ID
@@ -74,6 +75,8 @@ _DUMMY_BY_VR: dict[str, Any] = {
     "FD": 0.0,
 }
 _BINARY_VRS = ("OB", "OD", "OF", "OL", "OV", "OW", "UN")
+#: Free text (LT, ST, UT) and uninterpretable values (UN) outside the table are removed.
+_UNLISTED_REMOVED_VRS = ("LT", "ST", "UT", "UN")
 
 
 @dataclass(frozen=True)
@@ -191,7 +194,7 @@ def deidentify_dataset(
         out.StudyID = pseudonym(options.secret, study_uid, PseudonymKind.STUDY)
     codes = _record_method(out, pixels_cleaned=pixels_cleaned, dates_shifted=shift is not None)
     new_sop = str(out.get("SOPInstanceUID", ""))
-    _rebuild_file_meta(out, ds)
+    _rebuild_file_meta(out)
     logger.info("instance de-identified as %s (patient %s, methods %s)", new_sop, patient, "/".join(codes))
     return DeidResult(
         dataset=out,
@@ -227,6 +230,8 @@ def _action_for(elem: DataElement, context: _Context) -> Action:
         return Action.REMOVE
     if elem.VR == "PN":
         return Action.ZERO
+    if elem.VR in _UNLISTED_REMOVED_VRS:
+        return Action.REMOVE
     return Action.KEEP
 
 
@@ -305,13 +310,13 @@ def _record_method(ds: Dataset, *, pixels_cleaned: bool, dates_shifted: bool) ->
     return tuple(value for value, _ in codes)
 
 
-def _rebuild_file_meta(out: Dataset, original: Dataset) -> None:
-    old = getattr(original, "file_meta", None)
-    syntax = getattr(out, "file_meta", old)
+def _rebuild_file_meta(out: Dataset) -> None:
+    # New file meta: nothing of the source's (AE titles, private creator UIDs) is carried over.
+    syntax = getattr(out, "file_meta", FileMetaDataset()).get("TransferSyntaxUID")
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = UID(str(out.get("SOPClassUID", "")))
     meta.MediaStorageSOPInstanceUID = UID(str(out.get("SOPInstanceUID", "")))
-    if syntax is not None and "TransferSyntaxUID" in syntax:
-        meta.TransferSyntaxUID = syntax.TransferSyntaxUID
+    if syntax is not None:
+        meta.TransferSyntaxUID = syntax
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     out.file_meta = meta

@@ -134,8 +134,9 @@ def clean_pixel_data(ds: Dataset, regions: Sequence[UltrasoundRegion]) -> None:
     """Blank ``ds``'s pixels outside ``regions`` and store them uncompressed, in place.
 
     Compressed frames (JPEG Baseline, JPEG Lossless, JPEG 2000, RLE) are
-    decoded one at a time into one array of the clip; colour frames are
-    converted to RGB. The result is stored natively: Transfer Syntax Explicit
+    decoded one at a time and blanked as they come into one array of the
+    clip (memory: the decoded clip, plus its bytes while they are stored);
+    colour frames are converted to RGB. The result is stored natively: Transfer Syntax Explicit
     VR Little Endian, Photometric Interpretation RGB for colour (MONOCHROME1/2
     and PALETTE COLOR are kept; palette pixels are blanked to index 0). Lossy
     Image Compression, its ratio and method are left as they were: the pixels
@@ -166,12 +167,15 @@ def clean_pixel_data(ds: Dataset, regions: Sequence[UltrasoundRegion]) -> None:
     try:
         decoder = get_decoder(UID(syntax))
         frames: npt.NDArray[np.generic] | None = None
+        outside: npt.NDArray[np.bool_] | None = None
         photometric = str(ds.PhotometricInterpretation)
         for index, (frame, info) in enumerate(decoder.iter_array(ds, as_rgb=True)):
-            if frames is None:
+            if frames is None or outside is None:
                 frames = np.empty((frame_count, *frame.shape), dtype=frame.dtype)
+                outside = ~keep_mask((frame.shape[0], frame.shape[1]), regions)
                 photometric = str(info.get("photometric_interpretation", photometric))
             frames[index] = frame
+            frames[index][outside] = 0  # blank as we go: one decoded clip in memory, no copy
     except (NotImplementedError, RuntimeError, ValueError) as exc:
         raise DeidentificationError(
             f"instance {sop}: expected pixel data that pydicom can decode (transfer syntax {syntax}), "
@@ -179,9 +183,7 @@ def clean_pixel_data(ds: Dataset, regions: Sequence[UltrasoundRegion]) -> None:
         ) from exc
     if frames is None:
         raise DeidentificationError(f"instance {sop}: expected at least one frame, but Pixel Data is empty")
-    cleaned = blank_outside_regions(frames, regions)
-    if "NumberOfFrames" not in ds:
-        cleaned = cleaned[0]
+    cleaned = frames if "NumberOfFrames" in ds else frames[0]
     ds.set_pixel_data(
         cleaned,
         photometric_interpretation=photometric,

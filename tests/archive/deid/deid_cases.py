@@ -48,7 +48,11 @@ PLANTED_TEXT = {
     "chinese_name": "张三丰",
     "chinese_comment": "患者张三丰右侧腰痛",
     "overlay": "ZQXOVERLAYTEXT",
+    "free_text": "ZQXFREETEXT",
+    "unknown": "ZQXUNKNOWNVALUE",
 }
+#: A public tag no dictionary knows: read back with VR UN.
+UNKNOWN_PUBLIC_TAG = 0x00089998
 STUDY_DATE = "20240506"
 FOLLOW_UP_DATE = "20240520"
 BIRTH_DATE = "19470823"
@@ -157,6 +161,7 @@ def planted_dataset(
         ds.ReferencedImageSequence = Sequence([_reference(INSTANCE_UIDS[0])])
     if regions:
         ds.SequenceOfUltrasoundRegions = Sequence([region_item()])
+    ds.add_new(UNKNOWN_PUBLIC_TAG, "UN", PLANTED_TEXT["unknown"].encode("ascii"))
     _private(ds, PLANTED_TEXT["private"])
     _overlay(ds)
     _pixels(ds, planted_frames(seed=instance + 1))
@@ -187,6 +192,7 @@ def _procedure_code() -> Dataset:
     item.PersonName = PLANTED_TEXT["nested_person"]
     item.InstitutionName = PLANTED_TEXT["nested_institution"]
     item.ObservationDateTime = f"{FOLLOW_UP_DATE}090000"
+    item.TextValue = PLANTED_TEXT["free_text"]
     _private(item, PLANTED_TEXT["private_nested"])
     return item
 

@@ -17,6 +17,7 @@ from deid_cases import (
     SERIES_UID,
     STUDY_DATE,
     STUDY_UID,
+    UNKNOWN_PUBLIC_TAG,
     dciodvfy_errors,
     leaks,
     planted_dataset,
@@ -97,6 +98,8 @@ def test_private_overlay_and_identifying_attributes_are_gone_recursively() -> No
     nested = ds.ProcedureCodeSequence[0]
     assert nested.CodeMeaning == "Lumbar medial branch block"  # unlisted text is kept
     assert "InstitutionName" not in nested
+    assert "TextValue" not in nested  # unlisted free text
+    assert UNKNOWN_PUBLIC_TAG not in ds  # unlisted, uninterpretable
     assert str(nested.PersonName) == "ANONYMOUS^"
     assert ds.BodyPartExamined == "LSPINE" and ds.ImageLaterality == "R"
 
