@@ -86,3 +86,17 @@ def test_clean_pixel_data_without_pixels_is_refused() -> None:
     del ds.PixelData
     with pytest.raises(DeidentificationError, match="expected Pixel Data"):
         clean_pixel_data(ds, tissue_regions(planted_dataset()))
+
+
+def test_palette_colour_clip_keeps_its_palette_and_blanks_to_index_zero() -> None:
+    ds = planted_dataset()
+    ds.PhotometricInterpretation = "PALETTE COLOR"
+    for colour in ("Red", "Green", "Blue"):
+        setattr(ds, f"{colour}PaletteColorLookupTableDescriptor", [256, 0, 8])
+        setattr(ds, f"{colour}PaletteColorLookupTableData", bytes(range(256)))
+    clean_pixel_data(ds, tissue_regions(ds))
+    assert ds.PhotometricInterpretation == "PALETTE COLOR"
+    out = ds.pixel_array
+    assert out.shape == planted_frames(seed=1).shape
+    assert not out[:, :BANNER_ROWS].any()
+    assert ds.RedPaletteColorLookupTableData == bytes(range(256))
