@@ -65,14 +65,19 @@ class Case:
     result: DeidResult
 
 
-@pytest.fixture(scope="module", params=list(Encoding), ids=str)
+#: (encoding, frames): every encoding as a cine clip, and one single-frame image.
+CLIPS = [*((encoding, 8) for encoding in Encoding), (Encoding.JPEG_BASELINE, 1)]
+
+
+@pytest.fixture(scope="module", params=CLIPS, ids=lambda clip: f"{clip[0]}-{clip[1]}f")
 def case(request: pytest.FixtureRequest) -> Case:
+    encoding, frames = request.param
     spec = ClipSpec(
-        frames=8,
+        frames=frames,
         rows=200,
         cols=260,
         depth_mm=60.0,
-        encoding=request.param,
+        encoding=encoding,
         identity=IDENTITY,
         descriptions=DESCRIPTIONS,
         study_date=STUDY_DATE,
@@ -94,7 +99,9 @@ def test_phantom_carries_the_planted_identity_as_text_and_banner(case: Case) -> 
     text_needles = _needles(banner_dates=False)
     assert leaks(case.original_bytes, text_needles) == text_needles
     banner_rows = _region_window(case.original)[0].start
-    assert case.original.pixel_array[:, :banner_rows].any(), "the phantom banner is blank"
+    pixels = case.original.pixel_array
+    frames = pixels if "NumberOfFrames" in case.original else pixels[np.newaxis]
+    assert frames[:, :banner_rows].any(), "the phantom banner is blank"
 
 
 def test_no_planted_string_or_date_in_the_output_bytes(case: Case) -> None:
@@ -106,6 +113,8 @@ def test_banner_pixels_are_zero_and_the_region_is_unchanged(case: Case) -> None:
     before = case.original.pixel_array  # decoded the same way (colour as RGB)
     rows, cols = _region_window(case.original)
     assert out.shape == before.shape
+    if "NumberOfFrames" not in case.original:
+        out, before = out[np.newaxis], before[np.newaxis]
     np.testing.assert_array_equal(out[:, rows, cols], before[:, rows, cols])
     outside = np.ones(out.shape[1:3], dtype=bool)
     outside[rows, cols] = False
