@@ -187,7 +187,8 @@ def build_anatomy(
         fascia = (depth * 0.25, depth * 0.42)
 
     bones = tuple(
-        np.array([(sign * (u + target_u), y) for u, y in pts], dtype=np.float64) for _, pts in profiles
+        _rounded(np.array([(sign * (u + target_u), y) for u, y in pts], dtype=np.float64))
+        for _, pts in profiles
     )
     names = tuple(name for name, _ in profiles)
     danger_shape: Ellipse | None = None
@@ -206,3 +207,15 @@ def build_anatomy(
         danger=danger_shape,
         danger_name="spinal canal / cord" if danger else "",
     )
+
+
+def _rounded(polyline: FloatArray, iterations: int = 2) -> FloatArray:
+    """Chaikin corner cutting: bone outlines are smooth, not polygonal; ends are kept."""
+    points = polyline
+    for _ in range(iterations):
+        a, b = points[:-1], points[1:]
+        cut = np.empty((2 * len(a), 2), dtype=np.float64)
+        cut[0::2] = 0.75 * a + 0.25 * b
+        cut[1::2] = 0.25 * a + 0.75 * b
+        points = np.vstack([points[:1], cut, points[-1:]])
+    return points

@@ -68,6 +68,16 @@ class CohortClip:
 
 
 @dataclass(frozen=True)
+class Procedure:
+    """One side of one patient treated: the unit of ``outcomes.csv``."""
+
+    study_uid: str
+    side: Side
+    technique: Technique
+    procedure_time_s: float
+
+
+@dataclass(frozen=True)
 class _Step:
     level: SpinalLevel
     view: NeedleView
@@ -122,7 +132,7 @@ def generate_cohort(
     half = math.ceil(n_patients / 2)
     groups = rng.permutation([Technique.OT.value] * half + [Technique.TT.value] * (n_patients - half))
     clips: list[CohortClip] = []
-    procedures: list[tuple[str, Side, Technique, float]] = []
+    procedures: list[Procedure] = []
     for index in range(n_patients):
         technique = Technique(str(groups[index]))
         patient_rng = np.random.default_rng([seed, 200, index])
@@ -190,20 +200,20 @@ def generate_cohort(
                         truth=str(truth.relative_to(out_dir)),
                     )
                 )
-            procedures.append((clips[-1].study_uid, side, technique, procedure_s))
+            procedures.append(Procedure(clips[-1].study_uid, side, technique, procedure_s))
             clock = puncture + dt.timedelta(seconds=procedure_s + float(patient_rng.uniform(120.0, 300.0)))
-    _write_outcomes(out_dir / "outcomes.csv", procedures, np.random.default_rng([seed, 300]))
+    write_outcomes(out_dir / "outcomes.csv", procedures, np.random.default_rng([seed, 300]))
     manifest = {
         "seed": seed,
         "n_patients": n_patients,
         "procedures": [
             {
-                "study_uid": uid,
-                "side": side.value,
-                "technique": tech.value,
-                "procedure_time_s": round(seconds, 3),
+                "study_uid": p.study_uid,
+                "side": p.side.value,
+                "technique": p.technique.value,
+                "procedure_time_s": round(p.procedure_time_s, 3),
             }
-            for uid, side, tech, seconds in procedures
+            for p in procedures
         ],
         "clips": [asdict(clip) for clip in clips],
     }
@@ -265,14 +275,29 @@ def _descriptions(technique: Technique, step: _Step, chinese: bool, rng: np.rand
     )
 
 
-def _write_outcomes(
-    path: Path, procedures: list[tuple[str, Side, Technique, float]], rng: np.random.Generator
-) -> None:
-    """One row per (study, side): VAS 0-10 and ODI % before, 1 h and 2 weeks after."""
+def write_outcomes(path: Path, procedures: list[Procedure], rng: np.random.Generator) -> None:
+    """Write ``outcomes.csv``: one row per procedure, VAS 0-10 and ODI % before, 1 h, 2 weeks.
+
+    Parameters
+    ----------
+    path : Path
+        CSV file to write (columns :data:`OUTCOME_COLUMNS`).
+    procedures : list of Procedure
+        Rows, in order.
+    rng : numpy.random.Generator
+        Scores and which procedures are effective.
+
+    Notes
+    -----
+    Exactly ``round(rate × n)`` procedures per technique are effective (VAS
+    fell by ≥ 50 % and ODI by ≥ 40 % at 2 weeks), with the rates of
+    :data:`EFFECTIVE_RATE`; TT groups of 4 or more get ``round(n × 2/32)``
+    (at least one) adverse events.
+    """
     effective: dict[int, bool] = {}
     adverse: set[int] = set()
     for technique in (Technique.OT, Technique.TT):
-        rows = [i for i, p in enumerate(procedures) if p[2] is technique]
+        rows = [i for i, p in enumerate(procedures) if p.technique is technique]
         n_effective = round(EFFECTIVE_RATE[technique] * len(rows))
         chosen = set(rng.permutation(rows)[:n_effective].tolist()) if rows else set()
         effective.update({i: i in chosen for i in rows})
@@ -282,7 +307,7 @@ def _write_outcomes(
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(OUTCOME_COLUMNS)
-        for i, (study_uid, side, _technique, _seconds) in enumerate(procedures):
+        for i, procedure in enumerate(procedures):
             vas_pre = int(np.clip(round(rng.normal(6.6, 0.9)), 4, 9))
             odi_pre = int(np.clip(round(rng.normal(21.0, 4.0)), 10, 35)) * 2
             vas_1h = round(vas_pre * rng.uniform(0.15, 0.4))
@@ -295,8 +320,8 @@ def _write_outcomes(
                 odi_2w = 2 * round(odi_pre * rng.uniform(0.65, 0.95) / 2)
             writer.writerow(
                 [
-                    study_uid,
-                    side.value,
+                    procedure.study_uid,
+                    procedure.side.value,
                     vas_pre,
                     vas_1h,
                     vas_2w,

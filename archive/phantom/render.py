@@ -67,9 +67,9 @@ def render_region(
     """
     margin = MAX_SHIFT_PX
     body_x, body_y = layout.region_grid_mm(margin)
-    bone_weight = _bone_weight(anatomy, body_x, body_y)
+    bone_weight, bone_echo = _bone_weight(anatomy, body_x, body_y)
     echo = _tissue(anatomy, body_x, body_y, layout.spacing_mm, rng)
-    echo = echo * _shadow(layout, bone_weight, body_x, body_y) + BONE_AMPLITUDE * bone_weight
+    echo = echo * _shadow(layout, bone_weight, body_x, body_y) + BONE_AMPLITUDE * bone_echo
     body = (echo * _speckle(echo.shape, layout.spacing_mm, rng)).astype(np.float32)
 
     height, width = layout.region_shape
@@ -132,14 +132,34 @@ def _segment_distance(x: F32, y: F32, a: npt.NDArray[np.float64], b: npt.NDArray
     return distance
 
 
-def _bone_weight(anatomy: Anatomy, x: F32, y: F32) -> F32:
-    """1 on bone surfaces, falling off over ~0.5 mm; shape of the grid."""
-    distance = np.full(x.shape, np.inf, dtype=np.float32)
+def _bone_weight(anatomy: Anatomy, x: F32, y: F32) -> tuple[F32, F32]:
+    """Bone surfaces on the grid: geometric weight and echo brightness.
+
+    Returns
+    -------
+    surface : ndarray, float32
+        1 on a bone surface, falling off over ~0.5 mm (drives the shadow).
+    echo : ndarray, float32
+        ``surface`` scaled by specular reflection: surfaces facing the probe
+        return most, steep walls less (anisotropy).
+    """
+    surface = np.zeros(x.shape, dtype=np.float32)
+    echo = np.zeros(x.shape, dtype=np.float32)
+    x_axis, y_axis = x[0], y[:, 0]
     for polyline in anatomy.bones:
         for a, b in itertools.pairwise(polyline):
-            distance = np.minimum(distance, _segment_distance(x, y, a, b))
-    weight: F32 = np.exp(-((distance / 0.55) ** 2)).astype(np.float32)
-    return weight
+            cols = np.nonzero((x_axis >= min(a[0], b[0]) - 2.0) & (x_axis <= max(a[0], b[0]) + 2.0))[0]
+            rows = np.nonzero((y_axis >= min(a[1], b[1]) - 2.0) & (y_axis <= max(a[1], b[1]) + 2.0))[0]
+            if cols.size == 0 or rows.size == 0:
+                continue
+            box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+            distance = _segment_distance(x[box], y[box], a, b)
+            weight = np.exp(-((distance / 0.55) ** 2))
+            dx, dy = b - a
+            facing = abs(dx) / max(float(np.hypot(dx, dy)), 1e-9)  # 1 for a horizontal surface
+            surface[box] = np.maximum(surface[box], weight)
+            echo[box] = np.maximum(echo[box], weight * (0.35 + 0.65 * facing**2))
+    return surface, echo
 
 
 def _tissue(anatomy: Anatomy, x: F32, y: F32, spacing_mm: float, rng: np.random.Generator) -> F32:
@@ -233,8 +253,8 @@ def _needle_overlay(
     else:
         angles = np.linspace(0.0, 2.0 * np.pi, 48, endpoint=False)
         radii = np.linspace(0.0, 1.0, 5)
-        xs = (tip_x + np.outer(radii, 0.9 * np.cos(angles))).ravel()
-        ys = (tip_y + np.outer(radii, 0.55 * np.sin(angles))).ravel()
+        xs = (tip_x + np.outer(radii, 1.2 * np.cos(angles))).ravel()
+        ys = (tip_y + np.outer(radii, 0.7 * np.sin(angles))).ravel()
         weights = np.full(xs.shape, 0.5)
     all_rows, all_cols, all_values = [], [], []
     for k, echo in enumerate((1.0, 0.2, 0.09, 0.04)):

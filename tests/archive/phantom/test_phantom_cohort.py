@@ -108,3 +108,28 @@ def test_cohort_arguments_are_checked(tmp_path: Path) -> None:
         generate_cohort(tmp_path, 0, seed=1)
     with pytest.raises(PhantomError, match=r"seed: expected 0 to 2\*\*31-1, but got -3"):
         generate_cohort(tmp_path, 2, seed=-3)
+
+
+def test_outcomes_reproduce_the_study_headline(tmp_path: Path) -> None:
+    import numpy as np
+
+    from archive.model import Side
+    from archive.phantom.cohort import Procedure, write_outcomes
+
+    procedures = [
+        Procedure(f"2.25.{i}", Side.RIGHT, Technique.OT if i % 2 else Technique.TT, 300.0) for i in range(64)
+    ]
+    write_outcomes(tmp_path / "outcomes.csv", procedures, np.random.default_rng(1))
+    with (tmp_path / "outcomes.csv").open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    counts = {"TT": 0, "OT": 0}
+    adverse = {"TT": 0, "OT": 0}
+    for row, procedure in zip(rows, procedures, strict=True):
+        vas_pre, vas_2w = int(row["vas_pre"]), int(row["vas_2w"])
+        odi_pre, odi_2w = int(row["odi_pre"]), int(row["odi_2w"])
+        counts[procedure.technique.value] += (
+            vas_pre - vas_2w >= 0.5 * vas_pre and odi_pre - odi_2w >= 0.4 * odi_pre
+        )
+        adverse[procedure.technique.value] += row["adverse_event"] == ADVERSE_EVENT
+    assert counts == {"OT": 24, "TT": 15}  # 75 % vs 47 % of 32
+    assert adverse == {"TT": 2, "OT": 0}
