@@ -8,12 +8,14 @@ records it.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
+from archive.errors import PhantomError
 from archive.model import NeedleView
 from archive.phantom.anatomy import Anatomy, Ellipse
 from archive.phantom.geometry import Layout
@@ -116,6 +118,7 @@ def plan_course(
         path_mm = tip_final[1] / direction[1]
         entry = (tip_final[0] - direction[0] * path_mm, 0.0)
         s_enter = _first_in_fan(layout, entry, direction, path_mm) + MIN_VISIBLE_SHAFT_MM
+        _check_path_clear(anatomy, entry, tip_final, angle_deg)
     else:
         direction = (0.0, 1.0)
         # the dot sits a little lateral of the target (the target is a bone corner)
@@ -198,6 +201,37 @@ def _scaled_offset(
     if norm == 0.0:
         return target
     return target[0] + dx / norm * distance_mm, target[1] + dy / norm * distance_mm
+
+
+def _check_path_clear(
+    anatomy: Anatomy, entry: tuple[float, float], tip: tuple[float, float], angle_deg: float
+) -> None:
+    """Raise PhantomError if the in-plane shaft would pass through bone on its way to the tip."""
+    a = np.array(entry)
+    b = np.array(tip)
+    length = float(np.hypot(*(b - a)))
+    # the last 2 mm may touch the bone the target sits on
+    b = a + (b - a) * max(0.0, (length - 2.0) / length)
+    for name, polyline in zip(anatomy.bone_names, anatomy.bones, strict=True):
+        for c, d in itertools.pairwise(polyline):
+            if _segments_cross(a, b, c, d):
+                raise PhantomError(
+                    f"phantom needle_angle_deg: expected an angle whose in-plane path clears the bone, "
+                    f"but at {angle_deg:g} deg the shaft crosses the {name}; use a steeper angle "
+                    "(or an oblique view for L5)"
+                )
+
+
+def _segments_cross(
+    a: npt.NDArray[np.float64],
+    b: npt.NDArray[np.float64],
+    c: npt.NDArray[np.float64],
+    d: npt.NDArray[np.float64],
+) -> bool:
+    def side(p: npt.NDArray[np.float64], q: npt.NDArray[np.float64], r: npt.NDArray[np.float64]) -> float:
+        return float((q[0] - p[0]) * (r[1] - p[1]) - (q[1] - p[1]) * (r[0] - p[0]))
+
+    return side(a, b, c) * side(a, b, d) < 0 and side(c, d, a) * side(c, d, b) < 0
 
 
 def _first_in_fan(

@@ -77,3 +77,13 @@ def test_ground_truth_json_round_trip() -> None:
     assert again.metrics == truth.metrics
     with pytest.raises(PhantomError, match="schema"):
         GroundTruth.from_json('{"schema": "other/1"}')
+
+
+def test_in_plane_path_through_bone_is_refused() -> None:
+    flat_l5 = ClipSpec(level=SpinalLevel.L5, needle_angle_deg=15.0, frames=1, rows=200, cols=260)
+    with pytest.raises(
+        PhantomError, match=r"needle_angle_deg: .* at 15 deg the shaft crosses the iliac crest"
+    ):
+        generate_clip(flat_l5, 1)
+    _, truth = generate_clip(dataclasses.replace(flat_l5, needle_angle_deg=35.0), 1)
+    assert truth.metrics.needle_angle_to_skin_deg == 35.0
