@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import itertools
 import math
 
 import numpy as np
@@ -201,3 +202,24 @@ def test_danger_distance_agrees_with_mask(generated: dict[str, Generated]) -> No
         nearest = min(nearest, float(np.min(np.hypot(rows - tip[0], cols - tip[1]))) * spacing)
     assert truth.metrics.min_tip_to_danger_mm == pytest.approx(nearest, abs=0.5)
     assert 2.0 < truth.metrics.min_tip_to_danger_mm < 30.0
+
+
+@pytest.mark.parametrize("name", ["l4_mono_in_plane", "l5_rgb_out_of_plane", "c4_danger_chinese"])
+def test_events_agree_with_per_frame_geometry(generated: dict[str, Generated], name: str) -> None:
+    truth = generated[name].truth
+    ev = {k: v for k, v in truth.events.items() if v is not None}
+    assert ev["needle visible"] < ev["target reached"] < ev["injection start"] < ev["injection end"]
+    assert all(line is None for line in truth.needle[: ev["needle visible"]])
+    assert all(line is not None for line in truth.needle[ev["needle visible"] :])
+    resting = {
+        tuple(np.round(_px_to_mm(truth, tip, t), 6))
+        for t, tip in enumerate(truth.tips)
+        if tip is not None and t >= ev["target reached"]
+    }
+    assert len(resting) == 1  # the tip rests from "target reached" on (only the probe moves)
+    depths = [
+        _px_to_mm(truth, tip, t)[1] for t, tip in enumerate(truth.tips[: ev["target reached"] + 1]) if tip
+    ]
+    assert all(b >= a for a, b in itertools.pairwise(depths))  # advancing, never withdrawn
+    has_spread = truth.spread.any(axis=(1, 2))
+    assert not has_spread[: ev["injection start"]].any() and has_spread[ev["injection start"] :].all()
