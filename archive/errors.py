@@ -97,3 +97,12 @@ class DeidentificationError(ArchiveError):
     or when the de-identification options are invalid (e.g. a missing or short
     secret).
     """
+
+
+class MeasurementReportError(ArchiveError, ValueError):
+    """A DICOM measurement report (SR) cannot be built from the inputs given.
+
+    Raised when the clip header, annotation and metrics are not of one clip and
+    one reviewer, when a metric refers to marks the annotation lacks, or when
+    no metric has a value to report (e.g. an uncalibrated clip).
+    """

@@ -161,3 +161,49 @@ def dice(a: NDArray[np.bool_], b: NDArray[np.bool_]) -> float:
     if total == 0:
         return 1.0
     return 2.0 * int(np.logical_and(first, second).sum()) / total
+
+
+def nearest_mask_point(cal: Calibration, point: Point, mask: NDArray[np.bool_]) -> Point:
+    """The mask pixel nearest to a point, measured in mm.
+
+    The pixel whose distance :func:`mask_distance_mm` reports: the centre of
+    the mask's boundary pixel nearest to ``point`` in mm (anisotropic pixels
+    weigh rows and columns by their size), or ``point`` itself when it lies in
+    the mask (distance 0). Ties go to the first pixel in row-major order.
+
+    Parameters
+    ----------
+    cal : Calibration
+        Calibration of the image.
+    point : tuple of float
+        ``(row, col)`` in pixels, e.g. the needle tip.
+    mask : ndarray of shape (H, W), bool
+        E.g. a danger structure; must have a True pixel.
+
+    Returns
+    -------
+    tuple of float
+        ``(row, col)`` of the nearest pixel centre, in pixels.
+
+    Raises
+    ------
+    ValueError
+        If the mask is not 2-D or is empty.
+    CalibrationError
+        If the point and the mask are not in one 2D tissue region in cm.
+    """
+    array = np.asarray(mask, dtype=bool)
+    if array.ndim != 2 or not array.any():
+        raise ValueError(f"mask: expected a non-empty 2-D boolean array, but got shape {array.shape}")
+    cal.region_for_mask(array)
+    rows, cols = np.nonzero(array)
+    corners = (float(rows.min()), float(cols.min())), (float(rows.max()), float(cols.max()))
+    region = cal.region_for_points(point, *corners)
+    if point_in_mask(point, array):
+        return (float(point[0]), float(point[1]))
+    boundary = array & ~ndimage.binary_erosion(array)
+    b_rows, b_cols = np.nonzero(boundary)
+    row_mm, col_mm = region.pixel_size_mm
+    squared_mm2 = ((b_rows - point[0]) * row_mm) ** 2 + ((b_cols - point[1]) * col_mm) ** 2
+    nearest = int(np.argmin(squared_mm2))
+    return (float(b_rows[nearest]), float(b_cols[nearest]))
