@@ -99,6 +99,17 @@ class DeidentificationError(ArchiveError):
     """
 
 
+class ExportError(ArchiveError, ValueError):
+    """A research dataset cannot be written or read as asked.
+
+    Raised when a clip handed to the HDF5 writer does not fit its own
+    description (frame count or shape, annotation of another clip), when a
+    clip is not pixel-cleaned without being explicitly allowed, when the
+    output exists and overwriting was not asked for, and when a file read
+    back is not a usarchive research dataset.
+    """
+
+
 class MeasurementReportError(ArchiveError, ValueError):
     """A DICOM measurement report (SR) cannot be built from the inputs given.
 
