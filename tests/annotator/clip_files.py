@@ -8,6 +8,7 @@ as scanners store them).
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -63,26 +64,17 @@ def _region() -> Dataset:
     return item
 
 
-def write_clip(
-    path: Path,
-    frames: NDArray[np.uint8],
+def _dataset(
+    n_frames: int,
+    rows: int,
+    cols: int,
     *,
-    jpeg: bool = True,
-    calibrated: bool = True,
-    frame_time_ms: float | None = 50.0,
-    series_description: str = "L4/5 MBB R",
-    corrupt_frames: tuple[int, ...] = (),
-    fragments_per_frame: int = 1,
-    basic_offset_table: bool = False,
-) -> Path:
-    """Write an Ultrasound Multi-frame Image of ``frames`` to ``path``.
-
-    ``corrupt_frames``: indices of JPEG frames replaced by garbage bytes.
-    ``fragments_per_frame`` and ``basic_offset_table``: how the JPEG frames are
-    encapsulated.
-    """
-    n_frames, rows, cols = frames.shape[:3]
-    rgb = frames.ndim == 4
+    rgb: bool,
+    jpeg: bool,
+    calibrated: bool,
+    frame_time_ms: float | None,
+    series_description: str,
+) -> Dataset:
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = UltrasoundMultiFrameImageStorage
     meta.MediaStorageSOPInstanceUID = generate_uid()
@@ -114,18 +106,86 @@ def write_clip(
         ds.SequenceOfUltrasoundRegions = Sequence([_region()])
     if jpeg:
         ds.PhotometricInterpretation = "YBR_FULL_422" if rgb else "MONOCHROME2"
+        ds.LossyImageCompression = "01"
+    else:
+        ds.PhotometricInterpretation = "RGB" if rgb else "MONOCHROME2"
+    return ds
+
+
+def _set_encapsulated(ds: Dataset, encoded: list[bytes], fragments_per_frame: int, bot: bool) -> None:
+    ds.PixelData = encapsulate(encoded, fragments_per_frame=fragments_per_frame, has_bot=bot)
+    ds["PixelData"].VR = "OB"
+    ds["PixelData"].is_undefined_length = True
+
+
+def write_clip(
+    path: Path,
+    frames: NDArray[np.uint8],
+    *,
+    jpeg: bool = True,
+    calibrated: bool = True,
+    frame_time_ms: float | None = 50.0,
+    series_description: str = "L4/5 MBB R",
+    corrupt_frames: tuple[int, ...] = (),
+    fragments_per_frame: int = 1,
+    basic_offset_table: bool = False,
+) -> Path:
+    """Write an Ultrasound Multi-frame Image of ``frames`` to ``path``.
+
+    ``corrupt_frames``: indices of JPEG frames replaced by garbage bytes.
+    ``fragments_per_frame`` and ``basic_offset_table``: how the JPEG frames are
+    encapsulated.
+    """
+    n_frames, rows, cols = frames.shape[:3]
+    rgb = frames.ndim == 4
+    ds = _dataset(
+        n_frames,
+        rows,
+        cols,
+        rgb=rgb,
+        jpeg=jpeg,
+        calibrated=calibrated,
+        frame_time_ms=frame_time_ms,
+        series_description=series_description,
+    )
+    if jpeg:
         encoded = [_jpeg(frame) for frame in frames]
         for index in corrupt_frames:
             # Keep the SOI marker, then bytes no JPEG decoder accepts.
             encoded[index] = b"\xff\xd8" + bytes(range(256)) * 4
-        ds.PixelData = encapsulate(
-            encoded, fragments_per_frame=fragments_per_frame, has_bot=basic_offset_table
-        )
-        ds["PixelData"].VR = "OB"
-        ds["PixelData"].is_undefined_length = True
-        ds.LossyImageCompression = "01"
+        _set_encapsulated(ds, encoded, fragments_per_frame, basic_offset_table)
     else:
-        ds.PhotometricInterpretation = "RGB" if rgb else "MONOCHROME2"
         ds.PixelData = frames.tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def write_jpeg_clip(
+    path: Path,
+    frame_at: Callable[[int], NDArray[np.uint8]],
+    n_frames: int,
+    *,
+    frame_time_ms: float = 33.0,
+    quality: int = 85,
+) -> Path:
+    """Write a calibrated JPEG Baseline clip whose frame ``t`` is ``frame_at(t)``.
+
+    One frame is in memory at a time (plus the encoded clip).
+
+    ``frame_at`` returns (H, W) or (H, W, 3) uint8 arrays, all the same shape.
+    """
+    first = frame_at(0)
+    ds = _dataset(
+        n_frames,
+        first.shape[0],
+        first.shape[1],
+        rgb=first.ndim == 3,
+        jpeg=True,
+        calibrated=True,
+        frame_time_ms=frame_time_ms,
+        series_description="benchmark clip",
+    )
+    encoded = [_jpeg(frame_at(t), quality) for t in range(n_frames)]
+    _set_encapsulated(ds, encoded, 1, False)
     ds.save_as(path, enforce_file_format=True)
     return path
