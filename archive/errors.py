@@ -117,3 +117,12 @@ class MeasurementReportError(ArchiveError, ValueError):
     one reviewer, when a metric refers to marks the annotation lacks, or when
     no metric has a value to report (e.g. an uncalibrated clip).
     """
+
+
+class SendError(ArchiveError):
+    """An instance could not be sent to a remote application entity.
+
+    Raised when a destination ``AE@host:port`` is malformed, and when a peer
+    cannot be reached, rejects or aborts the association, accepts no context
+    for the SOP class, or sends no C-STORE response.
+    """
