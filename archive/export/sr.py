@@ -14,13 +14,14 @@ spread area            SCT 42798000 Area     mm2    closed POLYLINE outline of t
 needle angle           SCT 1483009 Angle     deg    POLYLINE along the needle (entry -> tip)
 =====================  ====================  =====  ==========================================
 
-2D SCOORD has no POLYGON graphic type: a closed POLYLINE (first vertex
-repeated at the end) is the polygon. Regions are SCOORD in the pixel space of
-the referenced frame of the clip, which needs no Frame of Reference. DICOM pixel coordinates put the top-left
-*corner* of the top-left pixel at ``(0, 0)`` and list ``(column, row)``;
-the archive's points are ``(row, col)`` with pixel ``k`` centred on ``k``, so
-``x = col + 0.5`` and ``y = row + 0.5`` (:func:`scoord_from_points`).
-Frame numbers in the report are 1-based (frame index + 1).
+Regions are SCOORD in the pixel space of the referenced frame of the clip,
+which needs no Frame of Reference. 2D SCOORD has no POLYGON graphic type: a
+closed POLYLINE (first vertex repeated at the end) is the polygon. DICOM pixel
+coordinates put the top-left *corner* of the top-left pixel at ``(0, 0)`` and
+list ``(column, row)``; the archive's points are ``(row, col)`` with pixel
+``k`` centred on ``k``, so ``x = col + 0.5`` and ``y = row + 0.5``
+(:func:`scoord_from_points`). Frame numbers in the report are 1-based (frame
+index + 1). See docs/measurement-reports.md for the codes and their choice.
 """
 
 from __future__ import annotations
