@@ -1,0 +1,150 @@
+"""Group clips into procedures (same study and side) and time them (pure functions).
+
+A procedure's time runs from the earliest needle-visible frame to the latest
+injection-end frame across its clips, each frame placed in absolute time by
+its clip's Content Date/Time (+ Frame Delay) and frame offsets
+(:meth:`archive.timing.FrameTimes.absolute`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from archive.audit.model import MIXED_TECHNIQUE, ClipAuditInput, Procedure
+from archive.model import Side, SpinalLevel, Technique, sort_levels
+
+logger = logging.getLogger(__name__)
+
+
+def primary_inputs(inputs: Iterable[ClipAuditInput]) -> list[ClipAuditInput]:
+    """One input per clip: the one of the reviewer first in alphabetical order.
+
+    Procedure times and outcomes are per procedure, not per reviewer; when two
+    reviewers' approved annotations of a clip are audited, the events of the
+    first reviewer (by name) time the procedure.
+
+    Parameters
+    ----------
+    inputs : iterable of ClipAuditInput
+        Clip inputs, possibly several per clip (one per reviewer).
+
+    Returns
+    -------
+    list of ClipAuditInput
+        Ordered by SOP Instance UID.
+    """
+    chosen: dict[str, ClipAuditInput] = {}
+    for item in inputs:
+        held = chosen.get(item.sop_instance_uid)
+        if held is None or item.reviewer < held.reviewer:
+            chosen[item.sop_instance_uid] = item
+    return [chosen[uid] for uid in sorted(chosen)]
+
+
+def _sort_key(item: ClipAuditInput) -> tuple[int, datetime, str]:
+    start = item.frame_times.start
+    if start is None:
+        return (1, datetime.min, item.sop_instance_uid)
+    return (0, start.replace(tzinfo=None), item.sop_instance_uid)
+
+
+def procedure_time(clips: Sequence[ClipAuditInput]) -> tuple[float | None, str | None]:
+    """Seconds from the earliest needle-visible to the latest injection end across ``clips``.
+
+    Parameters
+    ----------
+    clips : sequence of ClipAuditInput
+        The clips of one procedure (one input per clip).
+
+    Returns
+    -------
+    time_s : float or None
+        The procedure time in seconds.
+    note : str or None
+        Why ``time_s`` is ``None``: a clip without Content Date/Time, no
+        needle-visible or injection-end event marked, or an end before the start.
+    """
+    undated = [c.sop_instance_uid for c in clips if c.frame_times.start is None]
+    if undated:
+        return (
+            None,
+            f"no Content Date/Time in clip {', '.join(undated)}, so its events cannot be placed in time",
+        )
+    starts = [
+        c.frame_times.absolute(c.metrics.needle_visible_frame)
+        for c in clips
+        if c.metrics.needle_visible_frame is not None
+    ]
+    ends = [
+        c.frame_times.absolute(c.metrics.injection_end_frame)
+        for c in clips
+        if c.metrics.injection_end_frame is not None
+    ]
+    if not starts:
+        return None, "no clip has a needle-visible event marked"
+    if not ends:
+        return None, "no clip has an injection-end event marked"
+    try:
+        seconds = (max(ends) - min(starts)).total_seconds()
+    except TypeError:
+        return None, "the clips mix timezone-aware and local Content Times, so they cannot be compared"
+    if seconds < 0:
+        return None, f"the last injection end is {-seconds:.1f} s before the first needle-visible frame"
+    return seconds, None
+
+
+def _technique(clips: Sequence[ClipAuditInput]) -> tuple[Technique | None, str | None]:
+    found = sorted({c.technique.value for c in clips if c.technique is not None})
+    if len(found) > 1:
+        return None, f"{MIXED_TECHNIQUE}: the clips have techniques {', '.join(found)}"
+    if not found:
+        return None, "no clip has a technique recorded"
+    return Technique(found[0]), None
+
+
+def group_procedures(inputs: Iterable[ClipAuditInput]) -> tuple[list[Procedure], list[str]]:
+    """Group clips into procedures by (study, side) and time each procedure.
+
+    Parameters
+    ----------
+    inputs : iterable of ClipAuditInput
+        Clip inputs; with several reviewers per clip, :func:`primary_inputs`
+        picks the one that times the procedure.
+
+    Returns
+    -------
+    procedures : list of Procedure
+        Ordered by study UID, then side.
+    notes : list of str
+        Clips that could not be grouped (no side recorded).
+    """
+    by_key: dict[tuple[str, Side], list[ClipAuditInput]] = {}
+    notes: list[str] = []
+    for item in primary_inputs(inputs):
+        if item.side is None:
+            notes.append(f"clip {item.sop_instance_uid} has no side recorded, so it is in no procedure")
+            continue
+        by_key.setdefault((item.study_uid, item.side), []).append(item)
+    procedures: list[Procedure] = []
+    for (study_uid, side), clips in sorted(by_key.items(), key=lambda kv: (kv[0][0], kv[0][1].value)):
+        clips.sort(key=_sort_key)
+        levels: set[SpinalLevel] = {lv for c in clips for lv in c.levels}
+        technique, technique_note = _technique(clips)
+        time_s, time_note = procedure_time(clips)
+        if time_note:
+            logger.info("procedure %s %s: no time: %s", study_uid, side.value, time_note)
+        procedures.append(
+            Procedure(
+                study_uid=study_uid,
+                side=side,
+                levels=sort_levels(levels),
+                technique=technique,
+                technique_note=technique_note,
+                sop_instance_uids=tuple(c.sop_instance_uid for c in clips),
+                time_s=time_s,
+                time_note=time_note,
+            )
+        )
+    return procedures, notes
