@@ -373,3 +373,12 @@ def test_danger_codes_are_snomed_or_local() -> None:
     assert (unusual.scheme_designator, unusual.meaning) == ("99USARCHIVE", "carotid sheath")
     assert len(unusual.value) <= 16
     assert danger_code("carotid sheath") == unusual != danger_code("jugular vein")
+
+
+def test_annotation_with_another_frame_count_is_refused(reviewed: dict[str, Reviewed]) -> None:
+    r = reviewed["lumbar_in_plane"]
+    header = Dataset()
+    header.update(r.header)
+    header.NumberOfFrames = r.annotation.n_frames + 1
+    with pytest.raises(MeasurementReportError, match=f"{r.annotation.n_frames + 1} frames"):
+        build_measurement_report(header, r.annotation, r.metrics)
