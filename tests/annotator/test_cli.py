@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+from click.testing import CliRunner
+from clip_files import moving_bar_frames, write_clip
+
+from annotator.cli import annotate, open_clips
+from annotator.overlay import text_overlay
+from archive.cli.main import main
+
+
+def test_annotate_is_a_usarchive_command() -> None:
+    with click.Context(main) as ctx:
+        assert main.get_command(ctx, "annotate") is annotate
+
+
+def test_annotate_refuses_non_dicom_without_starting_napari(tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not an image", encoding="utf-8")
+    result = CliRunner().invoke(main, ["annotate", str(notes)])
+    assert result.exit_code == 2
+    assert "expected DICOM files" in result.output
+    assert "notes.txt" in result.output
+
+
+def test_annotate_needs_something_to_open() -> None:
+    result = CliRunner().invoke(main, ["annotate"])
+    assert result.exit_code == 2
+    assert "--sample" in result.output
+
+
+@pytest.mark.gui
+def test_open_clips_shows_last_clip_time(make_napari_viewer: Callable[..., Any], tmp_path: Path) -> None:
+    first = write_clip(tmp_path / "a.dcm", moving_bar_frames(10, 32, 40), frame_time_ms=100.0)
+    second = write_clip(tmp_path / "b.dcm", moving_bar_frames(20, 32, 40), frame_time_ms=20.0)
+    viewer = make_napari_viewer()
+    layers, detach = open_clips(viewer, [first, second])
+    assert [layer.data.path for layer in layers] == [first, second]
+    assert detach is not None
+    viewer.dims.set_current_step(0, 5)
+    assert text_overlay(viewer).text == "t = 0.100 s (frame 6/20)"
+    assert open_clips(viewer, []) == ([], None)
