@@ -126,3 +126,28 @@ class SendError(ArchiveError):
     cannot be reached, rejects or aborts the association, accepts no context
     for the SOP class, or sends no C-STORE response.
     """
+
+
+class StaleAnnotationError(AnnotationError):
+    """A save of an annotation was based on a version that is no longer the latest.
+
+    Someone (another editor of the same reviewer's annotation, or an approver
+    changing its status) saved in between. Nothing was saved; the caller still
+    holds the unsaved annotation and should reload the stored version, re-apply
+    its changes and save again with the new base version.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        sop_instance_uid: str,
+        reviewer: str,
+        base_version: int | None,
+        stored_version: int,
+    ) -> None:
+        super().__init__(message)
+        self.sop_instance_uid = sop_instance_uid
+        self.reviewer = reviewer
+        self.base_version = base_version
+        self.stored_version = stored_version

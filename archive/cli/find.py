@@ -1,4 +1,4 @@
-"""``usarchive find``: list instances by patient, level, side, technique, procedure, date, modality."""
+"""``usarchive find``: instances by patient, level, side, technique, procedure, date, modality, review."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from rich.table import Table
 
 from archive.cli.common import cli_state, open_archive, print_json
 from archive.index.queries import DEFAULT_LIMIT, Query
-from archive.model import ProcedureType, Side, SpinalLevel, Technique
+from archive.model import ProcedureType, ReviewStatus, Side, SpinalLevel, Technique
 
 
 def parse_levels(values: tuple[str, ...]) -> tuple[SpinalLevel, ...]:
@@ -65,6 +65,13 @@ def _date(value: datetime | None) -> date | None:
 @click.option("--date-from", type=click.DateTime(["%Y-%m-%d", "%Y%m%d"]), help="Study date from (inclusive).")
 @click.option("--date-to", type=click.DateTime(["%Y-%m-%d", "%Y%m%d"]), help="Study date to (inclusive).")
 @click.option("--modality", help="Series modality, e.g. US.")
+@click.option(
+    "--status",
+    "review_status",
+    type=click.Choice([status.value for status in ReviewStatus]),
+    help="Review status of a reviewer's annotation (with --reviewer: of that reviewer's).",
+)
+@click.option("--reviewer", help="Only clips this reviewer has annotated.")
 @click.option("--limit", type=click.IntRange(min=1), default=DEFAULT_LIMIT, show_default=True)
 @click.pass_context
 def find_command(
@@ -77,6 +84,8 @@ def find_command(
     date_from: datetime | None,
     date_to: datetime | None,
     modality: str | None,
+    review_status: str | None,
+    reviewer: str | None,
     limit: int,
 ) -> None:
     """Find instances; a table, or with --json a list (see docs/json-output.md)."""
@@ -89,6 +98,8 @@ def find_command(
         date_from=_date(date_from),
         date_to=_date(date_to),
         modality=modality,
+        review_status=None if review_status is None else ReviewStatus(review_status),
+        reviewer=reviewer,
         limit=limit,
     )
     with open_archive(ctx) as archive:

@@ -26,6 +26,7 @@ from sqlalchemy import Connection, Engine, func, insert, select
 
 from archive.errors import ArchiveError
 from archive.index import schema
+from archive.index.annotations import ANNOTATION_TABLES
 from archive.index.engine import write_transaction
 
 logger = logging.getLogger(__name__)
@@ -35,14 +36,31 @@ _ADVISORY_LOCK_KEY = 0x75_5341_7263  # "uSArc"
 Migration = tuple[int, str, Callable[[Connection], None]]
 
 
+_V1_TABLES = (
+    schema.patient,
+    schema.study,
+    schema.series,
+    schema.instance,
+    schema.instance_level,
+    schema.instance_procedure,
+    schema.tag_history,
+    schema.instance_history,
+)
+
+
 def _create_v1_tables(connection: Connection) -> None:
-    for table in schema.metadata.sorted_tables:
-        if table is not schema.schema_version:
-            table.create(connection)
+    for table in _V1_TABLES:
+        table.create(connection)
+
+
+def _create_v2_annotation_tables(connection: Connection) -> None:
+    for table in ANNOTATION_TABLES:
+        table.create(connection)
 
 
 MIGRATIONS: list[Migration] = [
     (1, "patient, study, series, instance, procedure attributes, histories", _create_v1_tables),
+    (2, "annotation versions, review states and review comments", _create_v2_annotation_tables),
 ]
 
 #: The version an index has after :func:`migrate`.
