@@ -1,0 +1,193 @@
+"""``usarchive review``: list, change status, show history, export and import reviewers' annotations."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from archive.annotation import ClipAnnotation, canonical_json, from_json
+from archive.annotations_store import AnnotationStore, resolve_reviewer
+from archive.cli.common import cli_state, open_archive, print_json
+from archive.errors import ArchiveError
+from archive.model import ReviewStatus
+
+_STATUSES = [status.value for status in ReviewStatus]
+
+
+@contextmanager
+def _store(ctx: click.Context) -> Iterator[AnnotationStore]:
+    """The archive's annotation store; archive errors become clean CLI errors."""
+    with open_archive(ctx) as archive:
+        try:
+            yield archive.annotations
+        except ArchiveError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+def _identity(ctx: click.Context, given: str | None, option: str) -> str:
+    name = given or resolve_reviewer(cli_state(ctx).settings)
+    if not name:
+        raise click.UsageError(
+            f"expected your user name, but none is configured: pass {option} NAME or set USARCHIVE_REVIEWER"
+        )
+    return name
+
+
+@click.group("review")
+def review() -> None:
+    """Reviewers' annotations: status, history, JSON export and import."""
+
+
+@review.command("list")
+@click.option("--status", type=click.Choice(_STATUSES), help="Only annotations in this review status.")
+@click.option("--reviewer", help="Only this reviewer's annotations.")
+@click.pass_context
+def list_command(ctx: click.Context, status: str | None, reviewer: str | None) -> None:
+    """List each reviewer's annotation of each clip with its status, newest change first."""
+    with _store(ctx) as store:
+        rows = store.list_reviews(status=status, reviewer=reviewer)
+    if cli_state(ctx).json_output:
+        print_json([row.to_json() for row in rows])
+        return
+    table = Table("SOP Instance UID", "reviewer", "status", "version", "updated (UTC)")
+    for row in rows:
+        table.add_row(
+            row.sop_instance_uid,
+            row.reviewer,
+            row.status.value,
+            str(row.latest_version),
+            row.updated_at.strftime("%Y-%m-%d %H:%M:%S"),
+        )
+    Console(width=200).print(table)
+    click.echo(f"{len(rows)} annotation(s)")
+
+
+@review.command("status")
+@click.argument("uid")
+@click.option("--reviewer", required=True, help="Whose annotation.")
+@click.option("--set", "new_status", required=True, type=click.Choice(_STATUSES), help="The new status.")
+@click.option("--comment", help="Why (required for needs-rework).")
+@click.option("--by", help="Who changes the status (default: USARCHIVE_REVIEWER or the 'reviewer' option).")
+@click.pass_context
+def status_command(
+    ctx: click.Context, uid: str, reviewer: str, new_status: str, comment: str | None, by: str | None
+) -> None:
+    """Change the review status of REVIEWER's annotation of clip UID."""
+    author = _identity(ctx, by, "--by")
+    with _store(ctx) as store:
+        status = store.set_status(uid, reviewer, new_status, by=author, comment=comment)
+    if cli_state(ctx).json_output:
+        print_json({"sop_instance_uid": uid, "reviewer": reviewer, "status": status.value, "by": author})
+        return
+    click.echo(f"{uid} {reviewer}: {status.value} (by {author})")
+
+
+@review.command("history")
+@click.argument("uid")
+@click.option("--reviewer", help="Only this reviewer's annotation (default: every reviewer's).")
+@click.pass_context
+def history_command(ctx: click.Context, uid: str, reviewer: str | None) -> None:
+    """Show the versions and review comments of the annotations of clip UID."""
+    with _store(ctx) as store:
+        names = [reviewer] if reviewer else store.reviewers(uid)
+        entries = [(name, store.history(uid, name), store.comments(uid, name)) for name in names]
+    if cli_state(ctx).json_output:
+        print_json(
+            [
+                {
+                    "reviewer": name,
+                    "versions": [v.to_json() for v in versions],
+                    "comments": [c.to_json() for c in comments],
+                }
+                for name, versions, comments in entries
+            ]
+        )
+        return
+    for name, versions, comments in entries:
+        click.echo(f"reviewer {name}: {len(versions)} version(s)")
+        for v in versions:
+            parent = "-" if v.parent_version is None else str(v.parent_version)
+            click.echo(
+                f"  v{v.version} (from {parent}) {v.status.value:<12} "
+                f"{v.saved_at.strftime('%Y-%m-%d %H:%M:%S')} by {v.saved_by} {v.content_sha256[:12]}"
+            )
+        for c in comments:
+            change = ""
+            if c.status_from is not None and c.status_to is not None:
+                change = f"{c.status_from.value} -> {c.status_to.value} "
+            click.echo(f"  comment by {c.author}: {change}{c.text or ''}".rstrip())
+
+
+@review.command("export-json")
+@click.argument("uid")
+@click.option("--reviewer", required=True, help="Whose annotation.")
+@click.option("--version", type=click.IntRange(min=1), help="Which version (default: the latest).")
+@click.pass_context
+def export_json_command(ctx: click.Context, uid: str, reviewer: str, version: int | None) -> None:
+    """Print REVIEWER's annotation of clip UID as canonical JSON."""
+    with _store(ctx) as store:
+        loaded = store.load(uid, reviewer, version)
+    sys.stdout.write(canonical_json(loaded.annotation) + "\n")
+
+
+def _read_annotation(path: Path, reviewer: str, from_truth: bool) -> ClipAnnotation:
+    text = path.read_text(encoding="utf-8")
+    try:
+        if from_truth:
+            from archive.phantom.to_annotation import annotation_from_truth
+            from archive.phantom.truth import GroundTruth
+
+            return annotation_from_truth(GroundTruth.from_json(text), reviewer)
+        annotation = from_json(json.loads(text))
+    except json.JSONDecodeError as exc:
+        raise click.ClickException(
+            f"{path}: expected annotation JSON, but it does not parse ({exc})"
+        ) from exc
+    except ArchiveError as exc:
+        raise click.ClickException(f"{path}: {exc}") from exc
+    return dataclasses.replace(annotation, reviewer=reviewer)
+
+
+@review.command("import-json")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--reviewer", required=True, help="Whose annotation it becomes (replaces the file's reviewer).")
+@click.option(
+    "--base-version",
+    type=click.IntRange(min=1),
+    help="The stored version the file was edited from (omit for a first save).",
+)
+@click.option(
+    "--from-phantom-truth",
+    is_flag=True,
+    help="FILE is a phantom ground truth (.json beside a synthetic clip): import what it marks.",
+)
+@click.pass_context
+def import_json_command(
+    ctx: click.Context, file: Path, reviewer: str, base_version: int | None, from_phantom_truth: bool
+) -> None:
+    """Save the annotation in FILE (from export-json) as REVIEWER's next version."""
+    annotation = _read_annotation(file, reviewer, from_phantom_truth)
+    with _store(ctx) as store:
+        saved = store.save(annotation, base_version=base_version)
+    if cli_state(ctx).json_output:
+        print_json(
+            {
+                "sop_instance_uid": saved.sop_instance_uid,
+                "reviewer": saved.reviewer,
+                "version": saved.version,
+                "created": saved.created,
+                "status": saved.status.value,
+                "content_sha256": saved.content_sha256,
+            }
+        )
+        return
+    outcome = "saved as" if saved.created else "identical to"
+    click.echo(f"{saved.sop_instance_uid} {saved.reviewer}: {outcome} version {saved.version}")

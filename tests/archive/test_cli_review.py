@@ -1,0 +1,170 @@
+"""``usarchive review …`` and ``usarchive find --status/--reviewer`` through click's runner."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from archive.annotation import canonical_json, from_json, to_json
+from archive.annotations_store import ENV_REVIEWER
+from archive.cli.main import main
+from archive.model import ClipEvent
+from archive.phantom.to_annotation import annotation_from_truth
+from archive.phantom.truth import GroundTruth
+
+
+def run(data_dir: Path, db_url: str, *args: str) -> Result:
+    return CliRunner().invoke(
+        main, ["--data-dir", str(data_dir), "--db", db_url, *args], catch_exceptions=False
+    )
+
+
+def run_json(data_dir: Path, db_url: str, *args: str) -> object:
+    result = run(data_dir, db_url, "--json", *args)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+@pytest.fixture
+def clip(sample_dir: Path) -> tuple[Path, GroundTruth]:
+    source = sample_dir / "c45_danger_mono.dcm"
+    return source, GroundTruth.read(source.with_suffix(".json"))
+
+
+def test_review_workflow_through_the_cli(
+    tmp_path: Path, db_url: str, clip: tuple[Path, GroundTruth], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(ENV_REVIEWER, raising=False)
+    data = tmp_path / "data"
+    source, truth = clip
+    uid = truth.sop_instance_uid
+    truth_file = source.with_suffix(".json")
+    assert run(data, db_url, "import", str(source)).exit_code == 0
+
+    saved = run_json(
+        data, db_url, "review", "import-json", str(truth_file), "--reviewer", "alice", "--from-phantom-truth"
+    )
+    assert saved == {
+        "sop_instance_uid": uid,
+        "reviewer": "alice",
+        "version": 1,
+        "created": True,
+        "status": "draft",
+        "content_sha256": saved["content_sha256"],  # type: ignore[index]
+    }
+
+    exported = run(data, db_url, "review", "export-json", uid, "--reviewer", "alice")
+    assert exported.exit_code == 0
+    expected = annotation_from_truth(truth, "alice")
+    assert exported.output == canonical_json(expected) + "\n"
+
+    # edit the exported file, import it on top of version 1
+    edited = from_json(json.loads(exported.output)).with_event(ClipEvent.NEEDLE_VISIBLE, 2)
+    edited_file = tmp_path / "edited.json"
+    edited_file.write_text(json.dumps(to_json(edited)), encoding="utf-8")
+    second = run_json(
+        data, db_url, "review", "import-json", str(edited_file), "--reviewer", "alice", "--base-version", "1"
+    )
+    assert second["version"] == 2  # type: ignore[index]
+
+    # the same file again on the old base is identical to the latest: nothing new
+    again = run_json(
+        data, db_url, "review", "import-json", str(edited_file), "--reviewer", "alice", "--base-version", "1"
+    )
+    assert (again["version"], again["created"]) == (2, False)  # type: ignore[index]
+
+    # another edit based on version 1 is stale
+    other = expected.with_event(ClipEvent.NEEDLE_VISIBLE, 1)
+    other_file = tmp_path / "other.json"
+    other_file.write_text(canonical_json(other), encoding="utf-8")
+    stale = run(
+        data, db_url, "review", "import-json", str(other_file), "--reviewer", "alice", "--base-version", "1"
+    )
+    assert stale.exit_code == 1
+    assert "based on version 1, but version 2 is now stored" in stale.output
+
+    # a second reviewer, imported under her own name from alice's export
+    assert run(data, db_url, "review", "import-json", str(other_file), "--reviewer", "bob").exit_code == 0
+
+    status = run_json(
+        data, db_url, "review", "status", uid, "--reviewer", "alice", "--set", "submitted", "--by", "alice"
+    )
+    assert status == {"sop_instance_uid": uid, "reviewer": "alice", "status": "submitted", "by": "alice"}
+    refused = run(
+        data, db_url, "review", "status", uid, "--reviewer", "alice", "--set", "needs-rework", "--by", "carol"
+    )
+    assert refused.exit_code == 1 and "expected a comment" in refused.output
+    no_identity = run(data, db_url, "review", "status", uid, "--reviewer", "alice", "--set", "approved")
+    assert no_identity.exit_code == 2 and "USARCHIVE_REVIEWER" in no_identity.output
+    monkeypatch.setenv(ENV_REVIEWER, "carol")
+    rework = run(
+        data,
+        db_url,
+        "review",
+        "status",
+        uid,
+        "--reviewer",
+        "alice",
+        "--set",
+        "needs-rework",
+        "--comment",
+        "mark the tip on frame 5",
+    )
+    assert rework.exit_code == 0 and "needs-rework (by carol)" in rework.output
+
+    assert run_json(data, db_url, "review", "list", "--status", "needs-rework") == [
+        {
+            "sop_instance_uid": uid,
+            "reviewer": "alice",
+            "status": "needs-rework",
+            "latest_version": 4,
+            "updated_at": run_json(data, db_url, "review", "list", "--reviewer", "alice")[0]["updated_at"],  # type: ignore[index]
+        }
+    ]
+    assert [r["reviewer"] for r in run_json(data, db_url, "review", "list", "--status", "draft")] == ["bob"]  # type: ignore[index, union-attr]
+    table = run(data, db_url, "review", "list")
+    assert table.exit_code == 0 and "2 annotation(s)" in table.output and "needs-rework" in table.output
+
+    history = run_json(data, db_url, "review", "history", uid)
+    assert [entry["reviewer"] for entry in history] == ["alice", "bob"]  # type: ignore[union-attr, index]
+    alice = history[0]  # type: ignore[index]
+    assert [(v["version"], v["status"], v["saved_by"]) for v in alice["versions"]] == [
+        (1, "draft", "alice"),
+        (2, "draft", "alice"),
+        (3, "submitted", "alice"),
+        (4, "needs-rework", "carol"),
+    ]
+    assert [(c["author"], c["status_to"], c["text"]) for c in alice["comments"]] == [
+        ("alice", "submitted", None),
+        ("carol", "needs-rework", "mark the tip on frame 5"),
+    ]
+    text_history = run(data, db_url, "review", "history", uid, "--reviewer", "alice")
+    assert (
+        "4 version(s)" in text_history.output
+        and "submitted -> needs-rework mark the tip" in text_history.output
+    )
+
+    first = run(data, db_url, "review", "export-json", uid, "--reviewer", "alice", "--version", "1")
+    assert first.output == exported.output
+
+    def found(*filters: str) -> list[str]:
+        return [row["sop_instance_uid"] for row in run_json(data, db_url, "find", *filters)]  # type: ignore[union-attr, index]
+
+    assert found("--status", "needs-rework") == [uid]
+    assert found("--status", "needs-rework", "--reviewer", "bob") == []
+    assert found("--reviewer", "bob") == [uid]
+    assert found("--status", "approved") == []
+
+
+def test_review_errors_are_clean(tmp_path: Path, db_url: str) -> None:
+    data = tmp_path / "data"
+    missing = run(data, db_url, "review", "export-json", "1.2.3", "--reviewer", "alice")
+    assert missing.exit_code == 1 and "no instance with SOP Instance UID 1.2.3" in missing.output
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json", encoding="utf-8")
+    refused = run(data, db_url, "review", "import-json", str(bad), "--reviewer", "alice")
+    assert refused.exit_code == 1 and "expected annotation JSON, but it does not parse" in refused.output
+    assert run_json(data, db_url, "review", "list") == []
