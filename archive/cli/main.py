@@ -92,6 +92,7 @@ def main(
 
 
 def _add_archive_commands() -> None:
+    from archive.cli.export import export_command
     from archive.cli.find import find_command
     from archive.cli.import_cmd import import_command
     from archive.cli.review import review
@@ -103,6 +104,7 @@ def _add_archive_commands() -> None:
     for command in (import_command, find_command, show_command, tag_command, verify_command, stats_command):
         main.add_command(command)
     main.add_command(review)
+    main.add_command(export_command)
 
 
 _add_archive_commands()

@@ -1,0 +1,203 @@
+"""``usarchive export``: de-identified research exports (hdf5, dicom) and measurement reports (sr).
+
+See docs/export.md. The de-identification secret comes from ``--secret-file``,
+else the configuration option ``deid_secret``, else the environment variable
+``USARCHIVE_DEID_SECRET``; it is never printed or logged.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from archive.cli.common import cli_state, open_archive, print_json
+from archive.cli.filters import describe_query, query_filters
+from archive.deid import DeidOptions
+from archive.deid.options import SECRET_OPTION
+from archive.errors import ArchiveError
+from archive.export.gather import select_clips
+from archive.export.run import ExportFormat, ExportOptions, ExportSummary, run_export
+from archive.export.send import parse_destination
+from archive.index.queries import Query
+from archive.model import ReviewStatus
+from archive.settings import ArchiveSettings
+
+#: Environment variable holding the de-identification secret (hex digits or text).
+ENV_DEID_SECRET = "USARCHIVE_DEID_SECRET"
+#: ``--status`` value that exports every clip, annotated or not.
+ANY_STATUS = "any"
+
+_HEX = re.compile(r"^(?:[0-9a-fA-F]{2})+$")
+
+
+def decode_secret(text: str) -> bytes:
+    """A secret as given: an even number of hex digits is decoded as hex, anything else used as UTF-8.
+
+    Surrounding whitespace (e.g. a file's final newline) is ignored.
+    """
+    value = text.strip()
+    return bytes.fromhex(value) if _HEX.match(value) else value.encode("utf-8")
+
+
+def resolve_secret(settings: ArchiveSettings, secret_file: Path | None) -> bytes:
+    """The de-identification secret: ``--secret-file``, the configuration, then the environment.
+
+    Raises
+    ------
+    click.ClickException
+        If none gives one, naming every way to provide it.
+    """
+    if secret_file is not None:
+        try:
+            return decode_secret(secret_file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise click.ClickException(
+                f"--secret-file {secret_file}: expected a readable text file holding the secret, "
+                f"but reading it failed ({type(exc).__name__})"
+            ) from exc
+    configured = settings.options.get(SECRET_OPTION)
+    if isinstance(configured, bytes):
+        return configured
+    if isinstance(configured, str) and configured.strip():
+        return decode_secret(configured)
+    from_env = os.environ.get(ENV_DEID_SECRET, "")
+    if from_env.strip():
+        return decode_secret(from_env)
+    raise click.ClickException(
+        "de-identification secret: expected one, but none is set; set the environment variable "
+        f"{ENV_DEID_SECRET} (hex digits or text, at least 16 bytes) or pass --secret-file PATH, and "
+        "keep the same secret to get the same pseudonyms in later exports"
+    )
+
+
+def _print_summary(summary: ExportSummary, console: Console) -> None:
+    noun = "report(s)" if summary.export_format is ExportFormat.SR else "clip(s)"
+    console.print(
+        f"{summary.written} {noun} written to {summary.output} from {summary.clips} clip(s) selected"
+    )
+    if summary.not_pixel_cleaned:
+        console.print(
+            f"{summary.not_pixel_cleaned} clip(s) exported WITHOUT pixel cleaning (uncalibrated); "
+            "they are listed in the card"
+        )
+    if summary.sent:
+        console.print(f"{summary.sent} report(s) stored on the PACS")
+    for problem in summary.skipped:
+        console.print(f"skipped {problem.sop_instance_uid}: {problem.reason}", markup=False)
+    for problem in summary.refused:
+        who = f" ({problem.reviewer})" if problem.reviewer else ""
+        console.print(f"REFUSED {problem.sop_instance_uid}{who}: {problem.reason}", markup=False)
+    if summary.refused:
+        console.print(f"{len(summary.refused)} refused; the export holds the rest")
+
+
+@click.command("export")
+@click.argument("output", type=click.Path(path_type=Path))
+@click.option(
+    "--format",
+    "export_format",
+    type=click.Choice([f.value for f in ExportFormat]),
+    required=True,
+    help="hdf5: research dataset file; dicom: directory of de-identified DICOM files; "
+    "sr: directory of measurement reports (NOT de-identified).",
+)
+@query_filters
+@click.option(
+    "--status",
+    "review_status",
+    type=click.Choice([s.value for s in ReviewStatus] + [ANY_STATUS]),
+    default=ReviewStatus.APPROVED.value,
+    show_default=True,
+    help="Export annotations in this review status; 'any' also exports clips nobody has annotated "
+    "(frames and metadata only).",
+)
+@click.option(
+    "--allow-uncalibrated",
+    is_flag=True,
+    help="Export clips without 2D ultrasound regions with their pixels unchanged (the burned-in "
+    "banner cannot be blanked), marked as not pixel-cleaned; refused otherwise.",
+)
+@click.option(
+    "--secret-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help=f"File holding the de-identification secret (default: configuration, then {ENV_DEID_SECRET}).",
+)
+@click.option("--send-to", help="sr only: also C-STORE each report to AE@host:port (the hospital PACS).")
+@click.option("--seed", type=int, default=0, show_default=True, help="hdf5: seed of the patient-level split.")
+@click.option(
+    "--title", default="usarchive research export", show_default=True, help="hdf5: dataset card title."
+)
+@click.option("--overwrite", is_flag=True, help="hdf5: replace an existing file.")
+@click.pass_context
+def export_command(
+    ctx: click.Context,
+    output: Path,
+    export_format: str,
+    query: Query,
+    review_status: str,
+    allow_uncalibrated: bool,
+    secret_file: Path | None,
+    send_to: str | None,
+    seed: int,
+    title: str,
+    overwrite: bool,
+) -> None:
+    """Export clips: hdf5 and dicom are de-identified research exports; sr is not.
+
+    hdf5 and dicom apply the PS3.15 Basic Profile with keyed pseudonyms, keyed
+    UIDs and per-patient date shifts, and blank every pixel outside the 2D
+    ultrasound regions (the burned-in banner). sr writes one DICOM measurement
+    report per clip and reviewer that references the ORIGINAL clip, with its
+    patient and study, for the hospital PACS: it is NOT de-identified. See
+    docs/export.md. Exits with status 1 when any clip was refused.
+    """
+    fmt = ExportFormat(export_format)
+    state = cli_state(ctx)
+    if send_to is not None and fmt is not ExportFormat.SR:
+        raise click.UsageError("--send-to: expected with --format sr only (reports go to the PACS)")
+    try:
+        destination = None if send_to is None else parse_destination(send_to)
+        deid = None
+        if fmt.deidentified:
+            secret = resolve_secret(state.settings, secret_file)
+            deid = DeidOptions(secret=secret, allow_uncalibrated=allow_uncalibrated)
+    except ArchiveError as exc:
+        raise click.ClickException(str(exc)) from exc
+    status = None if review_status == ANY_STATUS else ReviewStatus(review_status)
+    selection = " ".join(filter(None, [describe_query(query), f"--status {review_status}"]))
+    options = ExportOptions(
+        export_format=fmt,
+        output=output,
+        deid=deid,
+        selection=selection,
+        title=title,
+        seed=seed,
+        overwrite=overwrite,
+        send_to=destination,
+    )
+    console = Console(stderr=True)
+    with open_archive(ctx) as archive:
+        clips = select_clips(archive, query, status=status)
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        with Progress(*columns, console=console, transient=True) as progress:
+            task = progress.add_task(f"export {fmt.value}", total=len(clips))
+            try:
+                summary = run_export(
+                    archive,
+                    clips,
+                    options,
+                    progress=lambda done, total, uid: progress.update(task, completed=done),
+                )
+            except ArchiveError as exc:
+                raise click.ClickException(str(exc)) from exc
+    if state.json_output:
+        print_json(summary.to_json())
+    else:
+        _print_summary(summary, Console(width=200, soft_wrap=True))
+    if summary.refused:
+        ctx.exit(1)

@@ -1,0 +1,110 @@
+"""The instance filters of ``usarchive find``, as one decorator other commands can reuse.
+
+:func:`query_filters` adds ``--patient``, ``--level``, ``--side``,
+``--technique``, ``--procedure``, ``--date-from``, ``--date-to``,
+``--modality`` and ``--reviewer`` to a command and hands the command one
+:class:`~archive.index.queries.Query` (keyword ``query``) instead of the
+separate values. The parsing is ``find``'s own (:mod:`archive.cli.find`).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from datetime import date, datetime
+from typing import Any
+
+import click
+
+from archive.cli.find import parse_levels, parse_member, parse_side
+from archive.index.queries import Query
+from archive.model import ProcedureType, Technique
+
+_DATE_FORMATS = ["%Y-%m-%d", "%Y%m%d"]
+
+_OPTIONS: tuple[Callable[[Callable[..., Any]], Callable[..., Any]], ...] = (
+    click.option("--patient", help="Patient ID, or patient name as stored (Family^Given)."),
+    click.option(
+        "--level", "levels", multiple=True, help="Spinal level, e.g. L5 (repeat or comma-separate: any of)."
+    ),
+    click.option("--side", help="left, right, bilateral (or L, R, B)."),
+    click.option("--technique", help="TT, OT, in-plane, out-of-plane, other, unknown."),
+    click.option(
+        "--procedure", help="medial branch block, radiofrequency, epidural, facet injection, other."
+    ),
+    click.option("--date-from", type=click.DateTime(_DATE_FORMATS), help="Study date from (inclusive)."),
+    click.option("--date-to", type=click.DateTime(_DATE_FORMATS), help="Study date to (inclusive)."),
+    click.option("--modality", help="Series modality, e.g. US."),
+    click.option("--reviewer", help="Only this reviewer's annotations (and the clips they annotated)."),
+)
+
+
+def _date(value: datetime | None) -> date | None:
+    return value.date() if value is not None else None
+
+
+def query_filters(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorate a click command callback with the ``find`` filters, passed on as ``query``.
+
+    The ``Query`` has no review status and the default limit; the command
+    sets those as it needs (``dataclasses.replace``).
+    """
+
+    @functools.wraps(command)
+    def with_query(
+        *args: Any,
+        patient: str | None,
+        levels: tuple[str, ...],
+        side: str | None,
+        technique: str | None,
+        procedure: str | None,
+        date_from: datetime | None,
+        date_to: datetime | None,
+        modality: str | None,
+        reviewer: str | None,
+        **kwargs: Any,
+    ) -> Any:
+        query = Query(
+            patient=patient,
+            levels=parse_levels(levels),
+            side=parse_side(side),
+            technique=parse_member(Technique, technique, "--technique"),  # type: ignore[arg-type]
+            procedure_type=parse_member(ProcedureType, procedure, "--procedure"),  # type: ignore[arg-type]
+            date_from=_date(date_from),
+            date_to=_date(date_to),
+            modality=modality,
+            reviewer=reviewer,
+        )
+        return command(*args, query=query, **kwargs)
+
+    decorated: Callable[..., Any] = with_query
+    for option in reversed(_OPTIONS):
+        decorated = option(decorated)
+    return decorated
+
+
+def describe_query(query: Query) -> str:
+    """The filters of ``query`` as command-line options, with no patient data.
+
+    The patient and the dates are given as ``<given>``: the description goes
+    into de-identified exports' cards.
+    """
+    parts: list[str] = []
+    if query.patient:
+        parts.append("--patient <given>")
+    parts.extend(f"--level {level.value}" for level in query.levels)
+    if query.side is not None:
+        parts.append(f"--side {query.side.value}")
+    if query.technique is not None:
+        parts.append(f"--technique {query.technique.value}")
+    if query.procedure_type is not None:
+        parts.append(f"--procedure '{query.procedure_type.value}'")
+    if query.date_from is not None:
+        parts.append("--date-from <given>")
+    if query.date_to is not None:
+        parts.append("--date-to <given>")
+    if query.modality:
+        parts.append(f"--modality {query.modality}")
+    if query.reviewer:
+        parts.append(f"--reviewer {query.reviewer}")
+    return " ".join(parts)
