@@ -28,6 +28,7 @@ from archive.errors import ArchiveError
 from archive.index import schema
 from archive.index.annotations import ANNOTATION_TABLES
 from archive.index.engine import write_transaction
+from archive.index.outcomes import OUTCOME_TABLES
 
 logger = logging.getLogger(__name__)
 
@@ -58,9 +59,15 @@ def _create_v2_annotation_tables(connection: Connection) -> None:
         table.create(connection)
 
 
+def _create_v3_outcome_tables(connection: Connection) -> None:
+    for table in OUTCOME_TABLES:
+        table.create(connection)
+
+
 MIGRATIONS: list[Migration] = [
     (1, "patient, study, series, instance, procedure attributes, histories", _create_v1_tables),
     (2, "annotation versions, review states and review comments", _create_v2_annotation_tables),
+    (3, "procedure outcomes (VAS, ODI, adverse events) and their history", _create_v3_outcome_tables),
 ]
 
 #: The version an index has after :func:`migrate`.
