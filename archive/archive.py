@@ -36,6 +36,7 @@ from pydicom.uid import AllTransferSyntaxes
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from archive.annotations_store import AnnotationStore
 from archive.dicom_header import InstanceHeader, build_file_meta, peek_bare_dataset, read_header
 from archive.errors import ConfigError
 from archive.index import queries, schema, tags
@@ -150,6 +151,11 @@ class Archive:
     def staging_dir(self) -> Path:
         """A directory on the store's filesystem for files to ingest with ``move=True``."""
         return self.store.staging_dir
+
+    @property
+    def annotations(self) -> AnnotationStore:
+        """Reviewers' versioned annotations of the archived clips (see :mod:`archive.annotations_store`)."""
+        return AnnotationStore(self.engine)
 
     def close(self) -> None:
         """Release database connections."""
@@ -306,13 +312,15 @@ class Archive:
         with write_transaction(self.engine) as connection:
             existing = find_instance(connection, header.sop_instance_uid)
             if existing is None:
-                series_pk = upsert_hierarchy(
+                series_pk, sort_date = upsert_hierarchy(
                     connection, header.dataset, header.study_instance_uid, header.series_instance_uid
                 )
-                pk = claim_instance(
-                    connection,
-                    {"sop_instance_uid": header.sop_instance_uid, "series_pk": series_pk, **values},
-                )
+                claim = {
+                    "sop_instance_uid": header.sop_instance_uid,
+                    "series_pk": series_pk,
+                    "sort_date": sort_date,
+                }
+                pk = claim_instance(connection, {**claim, **values})
                 if pk is not None:
                     apply_classification(connection, pk, classification, values["received_at"])
                     final = self.store.place(staged, relative)
@@ -353,11 +361,15 @@ class Archive:
             sha256=staged.sha256,
         )
         kept = self.store.preserve(existing.path, now.strftime("%Y%m%dT%H%M%S%fZ"))
-        series_pk = upsert_hierarchy(
+        series_pk, sort_date = upsert_hierarchy(
             connection, header.dataset, header.study_instance_uid, header.series_instance_uid
         )
         final = self.store.place(staged, new_relative)
-        update_instance(connection, existing.pk, {**values, "path": new_relative, "series_pk": series_pk})
+        update_instance(
+            connection,
+            existing.pk,
+            {**values, "path": new_relative, "series_pk": series_pk, "sort_date": sort_date},
+        )
         apply_classification(connection, existing.pk, classification, now)
         record_instance_event(
             connection,

@@ -2,7 +2,7 @@
 
 ``find`` filters are combined with AND; within ``levels`` an instance matches
 when it has *any* of the given levels. Results are ordered by study date
-(newest first, unknown last) then by the index's own order, and limited
+(newest first, unknown last), then newest archived first, and limited
 (default :data:`DEFAULT_LIMIT`).
 """
 
@@ -17,13 +17,15 @@ from typing import Any
 from sqlalchemy import Connection, Select, and_, func, or_, select
 
 from archive.index import schema
-from archive.model import ProcedureType, Side, SpinalLevel, Technique
+from archive.index.annotations import review_filter
+from archive.model import ProcedureType, ReviewStatus, Side, SpinalLevel, Technique
 
 #: Rows returned by :func:`find` unless the query says otherwise.
 DEFAULT_LIMIT = 1000
 
 _p, _st, _se, _i = schema.patient, schema.study, schema.series, schema.instance
 _proc, _lvl = schema.instance_procedure, schema.instance_level
+_LEVEL_ORDER = {level.value: position for position, level in enumerate(SpinalLevel)}
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,11 @@ class Query:
         Inclusive range of the study date.
     modality : str, optional
         Series modality, e.g. ``"US"``.
+    review_status : ReviewStatus, optional
+        Instances with a reviewer's annotation in this review status.
+    reviewer : str, optional
+        Instances this reviewer has annotated (with ``review_status``: the
+        same reviewer's annotation must be in that status).
     limit : int
         At most this many rows.
     """
@@ -53,6 +60,8 @@ class Query:
     date_from: date | None = None
     date_to: date | None = None
     modality: str | None = None
+    review_status: ReviewStatus | None = None
+    reviewer: str | None = None
     limit: int = DEFAULT_LIMIT
 
 
@@ -114,74 +123,93 @@ def as_utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def _find_statement(query: Query) -> Select[Any]:
+def _columns() -> list[Any]:
+    return [
+        _i.c.id,
+        _i.c.sop_instance_uid,
+        _i.c.sop_class_uid,
+        _se.c.series_instance_uid,
+        _st.c.study_instance_uid,
+        _p.c.patient_id,
+        _p.c.name.label("patient_name"),
+        _st.c.study_date,
+        _se.c.modality,
+        _proc.c.side,
+        _proc.c.technique,
+        _proc.c.procedure_type,
+        _i.c.frames,
+        _i.c.rows,
+        _i.c.columns,
+        _i.c.transfer_syntax,
+        _i.c.calibrated,
+        _i.c.path,
+        _i.c.size,
+        _i.c.sha256,
+        _i.c.received_at,
+    ]
+
+
+def _find_statement(query: Query, patient_pks: list[int] | None) -> Select[Any]:
+    """The SELECT for ``query``, shaped so an index yields rows already in order.
+
+    With exactly one level the scan is driven by ``instance_level``'s index
+    ``(level, sort_date, instance_pk)``; otherwise by ``instance``'s
+    ``(sort_date, id)``. Either way the order is newest study first, then
+    newest archived first.
+    """
+    if len(query.levels) == 1:
+        statement = select(*_columns()).select_from(_lvl).join(_i, _i.c.id == _lvl.c.instance_pk)
+        conditions: list[Any] = [_lvl.c.level == query.levels[0].value]
+        sort_date, order_id = _lvl.c.sort_date, _lvl.c.instance_pk
+    else:
+        statement = select(*_columns()).select_from(_i)
+        conditions = []
+        if query.levels:
+            levels = [lv.value for lv in query.levels]
+            conditions.append(
+                select(_lvl.c.instance_pk)
+                .where(_lvl.c.instance_pk == _i.c.id, _lvl.c.level.in_(levels))
+                .exists()
+            )
+        sort_date, order_id = _i.c.sort_date, _i.c.id
     statement = (
-        select(
-            _i.c.id,
-            _i.c.sop_instance_uid,
-            _i.c.sop_class_uid,
-            _se.c.series_instance_uid,
-            _st.c.study_instance_uid,
-            _p.c.patient_id,
-            _p.c.name.label("patient_name"),
-            _st.c.study_date,
-            _se.c.modality,
-            _proc.c.side,
-            _proc.c.technique,
-            _proc.c.procedure_type,
-            _i.c.frames,
-            _i.c.rows,
-            _i.c.columns,
-            _i.c.transfer_syntax,
-            _i.c.calibrated,
-            _i.c.path,
-            _i.c.size,
-            _i.c.sha256,
-            _i.c.received_at,
-        )
-        .select_from(_i)
-        .join(_se, _se.c.id == _i.c.series_pk)
+        statement.join(_se, _se.c.id == _i.c.series_pk)
         .join(_st, _st.c.id == _se.c.study_pk)
         .join(_p, _p.c.id == _st.c.patient_pk)
         .outerjoin(_proc, _proc.c.instance_pk == _i.c.id)
     )
-    conditions: list[Any] = []
-    if query.patient:
-        patient_pks = select(_p.c.id).where(or_(_p.c.patient_id == query.patient, _p.c.name == query.patient))
+    if patient_pks is not None:
         conditions.append(_st.c.patient_pk.in_(patient_pks))
-    if query.levels:
-        conditions.append(
-            _i.c.id.in_(select(_lvl.c.instance_pk).where(_lvl.c.level.in_([lv.value for lv in query.levels])))
-        )
     if query.side is not None:
         conditions.append(_proc.c.side == query.side.value)
     if query.technique is not None:
         conditions.append(_proc.c.technique == query.technique.value)
     if query.procedure_type is not None:
         conditions.append(_proc.c.procedure_type == query.procedure_type.value)
+    if query.date_from is not None or query.date_to is not None:
+        conditions.append(sort_date > schema.SORT_DATE_UNKNOWN)
     if query.date_from is not None:
-        conditions.append(_st.c.study_date >= query.date_from)
+        conditions.append(sort_date >= query.date_from)
     if query.date_to is not None:
-        conditions.append(_st.c.study_date <= query.date_to)
+        conditions.append(sort_date <= query.date_to)
     if query.modality:
         conditions.append(_se.c.modality == query.modality)
+    if query.review_status is not None or query.reviewer is not None:
+        conditions.append(review_filter(_i.c.id, status=query.review_status, reviewer=query.reviewer))
     if conditions:
         statement = statement.where(and_(*conditions))
-    return statement.order_by(_st.c.study_date.desc().nulls_last(), _i.c.id).limit(query.limit)
+    return statement.order_by(sort_date.desc(), order_id.desc()).limit(query.limit)
 
 
 def levels_of(connection: Connection, pks: Sequence[int]) -> dict[int, tuple[str, ...]]:
     """Spinal levels per instance id, in anatomical order."""
-    found: dict[int, list[SpinalLevel]] = defaultdict(list)
+    found: dict[int, list[str]] = defaultdict(list)
     for start in range(0, len(pks), 500):
         chunk = list(pks[start : start + 500])
-        for pk, level in connection.execute(
-            select(_lvl.c.instance_pk, _lvl.c.level).where(_lvl.c.instance_pk.in_(chunk))
-        ):
-            found[pk].append(SpinalLevel(level))
-    return {
-        pk: tuple(lv.value for lv in sorted(lvls, key=lambda lv: lv.ordinal)) for pk, lvls in found.items()
-    }
+        statement = select(_lvl.c.instance_pk, _lvl.c.level).where(_lvl.c.instance_pk.in_(chunk))
+        for pk, level in connection.execute(statement).tuples():
+            found[pk].append(level)
+    return {pk: tuple(sorted(levels, key=_LEVEL_ORDER.__getitem__)) for pk, levels in found.items()}
 
 
 def find(connection: Connection, query: Query) -> list[InstanceRow]:
@@ -199,7 +227,17 @@ def find(connection: Connection, query: Query) -> list[InstanceRow]:
     list of InstanceRow
         At most ``query.limit`` rows.
     """
-    rows = connection.execute(_find_statement(query)).all()
+    patient_pks: list[int] | None = None
+    if query.patient:
+        patient_pks = [
+            int(pk)
+            for pk in connection.execute(
+                select(_p.c.id).where(or_(_p.c.patient_id == query.patient, _p.c.name == query.patient))
+            ).scalars()
+        ]
+        if not patient_pks:
+            return []
+    rows = connection.execute(_find_statement(query, patient_pks)).all()
     levels = levels_of(connection, [row.id for row in rows])
     return [
         InstanceRow(

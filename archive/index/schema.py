@@ -19,11 +19,19 @@ user's note; ``set_at`` is when):
 old → new); ``instance_history`` every replaced file (where the old bytes were
 kept). ``schema_version`` is written by :mod:`archive.index.migrations`.
 
+``sort_date`` (in ``instance`` and ``instance_level``) is the study date copied
+down, or :data:`SORT_DATE_UNKNOWN` when the study has none: it is never
+``NULL``, so one index orders listings newest first on SQLite and PostgreSQL
+alike, and the indexes ``(sort_date, id)`` and ``(level, sort_date,
+instance_pk)`` answer date-range and level queries without sorting.
+
 Times are timezone-aware UTC. Study and content dates are SQL ``DATE`` (``NULL``
 when absent or not a valid DA value).
 """
 
 from __future__ import annotations
+
+from datetime import date
 
 from sqlalchemy import (
     BigInteger,
@@ -43,6 +51,9 @@ from sqlalchemy import (
 )
 
 metadata = MetaData()
+
+#: ``sort_date`` of instances whose study has no (valid) Study Date.
+SORT_DATE_UNKNOWN = date(1, 1, 1)
 
 _UID = 64
 
@@ -129,7 +140,9 @@ instance = Table(
     Column("content_date", Date),
     Column("content_time", String(32)),
     Column("image_laterality", String(16)),
+    Column("sort_date", Date, nullable=False),
     Index("ix_instance_series", "series_pk"),
+    Index("ix_instance_sort", "sort_date", "id"),
 )
 
 instance_level = Table(
@@ -140,7 +153,8 @@ instance_level = Table(
     Column("source", String(80), nullable=False),
     Column("detail", Text),
     Column("set_at", DateTime(timezone=True), nullable=False),
-    Index("ix_instance_level_level", "level", "instance_pk"),
+    Column("sort_date", Date, nullable=False),
+    Index("ix_instance_level_sort", "level", "sort_date", "instance_pk"),
 )
 
 instance_procedure = Table(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Table, delete, select, update
@@ -45,8 +45,14 @@ def _insert_or_get(connection: Connection, table: Table, keys: dict[str, Any], v
 
 def upsert_hierarchy(
     connection: Connection, ds: Any, study_instance_uid: str, series_instance_uid: str
-) -> int:
-    """Make sure patient, study and series rows exist (first writer's values win); return the series id.
+) -> tuple[int, date]:
+    """Make sure patient, study and series rows exist (first writer's values win).
+
+    Returns
+    -------
+    tuple of (int, date)
+        The series id and the instance's ``sort_date`` (the stored study's date,
+        or ``SORT_DATE_UNKNOWN``).
 
     Parameters
     ----------
@@ -70,12 +76,16 @@ def upsert_hierarchy(
         {"study_instance_uid": study_instance_uid},
         {"patient_pk": patient_pk, **study_values(ds)},
     )
-    return _insert_or_get(
+    series_pk = _insert_or_get(
         connection,
         schema.series,
         {"series_instance_uid": series_instance_uid},
         {"study_pk": study_pk, **series_values(ds)},
     )
+    study_date = connection.execute(
+        select(schema.study.c.study_date).where(schema.study.c.id == study_pk)
+    ).scalar()
+    return series_pk, study_date or schema.SORT_DATE_UNKNOWN
 
 
 @dataclass(frozen=True)
@@ -123,6 +133,12 @@ def instance_row_values(ds: Any) -> dict[str, Any]:
 def update_instance(connection: Connection, pk: int, values: dict[str, Any]) -> None:
     """Overwrite columns of an instance row (used when a replacement is stored)."""
     connection.execute(update(schema.instance).where(schema.instance.c.id == pk).values(**values))
+    if "sort_date" in values:
+        connection.execute(
+            update(schema.instance_level)
+            .where(schema.instance_level.c.instance_pk == pk)
+            .values(sort_date=values["sort_date"])
+        )
 
 
 def record_instance_event(connection: Connection, values: dict[str, Any]) -> None:
@@ -196,8 +212,18 @@ def write_levels(
 ) -> None:
     """Replace the spinal levels of an instance."""
     connection.execute(delete(schema.instance_level).where(schema.instance_level.c.instance_pk == pk))
+    sort_date = connection.execute(
+        select(schema.instance.c.sort_date).where(schema.instance.c.id == pk)
+    ).scalar_one()
     rows = [
-        {"instance_pk": pk, "level": level.value, "source": source, "detail": detail, "set_at": now}
+        {
+            "instance_pk": pk,
+            "level": level.value,
+            "source": source,
+            "detail": detail,
+            "set_at": now,
+            "sort_date": sort_date,
+        }
         for level in sort_levels(list(levels))
     ]
     if rows:

@@ -109,3 +109,21 @@ def test_queries_and_tags_through_archive(tmp_path: Path, db_url: str) -> None:
             stats["by_technique"] == {"OT": 1, "unknown": 1, "other": 1} or stats["by_technique"]["OT"] == 1
         )
         assert stats["study_date_min"] == "2020-01-01" and stats["study_date_max"] == "2025-01-01"
+
+
+def test_unknown_study_date_sorts_last_and_never_matches_a_date_range(tmp_path: Path, db_url: str) -> None:
+    with Archive.open(ArchiveSettings(tmp_path / "data", db_url)) as archive:
+        undated = us_dataset(description="L5 OT")
+        del undated.StudyDate
+        dated = us_dataset(study_date=date(2001, 1, 1), description="L5 OT")
+        for ds in (undated, dated):
+            archive.ingest(part10_bytes(ds), origin=FILE)
+        for query in (Query(), Query(levels=(SpinalLevel.L5,)), Query(technique=Technique.OT)):
+            rows = archive.find(query)
+            assert [r.sop_instance_uid for r in rows] == [dated.SOPInstanceUID, undated.SOPInstanceUID]
+            assert rows[1].study_date is None
+        for query in (
+            Query(date_to=date(2030, 1, 1)),
+            Query(levels=(SpinalLevel.L5,), date_to=date(2030, 1, 1)),
+        ):
+            assert [r.sop_instance_uid for r in archive.find(query)] == [dated.SOPInstanceUID]

@@ -1,0 +1,274 @@
+"""Benchmark ``Archive.find`` on an index of 1,000,000 synthetic instances.
+
+Usage::
+
+    python -m benchmarks.bench_find [--instances 1000000] [--queries 200]
+                                    [--backends sqlite,postgresql] [--out benchmarks/results]
+
+For each backend an empty index is created with the archive's migrations, then
+filled directly with ``executemany`` batches (patients → studies → series →
+instances, 1–2 spinal levels and a procedure row per instance: random but
+seeded). Then ``--queries`` random queries of each kind run through
+``Archive.find`` (the full API path, row objects included, first page of 100
+rows): by patient ID, by level + technique, and by a 30-day study date range.
+The p50/p95/max latencies go to ``find.json`` and ``find.md`` under ``--out``.
+
+PostgreSQL: the server in ``USARCHIVE_TEST_PG`` or on 127.0.0.1:5432, else a
+throwaway cluster (``tests/support/pg.py``); a fresh database is created and
+dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+
+from archive.archive import Archive
+from archive.index.queries import Query
+from archive.model import SpinalLevel, Technique
+from archive.settings import ArchiveSettings
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGE = 100
+BATCH = 20_000
+LEVELS = [SpinalLevel.L3, SpinalLevel.L4, SpinalLevel.L5, SpinalLevel.S1, SpinalLevel.C4, SpinalLevel.C5]
+TECHNIQUES = list(Technique)
+FIRST_DAY = date(2016, 1, 1)
+DAYS = 3650
+
+
+def _bulk(archive: Archive, table: str, columns: tuple[str, ...], rows: Iterator[tuple[Any, ...]]) -> None:
+    """Insert rows as fast as the driver allows: COPY on PostgreSQL, executemany on SQLite."""
+    raw = archive.engine.raw_connection()
+    try:
+        driver = raw.driver_connection
+        names = ", ".join(f'"{c}"' for c in columns)
+        if archive.engine.dialect.name == "postgresql":
+            with driver.cursor() as cursor, cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:  # type: ignore[union-attr]
+                for row in rows:
+                    copy.write_row(row)
+        else:
+            cursor = driver.cursor()  # type: ignore[union-attr]
+            cursor.execute("PRAGMA synchronous = OFF")  # bulk fill only; the archive itself runs FULL
+            cursor.execute("BEGIN")
+            marks = ", ".join("?" for _ in columns)
+            batch: list[tuple[Any, ...]] = []
+            for row in rows:
+                batch.append(
+                    tuple(
+                        v.isoformat(sep=" ")
+                        if isinstance(v, datetime)
+                        else v.isoformat()
+                        if isinstance(v, date)
+                        else v
+                        for v in row
+                    )
+                )
+                if len(batch) == BATCH:
+                    cursor.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", batch)
+                    batch = []
+            if batch:
+                cursor.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", batch)
+            cursor.execute("COMMIT")
+        raw.commit()
+    finally:
+        raw.close()
+
+
+def populate(archive: Archive, instances: int, seed: int) -> dict[str, Any]:
+    """Fill the index with ``instances`` synthetic instances; return what queries can pick from."""
+    rng = random.Random(seed)
+    per_series, series_per_study, studies_per_patient = 10, 2, 2
+    series_count = instances // per_series
+    study_count = series_count // series_per_study
+    patient_count = study_count // studies_per_patient
+    total = series_count * per_series
+    now = datetime.now(UTC).replace(tzinfo=None)
+    study_dates = [FIRST_DAY + timedelta(days=rng.randrange(DAYS)) for _ in range(study_count)]
+    _bulk(
+        archive,
+        "patient",
+        ("id", "patient_id", "issuer", "name"),
+        ((p + 1, f"PAT{p:07d}", "", f"Name^{p}") for p in range(patient_count)),
+    )
+    _bulk(
+        archive,
+        "study",
+        ("id", "study_instance_uid", "patient_pk", "study_date"),
+        ((s + 1, f"1.2.3.{s}", s // studies_per_patient + 1, study_dates[s]) for s in range(study_count)),
+    )
+    _bulk(
+        archive,
+        "series",
+        ("id", "series_instance_uid", "study_pk", "modality"),
+        ((s + 1, f"1.2.4.{s}", s // series_per_study + 1, "US") for s in range(series_count)),
+    )
+
+    def study_of(i: int) -> int:
+        return i // (per_series * series_per_study)
+
+    _bulk(
+        archive,
+        "instance",
+        (
+            "id", "sop_instance_uid", "sop_class_uid", "series_pk", "instance_number", "path", "size",
+            "sha256", "transfer_syntax", "received_at", "source_kind", "frames", "rows", "columns",
+            "calibrated", "sort_date",
+        ),
+        (
+            (
+                i + 1, f"1.2.5.{i}", "1.2.840.10008.5.1.4.1.1.3.1", i // per_series + 1, i % per_series + 1,
+                f"aa/1.2.3.{study_of(i)}/1.2.4.{i // per_series}/1.2.5.{i}.dcm", 5_000_000, f"{i:064x}",
+                "1.2.840.10008.1.2.4.50", now, "network", 120, 600, 800, True, study_dates[study_of(i)],
+            )
+            for i in range(total)
+        ),
+    )  # fmt: skip
+    _bulk(
+        archive,
+        "instance_level",
+        ("instance_pk", "level", "source", "set_at", "sort_date"),
+        (
+            (i + 1, level.value, "rule", now, study_dates[study_of(i)])
+            for i in range(total)
+            for level in rng.sample(LEVELS, rng.choice((1, 2)))
+        ),
+    )
+    _bulk(
+        archive,
+        "instance_procedure",
+        ("instance_pk", "technique", "side", "updated_at"),
+        (
+            (i + 1, rng.choice(TECHNIQUES).value, rng.choice(("left", "right", "bilateral")), now)
+            for i in range(total)
+        ),
+    )
+    with archive.engine.begin() as connection:
+        connection.execute(text("ANALYZE"))
+    return {"patients": patient_count, "instances": total}
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def measure(archive: Archive, info: dict[str, Any], queries: int, seed: int) -> dict[str, dict[str, float]]:
+    """Run ``queries`` random queries of each kind; latencies in ms."""
+    rng = random.Random(seed)
+    kinds = {
+        "patient": lambda: Query(patient=f"PAT{rng.randrange(info['patients']):07d}", limit=PAGE),
+        "level+technique": lambda: Query(
+            levels=(rng.choice(LEVELS),), technique=rng.choice(TECHNIQUES), limit=PAGE
+        ),
+        "date range (30 days)": lambda: _date_query(rng),
+    }
+    results: dict[str, dict[str, float]] = {}
+    for name, make in kinds.items():
+        for _ in range(5):  # warm caches and the connection pool
+            archive.find(make())
+        latencies: list[float] = []
+        cpu: list[float] = []
+        returned = 0
+        for _ in range(queries):
+            query = make()
+            start, start_cpu = time.perf_counter(), time.process_time()
+            rows = archive.find(query)
+            cpu.append((time.process_time() - start_cpu) * 1000)
+            latencies.append((time.perf_counter() - start) * 1000)
+            returned += len(rows)
+        results[name] = {
+            "p50_ms": round(statistics.median(latencies), 2),
+            "p95_ms": round(_percentile(latencies, 0.95), 2),
+            "max_ms": round(max(latencies), 2),
+            "p95_process_cpu_ms": round(_percentile(cpu, 0.95), 2),
+            "mean_rows": round(returned / queries, 1),
+        }
+    return results
+
+
+def _date_query(rng: random.Random) -> Query:
+    start = FIRST_DAY + timedelta(days=rng.randrange(DAYS - 30))
+    return Query(date_from=start, date_to=start + timedelta(days=29), limit=PAGE)
+
+
+@contextlib.contextmanager
+def _database(backend: str, workdir: Path) -> Iterator[str]:
+    if backend == "sqlite":
+        yield f"sqlite:///{workdir / 'index.sqlite'}"
+        return
+    sys.path.insert(0, str(ROOT / "tests"))
+    from support import pg
+
+    with pg.server_url() as admin, pg.fresh_database(admin) as url:
+        yield url
+
+
+def run(backend: str, instances: int, queries: int, seed: int) -> dict[str, Any]:
+    """Populate and measure one backend."""
+    with (
+        tempfile.TemporaryDirectory(prefix="usarchive-bench-") as tmp,
+        _database(backend, Path(tmp)) as url,
+        Archive.open(ArchiveSettings(Path(tmp) / "data", url)) as archive,
+    ):
+        start = time.perf_counter()
+        info = populate(archive, instances, seed)
+        fill_s = time.perf_counter() - start
+        print(f"{backend}: {info['instances']} instances indexed in {fill_s:.0f} s", flush=True)
+        measured = measure(archive, info, queries, seed)
+    return {
+        "backend": backend,
+        "instances": info["instances"],
+        "fill_s": round(fill_s, 1),
+        "queries": measured,
+    }
+
+
+def to_markdown(results: list[dict[str, Any]], queries: int) -> str:
+    """The results as a markdown table."""
+    lines = [
+        f"`find` latency, first page of {PAGE} rows, {queries} random queries per kind (ms)",
+        "",
+        "| backend | instances | query | p50 | p95 | max | rows/query |",
+        "|---|---:|---|---:|---:|---:|---:|",
+    ]
+    for result in results:
+        for name, numbers in result["queries"].items():
+            lines.append(
+                f"| {result['backend']} | {result['instances']:,} | {name} | {numbers['p50_ms']} | "
+                f"{numbers['p95_ms']} | {numbers['max_ms']} | {numbers['mean_rows']} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    """Command line entry point (see the module docstring)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--instances", type=int, default=1_000_000)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    args = parser.parse_args()
+    results = [run(b.strip(), args.instances, args.queries, args.seed) for b in args.backends.split(",")]
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "find.json").write_text(json.dumps(results, indent=2) + "\n")
+    markdown = to_markdown(results, args.queries)
+    (args.out / "find.md").write_text(markdown)
+    print(markdown)
+
+
+if __name__ == "__main__":
+    main()
