@@ -118,7 +118,8 @@ class HDF5DatasetWriter:
     """Write a research dataset: one group per clip, a metadata table, a split and a card.
 
     Use as a context manager; leaving the ``with`` block normally calls
-    :meth:`close`, leaving it by an exception calls :meth:`abort`.
+    :meth:`close` (unless it was called inside the block, e.g. to get the
+    card), leaving it by an exception calls :meth:`abort`.
 
     Parameters
     ----------
@@ -214,10 +215,10 @@ class HDF5DatasetWriter:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if exc_type is None:
-            self.close()
-        else:
+        if exc_type is not None:
             self.abort()
+        elif self._file is not None:  # not closed explicitly inside the block
+            self.close()
 
     # -- clips ------------------------------------------------------------------------------
 

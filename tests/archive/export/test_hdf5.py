@@ -213,7 +213,21 @@ def test_existing_file_is_not_overwritten_unless_asked(tmp_path: Path) -> None:
     assert path.read_bytes() == b"old"
     with HDF5DatasetWriter(path, seed=1, card_info=CARD, overwrite=True) as writer:
         writer.add_clip(tiny_record("2.25.1", "P"))
-    assert len(read_dataset(path)) == 1
+    with read_dataset(path) as dataset:
+        assert len(dataset) == 1
+
+
+def test_close_inside_with_returns_the_card_once(tmp_path: Path) -> None:
+    path = tmp_path / "c.h5"
+    with HDF5DatasetWriter(path, seed=3, card_info=CARD) as writer:
+        writer.add_clip(tiny_record("2.25.1", "P"))
+        card = writer.close()
+        assert path.exists() and not writer.partial_path.exists()
+        with pytest.raises(ExportError, match="the writer is closed"):
+            writer.add_clip(tiny_record("2.25.2", "P"))
+    assert (card.n_clips, card.n_frames, card.seed) == (1, 2, 3)
+    with read_dataset(path) as dataset:
+        assert dataset.card == card
 
 
 def test_split_is_patient_level_and_deterministic(tmp_path: Path) -> None:
