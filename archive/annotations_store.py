@@ -206,9 +206,9 @@ class AnnotationStore:
     @staticmethod
     def _check_fits(annotation: ClipAnnotation, ref: idx.InstanceRef) -> None:
         frames = ref.frames or 1
-        if (ref.rows, ref.columns) != (None, None) and (
-            annotation.n_frames != frames or annotation.frame_shape != (ref.rows, ref.columns)
-        ):
+        if ref.rows is None or ref.columns is None:
+            return  # the index has no image size to compare with
+        if annotation.n_frames != frames or annotation.frame_shape != (ref.rows, ref.columns):
             raise AnnotationError(
                 f"{_clip_name(annotation.sop_instance_uid, annotation.reviewer)}: expected "
                 f"{frames} frame(s) of {ref.rows} x {ref.columns} pixels as the archived clip has, but "
@@ -271,7 +271,6 @@ class AnnotationStore:
                 )
             latest_version = None if latest is None else latest.version
             if base_version != latest_version:
-                assert latest is not None or base_version is not None
                 raise self._stale(uid, reviewer, base_version, latest)
             old_status = ReviewStatus.DRAFT if latest is None else latest.status
             if annotation.status is not old_status:
@@ -329,7 +328,8 @@ class AnnotationStore:
         """Change the review status of the latest version (e.g. an approver's decision).
 
         The change (with the comment appended to the annotation's comments) is
-        stored as a new version and recorded in the review comments.
+        stored as a new version and recorded in the review comments. Moving to
+        the present status without a comment changes nothing.
 
         Parameters
         ----------

@@ -193,6 +193,9 @@ def test_status_transitions_and_comments(archive: Archive, tmp_path: Path) -> No
     uid = _clip(archive, tmp_path)
     store = archive.annotations
     store.save(_draft(uid, "alice"), base_version=None)
+    # to the present status without a comment: nothing happens
+    assert store.set_status(uid, "alice", "draft", by="alice") is ReviewStatus.DRAFT
+    assert len(store.history(uid, "alice")) == 1
 
     with pytest.raises(AnnotationError, match="cannot go from 'draft' to 'approved'"):
         store.set_status(uid, "alice", "approved", by="carol")
@@ -306,7 +309,7 @@ def test_fresh_index_migrates_to_version_2(db_url: str) -> None:
     assert {t.name for t in ANNOTATION_TABLES} <= _tables(db_url)
 
 
-def test_index_at_version_1_upgrades_to_2(
+def test_index_at_version_1_upgrades_with_annotation_tables(
     db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     engine = create_index_engine(db_url)
@@ -321,7 +324,7 @@ def test_index_at_version_1_upgrades_to_2(
         engine.dispose()
     with Archive.open(ArchiveSettings(tmp_path / "data", db_url)) as opened:
         with opened.engine.connect() as connection:
-            assert migrations.current_version(connection) == 2
+            assert migrations.current_version(connection) == migrations.LATEST_VERSION
         uid = _clip(opened, tmp_path)
         assert opened.annotations.save(_draft(uid, "alice"), base_version=None).version == 1
     assert {t.name for t in ANNOTATION_TABLES} <= _tables(db_url)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -22,7 +23,7 @@ def run(data_dir: Path, db_url: str, *args: str) -> Result:
     )
 
 
-def run_json(data_dir: Path, db_url: str, *args: str) -> object:
+def run_json(data_dir: Path, db_url: str, *args: str) -> Any:
     result = run(data_dir, db_url, "--json", *args)
     assert result.exit_code == 0, result.output
     return json.loads(result.output)
@@ -53,7 +54,7 @@ def test_review_workflow_through_the_cli(
         "version": 1,
         "created": True,
         "status": "draft",
-        "content_sha256": saved["content_sha256"],  # type: ignore[index]
+        "content_sha256": saved["content_sha256"],
     }
 
     exported = run(data, db_url, "review", "export-json", uid, "--reviewer", "alice")
@@ -68,13 +69,13 @@ def test_review_workflow_through_the_cli(
     second = run_json(
         data, db_url, "review", "import-json", str(edited_file), "--reviewer", "alice", "--base-version", "1"
     )
-    assert second["version"] == 2  # type: ignore[index]
+    assert second["version"] == 2
 
     # the same file again on the old base is identical to the latest: nothing new
     again = run_json(
         data, db_url, "review", "import-json", str(edited_file), "--reviewer", "alice", "--base-version", "1"
     )
-    assert (again["version"], again["created"]) == (2, False)  # type: ignore[index]
+    assert (again["version"], again["created"]) == (2, False)
 
     # another edit based on version 1 is stale
     other = expected.with_event(ClipEvent.NEEDLE_VISIBLE, 1)
@@ -121,16 +122,16 @@ def test_review_workflow_through_the_cli(
             "reviewer": "alice",
             "status": "needs-rework",
             "latest_version": 4,
-            "updated_at": run_json(data, db_url, "review", "list", "--reviewer", "alice")[0]["updated_at"],  # type: ignore[index]
+            "updated_at": run_json(data, db_url, "review", "list", "--reviewer", "alice")[0]["updated_at"],
         }
     ]
-    assert [r["reviewer"] for r in run_json(data, db_url, "review", "list", "--status", "draft")] == ["bob"]  # type: ignore[index, union-attr]
+    assert [r["reviewer"] for r in run_json(data, db_url, "review", "list", "--status", "draft")] == ["bob"]
     table = run(data, db_url, "review", "list")
     assert table.exit_code == 0 and "2 annotation(s)" in table.output and "needs-rework" in table.output
 
     history = run_json(data, db_url, "review", "history", uid)
-    assert [entry["reviewer"] for entry in history] == ["alice", "bob"]  # type: ignore[union-attr, index]
-    alice = history[0]  # type: ignore[index]
+    assert [entry["reviewer"] for entry in history] == ["alice", "bob"]
+    alice = history[0]
     assert [(v["version"], v["status"], v["saved_by"]) for v in alice["versions"]] == [
         (1, "draft", "alice"),
         (2, "draft", "alice"),
@@ -151,7 +152,7 @@ def test_review_workflow_through_the_cli(
     assert first.output == exported.output
 
     def found(*filters: str) -> list[str]:
-        return [row["sop_instance_uid"] for row in run_json(data, db_url, "find", *filters)]  # type: ignore[union-attr, index]
+        return [row["sop_instance_uid"] for row in run_json(data, db_url, "find", *filters)]
 
     assert found("--status", "needs-rework") == [uid]
     assert found("--status", "needs-rework", "--reviewer", "bob") == []
