@@ -29,7 +29,7 @@ import json
 import math
 import types
 import typing
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +37,8 @@ import numpy as np
 import numpy.typing as npt
 
 from archive.annotation import ClipAnnotation
+from archive.calibration import SPATIAL_FORMAT_2D, UltrasoundRegion
+from archive.deid.pixels import keep_mask
 from archive.errors import ExportError
 from archive.export.split import Split
 from archive.metrics.clip import ClipMetrics
@@ -266,6 +268,45 @@ class ClipRecord:
         set_(self, "reviewer", reviewer)
         set_(self, "status", _enum_or_none(ReviewStatus.parse, status))
         set_(self, "pixels_cleaned", bool(self.pixels_cleaned))
+
+
+def clean_frames(frames: Iterable[Frame], regions: Sequence[UltrasoundRegion]) -> Iterator[Frame]:
+    """Blank every pixel outside the 2D regions, one frame at a time (Clean Pixel Data).
+
+    The streaming counterpart of :func:`archive.deid.blank_outside_regions`
+    for a :class:`ClipRecord` frame source.
+
+    Parameters
+    ----------
+    frames : iterable of ndarray of shape (H, W) or (H, W, 3), uint8
+        Decoded frames.
+    regions : sequence of UltrasoundRegion
+        The clip's regions (``archive.deid.tissue_regions``); only 2D regions
+        keep pixels.
+
+    Yields
+    ------
+    ndarray of the input frame's shape, uint8
+        A new frame, 0 outside the 2D regions.
+
+    Raises
+    ------
+    ExportError
+        If ``regions`` holds no 2D region: nothing could be kept, so the clip
+        must be exported as not pixel-cleaned (or left out) instead.
+    """
+    if not any(r.spatial_format == SPATIAL_FORMAT_2D for r in regions):
+        raise ExportError(
+            "clean frames: expected at least one 2D ultrasound region to keep, but got none; export the "
+            "clip with pixels_cleaned=False (if uncalibrated clips are allowed) or leave it out"
+        )
+    keep: npt.NDArray[np.bool_] | None = None
+    for frame in frames:
+        if keep is None:
+            keep = keep_mask((frame.shape[0], frame.shape[1]), regions)
+            if frame.ndim == 3:
+                keep = keep[:, :, np.newaxis]
+        yield np.where(keep, frame, np.uint8(0))
 
 
 def metadata_row(record: ClipRecord, split: Split) -> dict[str, Any]:

@@ -23,11 +23,12 @@ from hdf5_cases import (
     uncleaned_record,
 )
 
+from archive.calibration import UltrasoundRegion
 from archive.errors import ExportError
 from archive.export.card import DatasetCard
 from archive.export.hdf5 import ExportProgress, HDF5DatasetWriter, sidecar_path
 from archive.export.hdf5_read import read_dataset
-from archive.export.records import ClipRecord, metadata_row
+from archive.export.records import ClipRecord, clean_frames, metadata_row
 from archive.export.split import Split, SplitFractions, assign_split
 
 
@@ -299,3 +300,27 @@ def test_record_checks_its_annotation_and_key() -> None:
     frames = np.zeros((1, H, W), dtype=np.uint8)
     with pytest.raises(ExportError, match="one frame time per frame"):
         ClipRecord("k", "p", lambda: frames_of(frames), 1, (H, W), (), None)
+
+
+def test_cleaned_frames_are_zero_outside_the_2d_region(tmp_path: Path) -> None:
+    region = UltrasoundRegion(3, 2, 12, 9, 1, 1, 3, 3, 0.02, 0.02)  # cols 3..12, rows 2..9
+    doppler = UltrasoundRegion(0, 10, 15, 11, 3, 3, 4, 7, 0.01, 1.0)  # keeps nothing
+    grey = np.full((2, H, W), 200, dtype=np.uint8)
+    rgb = np.full((2, H, W, 3), 90, dtype=np.uint8)
+    inside = np.zeros((H, W), dtype=bool)
+    inside[2:10, 3:13] = True
+    for frames in (grey, rgb):
+        record = dataclasses.replace(
+            tiny_record("2.25.1", "P"),
+            frames=lambda f=frames: clean_frames(frames_of(f), (region, doppler)),
+            frame_shape=frames.shape[1:],
+        )
+        path = tmp_path / f"{frames.ndim}.h5"
+        with HDF5DatasetWriter(path, seed=1, card_info=CARD) as writer:
+            writer.add_clip(record)
+        with read_dataset(path) as dataset:
+            stored = dataset.clips["2.25.1"].frames[()]
+        assert (stored[:, ~inside] == 0).all()
+        assert (stored[:, inside] == frames[0, 2, 3]).all()
+    with pytest.raises(ExportError, match="at least one 2D ultrasound region"):
+        next(clean_frames(frames_of(grey), (doppler,)))
