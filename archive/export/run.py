@@ -30,6 +30,7 @@ import numpy as np
 import numpy.typing as npt
 from pydicom import dcmread
 from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
 from pydicom.pixels.utils import iter_pixels
 
 from archive.archive import Archive
@@ -264,7 +265,7 @@ def _export_dicom(
             try:
                 _, result = _deidentify(clip, options)
                 written = writer.add(result.dataset, folder=result.patient_pseudonym)
-            except (ArchiveError, OSError) as exc:
+            except (ArchiveError, InvalidDicomError, OSError) as exc:
                 _refuse(summary, clip, None, exc)
             else:
                 summary.written += 1
@@ -370,7 +371,7 @@ def _export_hdf5(
                     writer.add_clip(record)
                     written += 1
                     cleaned = record.pixels_cleaned
-            except (ArchiveError, OSError) as exc:
+            except (ArchiveError, InvalidDicomError, OSError) as exc:
                 _refuse(summary, clip, reviewer, exc)
             if written:
                 summary.written += 1
@@ -417,7 +418,12 @@ def _export_sr(
                 )
                 progress(done, len(clips), clip.sop_instance_uid)
                 continue
-            header = dcmread(clip.path, stop_before_pixels=True)
+            try:
+                header = dcmread(clip.path, stop_before_pixels=True)
+            except (InvalidDicomError, OSError) as exc:
+                _refuse(summary, clip, None, exc)
+                progress(done, len(clips), clip.sop_instance_uid)
+                continue
             for review in clip.reviews:
                 try:
                     annotation = load_annotation(archive, review)
@@ -427,7 +433,7 @@ def _export_sr(
                     summary.written += 1
                     if options.send_to is not None:
                         _send(summary, clip, review.reviewer, report, options)
-                except (ArchiveError, OSError) as exc:
+                except (ArchiveError, InvalidDicomError, OSError) as exc:
                     _refuse(summary, clip, review.reviewer, exc)
             progress(done, len(clips), clip.sop_instance_uid)
         sent_to = None if options.send_to is None else "{}@{}:{}".format(*options.send_to)

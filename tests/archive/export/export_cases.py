@@ -6,7 +6,7 @@ annotation store:
 ======  ==============================  ===========  =========================================
 name    encoding                        calibrated   annotation
 ======  ==============================  ===========  =========================================
-alpha   Explicit VR LE, MONOCHROME2     yes          approved (reviewer ``rev1``)
+alpha   Explicit VR LE, MONOCHROME2     yes          approved (``rev1`` and ``rev3``)
 beta    JPEG Baseline (YBR_FULL_422)    yes          draft (``rev2``)
 gamma   Explicit VR LE                  yes          none
 delta   Explicit VR LE                  NO regions   none
@@ -40,6 +40,8 @@ from archive.phantom.spec import ClipSpec, Descriptions, Encoding, PatientIdenti
 from archive.phantom.to_annotation import annotation_from_truth
 from archive.settings import ArchiveSettings
 
+Reviews = tuple[tuple[str, ReviewStatus], ...]
+
 #: 32 hex digits: decoded as a 16-byte secret.
 SECRET_HEX = "00112233445566778899aabbccddeeff"
 #: Private creator and value planted in every clip.
@@ -60,8 +62,7 @@ class PlantedClip:
     study_date: dt.date
     dataset: Dataset
     calibrated: bool
-    reviewer: str | None
-    status: ReviewStatus | None
+    reviews: dict[str, ReviewStatus]
 
     @property
     def uid(self) -> str:
@@ -115,26 +116,19 @@ def _descriptions(tag: str) -> Descriptions:
     )
 
 
-#: name -> (encoding, calibrated, reviewer, status, birth date, study date)
-_PLAN: dict[str, tuple[Encoding, bool, str | None, ReviewStatus | None, dt.date, dt.date]] = {
+_APPROVED, _DRAFT = ReviewStatus.APPROVED, ReviewStatus.DRAFT
+#: name -> (encoding, calibrated, reviews (reviewer, status), birth date, study date)
+_PLAN: dict[str, tuple[Encoding, bool, Reviews, dt.date, dt.date]] = {
     "alpha": (
         Encoding.EXPLICIT_MONO,
         True,
-        "rev1",
-        ReviewStatus.APPROVED,
+        (("rev1", _APPROVED), ("rev3", _APPROVED)),
         dt.date(1953, 7, 19),
         dt.date(2024, 5, 6),
     ),
-    "beta": (
-        Encoding.JPEG_BASELINE,
-        True,
-        "rev2",
-        ReviewStatus.DRAFT,
-        dt.date(1948, 2, 3),
-        dt.date(2024, 6, 11),
-    ),
-    "gamma": (Encoding.EXPLICIT_MONO, True, None, None, dt.date(1970, 12, 24), dt.date(2024, 7, 15)),
-    "delta": (Encoding.EXPLICIT_MONO, False, None, None, dt.date(1961, 9, 30), dt.date(2024, 8, 19)),
+    "beta": (Encoding.JPEG_BASELINE, True, (("rev2", _DRAFT),), dt.date(1948, 2, 3), dt.date(2024, 6, 11)),
+    "gamma": (Encoding.EXPLICIT_MONO, True, (), dt.date(1970, 12, 24), dt.date(2024, 7, 15)),
+    "delta": (Encoding.EXPLICIT_MONO, False, (), dt.date(1961, 9, 30), dt.date(2024, 8, 19)),
 }
 
 
@@ -155,7 +149,7 @@ def build_archive(root: Path) -> tuple[ArchiveSettings, dict[str, PlantedClip]]:
     files.mkdir(parents=True)
     with Archive.open(settings) as archive:
         for index, (name, plan) in enumerate(_PLAN.items()):
-            encoding, calibrated, reviewer, status, birth, study_date = plan
+            encoding, calibrated, reviews, birth, study_date = plan
             tag = name.upper()
             spec = ClipSpec(
                 level=SpinalLevel.L4,
@@ -175,18 +169,14 @@ def build_archive(root: Path) -> tuple[ArchiveSettings, dict[str, PlantedClip]]:
             dcmwrite(path, ds, enforce_file_format=True)
             result = archive.ingest(path, origin=Origin(kind="file", path=str(path)))
             assert result.outcome is IngestOutcome.STORED, result.reason
-            if reviewer is not None and status is not None:
-                annotation = annotation_from_truth(truth, reviewer)
-                archive.annotations.save(annotation, base_version=None)
+            for reviewer, status in reviews:
+                archive.annotations.save(annotation_from_truth(truth, reviewer), base_version=None)
                 if status is ReviewStatus.APPROVED:
-                    archive.annotations.set_status(
-                        ds.SOPInstanceUID, reviewer, ReviewStatus.SUBMITTED, by=reviewer
-                    )
-                    archive.annotations.set_status(
-                        ds.SOPInstanceUID, reviewer, ReviewStatus.APPROVED, by="chief"
-                    )
+                    uid = ds.SOPInstanceUID
+                    archive.annotations.set_status(uid, reviewer, ReviewStatus.SUBMITTED, by=reviewer)
+                    archive.annotations.set_status(uid, reviewer, ReviewStatus.APPROVED, by="chief")
             clips[name] = PlantedClip(
-                name, spec.identity, spec.descriptions, study_date, ds, calibrated, reviewer, status
+                name, spec.identity, spec.descriptions, study_date, ds, calibrated, dict(reviews)
             )
     return settings, clips
 

@@ -112,13 +112,18 @@ def test_default_exports_approved_annotations_only(archive: ArchiveCase, tmp_pat
     assert result.exit_code == 0, result.output
     assert summary_of(result.stdout)["written"] == 1
     with read_dataset(out) as dataset:
-        (clip,) = list(dataset)
-        assert clip.metadata["status"] == "approved" and clip.metadata["reviewer"] == "rev1"
-        annotation = clip.annotation()
-        assert annotation is not None and annotation.needle
-        assert clip.metrics["tip_to_target_at_injection_start_mm"] is not None
-        assert clip.metrics["needle_angle_deg"] is not None
-        assert clip.pixel_size_mm is not None
+        clips = {clip.metadata["reviewer"]: clip for clip in dataset}
+        assert sorted(clips) == ["rev1", "rev3"]  # one record per reviewer of the one approved clip
+        keys = sorted(clip.clip_key for clip in clips.values())
+        assert keys[0].split("~")[0] == keys[1].split("~")[0]
+        assert [key.split("~")[1] for key in keys] == ["rev1", "rev3"]
+        for clip in clips.values():
+            assert clip.metadata["status"] == "approved"
+            annotation = clip.annotation()
+            assert annotation is not None and annotation.needle
+            assert clip.metrics["tip_to_target_at_injection_start_mm"] is not None
+            assert clip.metrics["needle_angle_deg"] is not None
+            assert clip.pixel_size_mm is not None
 
 
 def test_status_any_also_exports_unannotated_clips(archive: ArchiveCase, tmp_path: Path) -> None:
@@ -128,14 +133,13 @@ def test_status_any_also_exports_unannotated_clips(archive: ArchiveCase, tmp_pat
     )
     assert result.exit_code == 0, result.output
     with read_dataset(out) as dataset:
-        rows = {clip.metadata["reviewer"]: clip for clip in dataset}
-        assert len(dataset) == 4
-    assert set(rows) == {"rev1", "rev2", None}
+        reviewers = sorted(str(clip.metadata["reviewer"]) for clip in dataset)
+        assert reviewers == ["None", "None", "rev1", "rev2", "rev3"]
     with read_dataset(out) as dataset:
         annotated = sorted(bool(clip.metadata["has_annotation"]) for clip in dataset)
-        assert annotated == [False, False, True, True]
+        assert annotated == [False, False, True, True, True]
         statuses = sorted(str(clip.metadata["status"]) for clip in dataset)
-        assert statuses == ["None", "None", "approved", "draft"]
+        assert statuses == ["None", "None", "approved", "approved", "draft"]
 
 
 def test_filters_as_in_find_select_the_clips(archive: ArchiveCase, tmp_path: Path) -> None:
@@ -227,7 +231,7 @@ def test_allowed_uncalibrated_clip_is_marked_not_pixel_cleaned(archive: ArchiveC
     assert result.exit_code == 0, result.output
     with read_dataset(h5) as dataset:
         flags = sorted(bool(clip.metadata["pixels_cleaned"]) for clip in dataset)
-        assert flags == [False, True, True, True]
+        assert flags == [False, True, True, True, True]
         (key,) = [clip.clip_key for clip in dataset if not clip.metadata["pixels_cleaned"]]
     assert key in sidecar_path(h5).read_text(encoding="utf-8")
 
@@ -291,6 +295,7 @@ def scp() -> Iterator[StorageSCP]:
         return 0x0000
 
     server = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_STORE, handle_store)])
+    assert server is not None
     state.port = server.server_address[1]
     try:
         yield state
@@ -313,11 +318,11 @@ def test_reports_are_written_checked_and_sent(archive: ArchiveCase, tmp_path: Pa
     )
     assert result.exit_code == 0, result.output
     summary = summary_of(result.stdout)
-    assert summary["written"] == 2 and summary["sent"] == 2
+    assert summary["written"] == 3 and summary["sent"] == 3
     skipped = sorted(problem["sop_instance_uid"] for problem in summary["skipped"])
     assert skipped == sorted([archive.clips["gamma"].uid, archive.clips["delta"].uid])
     files = sorted(out.glob("*.dcm"))
-    assert len(files) == 2
+    assert len(files) == 3
     with scp.lock:
         received = {str(ds.SOPInstanceUID): ds for ds in scp.received}
     assert set(received) == {str(dcmread(p).SOPInstanceUID) for p in files}
@@ -347,5 +352,6 @@ def test_report_of_an_unreachable_pacs_is_written_and_refused(archive: ArchiveCa
     )
     assert result.exit_code == 1
     summary = summary_of(result.stdout)
-    assert refused_uids(summary) == [archive.clips["alpha"].uid] and summary["sent"] == 0
-    assert len(list((tmp_path / "r").glob("*.dcm"))) == 1
+    assert refused_uids(summary) == [archive.clips["alpha"].uid] * 2 and summary["sent"] == 0
+    assert [problem["reviewer"] for problem in summary["refused"]] == ["rev1", "rev3"]
+    assert len(list((tmp_path / "r").glob("*.dcm"))) == 2  # written, not stored

@@ -109,7 +109,7 @@ def test_no_planted_string_date_or_uid_in_the_hdf5_export_or_its_card(exported: 
     for path in (h5, sidecar_path(h5)):
         assert leaks(path.read_bytes(), exported.needles()) == [], path
     with read_dataset(h5) as dataset:
-        assert len(dataset) == 3
+        assert len(dataset) == 4  # alpha twice (two reviewers), beta, gamma
 
 
 def test_dicom_banner_pixels_are_zero_and_the_region_is_kept(exported: Exported) -> None:
@@ -144,7 +144,7 @@ def test_reports_carry_the_original_patient_and_study_but_no_other_identity(expo
     result = exported.results["sr"]
     assert result.exit_code == 0, result.output
     reports = sorted((exported.root / "reports").glob("*.dcm"))
-    assert len(reports) == 2  # alpha (approved) and beta (draft); gamma and delta have no annotation
+    assert len(reports) == 3  # alpha (rev1, rev3), beta (draft); gamma and delta have no annotation
     originals = {clip.uid: clip for clip in exported.clips.values()}
     for path in reports:
         data = path.read_bytes()
