@@ -26,6 +26,7 @@ from __future__ import annotations
 import errno
 import io
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -64,7 +65,15 @@ from archive.ingest import (
 )
 from archive.model import ProcedureType, Side, SpinalLevel, Technique
 from archive.settings import ArchiveSettings
-from archive.store import RESOURCE_ERRNOS, FileStore, StagedFile, hash_file, relative_path
+from archive.store import (
+    RESOURCE_ERRNOS,
+    FileStore,
+    StagedFile,
+    hash_file,
+    relative_path,
+    sync_directories,
+    sync_files,
+)
 
 __all__ = [
     "Archive",
@@ -91,6 +100,30 @@ class _Decision:
     result: IngestResult
     placed: bool
     remove_after_commit: str | None = None
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """An offered instance staged, validated and classified, ready for the index."""
+
+    header: InstanceHeader
+    staged: StagedFile
+    origin: Origin
+    classification: Any
+    sync: bool = True
+
+
+def _storage_failure(origin: Origin, exc: OSError) -> IngestResult:
+    code = RejectCode.OUT_OF_RESOURCES if exc.errno in RESOURCE_ERRNOS else RejectCode.STORAGE_ERROR
+    logger.error("ingest from %s failed: %s", origin.describe(), exc)
+    return IngestResult(
+        outcome=IngestOutcome.REJECTED,
+        sop_instance_uid=None,
+        sop_class_uid=None,
+        reason=f"storage failed ({errno.errorcode.get(exc.errno or 0, 'error')}): {exc}; "
+        "nothing was stored; free space or fix the data directory and send again",
+        code=code,
+    )
 
 
 class Archive:
@@ -207,8 +240,7 @@ class Archive:
         try:
             staged = self._stage(source, origin, transfer_syntax, move)
             header = read_header(staged.path)
-            classification = self._classify(header)
-            decision = self._commit(header, staged, origin, classification)
+            decision = self._commit(_Prepared(header, staged, origin, self._classify(header)))
             if decision.remove_after_commit:
                 self.store.remove(decision.remove_after_commit)
             return decision.result
@@ -217,16 +249,7 @@ class Archive:
                 sha256=staged.sha256 if staged else None, size=staged.size if staged else None
             )
         except OSError as exc:
-            code = RejectCode.OUT_OF_RESOURCES if exc.errno in RESOURCE_ERRNOS else RejectCode.STORAGE_ERROR
-            logger.error("ingest from %s failed: %s", origin.describe(), exc)
-            return IngestResult(
-                outcome=IngestOutcome.REJECTED,
-                sop_instance_uid=None,
-                sop_class_uid=None,
-                reason=f"storage failed ({errno.errorcode.get(exc.errno or 0, 'error')}): {exc}; "
-                "nothing was stored; free space or fix the data directory and send again",
-                code=code,
-            )
+            return _storage_failure(origin, exc)
         except SQLAlchemyError as exc:
             logger.exception("index write failed for an instance from %s", origin.describe())
             return IngestResult(
@@ -241,15 +264,86 @@ class Archive:
             if staged is not None and (decision is None or not decision.placed):
                 self.store.discard(staged)
 
+    def ingest_many(self, sources: Sequence[Path], *, origins: Sequence[Origin]) -> list[IngestResult]:
+        """Ingest several files with one fsync pass and one index transaction (group commit).
+
+        Same checks, outcomes and crash guarantees as :meth:`ingest`, for files
+        that are copied (never moved): all staged copies are fsynced together,
+        then one write transaction claims and places them (in SOP Instance UID
+        order), fsyncs each touched directory once and commits. If the batch
+        transaction fails, each remaining file is ingested on its own.
+
+        Parameters
+        ----------
+        sources : sequence of Path
+            Part 10 files.
+        origins : sequence of Origin
+            One per source.
+
+        Returns
+        -------
+        list of IngestResult
+            In the order of ``sources``.
+        """
+        results: dict[int, IngestResult] = {}
+        prepared: dict[int, _Prepared] = {}
+        for index, (source, origin) in enumerate(zip(sources, origins, strict=True)):
+            staged: StagedFile | None = None
+            try:
+                staged = self._stage(source, origin, None, False, sync=False)
+                header = read_header(staged.path)
+                prepared[index] = _Prepared(header, staged, origin, self._classify(header), sync=False)
+            except IngestRejectedError as rejection:
+                results[index] = rejection.to_result(sha256=staged.sha256 if staged else None)
+            except OSError as exc:
+                results[index] = _storage_failure(origin, exc)
+            if index not in prepared and staged is not None:
+                self.store.discard(staged)
+        decisions: dict[int, _Decision] = {}
+        try:
+            sync_files(item.staged.path for item in prepared.values())
+            with write_transaction(self.engine) as connection:
+                for index, item in sorted(prepared.items(), key=lambda pair: pair[1].header.sop_instance_uid):
+                    try:
+                        decisions[index] = self._decide(connection, item)
+                    except IngestRejectedError as rejection:
+                        decisions[index] = _Decision(
+                            rejection.to_result(sha256=item.staged.sha256), placed=False
+                        )
+                sync_directories(
+                    d.result.path.parent for d in decisions.values() if d.placed and d.result.path
+                )
+        except (OSError, SQLAlchemyError) as exc:
+            logger.warning(
+                "group ingest of %d files failed (%s); ingesting them one by one", len(prepared), exc
+            )
+            for index, item in prepared.items():
+                self.store.discard(item.staged)
+                results[index] = self.ingest(sources[index], origin=origins[index])
+            return [results[index] for index in range(len(sources))]
+        for index, decision in decisions.items():
+            if decision.remove_after_commit:
+                self.store.remove(decision.remove_after_commit)
+            if not decision.placed:
+                self.store.discard(prepared[index].staged)
+            results[index] = decision.result
+        return [results[index] for index in range(len(sources))]
+
     def _stage(
-        self, source: Path | bytes, origin: Origin, transfer_syntax: str | None, move: bool
+        self,
+        source: Path | bytes,
+        origin: Origin,
+        transfer_syntax: str | None,
+        move: bool,
+        *,
+        sync: bool = True,
     ) -> StagedFile:
         if transfer_syntax is None:
             if isinstance(source, bytes):
-                return self.store.stage_stream([source], None)
+                return self.store.stage_stream([source], None, sync=sync)
             if not source.is_file():
                 raise IngestRejectedError(RejectCode.NOT_DICOM, f"expected a file, but {source} is not one")
-            return self.store.stage_file(source, move=move)
+            return self.store.stage_file(source, move=move, sync=sync)
         if transfer_syntax not in AllTransferSyntaxes:
             raise IngestRejectedError(
                 RejectCode.UNKNOWN_TRANSFER_SYNTAX,
@@ -302,43 +396,36 @@ class Archive:
             **instance_row_values(header.dataset),
         }
 
-    def _commit(
-        self, header: InstanceHeader, staged: StagedFile, origin: Origin, classification: Any
-    ) -> _Decision:
+    def _commit(self, item: _Prepared) -> _Decision:
+        with write_transaction(self.engine) as connection:
+            return self._decide(connection, item)
+
+    def _decide(self, connection: Any, item: _Prepared) -> _Decision:
+        """Claim, place and index one instance inside the caller's write transaction."""
+        header, staged = item.header, item.staged
         relative = relative_path(
             header.study_instance_uid, header.series_instance_uid, header.sop_instance_uid
         )
-        values = self._row_values(header, staged, origin, relative)
-        with write_transaction(self.engine) as connection:
+        values = self._row_values(header, staged, item.origin, relative)
+        existing = find_instance(connection, header.sop_instance_uid)
+        if existing is None:
+            series_pk, sort_date = upsert_hierarchy(
+                connection, header.dataset, header.study_instance_uid, header.series_instance_uid
+            )
+            keys = {"sop_instance_uid": header.sop_instance_uid, "series_pk": series_pk}
+            pk = claim_instance(connection, {**keys, "sort_date": sort_date, **values})
+            if pk is not None:
+                apply_classification(connection, pk, item.classification, values["received_at"])
+                final = self.store.place(staged, relative, sync=item.sync)
+                return _Decision(self._result(IngestOutcome.STORED, header, staged, final), placed=True)
             existing = find_instance(connection, header.sop_instance_uid)
-            if existing is None:
-                series_pk, sort_date = upsert_hierarchy(
-                    connection, header.dataset, header.study_instance_uid, header.series_instance_uid
-                )
-                claim = {
-                    "sop_instance_uid": header.sop_instance_uid,
-                    "series_pk": series_pk,
-                    "sort_date": sort_date,
-                }
-                pk = claim_instance(connection, {**claim, **values})
-                if pk is not None:
-                    apply_classification(connection, pk, classification, values["received_at"])
-                    final = self.store.place(staged, relative)
-                    return _Decision(self._result(IngestOutcome.STORED, header, staged, final), placed=True)
-                existing = find_instance(connection, header.sop_instance_uid)
-                assert existing is not None, "a claimed SOP Instance UID has a row"
-            return self._on_existing(connection, header, staged, origin, existing, values, classification)
+            assert existing is not None, "a claimed SOP Instance UID has a row"
+        return self._on_existing(connection, item, existing, values)
 
     def _on_existing(
-        self,
-        connection: Any,
-        header: InstanceHeader,
-        staged: StagedFile,
-        origin: Origin,
-        existing: StoredInstance,
-        values: dict[str, Any],
-        classification: Any,
+        self, connection: Any, item: _Prepared, existing: StoredInstance, values: dict[str, Any]
     ) -> _Decision:
+        header, staged, origin = item.header, item.staged, item.origin
         stored_path = self.store.absolute(existing.path)
         if existing.sha256 == staged.sha256:
             result = self._result(IngestOutcome.DUPLICATE, header, staged, stored_path)
@@ -364,13 +451,13 @@ class Archive:
         series_pk, sort_date = upsert_hierarchy(
             connection, header.dataset, header.study_instance_uid, header.series_instance_uid
         )
-        final = self.store.place(staged, new_relative)
+        final = self.store.place(staged, new_relative, sync=item.sync)
         update_instance(
             connection,
             existing.pk,
             {**values, "path": new_relative, "series_pk": series_pk, "sort_date": sort_date},
         )
-        apply_classification(connection, existing.pk, classification, now)
+        apply_classification(connection, existing.pk, item.classification, now)
         record_instance_event(
             connection,
             {

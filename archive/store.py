@@ -27,8 +27,12 @@ import errno
 import hashlib
 import logging
 import os
+import queue
 import re
+import threading
 import uuid
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -37,6 +41,9 @@ logger = logging.getLogger(__name__)
 
 _PLAIN_UID = re.compile(r"[0-9][0-9.]{0,63}")
 _CHUNK = 1024 * 1024
+#: Files larger than this are hashed on a second thread while they are copied.
+_BACKGROUND_HASH_BYTES = 4 * _CHUNK
+_SYNC_THREADS = 8
 
 #: errno values meaning "the disk or quota is full" (mapped to OUT_OF_RESOURCES).
 RESOURCE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.ENOMEM})
@@ -117,6 +124,52 @@ def hash_file(path: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
+class _BackgroundHash:
+    """SHA-256 computed on a worker thread (hashlib releases the GIL), fed in order."""
+
+    def __init__(self, digest: hashlib._Hash) -> None:
+        self._digest = digest
+        self._blocks: queue.Queue[bytes | None] = queue.Queue(maxsize=16)
+        self._thread = threading.Thread(target=self._run, name="usarchive-sha256", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (block := self._blocks.get()) is not None:
+            self._digest.update(block)
+
+    def update(self, block: bytes) -> None:
+        self._blocks.put(block)
+
+    def finish(self) -> str:
+        self._blocks.put(None)
+        self._thread.join()
+        return self._digest.hexdigest()
+
+
+def sync_files(paths: Iterable[Path]) -> None:
+    """Flush several files to disk in parallel (the filesystem journal can flush them together)."""
+
+    def _sync(path: Path) -> None:
+        with path.open("rb") as handle:
+            os.fsync(handle.fileno())
+
+    _run_parallel(_sync, list(paths))
+
+
+def sync_directories(paths: Iterable[Path]) -> None:
+    """Flush several directories' entries to disk in parallel."""
+    _run_parallel(fsync_directory, sorted(set(paths)))
+
+
+def _run_parallel(function: Callable[[Path], None], items: list[Path]) -> None:
+    if len(items) <= 1:
+        for item in items:
+            function(item)
+        return
+    with ThreadPoolExecutor(max_workers=min(_SYNC_THREADS, len(items))) as pool:
+        list(pool.map(function, items))
+
+
 @dataclass(frozen=True)
 class StagedFile:
     """Bytes made durable in the store's filesystem, ready to be renamed into place.
@@ -165,7 +218,9 @@ class FileStore:
     def _new_temp(self) -> Path:
         return self.staging_dir / f"{uuid.uuid4().hex}.part"
 
-    def stage_stream(self, chunks: list[bytes], stream: BinaryIO | None) -> StagedFile:
+    def stage_stream(
+        self, chunks: list[bytes], stream: BinaryIO | None, *, sync: bool = True, size_hint: int = 0
+    ) -> StagedFile:
         """Write ``chunks`` then the rest of ``stream`` to a durable temp file.
 
         Parameters
@@ -174,6 +229,10 @@ class FileStore:
             Written first (e.g. preamble and file meta, or a whole instance).
         stream : binary file or None
             Copied to the end after ``chunks``.
+        sync : bool
+            fsync the file (``False`` when the caller syncs a batch with :func:`sync_files`).
+        size_hint : int
+            Expected size; large files are hashed on a second thread while copied.
 
         Returns
         -------
@@ -186,60 +245,66 @@ class FileStore:
             On any write failure; the temp file is removed first.
         """
         temp = self._new_temp()
-        digest = hashlib.sha256()
+        hasher: _BackgroundHash | hashlib._Hash = hashlib.sha256()
+        if size_hint > _BACKGROUND_HASH_BYTES:
+            hasher = _BackgroundHash(hashlib.sha256())
         size = 0
         try:
             with temp.open("xb") as out:
                 for chunk in chunks:
                     out.write(chunk)
-                    digest.update(chunk)
+                    hasher.update(chunk)
                     size += len(chunk)
                 if stream is not None:
-                    while True:
-                        block = stream.read(_CHUNK)
-                        if not block:
-                            break
+                    while block := stream.read(_CHUNK):
                         out.write(block)
-                        digest.update(block)
+                        hasher.update(block)
                         size += len(block)
                 out.flush()
-                os.fsync(out.fileno())
+                if sync:
+                    os.fsync(out.fileno())
         except BaseException:
+            if isinstance(hasher, _BackgroundHash):
+                hasher.finish()
             temp.unlink(missing_ok=True)
             raise
-        return StagedFile(path=temp, sha256=digest.hexdigest(), size=size, owned=True)
+        digest = hasher.finish() if isinstance(hasher, _BackgroundHash) else hasher.hexdigest()
+        return StagedFile(path=temp, sha256=digest, size=size, owned=True)
 
-    def stage_file(self, source: Path, *, move: bool) -> StagedFile:
+    def stage_file(self, source: Path, *, move: bool, sync: bool = True) -> StagedFile:
         """Make a caller's file durable for ingest: in place when it may be moved, else copied.
 
         With ``move=True`` and ``source`` on the store's filesystem the file is
         hashed and fsynced where it is and renamed into place later; otherwise
         it is copied into ``.tmp``.
         """
-        if move and source.stat().st_dev == self._device:
+        status = source.stat()
+        if move and status.st_dev == self._device:
             digest, size = hash_file(source)
-            with source.open("rb") as handle:
-                os.fsync(handle.fileno())
+            if sync:
+                sync_files([source])
             return StagedFile(path=source, sha256=digest, size=size, owned=False)
         with source.open("rb") as handle:
-            return self.stage_stream([], handle)
+            return self.stage_stream([], handle, sync=sync, size_hint=status.st_size)
 
     def discard(self, staged: StagedFile) -> None:
         """Remove a staged file the store owns (a caller's moved file is left alone)."""
         if staged.owned:
             staged.path.unlink(missing_ok=True)
 
-    def place(self, staged: StagedFile, relative: str) -> Path:
+    def place(self, staged: StagedFile, relative: str, *, sync: bool = True) -> Path:
         """Rename a staged file to ``relative`` atomically and fsync the directory.
 
         The caller must hold the index claim on the instance: an existing file
         at ``relative`` is then a stray from an interrupted ingest and is
-        replaced.
+        replaced. With ``sync=False`` the caller fsyncs the directory (a batch
+        does it once per directory with :func:`sync_directories`).
         """
         final = self.absolute(relative)
         make_directories(final.parent)
         staged.path.replace(final)
-        fsync_directory(final.parent)
+        if sync:
+            fsync_directory(final.parent)
         return final
 
     def preserve(self, relative: str, stamp: str) -> str:

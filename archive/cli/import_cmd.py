@@ -14,6 +14,9 @@ from archive.archive import OPTION_DUPLICATE_POLICY
 from archive.cli.common import cli_state, open_archive, print_json
 from archive.ingest import DuplicatePolicy, IngestOutcome, IngestResult, Origin
 
+#: Files ingested per group commit (one fsync pass, one index transaction).
+BATCH = 64
+
 
 def collect_files(paths: tuple[Path, ...]) -> list[Path]:
     """Files named, and files under directories named (recursively, hidden entries skipped), sorted."""
@@ -73,10 +76,11 @@ def import_command(ctx: click.Context, paths: tuple[Path, ...], duplicate_policy
         ) as progress,
     ):
         task = progress.add_task("import", total=len(files))
-        for path in files:
-            result = archive.ingest(path, origin=Origin("file", path=str(path.resolve())))
-            results.append((path, result))
-            progress.advance(task)
+        for start in range(0, len(files), BATCH):
+            batch = files[start : start + BATCH]
+            origins = [Origin("file", path=str(path.resolve())) for path in batch]
+            results.extend(zip(batch, archive.ingest_many(batch, origins=origins), strict=True))
+            progress.advance(task, len(batch))
     counts = Counter(result.outcome for _, result in results)
     rejected = [(path, result) for path, result in results if result.outcome is IngestOutcome.REJECTED]
     if json_output:

@@ -282,3 +282,50 @@ def test_reopen_is_idempotent(tmp_path: Path, db_url: str) -> None:
 def test_source_bytes_io_is_not_supported_type(archive: Archive) -> None:
     with pytest.raises(AttributeError):
         archive.ingest(io.BytesIO(b"x"), origin=FILE)  # type: ignore[arg-type]
+
+
+def test_ingest_many_matches_single_ingest_outcomes(archive: Archive, tmp_path: Path) -> None:
+    stored_first = us_dataset(seed=5)
+    archive.ingest(part10_bytes(stored_first), origin=FILE)
+    conflicting = us_dataset(sop_uid=stored_first.SOPInstanceUID, seed=6)
+    good = [us_dataset(seed=10 + i) for i in range(5)]
+    paths = [write_instance(tmp_path / "batch", ds) for ds in good]
+    twice = paths[0]
+    bad = tmp_path / "batch" / "bad.dcm"
+    bad.write_bytes(_truncated())
+    conflict_path = tmp_path / "batch" / "conflict.dcm"
+    conflict_path.write_bytes(part10_bytes(conflicting))
+    sources = [*paths, twice, bad, conflict_path]
+    results = archive.ingest_many(sources, origins=[Origin("file", path=str(p)) for p in sources])
+    outcomes = [(r.outcome, r.code) for r in results]
+    assert outcomes == [(IngestOutcome.STORED, None)] * 5 + [
+        (IngestOutcome.DUPLICATE, None),
+        (IngestOutcome.REJECTED, RejectCode.TRUNCATED),
+        (IngestOutcome.REJECTED, RejectCode.CONFLICT),
+    ]
+    for path, result in zip(paths, results, strict=False):
+        assert result.path is not None and result.path.read_bytes() == path.read_bytes()
+    assert _row_count(archive) == 6
+    assert _staging_is_empty(archive)
+    assert all(
+        archive.check_commitment(ds.SOPClassUID, ds.SOPInstanceUID) is CommitCheck.COMMITTED for ds in good
+    )
+
+
+def test_ingest_many_falls_back_to_single_ingest(
+    archive: Archive, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import archive.archive as archive_module
+
+    def failing_sync(_paths: object) -> None:
+        raise OSError(5, "simulated I/O error while syncing directories")
+
+    monkeypatch.setattr(archive_module, "sync_directories", failing_sync)
+    sources = [write_instance(tmp_path / "fb", us_dataset(seed=40 + i)) for i in range(3)]
+    results = archive.ingest_many(sources, origins=[FILE] * 3)
+    assert [r.outcome for r in results] == [IngestOutcome.STORED] * 3
+    assert _row_count(archive) == 3
+    assert sorted(_store_files(archive)) == sorted(
+        r.path.relative_to(archive.store.root).as_posix() for r in results if r.path
+    )
+    assert _staging_is_empty(archive)
