@@ -92,9 +92,11 @@ def main(
 
 
 def _add_archive_commands() -> None:
+    from archive.cli.audit import audit_command
     from archive.cli.export import export_command
     from archive.cli.find import find_command
     from archive.cli.import_cmd import import_command
+    from archive.cli.outcome import outcome
     from archive.cli.review import review
     from archive.cli.show import show_command
     from archive.cli.stats import stats_command
@@ -105,6 +107,8 @@ def _add_archive_commands() -> None:
         main.add_command(command)
     main.add_command(review)
     main.add_command(export_command)
+    main.add_command(outcome)
+    main.add_command(audit_command)
 
 
 _add_archive_commands()
