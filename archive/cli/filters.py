@@ -4,7 +4,7 @@
 ``--technique``, ``--procedure``, ``--date-from``, ``--date-to``,
 ``--modality`` and ``--reviewer`` to a command and hands the command one
 :class:`~archive.index.queries.Query` (keyword ``query``) instead of the
-separate values. The parsing is ``find``'s own (:mod:`archive.cli.find`).
+separate values. ``find`` and ``export`` use it; ``tag`` uses the parsers.
 """
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ from typing import Any
 
 import click
 
-from archive.cli.find import parse_levels, parse_member, parse_side
 from archive.index.queries import Query
-from archive.model import ProcedureType, Technique
+from archive.model import ProcedureType, Side, SpinalLevel, Technique
 
 _DATE_FORMATS = ["%Y-%m-%d", "%Y%m%d"]
 
@@ -35,8 +34,47 @@ _OPTIONS: tuple[Callable[[Callable[..., Any]], Callable[..., Any]], ...] = (
     click.option("--date-from", type=click.DateTime(_DATE_FORMATS), help="Study date from (inclusive)."),
     click.option("--date-to", type=click.DateTime(_DATE_FORMATS), help="Study date to (inclusive)."),
     click.option("--modality", help="Series modality, e.g. US."),
-    click.option("--reviewer", help="Only this reviewer's annotations (and the clips they annotated)."),
+    click.option(
+        "--reviewer", help="Only clips this reviewer has annotated (export: only their annotations)."
+    ),
 )
+
+
+def parse_levels(values: tuple[str, ...]) -> tuple[SpinalLevel, ...]:
+    """``("L4", "L5,S1")`` → levels; raises ``click.BadParameter`` naming the valid values."""
+    levels: list[SpinalLevel] = []
+    for value in values:
+        for part in value.split(","):
+            if part.strip():
+                try:
+                    levels.append(SpinalLevel.parse(part.strip().upper()))
+                except ValueError as exc:
+                    raise click.BadParameter(str(exc), param_hint="--level") from exc
+    return tuple(levels)
+
+
+def parse_side(value: str | None) -> Side | None:
+    """``left``/``right``/``bilateral`` or the Image Laterality codes ``L``/``R``/``B``."""
+    if value is None:
+        return None
+    codes = {side.laterality: side for side in Side}
+    if value.strip().upper() in codes:
+        return codes[value.strip().upper()]
+    try:
+        return Side.parse(value.strip().lower())
+    except ValueError as exc:
+        raise click.BadParameter(f"{exc} (or L, R, B)", param_hint="--side") from exc
+
+
+def parse_member(kind: type[Technique] | type[ProcedureType], value: str | None, hint: str) -> object:
+    """A technique or procedure type by value or name (case-insensitive names)."""
+    if value is None:
+        return None
+    for member in kind:
+        if value.strip().lower() in (member.value.lower(), member.name.lower()):
+            return member
+    valid = ", ".join(member.value for member in kind)
+    raise click.BadParameter(f"expected one of {valid}, but got {value!r}", param_hint=hint)
 
 
 def _date(value: datetime | None) -> date | None:
