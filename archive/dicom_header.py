@@ -99,12 +99,14 @@ class _StructureWalker:
     def __init__(self, handle: BinaryIO, size: int, *, implicit: bool, little: bool) -> None:
         self._handle = handle
         self._size = size
+        self.position = handle.tell()  # tracked here: tell() on every element is slow
         self._implicit = implicit
         self._endian = "<" if little else ">"
 
     def _read(self, count: int, what: str) -> bytes:
-        offset = self._handle.tell()
+        offset = self.position
         data = self._handle.read(count)
+        self.position += len(data)
         if len(data) < count:
             raise IngestRejectedError(
                 RejectCode.TRUNCATED,
@@ -115,7 +117,7 @@ class _StructureWalker:
 
     def _header(self, implicit: bool) -> tuple[int, bytes | None, int, int]:
         """Read one element header: (tag, VR or None, value length, header offset)."""
-        offset = self._handle.tell()
+        offset = self.position
         group, element = struct.unpack(self._endian + "HH", self._read(4, "an element tag"))
         tag = (group << 16) | element
         if group == 0xFFFE or implicit:
@@ -130,7 +132,7 @@ class _StructureWalker:
         return tag, vr, length, offset
 
     def _skip(self, tag: int, length: int, offset: int, limit: int) -> None:
-        start = self._handle.tell()
+        start = self.position
         if start + length > limit:
             where = "the file" if limit == self._size else "its enclosing item"
             raise IngestRejectedError(
@@ -140,12 +142,12 @@ class _StructureWalker:
                 "file is truncated",
             )
         self._handle.seek(length, io.SEEK_CUR)
+        self.position += length
 
     def walk_dataset(self, limit: int, *, implicit: bool, in_undefined_item: bool = False) -> None:
         """Walk elements up to ``limit`` (or an item delimiter when ``in_undefined_item``)."""
         while True:
-            position = self._handle.tell()
-            if position == limit and not in_undefined_item:
+            if self.position == limit and not in_undefined_item:
                 return
             tag, vr, length, offset = self._header(implicit)
             if tag == _ITEM_DELIMITER:
@@ -174,7 +176,7 @@ class _StructureWalker:
                     f"element {_tag_text(tag)} at byte offset {offset} has VR {vr!r} and undefined length, "
                     "which only sequences and encapsulated Pixel Data may have",
                 )
-            if self._handle.tell() > limit:
+            if self.position > limit:
                 raise IngestRejectedError(
                     RejectCode.MALFORMED, f"element {_tag_text(tag)} overruns its container"
                 )
@@ -193,7 +195,7 @@ class _StructureWalker:
             if length == _UNDEFINED:
                 self.walk_dataset(limit, implicit=implicit, in_undefined_item=True)
             else:
-                end = self._handle.tell() + length
+                end = self.position + length
                 if end > limit:
                     self._skip(tag, length, offset, limit)
                 self.walk_dataset(end, implicit=implicit)
@@ -217,7 +219,7 @@ def _read_transfer_syntax(handle: BinaryIO, size: int) -> tuple[str, int]:
     walker = _StructureWalker(handle, size, implicit=False, little=True)
     transfer_syntax: str | None = None
     while True:
-        position = handle.tell()
+        position = walker.position
         if position == size:
             break
         peek = handle.read(2)
@@ -246,7 +248,7 @@ def _read_transfer_syntax(handle: BinaryIO, size: int) -> tuple[str, int]:
             f"file meta: transfer syntax {transfer_syntax!r} is not one this archive knows; "
             "convert the file to a standard transfer syntax (e.g. with dcmconv) and import it again",
         )
-    return transfer_syntax, handle.tell()
+    return transfer_syntax, walker.position
 
 
 def check_structure(path: Path) -> str:
@@ -281,8 +283,8 @@ def check_structure(path: Path) -> str:
         if transfer_syntax == DeflatedExplicitVRLittleEndian:
             return transfer_syntax
         uid = UID(transfer_syntax)
-        walker = _StructureWalker(handle, size, implicit=uid.is_implicit_VR, little=uid.is_little_endian)
         handle.seek(start)
+        walker = _StructureWalker(handle, size, implicit=uid.is_implicit_VR, little=uid.is_little_endian)
         walker.walk_dataset(size, implicit=uid.is_implicit_VR)
     return transfer_syntax
 
