@@ -26,7 +26,7 @@ PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9")
 DISTRIBUTION_METRICS = (
     "tip_to_target_at_injection_start_mm",
     "needle_angle_deg",
-    "needle_marked_fraction",
+    "max_spread_area_mm2",
     "min_tip_to_danger_mm",
 )
 _DPI = 110

@@ -146,6 +146,21 @@ def _summary(report: AuditReport) -> str:
     return _table(headers, rows, numeric=(1, 2, 3, 4, 5, 6, 7))
 
 
+def _name_groups(text: str, groups: Sequence[str]) -> str:
+    """Replace the tests' generic group names a and b by the techniques compared."""
+    if len(groups) != 2:
+        return text
+    a, b = groups
+    for generic, named in (
+        ("a − b", f"{a} − {b}"),
+        ("group a and b", f"groups {a} and {b}"),
+        ("group a ", f"group {a} "),
+        ("group b ", f"group {b} "),
+    ):
+        text = text.replace(generic, named)
+    return text
+
+
 def _comparison_rows(comparisons: Iterable[Comparison]) -> list[list[str]]:
     rows: list[list[str]] = []
     for c in comparisons:
@@ -154,7 +169,7 @@ def _comparison_rows(comparisons: Iterable[Comparison]) -> list[list[str]]:
         for r in c.results:
             p = fmt.p_value(r.p_value)
             p_cell = f'<span class="sig">{_e(p)}</span>' if r.p_value < 0.05 else _e(p)
-            effect = f"{r.effect}; " if r.effect else ""
+            effect = f"{_name_groups(r.effect, c.groups)}; " if r.effect else ""
             rows.append(
                 [
                     label,
@@ -163,7 +178,7 @@ def _comparison_rows(comparisons: Iterable[Comparison]) -> list[list[str]]:
                     _e(fmt.statistic(r)),
                     _e(fmt.degrees_of_freedom(r)),
                     p_cell,
-                    _e(effect + (r.note or "")),
+                    _e(effect + _name_groups(r.note or "", c.groups)),
                 ]
             )
             label = groups = ""
@@ -358,12 +373,12 @@ def render_html(
         _cards(report),
         "<h2>Summary by technique</h2>",
         _summary(report),
-        "<h2>Comparisons between techniques</h2>",
-        _comparisons(report),
         "<h2>Figures</h2>",
         _figure(plots.metric_distributions(report), "Clip metrics and procedure time per technique"),
         _figure(plots.outcomes_over_time(report), "VAS and ODI over time per technique (mean ± SD)"),
         _figure(plots.tip_to_target_strip(report), "Tip-to-target distance at injection start, per clip"),
+        "<h2>Comparisons between techniques</h2>",
+        _comparisons(report),
         "<h2>Groups: technique × level</h2>",
         _groups(report),
         "<h2>Safety</h2>",
