@@ -4,7 +4,8 @@ Formats (:class:`ExportFormat`):
 
 - ``hdf5``: the research dataset of :mod:`archive.export.hdf5`, one record per
   clip and selected reviewer (a clip nobody annotated: one record without
-  annotation), de-identified;
+  annotation), with the stored outcome of the clip's study and side,
+  de-identified;
 - ``dicom``: one de-identified DICOM file per clip (:mod:`archive.export.dicom_out`);
 - ``sr``: one measurement report (TID 1500) per clip and reviewer, NOT
   de-identified: it goes back to the hospital PACS and references the
@@ -49,8 +50,10 @@ from archive.export.hdf5 import HDF5DatasetWriter
 from archive.export.records import ClipRecord
 from archive.export.send import send_dataset
 from archive.export.sr import build_measurement_report
+from archive.index.outcomes import outcomes_for
 from archive.metrics import clip_metrics
-from archive.model import Technique
+from archive.model import Side, Technique
+from archive.outcomes import Outcome
 from archive.timing import frame_times
 
 logger = logging.getLogger(__name__)
@@ -308,7 +311,23 @@ def _clip_key(uid: str, reviewer: str | None, n_reviews: int) -> str:
     return f"{uid}~{reviewer.replace('/', '_')}"
 
 
-def _clip_records(archive: Archive, clip: SelectedClip, options: ExportOptions) -> Iterator[ClipRecord]:
+OutcomesBySide = dict[tuple[str, Side], Outcome]
+
+
+def _outcomes(archive: Archive, clips: Sequence[SelectedClip]) -> OutcomesBySide:
+    studies = {clip.row.study_instance_uid for clip in clips}
+    return {(o.study_uid, Side.parse(o.side)): o for o in outcomes_for(archive.engine, studies)}
+
+
+def _outcome_of(clip: SelectedClip, outcomes: OutcomesBySide) -> Outcome | None:
+    if clip.row.side is None:
+        return None
+    return outcomes.get((clip.row.study_instance_uid, Side.parse(clip.row.side)))
+
+
+def _clip_records(
+    archive: Archive, clip: SelectedClip, options: ExportOptions, outcomes: OutcomesBySide
+) -> Iterator[ClipRecord]:
     original, result = _deidentify(clip, options)
     times = frame_times(original)
     calibration = calibration_or_none(original)
@@ -324,6 +343,7 @@ def _clip_records(archive: Archive, clip: SelectedClip, options: ExportOptions) 
         "side": clip.row.side,
         "technique": clip.row.technique or Technique.UNKNOWN,
         "procedure_type": clip.row.procedure_type,
+        "outcome": _outcome_of(clip, outcomes),
         "pixels_cleaned": result.pixels_cleaned,
     }
     if not clip.reviews:
@@ -361,12 +381,13 @@ def _export_hdf5(
         allow_not_pixel_cleaned=options.deid.allow_uncalibrated,
         overwrite=options.overwrite,
     ) as writer:
+        outcomes = _outcomes(archive, clips)
         for done, clip in enumerate(clips, start=1):
             reviewer: str | None = None
             written = 0
             cleaned = True
             try:
-                for record in _clip_records(archive, clip, options):
+                for record in _clip_records(archive, clip, options, outcomes):
                     reviewer = record.reviewer
                     writer.add_clip(record)
                     written += 1

@@ -16,8 +16,11 @@ from pydicom.dataset import Dataset
 from pydicom.uid import ComprehensiveSRStorage
 from pynetdicom import AE, evt
 
+from archive.archive import Archive
 from archive.export.hdf5 import sidecar_path
 from archive.export.hdf5_read import read_dataset
+from archive.index.outcomes import set_outcome
+from archive.model import Side
 from archive.settings import ArchiveSettings
 
 
@@ -32,6 +35,9 @@ class ArchiveCase:
 def archive(tmp_path_factory: pytest.TempPathFactory) -> ArchiveCase:
     root = tmp_path_factory.mktemp("export_cli")
     settings, clips = build_archive(root)
+    with Archive.open(settings) as opened:
+        values = {"vas_pre": 7.0, "vas_2w": 2.0, "odi_pre": 40.0, "odi_2w": 20.0}
+        set_outcome(opened.engine, clips["alpha"].dataset.StudyInstanceUID, Side.RIGHT, values, source="test")
     return ArchiveCase(root, settings, clips)
 
 
@@ -124,6 +130,9 @@ def test_default_exports_approved_annotations_only(archive: ArchiveCase, tmp_pat
             assert clip.metrics["tip_to_target_at_injection_start_mm"] is not None
             assert clip.metrics["needle_angle_deg"] is not None
             assert clip.pixel_size_mm is not None
+            assert clip.metadata["has_outcome"] is True  # the study's outcome on the clip's side
+            assert (clip.metadata["outcome_vas_pre"], clip.metadata["outcome_vas_2w"]) == (7.0, 2.0)
+            assert clip.metadata["outcome_effective"] is True
 
 
 def test_status_any_also_exports_unannotated_clips(archive: ArchiveCase, tmp_path: Path) -> None:
@@ -140,6 +149,10 @@ def test_status_any_also_exports_unannotated_clips(archive: ArchiveCase, tmp_pat
         assert annotated == [False, False, True, True, True]
         statuses = sorted(str(clip.metadata["status"]) for clip in dataset)
         assert statuses == ["None", "None", "approved", "approved", "draft"]
+        with_outcome = sorted(
+            str(clip.metadata["reviewer"]) for clip in dataset if clip.metadata["has_outcome"]
+        )
+        assert with_outcome == ["rev1", "rev3"]  # only alpha's study has an outcome
 
 
 def test_filters_as_in_find_select_the_clips(archive: ArchiveCase, tmp_path: Path) -> None:
