@@ -11,7 +11,10 @@ Formats (:class:`ExportFormat`):
   de-identified: it goes back to the hospital PACS and references the
   original clip; optionally sent there with C-STORE.
 
-Clips are handled one at a time (memory: one decoded clip). A clip that
+Clips are handled one at a time. The dicom format holds one decoded clip in
+memory (the de-identified file is written whole); the hdf5 format decodes,
+cleans and writes one frame at a time (:func:`archive.export.records.clean_frames`),
+with the header de-identified for the pseudonym and the new UID. A clip that
 cannot be exported as asked (no 2D region without ``allow_uncalibrated``,
 undecodable pixels, no frame timing, nothing to report, a failed C-STORE) is
 *refused*: it is left out, the reason is recorded in the
@@ -23,7 +26,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +38,9 @@ from pydicom.errors import InvalidDicomError
 from pydicom.pixels.utils import iter_pixels
 
 from archive.archive import Archive
-from archive.calibration import calibration_or_none
-from archive.deid import DeidOptions, DeidResult, deidentify_dataset
-from archive.errors import ArchiveError
+from archive.calibration import UltrasoundRegion, calibration_or_none
+from archive.deid import DeidOptions, DeidResult, deidentify_dataset, tissue_regions
+from archive.errors import ArchiveError, ExportError
 from archive.export.card import CardInfo
 from archive.export.dicom_out import (
     DicomDirectoryWriter,
@@ -47,7 +50,7 @@ from archive.export.dicom_out import (
 )
 from archive.export.gather import SelectedClip, load_annotation
 from archive.export.hdf5 import HDF5DatasetWriter
-from archive.export.records import ClipRecord
+from archive.export.records import ClipRecord, clean_frames
 from archive.export.send import send_dataset
 from archive.export.sr import build_measurement_report
 from archive.index.outcomes import outcomes_for
@@ -239,10 +242,9 @@ def _no_progress(done: int, total: int, uid: str) -> None:
     """Progress callback that does nothing."""
 
 
-def _deidentify(clip: SelectedClip, options: ExportOptions) -> tuple[Dataset, DeidResult]:
+def _deidentify(clip: SelectedClip, options: ExportOptions) -> DeidResult:
     assert options.deid is not None, "checked by ExportOptions"
-    original = dcmread(clip.path)
-    return original, deidentify_dataset(original, options.deid)
+    return deidentify_dataset(dcmread(clip.path), options.deid)
 
 
 def _refuse(summary: ExportSummary, clip: SelectedClip, reviewer: str | None, exc: Exception) -> None:
@@ -266,7 +268,7 @@ def _export_dicom(
     with DicomDirectoryWriter(options.output) as writer:
         for done, clip in enumerate(clips, start=1):
             try:
-                _, result = _deidentify(clip, options)
+                result = _deidentify(clip, options)
                 written = writer.add(result.dataset, folder=result.patient_pseudonym)
             except (ArchiveError, InvalidDicomError, OSError) as exc:
                 _refuse(summary, clip, None, exc)
@@ -291,10 +293,23 @@ def _export_dicom(
 # -- hdf5 --------------------------------------------------------------------------------------
 
 
-def _frames(ds: Dataset) -> Callable[[], Iterator[npt.NDArray[np.uint8]]]:
+def _frames(
+    path: Path, regions: Sequence[UltrasoundRegion], uid: str
+) -> Callable[[], Iterator[npt.NDArray[np.uint8]]]:
+    """A frame source decoding ``path`` one frame at a time, blanked outside ``regions`` (if any)."""
+
+    def decoded() -> Iterator[npt.NDArray[np.uint8]]:
+        try:
+            for frame in iter_pixels(path):
+                yield np.asarray(frame)
+        except (NotImplementedError, RuntimeError, ValueError) as exc:
+            raise ExportError(
+                f"instance {uid}: expected pixel data that pydicom can decode, but decoding failed: "
+                f"{exc}; install the pylibjpeg plugins for its transfer syntax"
+            ) from exc
+
     def frames() -> Iterator[npt.NDArray[np.uint8]]:
-        for frame in iter_pixels(ds):
-            yield np.asarray(frame)
+        return clean_frames(decoded(), regions) if regions else decoded()
 
     return frames
 
@@ -328,15 +343,18 @@ def _outcome_of(clip: SelectedClip, outcomes: OutcomesBySide) -> Outcome | None:
 def _clip_records(
     archive: Archive, clip: SelectedClip, options: ExportOptions, outcomes: OutcomesBySide
 ) -> Iterator[ClipRecord]:
-    original, result = _deidentify(clip, options)
+    # Header only: the frames are decoded and cleaned one at a time as the writer pulls them.
+    assert options.deid is not None, "checked by ExportOptions"
+    original = dcmread(clip.path, stop_before_pixels=True)
+    regions = tissue_regions(original, allow_uncalibrated=options.deid.allow_uncalibrated)
+    result = deidentify_dataset(original, replace(options.deid, clean_pixels=False))
     times = frame_times(original)
     calibration = calibration_or_none(original)
-    out = result.dataset
     base: dict[str, Any] = {
         "patient_pseudonym": result.patient_pseudonym,
-        "frames": _frames(out),
-        "n_frames": int(out.get("NumberOfFrames", 1) or 1),
-        "frame_shape": _frame_shape(out),
+        "frames": _frames(clip.path, regions, clip.sop_instance_uid),
+        "n_frames": int(original.get("NumberOfFrames", 1) or 1),
+        "frame_shape": _frame_shape(original),
         "frame_times_ms": times.offsets_ms,
         "pixel_size_mm": None if calibration is None else calibration.pixel_size_mm,
         "levels": clip.row.levels,
@@ -344,7 +362,7 @@ def _clip_records(
         "technique": clip.row.technique or Technique.UNKNOWN,
         "procedure_type": clip.row.procedure_type,
         "outcome": _outcome_of(clip, outcomes),
-        "pixels_cleaned": result.pixels_cleaned,
+        "pixels_cleaned": bool(regions),
     }
     if not clip.reviews:
         yield ClipRecord(clip_key=result.sop_instance_uid, **base)
