@@ -26,9 +26,10 @@ from __future__ import annotations
 import errno
 import io
 import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
@@ -100,6 +101,7 @@ class _Decision:
     result: IngestResult
     placed: bool
     remove_after_commit: str | None = None
+    series: tuple[str, int, date] | None = None  # (UID, id, sort_date) to remember after commit
 
 
 @dataclass(frozen=True)
@@ -137,6 +139,10 @@ class Archive:
         self.settings = settings
         self.engine = engine
         self.store = store
+        # Series known to be committed in the index: skips three upserts per instance of a
+        # series already seen (series rows are never deleted).
+        self._known_series: dict[str, tuple[int, date]] = {}
+        self._known_series_lock = threading.Lock()
         try:
             self.duplicate_policy = DuplicatePolicy.parse(
                 str(settings.options.get(OPTION_DUPLICATE_POLICY, DuplicatePolicy.KEEP_FIRST.value))
@@ -241,6 +247,7 @@ class Archive:
             staged = self._stage(source, origin, transfer_syntax, move)
             header = read_header(staged.path)
             decision = self._commit(_Prepared(header, staged, origin, self._classify(header)))
+            self._remember_series(decision)
             if decision.remove_after_commit:
                 self.store.remove(decision.remove_after_commit)
             return decision.result
@@ -327,6 +334,7 @@ class Archive:
             if not decision.placed:
                 self.store.discard(prepared[index].staged)
             results[index] = decision.result
+            self._remember_series(decision)
         return [results[index] for index in range(len(sources))]
 
     def _stage(
@@ -396,6 +404,15 @@ class Archive:
             **instance_row_values(header.dataset),
         }
 
+    def _remember_series(self, decision: _Decision) -> None:
+        if decision.series is None:
+            return
+        uid, series_pk, sort_date = decision.series
+        with self._known_series_lock:
+            if len(self._known_series) >= 10_000:
+                self._known_series.clear()
+            self._known_series[uid] = (series_pk, sort_date)
+
     def _commit(self, item: _Prepared) -> _Decision:
         with write_transaction(self.engine) as connection:
             return self._decide(connection, item)
@@ -409,7 +426,9 @@ class Archive:
         values = self._row_values(header, staged, item.origin, relative)
         existing = find_instance(connection, header.sop_instance_uid)
         if existing is None:
-            series_pk, sort_date = upsert_hierarchy(
+            with self._known_series_lock:
+                known = self._known_series.get(header.series_instance_uid)
+            series_pk, sort_date = known or upsert_hierarchy(
                 connection, header.dataset, header.study_instance_uid, header.series_instance_uid
             )
             keys = {"sop_instance_uid": header.sop_instance_uid, "series_pk": series_pk}
@@ -417,7 +436,11 @@ class Archive:
             if pk is not None:
                 apply_classification(connection, pk, item.classification, values["received_at"])
                 final = self.store.place(staged, relative, sync=item.sync)
-                return _Decision(self._result(IngestOutcome.STORED, header, staged, final), placed=True)
+                return _Decision(
+                    self._result(IngestOutcome.STORED, header, staged, final),
+                    placed=True,
+                    series=(header.series_instance_uid, series_pk, sort_date),
+                )
             existing = find_instance(connection, header.sop_instance_uid)
             assert existing is not None, "a claimed SOP Instance UID has a row"
         return self._on_existing(connection, item, existing, values)
