@@ -222,3 +222,21 @@ def test_report_renders_in_headless_chromium(
     # non-blank: dark text and the figures' colours, not one flat colour
     assert (image.sum(axis=2) < 200).mean() > 0.002
     assert len(np.unique(image.reshape(-1, 3), axis=0)) > 100
+
+
+def test_outcome_import_reports_bad_rows_by_line_and_imports_nothing(cohort: Cohort, tmp_path: Path) -> None:
+    study = cohort.manifest["procedures"][0]["study_uid"]
+    bad = tmp_path / "bad.csv"
+    bad.write_text(
+        "study_uid,side,vas_pre,vas_1h,vas_2w,odi_pre,odi_1h,odi_2w,adverse_event\n"
+        f"{study},R,1,1,1,1,1,1,\n"
+        f"{study},X,12,1,1,1,1,1,\n",
+        "utf-8",
+    )
+    before = json.loads(_cli(cohort.data_dir, "--json", "outcome", "show", study).stdout)
+    result = CliRunner().invoke(main, ["--data-dir", str(cohort.data_dir), "outcome", "import", str(bad)])
+    assert result.exit_code == 1
+    assert "line 3: side: expected left, right, bilateral" in result.output
+    assert "vas_pre: expected a number from 0 to 10" in result.output
+    after = json.loads(_cli(cohort.data_dir, "--json", "outcome", "show", study).stdout)
+    assert after == before
