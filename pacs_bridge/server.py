@@ -14,14 +14,16 @@ memory.
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 import threading
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from pynetdicom import _config, evt
+from pynetdicom.transport import ThreadedAssociationServer
 
 from pacs_bridge import spool
 from pacs_bridge.access import AccessControlledAE, AccessPolicy
@@ -32,7 +34,6 @@ from pacs_bridge.store import Ingestor, StoreHandler, peer_of
 
 if TYPE_CHECKING:
     from pynetdicom.events import Event
-    from pynetdicom.transport import ThreadedAssociationServer
 
 LOGGER = logging.getLogger(__name__)
 
@@ -47,6 +48,28 @@ class ReceivingArchive(Ingestor, CommitmentChecker, Protocol):
     def staging_dir(self) -> Path:
         """Directory on the store's filesystem for files to ingest with ``move=True``."""
         ...
+
+
+class _ReceiverServer(ThreadedAssociationServer):
+    """pynetdicom's threaded acceptor with a deeper accept queue and a TLS handshake off the accept loop.
+
+    * ``request_queue_size``: socketserver's default backlog of 5 drops (and
+      delays by a SYN retry of about 1 s) connections when several scanners or a
+      burst of garbage arrive at once.
+    * The TLS handshake is deferred to the association's own thread (first read):
+      pynetdicom does it inside ``accept``, where one slow or silent client would
+      stall every other connection.
+    """
+
+    request_queue_size = 128
+
+    def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
+        """Accept a connection; wrap it for TLS without handshaking yet."""
+        assert self.socket is not None
+        client, address = self.socket.accept()
+        if self.ssl_context:
+            client = self.ssl_context.wrap_socket(client, server_side=True, do_handshake_on_connect=False)
+        return client, address
 
 
 def make_ssl_context(tls: TLSSettings) -> ssl.SSLContext:
@@ -86,12 +109,14 @@ class BridgeServer:
         self.settings = settings
         self.archive = archive
         self._ae: AccessControlledAE | None = None
-        self._server: ThreadedAssociationServer | None = None
+        self._server: _ReceiverServer | None = None
         self._spool: spool.SpoolDirectory | None = None
         self._store: StoreHandler | None = None
         self._commitment: CommitmentService | None = None
         self._accepted: set[int] = set()
         self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._reaper: threading.Thread | None = None
 
     @property
     def port(self) -> int:
@@ -147,15 +172,27 @@ class BridgeServer:
         ssl_context = make_ssl_context(settings.tls) if settings.tls is not None else None
         spool.register(ae, self._spool)
         try:
-            self._server = ae.start_server(
-                (settings.host, settings.port), block=False, evt_handlers=handlers, ssl_context=ssl_context
+            server = ae.make_server(
+                (settings.host, settings.port),
+                evt_handlers=handlers,
+                ssl_context=ssl_context,
+                server_class=_ReceiverServer,
             )
         except BaseException:
             spool.unregister(ae)
             self._spool.close()
             self._commitment.close()
             raise
+        # As AE.start_server(block=False) does: register the server with the AE, serve in a thread.
+        ae._servers.append(server)
+        threading.Thread(
+            target=server.serve_forever, name=f"bridge-accept-{settings.aet}", daemon=True
+        ).start()
+        self._server = cast(_ReceiverServer, server)
         self._ae = ae
+        self._stopping.clear()
+        self._reaper = threading.Thread(target=self._reap, args=(ae,), name="association-reaper", daemon=True)
+        self._reaper.start()
         LOGGER.info(
             "listening on %s:%d as %s%s (max PDU %s, up to %d associations); spooling into %s",
             settings.host,
@@ -181,6 +218,9 @@ class BridgeServer:
             return
         ae, server = self._ae, self._server
         server.shutdown()  # stops listening; open associations continue
+        self._stopping.set()
+        if self._reaper is not None:
+            self._reaper.join()
         deadline = time.monotonic() + drain_timeout_s
         while ae.active_associations and time.monotonic() < deadline:
             if self._spool is not None and not self._spool.busy:
@@ -212,6 +252,28 @@ class BridgeServer:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
+
+    def _reap(self, ae: AccessControlledAE) -> None:
+        """Release the threads of connections that died before their association was negotiated.
+
+        pynetdicom's acceptor waits up to the ACSE timeout for the A-ASSOCIATE
+        request even when the connection is already gone (its DUL thread ended on
+        garbage, a reset, or an internal state error). Such half-dead
+        associations count against ``max_associations`` and could lock scanners
+        out after a burst of malformed connections, so every 0.25 s we hand the
+        waiting thread the "nothing arrived" it would get at the timeout.
+        """
+        woken: set[int] = set()
+        while not self._stopping.wait(0.25):
+            for assoc in list(ae.active_associations):
+                if id(assoc) in woken or assoc.is_established or not assoc.is_acceptor:
+                    continue
+                dul: Any = assoc.dul
+                if getattr(assoc, "_started_dul", False) and not dul.is_alive():
+                    woken.add(id(assoc))
+                    dul.to_user_queue.put(None)  # read as "timed out waiting for A-ASSOCIATE-RQ"
+            alive = {id(assoc) for assoc in ae.active_associations}
+            woken &= alive
 
     # Event handlers: each logs, none raises into pynetdicom.
 
