@@ -245,9 +245,12 @@ def test_robustness_garbage_pdus_and_data_sets_then_a_valid_clip(
     rng = random.Random(2026)
     sent = 0
     for payload in _garbage_pdus(rng):
-        with socket.create_connection(("127.0.0.1", bridge.port), timeout=2) as conn:
-            with contextlib.suppress(OSError):  # the server closing on us is a fine answer
-                conn.sendall(payload)
+        # The server closing on us is a fine answer.
+        with (
+            socket.create_connection(("127.0.0.1", bridge.port), timeout=2) as conn,
+            contextlib.suppress(OSError),
+        ):
+            conn.sendall(payload)
         sent += 1
     # Half-open garbage connections must not pile up and lock scanners out.
     wait_for(lambda: bridge.active_associations == 0, timeout_s=10, what="garbage connections to be closed")
