@@ -1,0 +1,682 @@
+"""The "Procedure review" dock widget: open an archived clip, mark it, measure, save, review.
+
+The widget holds a :class:`~annotator.widget.session.ReviewSession` (the
+annotation being edited, the single source of truth) and the
+:class:`~annotator.widget.layers.MarkLayers` that show the current frame of
+it. Every edit goes ``layer event -> ClipAnnotation.with_… -> session``; the
+layers are then refilled from the annotation, so what is on screen is always
+what will be saved. Buttons, shortcuts and tests call the same small public
+methods (``tool_needle``, ``mark_event``, ``save``, ...).
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QInputDialog,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QPushButton,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from annotator.overlay import attach_time_overlay, current_frame_index, frame_time_label
+from annotator.reader import notify_frame_error, read_clip
+from annotator.widget.clip_list import ClipList
+from annotator.widget.layers import MarkLayers
+from annotator.widget.readout import FrameReadout, frame_readout
+from annotator.widget.session import ReviewSession, archived_clip_path
+from annotator.widget.shortcuts import SHORTCUTS, help_text
+from archive.annotation import DANGER_CLASSES, ClipAnnotation, MarkKind, NeedleMark, TargetMark
+from archive.annotations_store import resolve_reviewer
+from archive.archive import Archive
+from archive.calibration import Calibration, calibration_or_none
+from archive.errors import AnnotationError, StaleAnnotationError
+from archive.model import ClipEvent, NeedleView, ReviewStatus
+from archive.settings import ArchiveSettings
+
+if TYPE_CHECKING:
+    from napari.layers import Image
+    from napari.viewer import Viewer
+
+logger = logging.getLogger(__name__)
+
+#: Name of the target mark when the reviewer gives none.
+DEFAULT_TARGET_NAME = "target"
+#: Layer events that mean an edit is finished (napari ActionType values).
+_DONE = {"added", "changed", "removed"}
+_EVENT_BUTTONS = (
+    (ClipEvent.NEEDLE_VISIBLE, "Needle visible"),
+    (ClipEvent.TARGET_REACHED, "Target reached"),
+    (ClipEvent.INJECTION_START, "Injection start"),
+    (ClipEvent.INJECTION_END, "Injection end"),
+)
+
+
+def _button(text: str, name: str, slot: Callable[[], Any]) -> QPushButton:
+    button = QPushButton(text)
+    button.setObjectName(name)
+    button.clicked.connect(lambda _checked=False: slot())
+    return button
+
+
+def _label(name: str, text: str = "") -> QLabel:
+    label = QLabel(text)
+    label.setObjectName(name)
+    label.setWordWrap(True)
+    return label
+
+
+class ProcedureReviewWidget(QWidget):
+    """Dock widget to review ultrasound-guided procedure clips from the archive.
+
+    Parameters
+    ----------
+    napari_viewer : napari.Viewer
+        The viewer to show clips in.
+    archive : Archive, optional
+        The archive; by default the one ``USARCHIVE_HOME`` / ``USARCHIVE_DB``
+        (or the per-user default) names.
+    reviewer : str, optional
+        The reviewer's user name; by default from the configuration or
+        ``USARCHIVE_REVIEWER``, else asked once when a clip is opened.
+    """
+
+    def __init__(
+        self, napari_viewer: Viewer, archive: Archive | None = None, reviewer: str | None = None
+    ) -> None:
+        super().__init__()
+        self.setObjectName("procedure_review")
+        self.viewer = napari_viewer
+        self.archive = archive if archive is not None else Archive.open(ArchiveSettings.from_environment())
+        self.session: ReviewSession | None = None
+        self.image: Image | None = None
+        self.marks: MarkLayers | None = None
+        self.calibration: Calibration | None = None
+        self._detach_overlay: Callable[[], None] | None = None
+        self._frame_times_ms: tuple[float, ...] | None = None
+        self._shown_frame = 0
+        self._pending_paint: set[MarkKind] = set()
+        # Timers owned by the widget: they die with it, and several requests in one loop turn coalesce.
+        self._refill_timer = QTimer(self)
+        self._refill_timer.setSingleShot(True)
+        self._refill_timer.timeout.connect(self.refresh)
+        self._paint_timer = QTimer(self)
+        self._paint_timer.setSingleShot(True)
+        self._paint_timer.timeout.connect(self._flush_paint)
+
+        self.reviewer_field = QLineEdit(reviewer or resolve_reviewer(self.archive.settings) or "")
+        self.reviewer_field.setObjectName("reviewer")
+        self.reviewer_field.setPlaceholderText("your user name (asked when you open a clip)")
+        self.clip_list = ClipList(self.archive, self._reviewer_or_none, self.open_clip)
+
+        self.tabs = QTabWidget()
+        self.tabs.setObjectName("tabs")
+        clips_tab = QWidget()
+        clips_layout = QVBoxLayout(clips_tab)
+        who = QFormLayout()
+        who.addRow("Reviewer", self.reviewer_field)
+        clips_layout.addLayout(who)
+        clips_layout.addWidget(self.clip_list)
+        self.tabs.addTab(clips_tab, "Clips")
+        self.tabs.addTab(self._review_tab(), "Review")
+        self.help = QPlainTextEdit(help_text())
+        self.help.setObjectName("help")
+        self.help.setReadOnly(True)
+        self.tabs.addTab(self.help, "Help")
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.tabs)
+
+        self.viewer.dims.events.current_step.connect(self._on_frame_change)
+        self._bind_shortcuts()
+        self.clip_list.refresh()
+        self._update_panel()
+
+    # -- layout -------------------------------------------------------------------------------
+
+    def _review_tab(self) -> QWidget:
+        tab = QWidget()
+        layout = QVBoxLayout(tab)
+        self.clip_label = _label("clip_label", "no clip open: choose one in the Clips tab")
+        self.calibration_label = _label("calibration_label")
+        self.frame_label = _label("frame_label")
+        self.mark_state_label = _label("mark_state")
+        layout.addWidget(self.clip_label)
+        layout.addWidget(self.calibration_label)
+        layout.addWidget(self.frame_label)
+
+        tools = QGroupBox("Mark")
+        grid = QGridLayout(tools)
+        grid.addWidget(_button("Needle", "tool_needle", self.tool_needle), 0, 0)
+        grid.addWidget(_button("Out-of-plane", "tool_needle_dot", self.tool_needle_dot), 0, 1)
+        grid.addWidget(_button("Target", "tool_target", self.tool_target), 0, 2)
+        grid.addWidget(_button("Spread", "tool_spread", self.tool_spread), 1, 0)
+        grid.addWidget(_button("Danger", "tool_danger", self.tool_danger), 1, 1)
+        grid.addWidget(_button("Erase", "tool_erase", self.tool_erase), 1, 2)
+        self.danger_class = QComboBox()
+        self.danger_class.setObjectName("danger_class")
+        self.danger_class.setEditable(True)
+        self.danger_class.addItems(list(DANGER_CLASSES))
+        self.target_name = QLineEdit(DEFAULT_TARGET_NAME)
+        self.target_name.setObjectName("target_name")
+        form = QFormLayout()
+        form.addRow("Danger class", self.danger_class)
+        form.addRow("Target name", self.target_name)
+        grid.addLayout(form, 2, 0, 1, 3)
+        grid.addWidget(_button("◀ Keyframe", "previous_keyframe", self.previous_keyframe), 3, 0)
+        grid.addWidget(_button("Keyframe ▶", "next_keyframe", self.next_keyframe), 3, 1)
+        grid.addWidget(_button("Copy from previous", "copy_from_previous", self.copy_from_previous), 3, 2)
+        grid.addWidget(self.mark_state_label, 4, 0, 1, 3)
+        layout.addWidget(tools)
+
+        events = QGroupBox("Events on this frame")
+        events_layout = QGridLayout(events)
+        for i, (event, text) in enumerate(_EVENT_BUTTONS):
+            name = "event_" + event.value.replace(" ", "_")
+            events_layout.addWidget(_button(text, name, self._event_marker(event)), i // 2, i % 2)
+        self.adverse_note = QLineEdit()
+        self.adverse_note.setObjectName("adverse_note")
+        self.adverse_note.setPlaceholderText("what happened (e.g. paraesthesia in the leg)")
+        events_layout.addWidget(self.adverse_note, 2, 0)
+        events_layout.addWidget(
+            _button(
+                "Adverse event", "event_adverse", lambda: self.add_adverse_event(self.adverse_note.text())
+            ),
+            2,
+            1,
+        )
+        self.events_label = _label("events_label")
+        events_layout.addWidget(self.events_label, 3, 0, 1, 2)
+        layout.addWidget(events)
+
+        readout = QGroupBox("Readout (this frame)")
+        readout_form = QFormLayout(readout)
+        self.readout_labels = {
+            "tip_to_target_mm": _label("readout_tip_to_target"),
+            "needle_angle_deg": _label("readout_angle"),
+            "spread_area_mm2": _label("readout_spread"),
+            "nearest_danger_mm": _label("readout_danger"),
+        }
+        readout_form.addRow("Tip to target", self.readout_labels["tip_to_target_mm"])
+        readout_form.addRow("Needle to skin", self.readout_labels["needle_angle_deg"])
+        readout_form.addRow("Spread area", self.readout_labels["spread_area_mm2"])
+        readout_form.addRow("Nearest danger", self.readout_labels["nearest_danger_mm"])
+        layout.addWidget(readout)
+
+        review = QGroupBox("Save and review")
+        review_layout = QGridLayout(review)
+        self.status_label = _label("status_label")
+        self.status_combo = QComboBox()
+        self.status_combo.setObjectName("status_combo")
+        self.status_combo.addItems([s.value for s in ReviewStatus])
+        self.comment = QLineEdit()
+        self.comment.setObjectName("comment")
+        self.comment.setPlaceholderText("comment (required for needs-rework)")
+        review_layout.addWidget(self.status_label, 0, 0, 1, 3)
+        review_layout.addWidget(self.status_combo, 1, 0)
+        review_layout.addWidget(self.comment, 1, 1)
+        review_layout.addWidget(
+            _button(
+                "Set status",
+                "set_status",
+                lambda: self.set_status(self.status_combo.currentText(), self.comment.text()),
+            ),
+            1,
+            2,
+        )
+        review_layout.addWidget(_button("Save", "save", self.save), 2, 0, 1, 3)
+        self.message = _label("message")
+        review_layout.addWidget(self.message, 3, 0, 1, 3)
+        layout.addWidget(review)
+        layout.addStretch(1)
+        return tab
+
+    def _bind_shortcuts(self) -> None:
+        for shortcut in SHORTCUTS:
+            if shortcut.action is None:
+                continue
+            method = getattr(self, shortcut.action)
+
+            def call(_viewer: Any, method: Callable[[], Any] = method) -> None:
+                method()
+
+            self.viewer.bind_key(shortcut.key, call, overwrite=True)
+
+    # -- opening ------------------------------------------------------------------------------
+
+    def _reviewer_or_none(self) -> str | None:
+        return self.reviewer_field.text().strip() or None
+
+    def ensure_reviewer(self) -> str | None:
+        """The reviewer's user name, asked once in a dialog when neither configured nor typed."""
+        name = self._reviewer_or_none()
+        if name is None:
+            answer, ok = QInputDialog.getText(
+                self, "Reviewer", "Your user name (saved annotations carry it):", text=getpass.getuser()
+            )
+            if ok and answer.strip():
+                name = answer.strip()
+                self.reviewer_field.setText(name)
+        return name
+
+    def open_clip(self, sop_instance_uid: str) -> None:
+        """Show an archived clip with the reviewer's latest annotation of it.
+
+        Parameters
+        ----------
+        sop_instance_uid : str
+            SOP Instance UID of a clip in the archive.
+        """
+        reviewer = self.ensure_reviewer()
+        if reviewer is None:
+            self._say("no reviewer name given: the clip was not opened")
+            return
+        path = archived_clip_path(self.archive, sop_instance_uid)
+        self.close_clip()
+        data, kwargs, _ = read_clip(path, on_error=notify_frame_error)
+        self.image = self.viewer.add_image(data, **kwargs)
+        self.calibration = calibration_or_none(data.header)
+        self._frame_times_ms = kwargs["metadata"]["frame_times_ms"]
+        n_frames, rows, cols = data.shape[:3]
+        self.session = ReviewSession(self.archive, sop_instance_uid, reviewer, n_frames, (rows, cols))
+        scale = (float(kwargs["scale"][1]), float(kwargs["scale"][2]))
+        self.marks = MarkLayers(
+            self.viewer,
+            (rows, cols),
+            scale,
+            [self.danger_class.itemText(i) for i in range(self.danger_class.count())],
+            units=(str(kwargs["units"][1]), str(kwargs["units"][2])),
+        )
+        self.marks.needle.events.data.connect(self._on_needle_edit)
+        self.marks.needle_dot.events.data.connect(self._on_needle_dot_edit)
+        self.marks.target.events.data.connect(self._on_target_edit)
+        self.marks.spread.events.paint.connect(self._on_spread_paint)
+        self.marks.danger.events.paint.connect(self._on_danger_paint)
+        self._detach_overlay = attach_time_overlay(self.viewer, self.image)
+        self.viewer.layers.selection.active = self.marks.needle
+        self.clip_label.setText(f"{kwargs['name']} — {sop_instance_uid}")
+        self.tabs.setCurrentIndex(1)
+        self.refresh()
+        logger.info("opened clip %s for %s", sop_instance_uid, reviewer)
+
+    def close_clip(self) -> None:
+        """Remove the clip and its mark layers from the viewer (unsaved edits are dropped)."""
+        if self._detach_overlay is not None:
+            self._detach_overlay()
+            self._detach_overlay = None
+        for layer in (*(self.marks.all if self.marks else ()), *([self.image] if self.image else [])):
+            if layer in self.viewer.layers:
+                self.viewer.layers.remove(layer)
+        self.session, self.image, self.marks, self.calibration = None, None, None, None
+        self._update_panel()
+
+    # -- reading the state --------------------------------------------------------------------
+
+    @property
+    def annotation(self) -> ClipAnnotation | None:
+        """The annotation being edited (``None`` when no clip is open)."""
+        return None if self.session is None else self.session.annotation
+
+    def current_frame(self) -> int:
+        """0-based index of the frame the viewer shows (0 when no clip is open)."""
+        if self.image is None:
+            return 0
+        return current_frame_index(self.viewer, self.image)
+
+    def readout(self) -> FrameReadout | None:
+        """The measurements of the current frame (``None`` when no clip is open)."""
+        if self.session is None:
+            return None
+        return frame_readout(self.session.annotation, self.calibration, self.current_frame())
+
+    # -- navigation ---------------------------------------------------------------------------
+
+    def go_to_frame(self, frame: int) -> None:
+        """Show frame ``frame`` (0-based)."""
+        self.viewer.dims.set_current_step(0, int(frame))
+
+    def _keyframe(self, step: Callable[[ClipAnnotation, MarkKind, int], int | None]) -> None:
+        annotation = self.annotation
+        if annotation is None:
+            return
+        frame = self.current_frame()
+        found = [
+            f
+            for kind in (MarkKind.NEEDLE, MarkKind.TARGET)
+            if (f := step(annotation, kind, frame)) is not None
+        ]
+        if found:
+            self.go_to_frame(min(found, key=lambda f: abs(f - frame)))
+        else:
+            self._say("no further needle or target keyframe in that direction")
+
+    def next_keyframe(self) -> None:
+        """Go to the nearest later needle or target keyframe."""
+        self._keyframe(lambda a, kind, f: a.next_keyframe(kind, f))
+
+    def previous_keyframe(self) -> None:
+        """Go to the nearest earlier needle or target keyframe."""
+        self._keyframe(lambda a, kind, f: a.previous_keyframe(kind, f))
+
+    # -- tools --------------------------------------------------------------------------------
+
+    def _activate(self, layer: Any, mode: str) -> None:
+        self.viewer.layers.selection.active = layer
+        layer.mode = mode
+
+    def tool_needle(self) -> None:
+        """Draw the in-plane needle as a path, skin entry to tip."""
+        if self.marks is not None:
+            self._activate(self.marks.needle, "add_path")
+
+    def tool_needle_dot(self) -> None:
+        """Click the out-of-plane needle (a dot)."""
+        if self.marks is not None:
+            self._activate(self.marks.needle_dot, "add")
+
+    def tool_target(self) -> None:
+        """Click the target."""
+        if self.marks is not None:
+            self._activate(self.marks.target, "add")
+
+    def tool_spread(self) -> None:
+        """Paint injectate spread."""
+        if self.marks is not None:
+            self.marks.spread.selected_label = 1
+            self._activate(self.marks.spread, "paint")
+
+    def tool_danger(self) -> None:
+        """Paint the danger class chosen in the combo box."""
+        if self.marks is not None:
+            self.marks.danger.selected_label = self.marks.danger_label(self.danger_class.currentText())
+            self._activate(self.marks.danger, "paint")
+
+    def tool_erase(self) -> None:
+        """Erase paint on the active mask layer, or delete the needle/target keyframe of this frame."""
+        if self.marks is None or self.session is None:
+            return
+        active = self.viewer.layers.selection.active
+        if active in (self.marks.spread, self.marks.danger):
+            active.mode = "erase"
+            return
+        frame = self.current_frame()
+        kind = MarkKind.TARGET if active is self.marks.target else MarkKind.NEEDLE
+        if not self.session.annotation.is_keyframe(kind, frame):
+            self._say(f"frame {frame + 1} has no {kind.value} keyframe to delete")
+            return
+        remove = ClipAnnotation.without_target if kind is MarkKind.TARGET else ClipAnnotation.without_needle
+        self._apply(lambda a: remove(a, frame))
+
+    def _active_kind(self) -> MarkKind:
+        active = self.viewer.layers.selection.active
+        if self.marks is None:
+            return MarkKind.NEEDLE
+        return {
+            id(self.marks.target): MarkKind.TARGET,
+            id(self.marks.spread): MarkKind.SPREAD,
+            id(self.marks.danger): MarkKind.DANGER,
+        }.get(id(active), MarkKind.NEEDLE)
+
+    def copy_from_previous(self, kind: MarkKind | str | None = None) -> None:
+        """Make this frame a keyframe holding the previous frame's mark.
+
+        Parameters
+        ----------
+        kind : MarkKind or str, optional
+            Which mark; by default the one of the active layer.
+        """
+        chosen = MarkKind(kind) if kind is not None else self._active_kind()
+        frame = self.current_frame()
+        self._apply(lambda a: a.copy_from_previous(chosen, frame))
+
+    # -- events -------------------------------------------------------------------------------
+
+    def mark_event(self, event: ClipEvent | str) -> None:
+        """Mark ``event`` (not an adverse event) on the current frame."""
+        frame = self.current_frame()
+        self._apply(lambda a: a.with_event(event, frame))
+
+    def _event_marker(self, event: ClipEvent) -> Callable[[], None]:
+        return lambda: self.mark_event(event)
+
+    def mark_needle_visible(self) -> None:
+        """Mark "needle visible" on the current frame."""
+        self.mark_event(ClipEvent.NEEDLE_VISIBLE)
+
+    def mark_target_reached(self) -> None:
+        """Mark "target reached" on the current frame."""
+        self.mark_event(ClipEvent.TARGET_REACHED)
+
+    def mark_injection_start(self) -> None:
+        """Mark "injection start" on the current frame."""
+        self.mark_event(ClipEvent.INJECTION_START)
+
+    def mark_injection_end(self) -> None:
+        """Mark "injection end" on the current frame."""
+        self.mark_event(ClipEvent.INJECTION_END)
+
+    def add_adverse_event(self, note: str) -> None:
+        """Record an adverse event on the current frame with a note saying what happened."""
+        frame = self.current_frame()
+        self._apply(lambda a: a.with_adverse_event(frame, note))
+        if self.session is not None and any(
+            e.note == note.strip() for e in self.session.annotation.adverse_events
+        ):
+            self.adverse_note.clear()
+
+    # -- layer edits --------------------------------------------------------------------------
+
+    def _on_needle_edit(self, event: Any) -> None:
+        if self.marks is None or self.marks.syncing or str(event.action) not in _DONE:
+            return
+        frame, points = self._shown_frame, self.marks.read_needle_path()
+        if points is None:
+            self._remove_needle(frame, NeedleView.IN_PLANE)
+        else:
+            self._apply(lambda a: a.with_needle(frame, NeedleMark.oriented(points, NeedleView.IN_PLANE)))
+
+    def _on_needle_dot_edit(self, event: Any) -> None:
+        if self.marks is None or self.marks.syncing or str(event.action) not in _DONE:
+            return
+        frame, point = self._shown_frame, self.marks.read_needle_dot()
+        if point is None:
+            self._remove_needle(frame, NeedleView.OUT_OF_PLANE)
+        else:
+            self._apply(lambda a: a.with_needle(frame, NeedleMark((point,), NeedleView.OUT_OF_PLANE)))
+
+    def _remove_needle(self, frame: int, view: NeedleView) -> None:
+        stored = self.annotation.needle.get(frame) if self.annotation is not None else None
+        if stored is not None and stored.view is view:
+            self._apply(lambda a: a.without_needle(frame))
+        else:
+            self._refill_later()
+
+    def _on_target_edit(self, event: Any) -> None:
+        if self.marks is None or self.marks.syncing or str(event.action) not in _DONE:
+            return
+        frame, point = self._shown_frame, self.marks.read_target()
+        if point is None:
+            if self.annotation is not None and self.annotation.is_keyframe(MarkKind.TARGET, frame):
+                self._apply(lambda a: a.without_target(frame))
+            return
+        name = self.target_name.text().strip() or DEFAULT_TARGET_NAME
+        self._apply(lambda a: a.with_target(frame, TargetMark(point, name)))
+
+    # napari emits ``paint`` before it writes the painted pixels: the layer is read on the next
+    # loop turn, or earlier if the layers are about to be refilled (:meth:`refresh` flushes first).
+
+    def _on_spread_paint(self, event: Any) -> None:
+        if self.marks is not None and not self.marks.syncing:
+            self._pending_paint.add(MarkKind.SPREAD)
+            self._paint_timer.start(0)
+
+    def _on_danger_paint(self, event: Any) -> None:
+        if self.marks is not None and not self.marks.syncing:
+            self._pending_paint.add(MarkKind.DANGER)
+            self._paint_timer.start(0)
+
+    def _flush_paint(self) -> None:
+        pending, self._pending_paint = self._pending_paint, set()
+        if self.marks is None or self.annotation is None or not pending:
+            return
+        frame = self._shown_frame
+        if MarkKind.SPREAD in pending:
+            mask = self.marks.read_spread()
+            self._apply(lambda a: a.with_spread(frame, mask), refill=False)
+        if MarkKind.DANGER in pending:
+            self._apply_danger(frame, self.marks.read_danger(self.annotation.danger_at(frame)))
+
+    def _apply_danger(self, frame: int, masks: dict[str, Any]) -> None:
+        def edit(a: ClipAnnotation) -> ClipAnnotation:
+            for name, mask in masks.items():
+                a = a.with_danger(frame, name, mask)
+            return a
+
+        self._apply(edit, refill=False)
+
+    def _apply(self, edit: Callable[[ClipAnnotation], ClipAnnotation], *, refill: bool = True) -> None:
+        """Apply an edit to the annotation; on refusal say why and show the annotation again.
+
+        With ``refill`` the layers are refilled from the annotation on the next
+        loop turn (after napari has finished handling the event that made the edit).
+        """
+        if self.session is None:
+            self._say("open a clip first")
+            return
+        try:
+            self.session.annotation = edit(self.session.annotation)
+        except (AnnotationError, ValueError) as exc:
+            self._say(str(exc))
+            refill = True
+        else:
+            self.message.clear()
+        if refill:
+            self._refill_later()
+        self._update_panel()
+
+    def _refill_later(self) -> None:
+        self._refill_timer.start(0)
+
+    def _on_frame_change(self, event: Any = None) -> None:
+        if self.session is not None:
+            self.refresh()
+
+    # -- saving and review --------------------------------------------------------------------
+
+    def save(self) -> bool:
+        """Save the annotation as a new version; ``False`` (edits kept) when refused."""
+        if self.session is None:
+            self._say("open a clip first")
+            return False
+        try:
+            saved = self.session.save()
+        except StaleAnnotationError as exc:
+            self._warn(f"NOT SAVED: {exc}")
+            return False
+        except AnnotationError as exc:
+            self._warn(f"NOT SAVED: {exc}")
+            return False
+        self._say(
+            f"saved version {saved.version}" if saved.created else f"no change since version {saved.version}"
+        )
+        self.clip_list.refresh()
+        self._update_panel()
+        return True
+
+    def set_status(self, status: ReviewStatus | str, comment: str | None = None) -> bool:
+        """Move the annotation to another review status (saving edits first); ``False`` when refused."""
+        if self.session is None:
+            self._say("open a clip first")
+            return False
+        try:
+            new = self.session.set_status(status, (comment or "").strip() or None)
+        except (AnnotationError, ValueError) as exc:
+            self._warn(f"status not changed: {exc}")
+            return False
+        self.comment.clear()
+        self._say(f"status is now {new.value}")
+        self.clip_list.refresh()
+        self.refresh()
+        return True
+
+    def _say(self, text: str) -> None:
+        self.message.setText(text)
+        logger.info("%s", text)
+
+    def _warn(self, text: str) -> None:
+        from napari.utils.notifications import show_warning
+
+        self.message.setText(text)
+        logger.warning("%s", text)
+        show_warning(text)
+
+    # -- display ------------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Show the annotation on the current frame: layers, readout and labels."""
+        self._flush_paint()
+        if self.session is not None and self.marks is not None:
+            self._shown_frame = self.current_frame()
+            self.marks.show(self.session.annotation, self._shown_frame)
+        self._update_panel()
+
+    def _update_panel(self) -> None:
+        session = self.session
+        if session is None or self.image is None:
+            self.calibration_label.setText("")
+            self.frame_label.setText("")
+            self.mark_state_label.setText("")
+            self.events_label.setText("")
+            self.status_label.setText("")
+            for label in self.readout_labels.values():
+                label.setText("—")
+            return
+        annotation = session.annotation
+        frame = self.current_frame()
+        if self.calibration is None:
+            self.calibration_label.setText("UNCALIBRATED: no ultrasound regions, mm readouts unavailable")
+            self.calibration_label.setStyleSheet("color: #ff453a; font-weight: bold")
+        else:
+            row_mm, col_mm = self.calibration.pixel_size_mm
+            self.calibration_label.setText(f"calibrated: {row_mm:.3f} × {col_mm:.3f} mm per pixel")
+            self.calibration_label.setStyleSheet("")
+        self.frame_label.setText(
+            frame_time_label(
+                frame, annotation.n_frames, self._frame_times_ms, calibrated=self.calibration is not None
+            )
+        )
+        self.mark_state_label.setText(
+            " · ".join(f"{kind.value}: {_mark_state(annotation, kind, frame)}" for kind in MarkKind)
+        )
+        events = [f"{e.value} {f + 1}" for e, f in annotation.events.items()]
+        events += [f"adverse {a.frame + 1} ({a.note})" for a in annotation.adverse_events]
+        self.events_label.setText("events (frame): " + (", ".join(events) or "none"))
+        version = "not saved yet" if session.base_version is None else f"version {session.base_version}"
+        unsaved = " · UNSAVED CHANGES" if session.dirty else ""
+        self.status_label.setText(f"{session.reviewer}: {annotation.status.value}, {version}{unsaved}")
+        reading = frame_readout(annotation, self.calibration, frame)
+        for field, label in self.readout_labels.items():
+            label.setText(getattr(reading, field).text)
+
+
+def _mark_state(annotation: ClipAnnotation, kind: MarkKind, frame: int) -> str:
+    if annotation.is_keyframe(kind, frame):
+        return "keyframe" if kind in (MarkKind.NEEDLE, MarkKind.TARGET) else "marked"
+    if annotation.is_interpolated(kind, frame):
+        return "interpolated"
+    return "—"
+
+
+__all__ = ["ProcedureReviewWidget"]
