@@ -45,14 +45,11 @@ def _cli(data_dir: Path, *args: str) -> Any:
     return result
 
 
-@pytest.fixture(scope="module")
-def cohort(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cohort]:
-    root = tmp_path_factory.mktemp("audit-e2e")
-    cohort_dir = root / "cohort"
-    generate_cohort(cohort_dir, N_PATIENTS, seed=11, rows=160, cols=200, frames=12)
-    manifest = json.loads((cohort_dir / "manifest.json").read_text("utf-8"))
-    data_dir = root / "archive"
-    with Archive.open(ArchiveSettings(data_dir=data_dir)) as archive:
+def _build_archive(
+    data_dir: Path, cohort_dir: Path, manifest: dict[str, Any], db_url: str | None = None
+) -> None:
+    """Ingest the cohort, tag it, save approved annotations from ground truth, import the outcomes."""
+    with Archive.open(ArchiveSettings(data_dir=data_dir, db_url=db_url)) as archive:
         for clip in manifest["clips"]:
             path = cohort_dir / clip["dcm"]
             archive.ingest(path, origin=Origin("file", path=str(path)))
@@ -70,7 +67,18 @@ def cohort(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cohort]:
             archive.annotations.save(annotation, base_version=None)
             archive.annotations.set_status(truth.sop_instance_uid, "ann", "submitted", by="ann")
             archive.annotations.set_status(truth.sop_instance_uid, "ann", "approved", by="lead")
-    _cli(data_dir, "outcome", "import", str(cohort_dir / "outcomes.csv"))
+    db = ["--db", db_url] if db_url else []
+    _cli(data_dir, *db, "outcome", "import", str(cohort_dir / "outcomes.csv"))
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cohort]:
+    root = tmp_path_factory.mktemp("audit-e2e")
+    cohort_dir = root / "cohort"
+    generate_cohort(cohort_dir, N_PATIENTS, seed=11, rows=160, cols=200, frames=12)
+    manifest = json.loads((cohort_dir / "manifest.json").read_text("utf-8"))
+    data_dir = root / "archive"
+    _build_archive(data_dir, cohort_dir, manifest)
     yield Cohort(data_dir, cohort_dir, manifest)
 
 
@@ -240,3 +248,13 @@ def test_outcome_import_reports_bad_rows_by_line_and_imports_nothing(cohort: Coh
     assert "vas_pre: expected a number from 0 to 10" in result.output
     after = json.loads(_cli(cohort.data_dir, "--json", "outcome", "show", study).stdout)
     assert after == before
+
+
+@pytest.mark.postgres
+def test_postgresql_index_gives_the_same_report(
+    cohort: Cohort, audited: tuple[dict[str, Any], Path, Path], pg_database: str, tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "pg-archive"
+    _build_archive(data_dir, cohort.cohort_dir, cohort.manifest, db_url=pg_database)
+    report = json.loads(_cli(data_dir, "--db", pg_database, "--json", "audit").stdout)
+    assert report == audited[0]
