@@ -18,28 +18,24 @@ from typing import TYPE_CHECKING, Any
 
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
-    QComboBox,
     QFormLayout,
-    QGridLayout,
-    QGroupBox,
     QInputDialog,
-    QLabel,
     QLineEdit,
     QPlainTextEdit,
-    QPushButton,
     QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
-from annotator.overlay import attach_time_overlay, current_frame_index, frame_time_label
+from annotator.overlay import attach_time_overlay, current_frame_index
 from annotator.reader import notify_frame_error, read_clip
 from annotator.widget.clip_list import ClipList
 from annotator.widget.layers import MarkLayers
+from annotator.widget.panel import DEFAULT_TARGET_NAME, EVENT_BUTTONS, ReviewPanel, event_action
 from annotator.widget.readout import FrameReadout, frame_readout
 from annotator.widget.session import ReviewSession, archived_clip_path
 from annotator.widget.shortcuts import SHORTCUTS, help_text
-from archive.annotation import DANGER_CLASSES, ClipAnnotation, MarkKind, NeedleMark, TargetMark
+from archive.annotation import ClipAnnotation, MarkKind, NeedleMark, TargetMark
 from archive.annotations_store import resolve_reviewer
 from archive.archive import Archive
 from archive.calibration import Calibration, calibration_or_none
@@ -53,30 +49,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: Name of the target mark when the reviewer gives none.
-DEFAULT_TARGET_NAME = "target"
 #: Layer events that mean an edit is finished (napari ActionType values).
 _DONE = {"added", "changed", "removed"}
-_EVENT_BUTTONS = (
-    (ClipEvent.NEEDLE_VISIBLE, "Needle visible"),
-    (ClipEvent.TARGET_REACHED, "Target reached"),
-    (ClipEvent.INJECTION_START, "Injection start"),
-    (ClipEvent.INJECTION_END, "Injection end"),
-)
-
-
-def _button(text: str, name: str, slot: Callable[[], Any]) -> QPushButton:
-    button = QPushButton(text)
-    button.setObjectName(name)
-    button.clicked.connect(lambda _checked=False: slot())
-    return button
-
-
-def _label(name: str, text: str = "") -> QLabel:
-    label = QLabel(text)
-    label.setObjectName(name)
-    label.setWordWrap(True)
-    return label
 
 
 class ProcedureReviewWidget(QWidget):
@@ -131,7 +105,28 @@ class ProcedureReviewWidget(QWidget):
         clips_layout.addLayout(who)
         clips_layout.addWidget(self.clip_list)
         self.tabs.addTab(clips_tab, "Clips")
-        self.tabs.addTab(self._review_tab(), "Review")
+        actions: dict[str, Callable[[], object]] = {
+            name: getattr(self, name)
+            for name in (
+                "tool_needle",
+                "tool_needle_dot",
+                "tool_target",
+                "tool_spread",
+                "tool_danger",
+                "tool_erase",
+                "previous_keyframe",
+                "next_keyframe",
+                "copy_from_previous",
+                "save",
+            )
+        }
+        actions.update({event_action(event): self._event_marker(event) for event, _ in EVENT_BUTTONS})
+        actions["event_adverse"] = lambda: self.add_adverse_event(self.panel.adverse_note.text())
+        actions["set_status"] = lambda: self.set_status(
+            self.panel.status_combo.currentText(), self.panel.comment.text()
+        )
+        self.panel = ReviewPanel(actions)
+        self.tabs.addTab(self.panel, "Review")
         self.help = QPlainTextEdit(help_text())
         self.help.setObjectName("help")
         self.help.setReadOnly(True)
@@ -145,103 +140,6 @@ class ProcedureReviewWidget(QWidget):
         self._update_panel()
 
     # -- layout -------------------------------------------------------------------------------
-
-    def _review_tab(self) -> QWidget:
-        tab = QWidget()
-        layout = QVBoxLayout(tab)
-        self.clip_label = _label("clip_label", "no clip open: choose one in the Clips tab")
-        self.calibration_label = _label("calibration_label")
-        self.frame_label = _label("frame_label")
-        self.mark_state_label = _label("mark_state")
-        layout.addWidget(self.clip_label)
-        layout.addWidget(self.calibration_label)
-        layout.addWidget(self.frame_label)
-
-        tools = QGroupBox("Mark")
-        grid = QGridLayout(tools)
-        grid.addWidget(_button("Needle", "tool_needle", self.tool_needle), 0, 0)
-        grid.addWidget(_button("Out-of-plane", "tool_needle_dot", self.tool_needle_dot), 0, 1)
-        grid.addWidget(_button("Target", "tool_target", self.tool_target), 0, 2)
-        grid.addWidget(_button("Spread", "tool_spread", self.tool_spread), 1, 0)
-        grid.addWidget(_button("Danger", "tool_danger", self.tool_danger), 1, 1)
-        grid.addWidget(_button("Erase", "tool_erase", self.tool_erase), 1, 2)
-        self.danger_class = QComboBox()
-        self.danger_class.setObjectName("danger_class")
-        self.danger_class.setEditable(True)
-        self.danger_class.addItems(list(DANGER_CLASSES))
-        self.target_name = QLineEdit(DEFAULT_TARGET_NAME)
-        self.target_name.setObjectName("target_name")
-        form = QFormLayout()
-        form.addRow("Danger class", self.danger_class)
-        form.addRow("Target name", self.target_name)
-        grid.addLayout(form, 2, 0, 1, 3)
-        grid.addWidget(_button("◀ Keyframe", "previous_keyframe", self.previous_keyframe), 3, 0)
-        grid.addWidget(_button("Keyframe ▶", "next_keyframe", self.next_keyframe), 3, 1)
-        grid.addWidget(_button("Copy from previous", "copy_from_previous", self.copy_from_previous), 3, 2)
-        grid.addWidget(self.mark_state_label, 4, 0, 1, 3)
-        layout.addWidget(tools)
-
-        events = QGroupBox("Events on this frame")
-        events_layout = QGridLayout(events)
-        for i, (event, text) in enumerate(_EVENT_BUTTONS):
-            name = "event_" + event.value.replace(" ", "_")
-            events_layout.addWidget(_button(text, name, self._event_marker(event)), i // 2, i % 2)
-        self.adverse_note = QLineEdit()
-        self.adverse_note.setObjectName("adverse_note")
-        self.adverse_note.setPlaceholderText("what happened (e.g. paraesthesia in the leg)")
-        events_layout.addWidget(self.adverse_note, 2, 0)
-        events_layout.addWidget(
-            _button(
-                "Adverse event", "event_adverse", lambda: self.add_adverse_event(self.adverse_note.text())
-            ),
-            2,
-            1,
-        )
-        self.events_label = _label("events_label")
-        events_layout.addWidget(self.events_label, 3, 0, 1, 2)
-        layout.addWidget(events)
-
-        readout = QGroupBox("Readout (this frame)")
-        readout_form = QFormLayout(readout)
-        self.readout_labels = {
-            "tip_to_target_mm": _label("readout_tip_to_target"),
-            "needle_angle_deg": _label("readout_angle"),
-            "spread_area_mm2": _label("readout_spread"),
-            "nearest_danger_mm": _label("readout_danger"),
-        }
-        readout_form.addRow("Tip to target", self.readout_labels["tip_to_target_mm"])
-        readout_form.addRow("Needle to skin", self.readout_labels["needle_angle_deg"])
-        readout_form.addRow("Spread area", self.readout_labels["spread_area_mm2"])
-        readout_form.addRow("Nearest danger", self.readout_labels["nearest_danger_mm"])
-        layout.addWidget(readout)
-
-        review = QGroupBox("Save and review")
-        review_layout = QGridLayout(review)
-        self.status_label = _label("status_label")
-        self.status_combo = QComboBox()
-        self.status_combo.setObjectName("status_combo")
-        self.status_combo.addItems([s.value for s in ReviewStatus])
-        self.comment = QLineEdit()
-        self.comment.setObjectName("comment")
-        self.comment.setPlaceholderText("comment (required for needs-rework)")
-        review_layout.addWidget(self.status_label, 0, 0, 1, 3)
-        review_layout.addWidget(self.status_combo, 1, 0)
-        review_layout.addWidget(self.comment, 1, 1)
-        review_layout.addWidget(
-            _button(
-                "Set status",
-                "set_status",
-                lambda: self.set_status(self.status_combo.currentText(), self.comment.text()),
-            ),
-            1,
-            2,
-        )
-        review_layout.addWidget(_button("Save", "save", self.save), 2, 0, 1, 3)
-        self.message = _label("message")
-        review_layout.addWidget(self.message, 3, 0, 1, 3)
-        layout.addWidget(review)
-        layout.addStretch(1)
-        return tab
 
     def _bind_shortcuts(self) -> None:
         for shortcut in SHORTCUTS:
@@ -296,7 +194,7 @@ class ProcedureReviewWidget(QWidget):
             self.viewer,
             (rows, cols),
             scale,
-            [self.danger_class.itemText(i) for i in range(self.danger_class.count())],
+            [self.panel.danger_class.itemText(i) for i in range(self.panel.danger_class.count())],
             units=(str(kwargs["units"][1]), str(kwargs["units"][2])),
         )
         self.marks.needle.events.data.connect(self._on_needle_edit)
@@ -306,7 +204,7 @@ class ProcedureReviewWidget(QWidget):
         self.marks.danger.events.paint.connect(self._on_danger_paint)
         self._detach_overlay = attach_time_overlay(self.viewer, self.image)
         self.viewer.layers.selection.active = self.marks.needle
-        self.clip_label.setText(f"{kwargs['name']} — {sop_instance_uid}")
+        self.panel.clip_label.setText(f"{kwargs['name']} — {sop_instance_uid}")
         self.tabs.setCurrentIndex(1)
         self.refresh()
         logger.info("opened clip %s for %s", sop_instance_uid, reviewer)
@@ -400,7 +298,7 @@ class ProcedureReviewWidget(QWidget):
     def tool_danger(self) -> None:
         """Paint the danger class chosen in the combo box."""
         if self.marks is not None:
-            self.marks.danger.selected_label = self.marks.danger_label(self.danger_class.currentText())
+            self.marks.danger.selected_label = self.marks.danger_label(self.panel.danger_class.currentText())
             self._activate(self.marks.danger, "paint")
 
     def tool_erase(self) -> None:
@@ -474,7 +372,7 @@ class ProcedureReviewWidget(QWidget):
         if self.session is not None and any(
             e.note == note.strip() for e in self.session.annotation.adverse_events
         ):
-            self.adverse_note.clear()
+            self.panel.adverse_note.clear()
 
     # -- layer edits --------------------------------------------------------------------------
 
@@ -511,7 +409,7 @@ class ProcedureReviewWidget(QWidget):
             if self.annotation is not None and self.annotation.is_keyframe(MarkKind.TARGET, frame):
                 self._apply(lambda a: a.without_target(frame))
             return
-        name = self.target_name.text().strip() or DEFAULT_TARGET_NAME
+        name = self.panel.target_name.text().strip() or DEFAULT_TARGET_NAME
         self._apply(lambda a: a.with_target(frame, TargetMark(point, name)))
 
     # napari emits ``paint`` before it writes the painted pixels: the layer is read on the next
@@ -561,7 +459,7 @@ class ProcedureReviewWidget(QWidget):
             self._say(str(exc))
             refill = True
         else:
-            self.message.clear()
+            self.panel.message.clear()
         if refill:
             self._refill_later()
         self._update_panel()
@@ -605,20 +503,20 @@ class ProcedureReviewWidget(QWidget):
         except (AnnotationError, ValueError) as exc:
             self._warn(f"status not changed: {exc}")
             return False
-        self.comment.clear()
+        self.panel.comment.clear()
         self._say(f"status is now {new.value}")
         self.clip_list.refresh()
         self.refresh()
         return True
 
     def _say(self, text: str) -> None:
-        self.message.setText(text)
+        self.panel.message.setText(text)
         logger.info("%s", text)
 
     def _warn(self, text: str) -> None:
         from napari.utils.notifications import show_warning
 
-        self.message.setText(text)
+        self.panel.message.setText(text)
         logger.warning("%s", text)
         show_warning(text)
 
@@ -635,48 +533,19 @@ class ProcedureReviewWidget(QWidget):
     def _update_panel(self) -> None:
         session = self.session
         if session is None or self.image is None:
-            self.calibration_label.setText("")
-            self.frame_label.setText("")
-            self.mark_state_label.setText("")
-            self.events_label.setText("")
-            self.status_label.setText("")
-            for label in self.readout_labels.values():
-                label.setText("—")
+            self.panel.clear()
             return
-        annotation = session.annotation
         frame = self.current_frame()
-        if self.calibration is None:
-            self.calibration_label.setText("UNCALIBRATED: no ultrasound regions, mm readouts unavailable")
-            self.calibration_label.setStyleSheet("color: #ff453a; font-weight: bold")
-        else:
-            row_mm, col_mm = self.calibration.pixel_size_mm
-            self.calibration_label.setText(f"calibrated: {row_mm:.3f} × {col_mm:.3f} mm per pixel")
-            self.calibration_label.setStyleSheet("")
-        self.frame_label.setText(
-            frame_time_label(
-                frame, annotation.n_frames, self._frame_times_ms, calibrated=self.calibration is not None
-            )
-        )
-        self.mark_state_label.setText(
-            " · ".join(f"{kind.value}: {_mark_state(annotation, kind, frame)}" for kind in MarkKind)
-        )
-        events = [f"{e.value} {f + 1}" for e, f in annotation.events.items()]
-        events += [f"adverse {a.frame + 1} ({a.note})" for a in annotation.adverse_events]
-        self.events_label.setText("events (frame): " + (", ".join(events) or "none"))
         version = "not saved yet" if session.base_version is None else f"version {session.base_version}"
         unsaved = " · UNSAVED CHANGES" if session.dirty else ""
-        self.status_label.setText(f"{session.reviewer}: {annotation.status.value}, {version}{unsaved}")
-        reading = frame_readout(annotation, self.calibration, frame)
-        for field, label in self.readout_labels.items():
-            label.setText(getattr(reading, field).text)
-
-
-def _mark_state(annotation: ClipAnnotation, kind: MarkKind, frame: int) -> str:
-    if annotation.is_keyframe(kind, frame):
-        return "keyframe" if kind in (MarkKind.NEEDLE, MarkKind.TARGET) else "marked"
-    if annotation.is_interpolated(kind, frame):
-        return "interpolated"
-    return "—"
+        self.panel.show_state(
+            session.annotation,
+            frame,
+            self.calibration,
+            self._frame_times_ms,
+            frame_readout(session.annotation, self.calibration, frame),
+            version + unsaved,
+        )
 
 
 __all__ = ["ProcedureReviewWidget"]

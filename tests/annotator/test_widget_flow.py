@@ -86,7 +86,7 @@ def test_review_flow_round_trip(
     np.testing.assert_allclose(widget.image.scale, (1.0, row_mm, col_mm))
     for layer in widget.marks.all:
         np.testing.assert_allclose(layer.scale, (row_mm, col_mm))
-    assert widget.calibration_label.text().startswith("calibrated")
+    assert widget.panel.calibration_label.text().startswith("calibrated")
 
     # Needle on two keyframes, drawn with the needle tool.
     click(qtbot, widget, "tool_needle")
@@ -109,14 +109,14 @@ def test_review_flow_round_trip(
     second = np.asarray(annotation.needle[SECOND_KEY].points)
     np.testing.assert_allclose(widget.marks.needle.data[0], first + weight * (second - first), atol=1e-4)
     assert _colour(widget.marks.needle.edge_color[0]) == INTERPOLATED_COLOUR
-    assert "needle: interpolated" in widget.mark_state_label.text()
+    assert "needle: interpolated" in widget.panel.mark_state_label.text()
     widget.go_to_frame(SECOND_KEY)
-    qtbot.waitUntil(lambda: "needle: keyframe" in widget.mark_state_label.text())
+    qtbot.waitUntil(lambda: "needle: keyframe" in widget.panel.mark_state_label.text())
     assert _colour(widget.marks.needle.edge_color[0]) == KEYFRAME_COLOUR
 
     # Target on the injection-start frame, injection start marked with its button.
     click(qtbot, widget, "tool_target")
-    widget.target_name.setText(truth.target_name)
+    widget.panel.target_name.setText(truth.target_name)
     widget.marks.target.add([truth.targets[SECOND_KEY]])
     click(qtbot, widget, "event_injection_start")
     annotation = widget.annotation
@@ -130,7 +130,9 @@ def test_review_flow_round_trip(
     expected_mm = truth.metrics.tip_to_target_at_injection_start_mm
     assert expected_mm is not None
     assert abs(reading.tip_to_target_mm.value - expected_mm) < 0.5
-    assert widget.readout_labels["tip_to_target_mm"].text() == f"{reading.tip_to_target_mm.value:.1f} mm"
+    assert (
+        widget.panel.readout_labels["tip_to_target_mm"].text() == f"{reading.tip_to_target_mm.value:.1f} mm"
+    )
     assert reading.needle_angle_deg.value is not None
     assert truth.metrics.needle_angle_to_skin_deg is not None
     assert abs(reading.needle_angle_deg.value - truth.metrics.needle_angle_to_skin_deg) < 1.0
@@ -175,7 +177,7 @@ def test_review_flow_round_trip(
     true_area_mm2 = truth.spread[LATER].sum() * row_mm * col_mm
     assert abs(reading.spread_area_mm2.value - true_area_mm2) / true_area_mm2 < 0.25
 
-    widget.danger_class.setCurrentText("nerve root")
+    widget.panel.danger_class.setCurrentText("nerve root")
     click(qtbot, widget, "tool_danger")
     danger_layer = widget.marks.danger
     danger_layer.brush_size = 15
@@ -192,7 +194,7 @@ def test_review_flow_round_trip(
     assert reading.nearest_danger_mm.value == mask_distance_mm(calibration, tip, nerve)
     assert reading.nearest_danger_class == "nerve root"
 
-    widget.adverse_note.setText(ADVERSE_NOTE)
+    widget.panel.adverse_note.setText(ADVERSE_NOTE)
     click(qtbot, widget, "event_adverse")
     annotation = widget.annotation
     assert annotation is not None and [(a.frame, a.note) for a in annotation.adverse_events] == [
@@ -201,7 +203,7 @@ def test_review_flow_round_trip(
 
     # Save with the button.
     click(qtbot, widget, "save")
-    assert widget.message.text() == "saved version 1"
+    assert widget.panel.message.text() == "saved version 1"
     assert widget.session is not None and not widget.session.dirty
     saved = widget.annotation
     assert saved is not None
@@ -231,4 +233,4 @@ def test_review_flow_round_trip(
         reopened.go_to_frame(frame)
         reopened.refresh()
         assert _same_layers(_layer_state(reopened), state), f"layers differ on frame {frame}"
-    assert reopened.status_label.text() == "alice: draft, version 1"
+    assert reopened.panel.status_label.text() == "alice: draft, version 1"

@@ -1,0 +1,233 @@
+"""The "Review" tab of the review widget: tool and event buttons, readout, status and save.
+
+:class:`ReviewPanel` is layout and display only. Its buttons call the
+actions the :class:`~annotator.widget.ProcedureReviewWidget` hands in by
+name (each button's object name is its action's name, so tests find them),
+and :meth:`ReviewPanel.show_state` writes what the widget knows into the
+labels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from annotator.overlay import frame_time_label
+from annotator.widget.readout import FrameReadout
+from archive.annotation import DANGER_CLASSES, ClipAnnotation, MarkKind
+from archive.calibration import Calibration
+from archive.model import ClipEvent, ReviewStatus
+
+#: Name of the target mark when the reviewer gives none.
+DEFAULT_TARGET_NAME = "target"
+#: Event buttons: (event, button text); the action of each is ``"event_" + value with underscores``.
+EVENT_BUTTONS = (
+    (ClipEvent.NEEDLE_VISIBLE, "Needle visible"),
+    (ClipEvent.TARGET_REACHED, "Target reached"),
+    (ClipEvent.INJECTION_START, "Injection start"),
+    (ClipEvent.INJECTION_END, "Injection end"),
+)
+#: Readout rows: (FrameReadout field, label object name, row title).
+READOUT_ROWS = (
+    ("tip_to_target_mm", "readout_tip_to_target", "Tip to target"),
+    ("needle_angle_deg", "readout_angle", "Needle to skin"),
+    ("spread_area_mm2", "readout_spread", "Spread area"),
+    ("nearest_danger_mm", "readout_danger", "Nearest danger"),
+)
+
+
+def event_action(event: ClipEvent) -> str:
+    """Action (and button object name) marking ``event`` on the current frame."""
+    return "event_" + event.value.replace(" ", "_")
+
+
+def _label(name: str, text: str = "") -> QLabel:
+    label = QLabel(text)
+    label.setObjectName(name)
+    label.setWordWrap(True)
+    return label
+
+
+def mark_state(annotation: ClipAnnotation, kind: MarkKind, frame: int) -> str:
+    """``"keyframe"``, ``"interpolated"``, ``"marked"`` (a mask) or ``"—"`` for a mark on a frame."""
+    if annotation.is_keyframe(kind, frame):
+        return "keyframe" if kind in (MarkKind.NEEDLE, MarkKind.TARGET) else "marked"
+    if annotation.is_interpolated(kind, frame):
+        return "interpolated"
+    return "—"
+
+
+class ReviewPanel(QWidget):
+    """Buttons, fields and labels of the Review tab.
+
+    Parameters
+    ----------
+    actions : mapping of str to callable
+        What each button does, by button object name: ``tool_needle``,
+        ``tool_needle_dot``, ``tool_target``, ``tool_spread``,
+        ``tool_danger``, ``tool_erase``, ``previous_keyframe``,
+        ``next_keyframe``, ``copy_from_previous``, one per
+        :data:`EVENT_BUTTONS` (:func:`event_action`), ``event_adverse``,
+        ``set_status`` and ``save``.
+    danger_classes : sequence of str, optional
+        Choices of the danger class box (any other name may be typed).
+    """
+
+    def __init__(
+        self, actions: Mapping[str, Callable[[], object]], danger_classes: Sequence[str] = DANGER_CLASSES
+    ) -> None:
+        super().__init__()
+        self._actions = actions
+        self.buttons: dict[str, QPushButton] = {}
+        layout = QVBoxLayout(self)
+        self.clip_label = _label("clip_label", "no clip open: choose one in the Clips tab")
+        self.calibration_label = _label("calibration_label")
+        self.frame_label = _label("frame_label")
+        for label in (self.clip_label, self.calibration_label, self.frame_label):
+            layout.addWidget(label)
+
+        tools = QGroupBox("Mark")
+        grid = QGridLayout(tools)
+        for i, (name, text) in enumerate(
+            (
+                ("tool_needle", "Needle"),
+                ("tool_needle_dot", "Out-of-plane"),
+                ("tool_target", "Target"),
+                ("tool_spread", "Spread"),
+                ("tool_danger", "Danger"),
+                ("tool_erase", "Erase"),
+            )
+        ):
+            grid.addWidget(self._button(name, text), i // 3, i % 3)
+        self.danger_class = QComboBox()
+        self.danger_class.setObjectName("danger_class")
+        self.danger_class.setEditable(True)
+        self.danger_class.addItems(list(danger_classes))
+        self.target_name = QLineEdit(DEFAULT_TARGET_NAME)
+        self.target_name.setObjectName("target_name")
+        form = QFormLayout()
+        form.addRow("Danger class", self.danger_class)
+        form.addRow("Target name", self.target_name)
+        grid.addLayout(form, 2, 0, 1, 3)
+        grid.addWidget(self._button("previous_keyframe", "◀ Keyframe"), 3, 0)
+        grid.addWidget(self._button("next_keyframe", "Keyframe ▶"), 3, 1)
+        grid.addWidget(self._button("copy_from_previous", "Copy from previous"), 3, 2)
+        self.mark_state_label = _label("mark_state")
+        grid.addWidget(self.mark_state_label, 4, 0, 1, 3)
+        layout.addWidget(tools)
+
+        events = QGroupBox("Events on this frame")
+        events_layout = QVBoxLayout(events)
+        events_grid = QGridLayout()
+        for i, (event, text) in enumerate(EVENT_BUTTONS):
+            events_grid.addWidget(self._button(event_action(event), text), i // 2, i % 2)
+        self.adverse_note = QLineEdit()
+        self.adverse_note.setObjectName("adverse_note")
+        self.adverse_note.setPlaceholderText("what happened, e.g. leg paraesthesia")
+        events_grid.addWidget(self.adverse_note, 2, 0)
+        events_grid.addWidget(self._button("event_adverse", "Adverse event"), 2, 1)
+        events_layout.addLayout(events_grid)
+        self.events_label = _label("events_label")
+        events_layout.addWidget(self.events_label)
+        layout.addWidget(events)
+
+        readout = QGroupBox("Readout (this frame)")
+        readout_form = QFormLayout(readout)
+        self.readout_labels: dict[str, QLabel] = {}
+        for field, name, title in READOUT_ROWS:
+            self.readout_labels[field] = _label(name, "—")
+            readout_form.addRow(title, self.readout_labels[field])
+        layout.addWidget(readout)
+
+        review = QGroupBox("Save and review")
+        review_layout = QGridLayout(review)
+        self.status_label = _label("status_label")
+        self.status_combo = QComboBox()
+        self.status_combo.setObjectName("status_combo")
+        self.status_combo.addItems([s.value for s in ReviewStatus])
+        self.comment = QLineEdit()
+        self.comment.setObjectName("comment")
+        self.comment.setPlaceholderText("comment (needed for needs-rework)")
+        review_layout.addWidget(self.status_label, 0, 0, 1, 3)
+        review_layout.addWidget(self.status_combo, 1, 0)
+        review_layout.addWidget(self.comment, 1, 1)
+        review_layout.addWidget(self._button("set_status", "Set status"), 1, 2)
+        review_layout.addWidget(self._button("save", "Save"), 2, 0, 1, 3)
+        self.message = _label("message")
+        review_layout.addWidget(self.message, 3, 0, 1, 3)
+        layout.addWidget(review)
+        layout.addStretch(1)
+
+    def _button(self, name: str, text: str) -> QPushButton:
+        button = QPushButton(text)
+        button.setObjectName(name)
+        action = self._actions[name]
+        button.clicked.connect(lambda _checked=False: action())
+        self.buttons[name] = button
+        return button
+
+    def clear(self) -> None:
+        """Show that no clip is open."""
+        self.clip_label.setText("no clip open: choose one in the Clips tab")
+        for label in (self.calibration_label, self.frame_label, self.mark_state_label, self.events_label):
+            label.setText("")
+        self.status_label.setText("")
+        for label in self.readout_labels.values():
+            label.setText("—")
+
+    def show_state(
+        self,
+        annotation: ClipAnnotation,
+        frame: int,
+        calibration: Calibration | None,
+        frame_times_ms: Sequence[float] | None,
+        reading: FrameReadout,
+        version_text: str,
+    ) -> None:
+        """Write the current frame's state into the labels.
+
+        Parameters
+        ----------
+        annotation : ClipAnnotation
+            The annotation being edited.
+        frame : int
+            0-based frame shown.
+        calibration : Calibration or None
+            ``None`` shows the clip as uncalibrated.
+        frame_times_ms : sequence of float or None
+            Start of each frame in ms (for the time label).
+        reading : FrameReadout
+            The frame's measurements.
+        version_text : str
+            E.g. ``"version 3 · UNSAVED CHANGES"``.
+        """
+        if calibration is None:
+            self.calibration_label.setText("UNCALIBRATED: no ultrasound regions, mm readouts unavailable")
+            self.calibration_label.setStyleSheet("color: #ff453a; font-weight: bold")
+        else:
+            row_mm, col_mm = calibration.pixel_size_mm
+            self.calibration_label.setText(f"calibrated: {row_mm:.3f} × {col_mm:.3f} mm per pixel")
+            self.calibration_label.setStyleSheet("")
+        self.frame_label.setText(
+            frame_time_label(frame, annotation.n_frames, frame_times_ms, calibrated=calibration is not None)
+        )
+        self.mark_state_label.setText(
+            " · ".join(f"{kind.value}: {mark_state(annotation, kind, frame)}" for kind in MarkKind)
+        )
+        events = [f"{e.value} {f + 1}" for e, f in annotation.events.items()]
+        events += [f"adverse {a.frame + 1} ({a.note})" for a in annotation.adverse_events]
+        self.events_label.setText("events (frame): " + (", ".join(events) or "none"))
+        self.status_label.setText(f"{annotation.reviewer}: {annotation.status.value}, {version_text}")
+        for field, label in self.readout_labels.items():
+            label.setText(getattr(reading, field).text)
