@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -21,6 +22,7 @@ from archive.deid import DeidOptions
 from archive.deid.options import SECRET_OPTION
 from archive.errors import ArchiveError
 from archive.export.gather import select_clips
+from archive.export.redact import reviewer_pseudonym
 from archive.export.run import ExportFormat, ExportOptions, ExportSummary, run_export
 from archive.export.send import parse_destination
 from archive.index.queries import Query
@@ -133,6 +135,12 @@ def _print_summary(summary: ExportSummary, console: Console) -> None:
     "--title", default="usarchive research export", show_default=True, help="hdf5: dataset card title."
 )
 @click.option("--overwrite", is_flag=True, help="hdf5: replace an existing file.")
+@click.option(
+    "--include-free-text",
+    is_flag=True,
+    help="hdf5: export adverse-event notes and outcomes' adverse-event descriptions verbatim; they "
+    "are NOT de-identified (the card says so). By default they are withheld.",
+)
 @click.pass_context
 def export_command(
     ctx: click.Context,
@@ -146,6 +154,7 @@ def export_command(
     seed: int,
     title: str,
     overwrite: bool,
+    include_free_text: bool,
 ) -> None:
     """Export clips: hdf5 and dicom are de-identified research exports; sr is not.
 
@@ -153,13 +162,20 @@ def export_command(
     UIDs and per-patient date shifts, and blank every pixel outside the 2D
     ultrasound regions (the burned-in banner). sr writes one DICOM measurement
     report per clip and reviewer that references the ORIGINAL clip, with its
-    patient and study, for the hospital PACS: it is NOT de-identified. See
-    docs/export.md. Exits with status 1 when any clip was refused.
+    patient and study, for the hospital PACS: it is NOT de-identified. In
+    hdf5, reviewers are keyed pseudonyms and staff free text (adverse-event
+    notes, outcomes' adverse events) is withheld unless --include-free-text.
+    See docs/export.md. Exits with status 1 when any clip was refused.
     """
     fmt = ExportFormat(export_format)
     state = cli_state(ctx)
     if send_to is not None and fmt is not ExportFormat.SR:
         raise click.UsageError("--send-to: expected with --format sr only (reports go to the PACS)")
+    if include_free_text and fmt is not ExportFormat.HDF5:
+        raise click.UsageError(
+            "--include-free-text: expected with --format hdf5 only (dicom files carry no annotation "
+            "or outcome; sr reports are not de-identified anyway)"
+        )
     try:
         destination = None if send_to is None else parse_destination(send_to)
         deid = None
@@ -169,7 +185,11 @@ def export_command(
     except ArchiveError as exc:
         raise click.ClickException(str(exc)) from exc
     status = None if review_status == ANY_STATUS else ReviewStatus(review_status)
-    selection = " ".join(filter(None, [describe_query(query), f"--status {review_status}"]))
+    # The selection goes into the card: a reviewer filter is named by the reviewer's pseudonym.
+    described = query
+    if deid is not None and query.reviewer:
+        described = replace(query, reviewer=reviewer_pseudonym(deid.secret, query.reviewer))
+    selection = " ".join(filter(None, [describe_query(described), f"--status {review_status}"]))
     options = ExportOptions(
         export_format=fmt,
         output=output,
@@ -179,6 +199,7 @@ def export_command(
         seed=seed,
         overwrite=overwrite,
         send_to=destination,
+        include_free_text=include_free_text,
     )
     console = Console(stderr=True)
     with open_archive(ctx) as archive:

@@ -46,6 +46,7 @@ class PseudonymKind(enum.StrEnum):
     STUDY = "S"
     ACCESSION = "A"
     PERSON = "O"
+    REVIEWER = "R"
 
     def __str__(self) -> str:
         return str(self.value)

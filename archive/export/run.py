@@ -14,7 +14,9 @@ Formats (:class:`ExportFormat`):
 Clips are handled one at a time. The dicom format holds one decoded clip in
 memory (the de-identified file is written whole); the hdf5 format decodes,
 cleans and writes one frame at a time (:func:`archive.export.records.clean_frames`),
-with the header de-identified for the pseudonym and the new UID. A clip that
+with the header de-identified for the pseudonym and the new UID; reviewers
+become keyed pseudonyms and staff free text is withheld unless
+``include_free_text`` (:mod:`archive.export.redact`). A clip that
 cannot be exported as asked (no 2D region without ``allow_uncalibrated``,
 undecodable pixels, no frame timing, nothing to report, a failed C-STORE) is
 *refused*: it is left out, the reason is recorded in the
@@ -51,6 +53,13 @@ from archive.export.dicom_out import (
 from archive.export.gather import SelectedClip, load_annotation
 from archive.export.hdf5 import HDF5DatasetWriter
 from archive.export.records import ClipRecord, clean_frames
+from archive.export.redact import (
+    WITHHELD_ADVERSE_EVENT,
+    WITHHELD_NOTE,
+    redact_annotation,
+    redact_outcome,
+    reviewer_pseudonym,
+)
 from archive.export.send import send_dataset
 from archive.export.sr import build_measurement_report
 from archive.index.outcomes import outcomes_for
@@ -68,6 +77,19 @@ DEIDENTIFICATION_STEPS = (
     "Keyed pseudonyms (HMAC-SHA256 with the site's secret) for patients; UIDs replaced by keyed UIDs",
     "Dates shifted by a keyed per-patient number of days (DCM 113107)",
     "Clean Pixel Data (DCM 113101): every pixel outside the 2D ultrasound regions set to 0",
+    "Reviewers' user names replaced by keyed pseudonyms (R-<12 hex digits>, HMAC-SHA256 with the "
+    "site's secret; stable across exports with the same secret); review comments not exported",
+)
+#: Card statement when free text is withheld (the default).
+FREE_TEXT_WITHHELD = (
+    f"Free text withheld: adverse-event notes read {WITHHELD_NOTE.format(number='N')!r} (N numbers "
+    "the clip's adverse events; their frames are kept); an "
+    f"outcome's adverse event reads {WITHHELD_ADVERSE_EVENT!r} when one was recorded"
+)
+#: Card statement when free text is exported (``include_free_text``).
+FREE_TEXT_INCLUDED = (
+    "free text included verbatim: NOT de-identified (adverse-event notes and outcomes' adverse-event "
+    "descriptions as typed by staff; they may name a patient or a date: check them before sharing)"
 )
 
 #: Progress callback: ``(clips done, clips in all, SOP Instance UID of the clip just handled)``.
@@ -111,6 +133,10 @@ class ExportOptions:
         Replace an existing HDF5 file.
     send_to : tuple of (str, str, int), optional
         ``(AE title, host, port)`` to C-STORE each report to (sr only).
+    include_free_text : bool
+        hdf5 only: export adverse-event notes and outcomes' adverse-event
+        descriptions verbatim (NOT de-identified; the card says so). By
+        default they are withheld (:mod:`archive.export.redact`).
     """
 
     export_format: ExportFormat
@@ -121,6 +147,7 @@ class ExportOptions:
     seed: int = 0
     overwrite: bool = False
     send_to: tuple[str, str, int] | None = None
+    include_free_text: bool = False
 
     def __post_init__(self) -> None:
         if self.export_format.deidentified and self.deid is None:
@@ -321,9 +348,10 @@ def _frame_shape(ds: Dataset) -> tuple[int, ...]:
 
 
 def _clip_key(uid: str, reviewer: str | None, n_reviews: int) -> str:
+    # ``reviewer`` is the pseudonym ("R-" and hex digits): never the user name.
     if reviewer is None or n_reviews <= 1:
         return uid
-    return f"{uid}~{reviewer.replace('/', '_')}"
+    return f"{uid}~{reviewer}"
 
 
 OutcomesBySide = dict[tuple[str, Side], Outcome]
@@ -348,6 +376,8 @@ def _clip_records(
     original = dcmread(clip.path, stop_before_pixels=True)
     regions = tissue_regions(original, allow_uncalibrated=options.deid.allow_uncalibrated)
     result = deidentify_dataset(original, replace(options.deid, clean_pixels=False))
+    free_text = options.include_free_text
+    outcome = _outcome_of(clip, outcomes)
     times = frame_times(original)
     calibration = calibration_or_none(original)
     base: dict[str, Any] = {
@@ -361,17 +391,19 @@ def _clip_records(
         "side": clip.row.side,
         "technique": clip.row.technique or Technique.UNKNOWN,
         "procedure_type": clip.row.procedure_type,
-        "outcome": _outcome_of(clip, outcomes),
+        "outcome": None if outcome is None else redact_outcome(outcome, include_free_text=free_text),
         "pixels_cleaned": bool(regions),
     }
     if not clip.reviews:
         yield ClipRecord(clip_key=result.sop_instance_uid, **base)
         return
     for review in clip.reviews:
-        annotation = load_annotation(archive, review)
+        annotation = redact_annotation(
+            load_annotation(archive, review), options.deid.secret, include_free_text=free_text
+        )
         metrics = clip_metrics(annotation, calibration, times)
         yield ClipRecord(
-            clip_key=_clip_key(result.sop_instance_uid, review.reviewer, len(clip.reviews)),
+            clip_key=_clip_key(result.sop_instance_uid, annotation.reviewer, len(clip.reviews)),
             annotation=annotation,
             metrics=metrics.to_dict(),
             **base,
@@ -390,7 +422,10 @@ def _export_hdf5(
         title=options.title,
         description="Ultrasound-guided spinal injection clips with reviewers' annotations and metrics.",
         selection=options.selection,
-        deidentification=DEIDENTIFICATION_STEPS,
+        deidentification=(
+            *DEIDENTIFICATION_STEPS,
+            FREE_TEXT_INCLUDED if options.include_free_text else FREE_TEXT_WITHHELD,
+        ),
     )
     with HDF5DatasetWriter(
         options.output,
@@ -401,12 +436,14 @@ def _export_hdf5(
     ) as writer:
         outcomes = _outcomes(archive, clips)
         for done, clip in enumerate(clips, start=1):
+            # The summary goes to the exporting user: it names reviewers, not their pseudonyms.
+            names = {reviewer_pseudonym(options.deid.secret, r.reviewer): r.reviewer for r in clip.reviews}
             reviewer: str | None = None
             written = 0
             cleaned = True
             try:
                 for record in _clip_records(archive, clip, options, outcomes):
-                    reviewer = record.reviewer
+                    reviewer = None if record.reviewer is None else names[record.reviewer]
                     writer.add_clip(record)
                     written += 1
                     cleaned = record.pixels_cleaned

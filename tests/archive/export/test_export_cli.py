@@ -19,6 +19,7 @@ from pynetdicom import AE, evt
 from archive.archive import Archive
 from archive.export.hdf5 import sidecar_path
 from archive.export.hdf5_read import read_dataset
+from archive.export.redact import reviewer_pseudonym
 from archive.index.outcomes import set_outcome
 from archive.model import Side
 from archive.settings import ArchiveSettings
@@ -39,6 +40,11 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> ArchiveCase:
         values = {"vas_pre": 7.0, "vas_2w": 2.0, "odi_pre": 40.0, "odi_2w": 20.0}
         set_outcome(opened.engine, clips["alpha"].dataset.StudyInstanceUID, Side.RIGHT, values, source="test")
     return ArchiveCase(root, settings, clips)
+
+
+def pseudonyms(*reviewers: str) -> list[str]:
+    """The reviewers' keyed pseudonyms under the test secret, in the order given."""
+    return [reviewer_pseudonym(bytes.fromhex(SECRET_HEX), name) for name in reviewers]
 
 
 def summary_of(stdout: str) -> dict[str, Any]:
@@ -119,10 +125,11 @@ def test_default_exports_approved_annotations_only(archive: ArchiveCase, tmp_pat
     assert summary_of(result.stdout)["written"] == 1
     with read_dataset(out) as dataset:
         clips = {clip.metadata["reviewer"]: clip for clip in dataset}
-        assert sorted(clips) == ["rev1", "rev3"]  # one record per reviewer of the one approved clip
+        # one record per reviewer of the one approved clip, named by keyed pseudonyms
+        assert sorted(clips) == sorted(pseudonyms("rev1", "rev3"))
         keys = sorted(clip.clip_key for clip in clips.values())
         assert keys[0].split("~")[0] == keys[1].split("~")[0]
-        assert [key.split("~")[1] for key in keys] == ["rev1", "rev3"]
+        assert sorted(key.split("~")[1] for key in keys) == sorted(pseudonyms("rev1", "rev3"))
         for clip in clips.values():
             assert clip.metadata["status"] == "approved"
             annotation = clip.annotation()
@@ -143,7 +150,7 @@ def test_status_any_also_exports_unannotated_clips(archive: ArchiveCase, tmp_pat
     assert result.exit_code == 0, result.output
     with read_dataset(out) as dataset:
         reviewers = sorted(str(clip.metadata["reviewer"]) for clip in dataset)
-        assert reviewers == ["None", "None", "rev1", "rev2", "rev3"]
+        assert reviewers == sorted(["None", "None", *pseudonyms("rev1", "rev2", "rev3")])
     with read_dataset(out) as dataset:
         annotated = sorted(bool(clip.metadata["has_annotation"]) for clip in dataset)
         assert annotated == [False, False, True, True, True]
@@ -152,7 +159,7 @@ def test_status_any_also_exports_unannotated_clips(archive: ArchiveCase, tmp_pat
         with_outcome = sorted(
             str(clip.metadata["reviewer"]) for clip in dataset if clip.metadata["has_outcome"]
         )
-        assert with_outcome == ["rev1", "rev3"]  # only alpha's study has an outcome
+        assert with_outcome == sorted(pseudonyms("rev1", "rev3"))  # only alpha's study has an outcome
 
 
 def test_filters_as_in_find_select_the_clips(archive: ArchiveCase, tmp_path: Path) -> None:
