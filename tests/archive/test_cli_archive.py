@@ -25,7 +25,7 @@ def run_json(data_dir: Path, db_url: str, *args: str) -> object:
 
 @pytest.fixture
 def inputs(tmp_path: Path) -> dict[str, object]:
-    """Three clips of two patients in a nested directory, plus one bad file."""
+    """Three clips of two patients in a nested directory, a broken file and a note (skipped)."""
     source = tmp_path / "incoming"
     a = us_dataset(patient_id="P1", description="L5 MBB left TT", study_date=date(2024, 1, 10))
     b = us_dataset(
@@ -41,6 +41,7 @@ def inputs(tmp_path: Path) -> dict[str, object]:
         write_instance(source / "deeper" / "more", c),
     ]
     (source / "notes.txt").write_text("not dicom")
+    (source / "deeper" / "broken").write_bytes(b"half a DICOM file")
     return {"dir": source, "paths": paths, "datasets": [a, b, c]}
 
 
@@ -50,13 +51,71 @@ def test_import_reports_and_fails_on_rejections(
     data = tmp_path / "data"
     result = run(data, db_url, "import", str(inputs["dir"]))
     assert result.exit_code == 1
-    assert "4 files: 3 stored, 0 duplicate, 0 replaced, 1 rejected" in result.output
-    assert "notes.txt: [not-dicom]" in result.output
+    assert "5 files: 3 stored, 0 duplicate, 0 replaced, 1 rejected, 1 skipped (not DICOM)" in result.output
+    assert "broken: [not-dicom]" in result.output
+    assert "notes.txt" not in result.output
     again = run(data, db_url, "--json", "import", *[str(p) for p in inputs["paths"]])  # type: ignore[attr-defined]
     assert again.exit_code == 0
     summary = json.loads(again.output)
     assert (summary["stored"], summary["duplicate"], summary["rejected"]) == (0, 3, 0)
     assert {item["outcome"] for item in summary["results"]} == {"duplicate"}
+
+
+def test_import_of_a_directory_skips_sidecars_but_not_dicom_in_disguise(tmp_path: Path, db_url: str) -> None:
+    source = tmp_path / "incoming"
+    ds = us_dataset(patient_id="P1", description="L5 MBB left TT")
+    disguised = us_dataset(patient_id="P1", description="L4 MBB left TT", study_uid=ds.StudyInstanceUID)
+    write_instance(source, ds)
+    write_instance(source / "export", disguised, name="clip.JSON")  # DICM at 128: offered, stored
+    (source / "README.md").write_text("# clips\n")
+    (source / "export" / "clip.truth.json").write_text('{"level": "L4"}')
+    (source / "export" / "empty.txt").write_bytes(b"")
+    (source / "scan.bin").write_bytes(b"\0" * 200)  # unknown ending: offered, rejected
+    summary = run(tmp_path / "data", db_url, "--json", "import", str(source))
+    assert summary.exit_code == 1
+    report = json.loads(summary.output)
+    assert (report["files"], report["stored"], report["rejected"], report["skipped"]) == (6, 2, 1, 3)
+    assert sorted(Path(p).name for p in report["skipped_files"]) == [
+        "README.md",
+        "clip.truth.json",
+        "empty.txt",
+    ]
+    outcomes = {Path(r["source"]).name: (r["outcome"], r["code"]) for r in report["results"]}
+    assert outcomes["clip.JSON"] == ("stored", None)
+    assert outcomes["scan.bin"] == ("rejected", "not-dicom")
+
+
+def test_import_of_only_dicom_and_sidecars_exits_zero(tmp_path: Path, db_url: str) -> None:
+    source = tmp_path / "incoming"
+    write_instance(source, us_dataset(patient_id="P1", description="L5 MBB left TT"))
+    (source / "notes.txt").write_text("not dicom")
+    result = run(tmp_path / "data", db_url, "import", str(source))
+    assert result.exit_code == 0, result.output
+    assert "2 files: 1 stored, 0 duplicate, 0 replaced, 0 rejected, 1 skipped (not DICOM)" in result.output
+
+
+def test_a_sidecar_named_on_the_command_line_is_offered_and_rejected(tmp_path: Path, db_url: str) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not dicom")
+    result = run(tmp_path / "data", db_url, "--json", "import", str(notes))
+    assert result.exit_code == 1
+    report = json.loads(result.output)
+    assert (report["files"], report["rejected"], report["skipped"], report["skipped_files"]) == (1, 1, 0, [])
+    assert report["results"][0]["code"] == "not-dicom"
+
+
+def test_import_of_the_sample_directory_stores_the_clips_and_skips_the_sidecars(
+    tmp_path: Path, db_url: str, sample_dir: Path
+) -> None:
+    clips = sorted(sample_dir.glob("*.dcm"))
+    sidecars = sorted(p for p in sample_dir.iterdir() if p.suffix in (".json", ".md"))
+    assert len(clips) == 7 and len(sidecars) == 8  # README.md and one truth file per clip
+    result = run(tmp_path / "data", db_url, "--json", "import", str(sample_dir))
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert (report["stored"], report["rejected"], report["skipped"]) == (7, 0, 8)
+    assert sorted(report["skipped_files"]) == [str(p) for p in sidecars]
+    assert sorted(r["source"] for r in report["results"]) == [str(p) for p in clips]
 
 
 def test_find_by_each_filter(tmp_path: Path, db_url: str, inputs: dict[str, object]) -> None:
