@@ -149,6 +149,7 @@ def run(n_frames: int, rows: int, cols: int, out_dir: Path) -> dict[str, Any]:
             "cpu": cpu_model(),
             "python": platform.python_version(),
             "napari": napari.__version__,
+            "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         },
         "clip": {
             "frames": n_frames,
@@ -215,7 +216,9 @@ def markdown(result: dict[str, Any]) -> str:
             "# Annotator benchmark",
             "",
             f"{result['date']} on {machine['nproc']} cores, {machine['cpu']}, "
-            f"Python {machine['python']}, napari {machine['napari']}.",
+            f"Python {machine['python']}, napari {machine['napari']}; load average at the end "
+            f"{machine['load_average_at_end']} (the machine is shared: a load above the core count "
+            "inflates every time below).",
             "",
             f"Command: `{result['command']}`",
             "",
