@@ -428,11 +428,16 @@ class Archive:
         if existing is None:
             with self._known_series_lock:
                 known = self._known_series.get(header.series_instance_uid)
+            # On PostgreSQL a concurrent claimer can win after our check: a savepoint then undoes
+            # the patient/study/series rows this attempt created (SQLite writers are serialised).
+            savepoint = connection.begin_nested() if connection.dialect.name == "postgresql" else None
             series_pk, sort_date = known or upsert_hierarchy(
                 connection, header.dataset, header.study_instance_uid, header.series_instance_uid
             )
             keys = {"sop_instance_uid": header.sop_instance_uid, "series_pk": series_pk}
             pk = claim_instance(connection, {**keys, "sort_date": sort_date, **values})
+            if savepoint is not None:
+                (savepoint.commit if pk is not None else savepoint.rollback)()
             if pk is not None:
                 apply_classification(connection, pk, item.classification, values["received_at"])
                 final = self.store.place(staged, relative, sync=item.sync)

@@ -1,9 +1,10 @@
 """Child process for the crash and concurrency tests: ingest files, one result line each.
 
-Usage: python ingest_child.py DATA_DIR DB_URL [--go FILE] [--policy P] PATH...
+Usage: python ingest_child.py DATA_DIR DB_URL [--go FILE] [--policy P] [--group N] PATH...
 
 Prints ``ready`` once the archive is open, waits (polling) until ``--go FILE``
-exists if given, then prints ``<outcome> <code> <sop uid> <path>`` per file.
+exists if given, then prints ``<outcome> <code> <sop uid> <path>`` per file
+(with ``--group N``: ingested with ``ingest_many`` in groups of N).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ def main() -> int:
     parser.add_argument("db_url")
     parser.add_argument("--go", type=Path)
     parser.add_argument("--policy", default="keep-first")
+    parser.add_argument("--group", type=int, default=1)
     parser.add_argument("paths", nargs="+", type=Path)
     args = parser.parse_args()
     settings = ArchiveSettings(args.data_dir, args.db_url, {"duplicate_policy": args.policy})
@@ -36,12 +38,18 @@ def main() -> int:
                     print("no go signal", file=sys.stderr)
                     return 2
                 time.sleep(0.005)
-        for path in args.paths:
-            result = archive.ingest(path, origin=Origin("file", path=str(path)))
-            code = result.code.value if result.code else "-"
-            print(f"{result.outcome.value} {code} {result.sop_instance_uid} {path}", flush=True)
-            if result.code is not None and result.code.value in ("storage-error", "out-of-resources"):
-                print(result.reason, file=sys.stderr, flush=True)
+        for start in range(0, len(args.paths), args.group):
+            group = args.paths[start : start + args.group]
+            origins = [Origin("file", path=str(path)) for path in group]
+            if args.group == 1:
+                results = [archive.ingest(group[0], origin=origins[0])]
+            else:
+                results = archive.ingest_many(group, origins=origins)
+            for path, result in zip(group, results, strict=True):
+                code = result.code.value if result.code else "-"
+                print(f"{result.outcome.value} {code} {result.sop_instance_uid} {path}", flush=True)
+                if result.code is not None and result.code.value in ("storage-error", "out-of-resources"):
+                    print(result.reason, file=sys.stderr, flush=True)
     return 0
 
 

@@ -39,12 +39,22 @@ def test_eight_processes_import_at_once(tmp_path: Path, db_url: str) -> None:
         batches.append([same, *own[:6], contested, *own[6:]])
     processes = [
         subprocess.Popen(
-            [sys.executable, str(CHILD), str(data_dir), db_url, "--go", str(go), *map(str, batch)],
+            [
+                sys.executable,
+                str(CHILD),
+                str(data_dir),
+                db_url,
+                "--go",
+                str(go),
+                "--group",
+                "5" if worker % 2 else "1",  # half the processes use group commit
+                *map(str, batch),
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
-        for batch in batches
+        for worker, batch in enumerate(batches)
     ]
     # open the archive (and migrate) concurrently too; release all at once when every child is ready
     for process in processes:
