@@ -3,7 +3,13 @@
 The sources of a :class:`~archive.rules.loader.RuleSet` are read in trust
 order; for every field the first source that yields a value wins, and the
 provenance says which source, which text or code and which rule decided, plus
-what less trusted sources said when they disagreed.
+what other sources said when they disagreed.
+
+Technique is the exception: :class:`~archive.model.Technique` holds two axes,
+the procedure technique (TT, OT) and the needle view (in-plane, out-of-plane).
+The most trusted source that yields TT or OT wins; only when no source does,
+the most trusted one that yields a needle view (or "other"). Within one source
+the same holds for its several matches.
 """
 
 from __future__ import annotations
@@ -28,6 +34,10 @@ TEXT_SOURCE = "text"
 _REGION_OF_LETTER = {"C": "cervical", "T": "thoracic", "L": "lumbar", "S": "sacral"}
 
 FieldValue = tuple[SpinalLevel, ...] | str
+
+#: Technique values that name the procedure technique; they beat needle views
+#: (in-plane, out-of-plane) and "other" whatever the trust order.
+PROCEDURE_TECHNIQUES = frozenset({Technique.TT.value, Technique.OT.value})
 
 
 @dataclass(frozen=True)
@@ -180,9 +190,13 @@ def _conclude(per_source: Sequence[tuple[Source, list[_Item]]], ruleset: RuleSet
     for field in FIELDS:
         if not findings[field]:
             continue
-        winner, *others = findings[field]
+        winner = _winner(field, findings[field])
         chosen[field] = winner.value
-        dissent = [f"{o.source.name} said {_show(o.value)}" for o in others if o.value != winner.value]
+        dissent = [
+            f"{o.source.name} said {_show(o.value)}"
+            for o in findings[field]
+            if o is not winner and o.value != winner.value
+        ]
         note = f" ({'; '.join(dissent)})" if dissent else ""
         provenance[field] = f"{winner.evidence} in {ruleset.origin}{note}"
 
@@ -202,6 +216,15 @@ def _conclude(per_source: Sequence[tuple[Source, list[_Item]]], ruleset: RuleSet
         provenance=provenance,
         region=region,
     )
+
+
+def _winner(field: str, findings: Sequence[_Finding]) -> _Finding:
+    """The finding that decides a field: the most trusted (for technique, the most trusted TT or OT)."""
+    if field == "technique":
+        for finding in findings:
+            if finding.value in PROCEDURE_TECHNIQUES:
+                return finding
+    return findings[0]
 
 
 def _find(field: str, source: Source, items: list[_Item], rules: Sequence[Rule]) -> _Finding | None:
@@ -234,7 +257,10 @@ def _find(field: str, source: Source, items: list[_Item], rules: Sequence[Rule])
         value = Side.BILATERAL.value if both or Side.BILATERAL.value in sides else sides.pop()
         used = hits
     else:
-        best = min(hits, key=lambda hit: hit[0])
+        candidates = hits
+        if field == "technique":
+            candidates = [hit for hit in hits if hit[1] in PROCEDURE_TECHNIQUES] or hits
+        best = min(candidates, key=lambda hit: hit[0])
         value = best[1]
         used = [hit for hit in hits if hit[1] == value]
     names = list(dict.fromkeys(hit[2] for hit in used))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from pydicom.sequence import Sequence
 
 from archive.errors import ConfigError
 from archive.model import ProcedureType, Side, SpinalLevel, Technique
+from archive.phantom import generate_cohort
 from archive.rules import Classification, classify, classify_text, default_rules, load_rules
 
 LEFT, RIGHT, B = Side.LEFT, Side.RIGHT, Side.BILATERAL
@@ -44,6 +46,8 @@ TEXT_CASES: list[tuple[str, str, Side | None, Technique, ProcedureType | None, s
     ("right L4 L5 MBB one needle two points", "L4 L5", RIGHT, OT, MBB, "lumbar"),
     ("LEFT L4/5 TWO NEEDLES", "L4 L5", LEFT, TT, None, "lumbar"),
     ("L4/5 R TT", "L4 L5", RIGHT, TT, None, "lumbar"),
+    ("L4-5 MBB 2 punctures", "L4 L5", None, TT, MBB, "lumbar"),
+    ("L5 DR 1 needle rt", "L5", RIGHT, OT, None, "lumbar"),
     ("L4/5 L OT in-plane", "L4 L5", LEFT, OT, None, "lumbar"),
     ("L4 in-plane L5 OOP", "L4 L5", None, IP, None, "lumbar"),
     ("L5 out of plane", "L5", None, OOP, None, "lumbar"),
@@ -104,6 +108,61 @@ def test_table_is_large_enough() -> None:
 def test_ot_tt_beats_in_plane_within_one_text() -> None:
     assert classify_text("L4 in-plane, L5 one needle").technique is OT
     assert classify_text("OOP two needles").technique is TT
+
+
+def test_needle_view_from_a_trusted_source_does_not_hide_tt_or_ot() -> None:
+    ds = Dataset()
+    ds.PerformedProcedureStepDescription = "L5 DR R OOP"
+    ds.StudyDescription = "US guided MBB TT"
+    ds.SeriesDescription = "L5 in-plane"
+    result = classify(ds)
+    assert result.technique is TT
+    assert result.provenance["technique"] == (
+        "StudyDescription (0008,1030) 'US guided MBB TT' by rule technique-tt in default rules "
+        "(PerformedProcedureStepDescription said out-of-plane; SeriesDescription said in-plane)"
+    )
+    assert result.levels == (SpinalLevel.L5,)  # the other fields keep the plain trust order
+    assert result.provenance["levels"].startswith("PerformedProcedureStepDescription")
+    assert result.side is RIGHT
+
+
+def test_most_trusted_tt_or_ot_wins_among_several() -> None:
+    ds = Dataset()
+    ds.PerformedProcedureStepDescription = "平面外"
+    ds.StudyDescription = "腰椎 一针两点"
+    ds.SeriesDescription = "L4/5 two needles"
+    result = classify(ds)
+    assert result.technique is OT
+    assert result.provenance["technique"].startswith("StudyDescription (0008,1030) '腰椎 一针两点'")
+    assert result.provenance["technique"].endswith(
+        "(PerformedProcedureStepDescription said out-of-plane; SeriesDescription said TT)"
+    )
+
+
+def test_needle_view_is_the_fallback_when_no_source_names_tt_or_ot() -> None:
+    ds = Dataset()
+    ds.PerformedProcedureStepDescription = "L5 DR R OOP"
+    ds.SeriesDescription = "L5 in-plane"
+    result = classify(ds)
+    assert result.technique is OOP
+    assert result.provenance["technique"] == (
+        "PerformedProcedureStepDescription (0040,0254) 'L5 DR R OOP' by rule technique-out-of-plane "
+        "in default rules (SeriesDescription said in-plane)"
+    )
+
+
+def test_site_view_rule_listed_first_does_not_beat_tt_in_the_same_text(tmp_path: Path) -> None:
+    path = tmp_path / "site.toml"
+    path.write_text(
+        'extends = "default"\n[[rules.technique]]\nname = "site-ipl"\ntokens = ["IPL"]\nvalue = "in-plane"\n',
+        encoding="utf-8",
+    )
+    rules = load_rules(path)
+    assert rules.rules["technique"][0].name == "site-ipl"  # site rules come first
+    assert classify_text("L5 IPL", rules).technique is IP
+    result = classify_text("L5 IPL TT", rules)
+    assert result.technique is TT
+    assert result.provenance["technique"] == f"text 'L5 IPL TT' by rule technique-tt in rules file {path}"
 
 
 def test_text_provenance_names_rule_and_origin() -> None:
@@ -395,3 +454,50 @@ def test_dataset_read_back_from_a_file_with_chinese_text(tmp_path: Path) -> None
         "SeriesDescription (0008,103E) '腰椎 L4/5 左 两针两点' by rule side-left-word "
         "in default rules (ImageLaterality said right)"
     )
+
+
+def test_default_rules_read_every_clip_of_a_phantom_cohort(tmp_path: Path) -> None:
+    """The default rules give each clip the technique and side of the cohort's manifest.
+
+    Seed 3 with 5 patients covers OT and TT, left and right, Chinese descriptions,
+    and TT procedures whose Performed Procedure Step Description ("L4-5 MBB 2
+    punctures") is more trusted than the L5 clip's "L5 DR R OOP".
+    """
+    from pydicom import dcmread
+
+    generate_cohort(tmp_path, 5, seed=3, frames=8)
+    manifest = json.loads((tmp_path / "manifest.json").read_text("utf-8"))
+    seen: set[str] = set()
+    for clip in manifest["clips"]:
+        ds = dcmread(tmp_path / clip["dcm"], stop_before_pixels=True)
+        result = classify(ds)
+        where = f"{clip['dcm']}: {result.provenance}"
+        assert result.technique is Technique(clip["technique"]), where
+        assert result.side is Side(clip["side"]), where
+        level = SpinalLevel(clip["level"])
+        performed = str(ds.PerformedProcedureStepDescription)
+        if level in result.levels:
+            seen.add("level")
+        else:
+            # The phantom writes "L4-5 MBB …" as the procedure's performed step even when the
+            # procedure also blocked L3; that more trusted source wins over "L3 MB R".
+            assert (level, performed.startswith("L4-5")) == (SpinalLevel.L3, True), where
+            assert result.levels == classify_text(performed).levels, where
+            seen.add("L3 under an L4-5 performed step")
+        series = str(ds.SeriesDescription)
+        if "OOP" in series and "2 punctures" in performed:
+            seen.add("TT over a series' out-of-plane")
+        if "腰椎" in series:
+            seen.add("Chinese")
+        seen.add(clip["technique"])
+        seen.add(clip["side"])
+    assert seen == {
+        "level",
+        "L3 under an L4-5 performed step",
+        "TT over a series' out-of-plane",
+        "Chinese",
+        "OT",
+        "TT",
+        "left",
+        "right",
+    }
