@@ -139,6 +139,8 @@ class ReviewPanel(QWidget):
         events_grid.addWidget(self._button("event_adverse", "Adverse event"), 2, 1)
         events_layout.addLayout(events_grid)
         self.events_label = _label("events_label")
+        # Word-wrapped labels get no height-for-width in a dock: reserve two lines.
+        self.events_label.setMinimumHeight(2 * self.events_label.fontMetrics().lineSpacing() + 4)
         events_layout.addWidget(self.events_label)
         layout.addWidget(events)
 
