@@ -14,7 +14,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import pydicom
 from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
@@ -29,6 +28,8 @@ from pydicom.uid import (
     RLELossless,
     generate_uid,
 )
+
+from pacs_bridge.demo import group_by_proposal
 
 US_MULTIFRAME = UID("1.2.840.10008.5.1.4.1.1.3.1")
 US_IMAGE = UID("1.2.840.10008.5.1.4.1.1.6.1")
@@ -157,16 +158,6 @@ def echoscu(
     return run(["echoscu", "-aet", calling, "-aec", called, *(extra or []), "127.0.0.1", str(port)])
 
 
-#: storescu's option proposing each compressed transfer syntax (plus the uncompressed ones).
-_PROPOSE = {
-    JPEGBaseline8Bit: "-xy",
-    RLELossless: "-xr",
-    JPEG2000Lossless: "-xv",
-    JPEG2000: "-xw",
-    ExplicitVRBigEndian: "-xb",
-}
-
-
 def storescu(
     port: int,
     files: list[Path],
@@ -180,10 +171,8 @@ def storescu(
     storescu proposes one family of transfer syntaxes per run, so files are sent in
     one run per transfer syntax with the matching ``-x`` option (and never transcoded).
     """
-    groups: dict[str, list[Path]] = {}
-    for path in files:
-        ts = str(pydicom.dcmread(path, stop_before_pixels=True).file_meta.TransferSyntaxUID)
-        groups.setdefault(_PROPOSE.get(UID(ts), "-x="), []).append(path)
+    groups = group_by_proposal(files)
+    assert sum(map(len, groups.values())) == len(files), "some files are not DICOM"
     result: subprocess.CompletedProcess[str] | None = None
     for option, paths in groups.items():
         result = run(

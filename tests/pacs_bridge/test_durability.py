@@ -1,4 +1,4 @@
-"""Durability and concurrency of ``usarchive serve`` processes: SIGKILL mid-store, two servers on one index."""
+"""Durability and concurrency of ``usarchive serve``: SIGKILL mid-store, two servers on one index."""
 
 from __future__ import annotations
 
@@ -66,19 +66,13 @@ def test_sigkill_at_random_moments_loses_no_acknowledged_instance(tmp_path: Path
         process, port = start_serve_process(
             data_dir, ["--allow", "SCANNER"], log_path=tmp_path / f"s{kills}.log"
         )
-        stop = threading.Event()
-
-        def kill_later(proc=process, delay=rng.uniform(0.3, 2.5), stop=stop) -> None:  # type: ignore[no-untyped-def]
-            if not stop.wait(delay):
-                proc.kill()
-
-        killer = threading.Thread(target=kill_later)
+        killer = threading.Timer(rng.uniform(0.3, 2.5), process.kill)
         killer.start()
         try:
             index = _send_until_broken(port, datasets, index, acknowledged)
             interrupted += index < len(datasets)
         finally:
-            stop.set()
+            killer.cancel()
             killer.join()
             if process.poll() is None:
                 process.kill()
