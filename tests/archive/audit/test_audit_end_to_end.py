@@ -20,7 +20,7 @@ from PIL import Image
 from archive.archive import Archive
 from archive.cli.main import main
 from archive.ingest import Origin
-from archive.model import Side, SpinalLevel, Technique
+from archive.model import SpinalLevel
 from archive.outcomes import is_effective, parse_outcomes_csv
 from archive.phantom import GroundTruth, generate_cohort
 from archive.phantom.to_annotation import annotation_from_truth
@@ -54,15 +54,11 @@ def _build_archive(
             path = cohort_dir / clip["dcm"]
             archive.ingest(path, origin=Origin("file", path=str(path)))
             truth = GroundTruth.read(cohort_dir / clip["truth"])
-            # The rules read level and technique from free-text descriptions and get some wrong
-            # (e.g. "L4/5" for a single level); the person running the audit corrects them by hand.
-            archive.tag(
-                truth.sop_instance_uid,
-                user="lead",
-                levels=(SpinalLevel.parse(clip["level"]),),
-                side=Side.parse(clip["side"]),
-                technique=Technique.parse(clip["technique"]),
-            )
+            # Technique and side come from the rules. Levels are corrected by hand, as the person
+            # running the audit would: the descriptions name more levels than the clip shows
+            # ("L4/5 MBB R" for the L4 clip; "L4-5 MBB …" as performed step of a procedure that
+            # also blocked L3), and the per-level groups count a clip once per level it has.
+            archive.tag(truth.sop_instance_uid, user="lead", levels=(SpinalLevel.parse(clip["level"]),))
             annotation = annotation_from_truth(truth, "ann")
             archive.annotations.save(annotation, base_version=None)
             archive.annotations.set_status(truth.sop_instance_uid, "ann", "submitted", by="ann")
