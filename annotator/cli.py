@@ -2,7 +2,8 @@
 
 Registered in the ``usarchive.commands`` entry-point group, so the root
 command (``archive.cli.main``) finds it without depending on this package.
-The review widget and archive browsing come later; this opens files.
+With the SOP Instance UID of an archived clip it opens the Procedure review
+widget (:mod:`annotator.widget`) with that clip loaded.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import click
 from annotator.overlay import attach_time_overlay
 from annotator.reader import is_dicom_file
 from annotator.samples import SAMPLE_SPECS, sample_path
+from archive.archive import Archive
+from archive.settings import ArchiveSettings
 
 if TYPE_CHECKING:
     from napari.viewer import ViewerModel
@@ -52,23 +55,76 @@ def open_clips(viewer: ViewerModel, paths: Sequence[Path]) -> tuple[list[Any], C
     return layers, attach_time_overlay(viewer, layers[-1])
 
 
+# --- review widget (annotator/widget) ---------------------------------------------------------
+
+
+def open_review(viewer: Any, settings: ArchiveSettings, sop_instance_uid: str) -> Any:
+    """Dock the Procedure review widget in ``viewer`` and open an archived clip in it.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer.
+    settings : ArchiveSettings
+        The archive holding the clip (and the reviewer's annotations).
+    sop_instance_uid : str
+        The clip.
+
+    Returns
+    -------
+    ProcedureReviewWidget
+        The docked widget, with the clip loaded.
+    """
+    from annotator.widget import ProcedureReviewWidget
+
+    widget = ProcedureReviewWidget(viewer, archive=Archive.open(settings))
+    viewer.window.add_dock_widget(widget, name="Procedure review", area="right")
+    widget.open_clip(sop_instance_uid)
+    return widget
+
+
+def _split_clips(clips: tuple[str, ...]) -> tuple[list[Path], list[str]]:
+    """Existing files are paths; anything else must be the SOP Instance UID of an archived clip."""
+    paths = [Path(c) for c in clips if Path(c).exists()]
+    uids = [c for c in clips if not Path(c).exists()]
+    return paths, uids
+
+
+# --- end review widget ------------------------------------------------------------------------
+
+
 @click.command("annotate")
-@click.argument("paths", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("clips", nargs=-1)
 @click.option(
     "--sample",
     type=click.Choice(sorted(SAMPLE_SPECS)),
     help="Also open a phantom sample clip (generated into the cache directory on first use).",
 )
-def annotate(paths: tuple[Path, ...], sample: str | None) -> None:
-    """Open DICOM clips in napari, in millimetres, with the current frame's time."""
+@click.pass_context
+def annotate(ctx: click.Context, clips: tuple[str, ...], sample: str | None) -> None:
+    """Open a clip of the archive (by SOP Instance UID) in the review widget, or DICOM files in napari.
+
+    CLIPS are DICOM files or one SOP Instance UID of an archived clip; with a
+    UID, napari opens with the Procedure review widget and that clip loaded.
+    """
+    paths, uids = _split_clips(clips)
+    if len(uids) > 1 or (uids and (paths or sample)):
+        raise click.BadParameter(
+            f"expected DICOM files or one SOP Instance UID of an archived clip, but got "
+            f"{', '.join(uids)} (no such files); open one archived clip at a time",
+            param_hint="CLIPS",
+        )
+    if uids:
+        _review(ctx, uids[0])
+        return
     not_dicom = [str(p) for p in paths if not is_dicom_file(p)]
     if not_dicom:
         raise click.BadParameter(
             f"expected DICOM files (*.dcm, *.dicom or 'DICM' at byte 128), but got {', '.join(not_dicom)}",
-            param_hint="PATHS",
+            param_hint="CLIPS",
         )
     if not paths and sample is None:
-        raise click.UsageError("give one or more DICOM files, or --sample NAME")
+        raise click.UsageError("give an archived clip's SOP Instance UID, DICOM files, or --sample NAME")
     files = [*paths, *([sample_path(sample)] if sample is not None else [])]
 
     import napari
@@ -82,4 +138,25 @@ def annotate(paths: tuple[Path, ...], sample: str | None) -> None:
         cause = exc.__cause__ or exc
         raise click.ClickException(f"cannot open the clip: {cause}") from exc
     logger.info("opened %d clip(s) in napari", len(files))
+    napari.run()
+
+
+def _review(ctx: click.Context, sop_instance_uid: str) -> None:
+    """Start napari with the review widget and one archived clip."""
+    from archive.cli.common import cli_state
+
+    settings = cli_state(ctx).settings
+    with Archive.open(settings) as archive:
+        if archive.show(sop_instance_uid) is None:
+            raise click.BadParameter(
+                f"expected a DICOM file or the SOP Instance UID of an archived clip, but "
+                f"{sop_instance_uid!r} is neither; list archived clips with 'usarchive find'",
+                param_hint="CLIPS",
+            )
+
+    import napari
+
+    viewer = napari.Viewer(title="usarchive review")
+    open_review(viewer, settings, sop_instance_uid)
+    logger.info("opened %s in the review widget", sop_instance_uid)
     napari.run()
