@@ -12,17 +12,15 @@ from archive.ingest import CommitCheck, IngestOutcome, IngestResult, RejectCode
 
 
 class StoreStatus(enum.IntEnum):
-    """C-STORE response statuses."""
+    """C-STORE response statuses the receiver sends.
+
+    An unsupported SOP class or transfer syntax never reaches C-STORE: its
+    presentation context is rejected during association negotiation.
+    """
 
     SUCCESS = 0x0000
-    #: Warning: Data Set does not match SOP Class (stored anyway); not used: we refuse instead.
-    WARNING_DATASET_MISMATCH = 0xB007
     #: Refused: Out of Resources.
     OUT_OF_RESOURCES = 0xA700
-    #: Refused: SOP Class not supported.
-    SOP_CLASS_NOT_SUPPORTED = 0x0122
-    #: Refused: Not Authorized.
-    NOT_AUTHORIZED = 0x0124
     #: Error: Data Set does not match SOP Class.
     DATASET_DOES_NOT_MATCH = 0xA900
     #: Error: Cannot understand.
@@ -34,14 +32,11 @@ class StoreStatus(enum.IntEnum):
 
 
 class CommitFailureReason(enum.IntEnum):
-    """Failure Reason (0008,1197) values of PS3.4 Table J.3-2."""
+    """Failure Reason (0008,1197) values of PS3.4 Table J.3-2 that the archive's checks produce."""
 
     PROCESSING_FAILURE = 0x0110
     NO_SUCH_OBJECT_INSTANCE = 0x0112
-    RESOURCE_LIMITATION = 0x0213
-    REFERENCED_SOP_CLASS_NOT_SUPPORTED = 0x0122
     CLASS_INSTANCE_CONFLICT = 0x0119
-    DUPLICATE_TRANSACTION_UID = 0x0131
 
 
 _REJECT_STATUS: dict[RejectCode, StoreStatus] = {

@@ -157,3 +157,18 @@ def test_eight_concurrent_associations(bridge: BridgeServer, archive: Archive, t
         results = list(pool.map(lambda f: storescu(bridge.port, [f]), files))
     assert all(r.returncode == 0 for r in results), [r.stderr for r in results]
     assert len(archive.find(Query(limit=100))) == 8
+
+
+def test_unsupported_sop_class_is_refused_at_negotiation(bridge: BridgeServer) -> None:
+    ae = _scu()
+    private_class = "1.2.826.0.1.3680043.9.9999.1"  # not a storage SOP class we know
+    ae.add_requested_context(private_class)
+    ae.add_requested_context(Verification)
+    assoc = ae.associate("127.0.0.1", bridge.port, ae_title="USARCHIVE")
+    assert assoc.is_established
+    [refused] = [cx for cx in assoc.rejected_contexts if cx.abstract_syntax == private_class]
+    assert refused.result == 0x03  # abstract syntax not supported
+    ds = make_dataset(sop_class_uid=private_class)
+    with pytest.raises(ValueError, match="No presentation context"):
+        assoc.send_c_store(ds)
+    assoc.release()
