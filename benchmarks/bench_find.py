@@ -11,7 +11,10 @@ instances, 1–2 spinal levels and a procedure row per instance: random but
 seeded). Then ``--queries`` random queries of each kind run through
 ``Archive.find`` (the full API path, row objects included, first page of 100
 rows): by patient ID, by level + technique, and by a 30-day study date range.
-The p50/p95/max latencies go to ``find.json`` and ``find.md`` under ``--out``.
+The p50/p95/max wall-clock latencies, the p95 of the client process's CPU
+time, and the p95 of the main SELECT alone (executed and fetched without
+building result objects) go to ``find.json`` and ``find.md`` under ``--out``,
+with the machine's load average.
 
 PostgreSQL: the server in ``USARCHIVE_TEST_PG`` or on 127.0.0.1:5432, else a
 throwaway cluster (``tests/support/pg.py``); a fresh database is created and
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import random
 import statistics
 import sys
@@ -33,10 +37,11 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from archive.archive import Archive
-from archive.index.queries import Query
+from archive.index import schema
+from archive.index.queries import Query, _find_statement
 from archive.model import SpinalLevel, Technique
 from archive.settings import ArchiveSettings
 
@@ -189,14 +194,35 @@ def measure(archive: Archive, info: dict[str, Any], queries: int, seed: int) -> 
             cpu.append((time.process_time() - start_cpu) * 1000)
             latencies.append((time.perf_counter() - start) * 1000)
             returned += len(rows)
+        sql = _sql_latencies(archive, [make() for _ in range(queries)])
         results[name] = {
             "p50_ms": round(statistics.median(latencies), 2),
             "p95_ms": round(_percentile(latencies, 0.95), 2),
             "max_ms": round(max(latencies), 2),
             "p95_process_cpu_ms": round(_percentile(cpu, 0.95), 2),
+            "p95_sql_only_ms": round(_percentile(sql, 0.95), 2),
             "mean_rows": round(returned / queries, 1),
         }
     return results
+
+
+def _sql_latencies(archive: Archive, queries: list[Query]) -> list[float]:
+    """Latency of the main SELECT alone (database work plus fetching tuples), in ms."""
+    latencies: list[float] = []
+    with archive.engine.connect() as connection:
+        for query in queries:
+            pks = None
+            if query.patient:
+                pks = list(
+                    connection.execute(
+                        select(schema.patient.c.id).where(schema.patient.c.patient_id == query.patient)
+                    ).scalars()
+                )
+            statement = _find_statement(query, pks)
+            start = time.perf_counter()
+            connection.execute(statement).tuples().all()
+            latencies.append((time.perf_counter() - start) * 1000)
+    return latencies
 
 
 def _date_query(rng: random.Random) -> Query:
@@ -232,23 +258,28 @@ def run(backend: str, instances: int, queries: int, seed: int) -> dict[str, Any]
         "backend": backend,
         "instances": info["instances"],
         "fill_s": round(fill_s, 1),
+        "load_average_1min": round(os.getloadavg()[0], 2),
+        "cpus": os.cpu_count(),
         "queries": measured,
     }
 
 
 def to_markdown(results: list[dict[str, Any]], queries: int) -> str:
     """The results as a markdown table."""
+    loads = ", ".join(f"{r['backend']} {r['load_average_1min']}" for r in results)
     lines = [
-        f"`find` latency, first page of {PAGE} rows, {queries} random queries per kind (ms)",
+        f"`find` latency, first page of {PAGE} rows, {queries} random queries per kind (ms); "
+        f"load average after each run: {loads} on {results[0]['cpus']} CPUs",
         "",
-        "| backend | instances | query | p50 | p95 | max | rows/query |",
-        "|---|---:|---|---:|---:|---:|---:|",
+        "| backend | instances | query | p50 | p95 | max | p95 client CPU | p95 SQL only | rows/query |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for result in results:
         for name, numbers in result["queries"].items():
             lines.append(
                 f"| {result['backend']} | {result['instances']:,} | {name} | {numbers['p50_ms']} | "
-                f"{numbers['p95_ms']} | {numbers['max_ms']} | {numbers['mean_rows']} |"
+                f"{numbers['p95_ms']} | {numbers['max_ms']} | {numbers['p95_process_cpu_ms']} | "
+                f"{numbers['p95_sql_only_ms']} | {numbers['mean_rows']} |"
             )
     return "\n".join(lines) + "\n"
 
