@@ -264,23 +264,36 @@ def run(backend: str, instances: int, queries: int, seed: int) -> dict[str, Any]
     }
 
 
-def to_markdown(results: list[dict[str, Any]], queries: int) -> str:
-    """The results as a markdown table."""
+def to_markdown(results: list[dict[str, Any]], queries: int, command: str, when: str) -> str:
+    """The results as a markdown section (title, command, machine, table, what it measures)."""
     loads = ", ".join(f"{r['backend']} {r['load_average_1min']}" for r in results)
     lines = [
-        f"`find` latency, first page of {PAGE} rows, {queries} random queries per kind (ms); "
-        f"load average after each run: {loads} on {results[0]['cpus']} CPUs",
+        f"# find: {results[0]['instances']:,} indexed instances",
         "",
-        "| backend | instances | query | p50 | p95 | max | p95 client CPU | p95 SQL only | rows/query |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|",
+        f"`{command}` — {when}; {results[0]['cpus']} CPUs, load average after each backend: {loads}.",
+        "",
+        f"Latency of `Archive.find` for the first page of {PAGE} rows, {queries} random queries per kind,"
+        " in ms. *client CPU* is the CPU time of the calling process; *SQL only* is the main SELECT executed"
+        " and fetched without building result objects. Target: p95 < 10 ms.",
+        "",
+        "| backend | query | p50 | p95 | max | p95 client CPU | p95 SQL only | rows | p95 < 10 ms |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for result in results:
         for name, numbers in result["queries"].items():
+            verdict = "yes" if numbers["p95_ms"] < 10 else "no"
             lines.append(
-                f"| {result['backend']} | {result['instances']:,} | {name} | {numbers['p50_ms']} | "
-                f"{numbers['p95_ms']} | {numbers['max_ms']} | {numbers['p95_process_cpu_ms']} | "
-                f"{numbers['p95_sql_only_ms']} | {numbers['mean_rows']} |"
+                f"| {result['backend']} | {name} | {numbers['p50_ms']} | {numbers['p95_ms']} | "
+                f"{numbers['max_ms']} | {numbers['p95_process_cpu_ms']} | {numbers['p95_sql_only_ms']} | "
+                f"{numbers['mean_rows']} | {verdict} |"
             )
+    lines += [
+        "",
+        "Every query is answered in index order (EXPLAIN: an index scan on `instance_level(level,"
+        " sort_date, instance_pk)` for a level, on `instance(sort_date, id)` for a date range, and the"
+        " patient → study → series → instance indexes for a patient), stopping after one page. Wall-clock"
+        " times on this shared machine include waiting for a CPU; compare them with the client CPU column.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -296,7 +309,10 @@ def main() -> None:
     results = [run(b.strip(), args.instances, args.queries, args.seed) for b in args.backends.split(",")]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "find.json").write_text(json.dumps(results, indent=2) + "\n")
-    markdown = to_markdown(results, args.queries)
+    command = "python -m benchmarks.bench_find " + " ".join(sys.argv[1:])
+    markdown = to_markdown(
+        results, args.queries, command.strip(), datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    )
     (args.out / "find.md").write_text(markdown)
     print(markdown)
 
