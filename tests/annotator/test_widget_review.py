@@ -208,3 +208,28 @@ def test_keyframe_navigation_erase_and_shortcuts(
     viewer.keymap[KeyBinding.from_str("Alt-S")](viewer)
     assert widget.panel.message.text() == "saved version 1"
     assert archive.annotations.load(uid, "alice").annotation == widget.annotation
+
+
+def test_reviewer_is_asked_once_when_not_configured(
+    make_napari_viewer: ViewerFactory,
+    qtbot: Any,
+    archive: Archive,
+    sample_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("USARCHIVE_REVIEWER")
+    questions: list[str] = []
+
+    def answer(*args: Any, **kwargs: Any) -> tuple[str, bool]:
+        questions.append(str(args[2]))
+        return " erin ", True
+
+    monkeypatch.setattr("annotator.widget.widget.QInputDialog.getText", answer)
+    uid = ingest(archive, sample_dir / f"{LUMBAR}.dcm")
+    widget = open_widget(make_napari_viewer(), archive)
+    assert widget.reviewer_field.text() == ""
+    open_clip_from_list(qtbot, widget, uid)
+    open_clip_from_list(qtbot, widget, uid)
+    assert len(questions) == 1 and "user name" in questions[0]
+    assert widget.reviewer_field.text() == "erin"
+    assert widget.session is not None and widget.session.reviewer == "erin"
