@@ -27,7 +27,7 @@ import errno
 import io
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -595,30 +595,22 @@ class Archive:
         with write_transaction(self.engine) as connection:
             return tags.tag_uid(connection, uid, edit, user=user, note=note, now=datetime.now(UTC))
 
-    def iter_index(self, batch: int = 2000) -> list[StoredInstance]:
-        """Every indexed instance's file facts (for verification), in id order."""
-        found: list[StoredInstance] = []
+    def iter_index(self, batch: int = 2000) -> Iterator[StoredInstance]:
+        """Every indexed instance's file facts (for verification), in id order, read in batches.
+
+        Each batch is read in its own short transaction, so a long verification
+        never holds a read snapshot open.
+        """
         table = schema.instance
+        columns = (table.c.id, table.c.sop_instance_uid, table.c.sop_class_uid, table.c.path, table.c.sha256)
         last = 0
-        with self.engine.connect() as connection:
-            while True:
+        while True:
+            with self.engine.connect() as connection:
                 rows = connection.execute(
-                    select(
-                        table.c.id,
-                        table.c.sop_instance_uid,
-                        table.c.sop_class_uid,
-                        table.c.path,
-                        table.c.sha256,
-                        table.c.size,
-                    )
-                    .where(table.c.id > last)
-                    .order_by(table.c.id)
-                    .limit(batch)
+                    select(*columns, table.c.size).where(table.c.id > last).order_by(table.c.id).limit(batch)
                 ).all()
-                if not rows:
-                    return found
-                found.extend(
-                    StoredInstance(r.id, r.sop_instance_uid, r.sop_class_uid, r.path, r.sha256, r.size)
-                    for r in rows
-                )
-                last = rows[-1].id
+            if not rows:
+                return
+            for r in rows:
+                yield StoredInstance(r.id, r.sop_instance_uid, r.sop_class_uid, r.path, r.sha256, r.size)
+            last = rows[-1].id

@@ -89,7 +89,7 @@ def test_killed_imports_never_leave_rows_without_files(tmp_path: Path, db_url: s
         # everything can still be imported afterwards, and nothing was lost
         outcomes = {archive.ingest(path, origin=Origin("file")).outcome for path in inputs}
         assert outcomes <= {IngestOutcome.STORED, IngestOutcome.DUPLICATE}
-        assert len(archive.iter_index()) == len(inputs)
+        assert len(list(archive.iter_index())) == len(inputs)
 
 
 def _assert_every_row_has_its_file(data_dir: Path, db_url: str) -> None:
