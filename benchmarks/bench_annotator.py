@@ -115,7 +115,7 @@ def run(n_frames: int, rows: int, cols: int, out_dir: Path) -> dict[str, Any]:
 
         steps_ms: list[float] = []
         slice_ms: list[float] = []
-        rss_samples: list[tuple[int, float]] = [(0, rss_mb())]
+        rss_samples: list[tuple[int, float]] = []
         for index in range(n_frames):
             started = time.perf_counter()
             viewer.dims.set_current_step(0, index)
