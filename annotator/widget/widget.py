@@ -27,6 +27,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from annotator.errors import ClipOpenError
 from annotator.overlay import attach_time_overlay, current_frame_index
 from annotator.reader import notify_frame_error, read_clip
 from annotator.widget.clip_list import ClipList
@@ -134,7 +135,9 @@ class ProcedureReviewWidget(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(self.tabs)
 
-        self.viewer.dims.events.current_step.connect(self._on_frame_change)
+        on_step, dims_events = self._on_frame_change, self.viewer.dims.events
+        dims_events.current_step.connect(on_step)
+        self.destroyed.connect(lambda *_: dims_events.current_step.disconnect(on_step))
         self._bind_shortcuts()
         self.clip_list.refresh()
         self._update_panel()
@@ -181,9 +184,13 @@ class ProcedureReviewWidget(QWidget):
         if reviewer is None:
             self._say("no reviewer name given: the clip was not opened")
             return
-        path = archived_clip_path(self.archive, sop_instance_uid)
+        try:
+            path = archived_clip_path(self.archive, sop_instance_uid)
+            data, kwargs, _ = read_clip(path, on_error=notify_frame_error)
+        except (AnnotationError, ClipOpenError) as exc:
+            self._warn(f"cannot open the clip: {exc}")
+            return
         self.close_clip()
-        data, kwargs, _ = read_clip(path, on_error=notify_frame_error)
         self.image = self.viewer.add_image(data, **kwargs)
         self.calibration = calibration_or_none(data.header)
         self._frame_times_ms = kwargs["metadata"]["frame_times_ms"]
@@ -409,7 +416,10 @@ class ProcedureReviewWidget(QWidget):
             if self.annotation is not None and self.annotation.is_keyframe(MarkKind.TARGET, frame):
                 self._apply(lambda a: a.without_target(frame))
             return
-        name = self.panel.target_name.text().strip() or DEFAULT_TARGET_NAME
+        # Moving a shown target keeps its name (interpolation needs equal names); a new one takes the field's.
+        shown = self.annotation.target_at(frame) if self.annotation is not None else None
+        typed = self.panel.target_name.text().strip() or DEFAULT_TARGET_NAME
+        name = shown.name if shown is not None and str(event.action) == "changed" else typed
         self._apply(lambda a: a.with_target(frame, TargetMark(point, name)))
 
     # napari emits ``paint`` before it writes the painted pixels: the layer is read on the next

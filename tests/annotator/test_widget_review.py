@@ -179,7 +179,26 @@ def test_keyframe_navigation_erase_and_shortcuts(
         widget.go_to_frame(frame)
         widget.tool_needle()
         widget.marks.needle.add_paths([np.asarray(truth.needle[frame])])
+    # Editing a keyframe (dragging its path, here: replacing the layer data) moves the interpolated frames.
     widget.go_to_frame(12)
+    assert widget.annotation is not None
+    before = widget.annotation.needle_at(12)
+    assert before is not None and widget.annotation.is_interpolated(MarkKind.NEEDLE, 12)
+    widget.go_to_frame(20)
+    moved = np.asarray(truth.needle[20]) + np.array([4.0, -6.0])
+    widget.marks.needle.data = [moved]
+    after = widget.annotation.needle_at(12) if widget.annotation is not None else None
+    assert after is not None and after != before
+    np.testing.assert_allclose(
+        after.points, np.asarray(before.points) + (12 - 6) / (20 - 6) * np.array([4.0, -6.0]), atol=1e-3
+    )
+    # Editing the interpolated frame itself makes it a keyframe.
+    widget.go_to_frame(12)
+    qtbot.waitUntil(lambda: len(widget.marks.needle.data) == 1)
+    widget.marks.needle.data = [np.asarray(after.points) + np.array([1.0, 1.0])]
+    assert widget.annotation is not None and widget.annotation.keyframes(MarkKind.NEEDLE) == (6, 12, 20)
+    widget.marks.needle.data = []  # deleting the path deletes the keyframe again
+    assert widget.annotation is not None and widget.annotation.keyframes(MarkKind.NEEDLE) == (6, 20)
     click(qtbot, widget, "next_keyframe")
     assert widget.current_frame() == 20
     click(qtbot, widget, "previous_keyframe")
