@@ -220,7 +220,7 @@ def _sql_latencies(archive: Archive, queries: list[Query]) -> list[float]:
                 )
             statement = _find_statement(query, pks)
             start = time.perf_counter()
-            connection.execute(statement).tuples().all()
+            connection.execute(statement).all()
             latencies.append((time.perf_counter() - start) * 1000)
     return latencies
 

@@ -207,7 +207,7 @@ def levels_of(connection: Connection, pks: Sequence[int]) -> dict[int, tuple[str
     for start in range(0, len(pks), 500):
         chunk = list(pks[start : start + 500])
         statement = select(_lvl.c.instance_pk, _lvl.c.level).where(_lvl.c.instance_pk.in_(chunk))
-        for pk, level in connection.execute(statement).tuples():
+        for pk, level in connection.execute(statement):
             found[pk].append(level)
     return {pk: tuple(sorted(levels, key=_LEVEL_ORDER.__getitem__)) for pk, levels in found.items()}
 
@@ -237,7 +237,7 @@ def find(connection: Connection, query: Query) -> list[InstanceRow]:
         ]
         if not patient_pks:
             return []
-    rows = connection.execute(_find_statement(query, patient_pks)).tuples().all()
+    rows = connection.execute(_find_statement(query, patient_pks)).all()
     levels = levels_of(connection, [row[0] for row in rows])
     # Positional unpacking in the order of _columns(): this loop is most of find's client time.
     return [
