@@ -97,7 +97,9 @@ class ClipList(QWidget):
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header = self.table.horizontalHeader()
+        if header is not None:
+            header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.cellDoubleClicked.connect(lambda row, _col: self.open_row(row))
 
         self.search_button = QPushButton("Search")
@@ -176,6 +178,7 @@ class ClipList(QWidget):
 
     def open_selected(self) -> None:
         """Open the selected clip (nothing happens when no row is selected)."""
-        selected = self.table.selectionModel().selectedRows()
+        model = self.table.selectionModel()
+        selected = model.selectedRows() if model is not None else []
         if selected:
             self.open_row(selected[0].row())

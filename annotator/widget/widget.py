@@ -54,6 +54,18 @@ logger = logging.getLogger(__name__)
 _DONE = {"added", "changed", "removed"}
 
 
+def _forget_viewer(viewer: Viewer, on_step: Callable[..., None]) -> Callable[..., None]:
+    """What to undo in the viewer when the widget is destroyed (no reference to the widget itself)."""
+    keys = [s.key for s in SHORTCUTS if s.action is not None]
+
+    def forget(*_: Any) -> None:
+        viewer.dims.events.current_step.disconnect(on_step)
+        for key in keys:
+            viewer.bind_key(key, None, overwrite=True)
+
+    return forget
+
+
 class ProcedureReviewWidget(QWidget):
     """Dock widget to review ultrasound-guided procedure clips from the archive.
 
@@ -135,10 +147,9 @@ class ProcedureReviewWidget(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(self.tabs)
 
-        on_step, dims_events = self._on_frame_change, self.viewer.dims.events
-        dims_events.current_step.connect(on_step)
-        self.destroyed.connect(lambda *_: dims_events.current_step.disconnect(on_step))
+        self.viewer.dims.events.current_step.connect(self._on_frame_change)
         self._bind_shortcuts()
+        self.destroyed.connect(_forget_viewer(self.viewer, self._on_frame_change))
         self.clip_list.refresh()
         self._update_panel()
 
