@@ -133,3 +133,27 @@ def test_corrupt_frame_notifies_and_shows_black(make_napari_viewer: ViewerFactor
     assert len(errors) == 1
     assert "broken.dcm" in errors[0]
     assert "frame 5 (index 4)" in errors[0]
+
+
+def test_no_reference_leak_on_none(make_napari_viewer: ViewerFactory, tmp_path: Path, qtbot: Any) -> None:
+    """Stepping through frames must not drain ``None``'s reference count.
+
+    PySide6 6.12 on Python 3.11 lost ~50 references to ``None`` per step, which
+    aborts the interpreter after a few thousand steps; the Qt binding was
+    changed for it (see conftest.py). ``None`` is immortal from Python 3.12.
+    """
+    import sys
+
+    path = write_clip(tmp_path / "clip.dcm", moving_bar_frames(40, 32, 40))
+    viewer = make_napari_viewer(show=True)
+    _open(viewer, path)
+    for index in range(5):
+        viewer.dims.set_current_step(0, index)
+    qtbot.wait(1)
+    before = sys.getrefcount(None)
+    steps = 200
+    for index in range(steps):
+        viewer.dims.set_current_step(0, index % 40)
+    qtbot.wait(1)
+    lost_per_step = (before - sys.getrefcount(None)) / steps
+    assert lost_per_step < 1.0
