@@ -17,7 +17,7 @@ ceiling: the same bytes written locally with write + fsync + rename + fsync of
 the directory, no network. Figures are medians over ``--rounds``:
 
 * ``--clips`` uncompressed clips of ``--frames`` frames of 640×480 (≈ 30 MB) → MB/s;
-* ``--single`` single-frame 640×480 images → instances/s;
+* ``--single`` single-frame 640×480 images, in studies of 30 → instances/s;
 * one clip of ``--big-gb`` GB → peak resident memory (VmHWM) of ``usarchive serve``.
 
 Results go to ``receive.json`` and ``receive.md`` under ``--out``.
@@ -54,14 +54,19 @@ ROOT = Path(__file__).resolve().parent.parent
 USARCHIVE = str(Path(sys.executable).with_name("usarchive"))
 ENV = {**os.environ, "TCP_NODELAY": "1"}
 ROWS, COLUMNS = 480, 640
+#: Single-frame images come as an examination does: studies of this many images, one series each.
+SINGLES_PER_STUDY = 30
 
 
-def _write(path: Path, frames: int, rng: np.random.Generator) -> None:
-    """An uncompressed 8-bit ultrasound image or clip with random (incompressible) pixels."""
+def _write(path: Path, frames: int, rng: np.random.Generator, series: tuple[str, str] | None = None) -> None:
+    """An uncompressed 8-bit ultrasound image or clip with random (incompressible) pixels.
+
+    ``series`` gives (study, series) UIDs; by default each file is its own study.
+    """
     ds = Dataset()
     ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.3.1" if frames > 1 else "1.2.840.10008.5.1.4.1.1.6.1"
     ds.SOPInstanceUID = generate_uid()
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = series or (generate_uid(), generate_uid())
     ds.PatientID, ds.PatientName, ds.StudyDate, ds.Modality = "BENCH", "Bench^Mark", "20240101", "US"
     ds.SeriesDescription = "L4 L5 medial branch block right OT"
     ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation = ROWS, COLUMNS, 1, "MONOCHROME2"
@@ -262,8 +267,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     singles = [singles_dir / f"img{i:03d}.dcm" for i in range(args.single)]
     for path in clips:
         _write(path, args.frames, rng)
-    for path in singles:
-        _write(path, 1, rng)
+    for index, path in enumerate(singles):
+        if index % SINGLES_PER_STUDY == 0:
+            series = (generate_uid(), generate_uid())
+        _write(path, 1, rng, series)
     clips_mb = sum(p.stat().st_size for p in clips) / 1e6
     receivers: list[Receiver] = [Usarchive(work / "rx-usarchive"), Storescp(work / "rx-storescp")]
     if not args.no_orthanc:
@@ -326,7 +333,8 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"Sender: dcmtk `storescu`, one association per batch, `TCP_NODELAY=1`. "
         f"{result['clips']['count']} clips × {result['clips']['frames']} frames 640×480 "
-        f"({result['clips']['total_mb']} MB); {result['singles']['count']} single-frame 640×480 images. "
+        f"({result['clips']['total_mb']} MB), one study each; {result['singles']['count']} single-frame "
+        f"640×480 images in studies of {SINGLES_PER_STUDY} (one series each). "
         "Medians of the rounds; receivers alternate within each round.",
         "",
         "| receiver | clips MB/s | single-frame instances/s |",

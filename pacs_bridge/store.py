@@ -83,8 +83,10 @@ def _check_header(path: Path, sop_class_uid: str, sop_instance_uid: str) -> tupl
         header = dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID", "SOPInstanceUID"])
         dataset_class = header.get("SOPClassUID")
         dataset_instance = header.get("SOPInstanceUID")
-    except (InvalidDicomError, ValueError, KeyError, EOFError, OSError, TypeError, AttributeError) as exc:
-        return StoreStatus.CANNOT_UNDERSTAND, f"unreadable data set: {exc}"
+    except InvalidDicomError as exc:
+        return StoreStatus.CANNOT_UNDERSTAND, f"not a DICOM data set: {exc}"
+    except Exception as exc:  # pydicom raises many types on corrupt input
+        return StoreStatus.CANNOT_UNDERSTAND, f"unreadable data set: {type(exc).__name__}: {exc}"
     if dataset_class is not None and str(dataset_class) != sop_class_uid:
         return StoreStatus.DATASET_DOES_NOT_MATCH, f"data set SOP class {dataset_class} != request"
     if dataset_instance is not None and str(dataset_instance) != sop_instance_uid:

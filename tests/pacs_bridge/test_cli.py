@@ -69,6 +69,10 @@ def test_serve_stores_and_stops_on_sigterm_after_the_store_in_flight(tmp_path: P
                 pdu.from_primitive(primitive)
                 assoc.dul.socket.send(pdu.encode())
 
+        # Hand-made DIMSE traffic: pause the requestor's reactor as pynetdicom's own send_*()
+        # do, or it takes our C-STORE response off the queue as "unexpected".
+        assoc._reactor_checkpoint.clear()
+        wait_for(lambda: assoc._is_paused, what="the association reactor to pause")
         half = len(primitives) // 2
         send(primitives[:half])
         spool_root = data_dir / "store" / ".tmp" / "pacs_bridge"
@@ -78,6 +82,7 @@ def test_serve_stores_and_stops_on_sigterm_after_the_store_in_flight(tmp_path: P
         assert process.poll() is None  # still waiting for our data set
         send(primitives[half:])
         _, response = assoc.dimse.get_msg(block=True)
+        assoc._reactor_checkpoint.set()
         assert response is not None and response.Status == 0x0000
         assoc.release()
         assert process.wait(timeout=60) == 0
