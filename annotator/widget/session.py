@@ -63,11 +63,15 @@ class ReviewSession:
     sop_instance_uid : str
         The clip.
     reviewer : str
-        Whose annotation is edited (also who saves and changes the status).
+        Whose annotation is shown and edited.
     n_frames : int
         Frames of the clip.
     frame_shape : tuple of int
         ``(rows, cols)`` of one frame.
+    user : str, optional
+        Who works on it (recorded as saver and as author of status changes);
+        by default ``reviewer``. An approver opens a reviewer's annotation
+        with their own name here.
 
     Attributes
     ----------
@@ -84,8 +88,11 @@ class ReviewSession:
         reviewer: str,
         n_frames: int,
         frame_shape: tuple[int, int],
+        *,
+        user: str | None = None,
     ) -> None:
         self.archive = archive
+        self.user = user or reviewer
         self.sop_instance_uid = sop_instance_uid
         self.reviewer = reviewer
         self.n_frames = n_frames
@@ -135,7 +142,9 @@ class ReviewSession:
         AnnotationError
             If the store refuses it (see :meth:`AnnotationStore.save`).
         """
-        saved = self.archive.annotations.save(self.annotation, base_version=self.base_version)
+        saved = self.archive.annotations.save(
+            self.annotation, base_version=self.base_version, saved_by=self.user
+        )
         self.base_version = saved.version
         self._saved = self.annotation
         return saved
@@ -165,7 +174,7 @@ class ReviewSession:
         if self.dirty or self.base_version is None:
             self.save()
         new = self.archive.annotations.set_status(
-            self.sop_instance_uid, self.reviewer, status, by=self.reviewer, comment=comment
+            self.sop_instance_uid, self.reviewer, status, by=self.user, comment=comment
         )
         self.reload()
         return new

@@ -11,7 +11,9 @@ tools (paint, erase, select, ...) and Ctrl to its menus.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -75,3 +77,37 @@ def help_text() -> str:
         "on an uncalibrated clip they say 'unavailable'.",
     ]
     return "\n".join(lines)
+
+
+def bind_shortcuts(viewer: Any, target: object) -> Callable[[], None]:
+    """Bind every :data:`SHORTCUTS` key with an action to ``target``'s method of that name.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        Keys are bound on the viewer (``viewer.bind_key``), replacing earlier bindings.
+    target : object
+        Has a method without arguments for each action (the review widget).
+
+    Returns
+    -------
+    callable
+        Unbinds the keys again.
+    """
+    keys = []
+    for shortcut in SHORTCUTS:
+        if shortcut.action is None:
+            continue
+        method: Callable[[], object] = getattr(target, shortcut.action)
+
+        def call(_viewer: Any, method: Callable[[], object] = method) -> None:
+            method()
+
+        viewer.bind_key(shortcut.key, call, overwrite=True)
+        keys.append(shortcut.key)
+
+    def unbind() -> None:
+        for key in keys:
+            viewer.bind_key(key, None, overwrite=True)
+
+    return unbind

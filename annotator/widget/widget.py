@@ -35,7 +35,7 @@ from annotator.widget.layers import MarkLayers
 from annotator.widget.panel import DEFAULT_TARGET_NAME, EVENT_BUTTONS, ReviewPanel, event_action
 from annotator.widget.readout import FrameReadout, frame_readout
 from annotator.widget.session import ReviewSession, archived_clip_path
-from annotator.widget.shortcuts import SHORTCUTS, help_text
+from annotator.widget.shortcuts import bind_shortcuts, help_text
 from archive.annotation import ClipAnnotation, MarkKind, NeedleMark, TargetMark
 from archive.annotations_store import resolve_reviewer
 from archive.archive import Archive
@@ -52,18 +52,6 @@ logger = logging.getLogger(__name__)
 
 #: Layer events that mean an edit is finished (napari ActionType values).
 _DONE = {"added", "changed", "removed"}
-
-
-def _forget_viewer(viewer: Viewer, on_step: Callable[..., None]) -> Callable[..., None]:
-    """What to undo in the viewer when the widget is destroyed (no reference to the widget itself)."""
-    keys = [s.key for s in SHORTCUTS if s.action is not None]
-
-    def forget(*_: Any) -> None:
-        viewer.dims.events.current_step.disconnect(on_step)
-        for key in keys:
-            viewer.bind_key(key, None, overwrite=True)
-
-    return forget
 
 
 class ProcedureReviewWidget(QWidget):
@@ -139,6 +127,7 @@ class ProcedureReviewWidget(QWidget):
             self.panel.status_combo.currentText(), self.panel.comment.text()
         )
         self.panel = ReviewPanel(actions)
+        self.panel.owner.textActivated.connect(self.show_annotation_of)
         self.tabs.addTab(self.panel, "Review")
         self.help = QPlainTextEdit(help_text())
         self.help.setObjectName("help")
@@ -148,23 +137,12 @@ class ProcedureReviewWidget(QWidget):
         layout.addWidget(self.tabs)
 
         self.viewer.dims.events.current_step.connect(self._on_frame_change)
-        self._bind_shortcuts()
-        self.destroyed.connect(_forget_viewer(self.viewer, self._on_frame_change))
+        unbind = bind_shortcuts(self.viewer, self)
+        # The widget's C++ side can go before the viewer: then forget it (no reference to self).
+        on_step, dims_events = self._on_frame_change, self.viewer.dims.events
+        self.destroyed.connect(lambda *_: (dims_events.current_step.disconnect(on_step), unbind()))
         self.clip_list.refresh()
         self._update_panel()
-
-    # -- layout -------------------------------------------------------------------------------
-
-    def _bind_shortcuts(self) -> None:
-        for shortcut in SHORTCUTS:
-            if shortcut.action is None:
-                continue
-            method = getattr(self, shortcut.action)
-
-            def call(_viewer: Any, method: Callable[[], Any] = method) -> None:
-                method()
-
-            self.viewer.bind_key(shortcut.key, call, overwrite=True)
 
     # -- opening ------------------------------------------------------------------------------
 
@@ -206,7 +184,10 @@ class ProcedureReviewWidget(QWidget):
         self.calibration = calibration_or_none(data.header)
         self._frame_times_ms = kwargs["metadata"]["frame_times_ms"]
         n_frames, rows, cols = data.shape[:3]
-        self.session = ReviewSession(self.archive, sop_instance_uid, reviewer, n_frames, (rows, cols))
+        self.session = ReviewSession(
+            self.archive, sop_instance_uid, reviewer, n_frames, (rows, cols), user=reviewer
+        )
+        self._fill_owners()
         scale = (float(kwargs["scale"][1]), float(kwargs["scale"][2]))
         self.marks = MarkLayers(
             self.viewer,
@@ -226,6 +207,55 @@ class ProcedureReviewWidget(QWidget):
         self.tabs.setCurrentIndex(1)
         self.refresh()
         logger.info("opened clip %s for %s", sop_instance_uid, reviewer)
+
+    def _fill_owners(self) -> None:
+        session = self.session
+        combo = self.panel.owner
+        combo.blockSignals(True)
+        combo.clear()
+        if session is not None:
+            names = set(self.archive.annotations.reviewers(session.sop_instance_uid))
+            combo.addItems(sorted(names | {session.user, session.reviewer}))
+            combo.setCurrentText(session.reviewer)
+        combo.blockSignals(False)
+
+    def show_annotation_of(self, owner: str) -> bool:
+        """Show another reviewer's annotation of the open clip (e.g. to approve it).
+
+        Edits, saves and status changes then apply to ``owner``'s annotation and
+        are recorded as made by the current reviewer.
+
+        Parameters
+        ----------
+        owner : str
+            The reviewer whose annotation to show.
+
+        Returns
+        -------
+        bool
+            ``False`` (nothing changes) when no clip is open or the shown
+            annotation has unsaved edits.
+        """
+        self._flush_paint()
+        session = self.session
+        if session is None:
+            return False
+        if session.dirty:
+            self._warn(f"{session.reviewer}'s annotation has unsaved edits: save them first")
+            self._fill_owners()
+            return False
+        self.session = ReviewSession(
+            self.archive,
+            session.sop_instance_uid,
+            owner,
+            session.n_frames,
+            session.frame_shape,
+            user=session.user,
+        )
+        self._fill_owners()
+        self._say(f"showing {owner}'s annotation")
+        self.refresh()
+        return True
 
     def close_clip(self) -> None:
         """Remove the clip and its mark layers from the viewer (unsaved edits are dropped)."""

@@ -252,3 +252,34 @@ def test_reviewer_is_asked_once_when_not_configured(
     assert len(questions) == 1 and "user name" in questions[0]
     assert widget.reviewer_field.text() == "erin"
     assert widget.session is not None and widget.session.reviewer == "erin"
+
+
+def test_approver_opens_a_reviewers_annotation_and_approves_it(
+    make_napari_viewer: ViewerFactory, qtbot: Any, archive: Archive, sample_dir: Path
+) -> None:
+    source = sample_dir / f"{LUMBAR}.dcm"
+    uid = ingest(archive, source)
+    truth = GroundTruth.read(source.with_suffix(".json"))
+    viewer = make_napari_viewer()
+    widget = open_widget(viewer, archive)
+    open_clip_from_list(qtbot, widget, uid)
+    _mark_needle_and_target(widget, truth, 10)
+    assert widget.set_status("submitted")
+    alice = widget.annotation
+
+    # Bob, the approver, opens the same clip: his own (empty) annotation first, alice's on request.
+    widget.reviewer_field.setText("bob")
+    open_clip_from_list(qtbot, widget, uid)
+    assert widget.annotation is not None and widget.annotation.reviewer == "bob"
+    assert not widget.annotation.needle
+    owners = [widget.panel.owner.itemText(i) for i in range(widget.panel.owner.count())]
+    assert owners == ["alice", "bob"]
+    widget.panel.owner.textActivated.emit("alice")
+    assert widget.annotation == alice
+    assert widget.panel.status_label.text().startswith("alice: submitted")
+    assert widget.set_status("approved", "tip on the SAP-TP junction")
+    stored = archive.annotations.load(uid, "alice")
+    assert stored.status is ReviewStatus.APPROVED
+    assert stored.annotation.comments[-1].author == "bob"
+    assert [c.author for c in archive.annotations.comments(uid, "alice")][-1] == "bob"
+    assert archive.annotations.reviewers(uid) == ["alice"]  # bob saved nothing of his own
