@@ -30,6 +30,11 @@ system-deps:
 run: venv
 	USARCHIVE_HOME=$(DEMO_HOME) bash scripts/demo.sh
 
+# import the samples into the default archive, then review one in napari
+review: dev-venv
+	$(BIN)/usarchive import sample_dicom
+	$(BIN)/usarchive annotate $$($(BIN)/python -c 'import json; print(json.load(open("sample_dicom/l4_tt_inplane_mono.json"))["sop_instance_uid"])')
+
 samples: venv
 	$(BIN)/usarchive sample samples sample_dicom
 
