@@ -357,6 +357,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"`usarchive serve` {result['big']['peak_rss_mb']} MB (idle {result['big']['idle_rss_mb']} MB; "
         "target < 200 MB).",
         "",
+        "Where a target is missed, what limits it (profile) is in docs/pacs_bridge.md, *Performance*.",
+        "",
     ]
     return "\n".join(lines)
 
