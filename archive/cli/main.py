@@ -1,13 +1,15 @@
 """Root of the ``usarchive`` command.
 
-Commands of ``archive`` are added here directly. Commands of the packages that
-depend on ``archive`` (``pacs_bridge``'s ``serve``, ``annotator``'s
-``annotate``) are found through the ``usarchive.commands`` entry-point group,
-so the dependency arrows keep pointing toward ``archive``.
+Commands of ``archive`` are listed in :data:`ARCHIVE_COMMANDS` and imported
+when used. Commands of the packages that depend on ``archive``
+(``pacs_bridge``'s ``serve``, ``annotator``'s ``annotate``) are found through
+the ``usarchive.commands`` entry-point group, so the dependency arrows keep
+pointing toward ``archive``.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -15,31 +17,104 @@ from typing import Any
 
 import click
 
-from archive.cli.sample import sample
 from archive.errors import ArchiveError
 from archive.settings import ENV_DB, ENV_HOME, ArchiveSettings
 
+#: The archive's own subcommands: name → ("module:attribute", one-line help).
+#: Loaded on first use, so running one command imports only what it needs (the
+#: receiver does not load matplotlib); ``--help`` lists them from this table.
+#: ``tests/archive/test_cli_main.py`` checks each line against the command's own help.
+ARCHIVE_COMMANDS: dict[str, tuple[str, str]] = {
+    "audit": (
+        "archive.cli.audit:audit_command",
+        "Audit reviewed clips and their procedures' outcomes, grouped by technique × level.",
+    ),
+    "export": (
+        "archive.cli.export:export_command",
+        "Export clips: hdf5 and dicom are de-identified research exports; sr is not.",
+    ),
+    "find": (
+        "archive.cli.find:find_command",
+        "Find instances; a table, or with --json a list (see docs/json-output.md).",
+    ),
+    "import": (
+        "archive.cli.import_cmd:import_command",
+        "Import DICOM files and directories (recursively) into the archive.",
+    ),
+    "outcome": (
+        "archive.cli.outcome:outcome",
+        "Clinical outcomes per procedure (study and side): VAS, ODI and adverse events.",
+    ),
+    "review": (
+        "archive.cli.review:review",
+        "Reviewers' annotations: status, history, JSON export and import.",
+    ),
+    "sample": (
+        "archive.cli.sample:sample",
+        "Synthetic ultrasound-guided spinal injection clips with JSON ground truth.",
+    ),
+    "show": (
+        "archive.cli.show:show_command",
+        "Show the study, series or instance with this UID.",
+    ),
+    "stats": (
+        "archive.cli.stats:stats_command",
+        "Counts of patients, studies, series, instances, bytes, and by procedure attribute.",
+    ),
+    "tag": (
+        "archive.cli.tag:tag_command",
+        "Set level, side, technique or procedure of a study, series or instance.",
+    ),
+    "verify": (
+        "archive.cli.verify_cmd:verify_command",
+        "Check every stored file against the index; exit status 1 on problems.",
+    ),
+}
 
-class _PluggableGroup(click.Group):
-    """A group that also lists the commands registered by entry point."""
+
+def _load(target: str) -> click.Command:
+    module_name, _, attribute = target.partition(":")
+    loaded = getattr(importlib.import_module(module_name), attribute)
+    if not isinstance(loaded, click.Command):
+        raise click.ClickException(f"{target} is not a click command")
+    return loaded
+
+
+class _LazyGroup(click.Group):
+    """The root group: the archive's commands and plugins, each loaded when used.
+
+    Plugins are the ``usarchive.commands`` entry points (``serve``, ``annotate``).
+    """
 
     def _plugins(self) -> dict[str, Any]:
         return {ep.name: ep for ep in entry_points(group="usarchive.commands")}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(set(super().list_commands(ctx)) | set(self._plugins()))
+        return sorted(set(super().list_commands(ctx)) | set(ARCHIVE_COMMANDS) | set(self._plugins()))
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         command = super().get_command(ctx, cmd_name)
         if command is not None:
             return command
+        if cmd_name in ARCHIVE_COMMANDS:
+            return _load(ARCHIVE_COMMANDS[cmd_name][0])
         plugin = self._plugins().get(cmd_name)
         if plugin is None:
             return None
-        loaded = plugin.load()
-        if not isinstance(loaded, click.Command):
-            raise click.ClickException(f"entry point {plugin.value} is not a click command")
-        return loaded
+        return _load(plugin.value)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            if name in ARCHIVE_COMMANDS:
+                rows.append((name, ARCHIVE_COMMANDS[name][1]))
+                continue
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit=formatter.width)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
 
 class CliState:
@@ -62,7 +137,7 @@ class CliState:
         return self._settings
 
 
-@click.group(cls=_PluggableGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -89,27 +164,3 @@ def main(
     level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     ctx.obj = CliState(data_dir, db_url, json_output)
-
-
-def _add_archive_commands() -> None:
-    from archive.cli.audit import audit_command
-    from archive.cli.export import export_command
-    from archive.cli.find import find_command
-    from archive.cli.import_cmd import import_command
-    from archive.cli.outcome import outcome
-    from archive.cli.review import review
-    from archive.cli.show import show_command
-    from archive.cli.stats import stats_command
-    from archive.cli.tag import tag_command
-    from archive.cli.verify_cmd import verify_command
-
-    for command in (import_command, find_command, show_command, tag_command, verify_command, stats_command):
-        main.add_command(command)
-    main.add_command(review)
-    main.add_command(export_command)
-    main.add_command(outcome)
-    main.add_command(audit_command)
-
-
-_add_archive_commands()
-main.add_command(sample)
