@@ -8,6 +8,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -16,7 +17,7 @@ from rich.table import Table
 from archive.annotation import ClipAnnotation, canonical_json, from_json
 from archive.annotations_store import AnnotationStore, resolve_reviewer
 from archive.cli.common import cli_state, open_archive, print_json
-from archive.errors import ArchiveError
+from archive.errors import AnnotationError, ArchiveError
 from archive.model import ReviewStatus
 
 _STATUSES = [status.value for status in ReviewStatus]
@@ -30,6 +31,46 @@ def _store(ctx: click.Context) -> Iterator[AnnotationStore]:
             yield archive.annotations
         except ArchiveError as exc:
             raise click.ClickException(str(exc)) from exc
+
+
+class _Batch:
+    """Reports the items of a many-argument command: text as each is done, JSON as one list.
+
+    Used as a context manager around the loop; on leaving it the JSON list of
+    the items done so far is printed (also when an item failed, before the error).
+    """
+
+    def __init__(self, ctx: click.Context, total: int) -> None:
+        self._json = bool(cli_state(ctx).json_output)
+        self._total = total
+        self._documents: list[dict[str, Any]] = []
+
+    def __enter__(self) -> _Batch:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._json:
+            print_json(self._documents)
+
+    @contextmanager
+    def item(self, name: str) -> Iterator[None]:
+        """Process one item: an archive error stops the command, naming ``name``."""
+        try:
+            yield
+        except ArchiveError as exc:
+            message = f"{name}: {exc}"
+            if self._total > 1:
+                done = len(self._documents)
+                message += (
+                    f" (stopped here: {done} done before it, {self._total - done - 1} after it not processed)"
+                )
+            raise click.ClickException(message) from exc
+
+    def done(self, document: dict[str, Any], line: str) -> None:
+        """Report one item done: ``line`` now in text mode, ``document`` in the JSON list."""
+        self._documents.append(document)
+        if not self._json:
+            click.echo(line)
 
 
 def _identity(ctx: click.Context, given: str | None, option: str) -> str:
@@ -71,23 +112,36 @@ def list_command(ctx: click.Context, status: str | None, reviewer: str | None) -
 
 
 @review.command("status")
-@click.argument("uid")
+@click.argument("uids", metavar="UID...", nargs=-1, required=True)
 @click.option("--reviewer", required=True, help="Whose annotation.")
 @click.option("--set", "new_status", required=True, type=click.Choice(_STATUSES), help="The new status.")
 @click.option("--comment", help="Why (required for needs-rework).")
 @click.option("--by", help="Who changes the status (default: USARCHIVE_REVIEWER or the 'reviewer' option).")
 @click.pass_context
 def status_command(
-    ctx: click.Context, uid: str, reviewer: str, new_status: str, comment: str | None, by: str | None
+    ctx: click.Context,
+    uids: tuple[str, ...],
+    reviewer: str,
+    new_status: str,
+    comment: str | None,
+    by: str | None,
 ) -> None:
-    """Change the review status of REVIEWER's annotation of clip UID."""
+    """Change the review status of REVIEWER's annotation of each clip UID.
+
+    The UIDs are processed in order, each change in its own transaction. The
+    first one that fails stops the command (exit status 1): the changes already
+    made are reported and kept, the error names the failing UID, and the UIDs
+    after it are left unchanged.
+    """
     author = _identity(ctx, by, "--by")
-    with _store(ctx) as store:
-        status = store.set_status(uid, reviewer, new_status, by=author, comment=comment)
-    if cli_state(ctx).json_output:
-        print_json({"sop_instance_uid": uid, "reviewer": reviewer, "status": status.value, "by": author})
-        return
-    click.echo(f"{uid} {reviewer}: {status.value} (by {author})")
+    with _Batch(ctx, len(uids)) as batch, _store(ctx) as store:
+        for uid in uids:
+            with batch.item(uid):
+                status = store.set_status(uid, reviewer, new_status, by=author, comment=comment)
+            batch.done(
+                {"sop_instance_uid": uid, "reviewer": reviewer, "status": status.value, "by": author},
+                f"{uid} {reviewer}: {status.value} (by {author})",
+            )
 
 
 @review.command("history")
@@ -139,7 +193,11 @@ def export_json_command(ctx: click.Context, uid: str, reviewer: str, version: in
 
 
 def _read_annotation(path: Path, reviewer: str, from_truth: bool) -> ClipAnnotation:
-    text = path.read_text(encoding="utf-8")
+    """The annotation in ``path`` under ``reviewer``'s name; raises an ArchiveError if unusable."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AnnotationError(f"expected a readable UTF-8 JSON file, but reading it failed ({exc})") from exc
     try:
         if from_truth:
             from archive.phantom.to_annotation import annotation_from_truth
@@ -148,46 +206,63 @@ def _read_annotation(path: Path, reviewer: str, from_truth: bool) -> ClipAnnotat
             return annotation_from_truth(GroundTruth.from_json(text), reviewer)
         annotation = from_json(json.loads(text))
     except json.JSONDecodeError as exc:
-        raise click.ClickException(
-            f"{path}: expected annotation JSON, but it does not parse ({exc})"
-        ) from exc
-    except ArchiveError as exc:
-        raise click.ClickException(f"{path}: {exc}") from exc
+        raise AnnotationError(f"expected annotation JSON, but it does not parse ({exc})") from exc
     return dataclasses.replace(annotation, reviewer=reviewer)
 
 
 @review.command("import-json")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument(
+    "files",
+    metavar="FILE...",
+    nargs=-1,
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+)
 @click.option("--reviewer", required=True, help="Whose annotation it becomes (replaces the file's reviewer).")
 @click.option(
     "--base-version",
     type=click.IntRange(min=1),
-    help="The stored version the file was edited from (omit for a first save).",
+    help="The stored version the file was edited from (omit for a first save; only with a single FILE).",
 )
 @click.option(
     "--from-phantom-truth",
     is_flag=True,
-    help="FILE is a phantom ground truth (.json beside a synthetic clip): import what it marks.",
+    help="Each FILE is a phantom ground truth (.json beside a synthetic clip): import what it marks.",
 )
 @click.pass_context
 def import_json_command(
-    ctx: click.Context, file: Path, reviewer: str, base_version: int | None, from_phantom_truth: bool
+    ctx: click.Context,
+    files: tuple[Path, ...],
+    reviewer: str,
+    base_version: int | None,
+    from_phantom_truth: bool,
 ) -> None:
-    """Save the annotation in FILE (from export-json) as REVIEWER's next version."""
-    annotation = _read_annotation(file, reviewer, from_phantom_truth)
-    with _store(ctx) as store:
-        saved = store.save(annotation, base_version=base_version)
-    if cli_state(ctx).json_output:
-        print_json(
-            {
-                "sop_instance_uid": saved.sop_instance_uid,
-                "reviewer": saved.reviewer,
-                "version": saved.version,
-                "created": saved.created,
-                "status": saved.status.value,
-                "content_sha256": saved.content_sha256,
-            }
+    """Save the annotation in each FILE (from export-json) as REVIEWER's next version.
+
+    The FILEs are processed in order, each saved in its own transaction. The
+    first one that fails stops the command (exit status 1): the saves already
+    made are reported and kept, the error names the failing FILE, and the FILEs
+    after it are not imported.
+    """
+    if base_version is not None and len(files) > 1:
+        raise click.UsageError(
+            f"expected a single FILE with --base-version (it is the version one annotation was "
+            f"edited from), but {len(files)} were given: import them one at a time"
         )
-        return
-    outcome = "saved as" if saved.created else "identical to"
-    click.echo(f"{saved.sop_instance_uid} {saved.reviewer}: {outcome} version {saved.version}")
+    with _Batch(ctx, len(files)) as batch, _store(ctx) as store:
+        for file in files:
+            with batch.item(str(file)):
+                annotation = _read_annotation(file, reviewer, from_phantom_truth)
+                saved = store.save(annotation, base_version=base_version)
+            outcome = "saved as" if saved.created else "identical to"
+            batch.done(
+                {
+                    "sop_instance_uid": saved.sop_instance_uid,
+                    "reviewer": saved.reviewer,
+                    "version": saved.version,
+                    "created": saved.created,
+                    "status": saved.status.value,
+                    "content_sha256": saved.content_sha256,
+                },
+                f"{saved.sop_instance_uid} {saved.reviewer}: {outcome} version {saved.version}",
+            )

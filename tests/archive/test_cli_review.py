@@ -48,14 +48,16 @@ def test_review_workflow_through_the_cli(
     saved = run_json(
         data, db_url, "review", "import-json", str(truth_file), "--reviewer", "alice", "--from-phantom-truth"
     )
-    assert saved == {
-        "sop_instance_uid": uid,
-        "reviewer": "alice",
-        "version": 1,
-        "created": True,
-        "status": "draft",
-        "content_sha256": saved["content_sha256"],
-    }
+    assert saved == [
+        {
+            "sop_instance_uid": uid,
+            "reviewer": "alice",
+            "version": 1,
+            "created": True,
+            "status": "draft",
+            "content_sha256": saved[0]["content_sha256"],
+        }
+    ]
 
     exported = run(data, db_url, "review", "export-json", uid, "--reviewer", "alice")
     assert exported.exit_code == 0
@@ -69,13 +71,13 @@ def test_review_workflow_through_the_cli(
     second = run_json(
         data, db_url, "review", "import-json", str(edited_file), "--reviewer", "alice", "--base-version", "1"
     )
-    assert second["version"] == 2
+    assert [entry["version"] for entry in second] == [2]
 
     # the same file again on the old base is identical to the latest: nothing new
     again = run_json(
         data, db_url, "review", "import-json", str(edited_file), "--reviewer", "alice", "--base-version", "1"
     )
-    assert (again["version"], again["created"]) == (2, False)
+    assert [(entry["version"], entry["created"]) for entry in again] == [(2, False)]
 
     # another edit based on version 1 is stale
     other = expected.with_event(ClipEvent.NEEDLE_VISIBLE, 1)
@@ -93,7 +95,7 @@ def test_review_workflow_through_the_cli(
     status = run_json(
         data, db_url, "review", "status", uid, "--reviewer", "alice", "--set", "submitted", "--by", "alice"
     )
-    assert status == {"sop_instance_uid": uid, "reviewer": "alice", "status": "submitted", "by": "alice"}
+    assert status == [{"sop_instance_uid": uid, "reviewer": "alice", "status": "submitted", "by": "alice"}]
     refused = run(
         data, db_url, "review", "status", uid, "--reviewer", "alice", "--set", "needs-rework", "--by", "carol"
     )
@@ -169,3 +171,126 @@ def test_review_errors_are_clean(tmp_path: Path, db_url: str) -> None:
     refused = run(data, db_url, "review", "import-json", str(bad), "--reviewer", "alice")
     assert refused.exit_code == 1 and "expected annotation JSON, but it does not parse" in refused.output
     assert run_json(data, db_url, "review", "list") == []
+
+
+CLIPS = ("c45_danger_mono", "l3_tt_inplane_jpeg", "l4_tt_inplane_mono")
+
+
+@pytest.fixture
+def archived(tmp_path: Path, db_url: str, sample_dir: Path) -> tuple[Path, list[Path], list[str]]:
+    """An archive holding three sample clips; their ground-truth files and UIDs, in order."""
+    data = tmp_path / "data"
+    sources = [sample_dir / f"{name}.dcm" for name in CLIPS]
+    assert run(data, db_url, "import", *map(str, sources)).exit_code == 0
+    truths = [source.with_suffix(".json") for source in sources]
+    return (
+        data,
+        truths,
+        [GroundTruth.read(source.with_suffix(".json")).sop_instance_uid for source in sources],
+    )
+
+
+def test_import_json_and_status_take_many_items_in_one_call(
+    db_url: str, archived: tuple[Path, list[Path], list[str]]
+) -> None:
+    data, truths, uids = archived
+    files = list(map(str, truths))
+    saved = run_json(
+        data, db_url, "review", "import-json", *files, "--reviewer", "alice", "--from-phantom-truth"
+    )
+    assert [(s["sop_instance_uid"], s["version"], s["created"], s["status"]) for s in saved] == [
+        (uid, 1, True, "draft") for uid in uids
+    ]
+    assert len({s["content_sha256"] for s in saved}) == 3
+
+    again = run(data, db_url, "review", "import-json", *files, "--reviewer", "alice", "--from-phantom-truth")
+    assert again.exit_code == 0
+    assert again.output.splitlines() == [f"{uid} alice: identical to version 1" for uid in uids]
+
+    submitted = run(
+        data, db_url, "review", "status", *uids, "--reviewer", "alice", "--set", "submitted", "--by", "alice"
+    )
+    assert submitted.exit_code == 0
+    assert submitted.output.splitlines() == [f"{uid} alice: submitted (by alice)" for uid in uids]
+    approved = run_json(
+        data, db_url, "review", "status", *uids, "--reviewer", "alice", "--set", "approved", "--by", "carol"
+    )
+    assert approved == [
+        {"sop_instance_uid": uid, "reviewer": "alice", "status": "approved", "by": "carol"} for uid in uids
+    ]
+    listed = run_json(data, db_url, "review", "list", "--status", "approved")
+    assert sorted(row["sop_instance_uid"] for row in listed) == sorted(uids)
+
+
+def test_base_version_with_several_files_is_a_usage_error(
+    db_url: str, archived: tuple[Path, list[Path], list[str]]
+) -> None:
+    data, truths, _ = archived
+    refused = run(
+        data,
+        db_url,
+        "review",
+        "import-json",
+        *map(str, truths[:2]),
+        "--reviewer",
+        "alice",
+        "--from-phantom-truth",
+        "--base-version",
+        "1",
+    )
+    assert refused.exit_code == 2
+    assert "expected a single FILE with --base-version" in refused.output and "2 were given" in refused.output
+    assert run_json(data, db_url, "review", "list") == []
+    missing = run(data, db_url, "review", "import-json", "--reviewer", "alice")
+    assert missing.exit_code == 2 and "Missing argument 'FILE...'" in missing.output
+
+
+def test_an_error_in_the_middle_stops_after_reporting_the_done_ones(
+    tmp_path: Path, db_url: str, archived: tuple[Path, list[Path], list[str]]
+) -> None:
+    data, truths, uids = archived
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json", encoding="utf-8")
+    files = [str(truths[0]), str(bad), str(truths[2])]
+
+    text = run(data, db_url, "review", "import-json", *files, "--reviewer", "alice", "--from-phantom-truth")
+    assert text.exit_code == 1
+    assert text.stdout.splitlines() == [f"{uids[0]} alice: saved as version 1"]
+    assert f"{bad}: expected annotation JSON, but it does not parse" in text.stderr
+    assert "1 done before it, 1 after it not processed" in text.stderr
+    assert [row["sop_instance_uid"] for row in run_json(data, db_url, "review", "list")] == [uids[0]]
+
+    # JSON: the list of what was done, then the error; the first file is now identical
+    as_json = run(
+        data, db_url, "--json", "review", "import-json", *files, "--reviewer", "bob", "--from-phantom-truth"
+    )
+    assert as_json.exit_code == 1
+    assert [(s["sop_instance_uid"], s["reviewer"]) for s in json.loads(as_json.stdout)] == [(uids[0], "bob")]
+    assert str(bad) in as_json.stderr
+
+    # status: the second clip has no annotation of alice's, so the third is left as it was
+    status = run(
+        data,
+        db_url,
+        "--json",
+        "review",
+        "status",
+        *uids,
+        "--reviewer",
+        "alice",
+        "--set",
+        "submitted",
+        "--by",
+        "alice",
+    )
+    assert status.exit_code == 1
+    assert json.loads(status.stdout) == [
+        {"sop_instance_uid": uids[0], "reviewer": "alice", "status": "submitted", "by": "alice"}
+    ]
+    assert status.stderr.startswith(f"Error: {uids[1]}: ")
+    assert "1 done before it, 1 after it not processed" in status.stderr
+    statuses = {
+        row["sop_instance_uid"]: row["status"]
+        for row in run_json(data, db_url, "review", "list", "--reviewer", "alice")
+    }
+    assert statuses == {uids[0]: "submitted"}
