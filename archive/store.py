@@ -37,6 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from archive.fsutil import fsync_directory, fsync_file
+
 logger = logging.getLogger(__name__)
 
 _PLAIN_UID = re.compile(r"[0-9][0-9.]{0,63}")
@@ -84,15 +86,6 @@ def relative_path(study_uid: str, series_uid: str, sop_uid: str, *, sha256: str 
     name = safe_component(sop_uid)
     suffix = f".{sha256[:16]}" if sha256 else ""
     return f"{bucket}/{study}/{safe_component(series_uid)}/{name}{suffix}.dcm"
-
-
-def fsync_directory(path: Path) -> None:
-    """Flush a directory's entries (new, renamed or removed names) to disk."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def make_directories(path: Path) -> None:
@@ -148,12 +141,7 @@ class _BackgroundHash:
 
 def sync_files(paths: Iterable[Path]) -> None:
     """Flush several files to disk in parallel (the filesystem journal can flush them together)."""
-
-    def _sync(path: Path) -> None:
-        with path.open("rb") as handle:
-            os.fsync(handle.fileno())
-
-    _run_parallel(_sync, list(paths))
+    _run_parallel(fsync_file, list(paths))
 
 
 def sync_directories(paths: Iterable[Path]) -> None:

@@ -40,9 +40,9 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from archive.archive import Archive
+from archive.fsutil import fsync_directory
 from archive.ingest import IngestOutcome, Origin
 from archive.settings import ArchiveSettings
-from archive.store import fsync_directory
 
 ROOT = Path(__file__).resolve().parent.parent
 ROUNDS = 3

@@ -28,19 +28,12 @@ from pydicom.dataset import Dataset
 
 import archive
 from archive.errors import ExportError
+from archive.fsutil import fsync_directory
 
 logger = logging.getLogger(__name__)
 
 #: Name of the card written into every export directory.
 CARD_NAME = "export-card.md"
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _safe_part(text: str) -> str:
@@ -184,11 +177,11 @@ class DicomDirectoryWriter:
             for folder in {self.partial_dir / f.relative_path.parent for f in self._files} | {
                 self.partial_dir
             }:
-                _fsync_dir(folder)
+                fsync_directory(folder)
             if self.out_dir.exists():
                 self.out_dir.rmdir()  # empty (checked at the start); rename needs it gone
             self.partial_dir.rename(self.out_dir)
-            _fsync_dir(self.out_dir.parent)
+            fsync_directory(self.out_dir.parent)
         except BaseException:
             self.abort()
             raise

@@ -37,6 +37,7 @@ from archive.errors import ExportError
 from archive.export.card import CardInfo, DatasetCard, card_markdown
 from archive.export.records import COLUMNS, ClipRecord, encode_value, metadata_row, storage_dtype
 from archive.export.split import Split, SplitFractions, assign_split
+from archive.fsutil import fsync_directory, fsync_file
 from archive.model import NeedleView
 
 logger = logging.getLogger(__name__)
@@ -89,19 +90,6 @@ ProgressCallback = Callable[[ExportProgress], None]
 def sidecar_path(path: Path) -> Path:
     """The Markdown dataset card beside ``path``: ``OUT.h5`` -> ``OUT.card.md``."""
     return path.with_name(f"{path.stem}.card.md")
-
-
-def _fsync_file(path: Path) -> None:
-    with path.open("rb") as handle:
-        os.fsync(handle.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _danger_dtype(n_classes: int, clip_key: str) -> type[np.unsignedinteger[Any]]:
@@ -471,12 +459,12 @@ class HDF5DatasetWriter:
             h5.flush()
             h5.close()
             self._file = None
-            _fsync_file(self.partial_path)
+            fsync_file(self.partial_path)
             sidecar_partial.write_text(card_markdown(card, self.path.name), encoding="utf-8")
-            _fsync_file(sidecar_partial)
+            fsync_file(sidecar_partial)
             self.partial_path.replace(self.path)
             sidecar_partial.replace(self.sidecar_path)
-            _fsync_dir(self.path.parent)
+            fsync_directory(self.path.parent)
         except BaseException:
             self.abort()
             raise
