@@ -12,11 +12,8 @@ Masks are stored as ``{"shape": [rows, cols], "encoding": "packbits-zlib-base64"
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
-import zlib
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -26,6 +23,7 @@ from numpy.typing import NDArray
 from archive.annotation.clip import ClipAnnotation
 from archive.annotation.marks import AdverseEvent, NeedleMark, ReviewComment, TargetMark
 from archive.errors import AnnotationError
+from archive.maskcodec import pack_mask, unpack_mask
 from archive.model import ClipEvent, NeedleView, ReviewStatus
 
 #: Version of the serialised format written by :func:`to_json`.
@@ -49,8 +47,7 @@ def encode_mask(mask: NDArray[np.bool_]) -> dict[str, Any]:
     dict
         ``{"shape": [rows, cols], "encoding": MASK_ENCODING, "data": str}``.
     """
-    packed = np.packbits(np.ascontiguousarray(mask, dtype=np.bool_), axis=None)
-    data = base64.b64encode(zlib.compress(packed.tobytes(), 9)).decode("ascii")
+    data = pack_mask(mask)
     return {"shape": [int(mask.shape[0]), int(mask.shape[1])], "encoding": MASK_ENCODING, "data": data}
 
 
@@ -78,17 +75,9 @@ def decode_mask(obj: Mapping[str, Any]) -> NDArray[np.bool_]:
         )
     rows, cols = (int(v) for v in obj["shape"])
     try:
-        raw = zlib.decompress(base64.b64decode(obj["data"], validate=True))
-    except (binascii.Error, zlib.error, ValueError) as exc:
-        raise AnnotationError(f"mask: the data are not valid base64 zlib data ({exc})") from exc
-    n_pixels = rows * cols
-    if len(raw) != (n_pixels + 7) // 8:
-        raise AnnotationError(
-            f"mask: expected {(n_pixels + 7) // 8} packed bytes for shape ({rows}, {cols}), "
-            f"but got {len(raw)}"
-        )
-    bits = np.unpackbits(np.frombuffer(raw, dtype=np.uint8), count=n_pixels)
-    return bits.astype(np.bool_).reshape(rows, cols)
+        return unpack_mask(obj["data"], (rows, cols))
+    except ValueError as exc:
+        raise AnnotationError(f"mask: {exc}") from exc
 
 
 def _points(points: tuple[tuple[float, float], ...]) -> list[list[float]]:

@@ -9,9 +9,7 @@ measured from pixels, so measurement code can be tested against them.
 
 from __future__ import annotations
 
-import base64
 import json
-import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from archive.errors import PhantomError
+from archive.maskcodec import pack_mask, unpack_mask
 
 #: Identifies the JSON layout; bump when it changes incompatibly.
 SCHEMA = "usarchive-phantom-truth/1"
@@ -40,9 +39,7 @@ def encode_mask(mask: npt.NDArray[np.bool_]) -> dict[str, Any]:
     dict
         ``{"shape": [...], "encoding": "packbits+zlib+base64", "data": str}``
     """
-    packed = np.packbits(np.asarray(mask, dtype=bool).ravel())
-    data = base64.b64encode(zlib.compress(packed.tobytes(), 9)).decode("ascii")
-    return {"shape": list(mask.shape), "encoding": "packbits+zlib+base64", "data": data}
+    return {"shape": list(mask.shape), "encoding": "packbits+zlib+base64", "data": pack_mask(mask)}
 
 
 def decode_mask(record: dict[str, Any]) -> npt.NDArray[np.bool_]:
@@ -53,10 +50,10 @@ def decode_mask(record: dict[str, Any]) -> npt.NDArray[np.bool_]:
             "the file was not written by this version of the phantom"
         )
     shape = tuple(int(n) for n in record["shape"])
-    packed = np.frombuffer(zlib.decompress(base64.b64decode(record["data"])), dtype=np.uint8)
-    count = int(np.prod(shape))
-    mask: npt.NDArray[np.bool_] = np.unpackbits(packed, count=count).astype(bool).reshape(shape)
-    return mask
+    try:
+        return unpack_mask(record["data"], shape)
+    except ValueError as exc:
+        raise PhantomError(f"mask: {exc}; the ground-truth file is damaged, regenerate it") from exc
 
 
 @dataclass(frozen=True)
