@@ -24,6 +24,7 @@ import numpy as np
 
 from archive.errors import PhantomError
 from archive.model import NeedleView, Side, SpinalLevel, Technique
+from archive.outcomes import CSV_COLUMNS
 from archive.phantom.course import timeline
 from archive.phantom.encode import clip_uids
 from archive.phantom.generate import write_clip
@@ -36,17 +37,8 @@ PROCEDURE_TIME_S = {Technique.OT: (306.0, 25.0), Technique.TT: (485.0, 56.0)}
 #: Share of effective sides per technique.
 EFFECTIVE_RATE = {Technique.OT: 0.75, Technique.TT: 0.47}
 ADVERSE_EVENT = "lower-limb nerve irritation during L5 puncture"
-OUTCOME_COLUMNS = (
-    "study_uid",
-    "side",
-    "vas_pre",
-    "vas_1h",
-    "vas_2w",
-    "odi_pre",
-    "odi_1h",
-    "odi_2w",
-    "adverse_event",
-)
+#: Columns of the outcomes CSV the cohort writes: those :mod:`archive.outcomes` reads.
+OUTCOME_COLUMNS = CSV_COLUMNS
 
 
 @dataclass(frozen=True)
