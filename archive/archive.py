@@ -18,7 +18,7 @@ Ingest of one instance, in order:
 
 The same SOP Instance UID again: identical bytes are a ``DUPLICATE`` and
 change nothing; different bytes follow :class:`~archive.ingest.DuplicatePolicy`
-(option ``duplicate_policy`` of the settings).
+(option ``duplicate_policy`` of the settings), decided in :mod:`archive.duplicates`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ import io
 import logging
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from types import TracebackType
@@ -40,6 +39,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from archive.annotations_store import AnnotationStore
 from archive.dicom_header import InstanceHeader, build_file_meta, peek_bare_dataset, read_header
+from archive.duplicates import Decision, Prepared, instance_result, resolve_existing
 from archive.errors import ConfigError
 from archive.index import queries, schema, tags
 from archive.index.engine import create_index_engine, write_transaction
@@ -51,8 +51,6 @@ from archive.index.writes import (
     claim_instance,
     find_instance,
     instance_row_values,
-    record_instance_event,
-    update_instance,
     upsert_hierarchy,
 )
 from archive.ingest import (
@@ -94,25 +92,6 @@ logger = logging.getLogger(__name__)
 OPTION_DUPLICATE_POLICY = "duplicate_policy"
 #: Settings option naming a rules TOML file (default: the shipped rules).
 OPTION_RULES = "rules"
-
-
-@dataclass(frozen=True)
-class _Decision:
-    result: IngestResult
-    placed: bool
-    remove_after_commit: str | None = None
-    series: tuple[str, int, date] | None = None  # (UID, id, sort_date) to remember after commit
-
-
-@dataclass(frozen=True)
-class _Prepared:
-    """An offered instance staged, validated and classified, ready for the index."""
-
-    header: InstanceHeader
-    staged: StagedFile
-    origin: Origin
-    classification: Any
-    sync: bool = True
 
 
 def _storage_failure(origin: Origin, exc: OSError) -> IngestResult:
@@ -242,11 +221,11 @@ class Archive:
             ``REJECTED`` with a reason and a :class:`RejectCode`.
         """
         staged: StagedFile | None = None
-        decision: _Decision | None = None
+        decision: Decision | None = None
         try:
             staged = self._stage(source, origin, transfer_syntax, move)
             header = read_header(staged.path)
-            decision = self._commit(_Prepared(header, staged, origin, self._classify(header)))
+            decision = self._commit(Prepared(header, staged, origin, self._classify(header)))
             self._remember_series(decision)
             if decision.remove_after_commit:
                 self.store.remove(decision.remove_after_commit)
@@ -293,20 +272,20 @@ class Archive:
             In the order of ``sources``.
         """
         results: dict[int, IngestResult] = {}
-        prepared: dict[int, _Prepared] = {}
+        prepared: dict[int, Prepared] = {}
         for index, (source, origin) in enumerate(zip(sources, origins, strict=True)):
             staged: StagedFile | None = None
             try:
                 staged = self._stage(source, origin, None, False, sync=False)
                 header = read_header(staged.path)
-                prepared[index] = _Prepared(header, staged, origin, self._classify(header), sync=False)
+                prepared[index] = Prepared(header, staged, origin, self._classify(header), sync=False)
             except IngestRejectedError as rejection:
                 results[index] = rejection.to_result(sha256=staged.sha256 if staged else None)
             except OSError as exc:
                 results[index] = _storage_failure(origin, exc)
             if index not in prepared and staged is not None:
                 self.store.discard(staged)
-        decisions: dict[int, _Decision] = {}
+        decisions: dict[int, Decision] = {}
         try:
             sync_files(item.staged.path for item in prepared.values())
             with write_transaction(self.engine) as connection:
@@ -314,7 +293,7 @@ class Archive:
                     try:
                         decisions[index] = self._decide(connection, item)
                     except IngestRejectedError as rejection:
-                        decisions[index] = _Decision(
+                        decisions[index] = Decision(
                             rejection.to_result(sha256=item.staged.sha256), placed=False
                         )
                 sync_directories(
@@ -404,7 +383,7 @@ class Archive:
             **instance_row_values(header.dataset),
         }
 
-    def _remember_series(self, decision: _Decision) -> None:
+    def _remember_series(self, decision: Decision) -> None:
         if decision.series is None:
             return
         uid, series_pk, sort_date = decision.series
@@ -413,11 +392,11 @@ class Archive:
                 self._known_series.clear()
             self._known_series[uid] = (series_pk, sort_date)
 
-    def _commit(self, item: _Prepared) -> _Decision:
+    def _commit(self, item: Prepared) -> Decision:
         with write_transaction(self.engine) as connection:
             return self._decide(connection, item)
 
-    def _decide(self, connection: Any, item: _Prepared) -> _Decision:
+    def _decide(self, connection: Any, item: Prepared) -> Decision:
         """Claim, place and index one instance inside the caller's write transaction."""
         header, staged = item.header, item.staged
         relative = relative_path(
@@ -441,85 +420,14 @@ class Archive:
             if pk is not None:
                 apply_classification(connection, pk, item.classification, values["received_at"])
                 final = self.store.place(staged, relative, sync=item.sync)
-                return _Decision(
-                    self._result(IngestOutcome.STORED, header, staged, final),
+                return Decision(
+                    instance_result(IngestOutcome.STORED, header, staged, final),
                     placed=True,
                     series=(header.series_instance_uid, series_pk, sort_date),
                 )
             existing = find_instance(connection, header.sop_instance_uid)
             assert existing is not None, "a claimed SOP Instance UID has a row"
-        return self._on_existing(connection, item, existing, values)
-
-    def _on_existing(
-        self, connection: Any, item: _Prepared, existing: StoredInstance, values: dict[str, Any]
-    ) -> _Decision:
-        header, staged, origin = item.header, item.staged, item.origin
-        stored_path = self.store.absolute(existing.path)
-        if existing.sha256 == staged.sha256:
-            result = self._result(IngestOutcome.DUPLICATE, header, staged, stored_path)
-            return _Decision(replace(result, reason="identical bytes already stored"), placed=False)
-        if self.duplicate_policy is DuplicatePolicy.KEEP_FIRST:
-            raise IngestRejectedError(
-                RejectCode.CONFLICT,
-                f"SOP Instance UID {header.sop_instance_uid} is already stored with different content "
-                f"(stored sha256 {existing.sha256[:12]}…, offered {staged.sha256[:12]}…); the archive keeps "
-                "the first version (duplicate_policy = keep-first): give the new object its own SOP "
-                "Instance UID, or set duplicate_policy = replace to replace it",
-                sop_instance_uid=header.sop_instance_uid,
-                sop_class_uid=header.sop_class_uid,
-            )
-        now = datetime.now(UTC)
-        new_relative = relative_path(
-            header.study_instance_uid,
-            header.series_instance_uid,
-            header.sop_instance_uid,
-            sha256=staged.sha256,
-        )
-        kept = self.store.preserve(existing.path, now.strftime("%Y%m%dT%H%M%S%fZ"))
-        series_pk, sort_date = upsert_hierarchy(
-            connection, header.dataset, header.study_instance_uid, header.series_instance_uid
-        )
-        final = self.store.place(staged, new_relative, sync=item.sync)
-        update_instance(
-            connection,
-            existing.pk,
-            {**values, "path": new_relative, "series_pk": series_pk, "sort_date": sort_date},
-        )
-        apply_classification(connection, existing.pk, item.classification, now)
-        record_instance_event(
-            connection,
-            {
-                "sop_instance_uid": header.sop_instance_uid,
-                "event": "replaced",
-                "old_path": existing.path,
-                "kept_path": kept,
-                "old_sha256": existing.sha256,
-                "new_sha256": staged.sha256,
-                "origin": origin.describe(),
-                "at": now,
-            },
-        )
-        logger.info("replaced %s; old file kept at %s", header.sop_instance_uid, kept)
-        result = self._result(IngestOutcome.REPLACED, header, staged, final)
-        reason = f"replaced the stored version (sha256 {existing.sha256[:12]}…), kept at {kept}"
-        return _Decision(
-            replace(result, reason=reason),
-            placed=True,
-            remove_after_commit=existing.path if existing.path != new_relative else None,
-        )
-
-    @staticmethod
-    def _result(
-        outcome: IngestOutcome, header: InstanceHeader, staged: StagedFile, path: Path
-    ) -> IngestResult:
-        return IngestResult(
-            outcome=outcome,
-            sop_instance_uid=header.sop_instance_uid,
-            sop_class_uid=header.sop_class_uid,
-            sha256=staged.sha256,
-            size=staged.size,
-            path=path,
-        )
+        return resolve_existing(connection, self.store, self.duplicate_policy, item, existing, values)
 
     # -- storage commitment ------------------------------------------------------------------------
 
