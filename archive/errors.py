@@ -26,7 +26,11 @@ class TimingError(ArchiveError):
 
 
 class PhantomError(ArchiveError, ValueError):
-    """A phantom (synthetic clip) generator argument is out of range."""
+    """A phantom (synthetic clip) cannot be made or read back.
+
+    A generator argument is out of range, or a ground-truth file is not in the
+    layout this version writes (unknown schema or mask encoding, damaged mask).
+    """
 
 
 class InstanceRejectedError(ArchiveError):

@@ -1,1 +1,1 @@
-"""Exports of clips and their review results to other formats (DICOM SR, HDF5)."""
+"""Exports of clips and their review results to other formats (DICOM directory, DICOM SR, HDF5)."""
