@@ -47,9 +47,9 @@ from archive.index.migrations import migrate
 from archive.index.queries import InstanceRow, Query, UidDescription
 from archive.index.writes import (
     StoredInstance,
-    apply_classification,
     claim_instance,
     find_instance,
+    insert_classification,
     instance_row_values,
     upsert_hierarchy,
 )
@@ -403,13 +403,20 @@ class Archive:
             header.study_instance_uid, header.series_instance_uid, header.sop_instance_uid
         )
         values = self._row_values(header, staged, item.origin, relative)
-        existing = find_instance(connection, header.sop_instance_uid)
+        with self._known_series_lock:
+            known = self._known_series.get(header.series_instance_uid)
+        # With the series known nothing is written before the claim, so the claim itself is the
+        # lookup (a taken UID inserts nothing); otherwise look first, so that an offered duplicate
+        # never creates patient/study/series rows.
+        existing = None if known else find_instance(connection, header.sop_instance_uid)
         if existing is None:
-            with self._known_series_lock:
-                known = self._known_series.get(header.series_instance_uid)
             # On PostgreSQL a concurrent claimer can win after our check: a savepoint then undoes
             # the patient/study/series rows this attempt created (SQLite writers are serialised).
-            savepoint = connection.begin_nested() if connection.dialect.name == "postgresql" else None
+            savepoint = (
+                connection.begin_nested()
+                if known is None and connection.dialect.name == "postgresql"
+                else None
+            )
             series_pk, sort_date = known or upsert_hierarchy(
                 connection, header.dataset, header.study_instance_uid, header.series_instance_uid
             )
@@ -418,7 +425,7 @@ class Archive:
             if savepoint is not None:
                 (savepoint.commit if pk is not None else savepoint.rollback)()
             if pk is not None:
-                apply_classification(connection, pk, item.classification, values["received_at"])
+                insert_classification(connection, pk, item.classification, values["received_at"], sort_date)
                 final = self.store.place(staged, relative, sync=item.sync)
                 return Decision(
                     instance_result(IngestOutcome.STORED, header, staged, final),

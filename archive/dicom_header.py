@@ -103,11 +103,17 @@ class _StructureWalker:
         self._implicit = implicit
         self._endian = "<" if little else ">"
 
-    def _read(self, count: int, what: str) -> bytes:
+    def _read(self, count: int, what: str, tag: int | None = None) -> bytes:
+        """Read ``count`` bytes of ``what``, followed by ``tag`` in the message if given.
+
+        The tag is formatted only on failure: formatting it per element would dominate the walk.
+        """
         offset = self.position
         data = self._handle.read(count)
         self.position += len(data)
         if len(data) < count:
+            if tag is not None:
+                what = f"{what} {_tag_text(tag)}"
             raise IngestRejectedError(
                 RejectCode.TRUNCATED,
                 f"file ends at byte {self._size} inside {what} at byte offset {offset}; "
@@ -121,14 +127,14 @@ class _StructureWalker:
         group, element = struct.unpack(self._endian + "HH", self._read(4, "an element tag"))
         tag = (group << 16) | element
         if group == 0xFFFE or implicit:
-            (length,) = struct.unpack(self._endian + "L", self._read(4, f"the header of {_tag_text(tag)}"))
+            (length,) = struct.unpack(self._endian + "L", self._read(4, "the header of", tag))
             return tag, None, length, offset
-        vr = self._read(2, f"the VR of {_tag_text(tag)}")
+        vr = self._read(2, "the VR of", tag)
         if vr in _LONG_VRS:
-            self._read(2, f"the header of {_tag_text(tag)}")
-            (length,) = struct.unpack(self._endian + "L", self._read(4, f"the header of {_tag_text(tag)}"))
+            self._read(2, "the header of", tag)
+            (length,) = struct.unpack(self._endian + "L", self._read(4, "the header of", tag))
         else:
-            (length,) = struct.unpack(self._endian + "H", self._read(2, f"the header of {_tag_text(tag)}"))
+            (length,) = struct.unpack(self._endian + "H", self._read(2, "the header of", tag))
         return tag, vr, length, offset
 
     def _skip(self, tag: int, length: int, offset: int, limit: int) -> None:

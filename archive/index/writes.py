@@ -10,13 +10,14 @@ back; on SQLite ``BEGIN IMMEDIATE`` serialises writers).
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, delete, select, update
+from sqlalchemy import Connection, Select, Table, bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
@@ -29,18 +30,53 @@ logger = logging.getLogger(__name__)
 RULE_SOURCE = "rule"
 
 
-def _insert(connection: Connection, table: Table) -> Insert:
-    if connection.dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
+@functools.cache
+def _insert_ignoring(dialect: str, table: Table, keys: tuple[str, ...], returning: bool) -> Insert:
+    """``INSERT … ON CONFLICT (keys) DO NOTHING`` for ``table``, built once per dialect.
+
+    The statement has no ``VALUES`` clause: the columns come from the parameters
+    passed to ``execute``, so one statement (and one compiled form per set of
+    columns) serves every call.
+    """
+    statement: postgresql.Insert | sqlite.Insert
+    if dialect == "postgresql":
+        statement = postgresql.insert(table).on_conflict_do_nothing(index_elements=list(keys))
+    else:
+        statement = sqlite.insert(table).on_conflict_do_nothing(index_elements=list(keys))
+    return statement.returning(table.c.id) if returning else statement
+
+
+@functools.cache
+def _select_id(table: Table, keys: tuple[str, ...]) -> Select[Any]:
+    """``SELECT id FROM table WHERE key = :key AND …``, built once."""
+    return select(table.c.id).where(*(table.c[name] == bindparam(name) for name in keys))
+
+
+_STUDY_DATE = select(schema.study.c.study_date).where(schema.study.c.id == bindparam("pk"))
+_FIND_INSTANCE = select(
+    schema.instance.c.id,
+    schema.instance.c.sop_class_uid,
+    schema.instance.c.path,
+    schema.instance.c.sha256,
+    schema.instance.c.size,
+).where(schema.instance.c.sop_instance_uid == bindparam("uid"))
+_PROCEDURE_ROW = select(schema.instance_procedure).where(
+    schema.instance_procedure.c.instance_pk == bindparam("pk")
+)
+_INSERT_PROCEDURE = schema.instance_procedure.insert()
+# The bound name differs from every column name: the other parameters become the SET clause.
+_UPDATE_PROCEDURE = update(schema.instance_procedure).where(
+    schema.instance_procedure.c.instance_pk == bindparam("procedure_instance_pk")
+)
+_DELETE_LEVELS = delete(schema.instance_level).where(schema.instance_level.c.instance_pk == bindparam("pk"))
+_SORT_DATE = select(schema.instance.c.sort_date).where(schema.instance.c.id == bindparam("pk"))
+_INSERT_LEVELS = schema.instance_level.insert()
 
 
 def _insert_or_get(connection: Connection, table: Table, keys: dict[str, Any], values: dict[str, Any]) -> int:
-    statement = _insert(connection, table).values(**keys, **values)
-    statement = statement.on_conflict_do_nothing(index_elements=list(keys))  # type: ignore[attr-defined]
-    connection.execute(statement)
-    condition = [table.c[name] == value for name, value in keys.items()]
-    return int(connection.execute(select(table.c.id).where(*condition)).scalar_one())
+    names = tuple(keys)
+    connection.execute(_insert_ignoring(connection.dialect.name, table, names, False), {**keys, **values})
+    return int(connection.execute(_select_id(table, names), keys).scalar_one())
 
 
 def upsert_hierarchy(
@@ -82,9 +118,7 @@ def upsert_hierarchy(
         {"series_instance_uid": series_instance_uid},
         {"study_pk": study_pk, **series_values(ds)},
     )
-    study_date = connection.execute(
-        select(schema.study.c.study_date).where(schema.study.c.id == study_pk)
-    ).scalar()
+    study_date = connection.execute(_STUDY_DATE, {"pk": study_pk}).scalar()
     return series_pk, study_date or schema.SORT_DATE_UNKNOWN
 
 
@@ -102,12 +136,7 @@ class StoredInstance:
 
 def find_instance(connection: Connection, sop_instance_uid: str) -> StoredInstance | None:
     """The indexed instance with this SOP Instance UID, or ``None``."""
-    table = schema.instance
-    row = connection.execute(
-        select(table.c.id, table.c.sop_class_uid, table.c.path, table.c.sha256, table.c.size).where(
-            table.c.sop_instance_uid == sop_instance_uid
-        )
-    ).first()
+    row = connection.execute(_FIND_INSTANCE, {"uid": sop_instance_uid}).first()
     if row is None:
         return None
     return StoredInstance(row.id, sop_instance_uid, row.sop_class_uid, row.path, row.sha256, row.size)
@@ -115,13 +144,8 @@ def find_instance(connection: Connection, sop_instance_uid: str) -> StoredInstan
 
 def claim_instance(connection: Connection, values: dict[str, Any]) -> int | None:
     """Insert an instance row unless its SOP Instance UID is indexed; its id, or ``None`` if taken."""
-    statement = (
-        _insert(connection, schema.instance)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["sop_instance_uid"])  # type: ignore[attr-defined]
-        .returning(schema.instance.c.id)
-    )
-    found = connection.execute(statement).scalar()
+    statement = _insert_ignoring(connection.dialect.name, schema.instance, ("sop_instance_uid",), True)
+    found = connection.execute(statement, values).scalar()
     return None if found is None else int(found)
 
 
@@ -147,9 +171,32 @@ def record_instance_event(connection: Connection, values: dict[str, Any]) -> Non
 
 
 def _procedure_row(connection: Connection, pk: int) -> Any:
-    return connection.execute(
-        select(schema.instance_procedure).where(schema.instance_procedure.c.instance_pk == pk)
-    ).first()
+    return connection.execute(_PROCEDURE_ROW, {"pk": pk}).first()
+
+
+def _classification_fields(
+    classification: Any,
+) -> tuple[dict[str, tuple[str | None, str | None]], dict[str, str]]:
+    """Per field ``(value, detail)`` the rules found, and their provenance."""
+    provenance: dict[str, str] = dict(getattr(classification, "provenance", {}) or {})
+    fields: dict[str, tuple[str | None, str | None]] = {
+        "side": (_value(getattr(classification, "side", None)), provenance.get("side")),
+        "technique": (
+            _value(getattr(classification, "technique", None)) or Technique.UNKNOWN.value,
+            provenance.get("technique"),
+        ),
+        "procedure_type": (
+            _value(getattr(classification, "procedure_type", None)),
+            provenance.get("procedure_type"),
+        ),
+    }
+    return fields, provenance
+
+
+def _rule_columns(row: dict[str, Any], name: str, value: str | None, detail: str | None) -> None:
+    row[name] = value
+    row[f"{name}_source"] = RULE_SOURCE if value is not None else None
+    row[f"{name}_detail"] = detail if value is not None else None
 
 
 def apply_classification(connection: Connection, pk: int, classification: Any, now: datetime) -> None:
@@ -166,40 +213,54 @@ def apply_classification(connection: Connection, pk: int, classification: Any, n
     now : datetime
         UTC time recorded as ``set_at``.
     """
-    provenance: dict[str, str] = dict(getattr(classification, "provenance", {}) or {})
-    fields: dict[str, tuple[str | None, str | None]] = {
-        "side": (_value(getattr(classification, "side", None)), provenance.get("side")),
-        "technique": (
-            _value(getattr(classification, "technique", None)) or Technique.UNKNOWN.value,
-            provenance.get("technique"),
-        ),
-        "procedure_type": (
-            _value(getattr(classification, "procedure_type", None)),
-            provenance.get("procedure_type"),
-        ),
-    }
+    fields, provenance = _classification_fields(classification)
     levels: tuple[SpinalLevel, ...] = tuple(getattr(classification, "levels", ()) or ())
     existing = _procedure_row(connection, pk)
     row: dict[str, Any] = {"updated_at": now}
     for name, (value, detail) in fields.items():
         if existing is not None and _is_user(getattr(existing, f"{name}_source")):
             continue
-        row[name] = value
-        row[f"{name}_source"] = RULE_SOURCE if value is not None else None
-        row[f"{name}_detail"] = detail if value is not None else None
+        _rule_columns(row, name, value, detail)
     user_levels = existing is not None and _is_user(existing.levels_source)
     if not user_levels:
         row["levels_source"] = RULE_SOURCE if levels else None
     if existing is None:
-        connection.execute(schema.instance_procedure.insert().values(instance_pk=pk, **row))
+        connection.execute(_INSERT_PROCEDURE, {"instance_pk": pk, **row})
     else:
-        connection.execute(
-            update(schema.instance_procedure)
-            .where(schema.instance_procedure.c.instance_pk == pk)
-            .values(**row)
-        )
+        connection.execute(_UPDATE_PROCEDURE, {"procedure_instance_pk": pk, **row})
     if not user_levels:
         write_levels(connection, pk, levels, RULE_SOURCE, provenance.get("levels"), now)
+
+
+def insert_classification(
+    connection: Connection, pk: int, classification: Any, now: datetime, sort_date: date
+) -> None:
+    """Store what the rules found for an instance row this transaction has just inserted.
+
+    Same rows as :func:`apply_classification`, without its reads and deletes: a
+    new instance has no procedure or level rows yet.
+
+    Parameters
+    ----------
+    connection : sqlalchemy.Connection
+        Inside the write transaction that inserted the instance row.
+    pk : int
+        The new instance's id.
+    classification : archive.rules.Classification or None
+        ``None`` (rules failed) leaves technique unknown and everything else empty.
+    now : datetime
+        UTC time recorded as ``set_at``.
+    sort_date : date
+        The instance row's ``sort_date``, copied to its level rows.
+    """
+    fields, provenance = _classification_fields(classification)
+    levels: tuple[SpinalLevel, ...] = tuple(getattr(classification, "levels", ()) or ())
+    row: dict[str, Any] = {"instance_pk": pk, "updated_at": now}
+    for name, (value, detail) in fields.items():
+        _rule_columns(row, name, value, detail)
+    row["levels_source"] = RULE_SOURCE if levels else None
+    connection.execute(_INSERT_PROCEDURE, row)
+    _insert_levels(connection, pk, levels, RULE_SOURCE, provenance.get("levels"), now, sort_date)
 
 
 def write_levels(
@@ -211,10 +272,20 @@ def write_levels(
     now: datetime,
 ) -> None:
     """Replace the spinal levels of an instance."""
-    connection.execute(delete(schema.instance_level).where(schema.instance_level.c.instance_pk == pk))
-    sort_date = connection.execute(
-        select(schema.instance.c.sort_date).where(schema.instance.c.id == pk)
-    ).scalar_one()
+    connection.execute(_DELETE_LEVELS, {"pk": pk})
+    sort_date = connection.execute(_SORT_DATE, {"pk": pk}).scalar_one()
+    _insert_levels(connection, pk, levels, source, detail, now, sort_date)
+
+
+def _insert_levels(
+    connection: Connection,
+    pk: int,
+    levels: Sequence[SpinalLevel],
+    source: str,
+    detail: str | None,
+    now: datetime,
+    sort_date: date,
+) -> None:
     rows = [
         {
             "instance_pk": pk,
@@ -227,7 +298,7 @@ def write_levels(
         for level in sort_levels(list(levels))
     ]
     if rows:
-        connection.execute(schema.instance_level.insert(), rows)
+        connection.execute(_INSERT_LEVELS, rows)
 
 
 def _value(member: Side | Technique | ProcedureType | None) -> str | None:
