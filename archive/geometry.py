@@ -118,21 +118,8 @@ def mask_distance_mm(cal: Calibration, point: Point, mask: NDArray[np.bool_]) ->
     CalibrationError
         If the point and the mask are not in one 2D tissue region in cm.
     """
-    array = np.asarray(mask, dtype=bool)
-    if array.ndim != 2 or not array.any():
-        raise ValueError(f"mask: expected a non-empty 2-D boolean array, but got shape {array.shape}")
-    cal.region_for_mask(array)  # says clearly when the mask itself spans regions
-    rows, cols = np.nonzero(array)
-    corners = (float(rows.min()), float(cols.min())), (float(rows.max()), float(cols.max()))
-    region = cal.region_for_points(point, *corners)
-    if point_in_mask(point, array):
-        return 0.0
-    boundary = array & ~ndimage.binary_erosion(array)
-    b_rows, b_cols = np.nonzero(boundary)
-    row_mm, col_mm = region.pixel_size_mm
-    d_row_mm = (b_rows - point[0]) * row_mm
-    d_col_mm = (b_cols - point[1]) * col_mm
-    return float(np.sqrt(d_row_mm**2 + d_col_mm**2).min())
+    nearest = _nearest_boundary_pixel(cal, point, mask)
+    return 0.0 if nearest is None else nearest[1]
 
 
 def dice(a: NDArray[np.bool_], b: NDArray[np.bool_]) -> float:
@@ -192,18 +179,31 @@ def nearest_mask_point(cal: Calibration, point: Point, mask: NDArray[np.bool_]) 
     CalibrationError
         If the point and the mask are not in one 2D tissue region in cm.
     """
+    nearest = _nearest_boundary_pixel(cal, point, mask)
+    return (float(point[0]), float(point[1])) if nearest is None else nearest[0]
+
+
+def _nearest_boundary_pixel(
+    cal: Calibration, point: Point, mask: NDArray[np.bool_]
+) -> tuple[Point, float] | None:
+    """The mask's boundary pixel nearest to ``point`` in mm, and that distance.
+
+    ``None`` when the point lies in the mask. Shared by :func:`mask_distance_mm`
+    and :func:`nearest_mask_point`, so both always name the same pixel. Ties go
+    to the first pixel in row-major order.
+    """
     array = np.asarray(mask, dtype=bool)
     if array.ndim != 2 or not array.any():
         raise ValueError(f"mask: expected a non-empty 2-D boolean array, but got shape {array.shape}")
-    cal.region_for_mask(array)
+    cal.region_for_mask(array)  # says clearly when the mask itself spans regions
     rows, cols = np.nonzero(array)
     corners = (float(rows.min()), float(cols.min())), (float(rows.max()), float(cols.max()))
     region = cal.region_for_points(point, *corners)
     if point_in_mask(point, array):
-        return (float(point[0]), float(point[1]))
+        return None
     boundary = array & ~ndimage.binary_erosion(array)
     b_rows, b_cols = np.nonzero(boundary)
     row_mm, col_mm = region.pixel_size_mm
     squared_mm2 = ((b_rows - point[0]) * row_mm) ** 2 + ((b_cols - point[1]) * col_mm) ** 2
     nearest = int(np.argmin(squared_mm2))
-    return (float(b_rows[nearest]), float(b_cols[nearest]))
+    return (float(b_rows[nearest]), float(b_cols[nearest])), float(np.sqrt(squared_mm2[nearest]))
