@@ -23,6 +23,11 @@ How a frame is found without reading the whole Pixel Data:
 with Pillow, which is fast enough to step through a clip; everything else
 with pydicom's decoders (pylibjpeg plugins).
 
+With ``prefetch_frames`` set, showing frame ``i`` also decodes the next few
+frames (in the direction of stepping) in a background thread
+(:mod:`annotator.prefetch`), so the next step usually finds its frame in the
+cache: decoding overlaps with the viewer drawing the current frame.
+
 Colour: YBR_FULL and YBR_FULL_422 become RGB, PALETTE
 COLOR becomes RGB through its lookup table (16-bit table entries are scaled
 to 8 bits). This module does not import napari.
@@ -54,11 +59,14 @@ from pydicom.pixels.utils import as_pixel_options, pixel_array, pixel_dtype
 from pydicom.uid import UID, JPEGBaseline8Bit
 
 from annotator.errors import ClipOpenError, FrameDecodeError
+from annotator.prefetch import FramePrefetcher
 
 logger = logging.getLogger(__name__)
 
 #: Frames kept decoded by default (a 1024 x 1280 RGB frame is 3.9 MB).
 DEFAULT_CACHE_FRAMES = 32
+#: Frames decoded ahead of the shown one by the reader's layers.
+DEFAULT_PREFETCH_FRAMES = 2
 
 _PIXEL_DATA_TAG = 0x7FE00010
 _ITEM_TAG = 0xFFFEE000
@@ -239,7 +247,8 @@ class ClipFrames:
     dtype : numpy.dtype
         ``uint8`` for ultrasound; wider for 16-bit images.
     decode_count : int
-        Frames decoded from the file so far (cache hits are not counted).
+        Frames decoded from the file so far, prefetched ones included (cache
+        hits are not counted).
 
     Raises
     ------
@@ -254,15 +263,20 @@ class ClipFrames:
         *,
         cache_frames: int = DEFAULT_CACHE_FRAMES,
         on_error: ErrorHandler | None = None,
+        prefetch_frames: int = 0,
     ) -> None:
         if cache_frames < 1:
             raise ValueError(f"cache_frames: expected at least 1, but got {cache_frames}")
+        if prefetch_frames < 0:
+            raise ValueError(f"prefetch_frames: expected 0 or more, but got {prefetch_frames}")
         self.path = Path(path)
         self.header, value = _locate_pixel_data(self.path)
         self.cache_frames = cache_frames
         self.on_error = on_error
         self.decode_count = 0
         self._cache: OrderedDict[int, NDArray[Any]] = OrderedDict()
+        # Frames the prefetch thread is decoding; set when they are in the cache (or failed).
+        self._in_flight: dict[int, threading.Event] = {}
         self._reported: set[int] = set()
         self._lock = threading.RLock()
         self._tsyntax = UID(self.header.file_meta.TransferSyntaxUID)
@@ -283,6 +297,8 @@ class ClipFrames:
         )
         if value is not None and self._tsyntax.is_encapsulated:
             self._encapsulated = _EncapsulatedFrames(self.path, self.header, value, n_frames)
+        depth = min(prefetch_frames, cache_frames - 1)
+        self._prefetcher = FramePrefetcher(self.prefetch_frame, n_frames, depth) if depth > 0 else None
 
     def _pixel_options(self) -> dict[str, Any]:
         missing = [
@@ -401,11 +417,26 @@ class ClipFrames:
             If the frame cannot be decoded and ``on_error`` is not set.
         """
         index = self._normalise(index)
+        frame = self._frame(index)
+        if self._prefetcher is not None:
+            self._prefetcher.shown(index)
+        return frame
+
+    def _frame(self, index: int) -> NDArray[Any]:
+        while True:
+            with self._lock:
+                cached = self._cache.get(index)
+                if cached is not None:
+                    self._cache.move_to_end(index)
+                    return cached
+                in_flight = self._in_flight.get(index)
+                if in_flight is None:
+                    return self._decode_into_cache(index)
+            # The prefetch thread is decoding this frame: take its result rather than decode twice.
+            in_flight.wait()
+
+    def _decode_into_cache(self, index: int) -> NDArray[Any]:
         with self._lock:
-            cached = self._cache.get(index)
-            if cached is not None:
-                self._cache.move_to_end(index)
-                return cached
             try:
                 frame = self._decode(index)
             except FrameDecodeError as exc:
@@ -418,10 +449,56 @@ class ClipFrames:
                 blank = np.zeros(self._frame_shape, dtype=self.dtype)
                 blank.setflags(write=False)
                 return blank
+            self._store(index, frame)
+            return frame
+
+    def _store(self, index: int, frame: NDArray[Any]) -> None:
+        with self._lock:
             self._cache[index] = frame
             while len(self._cache) > self.cache_frames:
                 self._cache.popitem(last=False)
-            return frame
+
+    def prefetch_frame(self, index: int) -> None:
+        """Decode frame ``index`` into the cache unless it is there already (thread-safe).
+
+        Called by the prefetch thread. A frame that cannot be decoded is left
+        out of the cache: reading it later decodes it again and reports the
+        error as :meth:`frame` does.
+        """
+        with self._lock:
+            if index in self._cache or index in self._in_flight:
+                return
+            done = self._in_flight[index] = threading.Event()
+        try:
+            frame = self._decode(index)
+        except FrameDecodeError as exc:
+            logger.debug("prefetch: %s", exc)
+        else:
+            self._store(index, frame)
+        finally:
+            with self._lock:
+                del self._in_flight[index]
+            done.set()
+
+    def wait_prefetched(self, timeout_s: float = 5.0) -> bool:
+        """Wait until the frames wanted ahead are decoded (True at once without prefetching).
+
+        Parameters
+        ----------
+        timeout_s : float, optional
+            Longest wait in seconds.
+
+        Returns
+        -------
+        bool
+            False when ``timeout_s`` passed first.
+        """
+        return self._prefetcher is None or self._prefetcher.wait_idle(timeout_s)
+
+    def close(self) -> None:
+        """Stop prefetching (the cache and on-demand decoding keep working)."""
+        if self._prefetcher is not None:
+            self._prefetcher.close()
 
     @property
     def cached_indices(self) -> tuple[int, ...]:
@@ -430,7 +507,8 @@ class ClipFrames:
             return tuple(self._cache)
 
     def _decode(self, index: int) -> NDArray[Any]:
-        self.decode_count += 1
+        with self._lock:
+            self.decode_count += 1
         try:
             array = self._decode_raw(index)
             if self._palette:

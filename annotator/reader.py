@@ -8,7 +8,8 @@ their turn.
 The layer
 ---------
 * data: a :class:`~annotator.frames.ClipFrames`, shape ``(T, H, W)`` or
-  ``(T, H, W, 3)``; frames decode when napari shows them.
+  ``(T, H, W, 3)``; frames decode when napari shows them, and the next
+  frames are decoded ahead in a background thread.
 * axes ``("t", "y", "x")``. The time axis keeps scale 1, one step per frame:
   steps stay frame indices (what annotations and events refer to), and a
   Frame Time Vector need not be uniform, so a scale in seconds would be wrong
@@ -36,7 +37,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from annotator.errors import FrameDecodeError
-from annotator.frames import DEFAULT_CACHE_FRAMES, ClipFrames
+from annotator.frames import DEFAULT_CACHE_FRAMES, DEFAULT_PREFETCH_FRAMES, ClipFrames
 from archive.calibration import Calibration, calibration_or_none
 from archive.errors import TimingError
 from archive.timing import frame_times
@@ -126,6 +127,7 @@ def read_clip(
     *,
     cache_frames: int = DEFAULT_CACHE_FRAMES,
     on_error: Callable[[FrameDecodeError], None] | None = None,
+    prefetch_frames: int = DEFAULT_PREFETCH_FRAMES,
 ) -> LayerData:
     """One DICOM clip as an image layer data tuple.
 
@@ -138,6 +140,9 @@ def read_clip(
     on_error : callable, optional
         Receives frame decoding errors (the frame is then shown black);
         without it they are raised when napari draws the frame.
+    prefetch_frames : int, optional
+        Frames decoded ahead of the shown one in a background thread
+        (see :class:`~annotator.frames.ClipFrames`); 0 turns prefetching off.
 
     Returns
     -------
@@ -149,7 +154,7 @@ def read_clip(
     annotator.errors.ClipOpenError
         If the file has no decodable image layout.
     """
-    frames = ClipFrames(path, cache_frames=cache_frames, on_error=on_error)
+    frames = ClipFrames(path, cache_frames=cache_frames, on_error=on_error, prefetch_frames=prefetch_frames)
     header = frames.header
     calibration = calibration_or_none(header)
     metadata = layer_metadata(frames, calibration)
