@@ -42,7 +42,7 @@ from archive.dicom_header import InstanceHeader, build_file_meta, peek_bare_data
 from archive.duplicates import Decision, Prepared, instance_result, resolve_existing
 from archive.errors import ConfigError
 from archive.index import queries, schema, tags
-from archive.index.engine import create_index_engine, write_transaction
+from archive.index.engine import create_index_engine, read_transaction, write_transaction
 from archive.index.migrations import migrate
 from archive.index.queries import InstanceRow, Query, UidDescription
 from archive.index.writes import (
@@ -470,17 +470,17 @@ class Archive:
 
     def find(self, query: Query) -> list[InstanceRow]:
         """Instances matching ``query`` (see :func:`archive.index.queries.find`)."""
-        with self.engine.connect() as connection:
+        with read_transaction(self.engine) as connection:
             return queries.find(connection, query)
 
     def show(self, uid: str) -> UidDescription | None:
         """The study, series or instance with this UID, or ``None``."""
-        with self.engine.connect() as connection:
+        with read_transaction(self.engine) as connection:
             return queries.describe_uid(connection, uid)
 
     def stats(self) -> dict[str, Any]:
         """Counts, sizes and counts by procedure attribute (JSON-ready)."""
-        with self.engine.connect() as connection:
+        with read_transaction(self.engine) as connection:
             return queries.stats(connection)
 
     def tag(

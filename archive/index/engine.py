@@ -96,6 +96,25 @@ def _is_lock_error(exc: OperationalError) -> bool:
 
 
 @contextmanager
+def read_transaction(engine: Engine) -> Iterator[Connection]:
+    """A read-only unit of work that ends with COMMIT rather than the pool's rollback.
+
+    On PostgreSQL, psycopg forgets its prepared statements whenever a
+    transaction is rolled back, so queries read through a pooled connection
+    that is merely returned would be parsed and planned again every time.
+    Ending reads with a commit keeps them prepared, and the server reuses their
+    plans (for ``find``: several milliseconds of planning per call).
+
+    Yields
+    ------
+    sqlalchemy.Connection
+    """
+    with engine.connect() as connection:
+        yield connection
+        connection.commit()
+
+
+@contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
     """A write transaction, committed when the block ends without an exception.
 

@@ -8,13 +8,12 @@ when it has *any* of the given levels. Results are ordered by study date
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Select, and_, func, or_, select
+from sqlalchemy import Connection, Select, and_, func, literal, or_, select
 
 from archive.index import schema
 from archive.index.annotations import review_filter
@@ -146,7 +145,29 @@ def _columns() -> list[Any]:
         _i.c.size,
         _i.c.sha256,
         _i.c.received_at,
+        _levels_column(),
     ]
+
+
+def _levels_column() -> Any:
+    """The instance's levels joined by commas, read in the same statement (no second round trip).
+
+    A correlated subquery on ``instance_level``'s primary key; the order of the
+    aggregate is not defined, so :func:`_split_levels` sorts anatomically.
+    """
+    inner = _lvl.alias("row_levels")
+    return (
+        select(func.aggregate_strings(inner.c.level, ","))
+        .where(inner.c.instance_pk == _i.c.id)
+        .scalar_subquery()
+        .label("levels")
+    )
+
+
+def _split_levels(joined: str | None) -> tuple[str, ...]:
+    if not joined:
+        return ()
+    return tuple(sorted(joined.split(","), key=_LEVEL_ORDER.__getitem__))
 
 
 def _find_statement(query: Query, patient_pks: list[int] | None) -> Select[Any]:
@@ -160,6 +181,9 @@ def _find_statement(query: Query, patient_pks: list[int] | None) -> Select[Any]:
     if len(query.levels) == 1:
         statement = select(*_columns()).select_from(_lvl).join(_i, _i.c.id == _lvl.c.instance_pk)
         conditions: list[Any] = [_lvl.c.level == query.levels[0].value]
+        if query.technique is not None:
+            # The copy on instance_level: the scan reads only matching rows, in order.
+            conditions.append(_lvl.c.technique == query.technique.value)
         sort_date, order_id = _lvl.c.sort_date, _lvl.c.instance_pk
     else:
         statement = select(*_columns()).select_from(_i)
@@ -198,18 +222,11 @@ def _find_statement(query: Query, patient_pks: list[int] | None) -> Select[Any]:
         conditions.append(review_filter(_i.c.id, status=query.review_status, reviewer=query.reviewer))
     if conditions:
         statement = statement.where(and_(*conditions))
-    return statement.order_by(sort_date.desc(), order_id.desc()).limit(query.limit)
-
-
-def levels_of(connection: Connection, pks: Sequence[int]) -> dict[int, tuple[str, ...]]:
-    """Spinal levels per instance id, in anatomical order."""
-    found: dict[int, list[str]] = defaultdict(list)
-    for start in range(0, len(pks), 500):
-        chunk = list(pks[start : start + 500])
-        statement = select(_lvl.c.instance_pk, _lvl.c.level).where(_lvl.c.instance_pk.in_(chunk))
-        for pk, level in connection.execute(statement):
-            found[pk].append(level)
-    return {pk: tuple(sorted(levels, key=_LEVEL_ORDER.__getitem__)) for pk, levels in found.items()}
+    # The page size is written into the SQL rather than bound: PostgreSQL then keeps
+    # one generic plan per statement shape (psycopg prepares repeated statements), while a
+    # bound LIMIT makes it plan every call afresh.
+    page = literal(query.limit, literal_execute=True)
+    return statement.order_by(sort_date.desc(), order_id.desc()).limit(page)
 
 
 def find(connection: Connection, query: Query) -> list[InstanceRow]:
@@ -238,7 +255,6 @@ def find(connection: Connection, query: Query) -> list[InstanceRow]:
         if not patient_pks:
             return []
     rows = connection.execute(_find_statement(query, patient_pks)).all()
-    levels = levels_of(connection, [row[0] for row in rows])
     # Positional unpacking in the order of _columns(): this loop is most of find's client time.
     return [
         InstanceRow(
@@ -250,7 +266,7 @@ def find(connection: Connection, query: Query) -> list[InstanceRow]:
             patient_name=patient_name,
             study_date=study_date,
             modality=modality,
-            levels=levels.get(pk, ()),
+            levels=_split_levels(levels),
             side=side,
             technique=technique,
             procedure_type=procedure_type,
@@ -265,7 +281,7 @@ def find(connection: Connection, query: Query) -> list[InstanceRow]:
             received_at=received_at,
         )
         for (
-            pk,
+            _pk,
             sop,
             sop_class,
             series_uid,
@@ -286,6 +302,7 @@ def find(connection: Connection, query: Query) -> list[InstanceRow]:
             size,
             sha256,
             received_at,
+            levels,
         ) in rows
     ]
 
