@@ -13,7 +13,9 @@ transaction-level advisory lock on PostgreSQL), after re-reading the current
 version, so concurrent openers apply each migration exactly once and opening an
 up-to-date index changes nothing. A migration, once released, is never edited:
 a later change of a table is a new migration (altering what the earlier ones
-created).
+created). Versions 1-3 create tables from the current definitions in
+:mod:`archive.index.schema`, so a later migration that adds a column or an
+index first checks whether it is already there.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, Engine, func, insert, select
+from sqlalchemy import Connection, Engine, func, insert, inspect, select, text, update
 
 from archive.errors import ArchiveError
 from archive.index import schema
@@ -64,10 +66,30 @@ def _create_v3_outcome_tables(connection: Connection) -> None:
         table.create(connection)
 
 
+def _add_v4_level_technique(connection: Connection) -> None:
+    # Versions 1-3 create their tables from the current definitions in
+    # archive.index.schema, so an index made by this release has the column and
+    # index already; one made before version 4 gets them here, filled from
+    # instance_procedure. Either way the result is the same.
+    columns = {column["name"] for column in inspect(connection).get_columns("instance_level")}
+    if "technique" not in columns:
+        connection.execute(text("ALTER TABLE instance_level ADD COLUMN technique VARCHAR(16)"))
+    connection.execute(
+        update(schema.instance_level).values(
+            technique=select(schema.instance_procedure.c.technique)
+            .where(schema.instance_procedure.c.instance_pk == schema.instance_level.c.instance_pk)
+            .scalar_subquery()
+        )
+    )
+    index = next(ix for ix in schema.instance_level.indexes if ix.name == "ix_instance_level_technique")
+    index.create(connection, checkfirst=True)
+
+
 MIGRATIONS: list[Migration] = [
     (1, "patient, study, series, instance, procedure attributes, histories", _create_v1_tables),
     (2, "annotation versions, review states and review comments", _create_v2_annotation_tables),
     (3, "procedure outcomes (VAS, ODI, adverse events) and their history", _create_v3_outcome_tables),
+    (4, "technique copied onto instance_level for level + technique searches", _add_v4_level_technique),
 ]
 
 #: The version an index has after :func:`migrate`.

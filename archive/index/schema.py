@@ -12,7 +12,8 @@ Procedure attributes, each with provenance (``source`` is ``"rule"`` or
 ``"user:<name>"``; ``detail`` says which attribute and rule set it, or is the
 user's note; ``set_at`` is when):
 
-- ``instance_level``: several spinal levels per instance;
+- ``instance_level``: several spinal levels per instance (with a copy of the
+  instance's technique, for level + technique searches);
 - ``instance_procedure``: side, technique and procedure type, one row per instance.
 
 ``tag_history`` keeps every change of a procedure attribute (who, when,
@@ -154,7 +155,12 @@ instance_level = Table(
     Column("detail", Text),
     Column("set_at", DateTime(timezone=True), nullable=False),
     Column("sort_date", Date, nullable=False),
+    # A copy of instance_procedure.technique (schema version 4), kept equal by
+    # archive.index.writes.sync_level_technique: a level + technique search then
+    # reads one index range in date order instead of probing every level row.
+    Column("technique", String(16)),
     Index("ix_instance_level_sort", "level", "sort_date", "instance_pk"),
+    Index("ix_instance_level_technique", "level", "technique", "sort_date", "instance_pk"),
 )
 
 instance_procedure = Table(

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, select, update
 from archive.errors import ArchiveError
 from archive.index import schema
 from archive.index.queries import instance_pks_under
-from archive.index.writes import write_levels
+from archive.index.writes import sync_level_technique, write_levels
 from archive.model import ProcedureType, Side, SpinalLevel, Technique, sort_levels
 
 
@@ -100,6 +100,8 @@ def _tag_instance(
             changes.append(("levels", old_text, new_text))
     if values:
         connection.execute(update(table).where(table.c.instance_pk == pk).values(updated_at=now, **values))
+        if "technique" in values:
+            sync_level_technique(connection, pk)
     return changes
 
 

@@ -71,6 +71,15 @@ _UPDATE_PROCEDURE = update(schema.instance_procedure).where(
 _DELETE_LEVELS = delete(schema.instance_level).where(schema.instance_level.c.instance_pk == bindparam("pk"))
 _SORT_DATE = select(schema.instance.c.sort_date).where(schema.instance.c.id == bindparam("pk"))
 _INSERT_LEVELS = schema.instance_level.insert()
+_SYNC_LEVEL_TECHNIQUE = (
+    update(schema.instance_level)
+    .where(schema.instance_level.c.instance_pk == bindparam("pk"))
+    .values(
+        technique=select(schema.instance_procedure.c.technique)
+        .where(schema.instance_procedure.c.instance_pk == bindparam("pk"))
+        .scalar_subquery()
+    )
+)
 
 
 def _insert_or_get(connection: Connection, table: Table, keys: dict[str, Any], values: dict[str, Any]) -> int:
@@ -228,7 +237,9 @@ def apply_classification(connection: Connection, pk: int, classification: Any, n
         connection.execute(_INSERT_PROCEDURE, {"instance_pk": pk, **row})
     else:
         connection.execute(_UPDATE_PROCEDURE, {"procedure_instance_pk": pk, **row})
-    if not user_levels:
+    if user_levels:
+        sync_level_technique(connection, pk)
+    else:
         write_levels(connection, pk, levels, RULE_SOURCE, provenance.get("levels"), now)
 
 
@@ -260,7 +271,9 @@ def insert_classification(
         _rule_columns(row, name, value, detail)
     row["levels_source"] = RULE_SOURCE if levels else None
     connection.execute(_INSERT_PROCEDURE, row)
-    _insert_levels(connection, pk, levels, RULE_SOURCE, provenance.get("levels"), now, sort_date)
+    _insert_levels(
+        connection, pk, levels, RULE_SOURCE, provenance.get("levels"), now, sort_date, row["technique"]
+    )
 
 
 def write_levels(
@@ -271,10 +284,11 @@ def write_levels(
     detail: str | None,
     now: datetime,
 ) -> None:
-    """Replace the spinal levels of an instance."""
+    """Replace the spinal levels of an instance (they take its current technique)."""
     connection.execute(_DELETE_LEVELS, {"pk": pk})
     sort_date = connection.execute(_SORT_DATE, {"pk": pk}).scalar_one()
     _insert_levels(connection, pk, levels, source, detail, now, sort_date)
+    sync_level_technique(connection, pk)
 
 
 def _insert_levels(
@@ -285,6 +299,7 @@ def _insert_levels(
     detail: str | None,
     now: datetime,
     sort_date: date,
+    technique: str | None = None,
 ) -> None:
     rows = [
         {
@@ -294,11 +309,25 @@ def _insert_levels(
             "detail": detail,
             "set_at": now,
             "sort_date": sort_date,
+            "technique": technique,
         }
         for level in sort_levels(list(levels))
     ]
     if rows:
         connection.execute(_INSERT_LEVELS, rows)
+
+
+def sync_level_technique(connection: Connection, pk: int) -> None:
+    """Copy the instance's technique onto its level rows (after either has changed).
+
+    Parameters
+    ----------
+    connection : sqlalchemy.Connection
+        Inside the write transaction that changed the procedure or the levels.
+    pk : int
+        Instance id.
+    """
+    connection.execute(_SYNC_LEVEL_TECHNIQUE, {"pk": pk})
 
 
 def _value(member: Side | Technique | ProcedureType | None) -> str | None:
