@@ -94,6 +94,20 @@ OPTION_DUPLICATE_POLICY = "duplicate_policy"
 OPTION_RULES = "rules"
 
 
+_HEX_DIGITS = frozenset("0123456789abcdef")
+
+
+def _check_caller_digest(sha256: str, source: Path | bytes, transfer_syntax: str | None) -> None:
+    """Refuse a caller-provided digest that is malformed or cannot describe the stored bytes."""
+    if len(sha256) != 64 or not _HEX_DIGITS.issuperset(sha256):
+        raise ValueError(f"ingest: sha256 must be 64 lowercase hex digits, but got {sha256!r}")
+    if transfer_syntax is not None or isinstance(source, bytes):
+        raise ValueError(
+            "ingest: sha256 applies to a Part 10 file given by path (the bytes stored as they are); "
+            "omit it for bytes or a bare dataset with transfer_syntax"
+        )
+
+
 def _storage_failure(origin: Origin, exc: OSError) -> IngestResult:
     code = RejectCode.OUT_OF_RESOURCES if exc.errno in RESOURCE_ERRNOS else RejectCode.STORAGE_ERROR
     logger.error("ingest from %s failed: %s", origin.describe(), exc)
@@ -196,6 +210,7 @@ class Archive:
         origin: Origin,
         transfer_syntax: str | None = None,
         move: bool = False,
+        sha256: str | None = None,
     ) -> IngestResult:
         """Store one instance durably and index it; the only way a file enters the archive.
 
@@ -213,17 +228,34 @@ class Archive:
             The caller's file may be renamed into the store (same filesystem,
             e.g. under :attr:`staging_dir`); otherwise it is copied. A file
             that is not stored is left where it was.
+        sha256 : str, optional
+            SHA-256 (64 lowercase hex digits) of exactly the bytes of the file
+            ``source``, computed by a trusted caller that saw every byte (the
+            network receiver hashes while it spools). A file staged in place
+            (``move=True``, same filesystem) is then not re-read: the digest is
+            recorded as given, and only ``usarchive verify`` or a storage
+            commitment check, which re-hash the stored file, would notice a
+            wrong one. A copied file is hashed anyway and is rejected
+            (``STORAGE_ERROR``) when its digest differs.
 
         Returns
         -------
         IngestResult
             Never raises for bad input or storage failures: those are
             ``REJECTED`` with a reason and a :class:`RejectCode`.
+
+        Raises
+        ------
+        ValueError
+            If ``sha256`` is not 64 lowercase hex digits, or is given with
+            ``transfer_syntax`` or bytes (whose stored bytes the caller did not hash).
         """
+        if sha256 is not None:
+            _check_caller_digest(sha256, source, transfer_syntax)
         staged: StagedFile | None = None
         decision: Decision | None = None
         try:
-            staged = self._stage(source, origin, transfer_syntax, move)
+            staged = self._stage(source, origin, transfer_syntax, move, sha256=sha256)
             header = read_header(staged.path)
             decision = self._commit(Prepared(header, staged, origin, self._classify(header)))
             self._remember_series(decision)
@@ -324,13 +356,22 @@ class Archive:
         move: bool,
         *,
         sync: bool = True,
+        sha256: str | None = None,
     ) -> StagedFile:
         if transfer_syntax is None:
             if isinstance(source, bytes):
                 return self.store.stage_stream([source], None, sync=sync)
             if not source.is_file():
                 raise IngestRejectedError(RejectCode.NOT_DICOM, f"expected a file, but {source} is not one")
-            return self.store.stage_file(source, move=move, sync=sync)
+            staged = self.store.stage_file(source, move=move, sync=sync, sha256=sha256)
+            if sha256 is not None and staged.sha256 != sha256:
+                self.store.discard(staged)
+                raise IngestRejectedError(
+                    RejectCode.STORAGE_ERROR,
+                    f"expected the file to have the SHA-256 its sender computed ({sha256[:16]}…), but its "
+                    f"bytes hash to {staged.sha256[:16]}…; it changed after it was hashed; send it again",
+                )
+            return staged
         if transfer_syntax not in AllTransferSyntaxes:
             raise IngestRejectedError(
                 RejectCode.UNKNOWN_TRANSFER_SYNTAX,

@@ -45,6 +45,8 @@ _PLAIN_UID = re.compile(r"[0-9][0-9.]{0,63}")
 _CHUNK = 1024 * 1024
 #: Files larger than this are hashed on a second thread while they are copied.
 _BACKGROUND_HASH_BYTES = 4 * _CHUNK
+#: Bytes handed to the hashing thread at a time.
+_HASH_BATCH_BYTES = 4 * _CHUNK
 _SYNC_THREADS = 8
 
 #: errno values meaning "the disk or quota is full" (mapped to OUT_OF_RESOURCES).
@@ -117,26 +119,92 @@ def hash_file(path: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
-class _BackgroundHash:
-    """SHA-256 computed on a worker thread (hashlib releases the GIL), fed in order."""
+class StreamingSha256:
+    """SHA-256 of blocks fed in order; past ``inline_bytes`` the hashing moves to a worker thread.
 
-    def __init__(self, digest: hashlib._Hash) -> None:
-        self._digest = digest
-        self._blocks: queue.Queue[bytes | None] = queue.Queue(maxsize=16)
-        self._thread = threading.Thread(target=self._run, name="usarchive-sha256", daemon=True)
-        self._thread.start()
+    hashlib releases the GIL while it hashes a large block, so once the worker
+    runs, hashing overlaps with whatever the feeding thread does next (reading
+    a socket, copying a file). Blocks go to the worker joined into batches of
+    a few MiB: the worker needs the GIL between blocks, and with small blocks
+    it would spend more time waiting for a busy Python thread to hand it over
+    than hashing. Small inputs never start a thread.
+
+    Parameters
+    ----------
+    inline_bytes : int
+        Bytes hashed on the caller's thread before the worker takes over.
+
+    Examples
+    --------
+    >>> digest = StreamingSha256(inline_bytes=0)
+    >>> digest.update(b"abc")
+    >>> digest.hexdigest()[:16]
+    'ba7816bf8f01cfea'
+    """
+
+    def __init__(self, *, inline_bytes: int = _BACKGROUND_HASH_BYTES) -> None:
+        self._digest = hashlib.sha256()
+        self._inline_left = inline_bytes
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self._batches: queue.Queue[bytes | None] | None = None
+        self._thread: threading.Thread | None = None
+        self._hex: str | None = None
+
+    def update(self, block: bytes | bytearray | memoryview) -> None:
+        """Add ``block`` (copied when it is not ``bytes``, since the caller may reuse its buffer)."""
+        if self._hex is not None:
+            raise RuntimeError("StreamingSha256.update: the digest is already final")
+        if self._batches is None and len(block) <= self._inline_left:
+            self._digest.update(block)
+            self._inline_left -= len(block)
+            return
+        self._inline_left = 0  # from now on everything goes through the worker, in order
+        self._pending.append(block if isinstance(block, bytes) else bytes(block))
+        self._pending_bytes += len(block)
+        if self._pending_bytes >= _HASH_BATCH_BYTES:
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        if not self._pending:
+            return
+        if self._batches is None:
+            self._batches = queue.Queue(maxsize=2)
+            self._thread = threading.Thread(target=self._run, name="usarchive-sha256", daemon=True)
+            self._thread.start()
+        batch = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
+        self._pending, self._pending_bytes = [], 0
+        self._batches.put(batch)
 
     def _run(self) -> None:
-        while (block := self._blocks.get()) is not None:
-            self._digest.update(block)
+        assert self._batches is not None
+        while (batch := self._batches.get()) is not None:
+            self._digest.update(batch)
 
-    def update(self, block: bytes) -> None:
-        self._blocks.put(block)
+    def hexdigest(self) -> str:
+        """The final digest (hex); waits for the worker to hash what it was given."""
+        if self._hex is None:
+            if self._batches is None:
+                for block in self._pending:  # less than one batch past the inline part
+                    self._digest.update(block)
+            else:
+                self._hand_over()
+                self._stop()
+            self._hex = self._digest.hexdigest()
+        return self._hex
 
-    def finish(self) -> str:
-        self._blocks.put(None)
-        self._thread.join()
-        return self._digest.hexdigest()
+    def abandon(self) -> None:
+        """Stop the worker without needing the digest (the data is being discarded)."""
+        if self._hex is None:
+            self._pending = []
+            self._stop()
+            self._hex = ""
+
+    def _stop(self) -> None:
+        if self._batches is not None and self._thread is not None:
+            self._batches.put(None)
+            self._thread.join()
+            self._batches = None
 
 
 def sync_files(paths: Iterable[Path]) -> None:
@@ -233,9 +301,8 @@ class FileStore:
             On any write failure; the temp file is removed first.
         """
         temp = self._new_temp()
-        hasher: _BackgroundHash | hashlib._Hash = hashlib.sha256()
-        if size_hint > _BACKGROUND_HASH_BYTES:
-            hasher = _BackgroundHash(hashlib.sha256())
+        large = size_hint > _BACKGROUND_HASH_BYTES
+        hasher = StreamingSha256(inline_bytes=0 if large else _BACKGROUND_HASH_BYTES)
         size = 0
         try:
             with temp.open("xb") as out:
@@ -252,23 +319,40 @@ class FileStore:
                 if sync:
                     os.fsync(out.fileno())
         except BaseException:
-            if isinstance(hasher, _BackgroundHash):
-                hasher.finish()
+            hasher.abandon()
             temp.unlink(missing_ok=True)
             raise
-        digest = hasher.finish() if isinstance(hasher, _BackgroundHash) else hasher.hexdigest()
-        return StagedFile(path=temp, sha256=digest, size=size, owned=True)
+        return StagedFile(path=temp, sha256=hasher.hexdigest(), size=size, owned=True)
 
-    def stage_file(self, source: Path, *, move: bool, sync: bool = True) -> StagedFile:
+    def stage_file(
+        self, source: Path, *, move: bool, sync: bool = True, sha256: str | None = None
+    ) -> StagedFile:
         """Make a caller's file durable for ingest: in place when it may be moved, else copied.
 
         With ``move=True`` and ``source`` on the store's filesystem the file is
         hashed and fsynced where it is and renamed into place later; otherwise
         it is copied into ``.tmp``.
+
+        Parameters
+        ----------
+        source : Path
+            The caller's file.
+        move : bool
+            Whether the file may be renamed into the store.
+        sync : bool
+            fsync the file (``False`` when the caller syncs a batch).
+        sha256 : str, optional
+            The caller's SHA-256 (hex) of exactly the bytes of ``source``. A file
+            staged in place is then not read at all and carries this digest; a
+            copied file carries the digest of the bytes copied (the caller
+            compares).
         """
         status = source.stat()
         if move and status.st_dev == self._device:
-            digest, size = hash_file(source)
+            if sha256 is None:
+                digest, size = hash_file(source)
+            else:
+                digest, size = sha256, status.st_size
             if sync:
                 sync_files([source])
             return StagedFile(path=source, sha256=digest, size=size, owned=False)

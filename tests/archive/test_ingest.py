@@ -17,6 +17,7 @@ from archive.index import schema
 from archive.index.migrations import LATEST_VERSION
 from archive.ingest import CommitCheck, IngestOutcome, Origin, RejectCode
 from archive.settings import ArchiveSettings
+from archive.verify import verify
 
 FILE = Origin("file", path="test")
 MISSING = RejectCode.MISSING_ATTRIBUTE
@@ -329,3 +330,59 @@ def test_ingest_many_falls_back_to_single_ingest(
         r.path.relative_to(archive.store.root).as_posix() for r in results if r.path
     )
     assert _staging_is_empty(archive)
+
+
+def test_caller_digest_of_a_moved_file_is_recorded_without_rehashing(archive: Archive) -> None:
+    source = archive.staging_dir / "spooled.dcm"
+    payload = part10_bytes(us_dataset())
+    source.write_bytes(payload)
+    digest = hashlib.sha256(payload).hexdigest()
+    result = archive.ingest(source, origin=FILE, move=True, sha256=digest)
+    assert result.outcome is IngestOutcome.STORED
+    assert result.sha256 == digest and result.size == len(payload)
+    assert result.path is not None and result.path.read_bytes() == payload
+    assert verify(archive).ok
+
+
+def test_wrong_caller_digest_of_a_moved_file_is_trusted_and_verify_catches_it(archive: Archive) -> None:
+    # The digest is trusted (the file is not re-read); verify, which re-hashes, is the independent check.
+    source = archive.staging_dir / "spooled.dcm"
+    source.write_bytes(part10_bytes(us_dataset()))
+    wrong = hashlib.sha256(b"not these bytes").hexdigest()
+    result = archive.ingest(source, origin=FILE, move=True, sha256=wrong)
+    assert result.outcome is IngestOutcome.STORED and result.sha256 == wrong
+    report = verify(archive)
+    assert not report.ok and len(report.corrupt) == 1
+
+
+def test_wrong_caller_digest_of_a_copied_file_is_rejected(archive: Archive, tmp_path: Path) -> None:
+    source = tmp_path / "outside.dcm"
+    payload = part10_bytes(us_dataset())
+    source.write_bytes(payload)
+    wrong = hashlib.sha256(b"not these bytes").hexdigest()
+    result = archive.ingest(source, origin=FILE, sha256=wrong)
+    assert result.outcome is IngestOutcome.REJECTED and result.code is RejectCode.STORAGE_ERROR
+    assert result.reason is not None and "send it again" in result.reason
+    assert _row_count(archive) == 0 and _store_files(archive) == [] and _staging_is_empty(archive)
+    assert source.read_bytes() == payload
+    right = archive.ingest(source, origin=FILE, sha256=hashlib.sha256(payload).hexdigest())
+    assert right.outcome is IngestOutcome.STORED
+
+
+@pytest.mark.parametrize(
+    ("sha256", "bare", "message"),
+    [
+        ("abc", False, "64 lowercase hex digits"),
+        ("A" * 64, False, "64 lowercase hex digits"),
+        ("a" * 64, True, "omit it for bytes or a bare dataset"),
+    ],
+)
+def test_unusable_caller_digest_is_a_programming_error(
+    archive: Archive, sha256: str, bare: bool, message: str
+) -> None:
+    source = archive.staging_dir / "spooled.dcm"
+    source.write_bytes(bare_bytes(us_dataset()) if bare else part10_bytes(us_dataset()))
+    syntax = ExplicitVRLittleEndian if bare else None
+    with pytest.raises(ValueError, match=message):
+        archive.ingest(source, origin=FILE, move=True, transfer_syntax=syntax, sha256=sha256)
+    assert source.exists() and _row_count(archive) == 0

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import hashlib
+import random
 import re
+import threading
 from pathlib import Path
 
 import pytest
 
-from archive.store import FileStore, hash_file, relative_path, safe_component
+from archive.store import FileStore, StreamingSha256, hash_file, relative_path, safe_component
 
 
 @pytest.mark.parametrize(
@@ -82,3 +84,56 @@ def test_iter_instance_files_skips_hidden_directories(tmp_path: Path) -> None:
     store.place(store.stage_stream([b"x"], None), "dd/1/2/3.dcm")
     (store.staging_dir / "left.dcm").write_bytes(b"y")
     assert store.iter_instance_files() == ["dd/1/2/3.dcm"]
+
+
+def test_large_copy_is_hashed_correctly_on_the_worker(tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "store")
+    payload = random.Random(3).randbytes(9 * 1024 * 1024 + 13)  # past the background threshold
+    source = tmp_path / "big.bin"
+    source.write_bytes(payload)
+    staged = store.stage_file(source, move=False)
+    assert staged.sha256 == hashlib.sha256(payload).hexdigest()
+    assert staged.size == len(payload)
+
+
+@pytest.mark.parametrize(
+    ("inline_bytes", "sizes"),
+    [
+        (0, [700_000] * 20),
+        (10, [5, 3, 700_000, 2] * 5),
+        (1_000_000, [600_000, 600_000, 100, 5_000_000, 7] * 4),  # small blocks after the inline part
+        (1 << 30, [700_000] * 20),
+    ],
+)
+def test_streaming_sha256_matches_hashlib_whatever_the_split(inline_bytes: int, sizes: list[int]) -> None:
+    rng = random.Random(inline_bytes)
+    blocks: list[bytes | bytearray | memoryview] = [rng.randbytes(size) for size in sizes]
+    blocks[3] = bytearray(blocks[3])
+    blocks[7] = memoryview(bytes(blocks[7]))
+    digest = StreamingSha256(inline_bytes=inline_bytes)
+    for block in blocks:
+        digest.update(block)
+    assert digest.hexdigest() == hashlib.sha256(b"".join(bytes(b) for b in blocks)).hexdigest()
+    assert digest.hexdigest() == hashlib.sha256(b"".join(bytes(b) for b in blocks)).hexdigest()  # stable
+    with pytest.raises(RuntimeError, match="already final"):
+        digest.update(b"late")
+
+
+def test_streaming_sha256_abandon_stops_its_worker() -> None:
+    digest = StreamingSha256(inline_bytes=0)
+    digest.update(b"x" * (5 * 1024 * 1024))
+    assert [t for t in threading.enumerate() if t.name == "usarchive-sha256"]
+    digest.abandon()
+    assert not [t for t in threading.enumerate() if t.name == "usarchive-sha256"]
+
+
+def test_move_with_a_caller_digest_does_not_read_the_file(tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "store")
+    source = store.staging_dir / "incoming.dcm"
+    source.write_bytes(b"abc")
+    claimed = hashlib.sha256(b"something else").hexdigest()
+    staged = store.stage_file(source, move=True, sha256=claimed)
+    assert (staged.sha256, staged.size) == (claimed, 3), "the caller's digest is trusted as given"
+    copied = store.stage_file(source, move=False, sha256=claimed)
+    assert copied.sha256 == hashlib.sha256(b"abc").hexdigest(), "a copy carries the digest of what it copied"
+    store.discard(copied)
