@@ -9,6 +9,7 @@ whose values command-line flags override. The file looks like::
     port = 11112
     max_pdu_bytes = 0          # 0 = unlimited
     max_associations = 16
+    poll_interval_ms = 0.2     # how often an idle association polls its socket and queues
     allow = ["SONOSITE1", "EDGE2@10.0.0.5"]   # calling AE titles, optionally @host
     allow_any = false          # true accepts every calling AE (warned at start)
 
@@ -179,6 +180,13 @@ class BridgeSettings:
         Addresses for storage commitment results sent on a new association.
     network_timeout_s, acse_timeout_s, dimse_timeout_s : float
         pynetdicom timeouts in seconds.
+    poll_interval_ms : float
+        Sleep of an association's pynetdicom DUL loop when it found nothing to
+        do (pynetdicom's ``_run_loop_delay``, 1 ms by default): a request that
+        arrives, and a response ready to send, wait up to this long. Every
+        C-STORE crosses it several times, so it bounds single-frame
+        throughput; lower costs CPU while an association is open and idle
+        (about 10 % of a core at 0.2 ms, 4 % at 1 ms).
     """
 
     aet: str = DEFAULT_AET
@@ -193,6 +201,7 @@ class BridgeSettings:
     network_timeout_s: float = 60.0
     acse_timeout_s: float = 30.0
     dimse_timeout_s: float = 60.0
+    poll_interval_ms: float = 0.2
 
     def __post_init__(self) -> None:
         validate_ae_title(self.aet, what="aet")
@@ -202,6 +211,10 @@ class BridgeSettings:
             raise ConfigError(f"max_pdu_bytes: expected 0 (unlimited) or more, but got {self.max_pdu_bytes}")
         if self.max_associations < 1:
             raise ConfigError(f"max_associations: expected at least 1, but got {self.max_associations}")
+        if not 0 < self.poll_interval_ms <= 100:
+            raise ConfigError(
+                f"poll_interval_ms: expected more than 0 and at most 100, but got {self.poll_interval_ms}"
+            )
 
     def commitment_peer(self, ae_title: str) -> CommitmentPeer | None:
         """The configured address of ``ae_title`` for storage commitment results, if any."""
@@ -238,6 +251,7 @@ _SERVER_KEYS = {
     "network_timeout_s",
     "acse_timeout_s",
     "dimse_timeout_s",
+    "poll_interval_ms",
 }
 
 
@@ -302,7 +316,7 @@ def settings_from_mapping(data: Mapping[str, Any], *, base_dir: Path) -> BridgeS
     for key in ("port", "max_pdu_bytes", "max_associations"):
         if key in server:
             values[key] = _expect(server[key], int, key)
-    for key in ("network_timeout_s", "acse_timeout_s", "dimse_timeout_s"):
+    for key in ("network_timeout_s", "acse_timeout_s", "dimse_timeout_s", "poll_interval_ms"):
         if key in server:
             values[key] = float(_expect(server[key], (int, float), key))
     if "allow_any" in server:

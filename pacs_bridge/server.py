@@ -8,7 +8,10 @@ streaming into spool files (:mod:`pacs_bridge.spool`), the C-STORE handler
 pynetdicom keeps some configuration in module globals (``pynetdicom._config``):
 :meth:`BridgeServer.start` sets ``STORE_RECV_CHUNKED_DATASET = True`` once for
 the process, which is how pynetdicom streams data sets to disk instead of
-memory.
+memory. Each accepted association's DUL loop sleeps
+``BridgeSettings.poll_interval_ms`` when idle (pynetdicom's per-instance
+``DULServiceProvider._run_loop_delay``, 1 ms by default), set when the
+association is accepted.
 """
 
 from __future__ import annotations
@@ -86,6 +89,23 @@ def make_ssl_context(tls: TLSSettings) -> ssl.SSLContext:
     else:
         context.verify_mode = ssl.CERT_NONE
     return context
+
+
+def set_poll_interval(assoc: Any, poll_interval_ms: float) -> None:
+    """Make the DUL loop of ``assoc`` sleep ``poll_interval_ms`` when it has nothing to do.
+
+    pynetdicom's DUL thread polls its socket and queues, sleeping
+    ``_run_loop_delay`` seconds (1 ms by default) after a pass that found no
+    event; pynetdicom reads the attribute on every pass, so it can be changed
+    on a running association.
+    """
+    dul = assoc.dul
+    if not hasattr(dul, "_run_loop_delay"):
+        raise RuntimeError(
+            "pynetdicom's DULServiceProvider has no _run_loop_delay: this pynetdicom version polls "
+            "differently; pin pynetdicom 3.x or adapt pacs_bridge.server.set_poll_interval"
+        )
+    dul._run_loop_delay = poll_interval_ms / 1000.0
 
 
 class BridgeServer:
@@ -286,6 +306,7 @@ class BridgeServer:
         calling_ae, address = peer_of(event)
         with self._lock:
             self._accepted.add(id(event.assoc))
+        set_poll_interval(event.assoc, self.settings.poll_interval_ms)
         if self._store is not None:
             self._store.tally(event.assoc)
         contexts = event.assoc.accepted_contexts

@@ -44,18 +44,26 @@ from typing import IO, Any
 
 from pynetdicom import dimse_messages
 
+from archive.store import StreamingSha256
+
 LOGGER = logging.getLogger(__name__)
 
 #: Sub-directory of ``Archive.staging_dir`` holding one directory per running receiver.
 SPOOL_ROOT_NAME = "pacs_bridge"
 _LOCK_NAME = ".lock"
+#: Bytes of a data set hashed on the receiving thread; the rest on a worker, while more arrives.
+_INLINE_HASH_BYTES = 1024 * 1024
 
 
 class SpoolFile:
     """A file receiving one data set; looks like the ``NamedTemporaryFile`` pynetdicom expects.
 
     Write errors are recorded in :attr:`error` instead of raised; after one, the
-    partial data is truncated away and further data is discarded.
+    partial data is truncated away and further data is discarded. Every byte
+    written is also hashed (SHA-256; past the first MiB on a worker thread, so
+    hashing overlaps with receiving): :meth:`seal` returns the digest, which
+    the handler passes to ``Archive.ingest(sha256=...)`` instead of letting it
+    re-read the file.
 
     Attributes
     ----------
@@ -75,6 +83,7 @@ class SpoolFile:
         self.bytes_written = 0
         self.error: OSError | None = None
         self._handle: IO[bytes] = path.open("wb")
+        self._sha256 = StreamingSha256(inline_bytes=_INLINE_HASH_BYTES)
 
     @property
     def file(self) -> SpoolFile:
@@ -89,6 +98,8 @@ class SpoolFile:
                 self.bytes_written += len(data)
             except OSError as exc:
                 self._fail(exc)
+            else:
+                self._sha256.update(data)
         return len(data)
 
     def flush(self) -> None:
@@ -99,8 +110,27 @@ class SpoolFile:
             except OSError as exc:
                 self._fail(exc)
 
+    def seal(self) -> str | None:
+        """Flush and close the complete data set; return the SHA-256 (hex) of every byte written.
+
+        Returns
+        -------
+        str or None
+            ``None`` after a write error (see :attr:`error`): the file is not
+            the data set that arrived.
+        """
+        self._close_handle()
+        if self.error is not None:
+            self._sha256.abandon()
+            return None
+        return self._sha256.hexdigest()
+
     def close(self) -> None:
-        """Close the file (errors are recorded, not raised)."""
+        """Close the file and stop hashing (errors are recorded, not raised)."""
+        self._close_handle()
+        self._sha256.abandon()  # no-op once sealed
+
+    def _close_handle(self) -> None:
         if self._handle.closed:
             return
         try:

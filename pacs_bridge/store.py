@@ -2,8 +2,9 @@
 
 The data set has been streamed by pynetdicom into a spool file on the store's
 filesystem (see :mod:`pacs_bridge.spool`). The handler checks that the data set
-is what the command announced, hands the file to ``Archive.ingest(move=True)``
-(a rename into the store after fsync) and answers Success only when ingest says
+is what the command announced, hands the file and the SHA-256 computed while
+it was spooled to ``Archive.ingest(move=True, sha256=...)`` (a rename into the
+store after fsync, without re-reading the file) and answers Success only when ingest says
 the instance is durably stored and indexed. It never raises: every failure is a
 DIMSE status with an Error Comment.
 """
@@ -41,6 +42,7 @@ class Ingestor(Protocol):
         origin: Origin,
         transfer_syntax: str | None = None,
         move: bool = False,
+        sha256: str | None = None,
     ) -> IngestResult:
         """Store one instance durably and index it (see ``Archive.ingest``)."""
         ...
@@ -171,8 +173,9 @@ class StoreHandler:
         self, event: Event, path: Path, sop_class: str, sop_instance: str, calling_ae: str, address: str
     ) -> Dataset:
         spool_file = self._spool.lookup(path)
+        digest: str | None = None
         if spool_file is not None:
-            spool_file.flush()
+            digest = spool_file.seal()
             if spool_file.error is not None:
                 reason = "disk full" if spool_file.out_of_space else "spool write failed"
                 return _status(StoreStatus.OUT_OF_RESOURCES, f"{reason}: {spool_file.error.strerror}")
@@ -180,7 +183,8 @@ class StoreHandler:
         if mismatch is not None:
             return _status(*mismatch)
         origin = Origin(kind="network", calling_ae=calling_ae, address=address, called_ae=self._called_ae)
-        result = self._archive.ingest(path, origin=origin, move=True)
+        # The digest of the bytes as spooled: ingest does not re-read the file to hash it.
+        result = self._archive.ingest(path, origin=origin, move=True, sha256=digest)
         status = status_for_ingest(result)
         if result.outcome is IngestOutcome.DUPLICATE:
             LOGGER.info("C-STORE %s: duplicate (%s)", sop_instance, result.reason)

@@ -28,6 +28,7 @@ aet = "ARCHIVE1"
 port = 4242
 allow = ["EDGE1", "EDGE2@127.0.0.1"]
 max_pdu_bytes = 65536
+poll_interval_ms = 0.5
 
 [tls]
 certificate = "s.crt"
@@ -39,6 +40,7 @@ EDGE1 = "127.0.0.1:1104"
     )
     from_file = load_settings(path)
     assert (from_file.aet, from_file.port, from_file.max_pdu_bytes) == ("ARCHIVE1", 4242, 65536)
+    assert from_file.poll_interval_ms == 0.5
     assert [str(peer) for peer in from_file.allow] == ["EDGE1", "EDGE2@127.0.0.1"]
     assert from_file.tls is not None and from_file.tls.certificate == tmp_path / "s.crt"
     assert from_file.commitment_peer("EDGE1") == CommitmentPeer("EDGE1", "127.0.0.1", 1104)
@@ -60,6 +62,8 @@ EDGE1 = "127.0.0.1:1104"
         ('[tls]\ncertificate = "missing.crt"\nkey = "missing.key"', "does not exist"),
         ('[commitment_peers]\nEDGE = "nohostport"', "host:port"),
         ("[server\n", "valid TOML"),
+        ("[server]\npoll_interval_ms = 0", "poll_interval_ms: expected more than 0"),
+        ('[server]\npoll_interval_ms = "fast"', "poll_interval_ms: expected int or float"),
     ],
 )
 def test_invalid_files_say_what_is_wrong(tmp_path: Path, text: str, message: str) -> None:

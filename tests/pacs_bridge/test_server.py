@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -171,4 +172,37 @@ def test_unsupported_sop_class_is_refused_at_negotiation(bridge: BridgeServer) -
     ds = make_dataset(sop_class_uid=private_class)
     with pytest.raises(ValueError, match="No presentation context"):
         assoc.send_c_store(ds)
+    assoc.release()
+
+
+def test_digest_computed_while_spooling_is_the_stored_files_sha256(
+    bridge: BridgeServer, archive: Archive, tmp_path: Path
+) -> None:
+    # The large clip (about 4.6 MB) is hashed mostly on the spool's worker thread.
+    clips = [
+        write_clip(tmp_path / "small.dcm", seed=3),
+        write_clip(tmp_path / "large.dcm", seed=4, frames=60, rows=240, cols=320),
+    ]
+    result = storescu(bridge.port, clips)
+    assert result.returncode == 0, result.stdout + result.stderr
+    stored = list(archive.iter_index())
+    assert len(stored) == 2
+    for instance in stored:
+        data = archive.store.absolute(instance.path).read_bytes()
+        assert instance.sha256 == hashlib.sha256(data).hexdigest(), instance.path
+        assert instance.size == len(data)
+
+
+def test_poll_interval_is_applied_to_each_accepted_association(
+    start_bridge: Callable[..., BridgeServer], bridge_settings: BridgeSettings
+) -> None:
+    server = start_bridge(bridge_settings, poll_interval_ms=0.5)
+    ae = _scu()
+    ae.add_requested_context(Verification)
+    assoc = ae.associate("127.0.0.1", server.port, ae_title="USARCHIVE")
+    assert assoc.is_established
+    assert server._ae is not None
+    accepted = server._ae.active_associations
+    wait_for(lambda: accepted and accepted[0].dul._run_loop_delay == 0.0005, what="the poll interval")
+    assert assoc.send_c_echo().Status == 0x0000
     assoc.release()

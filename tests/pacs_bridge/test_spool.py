@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import errno
+import hashlib
+import random
+import threading
 from pathlib import Path
+
+import pytest
 
 from pacs_bridge.spool import SpoolDirectory, SpoolFile
 
@@ -46,4 +51,36 @@ def test_discard_deletes_only_the_files_of_the_ended_association(tmp_path: Path)
     assert Path(other.name).exists() and directory.lookup(other.name) is other
     directory.release(other.name)
     assert not directory.busy
+    directory.close()
+
+
+@pytest.mark.parametrize("sizes", [[132, 200, 5_000], [132, 300_000] + [131_072] * 80 + [17]])
+def test_seal_returns_the_sha256_of_exactly_the_bytes_in_the_file(tmp_path: Path, sizes: list[int]) -> None:
+    # The second case passes the inline part, so the worker thread hashes the rest in batches.
+    spool = SpoolFile(tmp_path / "x.dcm", owner=None)
+    rng = random.Random(5)
+    for size in sizes:
+        spool.write(rng.randbytes(size))
+        spool.flush()
+    digest = spool.seal()
+    spool.close()  # pynetdicom closes the file again after the handler
+    assert digest == hashlib.sha256((tmp_path / "x.dcm").read_bytes()).hexdigest()
+    assert not [t for t in threading.enumerate() if t.name == "usarchive-sha256"]
+
+
+def test_seal_after_a_write_error_gives_no_digest(tmp_path: Path) -> None:
+    spool = SpoolFile(tmp_path / "x.dcm", owner=None)
+    spool.write(b"a" * 3_000_000)
+    spool._fail(OSError(errno.ENOSPC, "No space left on device"))
+    assert spool.seal() is None
+    assert not [t for t in threading.enumerate() if t.name == "usarchive-sha256"]
+
+
+def test_discarding_an_unfinished_data_set_stops_its_hashing(tmp_path: Path) -> None:
+    directory = SpoolDirectory(tmp_path)
+    owner = object()
+    spool = directory.create(owner)
+    spool.write(b"b" * 6_000_000)  # past the inline part: a hashing thread runs
+    assert directory.discard(owner) == 1
+    assert not [t for t in threading.enumerate() if t.name == "usarchive-sha256"]
     directory.close()
