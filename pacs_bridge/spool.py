@@ -53,6 +53,8 @@ SPOOL_ROOT_NAME = "pacs_bridge"
 _LOCK_NAME = ".lock"
 #: Bytes of a data set hashed on the receiving thread; the rest on a worker, while more arrives.
 _INLINE_HASH_BYTES = 1024 * 1024
+#: Every this many bytes the kernel is asked to start writing the spool file to disk.
+_WRITEBACK_BYTES = 8 * 1024 * 1024
 
 
 class SpoolFile:
@@ -63,7 +65,10 @@ class SpoolFile:
     written is also hashed (SHA-256; past the first MiB on a worker thread, so
     hashing overlaps with receiving): :meth:`seal` returns the digest, which
     the handler passes to ``Archive.ingest(sha256=...)`` instead of letting it
-    re-read the file.
+    re-read the file. Every 8 MiB the kernel is asked to start writing what
+    arrived so far (``posix_fadvise(POSIX_FADV_DONTNEED)`` starts writeback
+    without waiting for it), so the fsync at ingest has only the tail of a
+    large clip left to write.
 
     Attributes
     ----------
@@ -84,6 +89,7 @@ class SpoolFile:
         self.error: OSError | None = None
         self._handle: IO[bytes] = path.open("wb")
         self._sha256 = StreamingSha256(inline_bytes=_INLINE_HASH_BYTES)
+        self._written_back = 0  # bytes before this offset have had writeback started
 
     @property
     def file(self) -> SpoolFile:
@@ -100,7 +106,19 @@ class SpoolFile:
                 self._fail(exc)
             else:
                 self._sha256.update(data)
+                if self.bytes_written - self._written_back >= _WRITEBACK_BYTES:
+                    self._start_writeback()
         return len(data)
+
+    def _start_writeback(self) -> None:
+        """Ask the kernel to start writing the bytes received so far (it does not wait)."""
+        self.flush()
+        if self.error is not None or not hasattr(os, "posix_fadvise"):
+            return
+        with contextlib.suppress(OSError):  # only a hint: the fsync at ingest is what counts
+            length = self.bytes_written - self._written_back
+            os.posix_fadvise(self._handle.fileno(), self._written_back, length, os.POSIX_FADV_DONTNEED)
+        self._written_back = self.bytes_written
 
     def flush(self) -> None:
         """Flush the buffer to the OS (durability is the archive's job, at ingest)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import os
 import random
 import threading
 from pathlib import Path
@@ -84,3 +85,29 @@ def test_discarding_an_unfinished_data_set_stops_its_hashing(tmp_path: Path) -> 
     assert directory.discard(owner) == 1
     assert not [t for t in threading.enumerate() if t.name == "usarchive-sha256"]
     directory.close()
+
+
+def test_writeback_is_started_every_8_mib_over_contiguous_ranges(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[int, int, int]] = []
+    real = os.posix_fadvise
+
+    def record(fd: int, offset: int, length: int, advice: int) -> None:
+        calls.append((offset, length, advice))
+        real(fd, offset, length, advice)
+
+    monkeypatch.setattr(os, "posix_fadvise", record)
+    spool = SpoolFile(tmp_path / "x.dcm", owner=None)
+    chunk = random.Random(9).randbytes(131_072)
+    for _ in range(160):  # 20 MiB
+        spool.write(chunk)
+        spool.flush()
+    digest = spool.seal()
+    assert [(offset, advice) for offset, _, advice in calls] == [
+        (0, os.POSIX_FADV_DONTNEED),
+        (8 * 1024 * 1024, os.POSIX_FADV_DONTNEED),
+    ]
+    assert all(length == 8 * 1024 * 1024 for _, length, _ in calls)
+    data = (tmp_path / "x.dcm").read_bytes()
+    assert data == chunk * 160 and digest == hashlib.sha256(data).hexdigest()
