@@ -12,7 +12,7 @@ from clip_files import DELTA_X_CM, DELTA_Y_CM, moving_bar_frames, write_clip
 from napari.utils.notifications import ErrorNotification, notification_manager
 from pydicom.data import get_testdata_file
 
-from annotator.frames import ClipFrames
+from annotator.frames import DEFAULT_PREFETCH_FRAMES, ClipFrames
 from annotator.reader import UNCALIBRATED_MARK
 
 pytestmark = pytest.mark.gui
@@ -52,19 +52,28 @@ def test_open_calibrated_jpeg_clip(make_napari_viewer: ViewerFactory, tmp_path: 
     assert np.median(np.abs(shown.astype(int) - source[12].astype(int))) <= 3
 
 
-def test_only_viewed_frames_are_decoded(make_napari_viewer: ViewerFactory, tmp_path: Path) -> None:
+def test_only_viewed_frames_and_the_next_few_are_decoded(
+    make_napari_viewer: ViewerFactory, tmp_path: Path
+) -> None:
     path = write_clip(tmp_path / "clip.dcm", moving_bar_frames(200, 48, 64))
     viewer = make_napari_viewer()
     layer = _open(viewer, path)
     frames: ClipFrames = layer.data
-    initial = set(frames.cached_indices)
-    # Opening slices the layer at frame 0, then napari moves to the middle frame; nothing else.
-    assert initial <= {0, 99}
-    assert frames.decode_count == len(initial)
-    for step in (0, 1, 2, 150):
+    viewed = {0, 1, 2, 150}
+    for step in sorted(viewed):
         viewer.dims.set_current_step(0, step)
-    assert set(frames.cached_indices) == initial | {0, 1, 2, 150}
-    assert frames.decode_count == len(initial | {0, 1, 2, 150})
+        assert frames.wait_prefetched()
+    # Opening shows frame 0 and the middle frame; each shown frame brings its neighbours
+    # in the direction of stepping (prefetch); no frame far from a shown one is decoded.
+    near = {
+        i
+        for shown in viewed | {99}
+        for i in range(shown - DEFAULT_PREFETCH_FRAMES, shown + DEFAULT_PREFETCH_FRAMES + 1)
+    }
+    decoded = set(frames.cached_indices)
+    assert viewed <= decoded <= near
+    assert {151, 152} <= decoded
+    assert frames.decode_count == len(decoded)
 
 
 def test_cache_stays_bounded_while_stepping(make_napari_viewer: ViewerFactory, tmp_path: Path) -> None:
