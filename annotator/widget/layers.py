@@ -5,7 +5,11 @@ on the current frame. They are 2D (rows, cols) with the clip layer's scale in
 mm, so napari shows them on top of whichever frame the time slider selects;
 :meth:`MarkLayers.show` refills them from the annotation whenever the frame
 or the annotation changes, and the ``read_…`` methods turn what the reviewer
-drew back into marks.
+drew back into marks. A layer is rewritten only when it would change: when
+the marks to show differ from the ones last written, or the layer no longer
+holds what was written (the reviewer edited it). Stepping through frames
+without marks therefore costs the layers nothing (rewriting a Labels layer
+re-uploads its whole texture).
 
 =====================  =======  ===============================================
 layer                  type     holds
@@ -109,6 +113,8 @@ class MarkLayers:
         self.danger_classes: list[str] = [c.strip().lower() for c in danger_classes]
         self._syncing = False
         self._danger_shown = np.zeros(frame_shape, dtype=np.uint8)
+        # Per layer group: (the marks last written, a copy of the layer data written).
+        self._written: dict[str, tuple[tuple[Any, ...], tuple[Any, ...]]] = {}
         self.spread: Labels = viewer.add_labels(
             np.zeros(frame_shape, dtype=np.uint8),
             name=SPREAD_LAYER,
@@ -196,10 +202,41 @@ class MarkLayers:
         frame : int
             0-based frame index.
         """
+        needle = (annotation.needle_at(frame), annotation.is_interpolated(MarkKind.NEEDLE, frame))
+        target = (annotation.target_at(frame), annotation.is_interpolated(MarkKind.TARGET, frame))
+        masks = (annotation.spread_at(frame), *sorted(annotation.danger_at(frame).items()))
         with self._sync():
-            self._show_needle(annotation, frame)
-            self._show_target(annotation, frame)
-            self._show_masks(annotation, frame)
+            if not self._still_written("needle", needle, self._needle_data()):
+                self._show_needle(annotation, frame)
+                self._written["needle"] = (needle, self._needle_data())
+            if not self._still_written("target", target, self._target_data()):
+                self._show_target(annotation, frame)
+                self._written["target"] = (target, self._target_data())
+            if not self._still_written("masks", masks, self._mask_data()):
+                self._show_masks(annotation, frame)
+                self._written["masks"] = (masks, self._mask_data())
+
+    def forget_written(self) -> None:
+        """Make the next :meth:`show` rewrite every layer."""
+        self._written.clear()
+
+    def _still_written(self, group: str, marks: tuple[Any, ...], data: tuple[Any, ...]) -> bool:
+        """Whether ``group``'s layers show ``marks`` already and hold what was written to them."""
+        written = self._written.get(group)
+        if written is None:
+            return False
+        written_marks, written_data = written
+        return _same_items(written_marks, marks) and _same_items(written_data, data, arrays_by_value=True)
+
+    def _needle_data(self) -> tuple[Any, ...]:
+        paths = tuple(np.array(path, dtype=np.float64) for path in self.needle.data)
+        return (*paths, np.array(self.needle_dot.data, dtype=np.float64))
+
+    def _target_data(self) -> tuple[Any, ...]:
+        return (np.array(self.target.data, dtype=np.float64),)
+
+    def _mask_data(self) -> tuple[Any, ...]:
+        return (np.array(self.spread.data), np.array(self.danger.data))
 
     def _show_needle(self, annotation: ClipAnnotation, frame: int) -> None:
         mark = annotation.needle_at(frame)
@@ -286,6 +323,22 @@ class MarkLayers:
             masks[name] = np.where(changed, data == label, before)
         self._danger_shown = data.copy()
         return masks
+
+
+def _same_items(a: tuple[Any, ...], b: tuple[Any, ...], *, arrays_by_value: bool = False) -> bool:
+    """Item-wise equality; arrays compare by identity (annotation masks are immutable) or by value."""
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b, strict=True):
+        if isinstance(x, np.ndarray) or isinstance(y, np.ndarray):
+            same = np.array_equal(x, y) if arrays_by_value else x is y
+        elif isinstance(x, tuple) and isinstance(y, tuple):
+            same = _same_items(x, y, arrays_by_value=arrays_by_value)
+        else:
+            same = bool(x == y)
+        if not same:
+            return False
+    return True
 
 
 def _last_point(layer: Points) -> Point | None:
