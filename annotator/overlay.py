@@ -114,13 +114,6 @@ def attach_time_overlay(viewer: ViewerModel, layer: Image) -> Callable[[], None]
     callable
         Call it to stop updating the overlay. It is called automatically when
         the layer is removed from the viewer.
-
-    Notes
-    -----
-    The overlay's background box is turned off: napari resizes the box to
-    the text on every text change, which rebuilds and relinks its shader
-    program at the next draw (about 20 ms of every frame step with software
-    OpenGL). The text takes a colour contrasting with the canvas background.
     """
     metadata = layer.metadata
     times = metadata.get("frame_times_ms")
@@ -145,7 +138,6 @@ def attach_time_overlay(viewer: ViewerModel, layer: Image) -> Callable[[], None]
 
     viewer.dims.events.point.connect(update)
     viewer.layers.events.removed.connect(on_removed)
-    overlay.box = False
     overlay.visible = True
     update()
     return detach
