@@ -121,8 +121,8 @@ class SpoolFile:
         self._written_back = self.bytes_written
 
     def flush(self) -> None:
-        """Flush the buffer to the OS (durability is the archive's job, at ingest)."""
-        if self.error is None:
+        """Flush the buffer to the OS (durability is the archive's job, at ingest); no-op once closed."""
+        if self.error is None and not self._handle.closed:
             try:
                 self._handle.flush()
             except OSError as exc:

@@ -111,3 +111,12 @@ def test_writeback_is_started_every_8_mib_over_contiguous_ranges(
     assert all(length == 8 * 1024 * 1024 for _, length, _ in calls)
     data = (tmp_path / "x.dcm").read_bytes()
     assert data == chunk * 160 and digest == hashlib.sha256(data).hexdigest()
+
+
+def test_flush_and_close_after_seal_are_harmless(tmp_path: Path) -> None:
+    spool = SpoolFile(tmp_path / "x.dcm", owner=None)
+    spool.write(b"abc")
+    assert spool.seal() == hashlib.sha256(b"abc").hexdigest()
+    spool.flush()  # pynetdicom's file interface may still be used after the handler
+    spool.close()
+    assert spool.error is None and (tmp_path / "x.dcm").read_bytes() == b"abc"
