@@ -238,6 +238,19 @@ def _date_query(rng: random.Random) -> Query:
     return Query(date_from=start, date_to=start + timedelta(days=29), limit=PAGE)
 
 
+def cpu_speed_probe_s() -> float:
+    """CPU seconds of a fixed pure-Python loop: how fast this (shared, virtual) machine runs right now.
+
+    The host gives the VM's cores varying speed; the same loop has taken from
+    0.4 s to 1.2 s here, and every latency below scales with it.
+    """
+    start = time.process_time()
+    total = 0
+    for i in range(5_000_000):
+        total += i
+    return time.process_time() - start
+
+
 @contextlib.contextmanager
 def _database(backend: str, workdir: Path) -> Iterator[str]:
     if backend == "sqlite":
@@ -261,12 +274,14 @@ def run(backend: str, instances: int, queries: int, seed: int) -> dict[str, Any]
         info = populate(archive, instances, seed)
         fill_s = time.perf_counter() - start
         print(f"{backend}: {info['instances']} instances indexed in {fill_s:.0f} s", flush=True)
+        speed_s = cpu_speed_probe_s()
         measured = measure(archive, info, queries, seed)
     return {
         "backend": backend,
         "instances": info["instances"],
         "fill_s": round(fill_s, 1),
         "load_average_1min": round(os.getloadavg()[0], 2),
+        "cpu_speed_probe_s": round(speed_s, 3),
         "cpus": os.cpu_count(),
         "queries": measured,
     }
@@ -275,10 +290,13 @@ def run(backend: str, instances: int, queries: int, seed: int) -> dict[str, Any]
 def to_markdown(results: list[dict[str, Any]], queries: int, command: str, when: str) -> str:
     """The results as a markdown section (title, command, machine, table, what it measures)."""
     loads = ", ".join(f"{r['backend']} {r['load_average_1min']}" for r in results)
+    speeds = ", ".join(f"{r['backend']} {r.get('cpu_speed_probe_s', '?')} s" for r in results)
     lines = [
         f"# find: {results[0]['instances']:,} indexed instances",
         "",
-        f"`{command}` — {when}; {results[0]['cpus']} CPUs, load average after each backend: {loads}.",
+        f"`{command}` — {when}; {results[0]['cpus']} CPUs, load average after each backend: {loads};"
+        f" CPU speed probe (a fixed 5,000,000-step Python loop, CPU seconds; lower is faster) before"
+        f" each backend's queries: {speeds}.",
         "",
         f"Latency of `Archive.find` for the first page of {PAGE} rows, {queries} random queries per kind,"
         " in ms. *client CPU* is the CPU time of the calling process; *SQL only* is the main SELECT executed"

@@ -122,7 +122,7 @@ def as_utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def _columns() -> list[Any]:
+def _find_columns() -> list[Any]:
     return [
         _i.c.id,
         _i.c.sop_instance_uid,
@@ -170,6 +170,10 @@ def _split_levels(joined: str | None) -> tuple[str, ...]:
     return tuple(sorted(joined.split(","), key=_LEVEL_ORDER.__getitem__))
 
 
+#: The columns of a ``find`` row, built once (constructing them is a third of a call's client time).
+_FIND_COLUMNS = _find_columns()
+
+
 def _find_statement(query: Query, patient_pks: list[int] | None) -> Select[Any]:
     """The SELECT for ``query``, shaped so an index yields rows already in order.
 
@@ -179,14 +183,14 @@ def _find_statement(query: Query, patient_pks: list[int] | None) -> Select[Any]:
     newest archived first.
     """
     if len(query.levels) == 1:
-        statement = select(*_columns()).select_from(_lvl).join(_i, _i.c.id == _lvl.c.instance_pk)
+        statement = select(*_FIND_COLUMNS).select_from(_lvl).join(_i, _i.c.id == _lvl.c.instance_pk)
         conditions: list[Any] = [_lvl.c.level == query.levels[0].value]
         if query.technique is not None:
             # The copy on instance_level: the scan reads only matching rows, in order.
             conditions.append(_lvl.c.technique == query.technique.value)
         sort_date, order_id = _lvl.c.sort_date, _lvl.c.instance_pk
     else:
-        statement = select(*_columns()).select_from(_i)
+        statement = select(*_FIND_COLUMNS).select_from(_i)
         conditions = []
         if query.levels:
             levels = [lv.value for lv in query.levels]
@@ -255,7 +259,7 @@ def find(connection: Connection, query: Query) -> list[InstanceRow]:
         if not patient_pks:
             return []
     rows = connection.execute(_find_statement(query, patient_pks)).all()
-    # Positional unpacking in the order of _columns(): this loop is most of find's client time.
+    # Positional unpacking in the order of _FIND_COLUMNS: this loop is most of find's client time.
     return [
         InstanceRow(
             sop_instance_uid=sop,
