@@ -42,7 +42,7 @@ from archive.dicom_header import InstanceHeader, build_file_meta, peek_bare_data
 from archive.duplicates import Decision, Prepared, instance_result, resolve_existing
 from archive.errors import ConfigError
 from archive.index import queries, schema, tags
-from archive.index.engine import create_index_engine, read_transaction, write_transaction
+from archive.index.engine import autocommit_reads, create_index_engine, read_transaction, write_transaction
 from archive.index.migrations import migrate
 from archive.index.queries import InstanceRow, Query, UidDescription
 from archive.index.writes import (
@@ -511,7 +511,7 @@ class Archive:
 
     def find(self, query: Query) -> list[InstanceRow]:
         """Instances matching ``query`` (see :func:`archive.index.queries.find`)."""
-        with read_transaction(self.engine) as connection:
+        with autocommit_reads(self.engine) as connection:
             return queries.find(connection, query)
 
     def show(self, uid: str) -> UidDescription | None:

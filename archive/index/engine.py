@@ -115,6 +115,23 @@ def read_transaction(engine: Engine) -> Iterator[Connection]:
 
 
 @contextmanager
+def autocommit_reads(engine: Engine) -> Iterator[Connection]:
+    """A connection whose statements each run in their own implicit transaction, for short reads.
+
+    No ``BEGIN`` or ``COMMIT`` round trips, and nothing to roll back, so on
+    PostgreSQL psycopg keeps its prepared statements (see
+    :func:`read_transaction`). For reads that need no snapshot across
+    statements, such as ``find``.
+
+    Yields
+    ------
+    sqlalchemy.Connection
+    """
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        yield connection
+
+
+@contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
     """A write transaction, committed when the block ends without an exception.
 
