@@ -210,7 +210,7 @@ def _find_statement(query: Query, patient_pks: list[int] | None) -> Select[Any]:
         conditions.append(_st.c.patient_pk.in_(patient_pks))
     if query.side is not None:
         conditions.append(_proc.c.side == query.side.value)
-    if query.technique is not None:
+    if query.technique is not None and len(query.levels) != 1:  # else matched on the level rows' copy
         conditions.append(_proc.c.technique == query.technique.value)
     if query.procedure_type is not None:
         conditions.append(_proc.c.procedure_type == query.procedure_type.value)
