@@ -11,7 +11,7 @@ tools (paint, erase, select, ...) and Ctrl to its menus.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,10 +48,10 @@ SHORTCUTS: tuple[Shortcut, ...] = (
     Shortcut("Alt-D", "tool_danger", "danger tool: paint the chosen danger class"),
     Shortcut("Alt-E", "tool_erase", "erase: rub out paint, or delete the needle/target keyframe"),
     Shortcut("Alt-C", "copy_from_previous", "copy the active mark from the previous frame"),
-    Shortcut("Alt-1", "mark_needle_visible", "event: needle visible on this frame"),
-    Shortcut("Alt-2", "mark_target_reached", "event: target reached on this frame"),
-    Shortcut("Alt-3", "mark_injection_start", "event: injection start on this frame"),
-    Shortcut("Alt-4", "mark_injection_end", "event: injection end on this frame"),
+    Shortcut("Alt-1", "event_needle_visible", "event: needle visible on this frame"),
+    Shortcut("Alt-2", "event_target_reached", "event: target reached on this frame"),
+    Shortcut("Alt-3", "event_injection_start", "event: injection start on this frame"),
+    Shortcut("Alt-4", "event_injection_end", "event: injection end on this frame"),
     Shortcut("Alt-S", "save", "save a new version to the archive"),
 )
 
@@ -79,15 +79,15 @@ def help_text() -> str:
     return "\n".join(lines)
 
 
-def bind_shortcuts(viewer: Any, target: object) -> Callable[[], None]:
-    """Bind every :data:`SHORTCUTS` key with an action to ``target``'s method of that name.
+def bind_shortcuts(viewer: Any, actions: Mapping[str, Callable[[], object]]) -> Callable[[], None]:
+    """Bind every :data:`SHORTCUTS` key with an action to that action of ``actions``.
 
     Parameters
     ----------
     viewer : napari.Viewer
         Keys are bound on the viewer (``viewer.bind_key``), replacing earlier bindings.
-    target : object
-        Has a method without arguments for each action (the review widget).
+    actions : mapping of str to callable
+        The review widget's actions by name (the same ones its buttons run).
 
     Returns
     -------
@@ -98,7 +98,7 @@ def bind_shortcuts(viewer: Any, target: object) -> Callable[[], None]:
     for shortcut in SHORTCUTS:
         if shortcut.action is None:
             continue
-        method: Callable[[], object] = getattr(target, shortcut.action)
+        method = actions[shortcut.action]
 
         def call(_viewer: Any, method: Callable[[], object] = method) -> None:
             method()

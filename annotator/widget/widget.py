@@ -14,6 +14,7 @@ from __future__ import annotations
 import getpass
 import logging
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from qtpy.QtCore import QTimer
@@ -121,7 +122,7 @@ class ProcedureReviewWidget(QWidget):
                 "save",
             )
         }
-        actions.update({event_action(event): self._event_marker(event) for event, _ in EVENT_BUTTONS})
+        actions.update({event_action(event): partial(self.mark_event, event) for event, _ in EVENT_BUTTONS})
         actions["event_adverse"] = lambda: self.add_adverse_event(self.panel.adverse_note.text())
         actions["set_status"] = lambda: self.set_status(
             self.panel.status_combo.currentText(), self.panel.comment.text()
@@ -137,7 +138,7 @@ class ProcedureReviewWidget(QWidget):
         layout.addWidget(self.tabs)
 
         self.viewer.dims.events.current_step.connect(self._on_frame_change)
-        unbind = bind_shortcuts(self.viewer, self)
+        unbind = bind_shortcuts(self.viewer, actions)
         # The widget's C++ side can go before the viewer: then forget it (no reference to self).
         on_step, dims_events = self._on_frame_change, self.viewer.dims.events
         self.destroyed.connect(lambda *_: (dims_events.current_step.disconnect(on_step), unbind()))
@@ -393,25 +394,6 @@ class ProcedureReviewWidget(QWidget):
         """Mark ``event`` (not an adverse event) on the current frame."""
         frame = self.current_frame()
         self._apply(lambda a: a.with_event(event, frame))
-
-    def _event_marker(self, event: ClipEvent) -> Callable[[], None]:
-        return lambda: self.mark_event(event)
-
-    def mark_needle_visible(self) -> None:
-        """Mark "needle visible" on the current frame."""
-        self.mark_event(ClipEvent.NEEDLE_VISIBLE)
-
-    def mark_target_reached(self) -> None:
-        """Mark "target reached" on the current frame."""
-        self.mark_event(ClipEvent.TARGET_REACHED)
-
-    def mark_injection_start(self) -> None:
-        """Mark "injection start" on the current frame."""
-        self.mark_event(ClipEvent.INJECTION_START)
-
-    def mark_injection_end(self) -> None:
-        """Mark "injection end" on the current frame."""
-        self.mark_event(ClipEvent.INJECTION_END)
 
     def add_adverse_event(self, note: str) -> None:
         """Record an adverse event on the current frame with a note saying what happened."""
