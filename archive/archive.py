@@ -211,6 +211,7 @@ class Archive:
         transfer_syntax: str | None = None,
         move: bool = False,
         sha256: str | None = None,
+        header: InstanceHeader | None = None,
     ) -> IngestResult:
         """Store one instance durably and index it; the only way a file enters the archive.
 
@@ -237,6 +238,14 @@ class Archive:
             commitment check, which re-hash the stored file, would notice a
             wrong one. A copied file is hashed anyway and is rejected
             (``STORAGE_ERROR``) when its digest differs.
+        header : InstanceHeader, optional
+            What :func:`archive.dicom_header.read_header` returned for exactly
+            the file ``source``, for a caller that had to read the header
+            anyway (the network receiver compares the data set's UIDs with the
+            C-STORE request). It is trusted like ``sha256``: ingest indexes and
+            classifies it without parsing the file again. A caller whose
+            ``read_header`` raised passes nothing and lets ingest reject the
+            file.
 
         Returns
         -------
@@ -247,16 +256,23 @@ class Archive:
         Raises
         ------
         ValueError
-            If ``sha256`` is not 64 lowercase hex digits, or is given with
-            ``transfer_syntax`` or bytes (whose stored bytes the caller did not hash).
+            If ``sha256`` is not 64 lowercase hex digits, or ``sha256`` or
+            ``header`` is given with ``transfer_syntax`` or bytes (whose stored
+            bytes the caller did not read).
         """
         if sha256 is not None:
             _check_caller_digest(sha256, source, transfer_syntax)
+        if header is not None and (transfer_syntax is not None or isinstance(source, bytes)):
+            raise ValueError(
+                "ingest: header applies to a Part 10 file given by path (read_header of that file); "
+                "omit it for bytes or a bare dataset with transfer_syntax"
+            )
         staged: StagedFile | None = None
         decision: Decision | None = None
         try:
             staged = self._stage(source, origin, transfer_syntax, move, sha256=sha256)
-            header = read_header(staged.path)
+            if header is None:
+                header = read_header(staged.path)
             decision = self._commit(Prepared(header, staged, origin, self._classify(header)))
             self._remember_series(decision)
             if decision.remove_after_commit:
