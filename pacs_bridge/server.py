@@ -11,7 +11,9 @@ the process, which is how pynetdicom streams data sets to disk instead of
 memory. Each accepted association's DUL loop sleeps
 ``BridgeSettings.poll_interval_ms`` when idle (pynetdicom's per-instance
 ``DULServiceProvider._run_loop_delay``, 1 ms by default), set when the
-association is accepted.
+association is accepted; its association loop serves each DIMSE message as
+soon as it is decoded instead of sleeping 1 ms per pass
+(:mod:`pacs_bridge.reactor`).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from pacs_bridge.access import AccessControlledAE, AccessPolicy
 from pacs_bridge.commitment import CommitmentChecker, CommitmentService
 from pacs_bridge.config import BridgeSettings, TLSSettings
 from pacs_bridge.contexts import supported_contexts
+from pacs_bridge.reactor import use_waiting_reactor
 from pacs_bridge.store import Ingestor, StoreHandler, peer_of
 
 if TYPE_CHECKING:
@@ -307,6 +310,7 @@ class BridgeServer:
         with self._lock:
             self._accepted.add(id(event.assoc))
         set_poll_interval(event.assoc, self.settings.poll_interval_ms)
+        use_waiting_reactor(event.assoc)
         if self._store is not None:
             self._store.tally(event.assoc)
         contexts = event.assoc.accepted_contexts

@@ -1,11 +1,13 @@
 """The C-STORE handler: from a spooled data set to a durable, indexed archive instance.
 
 The data set has been streamed by pynetdicom into a spool file on the store's
-filesystem (see :mod:`pacs_bridge.spool`). The handler checks that the data set
-is what the command announced, hands the file and the SHA-256 computed while
-it was spooled to ``Archive.ingest(move=True, sha256=...)`` (a rename into the
-store after fsync, without re-reading the file) and answers Success only when ingest says
-the instance is durably stored and indexed. It never raises: every failure is a
+filesystem (see :mod:`pacs_bridge.spool`). The handler reads and validates its
+header once (:func:`archive.dicom_header.read_header`), checks that the data
+set is what the command announced, hands the file, that header and the SHA-256
+computed while it was spooled to ``Archive.ingest(move=True, sha256=...,
+header=...)`` (a rename into the store after fsync, without reading the file
+again) and answers Success only when ingest says the instance is durably
+stored and indexed. It never raises: every failure is a
 DIMSE status with an Error Comment.
 """
 
@@ -18,11 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
 
-from archive.ingest import IngestOutcome, IngestResult, Origin
+from archive.dicom_header import InstanceHeader, read_header
+from archive.ingest import IngestOutcome, IngestRejectedError, IngestResult, Origin
 from pacs_bridge.spool import SpoolDirectory
 from pacs_bridge.status import StoreStatus, status_for_ingest
 
@@ -43,6 +44,7 @@ class Ingestor(Protocol):
         transfer_syntax: str | None = None,
         move: bool = False,
         sha256: str | None = None,
+        header: InstanceHeader | None = None,
     ) -> IngestResult:
         """Store one instance durably and index it (see ``Archive.ingest``)."""
         ...
@@ -73,27 +75,43 @@ def _status(status: StoreStatus, comment: str | None = None) -> Dataset:
     return answer
 
 
-def _check_header(path: Path, sop_class_uid: str, sop_instance_uid: str) -> tuple[StoreStatus, str] | None:
+def _check_uids(
+    dataset_class: str | None, dataset_instance: str | None, sop_class_uid: str, sop_instance_uid: str
+) -> tuple[StoreStatus, str] | None:
     """Compare the data set's SOP class and instance with the command; ``None`` when they match.
 
-    Only the header is parsed (reading stops before Pixel Data). A data set
-    pydicom cannot parse is "cannot understand"; one whose SOP Class UID or SOP
-    Instance UID differs from the C-STORE request is "does not match SOP class".
-    Missing UIDs are left for ingest to report.
+    A UID the data set lacks (``None``) is not compared: ingest reports it.
     """
-    try:
-        header = dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID", "SOPInstanceUID"])
-        dataset_class = header.get("SOPClassUID")
-        dataset_instance = header.get("SOPInstanceUID")
-    except InvalidDicomError as exc:
-        return StoreStatus.CANNOT_UNDERSTAND, f"not a DICOM data set: {exc}"
-    except Exception as exc:  # pydicom raises many types on corrupt input
-        return StoreStatus.CANNOT_UNDERSTAND, f"unreadable data set: {type(exc).__name__}: {exc}"
-    if dataset_class is not None and str(dataset_class) != sop_class_uid:
+    if dataset_class is not None and dataset_class != sop_class_uid:
         return StoreStatus.DATASET_DOES_NOT_MATCH, f"data set SOP class {dataset_class} != request"
-    if dataset_instance is not None and str(dataset_instance) != sop_instance_uid:
+    if dataset_instance is not None and dataset_instance != sop_instance_uid:
         return StoreStatus.DATASET_DOES_NOT_MATCH, f"data set SOP instance {dataset_instance} != request"
     return None
+
+
+def _read_request_header(
+    path: Path, sop_class_uid: str, sop_instance_uid: str
+) -> InstanceHeader | tuple[StoreStatus, str] | None:
+    """Read and validate the spooled data set's header once, for both the check and ingest.
+
+    Returns the header when its SOP class and instance match the C-STORE
+    request, else the status that refuses the data set: "does not match SOP
+    class" for a mismatch (checked first, as far as the header could be read),
+    else the status of ingest's rejection (a data set that cannot be parsed is
+    "cannot understand"). ``None`` when the file could not be read (an OS
+    error): ingest then reads it again and reports the storage failure.
+    """
+    try:
+        header = read_header(path)
+    except IngestRejectedError as rejection:
+        mismatch = _check_uids(
+            rejection.sop_class_uid, rejection.sop_instance_uid, sop_class_uid, sop_instance_uid
+        )
+        return mismatch or (status_for_ingest(rejection.to_result()), rejection.reason)
+    except OSError:
+        return None
+    mismatch = _check_uids(header.sop_class_uid, header.sop_instance_uid, sop_class_uid, sop_instance_uid)
+    return mismatch or header
 
 
 class StoreHandler:
@@ -179,12 +197,13 @@ class StoreHandler:
             if spool_file.error is not None:
                 reason = "disk full" if spool_file.out_of_space else "spool write failed"
                 return _status(StoreStatus.OUT_OF_RESOURCES, f"{reason}: {spool_file.error.strerror}")
-        mismatch = _check_header(path, sop_class, sop_instance)
-        if mismatch is not None:
-            return _status(*mismatch)
+        header = _read_request_header(path, sop_class, sop_instance)
+        if isinstance(header, tuple):
+            return _status(*header)
         origin = Origin(kind="network", calling_ae=calling_ae, address=address, called_ae=self._called_ae)
-        # The digest of the bytes as spooled: ingest does not re-read the file to hash it.
-        result = self._archive.ingest(path, origin=origin, move=True, sha256=digest)
+        # The digest of the bytes as spooled and the header just read: ingest reads the file neither
+        # to hash it nor to parse it.
+        result = self._archive.ingest(path, origin=origin, move=True, sha256=digest, header=header)
         status = status_for_ingest(result)
         if result.outcome is IngestOutcome.DUPLICATE:
             LOGGER.info("C-STORE %s: duplicate (%s)", sop_instance, result.reason)

@@ -1,0 +1,125 @@
+"""An association loop that waits for the next DIMSE message instead of sleeping before looking.
+
+pynetdicom 3.x's acceptor loop (``Association._run_reactor``) sleeps a fixed
+1 ms at the top of every pass and then looks for a decoded DIMSE message
+without waiting (``dimse.get_msg(block=False)``). A sender that sends the next
+C-STORE as soon as it has the previous response (every scanner, dcmtk
+``storescu``) therefore waits up to 1 ms per instance, plus the cost of
+the sleeps, for nothing.
+
+:func:`use_waiting_reactor` gives one accepted association a loop that is
+pynetdicom 3.0's own, pass for pass (pause checkpoint, serve a message,
+release, abort, dead DUL thread, network timeout), except that the sleep and
+the non-blocking look become one wait on the DIMSE message queue of at most
+``wait_s``: a message is served as soon as the DUL thread has decoded it, and
+release, abort and timeouts are noticed at the same pace as before.
+
+The pause protocol of pynetdicom's ``send_*`` methods (used by storage
+commitment to send N-EVENT-REPORT on the association) is unchanged: a caller
+clears ``_reactor_checkpoint`` and waits until the loop reports
+``_is_paused``, which it does at the top of each pass, so after at most one
+wait; until then it sends nothing, so no response it expects can be taken by
+the loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import types
+from typing import Any
+
+from pynetdicom import evt
+
+LOGGER = logging.getLogger("pynetdicom.assoc")
+
+#: pynetdicom's own pause between passes of the loop (``time.sleep(0.001)``).
+DEFAULT_WAIT_S = 0.001
+_PYNETDICOM_ATTRIBUTES = ("_run_reactor", "_reactor_checkpoint", "_is_paused", "_kill", "_serve_request")
+
+
+def use_waiting_reactor(assoc: Any, wait_s: float = DEFAULT_WAIT_S) -> None:
+    """Make the accepted association ``assoc`` serve each DIMSE message as soon as it is decoded.
+
+    Call it before the association's loop starts (from an ``EVT_ACCEPTED``
+    handler: pynetdicom enters the loop after negotiation returns).
+
+    Parameters
+    ----------
+    assoc : pynetdicom.association.Association
+        An acceptor association.
+    wait_s : float
+        Longest wait for a message before the loop checks for release, abort
+        and timeouts again.
+
+    Raises
+    ------
+    RuntimeError
+        If the association lacks the pynetdicom 3.x internals the loop uses.
+    """
+    missing = [name for name in _PYNETDICOM_ATTRIBUTES if not hasattr(assoc, name)]
+    if missing or not hasattr(getattr(assoc, "dimse", None), "msg_queue"):
+        raise RuntimeError(
+            f"pynetdicom's Association lacks {', '.join(missing) or 'dimse.msg_queue'}: this pynetdicom "
+            "version runs its loop differently; pin pynetdicom 3.x or adapt pacs_bridge.reactor"
+        )
+
+    def run_reactor(self: Any) -> None:
+        waiting_reactor(self, wait_s)
+
+    assoc._run_reactor = types.MethodType(run_reactor, assoc)
+
+
+def waiting_reactor(assoc: Any, wait_s: float) -> None:
+    """The acceptor loop of pynetdicom 3.0 (``Association._run_reactor``), its sleep replaced by a wait.
+
+    Parameters
+    ----------
+    assoc : pynetdicom.association.Association
+        An established acceptor association.
+    wait_s : float
+        Longest wait for a DIMSE message per pass.
+    """
+    messages: queue.Queue[Any] = assoc.dimse.msg_queue
+    assoc._is_paused = False
+    while not assoc._kill:
+        # The pause checkpoint of pynetdicom's send_* methods: they wait for _is_paused.
+        assoc._is_paused = True
+        assoc._reactor_checkpoint.wait()
+        assoc._is_paused = False
+        try:
+            context_id, msg = messages.get(timeout=wait_s)
+        except queue.Empty:
+            context_id, msg = None, None
+        if msg:
+            assoc._serve_request(msg, context_id)
+        if assoc.is_established and assoc.acse.is_release_requested():
+            assoc.acse.send_release(is_response=True)
+            LOGGER.info("Association Released")
+            assoc.is_released = True
+            assoc.is_established = False
+            evt.trigger(assoc, evt.EVT_RELEASED, {})
+            assoc.kill()
+            return
+        if assoc.acse.is_aborted():
+            LOGGER.info("Association Aborted%s", " (A-P-ABORT)" if assoc.acse.is_aborted("a-p-abort") else "")
+            assoc.dul.receive_pdu(wait=False)  # so that EVT_ACSE_RECV fires for subscribers
+            assoc.is_aborted = True
+            assoc.is_established = False
+            evt.trigger(assoc, evt.EVT_ABORTED, {})
+            assoc.kill()
+            return
+        if not assoc.dul.is_alive():
+            assoc.kill()
+            return
+        if assoc.dul.idle_timer_expired():
+            LOGGER.error("Network timeout reached")
+            if assoc.network_timeout_response == "A-RELEASE":
+                assoc._is_paused = True
+                assoc._reactor_checkpoint.wait()
+                assoc.release()
+                assoc._is_paused = False
+            else:
+                assoc.abort()
+            assoc.kill()
+            return

@@ -1,0 +1,65 @@
+"""The association loop that waits for DIMSE messages (pacs_bridge.reactor)."""
+
+from __future__ import annotations
+
+import queue
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from bridge_helpers import US_MULTIFRAME, wait_for, write_clip
+from pydicom.uid import ExplicitVRLittleEndian
+from pynetdicom import AE
+from pynetdicom.association import Association
+
+from archive.archive import Archive
+from archive.index.queries import Query
+from pacs_bridge.reactor import use_waiting_reactor, waiting_reactor
+from pacs_bridge.server import BridgeServer
+
+pytestmark = pytest.mark.network
+
+
+def test_accepted_associations_run_the_waiting_loop_and_serve_every_message(
+    bridge: BridgeServer, archive: Archive, tmp_path: Path
+) -> None:
+    scanner = AE(ae_title="SCANNER")
+    scanner.add_requested_context(US_MULTIFRAME, ExplicitVRLittleEndian)
+    assoc = scanner.associate("127.0.0.1", bridge.port, ae_title="USARCHIVE")
+    assert assoc.is_established
+    try:
+        server_side = bridge._ae.active_associations if bridge._ae is not None else []
+        assert len(server_side) == 1
+        loop = server_side[0]._run_reactor
+        assert loop.__func__ is not Association._run_reactor  # pynetdicom's sleeping loop is replaced
+        clips = [write_clip(tmp_path / f"c{n}.dcm", seed=n, frames=2) for n in range(5)]
+        statuses = [assoc.send_c_store(path).Status for path in clips]
+    finally:
+        assoc.release()
+    assert statuses == [0x0000] * 5
+    assert assoc.is_released
+    wait_for(lambda: bridge.active_associations == 0, what="the released association to end")
+    assert len(archive.find(Query())) == 5
+
+
+def test_an_association_without_pynetdicom_internals_is_refused() -> None:
+    with pytest.raises(RuntimeError, match=r"pin pynetdicom 3\.x or adapt"):
+        use_waiting_reactor(SimpleNamespace(dimse=SimpleNamespace()))
+
+
+def test_the_loop_ends_when_the_dul_thread_has_died() -> None:
+    # A loop with nothing to serve checks the DUL thread after each wait and stops when it is gone.
+    killed: list[bool] = []
+    acse = SimpleNamespace(is_release_requested=lambda: False, is_aborted=lambda *_: False)
+    assoc = SimpleNamespace(
+        dimse=SimpleNamespace(msg_queue=queue.Queue()),
+        _kill=False,
+        _is_paused=False,
+        _reactor_checkpoint=SimpleNamespace(wait=lambda: True),
+        is_established=True,
+        acse=acse,
+        dul=SimpleNamespace(is_alive=lambda: False),
+        kill=lambda: killed.append(True),
+    )
+    waiting_reactor(assoc, 0.001)
+    assert killed == [True]
