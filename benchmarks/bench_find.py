@@ -226,9 +226,9 @@ def _sql_latencies(archive: Archive, queries: list[Query]) -> list[float]:
                         select(schema.patient.c.id).where(schema.patient.c.patient_id == query.patient)
                     ).scalars()
                 )
-            statement = _find_statement(query, pks)
+            statement, parameters = _find_statement(query, pks)
             start = time.perf_counter()
-            connection.execute(statement).all()
+            connection.execute(statement, parameters).all()
             latencies.append((time.perf_counter() - start) * 1000)
     return latencies
 

@@ -345,7 +345,7 @@ def list_reviews(
     ]
 
 
-def review_filter(instance_id: Any, *, status: ReviewStatus | None, reviewer: str | None) -> Any:
+def review_filter(instance_id: Any, *, status: ReviewStatus | Any | None, reviewer: str | Any | None) -> Any:
     """An ``EXISTS`` condition: the instance ``instance_id`` has a review state matching both filters.
 
     Parameters
@@ -353,11 +353,11 @@ def review_filter(instance_id: Any, *, status: ReviewStatus | None, reviewer: st
     instance_id : SQL column expression
         The instance id to test, e.g. ``schema.instance.c.id``.
     status, reviewer : optional
-        ``None`` means any.
+        A value, or a SQL expression such as a bound parameter; ``None`` means any.
     """
     conditions: list[Any] = [_s.c.instance_pk == instance_id]
     if status is not None:
-        conditions.append(_s.c.status == status.value)
+        conditions.append(_s.c.status == (status.value if isinstance(status, ReviewStatus) else status))
     if reviewer is not None:
         conditions.append(_s.c.reviewer == reviewer)
     return select(_s.c.instance_pk).where(*conditions).exists()
