@@ -18,7 +18,7 @@ import logging
 import re
 import unicodedata
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pydicom
 from pydicom.dataset import Dataset
@@ -38,6 +38,9 @@ FieldValue = tuple[SpinalLevel, ...] | str
 #: Technique values that name the procedure technique; they beat needle views
 #: (in-plane, out-of-plane) and "other" whatever the trust order.
 PROCEDURE_TECHNIQUES = frozenset({Technique.TT.value, Technique.OT.value})
+
+#: Conclusions a RuleSet remembers before it starts afresh.
+_MAX_CONCLUSIONS = 1024
 
 
 @dataclass(frozen=True)
@@ -101,8 +104,15 @@ def classify(ds: Dataset, rules: RuleSet | None = None) -> Classification:
     Classification
     """
     ruleset = rules if rules is not None else default_rules()
-    per_source = [(source, list(_items_at(ds, source.path, source))) for source in ruleset.sources]
-    return _conclude(per_source, ruleset)
+    per_source = tuple((source, tuple(_items_at(ds, source.path, source))) for source in ruleset.sources)
+    concluded = ruleset.conclusions.get(per_source)
+    if concluded is None:
+        concluded = _conclude(per_source, ruleset)
+        if len(ruleset.conclusions) >= _MAX_CONCLUSIONS:
+            ruleset.conclusions.clear()
+        ruleset.conclusions[per_source] = concluded
+    # Each caller gets its own provenance dict; the memo's stays as concluded.
+    return replace(concluded, provenance=dict(concluded.provenance))
 
 
 def classify_text(text: str, rules: RuleSet | None = None) -> Classification:
@@ -173,7 +183,7 @@ def _code_items(item: Dataset, label: str) -> Iterator[_Item]:
                 yield from _code_items(modifier, f"{label} > {element.keyword} {_tag_of(element)}")
 
 
-def _conclude(per_source: Sequence[tuple[Source, list[_Item]]], ruleset: RuleSet) -> Classification:
+def _conclude(per_source: Sequence[tuple[Source, Sequence[_Item]]], ruleset: RuleSet) -> Classification:
     findings: dict[str, list[_Finding]] = {field: [] for field in FIELDS}
     for source, items in per_source:
         if not items:
@@ -227,7 +237,7 @@ def _winner(field: str, findings: Sequence[_Finding]) -> _Finding:
     return findings[0]
 
 
-def _find(field: str, source: Source, items: list[_Item], rules: Sequence[Rule]) -> _Finding | None:
+def _find(field: str, source: Source, items: Sequence[_Item], rules: Sequence[Rule]) -> _Finding | None:
     """What one source says about one field, combined over its items and matches."""
     # (rule position, value, rule name, item description) of every match
     hits: list[tuple[int, FieldValue, str, str]] = []

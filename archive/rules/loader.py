@@ -12,6 +12,7 @@ classifying a dataset never meets a bad rule.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 import tomllib
@@ -121,11 +122,18 @@ class RuleSet:
     origin : str
         Where the rules came from, for provenance: ``"default rules"`` or
         ``"rules file /path/site.toml"``.
+    conclusions : dict
+        What :func:`archive.rules.engine.classify` concluded from each distinct
+        set of values it was given (the instances of one series usually share
+        them), so it matches the rules once per set, not once per instance.
     """
 
     sources: tuple[Source, ...]
     rules: Mapping[str, tuple[Rule, ...]]
     origin: str
+    conclusions: dict[Any, Any] = dataclasses.field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
 
 
 def load_rules(path: Path | None = None) -> RuleSet:

@@ -501,3 +501,19 @@ def test_default_rules_read_every_clip_of_a_phantom_cohort(tmp_path: Path) -> No
         "left",
         "right",
     }
+
+
+def test_a_ruleset_concludes_once_per_distinct_set_of_values() -> None:
+    rules = load_rules()
+    first, second, other = Dataset(), Dataset(), Dataset()
+    first.SeriesDescription = second.SeriesDescription = "L4/5 MBB right OT"
+    other.SeriesDescription = "C5/6 left TT"
+    a = classify(first, rules)
+    a.provenance.clear()  # a caller's copy: the remembered conclusion keeps its provenance
+    b = classify(second, rules)
+    assert len(rules.conclusions) == 1
+    assert b.levels == (SpinalLevel.L4, SpinalLevel.L5) and b.side is Side.RIGHT
+    assert b.provenance and "levels" in b.provenance
+    c = classify(other, rules)
+    assert len(rules.conclusions) == 2
+    assert c.levels == (SpinalLevel.C5, SpinalLevel.C6) and c.side is Side.LEFT
