@@ -270,11 +270,7 @@ class Archive:
         staged: StagedFile | None = None
         decision: Decision | None = None
         try:
-            # A file staged in place is fsynced on a worker while the header is read and the index
-            # statements run; the rename into the store waits for it.
-            staged = self._stage(
-                source, origin, transfer_syntax, move, sha256=sha256, sync_in_background=True
-            )
+            staged = self._stage(source, origin, transfer_syntax, move, sha256=sha256)
             if header is None:
                 header = read_header(staged.path)
             decision = self._commit(Prepared(header, staged, origin, self._classify(header)))
@@ -377,16 +373,13 @@ class Archive:
         *,
         sync: bool = True,
         sha256: str | None = None,
-        sync_in_background: bool = False,
     ) -> StagedFile:
         if transfer_syntax is None:
             if isinstance(source, bytes):
                 return self.store.stage_stream([source], None, sync=sync)
             if not source.is_file():
                 raise IngestRejectedError(RejectCode.NOT_DICOM, f"expected a file, but {source} is not one")
-            staged = self.store.stage_file(
-                source, move=move, sync=sync, sha256=sha256, sync_in_background=sync_in_background
-            )
+            staged = self.store.stage_file(source, move=move, sync=sync, sha256=sha256)
             if sha256 is not None and staged.sha256 != sha256:
                 self.store.discard(staged)
                 raise IngestRejectedError(

@@ -32,8 +32,8 @@ import re
 import threading
 import uuid
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -241,22 +241,12 @@ class StagedFile:
     owned : bool
         ``True`` when the store created it (and removes it if it is not kept);
         ``False`` for a caller's file offered with ``move=True``.
-    syncing : Future or None
-        The fsync of the file, when :meth:`FileStore.stage_file` left it
-        running (``sync_in_background=True``): the file is durable once it
-        has completed. :meth:`FileStore.place` waits for it before renaming.
     """
 
     path: Path
     sha256: str
     size: int
     owned: bool
-    syncing: Future[None] | None = field(default=None, compare=False)
-
-    def wait_synced(self) -> None:
-        """Wait for a background fsync of the file; re-raise its ``OSError``."""
-        if self.syncing is not None:
-            self.syncing.result()
 
 
 class FileStore:
@@ -276,8 +266,6 @@ class FileStore:
         for directory in (self.staging_dir, self.replaced_dir, self.orphans_dir):
             make_directories(directory)
         self._device = self.root.stat().st_dev
-        self._syncer: ThreadPoolExecutor | None = None
-        self._syncer_lock = threading.Lock()
 
     def absolute(self, relative: str) -> Path:
         """The absolute path of a store-relative path."""
@@ -337,13 +325,7 @@ class FileStore:
         return StagedFile(path=temp, sha256=hasher.hexdigest(), size=size, owned=True)
 
     def stage_file(
-        self,
-        source: Path,
-        *,
-        move: bool,
-        sync: bool = True,
-        sha256: str | None = None,
-        sync_in_background: bool = False,
+        self, source: Path, *, move: bool, sync: bool = True, sha256: str | None = None
     ) -> StagedFile:
         """Make a caller's file durable for ingest: in place when it may be moved, else copied.
 
@@ -364,12 +346,6 @@ class FileStore:
             staged in place is then not read at all and carries this digest; a
             copied file carries the digest of the bytes copied (the caller
             compares).
-        sync_in_background : bool
-            With ``sync``, a file staged in place is fsynced on a worker thread
-            while the caller goes on (parsing, the index statements); the
-            returned file's :attr:`StagedFile.syncing` is that fsync, which
-            :meth:`place` waits for before the rename. A copied file is always
-            fsynced before this returns.
         """
         status = source.stat()
         if move and status.st_dev == self._device:
@@ -377,31 +353,14 @@ class FileStore:
                 digest, size = hash_file(source)
             else:
                 digest, size = sha256, status.st_size
-            syncing = None
-            if sync and sync_in_background:
-                syncing = self._background_syncer().submit(fsync_file, source)
-            elif sync:
+            if sync:
                 sync_files([source])
-            return StagedFile(path=source, sha256=digest, size=size, owned=False, syncing=syncing)
+            return StagedFile(path=source, sha256=digest, size=size, owned=False)
         with source.open("rb") as handle:
             return self.stage_stream([], handle, sync=sync, size_hint=status.st_size)
 
-    def _background_syncer(self) -> ThreadPoolExecutor:
-        with self._syncer_lock:
-            if self._syncer is None:
-                self._syncer = ThreadPoolExecutor(
-                    max_workers=_SYNC_THREADS, thread_name_prefix="usarchive-fsync"
-                )
-            return self._syncer
-
     def discard(self, staged: StagedFile) -> None:
-        """Remove a staged file the store owns (a caller's moved file is left alone).
-
-        A background fsync of the file is waited for first (its failure no
-        longer matters), so nothing still works on the file when this returns.
-        """
-        with contextlib.suppress(OSError):
-            staged.wait_synced()
+        """Remove a staged file the store owns (a caller's moved file is left alone)."""
         if staged.owned:
             staged.path.unlink(missing_ok=True)
 
@@ -411,11 +370,8 @@ class FileStore:
         The caller must hold the index claim on the instance: an existing file
         at ``relative`` is then a stray from an interrupted ingest and is
         replaced. With ``sync=False`` the caller fsyncs the directory (a batch
-        does it once per directory with :func:`sync_directories`). A background
-        fsync of the staged file (:attr:`StagedFile.syncing`) is waited for
-        before the rename; its ``OSError`` is raised and nothing is renamed.
+        does it once per directory with :func:`sync_directories`).
         """
-        staged.wait_synced()
         final = self.absolute(relative)
         make_directories(final.parent)
         staged.path.replace(final)

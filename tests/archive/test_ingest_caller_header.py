@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -138,19 +137,3 @@ def test_a_given_header_is_not_read_again(archive: Archive, monkeypatch: pytest.
     monkeypatch.setattr("archive.archive.read_header", no_second_parse)
     result = archive.ingest(path, origin=NETWORK, move=True, header=header)
     assert result.outcome is IngestOutcome.STORED and result.sop_instance_uid == header.sop_instance_uid
-
-
-def test_a_moved_file_whose_fsync_fails_is_not_stored(
-    archive: Archive, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Ingest fsyncs a file staged in place on a worker; a failure there refuses the instance.
-    path = _spooled(archive, "spooled.dcm", part10_bytes(us_dataset()))
-
-    def failing_fsync(path: Path) -> None:
-        raise OSError(errno.EIO, "I/O error", str(path))
-
-    monkeypatch.setattr("archive.store.fsync_file", failing_fsync)
-    result = archive.ingest(path, origin=NETWORK, move=True, header=read_header(path))
-    assert result.outcome is IngestOutcome.REJECTED and result.code is RejectCode.STORAGE_ERROR
-    assert path.exists() and archive.store.iter_instance_files() == []
-    assert _shared_values(archive, schema.instance) == []

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import errno
 import hashlib
 import random
 import re
@@ -138,49 +137,3 @@ def test_move_with_a_caller_digest_does_not_read_the_file(tmp_path: Path) -> Non
     copied = store.stage_file(source, move=False, sha256=claimed)
     assert copied.sha256 == hashlib.sha256(b"abc").hexdigest(), "a copy carries the digest of what it copied"
     store.discard(copied)
-
-
-def test_a_background_fsync_completes_before_the_rename(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    store = FileStore(tmp_path / "store")
-    source = store.staging_dir / "incoming.dcm"
-    source.write_bytes(b"abc")
-    log: list[str] = []
-    gate = threading.Event()
-
-    def slow_fsync(path: Path) -> None:
-        log.append(f"fsync {path.name} begins")
-        gate.wait()
-        log.append(f"fsync {path.name} ends")
-
-    monkeypatch.setattr("archive.store.fsync_file", slow_fsync)
-    staged = store.stage_file(source, move=True, sha256="ab" * 32, sync_in_background=True)
-    assert staged.syncing is not None
-    placing = threading.Thread(
-        target=lambda: log.append(f"placed {store.place(staged, 'bb/1/2/3.dcm').name}")
-    )
-    placing.start()
-    while not log:  # until the fsync has started on its worker
-        threading.Event().wait(0.001)
-    gate.set()
-    placing.join()
-    assert log == ["fsync incoming.dcm begins", "fsync incoming.dcm ends", "placed 3.dcm"]
-    assert store.absolute("bb/1/2/3.dcm").read_bytes() == b"abc" and not source.exists()
-
-
-def test_a_failed_background_fsync_renames_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    store = FileStore(tmp_path / "store")
-    source = store.staging_dir / "incoming.dcm"
-    source.write_bytes(b"abc")
-
-    def failing_fsync(path: Path) -> None:
-        raise OSError(errno.EIO, "I/O error", str(path))
-
-    monkeypatch.setattr("archive.store.fsync_file", failing_fsync)
-    staged = store.stage_file(source, move=True, sync_in_background=True)
-    with pytest.raises(OSError, match="I/O error"):
-        store.place(staged, "bb/1/2/3.dcm")
-    assert source.read_bytes() == b"abc" and not store.absolute("bb/1/2/3.dcm").exists()
-    store.discard(staged)  # the failure is not raised again; a caller's file is left alone
-    assert source.exists()
