@@ -24,7 +24,7 @@ from pydicom.dataset import Dataset
 
 from archive.dicom_header import InstanceHeader, read_header
 from archive.ingest import IngestOutcome, IngestRejectedError, IngestResult, Origin
-from pacs_bridge.spool import SpoolDirectory
+from pacs_bridge.spool import SpoolDirectory, SpoolFile
 from pacs_bridge.status import StoreStatus, status_for_ingest
 
 if TYPE_CHECKING:
@@ -159,8 +159,12 @@ class StoreHandler:
         path: Path | None = None
         try:
             path = Path(event.dataset_path)
-            size = path.stat().st_size if path.exists() else 0
-            answer = self._store(event, path, sop_class, sop_instance, calling_ae, address)
+            spool_file = self._spool.lookup(path)
+            if spool_file is not None:
+                size = spool_file.bytes_written
+            elif path.exists():
+                size = path.stat().st_size
+            answer = self._store(spool_file, path, sop_class, sop_instance, calling_ae, address)
         except Exception as exc:  # the handler must answer, whatever happened
             LOGGER.exception("C-STORE %s from %s@%s: unexpected error", sop_instance, calling_ae, address)
             answer = _status(StoreStatus.PROCESSING_FAILURE, f"internal error: {type(exc).__name__}")
@@ -188,9 +192,14 @@ class StoreHandler:
         return answer
 
     def _store(
-        self, event: Event, path: Path, sop_class: str, sop_instance: str, calling_ae: str, address: str
+        self,
+        spool_file: SpoolFile | None,
+        path: Path,
+        sop_class: str,
+        sop_instance: str,
+        calling_ae: str,
+        address: str,
     ) -> Dataset:
-        spool_file = self._spool.lookup(path)
         digest: str | None = None
         if spool_file is not None:
             digest = spool_file.seal()
