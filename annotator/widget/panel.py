@@ -11,14 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
+from qtpy.QtCore import QSize, Qt
 from qtpy.QtWidgets import (
     QComboBox,
     QFormLayout,
+    QFrame,
     QGridLayout,
     QGroupBox,
     QLabel,
     QLineEdit,
     QPushButton,
+    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
@@ -38,6 +41,8 @@ EVENT_BUTTONS = (
     (ClipEvent.INJECTION_START, "Injection start"),
     (ClipEvent.INJECTION_END, "Injection end"),
 )
+#: Style of the calibration label of a clip without calibration.
+UNCALIBRATED_STYLE = "color: #ff453a; font-weight: bold"
 #: Readout rows: (FrameReadout field, label object name, row title).
 READOUT_ROWS = (
     ("tip_to_target_mm", "readout_tip_to_target", "Tip to target"),
@@ -57,6 +62,12 @@ def _label(name: str, text: str = "") -> QLabel:
     label.setObjectName(name)
     label.setWordWrap(True)
     return label
+
+
+def _set_style(widget: QWidget, style: str) -> None:
+    """Set a widget's style sheet unless it has it already (setting one restyles and repaints it)."""
+    if widget.styleSheet() != style:
+        widget.setStyleSheet(style)
 
 
 def mark_state(annotation: ClipAnnotation, kind: MarkKind, frame: int) -> str:
@@ -222,11 +233,11 @@ class ReviewPanel(QWidget):
         """
         if calibration is None:
             self.calibration_label.setText("UNCALIBRATED: no ultrasound regions, mm readouts unavailable")
-            self.calibration_label.setStyleSheet("color: #ff453a; font-weight: bold")
+            _set_style(self.calibration_label, UNCALIBRATED_STYLE)
         else:
             row_mm, col_mm = calibration.pixel_size_mm
             self.calibration_label.setText(f"calibrated: {row_mm:.3f} × {col_mm:.3f} mm per pixel")
-            self.calibration_label.setStyleSheet("")
+            _set_style(self.calibration_label, "")
         self.frame_label.setText(
             frame_time_label(frame, annotation.n_frames, frame_times_ms, calibrated=calibration is not None)
         )
@@ -239,3 +250,42 @@ class ReviewPanel(QWidget):
         self.status_label.setText(f"{annotation.reviewer}: {annotation.status.value}, {version_text}")
         for field, label in self.readout_labels.items():
             label.setText(getattr(reading, field).text)
+
+
+class ScrolledPage(QScrollArea):
+    """A frameless scroll area holding one page, resized to the area's width.
+
+    A label whose text changes (the frame time, on every frame step) asks
+    its ancestors to lay out again; a QTabWidget answers that by repainting
+    the whole tab. The scroll area ends the request at the page, so a step
+    repaints only the labels that changed. It asks for the page's own size
+    hints (and room for a vertical scroll bar), so the dock is laid out as
+    without it; when the dock is shorter than the page, the page scrolls.
+
+    Parameters
+    ----------
+    page : QWidget
+        The tab's page (the :class:`ReviewPanel`).
+    """
+
+    def __init__(self, page: QWidget) -> None:
+        super().__init__()
+        self.setObjectName("review_scroll")
+        self.setWidget(page)
+        self.setWidgetResizable(True)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+
+    def _with_scroll_bar(self, size: QSize) -> QSize:
+        bar = self.verticalScrollBar()
+        return QSize(size.width() + (bar.sizeHint().width() if bar is not None else 0), size.height())
+
+    def sizeHint(self) -> QSize:  # noqa: N802 (Qt's name)
+        """The page's size hint, plus a vertical scroll bar's width."""
+        page = self.widget()
+        return super().sizeHint() if page is None else self._with_scroll_bar(page.sizeHint())
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt's name)
+        """The page's minimum size hint, plus a vertical scroll bar's width."""
+        page = self.widget()
+        return super().minimumSizeHint() if page is None else self._with_scroll_bar(page.minimumSizeHint())

@@ -33,7 +33,7 @@ from annotator.overlay import attach_time_overlay, current_frame_index
 from annotator.reader import notify_frame_error, read_clip
 from annotator.widget.clip_list import ClipList
 from annotator.widget.layers import MarkLayers
-from annotator.widget.panel import DEFAULT_TARGET_NAME, EVENT_BUTTONS, ReviewPanel, event_action
+from annotator.widget.panel import DEFAULT_TARGET_NAME, EVENT_BUTTONS, ReviewPanel, ScrolledPage, event_action
 from annotator.widget.readout import FrameReadout, frame_readout
 from annotator.widget.session import ReviewSession, archived_clip_path
 from annotator.widget.shortcuts import bind_shortcuts, help_text
@@ -129,7 +129,7 @@ class ProcedureReviewWidget(QWidget):
         )
         self.panel = ReviewPanel(actions)
         self.panel.owner.textActivated.connect(self.show_annotation_of)
-        self.tabs.addTab(self.panel, "Review")
+        self.tabs.addTab(ScrolledPage(self.panel), "Review")
         self.help = QPlainTextEdit(help_text())
         self.help.setObjectName("help")
         self.help.setReadOnly(True)
