@@ -9,12 +9,15 @@ deltas are handled in one place.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
 from archive.calibration import Calibration, Point
+from archive.errors import CalibrationError
 
 
 def tip_to_point_mm(cal: Calibration, tip: Point, point: Point) -> float:
@@ -120,6 +123,68 @@ def mask_distance_mm(cal: Calibration, point: Point, mask: NDArray[np.bool_]) ->
     """
     nearest = _nearest_boundary_pixel(cal, point, mask)
     return 0.0 if nearest is None else nearest[1]
+
+
+@dataclass(frozen=True)
+class NearestMask:
+    """The nearest of several named masks to a point (see :func:`nearest_mask_mm`).
+
+    Attributes
+    ----------
+    distance_mm : float or None
+        Distance to the nearest measurable mask; ``None`` when none was measurable.
+    name : str or None
+        That mask's name (e.g. a danger class).
+    unmeasurable : dict of str to str
+        Masks that could not be measured, with the reason.
+    """
+
+    distance_mm: float | None
+    name: str | None
+    unmeasurable: dict[str, str]
+
+
+def nearest_mask_mm(cal: Calibration, point: Point, masks: Mapping[str, NDArray[np.bool_]]) -> NearestMask:
+    """Distance in mm from a point to the nearest of several named masks, and which one.
+
+    The live readout (nearest danger structure on a frame) and the clip audit
+    (closest approach to danger over a clip) both measure with this, so they
+    agree. Masks are taken in name order; of two at the same distance the
+    first name wins.
+
+    Parameters
+    ----------
+    cal : Calibration
+        Calibration of the image.
+    point : tuple of float
+        ``(row, col)`` in pixels, e.g. the needle tip.
+    masks : mapping of str to ndarray of shape (H, W), bool
+        Non-empty masks by name, e.g. danger structures by class.
+
+    Returns
+    -------
+    NearestMask
+        Distance (see :func:`mask_distance_mm`) and name of the nearest mask,
+        and the masks that could not be measured (calibration errors) with why.
+
+    Raises
+    ------
+    ValueError
+        If a mask is not 2-D or is empty.
+    """
+    best: tuple[float, str] | None = None
+    unmeasurable: dict[str, str] = {}
+    for name in sorted(masks):
+        try:
+            distance_mm = mask_distance_mm(cal, point, masks[name])
+        except CalibrationError as exc:
+            unmeasurable[name] = str(exc)
+            continue
+        if best is None or distance_mm < best[0]:
+            best = (distance_mm, name)
+    if best is None:
+        return NearestMask(None, None, unmeasurable)
+    return NearestMask(best[0], best[1], unmeasurable)
 
 
 def dice(a: NDArray[np.bool_], b: NDArray[np.bool_]) -> float:

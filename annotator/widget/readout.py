@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from archive.annotation import ClipAnnotation
 from archive.calibration import Calibration
 from archive.errors import CalibrationError
-from archive.geometry import mask_distance_mm, needle_angle_deg, tip_to_point_mm
+from archive.geometry import nearest_mask_mm, needle_angle_deg, tip_to_point_mm
 from archive.model import NeedleView
 
 logger = logging.getLogger(__name__)
@@ -133,19 +133,11 @@ def _nearest_danger(
         return _missing(f"no {absent} on this frame"), None
     if calibration is None:
         return Measurement(None, UNCALIBRATED_TEXT), None
-    best: tuple[float, str] | None = None
-    problems: list[str] = []
-    for name, mask in sorted(masks.items()):
-        try:
-            distance_mm = mask_distance_mm(calibration, tip, mask)
-        except CalibrationError as exc:
-            problems.append(f"{name}: {exc}")
-            continue
-        if best is None or distance_mm < best[0]:
-            best = (distance_mm, name)
-    if best is None:
-        return Measurement(None, f"unavailable: {'; '.join(problems)}"), None
-    return Measurement(best[0], f"{best[0]:.1f} mm ({best[1]})"), best[1]
+    nearest = nearest_mask_mm(calibration, tip, masks)
+    if nearest.distance_mm is None:
+        problems = "; ".join(f"{name}: {why}" for name, why in nearest.unmeasurable.items())
+        return Measurement(None, f"unavailable: {problems}"), None
+    return Measurement(nearest.distance_mm, f"{nearest.distance_mm:.1f} mm ({nearest.name})"), nearest.name
 
 
 def frame_readout(annotation: ClipAnnotation, calibration: Calibration | None, frame: int) -> FrameReadout:

@@ -23,7 +23,7 @@ import numpy as np
 from archive.annotation import ClipAnnotation
 from archive.calibration import Calibration
 from archive.errors import CalibrationError, MetricsError
-from archive.geometry import mask_distance_mm, needle_angle_deg, point_in_mask, tip_to_point_mm
+from archive.geometry import nearest_mask_mm, needle_angle_deg, point_in_mask, tip_to_point_mm
 from archive.model import ClipEvent, NeedleView
 from archive.timing import FrameTimes
 
@@ -402,14 +402,13 @@ def _spread_covers_target(
 def _min_tip_to_danger(
     annotation: ClipAnnotation, calibration: Calibration | None, notes: list[str]
 ) -> tuple[float | None, int | None, str | None]:
-    pairs = [
-        (frame, danger_class, tip, mask)
+    frames = [
+        (frame, tip, masks)
         for frame, by_class in annotation.danger.items()
         if (tip := annotation.tip_at(frame)) is not None
-        for danger_class, mask in by_class.items()
-        if mask.any()
+        and (masks := {name: mask for name, mask in by_class.items() if mask.any()})
     ]
-    if not pairs:
+    if not frames:
         if annotation.danger:
             notes.append(
                 "no frame has both a needle tip and a non-empty danger mask: no tip-to-danger distance"
@@ -418,12 +417,14 @@ def _min_tip_to_danger(
     if calibration is None:
         return None, None, None
     best: tuple[float, int, str] | None = None
-    for frame, danger_class, tip, mask in pairs:
-        try:
-            distance = mask_distance_mm(calibration, tip, mask)
-        except CalibrationError as exc:
-            notes.append(f"tip to {danger_class!r} on frame {frame} not measurable: {exc}")
+    for frame, tip, masks in frames:
+        nearest = nearest_mask_mm(calibration, tip, masks)
+        notes.extend(
+            f"tip to {name!r} on frame {frame} not measurable: {why}"
+            for name, why in nearest.unmeasurable.items()
+        )
+        if nearest.distance_mm is None or nearest.name is None:
             continue
-        if best is None or distance < best[0]:
-            best = (distance, frame, danger_class)
+        if best is None or nearest.distance_mm < best[0]:
+            best = (nearest.distance_mm, frame, nearest.name)
     return (None, None, None) if best is None else best

@@ -9,7 +9,14 @@ import pytest
 
 from archive.calibration import Calibration, UltrasoundRegion
 from archive.errors import CalibrationError
-from archive.geometry import dice, mask_distance_mm, needle_angle_deg, point_in_mask, tip_to_point_mm
+from archive.geometry import (
+    dice,
+    mask_distance_mm,
+    nearest_mask_mm,
+    needle_angle_deg,
+    point_in_mask,
+    tip_to_point_mm,
+)
 
 
 def tissue_region(
@@ -101,6 +108,27 @@ def test_mask_distance_refuses_empty_mask_and_other_regions() -> None:
     mask[45, 250] = True
     with pytest.raises(CalibrationError, match="one 2D tissue region"):
         mask_distance_mm(CAL, (45, 150), mask)
+
+
+def test_nearest_of_several_masks_and_the_ones_not_measurable() -> None:
+    canal = np.zeros((100, 300), dtype=bool)
+    canal[40:50, 100:120] = True  # 4.0 mm straight below (20, 110)
+    root = np.zeros((100, 300), dtype=bool)
+    root[20, 125:130] = True  # 15 columns to the right: 1.5 mm
+    beside = np.zeros((100, 300), dtype=bool)
+    beside[20, 250] = True  # in the other image of the dual view: not measurable from (20, 110)
+    nearest = nearest_mask_mm(CAL, (20, 110), {"spinal canal": canal, "nerve root": root, "vessel": beside})
+    assert nearest.name == "nerve root"
+    assert nearest.distance_mm == pytest.approx(1.5)
+    assert list(nearest.unmeasurable) == ["vessel"]
+    assert "different regions" in nearest.unmeasurable["vessel"]
+    # ties go to the first name
+    twin = root.copy()
+    assert nearest_mask_mm(CAL, (20, 110), {"b": twin, "a": root}).name == "a"
+    only_beside = nearest_mask_mm(CAL, (20, 110), {"vessel": beside})
+    assert (only_beside.distance_mm, only_beside.name) == (None, None)
+    with pytest.raises(ValueError, match="non-empty"):
+        nearest_mask_mm(CAL, (20, 110), {"empty": np.zeros((100, 300), dtype=bool)})
 
 
 def test_dice() -> None:
