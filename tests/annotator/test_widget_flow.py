@@ -11,7 +11,6 @@ viewer and find everything identical. The screenshot kept in
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,6 @@ from archive.geometry import mask_distance_mm
 from archive.metrics import clip_metrics
 from archive.model import ClipEvent
 from archive.phantom.truth import GroundTruth
-from archive.settings import ArchiveSettings
 from archive.timing import frame_times
 
 pytestmark = pytest.mark.gui
@@ -36,13 +34,6 @@ pytestmark = pytest.mark.gui
 SAMPLE = "l4_tt_inplane_mono"
 FIRST_KEY, SECOND_KEY, BETWEEN, LATER = 8, 18, 13, 22
 ADVERSE_NOTE = "patient reports leg paraesthesia"
-
-
-@pytest.fixture
-def archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Archive]:
-    monkeypatch.setenv("USARCHIVE_REVIEWER", "alice")
-    with Archive.open(ArchiveSettings(tmp_path / "data")) as opened:
-        yield opened
 
 
 def _colour(rgba: Any) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,6 @@ from qtpy.QtWidgets import QApplication, QPushButton, QWidget
 from widget_fixtures import ViewerFactory, ingest, open_clip_from_list, open_widget
 
 from archive.archive import Archive
-from archive.settings import ArchiveSettings
 
 pytestmark = pytest.mark.gui
 
@@ -37,13 +35,6 @@ class PaintCounter(QObject):
         ):
             self.paints[watched.objectName()] += 1
         return False
-
-
-@pytest.fixture
-def archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Archive]:
-    monkeypatch.setenv("USARCHIVE_REVIEWER", "alice")
-    with Archive.open(ArchiveSettings(tmp_path / "data")) as opened:
-        yield opened
 
 
 def test_frame_steps_repaint_the_time_label_not_the_buttons(

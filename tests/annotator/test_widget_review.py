@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,19 +23,11 @@ from archive.annotation import MarkKind
 from archive.archive import Archive
 from archive.model import ClipEvent, ReviewStatus
 from archive.phantom.truth import GroundTruth
-from archive.settings import ArchiveSettings
 
 pytestmark = pytest.mark.gui
 
 LUMBAR = "l4_tt_inplane_mono"
 CERVICAL = "c45_danger_mono"
-
-
-@pytest.fixture
-def archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Archive]:
-    monkeypatch.setenv("USARCHIVE_REVIEWER", "alice")
-    with Archive.open(ArchiveSettings(tmp_path / "data")) as opened:
-        yield opened
 
 
 def _mark_needle_and_target(widget: Any, truth: GroundTruth, frame: int) -> None:

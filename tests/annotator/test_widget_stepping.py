@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,18 +13,10 @@ from annotator.overlay import frame_time_label, text_overlay
 from annotator.widget.readout import frame_readout
 from archive.archive import Archive
 from archive.phantom.truth import GroundTruth
-from archive.settings import ArchiveSettings
 
 pytestmark = pytest.mark.gui
 
 LUMBAR = "l4_tt_inplane_mono"
-
-
-@pytest.fixture
-def archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Archive]:
-    monkeypatch.setenv("USARCHIVE_REVIEWER", "alice")
-    with Archive.open(ArchiveSettings(tmp_path / "data")) as opened:
-        yield opened
 
 
 def test_stepping_updates_marks_readout_and_time_label(
