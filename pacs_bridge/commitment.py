@@ -9,7 +9,12 @@ still equal to the indexed one) and sends the result as an N-EVENT-REPORT
 
 * on the requester's association, if it is still open — sent from the worker,
   after pynetdicom has sent the N-ACTION response (a handler cannot send on its
-  own association while it runs);
+  own association while it runs) and after :data:`RELEASE_GRACE_S` in which
+  the requester did not release it. A scanner that wants the report on a new
+  association releases as soon as it has the N-ACTION response; a report sent
+  on the association while its release is under way would get no answer (the
+  requester is waiting for the release reply), and both sides would wait for
+  their timeouts before the report went out on a new association;
 * otherwise on a new association to the address configured for the
   requester's AE title (``[commitment_peers]``), where we request the Storage
   Commitment SCP role by SCP/SCU role selection.
@@ -52,6 +57,11 @@ _PROCESSING_FAILURE = 0x0110
 
 #: Outstanding transactions the worker may queue before refusing new ones.
 _QUEUE_LIMIT = 256
+
+#: Seconds after the N-ACTION response in which a requester that releases its association
+#: gets the report on a new one instead (see the module doc).
+RELEASE_GRACE_S = 0.5
+_GRACE_POLL_S = 0.01
 
 
 class CommitmentChecker(Protocol):
@@ -228,6 +238,9 @@ class CommitmentService:
         while not job.response_sent.wait(0.05):
             if not job.assoc.is_established or time.monotonic() > deadline:
                 break
+        grace_end = time.monotonic() + RELEASE_GRACE_S
+        while job.assoc.is_established and time.monotonic() < grace_end:
+            time.sleep(_GRACE_POLL_S)  # polls the association state: no event for it here
         if job.assoc.is_established and self._send_on(job.assoc, event_type, info):
             how = "same association"
         elif self._send_on_new_association(job.calling_ae, event_type, info):

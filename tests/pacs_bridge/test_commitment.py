@@ -124,7 +124,14 @@ def test_commitment_on_a_new_association_with_failures(
         status, _ = assoc.send_n_action(action, 1, StorageCommitmentPushModel, STORAGE_COMMITMENT_INSTANCE)
         assoc.release()  # the report must come on a new association
         assert status.Status == 0x0000
-        wait_for(lambda: reports.received, what="N-EVENT-REPORT on a new association")
+        # Longer than the bridge's DIMSE timeout: should the report still race the release
+        # (the test process stalled past the bridge's grace), the bridge gives up on the old
+        # association after that timeout and must then deliver on a new one.
+        wait_for(
+            lambda: reports.received,
+            timeout_s=3 * bridge_settings.dimse_timeout_s,
+            what="N-EVENT-REPORT on a new association",
+        )
     finally:
         scanner_scp.shutdown()
     [(event_type, info, on_requestor_side)] = reports.received
