@@ -18,8 +18,11 @@ The pause protocol of pynetdicom's ``send_*`` methods (used by storage
 commitment to send N-EVENT-REPORT on the association) is unchanged: a caller
 clears ``_reactor_checkpoint`` and waits until the loop reports
 ``_is_paused``, which it does at the top of each pass, so after at most one
-wait; until then it sends nothing, so no response it expects can be taken by
-the loop.
+wait; until then it sends nothing. Unlike pynetdicom's loop, this one then
+blocks for a message, so a caller that clears the checkpoint in the instant
+after the loop passed it (and still sees ``_is_paused``) must not find the
+loop waiting on the queue its response will arrive on: the loop checks the
+checkpoint again before it waits, and pauses instead.
 """
 
 from __future__ import annotations
@@ -87,6 +90,11 @@ def waiting_reactor(assoc: Any, wait_s: float) -> None:
         assoc._is_paused = True
         assoc._reactor_checkpoint.wait()
         assoc._is_paused = False
+        if not assoc._reactor_checkpoint.is_set():
+            # A sender paused the loop just after the wait returned and may have seen
+            # _is_paused still True: go back and pause, or the wait for a message below
+            # could take the response its send_* method is waiting for.
+            continue
         try:
             context_id, msg = messages.get(timeout=wait_s)
         except queue.Empty:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import queue
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -55,7 +56,7 @@ def test_the_loop_ends_when_the_dul_thread_has_died() -> None:
         dimse=SimpleNamespace(msg_queue=queue.Queue()),
         _kill=False,
         _is_paused=False,
-        _reactor_checkpoint=SimpleNamespace(wait=lambda: True),
+        _reactor_checkpoint=SimpleNamespace(wait=lambda: True, is_set=lambda: True),
         is_established=True,
         acse=acse,
         dul=SimpleNamespace(is_alive=lambda: False),
@@ -63,3 +64,49 @@ def test_the_loop_ends_when_the_dul_thread_has_died() -> None:
     )
     waiting_reactor(assoc, 0.001)
     assert killed == [True]
+
+
+class _RacingCheckpoint:
+    """Set; a sender clears it in the instant after the loop's first wait has returned."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.event.set()
+        self.raced = False
+
+    def wait(self) -> bool:
+        self.event.wait()
+        if not self.raced:
+            self.raced = True
+            self.event.clear()  # the sender's clear, while the loop still reports _is_paused
+        return True
+
+    def is_set(self) -> bool:
+        return self.event.is_set()
+
+
+def test_a_sender_that_pauses_the_loop_just_after_its_wait_keeps_its_response() -> None:
+    served: list[object] = []
+    messages: queue.Queue[tuple[int, object]] = queue.Queue()
+    messages.put((1, "the response a sender waits for"))
+    checkpoint = _RacingCheckpoint()
+    acse = SimpleNamespace(is_release_requested=lambda: False, is_aborted=lambda *_: False)
+    assoc = SimpleNamespace(
+        dimse=SimpleNamespace(msg_queue=messages),
+        _kill=False,
+        _is_paused=False,
+        _reactor_checkpoint=checkpoint,
+        _serve_request=lambda msg, context_id: served.append(msg),
+        is_established=True,
+        acse=acse,
+        dul=SimpleNamespace(is_alive=lambda: False),
+        kill=lambda: None,
+    )
+    loop = threading.Thread(target=waiting_reactor, args=(assoc, 0.001), daemon=True)
+    loop.start()
+    wait_for(lambda: checkpoint.raced and assoc._is_paused, what="the loop to pause again")
+    assert served == [], "the paused loop took the sender's response off the queue"
+    assert messages.qsize() == 1
+    checkpoint.event.set()  # the sender is done: the loop runs on
+    loop.join(timeout=10)
+    assert not loop.is_alive()
