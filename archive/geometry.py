@@ -154,10 +154,8 @@ def nearest_mask_mm(cal: Calibration, point: Point, masks: Mapping[str, NDArray[
 
     Parameters
     ----------
-    cal : Calibration
-        Calibration of the image.
-    point : tuple of float
-        ``(row, col)`` in pixels, e.g. the needle tip.
+    cal, point
+        As in :func:`mask_distance_mm`.
     masks : mapping of str to ndarray of shape (H, W), bool
         Non-empty masks by name, e.g. danger structures by class.
 
