@@ -97,15 +97,18 @@ OPTION_RULES = "rules"
 _HEX_DIGITS = frozenset("0123456789abcdef")
 
 
-def _check_caller_digest(sha256: str, source: Path | bytes, transfer_syntax: str | None) -> None:
-    """Refuse a caller-provided digest that is malformed or cannot describe the stored bytes."""
-    if len(sha256) != 64 or not _HEX_DIGITS.issuperset(sha256):
+def _check_trusted_inputs(
+    source: Path | bytes, transfer_syntax: str | None, sha256: str | None, header: InstanceHeader | None
+) -> None:
+    """Refuse a caller's digest or header that is malformed or cannot describe the stored bytes."""
+    if sha256 is not None and (len(sha256) != 64 or not _HEX_DIGITS.issuperset(sha256)):
         raise ValueError(f"ingest: sha256 must be 64 lowercase hex digits, but got {sha256!r}")
-    if transfer_syntax is not None or isinstance(source, bytes):
-        raise ValueError(
-            "ingest: sha256 applies to a Part 10 file given by path (the bytes stored as they are); "
-            "omit it for bytes or a bare dataset with transfer_syntax"
-        )
+    for name, given, what in (("sha256", sha256, "its bytes"), ("header", header, "read_header of it")):
+        if given is not None and (transfer_syntax is not None or isinstance(source, bytes)):
+            raise ValueError(
+                f"ingest: {name} applies to a Part 10 file given by path ({what}); "
+                "omit it for bytes or a bare dataset with transfer_syntax"
+            )
 
 
 def _storage_failure(origin: Origin, exc: OSError) -> IngestResult:
@@ -260,13 +263,7 @@ class Archive:
             ``header`` is given with ``transfer_syntax`` or bytes (whose stored
             bytes the caller did not read).
         """
-        if sha256 is not None:
-            _check_caller_digest(sha256, source, transfer_syntax)
-        if header is not None and (transfer_syntax is not None or isinstance(source, bytes)):
-            raise ValueError(
-                "ingest: header applies to a Part 10 file given by path (read_header of that file); "
-                "omit it for bytes or a bare dataset with transfer_syntax"
-            )
+        _check_trusted_inputs(source, transfer_syntax, sha256, header)
         staged: StagedFile | None = None
         decision: Decision | None = None
         try:

@@ -205,20 +205,17 @@ class MarkLayers:
         needle = (annotation.needle_at(frame), annotation.is_interpolated(MarkKind.NEEDLE, frame))
         target = (annotation.target_at(frame), annotation.is_interpolated(MarkKind.TARGET, frame))
         masks = (annotation.spread_at(frame), *sorted(annotation.danger_at(frame).items()))
+        groups = (
+            ("needle", needle, self._needle_data, self._show_needle),
+            ("target", target, self._target_data, self._show_target),
+            ("masks", masks, self._mask_data, self._show_masks),
+        )
         with self._sync():
-            if not self._still_written("needle", needle, self._needle_data()):
-                self._show_needle(annotation, frame)
-                self._written["needle"] = (needle, self._needle_data())
-            if not self._still_written("target", target, self._target_data()):
-                self._show_target(annotation, frame)
-                self._written["target"] = (target, self._target_data())
-            if not self._still_written("masks", masks, self._mask_data()):
-                self._show_masks(annotation, frame)
-                self._written["masks"] = (masks, self._mask_data())
-
-    def forget_written(self) -> None:
-        """Make the next :meth:`show` rewrite every layer."""
-        self._written.clear()
+            for group, marks, data_of, write in groups:
+                if not self._still_written(group, marks, data_of()):
+                    write(annotation, frame)
+                    # A copy: painting changes a Labels layer's array in place.
+                    self._written[group] = (marks, tuple(np.array(item) for item in data_of()))
 
     def _still_written(self, group: str, marks: tuple[Any, ...], data: tuple[Any, ...]) -> bool:
         """Whether ``group``'s layers show ``marks`` already and hold what was written to them."""
@@ -236,7 +233,7 @@ class MarkLayers:
         return (np.array(self.target.data, dtype=np.float64),)
 
     def _mask_data(self) -> tuple[Any, ...]:
-        return (np.array(self.spread.data), np.array(self.danger.data))
+        return (np.asarray(self.spread.data), np.asarray(self.danger.data))
 
     def _show_needle(self, annotation: ClipAnnotation, frame: int) -> None:
         mark = annotation.needle_at(frame)

@@ -110,13 +110,3 @@ def test_a_changed_annotation_is_shown_on_the_same_frame() -> None:
     edited = annotation.with_target(1, TargetMark((7.0, 8.0), "L5 SAP–TP junction"))
     marks.show(edited, 1)
     assert np.asarray(marks.target.data).tolist() == [[7.0, 8.0]]
-
-
-def test_forget_written_rewrites_every_layer() -> None:
-    annotation = _annotation()
-    marks = _layers()
-    marks.show(annotation, 1)
-    writes = _count_writes(marks)
-    marks.forget_written()
-    marks.show(annotation, 1)
-    assert {"spread", "danger", "needle", "target"} <= set(writes)
