@@ -2,7 +2,9 @@
 
 :func:`frame_time_label` is pure (also used by the review widget);
 :func:`attach_time_overlay` keeps ``viewer.text_overlay`` in step with the
-viewer's time slider for one clip layer made by :mod:`annotator.reader`.
+viewer's time slider for one clip layer made by :mod:`annotator.reader`; its
+background box is rebuilt only when the label's width changes
+(:mod:`annotator.overlay_box`).
 """
 
 from __future__ import annotations
@@ -115,6 +117,8 @@ def attach_time_overlay(viewer: ViewerModel, layer: Image) -> Callable[[], None]
         Call it to stop updating the overlay. It is called automatically when
         the layer is removed from the viewer.
     """
+    from annotator.overlay_box import steady_box  # imports napari's vispy canvas: only with a viewer
+
     metadata = layer.metadata
     times = metadata.get("frame_times_ms")
     calibrated = bool(metadata.get("calibrated", False))
@@ -139,5 +143,6 @@ def attach_time_overlay(viewer: ViewerModel, layer: Image) -> Callable[[], None]
     viewer.dims.events.point.connect(update)
     viewer.layers.events.removed.connect(on_removed)
     overlay.visible = True
+    steady_box(viewer, overlay)
     update()
     return detach
