@@ -32,6 +32,7 @@ from annotator.errors import ClipOpenError
 from annotator.overlay import attach_time_overlay, current_frame_index
 from annotator.reader import notify_frame_error, read_clip
 from annotator.widget.clip_list import ClipList
+from annotator.widget.draw_skip import EmptyMarkSkip
 from annotator.widget.layers import MarkLayers
 from annotator.widget.panel import DEFAULT_TARGET_NAME, EVENT_BUTTONS, ReviewPanel, ScrolledPage, event_action
 from annotator.widget.readout import FrameReadout, frame_readout
@@ -82,6 +83,7 @@ class ProcedureReviewWidget(QWidget):
         self.marks: MarkLayers | None = None
         self.calibration: Calibration | None = None
         self._detach_overlay: Callable[[], None] | None = None
+        self._mark_skip: EmptyMarkSkip | None = None
         self._frame_times_ms: tuple[float, ...] | None = None
         self._shown_frame = 0
         self._pending_paint: set[MarkKind] = set()
@@ -204,6 +206,7 @@ class ProcedureReviewWidget(QWidget):
         self.marks.danger.events.paint.connect(self._on_danger_paint)
         self._detach_overlay = attach_time_overlay(self.viewer, self.image)
         self.viewer.layers.selection.active = self.marks.needle
+        self._mark_skip = EmptyMarkSkip(self.viewer, self.marks.all)
         self.panel.clip_label.setText(f"{kwargs['name']} — {sop_instance_uid}")
         self.tabs.setCurrentIndex(1)
         self.refresh()
@@ -263,6 +266,9 @@ class ProcedureReviewWidget(QWidget):
         if self._detach_overlay is not None:
             self._detach_overlay()
             self._detach_overlay = None
+        if self._mark_skip is not None:
+            self._mark_skip.disconnect()
+            self._mark_skip = None
         for layer in (*(self.marks.all if self.marks else ()), *([self.image] if self.image else [])):
             if layer in self.viewer.layers:
                 self.viewer.layers.remove(layer)
