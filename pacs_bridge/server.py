@@ -8,12 +8,11 @@ streaming into spool files (:mod:`pacs_bridge.spool`), the C-STORE handler
 pynetdicom keeps some configuration in module globals (``pynetdicom._config``):
 :meth:`BridgeServer.start` sets ``STORE_RECV_CHUNKED_DATASET = True`` once for
 the process, which is how pynetdicom streams data sets to disk instead of
-memory. Each accepted association's DUL loop sleeps
-``BridgeSettings.poll_interval_ms`` when idle (pynetdicom's per-instance
-``DULServiceProvider._run_loop_delay``, 1 ms by default), set when the
-association is accepted; its association loop serves each DIMSE message as
-soon as it is decoded instead of sleeping 1 ms per pass
-(:mod:`pacs_bridge.reactor`).
+memory. pynetdicom's two loops per association sleep between passes; both
+are replaced when a connection opens: its DUL loop waits on its socket and on
+the PDUs it is asked to send (:mod:`pacs_bridge.dul_loop`), its association
+loop waits for the next DIMSE message (:mod:`pacs_bridge.reactor`), each at
+most ``BridgeSettings.poll_interval_ms`` when nothing happens.
 """
 
 from __future__ import annotations
@@ -35,6 +34,7 @@ from pacs_bridge.access import AccessControlledAE, AccessPolicy
 from pacs_bridge.commitment import CommitmentChecker, CommitmentService
 from pacs_bridge.config import BridgeSettings, TLSSettings
 from pacs_bridge.contexts import supported_contexts
+from pacs_bridge.dul_loop import use_waiting_dul
 from pacs_bridge.reactor import use_waiting_reactor
 from pacs_bridge.store import Ingestor, StoreHandler, peer_of
 
@@ -92,23 +92,6 @@ def make_ssl_context(tls: TLSSettings) -> ssl.SSLContext:
     else:
         context.verify_mode = ssl.CERT_NONE
     return context
-
-
-def set_poll_interval(assoc: Any, poll_interval_ms: float) -> None:
-    """Make the DUL loop of ``assoc`` sleep ``poll_interval_ms`` when it has nothing to do.
-
-    pynetdicom's DUL thread polls its socket and queues, sleeping
-    ``_run_loop_delay`` seconds (1 ms by default) after a pass that found no
-    event; pynetdicom reads the attribute on every pass, so it can be changed
-    on a running association.
-    """
-    dul = assoc.dul
-    if not hasattr(dul, "_run_loop_delay"):
-        raise RuntimeError(
-            "pynetdicom's DULServiceProvider has no _run_loop_delay: this pynetdicom version polls "
-            "differently; pin pynetdicom 3.x or adapt pacs_bridge.server.set_poll_interval"
-        )
-    dul._run_loop_delay = poll_interval_ms / 1000.0
 
 
 class BridgeServer:
@@ -188,6 +171,7 @@ class BridgeServer:
             (evt.EVT_C_STORE, self._store),
             (evt.EVT_N_ACTION, self._commitment.handle_action),
             (evt.EVT_DIMSE_SENT, self._commitment.handle_sent),
+            (evt.EVT_CONN_OPEN, self._on_connection),
             (evt.EVT_ACCEPTED, self._on_accepted),
             (evt.EVT_REJECTED, self._on_rejected),
             (evt.EVT_CONN_CLOSE, self._on_closed),
@@ -305,12 +289,15 @@ class BridgeServer:
         LOGGER.info("C-ECHO from %s@%s", calling_ae, address)
         return 0x0000
 
+    def _on_connection(self, event: Event) -> None:
+        # Before pynetdicom starts the association's DUL thread, which this loop replaces.
+        use_waiting_dul(event.assoc, self.settings.poll_interval_ms / 1000.0)
+
     def _on_accepted(self, event: Event) -> None:
         calling_ae, address = peer_of(event)
         with self._lock:
             self._accepted.add(id(event.assoc))
-        set_poll_interval(event.assoc, self.settings.poll_interval_ms)
-        use_waiting_reactor(event.assoc)
+        use_waiting_reactor(event.assoc, self.settings.poll_interval_ms / 1000.0)
         if self._store is not None:
             self._store.tally(event.assoc)
         contexts = event.assoc.accepted_contexts

@@ -191,18 +191,3 @@ def test_digest_computed_while_spooling_is_the_stored_files_sha256(
         data = archive.store.absolute(instance.path).read_bytes()
         assert instance.sha256 == hashlib.sha256(data).hexdigest(), instance.path
         assert instance.size == len(data)
-
-
-def test_poll_interval_is_applied_to_each_accepted_association(
-    start_bridge: Callable[..., BridgeServer], bridge_settings: BridgeSettings
-) -> None:
-    server = start_bridge(bridge_settings, poll_interval_ms=0.5)
-    ae = _scu()
-    ae.add_requested_context(Verification)
-    assoc = ae.associate("127.0.0.1", server.port, ae_title="USARCHIVE")
-    assert assoc.is_established
-    assert server._ae is not None
-    accepted = server._ae.active_associations
-    wait_for(lambda: accepted and accepted[0].dul._run_loop_delay == 0.0005, what="the poll interval")
-    assert assoc.send_c_echo().Status == 0x0000
-    assoc.release()
