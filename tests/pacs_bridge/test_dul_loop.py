@@ -12,6 +12,7 @@ import pytest
 from bridge_helpers import US_MULTIFRAME, storescu, wait_for, write_clip
 from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE, evt
+from pynetdicom.association import Association
 from pynetdicom.sop_class import Verification
 
 import pacs_bridge.server
@@ -69,21 +70,25 @@ def test_requests_and_responses_wake_the_loop_at_once(
     wait_for(lambda: not server.active_associations, what="the released association to end")
 
 
-def test_an_abort_from_the_peer_ends_the_association(hour_wait_server: tuple[AE, int]) -> None:
-    server, port = hour_wait_server
+def _established(server: AE, port: int) -> Association:
+    """An association to ``server``, once both ends have it up."""
     assoc = _scu().associate("127.0.0.1", port, ae_title="WAITING")
     assert assoc.is_established
     wait_for(lambda: len(server.active_associations) == 1, what="the association to be up")
+    return assoc
+
+
+def test_an_abort_from_the_peer_ends_the_association(hour_wait_server: tuple[AE, int]) -> None:
+    assoc = _established(*hour_wait_server)
+    server, _ = hour_wait_server
     assoc.abort()
     wait_for(lambda: not server.active_associations, what="the aborted association to end")
 
 
 def test_shutting_down_ends_an_idle_association(hour_wait_server: tuple[AE, int]) -> None:
     # The server aborts its open associations: the A-ABORT it queues wakes the idle loop.
-    server, port = hour_wait_server
-    assoc = _scu().associate("127.0.0.1", port, ae_title="WAITING")
-    assert assoc.is_established
-    wait_for(lambda: len(server.active_associations) == 1, what="the association to be up")
+    assoc = _established(*hour_wait_server)
+    server, _ = hour_wait_server
     stopper = threading.Thread(target=server.shutdown, daemon=True)
     stopper.start()
     stopper.join(timeout=30)
