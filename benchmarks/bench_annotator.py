@@ -63,6 +63,10 @@ SCREENSHOT_STEPS = 200
 DRAW_TIMEOUT_S = 5.0
 #: Frames of the in-memory array stepped through by napari alone (the floor of this machine).
 FLOOR_FRAMES = 200
+#: One-process A/B (``--ab``): a part of the review widget is switched every this many steps...
+AB_BLOCK_STEPS = 20
+#: ...and the first steps after a switch are not counted.
+AB_SETTLE_STEPS = 3
 
 
 class DrawProbe:
@@ -371,6 +375,114 @@ def _decode_only_ms(path: Path, n_frames: int) -> float:
     return statistics.median(times)
 
 
+def ab_switches(viewer: Any, widget: Any) -> dict[str, Any]:
+    """What ``--ab`` switches in the review widget: on is the code as it is, off is without the part."""
+    from napari._vispy.overlays.text import VispyTextOverlay
+
+    from annotator.overlay import attach_time_overlay, text_overlay
+    from annotator.overlay_box import SteadyBoxTextOverlay
+    from annotator.widget.draw_skip import EmptyMarkSkip
+
+    def time_overlay(on: bool) -> None:
+        if on and widget._detach_overlay is None:
+            widget._detach_overlay = attach_time_overlay(viewer, widget.image)
+        if not on and widget._detach_overlay is not None:
+            widget._detach_overlay()
+            widget._detach_overlay = None
+
+    def steady_box(on: bool) -> None:
+        # Off: napari's own text overlay visual, which rebuilds the box at every text change.
+        for visual in viewer.window._qt_viewer.canvas._viewer_overlay_to_visual[text_overlay(viewer)]:
+            visual.__class__ = SteadyBoxTextOverlay if on else VispyTextOverlay
+            visual._box_drawn_from = None
+            visual._on_position_change()
+
+    def empty_mark_skip(on: bool) -> None:
+        if on and widget._mark_skip is None:
+            widget._mark_skip = EmptyMarkSkip(viewer, widget.marks.all)
+        if not on and widget._mark_skip is not None:
+            widget._mark_skip.disconnect()
+            widget._mark_skip = None
+
+    def steady_box_and_skip(on: bool) -> None:
+        steady_box(on)
+        empty_mark_skip(on)
+
+    return {
+        "time_overlay": time_overlay,
+        "steady_box": steady_box,
+        "empty_mark_skip": empty_mark_skip,
+        "steady_box_and_skip": steady_box_and_skip,
+    }
+
+
+AB_SWITCHES = ("time_overlay", "steady_box", "empty_mark_skip", "steady_box_and_skip")
+
+
+def ab_review_widget(n_frames: int, rows: int, cols: int, switch: str) -> dict[str, Any]:
+    """Step through the clip in the review widget, switching one part on and off in blocks.
+
+    Separate runs on a shared machine differ by more than most parts of a
+    step cost; in one process both halves see the same machine. Each step is
+    measured as in :func:`step_through`, then the event loop is run once more
+    so that a second draw the step asked for is counted with it.
+    """
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    from annotator.widget import ProcedureReviewWidget
+    from archive.archive import Archive
+    from archive.ingest import Origin
+    from archive.settings import ArchiveSettings
+
+    times: dict[bool, list[float]] = {True: [], False: []}
+    draws: dict[bool, list[int]] = {True: [], False: []}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "clip.dcm"
+        write_jpeg_clip(path, speckle_clip_frame_source(rows, cols, n_frames), n_frames)
+        viewer = napari.Viewer(show=True)
+        app = QApplication.instance()
+        assert app is not None
+        with Archive.open(ArchiveSettings(Path(tmp) / "archive")) as archive:
+            uid = archive.ingest(path, origin=Origin("file", path="benchmark")).sop_instance_uid
+            if uid is None:
+                raise RuntimeError("the benchmark clip was not archived")
+            widget = ProcedureReviewWidget(viewer, archive=archive, reviewer="benchmark")
+            viewer.window.add_dock_widget(widget, name="Procedure review", area="right")
+            widget.open_clip(uid)
+            app.processEvents()
+            set_part = ab_switches(viewer, widget)[switch]
+            probe = DrawProbe(viewer)
+            for index in range(n_frames):
+                on = (index // AB_BLOCK_STEPS) % 2 == 0
+                if index % AB_BLOCK_STEPS == 0:
+                    set_part(on)
+                    app.processEvents()
+                draws_before = probe.draws
+                started = time.perf_counter()
+                viewer.dims.set_current_step(0, index)
+                wait_for_draw(app, probe, index, draws_before)
+                step_ms = (time.perf_counter() - started) * 1000.0
+                app.processEvents()
+                if index % AB_BLOCK_STEPS >= AB_SETTLE_STEPS:
+                    times[on].append(step_ms)
+                    draws[on].append(probe.draws - draws_before)
+            probe.disconnect()
+            widget.close_clip()
+        viewer.close()
+    return {
+        "switch": switch,
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "frames": n_frames,
+        "block_steps": AB_BLOCK_STEPS,
+        "on_median_ms": round(statistics.median(times[True]), 1),
+        "off_median_ms": round(statistics.median(times[False]), 1),
+        "steps_counted": [len(times[True]), len(times[False])],
+        "draws_per_step": [round(statistics.mean(draws[True]), 2), round(statistics.mean(draws[False]), 2)],
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
 def markdown(result: dict[str, Any]) -> str:
     clip = result["clip"]
     machine = result["machine"]
@@ -446,7 +558,27 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=600)
     parser.add_argument("--cols", type=int, default=800)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument(
+        "--ab",
+        choices=AB_SWITCHES,
+        help="instead of the benchmark: step the review widget in one process with this part "
+        f"switched on and off every {AB_BLOCK_STEPS} steps (use --frames 405); "
+        "adds the result to annotator_ab.json",
+    )
     args = parser.parse_args()
+    if args.ab:
+        ab = ab_review_widget(args.frames, args.rows, args.cols, args.ab)
+        results_path = args.out / "annotator_ab.json"
+        results = json.loads(results_path.read_text(encoding="utf-8")) if results_path.exists() else {}
+        results[args.ab] = ab
+        args.out.mkdir(parents=True, exist_ok=True)
+        results_path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        print(
+            f"{args.ab}: on {ab['on_median_ms']} ms, off {ab['off_median_ms']} ms a step (median, "
+            f"{ab['steps_counted']} steps); draws per step on {ab['draws_per_step'][0]}, "
+            f"off {ab['draws_per_step'][1]}; load {ab['load_average_at_end']}"
+        )
+        return 0
     result = run(args.frames, args.rows, args.cols, args.out)
     print(markdown(result))
     return 0 if all(result["passed"].values()) else 1
