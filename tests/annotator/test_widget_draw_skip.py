@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from widget_fixtures import ViewerFactory, ingest, open_clip_from_list, open_widget
+from widget_fixtures import ViewerFactory, open_archived
 
 from annotator.widget import ProcedureReviewWidget
 from annotator.widget.draw_skip import EmptyMarkSkip
@@ -29,10 +29,7 @@ def drawn(widget: ProcedureReviewWidget) -> dict[str, bool]:
 def opened(
     make_napari_viewer: ViewerFactory, qtbot: Any, archive: Archive, sample_dir: Path
 ) -> ProcedureReviewWidget:
-    uid = ingest(archive, sample_dir / f"{LUMBAR}.dcm")
-    viewer = make_napari_viewer(show=True)
-    widget = open_widget(viewer, archive)
-    open_clip_from_list(qtbot, widget, uid)
+    widget = open_archived(make_napari_viewer(show=True), qtbot, archive, sample_dir / f"{LUMBAR}.dcm")
     assert widget.marks is not None
     return widget
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from qtpy.QtCore import QEvent, QObject
 from qtpy.QtWidgets import QApplication, QPushButton, QWidget
-from widget_fixtures import ViewerFactory, ingest, open_clip_from_list, open_widget
+from widget_fixtures import ViewerFactory, open_archived
 
 from archive.archive import Archive
 
@@ -40,10 +40,8 @@ class PaintCounter(QObject):
 def test_frame_steps_repaint_the_time_label_not_the_buttons(
     make_napari_viewer: ViewerFactory, qtbot: Any, archive: Archive, sample_dir: Path
 ) -> None:
-    uid = ingest(archive, sample_dir / f"{LUMBAR}.dcm")
     viewer = make_napari_viewer(show=True)
-    widget = open_widget(viewer, archive)
-    open_clip_from_list(qtbot, widget, uid)
+    widget = open_archived(viewer, qtbot, archive, sample_dir / f"{LUMBAR}.dcm")
     app = QApplication.instance()
     assert app is not None
     counter = PaintCounter(widget)

@@ -55,6 +55,14 @@ def open_clip_from_list(qtbot: Any, widget: ProcedureReviewWidget, uid: str) -> 
     assert widget.session is not None and widget.session.sop_instance_uid == uid
 
 
+def open_archived(viewer: Any, qtbot: Any, archive: Archive, path: Path) -> ProcedureReviewWidget:
+    """Archive ``path``, dock a review widget in ``viewer`` and open the clip from its list."""
+    uid = ingest(archive, path)
+    widget = open_widget(viewer, archive)
+    open_clip_from_list(qtbot, widget, uid)
+    return widget
+
+
 def click(qtbot: Any, widget: ProcedureReviewWidget, name: str) -> None:
     """Click the widget's button with object name ``name``."""
     from qtpy.QtWidgets import QPushButton
