@@ -42,7 +42,6 @@ LOGGER = logging.getLogger("pynetdicom.dul")
 #: pynetdicom's own sleep between passes that found nothing (``_run_loop_delay``).
 DEFAULT_WAIT_S = 0.001
 _PYNETDICOM_ATTRIBUTES = (
-    "run_reactor",
     "send_pdu",
     "kill_dul",
     "_process_recv_primitive",
