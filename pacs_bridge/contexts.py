@@ -1,4 +1,4 @@
-"""Presentation contexts the receiver accepts: every storage SOP class, verification, commitment.
+"""Presentation contexts the receiver accepts: every storage SOP class (retired too), echo, commitment.
 
 Datasets are stored as received, so we accept the transfer syntaxes scanners
 send (including compressed ones) and never transcode.
@@ -6,6 +6,9 @@ send (including compressed ones) and never transcode.
 
 from __future__ import annotations
 
+import re
+
+from pydicom._uid_dict import UID_dictionary
 from pydicom.uid import (
     JPEG2000,
     UID,
@@ -22,13 +25,27 @@ from pydicom.uid import (
     JPEGLSNearLossless,
     RLELossless,
 )
-from pynetdicom import AllStoragePresentationContexts
+from pynetdicom import AllStoragePresentationContexts, register_uid
+from pynetdicom.association import Association
 from pynetdicom.presentation import PresentationContext
+from pynetdicom.service_class import StorageServiceClass
+from pynetdicom.sop_class import uid_to_service_class
+
+#: Result codes of a refused presentation context (PS3.8 9.3.3.2).
+_REASONS = {
+    0x01: "user rejection",
+    0x02: "no reason given",
+    0x03: "abstract syntax not supported",
+    0x04: "transfer syntaxes not supported",
+}
 
 #: Verification SOP Class (C-ECHO).
 Verification = UID("1.2.840.10008.1.1")
 #: Storage Commitment Push Model SOP Class.
 StorageCommitmentPushModel = UID("1.2.840.10008.1.20.1")
+
+#: Root of the storage SOP classes of PS3.4 Annex B (images, SR, waveforms, RT, ...).
+_STORAGE_ROOT = "1.2.840.10008.5.1.4.1.1."
 
 #: Transfer syntaxes accepted for storage, most common for ultrasound first.
 STORAGE_TRANSFER_SYNTAXES: tuple[str, ...] = (
@@ -52,8 +69,41 @@ _PLAIN_SYNTAXES: tuple[str, ...] = (ExplicitVRLittleEndian, ImplicitVRLittleEndi
 
 
 def storage_sop_classes() -> list[str]:
-    """UIDs of every storage SOP class pynetdicom knows (``AllStoragePresentationContexts``)."""
-    return [str(cx.abstract_syntax) for cx in AllStoragePresentationContexts]
+    """UIDs of every storage SOP class: pynetdicom's and the retired ones pydicom names.
+
+    ``usarchive import`` stores an instance of any SOP class, so the receiver
+    accepts every image and object storage class of PS3.4 Annex B, including
+    the retired ones older scanners still send (Ultrasound Image Storage
+    1.2.840.10008.5.1.4.1.1.6 and Ultrasound Multi-frame Image Storage
+    1.2.840.10008.5.1.4.1.1.3, from ACR-NEMA days): pynetdicom's
+    ``AllStoragePresentationContexts`` omits retired classes, pydicom's UID
+    dictionary has them all.
+
+    Returns
+    -------
+    list of str
+        pynetdicom's classes first, then the others in UID dictionary order.
+    """
+    known = [str(cx.abstract_syntax) for cx in AllStoragePresentationContexts]
+    seen = set(known)
+    others = [
+        uid
+        for uid, (name, kind, *_rest) in UID_dictionary.items()
+        if kind == "SOP Class" and uid.startswith(_STORAGE_ROOT) and "Storage" in name and uid not in seen
+    ]
+    _register_storage(others)
+    return known + others
+
+
+def _register_storage(uids: list[str]) -> None:
+    """Tell pynetdicom the classes it does not know are storage classes (else it cannot serve C-STORE)."""
+    for uid in uids:
+        if uid_to_service_class(uid) is StorageServiceClass:
+            continue
+        keyword = re.sub(r"\W", "", str(UID_dictionary[uid][4])) or "Storage_" + uid.replace(".", "_")
+        if not keyword.isidentifier():
+            keyword = "Storage_" + uid.replace(".", "_")
+        register_uid(uid, keyword, StorageServiceClass)
 
 
 def supported_contexts() -> list[PresentationContext]:
@@ -79,6 +129,45 @@ def supported_contexts() -> list[PresentationContext]:
     commitment.scp_role = True
     contexts.append(commitment)
     return contexts
+
+
+def refused_context_lines(assoc: Association) -> list[str]:
+    """One line per presentation context the requestor proposed and we refused.
+
+    Each names the context ID, the abstract syntax (UID and name), the
+    transfer syntaxes proposed for it and the result, e.g. ``presentation
+    context 3 refused (transfer syntaxes not supported): abstract syntax
+    1.2.3 (unknown), transfer syntaxes 1.2.840.10008.1.2.4.100 (MPEG2 ...)``.
+
+    Parameters
+    ----------
+    assoc : pynetdicom.association.Association
+        An association we accepted (as acceptor).
+
+    Returns
+    -------
+    list of str
+        Empty when every proposed context was accepted.
+    """
+    proposed = {cx.context_id: cx for cx in assoc.requestor.requested_contexts}
+    lines: list[str] = []
+    for context in assoc.rejected_contexts:
+        offered = proposed.get(context.context_id, context)
+        syntaxes = ", ".join(f"{UID(ts)} ({_name(ts)})" for ts in offered.transfer_syntax) or "none"
+        abstract = offered.abstract_syntax or context.abstract_syntax
+        reason = _REASONS.get(context.result or 0, context.status)
+        lines.append(
+            f"presentation context {context.context_id} refused ({reason}): "
+            f"abstract syntax {abstract} ({_name(abstract)}), transfer syntaxes {syntaxes}"
+        )
+    return lines
+
+
+def _name(uid: str | None) -> str:
+    if not uid:
+        return "none"
+    name = UID(uid).name
+    return "unknown" if name == str(uid) else name
 
 
 def commitment_report_context() -> PresentationContext:

@@ -33,7 +33,7 @@ from pacs_bridge import spool
 from pacs_bridge.access import AccessControlledAE, AccessPolicy
 from pacs_bridge.commitment import CommitmentChecker, CommitmentService
 from pacs_bridge.config import BridgeSettings, TLSSettings
-from pacs_bridge.contexts import supported_contexts
+from pacs_bridge.contexts import refused_context_lines, supported_contexts
 from pacs_bridge.dul_loop import use_waiting_dul
 from pacs_bridge.reactor import use_waiting_reactor
 from pacs_bridge.store import Ingestor, StoreHandler, peer_of
@@ -308,6 +308,8 @@ class BridgeServer:
             len(contexts),
             "TLS" if self.settings.tls is not None else "plain TCP",
         )
+        for line in refused_context_lines(event.assoc):
+            LOGGER.warning("association from %s@%s: %s", calling_ae, address, line)
 
     def _on_rejected(self, event: Event) -> None:
         calling_ae, address = peer_of(event)

@@ -160,19 +160,51 @@ def test_eight_concurrent_associations(bridge: BridgeServer, archive: Archive, t
     assert len(archive.find(Query(limit=100))) == 8
 
 
-def test_unsupported_sop_class_is_refused_at_negotiation(bridge: BridgeServer) -> None:
+def test_unsupported_sop_class_is_refused_at_negotiation(
+    bridge: BridgeServer, caplog: pytest.LogCaptureFixture
+) -> None:
     ae = _scu()
     private_class = "1.2.826.0.1.3680043.9.9999.1"  # not a storage SOP class we know
     ae.add_requested_context(private_class)
     ae.add_requested_context(Verification)
+    mpeg2 = "1.2.840.10008.1.2.4.100"  # a transfer syntax we do not accept
+    ae.add_requested_context(US_MULTIFRAME, [mpeg2])
+    with caplog.at_level(logging.INFO, logger="pacs_bridge"):
+        assoc = ae.associate("127.0.0.1", bridge.port, ae_title="USARCHIVE")
+        assert assoc.is_established
+        [refused] = [cx for cx in assoc.rejected_contexts if cx.abstract_syntax == private_class]
+        assert refused.result == 0x03  # abstract syntax not supported
+        ds = make_dataset(sop_class_uid=private_class)
+        with pytest.raises(ValueError, match="No presentation context"):
+            assoc.send_c_store(ds)
+        assoc.release()
+        wait_for(lambda: sum("refused" in r.getMessage() for r in caplog.records) >= 2, what="refusal log")
+    lines = [r.getMessage() for r in caplog.records if "presentation context" in r.getMessage()]
+    private_line = next(line for line in lines if private_class in line)
+    assert "abstract syntax not supported" in private_line
+    assert "1.2.840.10008.1.2.1 (Explicit VR Little Endian)" in private_line
+    mpeg_line = next(line for line in lines if str(US_MULTIFRAME) in line)
+    assert "transfer syntaxes not supported" in mpeg_line and mpeg2 in mpeg_line
+    assert "Ultrasound Multi-frame Image Storage" in mpeg_line
+
+
+@pytest.mark.parametrize(
+    "retired_class",
+    ["1.2.840.10008.5.1.4.1.1.6", "1.2.840.10008.5.1.4.1.1.3"],
+    ids=["us-image", "us-multiframe"],
+)
+def test_retired_ultrasound_classes_are_stored(
+    bridge: BridgeServer, archive: Archive, retired_class: str
+) -> None:
+    ae = _scu()
+    ae.add_requested_context(retired_class)
     assoc = ae.associate("127.0.0.1", bridge.port, ae_title="USARCHIVE")
     assert assoc.is_established
-    [refused] = [cx for cx in assoc.rejected_contexts if cx.abstract_syntax == private_class]
-    assert refused.result == 0x03  # abstract syntax not supported
-    ds = make_dataset(sop_class_uid=private_class)
-    with pytest.raises(ValueError, match="No presentation context"):
-        assoc.send_c_store(ds)
+    ds = make_dataset(sop_class_uid=retired_class)
+    status = assoc.send_c_store(ds)
     assoc.release()
+    assert status.Status == 0x0000
+    assert archive.show(str(ds.SOPInstanceUID)) is not None
 
 
 def test_digest_computed_while_spooling_is_the_stored_files_sha256(
