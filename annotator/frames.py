@@ -29,8 +29,9 @@ frames (in the direction of stepping) in a background thread
 cache: decoding overlaps with the viewer drawing the current frame.
 
 Colour: YBR_FULL and YBR_FULL_422 become RGB, PALETTE
-COLOR becomes RGB through its lookup table (16-bit table entries are scaled
-to 8 bits). This module does not import napari.
+COLOR becomes RGB through its lookup table (:func:`archive.pixels.palette_to_rgb`:
+big-endian tables byte-swapped, 16-bit table entries scaled to 8 bits, 8-bit
+entries stored in 16-bit words kept as they are). This module does not import napari.
 """
 
 from __future__ import annotations
@@ -54,12 +55,12 @@ from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate, get_frame, parse_basic_offsets, parse_fragments
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels.decoders.base import get_decoder
-from pydicom.pixels.processing import apply_color_lut
 from pydicom.pixels.utils import as_pixel_options, pixel_array, pixel_dtype
 from pydicom.uid import UID, JPEGBaseline8Bit
 
 from annotator.errors import ClipOpenError, FrameDecodeError
 from annotator.prefetch import FramePrefetcher
+from archive.pixels import palette_to_rgb, to_uint8
 
 logger = logging.getLogger(__name__)
 
@@ -545,7 +546,6 @@ class ClipFrames:
         return array
 
     def _apply_palette(self, indices: NDArray[Any]) -> NDArray[Any]:
-        rgb = apply_color_lut(indices, self.header)
-        if rgb.dtype == np.uint16:
-            rgb = (rgb >> 8).astype(np.uint8)
-        return rgb
+        # archive.pixels byte-swaps a big-endian file's tables and narrows 8-bit entries stored in
+        # 16-bit words (shifting those right by 8 made them black); 16-bit entries are scaled.
+        return to_uint8(palette_to_rgb(indices, self.header))

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -42,6 +43,8 @@ SOURCE_FRAME_TIME = "FrameTime"
 SOURCE_FRAME_TIME_VECTOR = "FrameTimeVector"
 SOURCE_CINE_RATE = "CineRate"
 SOURCE_SINGLE_FRAME = "SingleFrame"
+#: Source of :func:`unknown_frame_times`: the clip carries no timing at all.
+SOURCE_UNKNOWN = "unknown"
 
 _FRAME_TIME_TAG = Tag(0x0018, 0x1063)
 _FRAME_TIME_VECTOR_TAG = Tag(0x0018, 0x1065)
@@ -79,6 +82,11 @@ class FrameTimes:
         """Number of frames."""
         return len(self.offsets_ms)
 
+    @property
+    def timed(self) -> bool:
+        """False for :func:`unknown_frame_times` (offsets NaN): time metrics are not assessable."""
+        return self.source != SOURCE_UNKNOWN
+
     def _check_index(self, frame_index: int) -> None:
         if not 0 <= frame_index < len(self.offsets_ms):
             raise IndexError(
@@ -88,7 +96,15 @@ class FrameTimes:
     def offset_s(self, frame_index: int) -> float:
         """Start of frame ``frame_index`` (0-based) in seconds from the first frame."""
         self._check_index(frame_index)
+        self._check_timed()
         return self.offsets_ms[frame_index] / 1000.0
+
+    def _check_timed(self) -> None:
+        if not self.timed:
+            raise TimingError(
+                "frame time: expected a clip with Frame Time, Frame Time Vector or Cine Rate, but this "
+                "clip has no timing; its frame times are unknown"
+            )
 
     def absolute(self, frame_index: int) -> datetime:
         """Absolute start time of frame ``frame_index`` (0-based).
@@ -101,6 +117,7 @@ class FrameTimes:
             If ``frame_index`` is out of range.
         """
         self._check_index(frame_index)
+        self._check_timed()
         if self.start is None:
             raise TimingError(
                 "absolute frame time: expected Content Date (0008,0023) and Content Time (0008,0033) "
@@ -121,6 +138,7 @@ class FrameTimes:
         """
         if time_ms < 0:
             raise ValueError(f"time_ms: expected a time >= 0 ms from the clip start, but got {time_ms}")
+        self._check_timed()
         return bisect.bisect_right(self.offsets_ms, time_ms) - 1
 
 
@@ -264,3 +282,54 @@ def frame_times(ds: Dataset) -> FrameTimes:
         raise TimingError(f"NumberOfFrames (0028,0008): expected >= 1, but got {n_frames}; fix the header")
     relative = _relative_times(ds, n_frames)
     return FrameTimes(relative.offsets_ms, _start(ds), relative.source, relative.nominal_frame_time_ms)
+
+
+def unknown_frame_times(n_frames: int) -> FrameTimes:
+    """Frame times of a clip that carries none: offsets NaN, no start, source ``"unknown"``.
+
+    Parameters
+    ----------
+    n_frames : int
+        Number of frames, >= 1.
+
+    Returns
+    -------
+    FrameTimes
+        ``timed`` is false; :meth:`FrameTimes.offset_s`, :meth:`FrameTimes.absolute`
+        and :meth:`FrameTimes.frame_at` raise :class:`TimingError`.
+    """
+    return FrameTimes((math.nan,) * n_frames, None, SOURCE_UNKNOWN, None)
+
+
+def frame_times_or_unknown(ds: Dataset) -> FrameTimes:
+    """:func:`frame_times`, or :func:`unknown_frame_times` when the clip has no timing attribute at all.
+
+    Used by the exports and audits, which take untimed clips with their times
+    marked unknown (time metrics not assessable). Timing that is present but
+    wrong (a Frame Time Vector of the wrong length, a Frame Time of 0) still
+    raises.
+
+    Parameters
+    ----------
+    ds : pydicom.dataset.Dataset
+        The image's dataset; may be header-only.
+
+    Returns
+    -------
+    FrameTimes
+
+    Raises
+    ------
+    TimingError
+        As :func:`frame_times`, except for a clip without any timing attribute.
+    """
+    if any(_present(ds, kw) for kw in ("FrameTime", "FrameTimeVector", "CineRate")):
+        return frame_times(ds)
+    n_frames = int(ds.get("NumberOfFrames") or 1)
+    if n_frames <= 1:
+        return frame_times(ds)
+    logger.info(
+        "instance %s: no Frame Time, Frame Time Vector or Cine Rate; frame times unknown",
+        ds.get("SOPInstanceUID", "<no SOPInstanceUID>"),
+    )
+    return unknown_frame_times(n_frames)

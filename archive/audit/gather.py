@@ -24,7 +24,7 @@ from archive.index.queries import InstanceRow, Query
 from archive.metrics import clip_metrics
 from archive.model import ReviewStatus, Side, SpinalLevel, Technique
 from archive.outcomes import Outcome
-from archive.timing import frame_times
+from archive.timing import frame_times_or_unknown
 
 if TYPE_CHECKING:
     from archive.archive import Archive
@@ -59,7 +59,7 @@ def _parse_or_none(parse: type[Side] | type[Technique], value: str | None) -> Si
 def _clip_input(archive: Archive, row: InstanceRow, reviewer: str, status: ReviewStatus) -> ClipAuditInput:
     path = archive.store.absolute(row.path)
     dataset = pydicom.dcmread(path, stop_before_pixels=True)
-    times = frame_times(dataset)
+    times = frame_times_or_unknown(dataset)
     loaded = archive.annotations.load(row.sop_instance_uid, reviewer)
     annotation = loaded.annotation
     metrics = clip_metrics(annotation, calibration_or_none(dataset), times)

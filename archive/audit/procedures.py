@@ -63,9 +63,16 @@ def procedure_time(clips: Sequence[ClipAuditInput]) -> tuple[float | None, str |
     time_s : float or None
         The procedure time in seconds.
     note : str or None
-        Why ``time_s`` is ``None``: a clip without Content Date/Time, no
+        Why ``time_s`` is ``None``: a clip without frame timing or Content Date/Time, no
         needle-visible or injection-end event marked, or an end before the start.
     """
+    untimed = [c.sop_instance_uid for c in clips if not c.frame_times.timed]
+    if untimed:
+        return (
+            None,
+            f"no frame timing in clip {', '.join(untimed)} (its frame times are unknown), so its events "
+            "cannot be placed in time: not assessable",
+        )
     undated = [c.sop_instance_uid for c in clips if c.frame_times.start is None]
     if undated:
         return (

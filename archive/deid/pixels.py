@@ -25,6 +25,7 @@ from pydicom.uid import UID
 
 from archive.calibration import SPATIAL_FORMAT_2D, Calibration, UltrasoundRegion
 from archive.errors import CalibrationError, DeidentificationError
+from archive.pixels import to_little_endian
 
 logger = logging.getLogger(__name__)
 
@@ -136,10 +137,12 @@ def clean_pixel_data(ds: Dataset, regions: Sequence[UltrasoundRegion]) -> None:
     Compressed frames (JPEG Baseline, JPEG Lossless, JPEG 2000, RLE) are
     decoded one at a time and blanked as they come into one array of the
     clip (memory: the decoded clip, plus its bytes while they are stored);
-    colour frames are converted to RGB. The result is stored natively: Transfer Syntax Explicit
-    VR Little Endian, Photometric Interpretation RGB for colour (MONOCHROME1/2
-    and PALETTE COLOR are kept; palette pixels are blanked to index 0). Lossy
-    Image Compression, its ratio and method are left as they were: the pixels
+    colour frames are converted to RGB. The result is stored natively:
+    Transfer Syntax Explicit VR Little Endian (a big-endian data set is
+    re-encoded, :func:`archive.pixels.to_little_endian`), Photometric
+    Interpretation RGB for colour (MONOCHROME1/2 and PALETTE COLOR are kept;
+    palette pixels are blanked to index 0). Lossy Image Compression, its
+    ratio and method are left as they were: the pixels
     stay lossy-compressed ones.
 
     Parameters
@@ -184,6 +187,9 @@ def clean_pixel_data(ds: Dataset, regions: Sequence[UltrasoundRegion]) -> None:
     if frames is None:
         raise DeidentificationError(f"instance {sop}: expected at least one frame, but Pixel Data is empty")
     cleaned = frames if "NumberOfFrames" in ds else frames[0]
+    # pydicom gives new Pixel Data only to little-endian data sets: re-encode a big-endian one
+    # (its OW/OF/... values byte-swapped) as Explicit VR Little Endian first.
+    to_little_endian(ds)
     ds.set_pixel_data(
         cleaned,
         photometric_interpretation=photometric,

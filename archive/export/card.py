@@ -84,6 +84,9 @@ class DatasetCard:
     not_pixel_cleaned : tuple of str
         Clip keys whose pixels were *not* cleaned (uncalibrated clips exported
         with explicit permission); they may still show burned-in text.
+    untimed : tuple of str
+        Clip keys without frame timing (no Cine module): their
+        ``frame_times_ms`` are NaN and time metrics are not assessable.
     """
 
     info: CardInfo
@@ -101,6 +104,7 @@ class DatasetCard:
     patients_per_split: Mapping[str, int] = field(default_factory=dict)
     clips_per_status: Mapping[str, int] = field(default_factory=dict)
     not_pixel_cleaned: tuple[str, ...] = ()
+    untimed: tuple[str, ...] = ()
 
     def to_json(self) -> str:
         """The card as canonical JSON (sorted keys)."""
@@ -139,6 +143,7 @@ class DatasetCard:
                 patients_per_split={str(k): int(v) for k, v in data["patients_per_split"].items()},
                 clips_per_status={str(k): int(v) for k, v in data["clips_per_status"].items()},
                 not_pixel_cleaned=tuple(str(k) for k in data["not_pixel_cleaned"]),
+                untimed=tuple(str(k) for k in data.get("untimed", ())),
             )
         except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
             raise ExportError(
@@ -159,6 +164,7 @@ class DatasetCard:
             "card_n_frames": self.n_frames,
             "card_deidentification": "\n".join(self.info.deidentification),
             "card_n_not_pixel_cleaned": len(self.not_pixel_cleaned),
+            "card_n_untimed": len(self.untimed),
         }
 
 
@@ -196,6 +202,14 @@ def card_markdown(card: DatasetCard, dataset_name: str) -> str:
         )
     else:
         cleaning = "Every clip is pixel-cleaned: all pixels outside the 2D ultrasound regions are 0.\n"
+    if card.untimed:
+        timing = (
+            f"**{len(card.untimed)} clip(s) have no frame timing** (no Frame Time, Frame Time Vector "
+            "or Cine Rate): their `frame_times_ms` are NaN, metadata `timed` is false and their time "
+            "metrics are not assessable:\n\n" + "".join(f"- `{key}`\n" for key in card.untimed)
+        )
+    else:
+        timing = "Every clip has frame timing.\n"
     return (
         f"# Dataset card: {info.title}\n\n"
         f"Dataset file: `{dataset_name}` (layout: docs/hdf5-layout.md, format version "
@@ -215,6 +229,10 @@ def card_markdown(card: DatasetCard, dataset_name: str) -> str:
         f"- split: patient-level, seed {card.seed}, expected fractions train {train:g} / "
         f"validation {validation:g} / test {test:g} (SHA-256 of seed and pseudonym; see "
         f"docs/hdf5-layout.md)\n"
-        f"- compression of frames and masks: {card.compression}\n\n"
+        f"- compression of frames and masks: {card.compression}\n"
+        "- colour frames are stored as RGB (palette applied, YBR converted); grey frames as "
+        "received (MONOCHROME1 or MONOCHROME2, 8 or 16 bits); attributes `photometric` and "
+        "`source_photometric` of each `frames` dataset say which\n\n"
+        f"## Timing\n\n{timing}\n"
         f"## De-identification applied\n\n{deid}\n{cleaning}"
     )

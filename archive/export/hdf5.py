@@ -176,6 +176,7 @@ class HDF5DatasetWriter:
         self._n_frames = 0
         self._n_annotated = 0
         self._not_cleaned: list[str] = []
+        self._untimed: list[str] = []
         self._pending_rows: list[dict[str, Any]] = []
         self._file: h5py.File | None = h5py.File(self.partial_path, "w")
         self._file.create_group("clips")
@@ -261,7 +262,10 @@ class HDF5DatasetWriter:
         group = clips.create_group(key)
         try:
             self._write_frames(group, record)
-            group.create_dataset("frame_times_ms", data=np.asarray(record.frame_times_ms, dtype=np.float64))
+            times = group.create_dataset(
+                "frame_times_ms", data=np.asarray(record.frame_times_ms, dtype=np.float64)
+            )
+            times.attrs["timed"] = record.timed
             size = record.pixel_size_mm
             pixel_size = group.create_dataset(
                 "pixel_size_mm", data=np.asarray(size if size is not None else (np.nan, np.nan))
@@ -284,6 +288,8 @@ class HDF5DatasetWriter:
         self._statuses["none" if record.status is None else record.status.value] += 1
         self._n_frames += record.n_frames
         self._n_annotated += record.annotation is not None
+        if not record.timed:
+            self._untimed.append(key)
         if not record.pixels_cleaned:
             self._not_cleaned.append(key)
             logger.warning("clip %s exported without pixel cleaning (uncalibrated)", key)
@@ -292,10 +298,12 @@ class HDF5DatasetWriter:
 
     def _write_frames(self, group: h5py.Group, record: ClipRecord) -> None:
         shape = (record.n_frames, *record.frame_shape)
+        dtype = np.dtype(record.frame_dtype)
         frames = group.create_dataset(
-            "frames", shape=shape, dtype=np.uint8, chunks=(1, *record.frame_shape), **self._filter
+            "frames", shape=shape, dtype=dtype, chunks=(1, *record.frame_shape), **self._filter
         )
-        frames.attrs["photometric"] = "MONOCHROME2" if len(record.frame_shape) == 2 else "RGB"
+        frames.attrs["photometric"] = record.frames_photometric
+        frames.attrs["source_photometric"] = record.received_photometric
         written = 0
         for frame in record.frames():
             array = np.asarray(frame)
@@ -304,9 +312,9 @@ class HDF5DatasetWriter:
                     f"clip {record.clip_key}: expected {record.n_frames} frames, but the frame source "
                     "yields more; fix n_frames"
                 )
-            if array.shape != record.frame_shape or array.dtype != np.uint8:
+            if array.shape != record.frame_shape or array.dtype != dtype:
                 raise ExportError(
-                    f"clip {record.clip_key} frame {written}: expected uint8 of shape "
+                    f"clip {record.clip_key} frame {written}: expected {dtype} of shape "
                     f"{record.frame_shape}, but got {array.dtype} of shape {array.shape}"
                 )
             frames[written] = array
@@ -431,6 +439,7 @@ class HDF5DatasetWriter:
             patients_per_split={s: patients_per_split[s] for s in order},
             clips_per_status=dict(sorted(self._statuses.items())),
             not_pixel_cleaned=tuple(self._not_cleaned),
+            untimed=tuple(self._untimed),
         )
 
     def close(self) -> DatasetCard:

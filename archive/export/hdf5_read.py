@@ -159,10 +159,18 @@ class DatasetClip:
         De-identified clip identifier.
     metadata : mapping
         The clip's metadata row (column name to value, ``None`` for missing).
-    frames : h5py.Dataset of shape (T, H, W) or (T, H, W, 3), uint8
+    frames : h5py.Dataset of shape (T, H, W) or (T, H, W, 3), uint8 (uint16/int16 for 16-bit clips)
         Read lazily: ``clip.frames[t]`` decodes one frame.
     frame_times_ms : ndarray of shape (T,), float64
-        Frame start times in ms after the first frame.
+        Frame start times in ms after the first frame; all NaN when the clip
+        has no frame timing (``timed`` false).
+    timed : bool
+        Whether the frame times are known; false for a clip without a Cine
+        module, whose time metrics are not assessable.
+    photometric : str
+        Of the stored frames: ``MONOCHROME1``, ``MONOCHROME2`` or ``RGB``.
+    source_photometric : str
+        Of the received clip (``PALETTE COLOR``, ``YBR_FULL_422``, ...).
     pixel_size_mm : tuple of float or None
         ``(row, col)`` mm per pixel, ``None`` if uncalibrated.
     labels : ClipLabels or None
@@ -175,6 +183,9 @@ class DatasetClip:
     frame_times_ms: npt.NDArray[np.float64]
     pixel_size_mm: tuple[float, float] | None
     labels: ClipLabels | None
+    timed: bool = True
+    photometric: str = "MONOCHROME2"
+    source_photometric: str = "MONOCHROME2"
 
     @property
     def split(self) -> Split:
@@ -278,6 +289,13 @@ class ResearchDataset:
                 frame_times_ms=group["frame_times_ms"][()],
                 pixel_size_mm=(float(size[0]), float(size[1])) if calibrated else None,
                 labels=ClipLabels.read(group["annotation"]) if "annotation" in group else None,
+                timed=bool(group["frame_times_ms"].attrs.get("timed", True)),
+                photometric=_text(group["frames"].attrs.get("photometric", "MONOCHROME2")),
+                source_photometric=_text(
+                    group["frames"].attrs.get(
+                        "source_photometric", group["frames"].attrs.get("photometric", "MONOCHROME2")
+                    )
+                ),
             )
 
     def __enter__(self) -> ResearchDataset:

@@ -45,7 +45,9 @@ from archive.metrics.clip import ClipMetrics
 from archive.model import ProcedureType, ReviewStatus, Side, SpinalLevel, Technique, sort_levels
 from archive.outcomes import Outcome, is_effective
 
-Frame = npt.NDArray[np.uint8]
+Frame = npt.NDArray[Any]
+#: Sample types a clip's frames may be exported in.
+FRAME_DTYPES = ("uint8", "uint16", "int8", "int16")
 
 #: Metric fields not exported: the original SOP Instance UID identifies the
 #: source, and the reviewer has a column of its own.
@@ -118,6 +120,13 @@ COLUMNS: tuple[Column, ...] = (
     Column("rows", "int", "frame height H in pixels"),
     Column("cols", "int", "frame width W in pixels"),
     Column("samples_per_pixel", "int", "1 (grey, frames T,H,W) or 3 (RGB, frames T,H,W,3)"),
+    Column("photometric", "str", "of the stored frames: MONOCHROME1, MONOCHROME2 or RGB"),
+    Column(
+        "source_photometric",
+        "str",
+        "of the received clip (PALETTE COLOR, YBR_FULL_422, RGB, ...); colour is stored as RGB",
+    ),
+    Column("timed", "bool", "frame times are known (false: no Cine module; times NaN, not assessable)"),
     Column("pixel_size_row_mm", "float?", "mm per pixel down the rows"),
     Column("pixel_size_col_mm", "float?", "mm per pixel along the columns"),
     Column("duration_ms", "float?", "start of the last frame, ms after the first"),
@@ -149,14 +158,15 @@ class ClipRecord:
         Pseudonymous patient identifier (decides the split).
     frames : callable
         Called once by the writer; returns an iterable yielding the ``n_frames``
-        decoded frames one at a time, each an ndarray of shape ``frame_shape``,
-        uint8, already pixel-cleaned when ``pixels_cleaned`` is true.
+        decoded frames one at a time, each an ndarray of shape ``frame_shape``
+        and dtype ``frame_dtype``, already pixel-cleaned when ``pixels_cleaned`` is true.
     n_frames : int
         Number of frames T, >= 1.
     frame_shape : tuple of int
         ``(H, W)`` for grey or ``(H, W, 3)`` for RGB frames.
     frame_times_ms : tuple of float
-        Start of each frame in ms after the first (``FrameTimes.offsets_ms``).
+        Start of each frame in ms after the first (``FrameTimes.offsets_ms``);
+        all NaN when ``timed`` is false.
     pixel_size_mm : tuple of float or None
         ``(row, col)`` mm per pixel of the primary 2D region; ``None`` when
         the clip is uncalibrated.
@@ -180,6 +190,18 @@ class ClipRecord:
         Review status; taken from the annotation when ``None``.
     pixels_cleaned : bool
         Whether every pixel outside the 2D regions is 0.
+    frame_dtype : str
+        ``uint8`` (default), ``uint16``, ``int8`` or ``int16``: 16-bit samples and
+        16-bit palette entries are kept at their depth.
+    photometric : str
+        Of the frames as handed over: ``MONOCHROME1`` or ``MONOCHROME2`` for
+        grey, ``RGB`` for colour; empty: ``MONOCHROME2`` or ``RGB`` by shape.
+    source_photometric : str
+        Of the received clip (``PALETTE COLOR``, ``YBR_FULL_422`` ...); empty:
+        as ``photometric``.
+    timed : bool
+        False for a clip without frame timing: its times are unknown (stored
+        as NaN) and its time metrics not assessable.
 
     Raises
     ------
@@ -204,6 +226,10 @@ class ClipRecord:
     reviewer: str | None = None
     status: ReviewStatus | None = None
     pixels_cleaned: bool = True
+    frame_dtype: str = "uint8"
+    photometric: str = ""
+    source_photometric: str = ""
+    timed: bool = True
 
     def __post_init__(self) -> None:
         key = str(self.clip_key).strip()
@@ -223,6 +249,23 @@ class ClipRecord:
             raise ExportError(
                 f"clip {key}: expected n_frames >= 1 and one frame time per frame, but got "
                 f"n_frames={self.n_frames} and {len(times)} frame times"
+            )
+        timed = bool(self.timed)
+        if timed and not all(math.isfinite(t) for t in times):
+            raise ExportError(f"clip {key}: expected finite frame times, or timed=False for an untimed clip")
+        if not timed:
+            times = (math.nan,) * n_frames
+        if self.frame_dtype not in FRAME_DTYPES:
+            raise ExportError(
+                f"clip {key}: expected frame_dtype one of {', '.join(FRAME_DTYPES)}, "
+                f"but got {self.frame_dtype!r}"
+            )
+        grey = len(shape) == 2
+        photometric = self.photometric or ("MONOCHROME2" if grey else "RGB")
+        if photometric not in (("MONOCHROME1", "MONOCHROME2") if grey else ("RGB",)):
+            raise ExportError(
+                f"clip {key}: expected photometric MONOCHROME1/MONOCHROME2 for grey or RGB for colour "
+                f"frames of shape {shape}, but got {photometric!r}; convert colour to RGB first"
             )
         size = self.pixel_size_mm
         if size is not None:
@@ -268,6 +311,17 @@ class ClipRecord:
         set_(self, "reviewer", reviewer)
         set_(self, "status", _enum_or_none(ReviewStatus.parse, status))
         set_(self, "pixels_cleaned", bool(self.pixels_cleaned))
+        set_(self, "timed", timed)
+
+    @property
+    def frames_photometric(self) -> str:
+        """Photometric interpretation of the frames: ``photometric``, or by shape when it is empty."""
+        return self.photometric or ("MONOCHROME2" if len(self.frame_shape) == 2 else "RGB")
+
+    @property
+    def received_photometric(self) -> str:
+        """Photometric interpretation of the received clip (``source_photometric``, else of the frames)."""
+        return self.source_photometric.strip() or self.frames_photometric
 
 
 def clean_frames(frames: Iterable[Frame], regions: Sequence[UltrasoundRegion]) -> Iterator[Frame]:
@@ -343,9 +397,12 @@ def metadata_row(record: ClipRecord, split: Split) -> dict[str, Any]:
         "rows": record.frame_shape[0],
         "cols": record.frame_shape[1],
         "samples_per_pixel": 1 if len(record.frame_shape) == 2 else 3,
+        "photometric": record.frames_photometric,
+        "source_photometric": record.received_photometric,
+        "timed": record.timed,
         "pixel_size_row_mm": None if size is None else size[0],
         "pixel_size_col_mm": None if size is None else size[1],
-        "duration_ms": record.frame_times_ms[-1],
+        "duration_ms": record.frame_times_ms[-1] if record.timed else None,
         "has_outcome": outcome is not None,
         "outcome_side": None if outcome is None else Side.parse(outcome.side).value,
     }

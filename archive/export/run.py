@@ -32,12 +32,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import numpy.typing as npt
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from pydicom.pixels.utils import iter_pixels
 
 from archive.archive import Archive
 from archive.calibration import UltrasoundRegion, calibration_or_none
@@ -66,7 +64,8 @@ from archive.index.outcomes import outcomes_for
 from archive.metrics import clip_metrics
 from archive.model import Side, Technique
 from archive.outcomes import Outcome
-from archive.timing import frame_times
+from archive.pixels import OutputForm, iter_rgb_frames, output_form
+from archive.timing import frame_times_or_unknown
 
 logger = logging.getLogger(__name__)
 
@@ -275,8 +274,18 @@ def _deidentify(clip: SelectedClip, options: ExportOptions) -> DeidResult:
 
 
 def _refuse(summary: ExportSummary, clip: SelectedClip, reviewer: str | None, exc: Exception) -> None:
-    logger.warning("clip %s refused: %s", clip.sop_instance_uid, exc)
-    summary.refused.append(ClipProblem(clip.sop_instance_uid, reviewer, str(exc)))
+    # Our own errors say what was wrong and what to do; anything else (a library's) gets its type
+    # and the traceback in the debug log, and the export goes on with the next clip.
+    if isinstance(exc, ArchiveError | InvalidDicomError | OSError):
+        reason = str(exc)
+    else:
+        logger.debug("clip %s: unexpected %s", clip.sop_instance_uid, type(exc).__name__, exc_info=exc)
+        reason = (
+            f"{type(exc).__name__}: {exc} (file {clip.path.name}); this clip cannot be exported in this "
+            "format, the others were; report it with the file if it should be"
+        )
+    logger.warning("clip %s refused: %s", clip.sop_instance_uid, reason)
+    summary.refused.append(ClipProblem(clip.sop_instance_uid, reviewer, reason))
 
 
 # -- dicom -------------------------------------------------------------------------------------
@@ -297,7 +306,7 @@ def _export_dicom(
             try:
                 result = _deidentify(clip, options)
                 written = writer.add(result.dataset, folder=result.patient_pseudonym)
-            except (ArchiveError, InvalidDicomError, OSError) as exc:
+            except Exception as exc:
                 _refuse(summary, clip, None, exc)
             else:
                 summary.written += 1
@@ -321,30 +330,33 @@ def _export_dicom(
 
 
 def _frames(
-    path: Path, regions: Sequence[UltrasoundRegion], uid: str
-) -> Callable[[], Iterator[npt.NDArray[np.uint8]]]:
-    """A frame source decoding ``path`` one frame at a time, blanked outside ``regions`` (if any)."""
+    path: Path, header: Dataset, regions: Sequence[UltrasoundRegion], uid: str
+) -> Callable[[], Iterator[npt.NDArray[Any]]]:
+    """A frame source decoding ``path`` one frame at a time (colour as RGB), blanked outside ``regions``."""
 
-    def decoded() -> Iterator[npt.NDArray[np.uint8]]:
+    def decoded() -> Iterator[npt.NDArray[Any]]:
         try:
-            for frame in iter_pixels(path):
-                yield np.asarray(frame)
-        except (NotImplementedError, RuntimeError, ValueError) as exc:
+            yield from iter_rgb_frames(path, header)
+        except (NotImplementedError, RuntimeError, ValueError, KeyError, AttributeError) as exc:
             raise ExportError(
                 f"instance {uid}: expected pixel data that pydicom can decode, but decoding failed: "
-                f"{exc}; install the pylibjpeg plugins for its transfer syntax"
+                f"{type(exc).__name__}: {exc}; install the pylibjpeg plugins for its transfer syntax"
             ) from exc
 
-    def frames() -> Iterator[npt.NDArray[np.uint8]]:
+    def frames() -> Iterator[npt.NDArray[Any]]:
         return clean_frames(decoded(), regions) if regions else decoded()
 
     return frames
 
 
-def _frame_shape(ds: Dataset) -> tuple[int, ...]:
-    rows, cols = int(ds.Rows), int(ds.Columns)
-    colour = int(ds.get("SamplesPerPixel", 1) or 1) == 3
-    return (rows, cols, 3) if colour else (rows, cols)
+def _output_form(ds: Dataset, uid: str) -> OutputForm:
+    try:
+        return output_form(ds)
+    except (ValueError, AttributeError, KeyError, TypeError) as exc:
+        raise ExportError(
+            f"instance {uid}: the research dataset holds grey (MONOCHROME1/2) or RGB frames of 8 or 16 "
+            f"bits, but this clip cannot be represented so: {exc}"
+        ) from exc
 
 
 def _clip_key(uid: str, reviewer: str | None, n_reviews: int) -> str:
@@ -378,13 +390,18 @@ def _clip_records(
     result = deidentify_dataset(original, replace(options.deid, clean_pixels=False))
     free_text = options.include_free_text
     outcome = _outcome_of(clip, outcomes)
-    times = frame_times(original)
+    times = frame_times_or_unknown(original)
     calibration = calibration_or_none(original)
+    form = _output_form(original, clip.sop_instance_uid)
     base: dict[str, Any] = {
         "patient_pseudonym": result.patient_pseudonym,
-        "frames": _frames(clip.path, regions, clip.sop_instance_uid),
+        "frames": _frames(clip.path, original, regions, clip.sop_instance_uid),
         "n_frames": int(original.get("NumberOfFrames", 1) or 1),
-        "frame_shape": _frame_shape(original),
+        "frame_shape": form.frame_shape,
+        "frame_dtype": form.dtype.name,
+        "photometric": form.photometric,
+        "source_photometric": form.source_photometric,
+        "timed": times.timed,
         "frame_times_ms": times.offsets_ms,
         "pixel_size_mm": None if calibration is None else calibration.pixel_size_mm,
         "levels": clip.row.levels,
@@ -447,7 +464,7 @@ def _export_hdf5(
                     writer.add_clip(record)
                     written += 1
                     cleaned = record.pixels_cleaned
-            except (ArchiveError, InvalidDicomError, OSError) as exc:
+            except Exception as exc:
                 _refuse(summary, clip, reviewer, exc)
             if written:
                 summary.written += 1
@@ -496,20 +513,21 @@ def _export_sr(
                 continue
             try:
                 header = dcmread(clip.path, stop_before_pixels=True)
-            except (InvalidDicomError, OSError) as exc:
+            except Exception as exc:
                 _refuse(summary, clip, None, exc)
                 progress(done, len(clips), clip.sop_instance_uid)
                 continue
             for review in clip.reviews:
                 try:
                     annotation = load_annotation(archive, review)
-                    metrics = clip_metrics(annotation, calibration_or_none(header), frame_times(header))
+                    times = frame_times_or_unknown(header)
+                    metrics = clip_metrics(annotation, calibration_or_none(header), times)
                     report = build_measurement_report(header, annotation, metrics)
                     writer.add(report)
                     summary.written += 1
                     if options.send_to is not None:
                         _send(summary, clip, review.reviewer, report, options)
-                except (ArchiveError, InvalidDicomError, OSError) as exc:
+                except Exception as exc:
                     _refuse(summary, clip, review.reviewer, exc)
             progress(done, len(clips), clip.sop_instance_uid)
         sent_to = None if options.send_to is None else "{}@{}:{}".format(*options.send_to)

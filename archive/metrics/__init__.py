@@ -12,10 +12,19 @@ of the same clip (:class:`AgreementMetrics`). Both are pure functions over a
 from __future__ import annotations
 
 from archive.metrics.agreement import AgreementMetrics, BreachAgreement, agreement
-from archive.metrics.clip import UNCALIBRATED_NOTE, Breach, BreachBy, ClipMetrics, clip_metrics, find_breaches
+from archive.metrics.clip import (
+    UNCALIBRATED_NOTE,
+    UNTIMED_NOTE,
+    Breach,
+    BreachBy,
+    ClipMetrics,
+    clip_metrics,
+    find_breaches,
+)
 
 __all__ = [
     "UNCALIBRATED_NOTE",
+    "UNTIMED_NOTE",
     "AgreementMetrics",
     "Breach",
     "BreachAgreement",

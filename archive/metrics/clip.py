@@ -31,6 +31,8 @@ logger = logging.getLogger(__name__)
 
 #: The note a clip without calibration gets; its mm, mm² and degree metrics are ``None``.
 UNCALIBRATED_NOTE = "uncalibrated: no mm metrics (no Sequence of Ultrasound Regions)"
+#: Note of a clip without frame timing (no Cine module): time metrics are not assessable.
+UNTIMED_NOTE = "untimed: no time metrics (no Frame Time, Frame Time Vector or Cine Rate); not assessable"
 
 
 class BreachBy(enum.StrEnum):
@@ -206,7 +208,9 @@ def clip_metrics(
         The clip's calibration; ``None`` for an uncalibrated clip, which gets no
         mm, mm² or degree metrics and the note :data:`UNCALIBRATED_NOTE`.
     frame_times : FrameTimes
-        The clip's frame times, one offset per frame of the annotation.
+        The clip's frame times, one offset per frame of the annotation; for a
+        clip without timing (:func:`archive.timing.unknown_frame_times`) the
+        time metrics are ``None`` with the note :data:`UNTIMED_NOTE`.
 
     Returns
     -------
@@ -242,7 +246,9 @@ def clip_metrics(
     if breach is None:
         notes.append("no danger structure marked on any frame: breach not assessed")
     duration_s = None
-    if span is not None:
+    if not frame_times.timed:
+        notes.append(UNTIMED_NOTE)
+    elif span is not None:
         duration_s = (frame_times.offsets_ms[span[1]] - frame_times.offsets_ms[span[0]]) / 1000.0
     logger.debug(
         "clip metrics of %s by %s: %d breaches, notes %s",
