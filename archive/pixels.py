@@ -193,11 +193,13 @@ def iter_rgb_frames(path: Path, ds: Dataset) -> Iterator[npt.NDArray[Any]]:
     Yields
     ------
     ndarray
-        One frame, ``(H, W)`` or ``(H, W, 3)``.
+        One frame, ``(H, W)`` or ``(H, W, 3)``, in native byte order.
     """
     palette = str(ds.get("PhotometricInterpretation", "")).strip() == PALETTE
     for frame in iter_pixels(path, as_rgb=True):
-        yield palette_to_rgb(frame, ds) if palette else np.asarray(frame)
+        # a big-endian file decodes to big-endian arrays: hand on native byte order
+        native = np.asarray(frame).astype(frame.dtype.newbyteorder("="), copy=False)
+        yield palette_to_rgb(native, ds) if palette else native
 
 
 def to_little_endian(ds: Dataset) -> None:

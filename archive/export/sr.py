@@ -384,7 +384,9 @@ def _group(
         source_image=hd.sr.SourceImageForRegion(
             referenced_sop_class_uid=source.SOPClassUID,
             referenced_sop_instance_uid=source.SOPInstanceUID,
-            referenced_frame_numbers=[measurement.frame + 1],
+            # Referenced Frame Number only for a multi-frame image (PS3.3 C.18.3.1): dciodvfy
+            # flags it in a reference to a single-frame SOP class such as Ultrasound Image Storage.
+            referenced_frame_numbers=[measurement.frame + 1] if "NumberOfFrames" in source else None,
         ),
     )
     value = hd.sr.Measurement(
