@@ -26,6 +26,7 @@ index + 1). See docs/measurement-reports.md for the codes and their choice.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 from collections.abc import Sequence
@@ -37,7 +38,7 @@ from numpy.typing import NDArray
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
-from pydicom.uid import generate_uid
+from pydicom.uid import UID, generate_uid
 from skimage import measure
 
 from archive.annotation import ClipAnnotation
@@ -487,13 +488,14 @@ def build_measurement_report(
             f"at least one of tip-to-target, tip-to-danger, spread area or needle angle, but none "
             f"has a value ({reasons}); mark the missing events and structures, or calibrate the clip"
         )
+    evidence = _evidence(source)  # highdicom looks the referenced IOD up: not for retired classes
     report = hd.sr.MeasurementReport(
         observation_context=_observation_context(annotation.reviewer, manufacturer),
         procedure_reported=PROCEDURE_REPORTED,
-        imaging_measurements=[_group(source, m) for m in measurements],
+        imaging_measurements=[_group(evidence, m) for m in measurements],
     )
     document = hd.sr.ComprehensiveSR(
-        evidence=[source],
+        evidence=[evidence],
         content=report[0],
         series_instance_uid=series_instance_uid or generate_uid(),
         series_number=series_number,
@@ -505,6 +507,8 @@ def build_measurement_report(
         series_description=f"usarchive measurements by {annotation.reviewer}"[:64],
     )
     document.CodingSchemeIdentificationSequence = [_local_scheme_item()]
+    if evidence is not source:
+        _restore_sop_class(document, str(source.SOPInstanceUID), str(source.SOPClassUID))
     logger.debug(
         "measurement report %s of clip %s by %s: %s",
         document.SOPInstanceUID,
@@ -513,3 +517,34 @@ def build_measurement_report(
         [m.tracking_id for m in measurements],
     )
     return document
+
+
+#: Retired ultrasound storage classes highdicom has no IOD for, and the current class with the
+#: same Patient, Study and Series modules (PS3.3 A.6, A.7).
+_RETIRED_EQUIVALENT = {
+    "1.2.840.10008.5.1.4.1.1.3": "1.2.840.10008.5.1.4.1.1.3.1",
+    "1.2.840.10008.5.1.4.1.1.6": "1.2.840.10008.5.1.4.1.1.6.1",
+}
+
+
+def _evidence(source: Dataset) -> Dataset:
+    """``source``, or for a retired ultrasound class a copy under its current class for highdicom."""
+    current = _RETIRED_EQUIVALENT.get(str(source.get("SOPClassUID", "")))
+    if current is None:
+        return source
+    evidence = copy.deepcopy(source)
+    evidence.SOPClassUID = UID(current)
+    return evidence
+
+
+def _restore_sop_class(document: Dataset, instance_uid: str, sop_class_uid: str) -> None:
+    """Every reference to ``instance_uid`` in ``document`` names its real (retired) SOP class again."""
+    for elem in document.iterall():
+        if elem.VR != "SQ":
+            continue
+        for item in elem.value:
+            if (
+                str(item.get("ReferencedSOPInstanceUID", "")) == instance_uid
+                and "ReferencedSOPClassUID" in item
+            ):
+                item.ReferencedSOPClassUID = UID(sop_class_uid)

@@ -85,9 +85,7 @@ def _new_uids(ds: Dataset, tag: str) -> None:
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
 
 
-def _palette(
-    ds: Dataset, *, index_bits: int = 8, entry_bits: int = 16, segmented: bool = False
-) -> Dataset:
+def _palette(ds: Dataset, *, index_bits: int = 8, entry_bits: int = 16, segmented: bool = False) -> Dataset:
     """``ds`` (MONOCHROME2, 8 bit) as PALETTE COLOR: grey levels become palette indices."""
     grey = ds.pixel_array
     entries = 256 if index_bits == 8 else 4096
@@ -100,7 +98,9 @@ def _palette(
         "Blue": ((ramp * 7) % entries) * top // (entries - 1),
     }
     out = copy.deepcopy(ds)
-    out.set_pixel_data(indices, "PALETTE COLOR", index_bits if index_bits == 8 else 12, generate_instance_uid=False)
+    out.set_pixel_data(
+        indices, "PALETTE COLOR", index_bits if index_bits == 8 else 12, generate_instance_uid=False
+    )
     for colour, values in luts.items():
         out[f"{colour}PaletteColorLookupTableDescriptor"] = pydicom.DataElement(
             0x00281101 + list(luts).index(colour), "US", [entries, 0, entry_bits]
@@ -115,7 +115,9 @@ def _palette(
     return out
 
 
-def _phantom(encoding: Encoding = Encoding.EXPLICIT_MONO, frames: int = 8, seed: int = 1) -> tuple[Dataset, Any]:
+def _phantom(
+    encoding: Encoding = Encoding.EXPLICIT_MONO, frames: int = 8, seed: int = 1
+) -> tuple[Dataset, Any]:
     spec = ClipSpec(level=SpinalLevel.L4, frames=frames, rows=160, cols=200, depth_mm=60.0, encoding=encoding)
     return generate_clip(spec, seed=seed)
 
@@ -133,12 +135,16 @@ def _build(root: Path) -> tuple[list[Case], dict[str, Any]]:
     cases: list[Case] = []
     truths: dict[str, Any] = {}
 
-    def add(name: str, ds: Dataset, truth: Any = None, *, convert: str | None = None, lossy: bool = False) -> None:
+    def add(
+        name: str, ds: Dataset, truth: Any = None, *, convert: str | None = None, lossy: bool = False
+    ) -> None:
         _new_uids(ds, str(len(cases) + 1))
         reference = _save(ds, files / f"{name}.le.dcm")
         path = _dcmconv(reference, files / f"{name}.dcm", convert) if convert else reference
         if truth is not None:
-            truths[str(ds.SOPInstanceUID)] = dataclasses.replace(truth, sop_instance_uid=str(ds.SOPInstanceUID))
+            truths[str(ds.SOPInstanceUID)] = dataclasses.replace(
+                truth, sop_instance_uid=str(ds.SOPInstanceUID)
+            )
         cases.append(Case(name, path, reference, truth is not None, lossy))
 
     mono, truth = _phantom()
@@ -275,7 +281,9 @@ def test_every_file_is_received_by_pynetdicom(corpus: Corpus, receiver: tuple[Ar
     assoc = ae.associate("127.0.0.1", server.port, ae_title="USARCHIVE")
     assert assoc.is_established
     try:
-        statuses = {c.name: assoc.send_c_store(ds).Status for c, ds in zip(corpus.cases, datasets, strict=True)}
+        statuses = {
+            c.name: assoc.send_c_store(ds).Status for c, ds in zip(corpus.cases, datasets, strict=True)
+        }
     finally:
         assoc.release()
     assert {name: status for name, status in statuses.items() if status != 0x0000} == {}
@@ -325,7 +333,9 @@ def test_hdf5_holds_every_clip_as_rgb_or_grey_with_its_timing(corpus: Corpus, tm
             stored = clip.frames[()]
             assert stored.shape == expected.shape and stored.dtype == expected.dtype, case.name
             regions = tissue_regions(header, allow_uncalibrated=True)
-            inside = keep_mask(expected.shape[1:3], regions) if regions else np.ones(expected.shape[1:3], bool)
+            inside = (
+                keep_mask(expected.shape[1:3], regions) if regions else np.ones(expected.shape[1:3], bool)
+            )
             assert np.array_equal(stored[:, inside], expected[:, inside]), case.name
             assert not stored[:, ~inside].any(), case.name
             colour = expected.ndim == 4
@@ -343,7 +353,9 @@ def _errors(path: Path) -> set[str]:
     return set(dciodvfy(path)[1])
 
 
-def test_dicom_export_deidentifies_every_clip_with_no_new_dciodvfy_errors(corpus: Corpus, tmp_path: Path) -> None:
+def test_dicom_export_deidentifies_every_clip_with_no_new_dciodvfy_errors(
+    corpus: Corpus, tmp_path: Path
+) -> None:
     code, summary, out = _export(corpus, tmp_path, "dicom", "dicom")
     assert summary["refused"] == [] and code == 0, summary["refused"]
     written = {str(dcmread(p, stop_before_pixels=True).SOPInstanceUID): p for p in out.rglob("*.dcm")}
@@ -365,16 +377,47 @@ def test_dicom_export_deidentifies_every_clip_with_no_new_dciodvfy_errors(corpus
     assert new_errors == {}
 
 
+#: dciodvfy's list of multi-frame SOP classes lacks the retired Ultrasound Multi-frame Image Storage
+#: (1.2.840.10008.5.1.4.1.1.3), so it flags the Referenced Frame Number a report of such a clip
+#: needs (PS3.3 C.18.3.1: required for a multi-frame image when the reference is to one frame).
+_RETIRED_MULTIFRAME_FALSE_POSITIVE = (
+    "Error - Shall not be present for Referenced SOP Class that is not multi-frame - "
+    "attribute <ReferencedFrameNumber>"
+)
+
+
+def _frame_numbers(report: Dataset) -> list[Any]:
+    return [elem.value for elem in report.iterall() if elem.keyword == "ReferencedFrameNumber"]
+
+
 def test_sr_reports_of_every_annotated_clip_are_dciodvfy_clean(corpus: Corpus, tmp_path: Path) -> None:
     code, summary, out = _export(corpus, tmp_path, "sr", "sr")
     assert summary["refused"] == [] and code == 0, summary["refused"]
     assert summary["written"] == sum(c.annotated for c in corpus.cases)
-    errors = {p.name: sorted(_errors(p)) for p in out.rglob("*.dcm")}
-    assert {name: e for name, e in errors.items() if e} == {}
-    single = next(c for c in corpus.cases if c.name == "single-frame")
-    reports = [dcmread(p) for p in out.rglob("*.dcm")]
-    [report] = [r for r in reports if _uid(single.path) in str(r)]
-    assert "ReferencedFrameNumber" not in str(report)
+    source_of = {_uid(c.path): c for c in corpus.cases}
+    reports: dict[str, Dataset] = {}
+    errors: dict[str, list[str]] = {}
+    for path in out.rglob("*.dcm"):
+        report = dcmread(path)
+        [referenced] = {
+            str(e.value) for e in report.iterall() if e.keyword == "ReferencedSOPInstanceUID"
+        } & set(source_of)
+        case = source_of[referenced]
+        reports[case.name] = report
+        found = _errors(path)
+        if case.name == "retired-us-multiframe":
+            found.discard(_RETIRED_MULTIFRAME_FALSE_POSITIVE)
+        if found:
+            errors[case.name] = sorted(found)
+    assert errors == {}
+    assert _frame_numbers(reports["single-frame"]) == []  # a single-frame SOP class: no frame number
+    assert _frame_numbers(reports["mono"]) and _frame_numbers(reports["retired-us-multiframe"])
+    retired_refs = {
+        str(e.value)
+        for e in reports["retired-us-multiframe"].iterall()
+        if e.keyword == "ReferencedSOPClassUID"
+    }
+    assert RETIRED_US_MULTIFRAME in retired_refs and "1.2.840.10008.5.1.4.1.1.3.1" not in retired_refs
 
 
 # -- one clip that cannot be exported ----------------------------------------------------------------
@@ -402,5 +445,3 @@ def test_one_unexportable_clip_is_named_and_the_others_are_written(tmp_path: Pat
         assert summary["refused"][0]["reason"], fmt
         assert summary["written"] == 2, fmt
         assert target.exists(), fmt
-
-
