@@ -12,9 +12,9 @@ from metrics_cases import CAL, SHAPE, TIMES, base, box, with_danger
 from archive.annotation import NeedleMark, TargetMark
 from archive.calibration import Calibration, UltrasoundRegion
 from archive.errors import MetricsError
-from archive.metrics import UNCALIBRATED_NOTE, Breach, BreachBy, clip_metrics
+from archive.metrics import UNCALIBRATED_NOTE, UNTIMED_NOTE, Breach, BreachBy, clip_metrics
 from archive.model import ClipEvent, NeedleView
-from archive.timing import FrameTimes
+from archive.timing import FrameTimes, unknown_frame_times
 
 
 def test_full_annotation_hand_computed() -> None:
@@ -208,3 +208,14 @@ def test_measurement_across_regions_is_skipped_with_a_note() -> None:
 def test_frame_times_of_another_clip_are_refused() -> None:
     with pytest.raises(MetricsError, match="expected frame times for the annotation's 10 frames"):
         clip_metrics(base(), CAL, FrameTimes((0.0, 50.0), None, "FrameTime", 50.0))
+
+
+def test_untimed_clip_has_no_time_metrics_but_keeps_the_rest() -> None:
+    annotation = with_danger(base())
+    timed = clip_metrics(annotation, CAL, TIMES)
+    untimed = clip_metrics(annotation, CAL, unknown_frame_times(TIMES.number_of_frames))
+    assert timed.needle_visible_to_injection_end_s is not None
+    assert untimed.needle_visible_to_injection_end_s is None
+    assert UNTIMED_NOTE in untimed.notes and UNTIMED_NOTE not in timed.notes
+    assert untimed.tip_to_target_at_injection_start_mm == timed.tip_to_target_at_injection_start_mm
+    assert untimed.breaches == timed.breaches

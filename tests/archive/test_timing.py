@@ -12,7 +12,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from archive.errors import TimingError
-from archive.timing import frame_times
+from archive.timing import frame_times, frame_times_or_unknown
 
 FRAME_TIME = 0x00181063
 FRAME_TIME_VECTOR = 0x00181065
@@ -165,3 +165,22 @@ def test_timing_read_back_from_file_header_only(tmp_path: Path) -> None:
     # 0, 33.3, 33.3 + 33.4 = 66.7
     assert times.offsets_ms == pytest.approx((0.0, 33.3, 66.7))
     assert times.start == datetime(2024, 3, 5, 8, 0, 0, 1)
+
+
+def test_clip_without_any_timing_has_unknown_times_for_exports() -> None:
+    ds = clip(5)
+    with pytest.raises(TimingError, match="cannot be timed"):
+        frame_times(ds)
+    times = frame_times_or_unknown(ds)
+    assert not times.timed and times.source == "unknown" and times.start is None
+    assert times.number_of_frames == 5 and all(np.isnan(times.offsets_ms))
+    for call in (lambda: times.offset_s(1), lambda: times.absolute(1), lambda: times.frame_at(10.0)):
+        with pytest.raises(TimingError, match="no timing"):
+            call()
+
+
+def test_unknown_times_only_when_timing_is_absent_not_when_it_is_wrong() -> None:
+    assert frame_times_or_unknown(clip(4, FrameTime=40.0)).offsets_ms == (0.0, 40.0, 80.0, 120.0)
+    assert frame_times_or_unknown(clip(None)).timed  # a single frame needs no timing
+    with pytest.raises(TimingError):
+        frame_times_or_unknown(clip(3, FrameTimeVector=[0.0, 40.0]))
