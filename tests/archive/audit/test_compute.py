@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 
@@ -13,6 +14,7 @@ from scipy import stats as sps
 from archive.audit import AuditConfig, group_procedures, run_audit
 from archive.model import Side, SpinalLevel, Technique
 from archive.outcomes import EffectivenessCriteria
+from archive.timing import unknown_frame_times
 
 
 def test_study_counts_give_the_papers_chi_square() -> None:
@@ -90,6 +92,18 @@ def test_procedure_without_content_time_or_events_says_why() -> None:
     assert undated.time_s is None and "Content Date/Time" in (undated.time_note or "")
     (no_end,), _ = group_procedures([clip("1.2.4.2", study, end=None)])
     assert no_end.time_s is None and "injection-end" in (no_end.time_note or "")
+
+
+def test_procedure_with_an_untimed_clip_has_no_time_and_says_not_assessable() -> None:
+    study = study_uid(3)
+    timed = clip("1.2.6.1", study, level=SpinalLevel.L4)
+    untimed = dataclasses.replace(
+        clip("1.2.6.2", study, level=SpinalLevel.L5, start=None),
+        frame_times=unknown_frame_times(20),
+    )
+    (procedure,), _ = group_procedures([timed, untimed])
+    assert procedure.time_s is None
+    assert "1.2.6.2" in (procedure.time_note or "") and "not assessable" in (procedure.time_note or "")
 
 
 def test_mixed_techniques_and_missing_side_are_reported() -> None:
