@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+# pydicom's UID dictionary has no public name (pydicom.uid imports it from here, pydicom 1.0 to 3.x):
+# the one place we read it, to list the storage classes pynetdicom leaves out.
 from pydicom._uid_dict import UID_dictionary
 from pydicom.uid import (
     JPEG2000,
