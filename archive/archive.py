@@ -62,7 +62,8 @@ from archive.ingest import (
     Origin,
     RejectCode,
 )
-from archive.model import ProcedureType, Side, SpinalLevel, Technique
+from archive.model import Approach, ProcedureType, Side, SpinalLevel, Technique
+from archive.retag import rule_classifications
 from archive.settings import ArchiveSettings
 from archive.store import (
     RESOURCE_ERRNOS,
@@ -545,10 +546,16 @@ class Archive:
         levels: tuple[SpinalLevel, ...] | None = None,
         side: Side | None = None,
         technique: Technique | None = None,
+        approach: Approach | None = None,
         procedure_type: ProcedureType | None = None,
         note: str | None = None,
+        clear: frozenset[str] = frozenset(),
     ) -> list[tags.TagChange]:
         """Set procedure attributes by hand on every instance a UID denotes (see :mod:`archive.index.tags`).
+
+        ``clear`` names attributes (``levels``, ``side``, ``technique``,
+        ``approach``, ``procedure_type``) to return to what the rules derive
+        from the stored header now.
 
         Returns
         -------
@@ -560,9 +567,24 @@ class Archive:
         ArchiveError
             If the index has no study, series or instance with ``uid``.
         """
-        edit = tags.TagEdit(levels=levels, side=side, technique=technique, procedure_type=procedure_type)
+        edit = tags.TagEdit(
+            levels=levels,
+            side=side,
+            technique=technique,
+            approach=approach,
+            procedure_type=procedure_type,
+            clear=clear,
+        )
+        derived: dict[int, Any] | None = None
+        if clear:
+            edit.check()
+            with read_transaction(self.engine) as connection:
+                pks = queries.instance_pks_under(connection, uid)
+                derived = rule_classifications(connection, self.store, pks, self._rules)
         with write_transaction(self.engine) as connection:
-            return tags.tag_uid(connection, uid, edit, user=user, note=note, now=datetime.now(UTC))
+            return tags.tag_uid(
+                connection, uid, edit, user=user, note=note, now=datetime.now(UTC), derived=derived
+            )
 
     def iter_index(self, batch: int = 2000) -> Iterator[StoredInstance]:
         """Every indexed instance's file facts (for verification), in id order, read in batches.

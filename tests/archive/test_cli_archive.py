@@ -253,7 +253,7 @@ def test_stats(tmp_path: Path, db_url: str, inputs: dict[str, object]) -> None:
     numbers = run_json(data, db_url, "stats")
     assert isinstance(numbers, dict)
     assert (numbers["patients"], numbers["studies"], numbers["instances"]) == (2, 2, 3)
-    assert numbers["by_technique"] == {"TT": 1, "in-plane": 1, "OT": 1}
+    assert numbers["by_technique"] == {"TT": 1, "unknown": 1, "OT": 1}
     assert numbers["by_modality"] == {"US": 2, "OT": 1}
     assert numbers["by_level"] == {"L5": 1, "L3": 1, "C5": 1}
     assert numbers["frames"] == 6
