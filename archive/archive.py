@@ -93,6 +93,8 @@ logger = logging.getLogger(__name__)
 OPTION_DUPLICATE_POLICY = "duplicate_policy"
 #: Settings option naming a rules TOML file (default: the shipped rules).
 OPTION_RULES = "rules"
+#: Settings option: approval needs a person other than the reviewer (default true).
+OPTION_FOUR_EYES = "review_four_eyes"
 
 
 _HEX_DIGITS = frozenset("0123456789abcdef")
@@ -146,6 +148,7 @@ class Archive:
             )
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
+        self._four_eyes = settings.flag(OPTION_FOUR_EYES, default=True)
         self._rules: Any = None
         rules_path = settings.options.get(OPTION_RULES)
         if rules_path:
@@ -191,7 +194,7 @@ class Archive:
     @property
     def annotations(self) -> AnnotationStore:
         """Reviewers' versioned annotations of the archived clips (see :mod:`archive.annotations_store`)."""
-        return AnnotationStore(self.engine)
+        return AnnotationStore(self.engine, four_eyes=self._four_eyes)
 
     def close(self) -> None:
         """Release database connections."""
