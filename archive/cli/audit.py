@@ -40,6 +40,7 @@ def _filters(query: Query, status: str) -> dict[str, Any]:
         "levels": [level.value for level in query.levels],
         "side": query.side.value if query.side else None,
         "technique": query.technique.value if query.technique else None,
+        "approach": query.approach.value if query.approach else None,
         "procedure": query.procedure_type.value if query.procedure_type else None,
         "date_from": query.date_from.isoformat() if query.date_from else None,
         "date_to": query.date_to.isoformat() if query.date_to else None,
@@ -175,7 +176,9 @@ def audit_command(
             gathered = gather_inputs(archive, query, status=wanted)
         except ArchiveError as exc:
             raise click.ClickException(str(exc)) from exc
-    report = run_audit(gathered.inputs, gathered.outcomes, config, _filters(query, status))
+    report = run_audit(
+        gathered.inputs, gathered.outcomes, config, _filters(query, status), archived=gathered.archived
+    )
     report = dataclasses.replace(report, notes=gathered.notes + report.notes)
     if html_path is not None:
         write_html(report, html_path)

@@ -72,6 +72,7 @@ def clip(
         metrics=metrics,
         frame_times=frame_times(start),
         adverse_events=adverse,
+        danger_marked=danger_mm is not None or bool(breach),
     )
 
 

@@ -106,6 +106,7 @@ def test_every_procedure_is_found_and_timed_from_content_time(
     assert report["counts"] == {
         "clips": len(cohort.manifest["clips"]),
         "procedures": len(expected),
+        "procedures_with_reviewed_clip": len(expected),
         "outcomes": len(expected),
     }
 
@@ -165,7 +166,10 @@ def test_csv_and_html_are_written(audited: tuple[dict[str, Any], Path, Path]) ->
     }
     text = html_path.read_text("utf-8")
     assert "Pearson χ² without continuity correction" in text
-    assert text.count("data:image/png;base64,") == 3
+    # three metric figures and the operators' learning curve (the phantom records the operator)
+    assert text.count("data:image/png;base64,") == 4
+    assert "against each operator&#x27;s procedure number" in text
+    assert "P (Holm)" in text and "Planned comparisons" in text
 
 
 def test_status_filter_selects_annotations(cohort: Cohort) -> None:

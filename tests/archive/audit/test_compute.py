@@ -137,9 +137,14 @@ def test_effectiveness_thresholds_are_configurable() -> None:
 def test_rm_anova_and_untestable_comparisons_are_in_the_json() -> None:
     inputs, outcomes = study_cohort()
     data = json.loads(json.dumps(run_audit(inputs, outcomes, filters={"status": "approved"}).to_dict()))
-    assert data["format"] == "usarchive-audit/1"
+    assert data["format"] == "usarchive-audit/2"
     assert data["filters"] == {"status": "approved"}
-    assert data["counts"] == {"clips": 64, "procedures": 64, "outcomes": 64}
+    assert data["counts"] == {
+        "clips": 64,
+        "procedures": 64,
+        "procedures_with_reviewed_clip": 64,
+        "outcomes": 64,
+    }
     vas = next(c for c in data["comparisons"] if c["variable"] == "vas_over_time" and c["scope"] == "all")
     assert [r["effect"] for r in vas["results"]] == ["time", "group", "time × group"]
     assert all(len(r["df"]) == 2 and r["p_value"] is not None for r in vas["results"])
