@@ -153,3 +153,33 @@ def test_rm_anova_and_untestable_comparisons_are_in_the_json() -> None:
     assert danger["results"] == [] and "at least 2 values" in danger["error"]
     times = next(p["time_s"] for p in data["procedures"])
     assert isinstance(times, float)
+
+
+def test_a_group_of_one_is_not_computed_and_says_why() -> None:
+    inputs = [clip(f"1.2.9.{i}", study_uid(i), technique=Technique.TT) for i in range(4)]
+    inputs.append(clip("1.2.9.9", study_uid(9), technique=Technique.OT))
+    outcomes = [outcome(study_uid(i), Side.RIGHT, effective=i % 2 == 0) for i in (0, 1, 2, 3, 9)]
+    report = run_audit(inputs, outcomes)
+    effective = report.comparison("effective")
+    assert effective is not None and effective.results == ()
+    assert effective.error == (
+        "not computed: each group needs at least 2 procedures with an assessable outcome, "
+        "but there are OT 1, TT 4"
+    )
+    tip = report.comparison("tip_to_target_at_injection_start_mm")
+    assert tip is not None and tip.results == () and "OT 1, TT 4" in str(tip.error)
+
+
+def test_holm_column_and_planned_family() -> None:
+    inputs, outcomes = study_cohort()
+    report = run_audit(inputs, outcomes)
+    planned = [c for c in report.comparisons if c.planned]
+    assert {c.variable for c in planned} >= {"effective", "procedure_time_s", "vas_over_time"}
+    assert all(c.scope == "all" and set(c.groups) == {"OT", "TT"} for c in planned)
+    from archive.stats import holm
+
+    for family in (planned, [c for c in report.comparisons if not c.planned]):
+        raw = [r.p_value for c in family for r in c.results]
+        adjusted = [p for c in family for p in c.p_holm]
+        assert adjusted == pytest.approx(holm(raw))
+        assert all(a >= r for a, r in zip(adjusted, raw, strict=True))
