@@ -162,3 +162,47 @@ def test_identifiers_are_in_every_case_table_of_json_csv_and_html(
     assert len(rows) == 64
     assert {"patient_id", "study_date", "accession_number", "operator", "station"} <= set(rows[0])
     assert {row["accession_number"] for row in rows} == {a for _, a in studies.values()}
+
+
+def test_outcome_template_fill_import_round_trip(tmp_path: Path, db_url: str) -> None:
+    data_dir = tmp_path / "data"
+    studies = _build(data_dir, db_url)
+    template = tmp_path / "template.csv"
+    assert "64 procedure(s) without an outcome" in _cli(
+        data_dir, db_url, "outcome", "template", str(template)
+    )
+    rows = list(csv.DictReader(io.StringIO(template.read_text("utf-8"))))
+    assert len(rows) == 64
+    assert list(rows[0])[:7] == [
+        "patient_id",
+        "study_date",
+        "accession_number",
+        "operator",
+        "station",
+        "study_uid",
+        "side",
+    ]
+    assert {(r["study_uid"], r["accession_number"]) for r in rows} == {
+        (u, a) for u, (_, a) in studies.items()
+    }
+    assert all(r["station"] == "EDGE-1" and r["operator"].startswith("Wu Junzhen") for r in rows)
+    # Clinic staff fill in the scores of the first ten by accession number alone (no study UID).
+    filled = tmp_path / "filled.csv"
+    writer_rows = []
+    for r in rows[:10]:
+        writer_rows.append(
+            {**r, "study_uid": "", "vas_pre": "7", "vas_2w": "3", "odi_pre": "43", "odi_2w": "20"}
+        )
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(writer_rows)
+    filled.write_text(buffer.getvalue(), encoding="utf-8")
+    assert "10 outcome(s) added or changed" in _cli(data_dir, db_url, "outcome", "import", str(filled))
+    # The next template lists only the 54 procedures still lacking an outcome.
+    _cli(data_dir, db_url, "outcome", "template", str(template))
+    left = list(csv.DictReader(io.StringIO(template.read_text("utf-8"))))
+    assert len(left) == 54
+    assert not {r["accession_number"] for r in left} & {r["accession_number"] for r in rows[:10]}
+    report = json.loads(_cli(data_dir, db_url, "--json", "audit"))
+    assert report["counts"]["outcomes"] == 10
