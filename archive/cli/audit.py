@@ -103,10 +103,18 @@ def _summary(report: AuditReport) -> None:
         console.print(tests)
         console.print(RATES_NOTE)
     breaches = sum(1 for s in report.safety_clips if s.breach)
-    console.print(
-        f"Safety: {len(report.safety_clips)} clip review(s) within {report.config.danger_margin_mm:g} mm "
-        f"of a danger structure ({breaches} breach(es)); {len(report.adverse_events)} adverse event(s)."
-    )
+    marked = sum(1 for c in report.clips if c.danger_marked)
+    if marked:
+        console.print(
+            f"Safety: danger structures marked in {marked} of {len(report.clips)} clip review(s); "
+            f"{len(report.safety_clips)} within {report.config.danger_margin_mm:g} mm of one "
+            f"({breaches} breach(es)); {len(report.adverse_events)} adverse event(s)."
+        )
+    else:
+        console.print(
+            f"Safety: not assessable, no danger structure was marked in {len(report.clips)} clip review(s); "
+            f"{len(report.adverse_events)} adverse event(s)."
+        )
     for note in report.notes:
         console.print(f"note: {note}")
 
@@ -160,11 +168,25 @@ def audit_command(
 ) -> None:
     """Audit reviewed clips and their procedures' outcomes, grouped by technique × level.
 
-    Only approved annotations by default. Comparisons between techniques: Welch's
+    \b
+    TT (two points via two punctures, conventional): L4 in-plane, then a second
+    puncture for L5, out-of-plane.
+    OT (two points via one puncture, modified): after L4 the needle stays in the
+    skin, the probe is rotated caudally to an oblique view and the needle is
+    redirected to L5 in-plane through the same puncture.
+
+    Procedures (study × side) come from every archived clip the filters select,
+    reviewed or not, so outcomes are compared without annotations; clip metrics
+    and procedure times come from reviews (only approved annotations by
+    default; the report says how many procedures had a reviewed clip). The
+    needle approach (in-plane, out-of-plane) is a filter (--approach), not a
+    group. Comparisons between techniques: Welch's
     t-test (and Mann–Whitney U when skewed), Pearson χ² without continuity
     correction (Fisher's exact test when an expected count is below 5), and
-    repeated-measures ANOVA of VAS and ODI over time. With --json (root option)
-    the whole report is printed as JSON.
+    repeated-measures ANOVA of VAS and ODI over time; Holm-adjusted P values,
+    planned (the seed study's TT vs OT comparisons) and exploratory apart; a
+    group smaller than a test needs is listed as not computed. With --json (root
+    option) the whole report is printed as JSON.
     """
     config = AuditConfig(
         danger_margin_mm=danger_margin_mm,
