@@ -221,12 +221,12 @@ def test_report_renders_in_headless_chromium(
         "--hide-scrollbars",
         f"--user-data-dir={tmp_path / 'chromium-profile'}",
         f"--screenshot={screenshot}",
-        "--window-size=1280,2000",
+        "--window-size=1280,5400",
         html_path.as_uri(),
     ]
     subprocess.run(command, check=True, capture_output=True, timeout=180)
     image = np.asarray(Image.open(screenshot).convert("RGB"))
-    assert image.shape[:2] == (2000, 1280)
+    assert image.shape[:2] == (5400, 1280)
     # non-blank: dark text and the figures' colours, not one flat colour
     assert (image.sum(axis=2) < 200).mean() > 0.002
     assert len(np.unique(image.reshape(-1, 3), axis=0)) > 100
