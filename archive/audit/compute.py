@@ -33,6 +33,7 @@ from archive.audit.model import (
     RATE_METRICS,
     TIME_POINTS,
     AdverseEventEntry,
+    ApproachGroup,
     ArchivedClip,
     AuditConfig,
     AuditReport,
@@ -319,6 +320,27 @@ def _safety_groups(
     return found
 
 
+def _approach_groups(
+    inputs: Sequence[ClipAuditInput], procedures: Sequence[Procedure]
+) -> list[ApproachGroup]:
+    """Clip metrics per technique × needle approach (descriptive: the split by approach)."""
+    technique_of = {uid: p.technique_label for p in procedures for uid in p.sop_instance_uids}
+    by_key: dict[tuple[str, str], list[ClipAuditInput]] = {}
+    for item in inputs:
+        technique = technique_of.get(item.sop_instance_uid) or technique_label(item.technique)
+        approach = item.approach.value if item.approach is not None else "unknown"
+        by_key.setdefault((technique, approach), []).append(item)
+    return [
+        ApproachGroup(
+            technique,
+            approach,
+            len(items),
+            {name: describe(getattr(i.metrics, name) for i in items) for name in NUMERIC_METRICS},
+        )
+        for (technique, approach), items in sorted(by_key.items())
+    ]
+
+
 def _operators(
     procedures: Sequence[tuple[Procedure, Outcome | None]],
     inputs: Sequence[ClipAuditInput],
@@ -528,4 +550,5 @@ def run_audit(
         notes=tuple(notes),
         safety_groups=tuple(_safety_groups(archived or (), inputs, procedures)),
         operators=tuple(_operators(paired, inputs, config)),
+        approach_groups=tuple(_approach_groups(inputs, procedures)),
     )

@@ -429,6 +429,25 @@ class SafetyGroup:
 
 
 @dataclass(frozen=True)
+class ApproachGroup:
+    """Clip metrics of one technique × needle approach (the split by approach; descriptive only)."""
+
+    technique: str
+    approach: str
+    n_clips: int
+    metrics: dict[str, Summary]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready data."""
+        return {
+            "technique": self.technique,
+            "approach": self.approach,
+            "n_clips": self.n_clips,
+            "metrics": {name: s.to_dict() for name, s in self.metrics.items()},
+        }
+
+
+@dataclass(frozen=True)
 class OperatorRow:
     """One operator's procedures of one technique, in the order they did them."""
 
@@ -550,6 +569,7 @@ class AuditReport:
     notes: tuple[str, ...] = ()
     safety_groups: tuple[SafetyGroup, ...] = ()
     operators: tuple[OperatorRow, ...] = ()
+    approach_groups: tuple[ApproachGroup, ...] = ()
 
     def group(self, technique: str, level: str = ALL_LEVELS) -> GroupResult | None:
         """The group of ``technique`` (a value such as ``"OT"``) and ``level``, or ``None``."""
@@ -589,5 +609,6 @@ class AuditReport:
             "outcomes": [o.to_dict() for o in self.outcomes],
             "clips": [c.to_dict() for c in self.clips],
             "operators": [o.to_dict() for o in self.operators],
+            "approach_groups": [g.to_dict() for g in self.approach_groups],
             "notes": list(self.notes),
         }

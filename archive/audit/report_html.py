@@ -412,6 +412,8 @@ def render_html(
         _comparisons(report),
         "<h2>Groups: technique × level</h2>",
         _groups(report),
+        "<h3>Split by needle approach</h3>",
+        sections_of.approach_split(report),
         "<h2>Safety</h2>",
         _safety(report),
         "<h2>Operators and learning curve</h2>",

@@ -13,7 +13,14 @@ import html
 from collections.abc import Iterable, Sequence
 
 from archive.audit import format as fmt
-from archive.audit.model import CASE_ID_COLUMNS, NOT_ASSESSABLE, AuditReport, CaseIds, SafetyGroup
+from archive.audit.model import (
+    CASE_ID_COLUMNS,
+    NOT_ASSESSABLE,
+    NUMERIC_METRICS,
+    AuditReport,
+    CaseIds,
+    SafetyGroup,
+)
 
 #: Headers of the identifier columns, in order.
 ID_HEADERS: tuple[str, ...] = tuple(CASE_ID_COLUMNS.values())
@@ -148,3 +155,24 @@ def procedures(report: AuditReport) -> str:
     reviewed = sum(1 for p in report.procedures if p.reviewed_clips)
     summary = f"{len(report.procedures)} procedures ({reviewed} with a reviewed clip)"
     return f"<details open><summary>{_e(summary)}</summary>{table(headers, rows, numeric=(8,))}</details>"
+
+
+def approach_split(report: AuditReport) -> str:
+    """Clip metrics per technique × needle approach (descriptive; filter with ``--approach``)."""
+    if not report.approach_groups:
+        return '<p class="muted">No reviewed clip: nothing to split by approach.</p>'
+    headers = ["technique", "approach", "clip reviews", *NUMERIC_METRICS.values()]
+    rows = (
+        [
+            f"<b>{_e(g.technique)}</b>",
+            _e(g.approach),
+            str(g.n_clips),
+            *(_e(fmt.mean_sd(g.metrics[name])) for name in NUMERIC_METRICS),
+        ]
+        for g in report.approach_groups
+    )
+    return (
+        "<p>Clip metrics split by the needle approach of each clip (in-plane, out-of-plane), within "
+        "each technique; descriptive. Audit one approach with <code>--approach</code>.</p>"
+        + table(headers, rows, numeric=tuple(range(2, 3 + len(NUMERIC_METRICS))))
+    )

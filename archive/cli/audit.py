@@ -168,9 +168,9 @@ def audit_command(
 ) -> None:
     """Audit reviewed clips and their procedures' outcomes, grouped by technique × level.
 
-    \b
     TT (two points via two punctures, conventional): L4 in-plane, then a second
     puncture for L5, out-of-plane.
+
     OT (two points via one puncture, modified): after L4 the needle stays in the
     skin, the probe is rotated caudally to an oblique view and the needle is
     redirected to L5 in-plane through the same puncture.

@@ -183,3 +183,32 @@ def test_holm_column_and_planned_family() -> None:
         adjusted = [p for c in family for p in c.p_holm]
         assert adjusted == pytest.approx(holm(raw))
         assert all(a >= r for a, r in zip(adjusted, raw, strict=True))
+
+
+@pytest.mark.filterwarnings("ignore:Precision loss occurred:RuntimeWarning")  # identical made-up values
+def test_approach_splits_clip_metrics_but_is_no_technique_group() -> None:
+    from archive.model import Approach
+
+    inputs = [
+        clip(
+            "1.2.7.1", study_uid(1), technique=Technique.TT, level=SpinalLevel.L4, approach=Approach.IN_PLANE
+        ),
+        clip(
+            "1.2.7.2",
+            study_uid(1),
+            technique=Technique.TT,
+            level=SpinalLevel.L5,
+            approach=Approach.OUT_OF_PLANE,
+        ),
+        clip("1.2.7.3", study_uid(2), technique=Technique.OT, approach=Approach.IN_PLANE, tip_mm=2.0),
+        clip("1.2.7.4", study_uid(3), technique=Technique.OT, approach=Approach.IN_PLANE, tip_mm=4.0),
+    ]
+    report = run_audit(inputs, [])  # a descriptive split: no test needs more than these four clips
+    assert {g.technique for g in report.groups} == {"OT", "TT"}
+    assert all(set(c.groups) == {"OT", "TT"} for c in report.comparisons)
+    split = {(g.technique, g.approach): g for g in report.approach_groups}
+    assert set(split) == {("TT", "in-plane"), ("TT", "out-of-plane"), ("OT", "in-plane")}
+    assert split[("OT", "in-plane")].n_clips == 2
+    assert split[("OT", "in-plane")].metrics["tip_to_target_at_injection_start_mm"].mean == 3.0
+    vas = report.comparison("vas_over_time")
+    assert vas is not None and vas.groups == ("OT", "TT")
