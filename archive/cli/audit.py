@@ -76,11 +76,20 @@ def _summary(report: AuditReport) -> None:
             end_section=g.level == ALL_LEVELS,
         )
     console.print(table)
-    tests = Table("variable", "groups", "test", "statistic", "df", "P", title="Comparisons (all levels)")
+    tests = Table(
+        "variable",
+        "groups",
+        "test",
+        "statistic",
+        "df",
+        "P",
+        "P (Holm)",
+        title="Planned comparisons (the seed study's TT vs OT, all levels)",
+    )
     for c in report.comparisons:
-        if c.scope != ALL_LEVELS or c.variable not in _HEADLINE:
+        if not c.planned or c.variable not in _HEADLINE:
             continue
-        for r in c.results:
+        for i, r in enumerate(c.results):
             effect = f" ({r.effect})" if r.effect in ("time", "group", "time × group") else ""
             tests.add_row(
                 fmt.VARIABLE_LABELS.get(c.variable, c.variable) + effect,
@@ -89,6 +98,7 @@ def _summary(report: AuditReport) -> None:
                 fmt.statistic(r),
                 fmt.degrees_of_freedom(r),
                 fmt.p_value(r.p_value),
+                fmt.p_value(c.p_holm[i]) if i < len(c.p_holm) else "–",
             )
         if not c.results:
             tests.add_row(
@@ -98,7 +108,9 @@ def _summary(report: AuditReport) -> None:
                 "–",
                 "–",
                 "–",
+                "–",
             )
+            tests.add_row("", "", str(c.error), "", "", "", "")
     if tests.row_count:
         console.print(tests)
         console.print(RATES_NOTE)

@@ -187,6 +187,8 @@ def test_status_filter_selects_annotations(cohort: Cohort) -> None:
 def test_terminal_summary_and_outcome_commands(cohort: Cohort) -> None:
     summary = _cli(cohort.data_dir, "audit").stdout
     assert "Audit by technique × level" in summary and "Pearson χ² without continuity correction" in summary
+    assert "Planned comparisons" in summary and "P (Holm)" in summary
+    assert "Safety: not assessable, no danger structure was marked" in summary
     study = cohort.manifest["procedures"][0]["study_uid"]
     side = cohort.manifest["procedures"][0]["side"]
     _cli(cohort.data_dir, "outcome", "set", study, "--side", side, "--adverse-event", "vasovagal reaction")
