@@ -336,6 +336,15 @@ def set_outcome(
                 f"outcome: expected a study in the archive, but there is no study {study_uid}; "
                 "import its clips first or correct the UID"
             )
+        from archive.index.outcome_match import clip_sides
+
+        sides = clip_sides(connection, study_uid)
+        if side.value not in sides:
+            raise ArchiveError(
+                f"outcome: expected a side study {study_uid} has a clip of "
+                f"({', '.join(sorted(sides)) or 'no side recorded'}), but got {side.value}; correct "
+                "--side, or tag the clips' side (usarchive tag --side)"
+            )
         stored = load_outcomes(connection, study_uid)
         current = next((s.outcome for s in stored if s.outcome.side is side), Outcome(study_uid, side))
         merged = {f.name: getattr(current, f.name) for f in fields(Outcome)}

@@ -141,6 +141,8 @@ def test_set_refuses_unknown_study_and_bad_values(engine: Engine) -> None:
         set_outcome(engine, KNOWN[0], Side.LEFT, {"vas_pre": 12.0}, source="user:ann")
     with pytest.raises(ValueError, match="pain"):
         set_outcome(engine, KNOWN[0], Side.LEFT, {"pain": 1.0}, source="user:ann")
+    with pytest.raises(ArchiveError, match=r"has a clip of \(left, right\), but got bilateral"):
+        set_outcome(engine, KNOWN[0], Side.BILATERAL, {"vas_pre": 5.0}, source="user:ann")
     assert outcomes_for(engine) == []
 
 
