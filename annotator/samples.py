@@ -45,7 +45,7 @@ SAMPLE_SPECS: dict[str, ClipSpec] = {
     "cervical_c4_danger": ClipSpec(
         level=SpinalLevel.C4,
         side=Side.RIGHT,
-        technique=Technique.IN_PLANE,
+        technique=Technique.UNKNOWN,
         needle_view=NeedleView.IN_PLANE,
         danger=True,
         frames=40,

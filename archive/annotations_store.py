@@ -17,6 +17,11 @@ A status change made by :meth:`AnnotationStore.set_status` (an approver's
 decision) is itself a new version, so the stored content always carries the
 current status and comments.
 
+Approval is four-eyes by default: the person approving an annotation must
+not be its reviewer (``four_eyes=False``, the archive setting
+``review_four_eyes = false``, allows self-approval, e.g. for a single-person
+practice).
+
 The reviewer's identity comes from :func:`resolve_reviewer`.
 """
 
@@ -187,10 +192,13 @@ class AnnotationStore:
     ----------
     engine : sqlalchemy.Engine
         Engine of an index migrated to version 2 or later.
+    four_eyes : bool
+        Refuse an approval by the annotation's own reviewer (default).
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, four_eyes: bool = True) -> None:
         self.engine = engine
+        self.four_eyes = four_eyes
 
     # -- writing --------------------------------------------------------------------------------
 
@@ -352,12 +360,22 @@ class AnnotationStore:
         AnnotationError
             If the clip is not archived, the reviewer has saved nothing for it,
             the workflow does not allow the transition
-            (:func:`archive.annotation.review.transition`), or a required comment
-            is missing.
+            (:func:`archive.annotation.review.transition`), a required comment
+            is missing, or (four-eyes review) ``by`` approves their own annotation.
         ValueError
             If ``new_status`` names no status.
         """
         wanted = ReviewStatus.parse(new_status)
+        if (
+            self.four_eyes
+            and wanted is ReviewStatus.APPROVED
+            and by.strip().casefold() == reviewer.strip().casefold()
+        ):
+            raise AnnotationError(
+                f"{_clip_name(sop_instance_uid, reviewer)}: expected an approver other than the reviewer, "
+                f"but {by!r} is approving their own annotation (four-eyes review); nothing was changed: "
+                "ask another person to approve it, or set review_four_eyes = false in the archive settings"
+            )
         note = ReviewComment(by, comment) if comment is not None and comment.strip() else None
         now = datetime.now(UTC)
         with write_transaction(self.engine) as connection:

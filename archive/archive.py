@@ -62,7 +62,8 @@ from archive.ingest import (
     Origin,
     RejectCode,
 )
-from archive.model import ProcedureType, Side, SpinalLevel, Technique
+from archive.model import Approach, ProcedureType, Side, SpinalLevel, Technique
+from archive.retag import rule_classifications
 from archive.settings import ArchiveSettings
 from archive.store import (
     RESOURCE_ERRNOS,
@@ -92,6 +93,8 @@ logger = logging.getLogger(__name__)
 OPTION_DUPLICATE_POLICY = "duplicate_policy"
 #: Settings option naming a rules TOML file (default: the shipped rules).
 OPTION_RULES = "rules"
+#: Settings option: approval needs a person other than the reviewer (default true).
+OPTION_FOUR_EYES = "review_four_eyes"
 
 
 _HEX_DIGITS = frozenset("0123456789abcdef")
@@ -145,6 +148,7 @@ class Archive:
             )
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
+        self._four_eyes = settings.flag(OPTION_FOUR_EYES, default=True)
         self._rules: Any = None
         rules_path = settings.options.get(OPTION_RULES)
         if rules_path:
@@ -190,7 +194,7 @@ class Archive:
     @property
     def annotations(self) -> AnnotationStore:
         """Reviewers' versioned annotations of the archived clips (see :mod:`archive.annotations_store`)."""
-        return AnnotationStore(self.engine)
+        return AnnotationStore(self.engine, four_eyes=self._four_eyes)
 
     def close(self) -> None:
         """Release database connections."""
@@ -545,10 +549,16 @@ class Archive:
         levels: tuple[SpinalLevel, ...] | None = None,
         side: Side | None = None,
         technique: Technique | None = None,
+        approach: Approach | None = None,
         procedure_type: ProcedureType | None = None,
         note: str | None = None,
+        clear: frozenset[str] = frozenset(),
     ) -> list[tags.TagChange]:
         """Set procedure attributes by hand on every instance a UID denotes (see :mod:`archive.index.tags`).
+
+        ``clear`` names attributes (``levels``, ``side``, ``technique``,
+        ``approach``, ``procedure_type``) to return to what the rules derive
+        from the stored header now.
 
         Returns
         -------
@@ -560,9 +570,24 @@ class Archive:
         ArchiveError
             If the index has no study, series or instance with ``uid``.
         """
-        edit = tags.TagEdit(levels=levels, side=side, technique=technique, procedure_type=procedure_type)
+        edit = tags.TagEdit(
+            levels=levels,
+            side=side,
+            technique=technique,
+            approach=approach,
+            procedure_type=procedure_type,
+            clear=clear,
+        )
+        derived: dict[int, Any] | None = None
+        if clear:
+            edit.check()
+            with read_transaction(self.engine) as connection:
+                pks = queries.instance_pks_under(connection, uid)
+                derived = rule_classifications(connection, self.store, pks, self._rules)
         with write_transaction(self.engine) as connection:
-            return tags.tag_uid(connection, uid, edit, user=user, note=note, now=datetime.now(UTC))
+            return tags.tag_uid(
+                connection, uid, edit, user=user, note=note, now=datetime.now(UTC), derived=derived
+            )
 
     def iter_index(self, batch: int = 2000) -> Iterator[StoredInstance]:
         """Every indexed instance's file facts (for verification), in id order, read in batches.

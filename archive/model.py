@@ -1,4 +1,4 @@
-"""Coded values of the domain: spinal levels, sides, techniques, procedure types.
+"""Coded values of the domain: spinal levels, sides, techniques, approaches, procedure types.
 
 Coded values are enums, accepted as ``str | Enum`` at the boundary and
 converted once with the ``parse`` class methods (the highdicom convention).
@@ -108,19 +108,37 @@ class Side(_CodedEnum):
 
 
 class Technique(_CodedEnum):
-    """How the needle was brought to the targets.
+    """How the L4 and L5 targets are reached: one attribute per procedure side.
 
-    ``TT`` is two points via two punctures (conventional); ``OT`` two points via
-    one puncture (the modified technique of the study in ``shared/seeds``).
-    ``IN_PLANE`` / ``OUT_OF_PLANE`` describe the needle's view when nothing more
-    specific is known.
+    ``TT`` ("two points via two punctures", conventional): L4 in-plane, then a
+    second puncture for L5, out-of-plane. ``OT`` ("two points via one
+    puncture", modified): after L4 the needle stays in the skin, the probe is
+    rotated caudally to an oblique view and the needle is redirected to L5
+    in-plane through the same puncture. How the needle is seen relative to the
+    probe is the separate :class:`Approach` of each clip.
     """
 
     TT = "TT"
     OT = "OT"
+    OTHER = "other"
+    UNKNOWN = "unknown"
+
+
+#: One sentence each, from the seed study, for README and ``--help``.
+TECHNIQUE_DEFINITIONS = (
+    "TT (two points via two punctures, conventional): L4 in-plane, then a second puncture for L5, "
+    "out-of-plane.",
+    "OT (two points via one puncture, modified): after L4 the needle stays in the skin, the probe is "
+    "rotated caudally to an oblique view and the needle is redirected to L5 in-plane through the same "
+    "puncture.",
+)
+
+
+class Approach(_CodedEnum):
+    """How the needle is seen relative to the probe in a clip (one attribute per clip)."""
+
     IN_PLANE = "in-plane"
     OUT_OF_PLANE = "out-of-plane"
-    OTHER = "other"
     UNKNOWN = "unknown"
 
 

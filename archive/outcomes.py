@@ -41,6 +41,12 @@ CSV_COLUMNS = (
     "odi_2w",
     "adverse_event",
 )
+#: Identifier columns of the template (``usarchive outcome template``) that come before :data:`CSV_COLUMNS`.
+ID_COLUMNS = ("patient_id", "study_date", "accession_number", "operator", "station")
+#: Columns of the template: identifiers, then the outcome columns. A filled template is imported as it
+#: is; its ``study_uid`` may be left empty when the accession number, or the patient ID and study date,
+#: find the study (operator and station are for the reader and not checked).
+TEMPLATE_COLUMNS = (*ID_COLUMNS, *CSV_COLUMNS)
 #: Valid range of each score column, inclusive: VAS 0–10, ODI 0–100 %.
 SCORE_RANGES: dict[str, tuple[float, float]] = {
     "vas_pre": (0.0, 10.0),
@@ -204,11 +210,27 @@ def _parse_side(text: str) -> Side:
 
 def _parse_row(cells: list[str]) -> tuple[Outcome | None, list[str]]:
     """An Outcome from one data row, or ``None`` and every reason it is bad."""
-    problems: list[str] = []
     values = dict(zip(CSV_COLUMNS, (c.strip() for c in cells), strict=True))
+    problems: list[str] = []
     uid_problem = _uid_problem(values["study_uid"])
     if uid_problem:
         problems.append(uid_problem)
+    side, scores, more = _parse_fields(values)
+    problems += more
+    if problems or side is None:
+        return None, problems
+    outcome = Outcome(
+        study_uid=values["study_uid"],
+        side=side,
+        adverse_event=values["adverse_event"] or None,
+        **scores,
+    )
+    return outcome, []
+
+
+def _parse_fields(values: dict[str, str]) -> tuple[Side | None, dict[str, float | None], list[str]]:
+    """Side and scores of one row, and every reason they are bad."""
+    problems: list[str] = []
     side: Side | None = None
     if not values["side"]:
         problems.append("side: expected left, right, bilateral, L, R or B, but the cell is empty")
@@ -232,15 +254,7 @@ def _parse_row(cells: list[str]) -> tuple[Outcome | None, list[str]]:
         if problem:
             problems.append(problem)
         scores[name] = number
-    if problems or side is None:
-        return None, problems
-    outcome = Outcome(
-        study_uid=values["study_uid"],
-        side=side,
-        adverse_event=values["adverse_event"] or None,
-        **scores,
-    )
-    return outcome, []
+    return side, scores, problems
 
 
 def _decode(source: str | Path) -> tuple[str, str]:
@@ -351,3 +365,101 @@ def parse_outcomes_csv(source: str | Path) -> list[Outcome]:
         raise OutcomeImportError(problems, name)
     logger.info("%s: read %d outcomes", name, len(outcomes))
     return outcomes
+
+
+@dataclass(frozen=True)
+class OutcomeRecord:
+    """One valid row of an outcomes CSV or filled template, before its study is looked up.
+
+    ``study_uid`` may be empty (template rows); then ``accession_number`` or
+    ``patient_id`` + ``study_date`` (ISO ``YYYY-MM-DD`` or DICOM ``YYYYMMDD``)
+    name the study.
+    """
+
+    line: int
+    study_uid: str
+    patient_id: str
+    study_date: str
+    accession_number: str
+    side: Side
+    scores: dict[str, float | None]
+    adverse_event: str | None
+
+    def outcome(self, study_uid: str) -> Outcome:
+        """The outcome of this row for the study it was matched to."""
+        return Outcome(study_uid=study_uid, side=self.side, adverse_event=self.adverse_event, **self.scores)
+
+
+def read_outcome_records(source: str | Path) -> tuple[list[OutcomeRecord], list[tuple[int, str]]]:
+    """Read an outcomes CSV or a filled template, collecting every bad row instead of stopping.
+
+    The header is either :data:`CSV_COLUMNS` or :data:`TEMPLATE_COLUMNS`
+    (case and spaces around names do not matter). A template row needs a
+    study UID, an accession number, or a patient ID and study date.
+
+    Parameters
+    ----------
+    source : str or Path
+        The CSV text itself (``str``), or a ``Path`` to a UTF-8 file.
+
+    Returns
+    -------
+    records : list of OutcomeRecord
+        The valid rows, in file order.
+    problems : list of (int, str)
+        Every bad row as (line number, reason); a bad header is the only
+        problem when there is one.
+
+    Raises
+    ------
+    OutcomeImportError
+        If the file is not UTF-8.
+    """
+    text, _ = _decode(source)
+    problems: list[tuple[int, str]] = []
+    records_in = _records(csv.reader(io.StringIO(text, newline="")), problems)
+    first = next(records_in, None)
+    expected = f"{', '.join(CSV_COLUMNS)} (or the template's {', '.join(TEMPLATE_COLUMNS)})"
+    if first is None:
+        return [], problems or [(1, f"expected the header {expected}, but the file is empty")]
+    columns = tuple(cell.strip().lower() for cell in first[1])
+    if columns not in (CSV_COLUMNS, TEMPLATE_COLUMNS):
+        shown = ", ".join(cell.strip() for cell in first[1])
+        return [], [(1, f"expected the header {expected}, but got {shown}")]
+    found: list[OutcomeRecord] = []
+    for line, cells in records_in:
+        if not any(cell.strip() for cell in cells):
+            continue
+        if len(cells) != len(columns):
+            problems.append((line, f"expected {len(columns)} cells, but got {len(cells)}"))
+            continue
+        values = {name: cell.strip() for name, cell in zip(columns, cells, strict=True)}
+        values.update({name: values.get(name, "") for name in ID_COLUMNS})
+        reasons: list[str] = []
+        if values["study_uid"]:
+            uid_problem = _uid_problem(values["study_uid"])
+            if uid_problem:
+                reasons.append(uid_problem)
+        elif not (values["accession_number"] or (values["patient_id"] and values["study_date"])):
+            reasons.append(
+                "study: expected a study_uid, an accession_number, or a patient_id and study_date, "
+                "but the row has none of them"
+            )
+        side, scores, more = _parse_fields(values)
+        reasons += more
+        if reasons or side is None:
+            problems.append((line, "; ".join(reasons)))
+            continue
+        found.append(
+            OutcomeRecord(
+                line,
+                values["study_uid"],
+                values["patient_id"],
+                values["study_date"],
+                values["accession_number"],
+                side,
+                scores,
+                values["adverse_event"] or None,
+            )
+        )
+    return found, problems

@@ -78,3 +78,23 @@ class ArchiveSettings:
             )
         url = db_url if db_url is not None else os.environ.get(ENV_DB) or None
         return cls(data_dir=path, db_url=url, options=dict(options))
+
+    def flag(self, name: str, *, default: bool) -> bool:
+        """The yes/no option ``name`` (a bool, or one of true/false/yes/no/1/0); ``default`` when unset.
+
+        Raises
+        ------
+        ConfigError
+            If the option is set to anything else.
+        """
+        value = self.options.get(name)
+        if value is None:
+            return default
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("true", "yes", "1", "on"):
+            return True
+        if text in ("false", "no", "0", "off"):
+            return False
+        raise ConfigError(f"setting {name}: expected true or false, but got {value!r}; fix the setting")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, NamedTuple
 
@@ -536,3 +536,39 @@ def _f_ratio(ms_effect: float, ms_error: float) -> float:
     if ms_error > 0:
         return ms_effect / ms_error
     return math.inf if ms_effect > 1e-12 else math.nan
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm–Bonferroni adjusted P values (step-down), in the order given.
+
+    The *i*-th smallest of *m* P values is multiplied by ``m − i + 1``
+    (``i`` from 1), the running maximum taken so the adjusted values keep the
+    order of the raw ones, and the result capped at 1 (Holm 1979; as
+    ``statsmodels.stats.multitest.multipletests(method="holm")``).
+
+    Parameters
+    ----------
+    p_values : sequence of float
+        Raw P values of one family of comparisons, each in [0, 1].
+
+    Returns
+    -------
+    list of float
+        Adjusted P values, aligned with ``p_values``.
+
+    Raises
+    ------
+    StatisticsError
+        If a P value is not a number from 0 to 1.
+    """
+    values = [float(p) for p in p_values]
+    bad = [p for p in values if not 0.0 <= p <= 1.0]
+    if bad:
+        raise StatisticsError(f"holm: expected P values from 0 to 1, but got {bad[0]!r}; check the tests")
+    m = len(values)
+    adjusted = [0.0] * m
+    running = 0.0
+    for rank, index in enumerate(sorted(range(m), key=values.__getitem__)):
+        running = max(running, min(1.0, (m - rank) * values[index]))
+        adjusted[index] = running
+    return adjusted

@@ -6,11 +6,19 @@ Mann–Whitney U when skewed) for every numeric metric, outcome score and the
 procedure time; Pearson χ² without continuity correction (Fisher's exact test
 when an expected count is below 5) for effectiveness and yes/no metrics; a
 mixed-design repeated-measures ANOVA for VAS and ODI over (before, 1 h,
-2 weeks) × technique. A test that cannot be computed is kept with the reason.
+2 weeks) × technique. A test that cannot be computed, or whose groups are
+smaller than it needs (:data:`MIN_PER_GROUP`), is kept with the reason and no
+numbers.
+
+Procedures come from the archived clips, reviewed or not: outcomes and
+techniques need no annotation. The seed study's comparisons (TT vs OT over
+all levels: effectiveness, procedure time, VAS and ODI) are *planned*; every
+other comparison is *exploratory*. Each family gets Holm-adjusted P values.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import logging
@@ -25,23 +33,28 @@ from archive.audit.model import (
     RATE_METRICS,
     TIME_POINTS,
     AdverseEventEntry,
+    ApproachGroup,
+    ArchivedClip,
     AuditConfig,
     AuditReport,
+    CaseIds,
     ClipAuditInput,
     ClipRow,
     Comparison,
     GroupResult,
+    OperatorRow,
     OutcomeRow,
     Procedure,
     Rate,
     SafetyClip,
+    SafetyGroup,
 )
 from archive.audit.procedures import group_procedures
 from archive.errors import StatisticsError
 from archive.metrics.clip import to_plain
 from archive.model import Side, Technique
 from archive.outcomes import Outcome, is_effective
-from archive.stats import LongRow, TestResult, compare_means, compare_rates, describe, rm_anova
+from archive.stats import LongRow, TestResult, compare_means, compare_rates, describe, holm, rm_anova
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +63,14 @@ PROCEDURE_TIME = "procedure_time_s"
 EFFECTIVE = "effective"
 VAS_OVER_TIME = "vas_over_time"
 ODI_OVER_TIME = "odi_over_time"
+
+#: Fewest values (or cases, or complete subjects) each group needs for a comparison.
+MIN_PER_GROUP = 2
+#: The seed study's technique comparisons: planned when they compare TT and OT over all levels.
+PLANNED_VARIABLES = frozenset(
+    {EFFECTIVE, PROCEDURE_TIME, VAS_OVER_TIME, ODI_OVER_TIME, "vas_1h", "vas_2w", "odi_1h", "odi_2w"}
+)
+PLANNED_GROUPS = (Technique.OT.value, Technique.TT.value)
 
 
 def technique_label(technique: Technique | None) -> str:
@@ -86,6 +107,7 @@ def _rate(flags: Iterable[bool | None]) -> Rate:
 def _group(technique: str, level: str, scope: _Scope, config: AuditConfig) -> GroupResult:
     effective = _rate(is_effective(o, config.criteria) if o else None for _, o in scope.procedures)
     return GroupResult(
+        n_procedures_reviewed=sum(1 for p, _ in scope.procedures if p.reviewed_clips),
         technique=technique,
         level=level,
         n_clips=len(scope.clips),
@@ -99,8 +121,17 @@ def _group(technique: str, level: str, scope: _Scope, config: AuditConfig) -> Gr
 
 
 def _attempt(
-    scope: str, variable: str, groups: tuple[str, ...], test: Callable[[], list[TestResult]]
+    scope: str,
+    variable: str,
+    groups: tuple[str, ...],
+    test: Callable[[], list[TestResult]],
+    sizes: Sequence[int] | None = None,
+    unit: str = "values",
 ) -> Comparison:
+    if sizes is not None and min(sizes) < MIN_PER_GROUP:
+        shown = ", ".join(f"{g} {n}" for g, n in zip(groups, sizes, strict=True))
+        reason = f"not computed: each group needs at least {MIN_PER_GROUP} {unit}, but there are {shown}"
+        return Comparison(scope, variable, groups, (), reason)
     try:
         return Comparison(scope, variable, groups, tuple(test()))
     except StatisticsError as exc:
@@ -112,25 +143,39 @@ def _rates_test(a: Rate, b: Rate) -> Callable[[], list[TestResult]]:
     return lambda: [compare_rates(a.count, a.n, b.count, b.n)]
 
 
+def _present(values: Iterable[float | None]) -> int:
+    return sum(1 for v in values if v is not None)
+
+
+def _means(
+    scope: str, name: str, pair: tuple[str, ...], x: list[float | None], y: list[float | None]
+) -> Comparison:
+    return _attempt(scope, name, pair, functools.partial(compare_means, x, y), (_present(x), _present(y)))
+
+
+def _rates(scope: str, name: str, pair: tuple[str, ...], a: Rate, b: Rate, unit: str) -> Comparison:
+    return _attempt(scope, name, pair, _rates_test(a, b), (a.n, b.n), unit)
+
+
 def _pair_comparisons(
     scope_name: str, a_name: str, a: _Scope, b_name: str, b: _Scope, config: AuditConfig
 ) -> list[Comparison]:
     pair = (a_name, b_name)
     found: list[Comparison] = []
     for name in NUMERIC_METRICS:
-        x, y = a.metric(name), b.metric(name)
-        found.append(_attempt(scope_name, name, pair, functools.partial(compare_means, x, y)))
+        found.append(_means(scope_name, name, pair, a.metric(name), b.metric(name)))
     for name in RATE_METRICS:
         found.append(
-            _attempt(scope_name, name, pair, _rates_test(_rate(a.flags(name)), _rate(b.flags(name))))
+            _rates(
+                scope_name, name, pair, _rate(a.flags(name)), _rate(b.flags(name)), "assessed clip reviews"
+            )
         )
-    found.append(_attempt(scope_name, PROCEDURE_TIME, pair, lambda: compare_means(a.times(), b.times())))
+    found.append(_means(scope_name, PROCEDURE_TIME, pair, a.times(), b.times()))
     eff_a = _rate(is_effective(o, config.criteria) if o else None for _, o in a.procedures)
     eff_b = _rate(is_effective(o, config.criteria) if o else None for _, o in b.procedures)
-    found.append(_attempt(scope_name, EFFECTIVE, pair, _rates_test(eff_a, eff_b)))
+    found.append(_rates(scope_name, EFFECTIVE, pair, eff_a, eff_b, "procedures with an assessable outcome"))
     for name in OUTCOME_SCORES:
-        x, y = a.scores(name), b.scores(name)
-        found.append(_attempt(scope_name, name, pair, functools.partial(compare_means, x, y)))
+        found.append(_means(scope_name, name, pair, a.scores(name), b.scores(name)))
     return found
 
 
@@ -156,11 +201,180 @@ def _scope_comparisons(
     if len(names) >= 2:
         for variable, score in ((VAS_OVER_TIME, "vas"), (ODI_OVER_TIME, "odi")):
             table = _long_table(score, scopes)
-            found.append(_attempt(scope_name, variable, tuple(names), functools.partial(rm_anova, table)))
+            complete = _complete_subjects(table)
+            sizes = [complete.get(name, 0) for name in names]
+            found.append(
+                _attempt(
+                    scope_name,
+                    variable,
+                    tuple(names),
+                    functools.partial(rm_anova, table),
+                    sizes,
+                    "procedures with every time point recorded",
+                )
+            )
     return found
 
 
-def _safety(inputs: Sequence[ClipAuditInput], config: AuditConfig) -> list[SafetyClip]:
+def _complete_subjects(table: Sequence[LongRow]) -> dict[str, int]:
+    """Per group, the subjects with a value at every time point."""
+    seen: dict[tuple[str, str], int] = {}
+    for row in table:
+        if row[3] is not None:
+            seen[(row[1], row[0])] = seen.get((row[1], row[0]), 0) + 1
+    counts: dict[str, int] = {}
+    for (group, _), n in seen.items():
+        if n == len(TIME_POINTS):
+            counts[group] = counts.get(group, 0) + 1
+    return counts
+
+
+def _is_planned(comparison: Comparison) -> bool:
+    return (
+        comparison.scope == ALL_LEVELS
+        and comparison.variable in PLANNED_VARIABLES
+        and tuple(sorted(comparison.groups)) == PLANNED_GROUPS
+    )
+
+
+def adjust_comparisons(comparisons: Sequence[Comparison]) -> list[Comparison]:
+    """Mark planned comparisons and add Holm-adjusted P values, planned and exploratory apart.
+
+    Every P value of a family (each result of each computed comparison)
+    counts once in that family's Holm adjustment.
+
+    Parameters
+    ----------
+    comparisons : sequence of Comparison
+        Every comparison of one report.
+
+    Returns
+    -------
+    list of Comparison
+        The same comparisons, in order, with ``planned`` and ``p_holm`` set.
+    """
+    marked = [dataclasses.replace(c, planned=_is_planned(c)) for c in comparisons]
+    adjusted: dict[tuple[int, int], float] = {}
+    for planned in (True, False):
+        members = [
+            (i, j)
+            for i, c in enumerate(marked)
+            if c.planned is planned
+            for j, r in enumerate(c.results)
+            if r.p_value == r.p_value  # NaN never enters a family
+        ]
+        values = holm([marked[i].results[j].p_value for i, j in members])
+        adjusted.update(zip(members, values, strict=True))
+    return [
+        dataclasses.replace(
+            c, p_holm=tuple(adjusted.get((i, j), float("nan")) for j in range(len(c.results)))
+        )
+        for i, c in enumerate(marked)
+    ]
+
+
+def _safety_groups(
+    archived: Sequence[ArchivedClip], inputs: Sequence[ClipAuditInput], procedures: Sequence[Procedure]
+) -> list[SafetyGroup]:
+    """Per technique × level (and all levels): clips, reviewed clips, reviews, danger marked, breaches."""
+    technique_of = {uid: p.technique_label for p in procedures for uid in p.sop_instance_uids}
+    clips = {c.sop_instance_uid: c for c in archived}
+    for item in inputs:
+        clips.setdefault(
+            item.sop_instance_uid,
+            ArchivedClip(
+                item.sop_instance_uid,
+                item.study_uid,
+                item.side,
+                item.levels,
+                item.technique,
+                item.approach,
+                CaseIds(),
+            ),
+        )
+
+    def label(uid: str) -> str:
+        return technique_of.get(uid) or technique_label(clips[uid].technique)
+
+    found: list[SafetyGroup] = []
+    for technique in sorted({label(uid) for uid in clips}):
+        uids = {uid for uid in clips if label(uid) == technique}
+        levels = sorted({lv for uid in uids for lv in clips[uid].levels}, key=lambda lv: lv.ordinal)
+        scopes: list[tuple[str, set[str]]] = [(ALL_LEVELS, uids)]
+        scopes += [(lv.value, {uid for uid in uids if lv in clips[uid].levels}) for lv in levels]
+        for level_name, scope_uids in scopes:
+            reviews = [i for i in inputs if i.sop_instance_uid in scope_uids]
+            marked = [i for i in reviews if i.danger_marked]
+            found.append(
+                SafetyGroup(
+                    technique=technique,
+                    level=level_name,
+                    clips=len(scope_uids),
+                    clips_reviewed=len({i.sop_instance_uid for i in reviews}),
+                    reviews=len(reviews),
+                    reviews_with_danger=len(marked),
+                    min_tip_to_danger_mm=describe(i.metrics.min_tip_to_danger_mm for i in marked),
+                    breaches=sum(1 for i in marked if i.metrics.breach),
+                )
+            )
+    return found
+
+
+def _approach_groups(
+    inputs: Sequence[ClipAuditInput], procedures: Sequence[Procedure]
+) -> list[ApproachGroup]:
+    """Clip metrics per technique × needle approach (descriptive: the split by approach)."""
+    technique_of = {uid: p.technique_label for p in procedures for uid in p.sop_instance_uids}
+    by_key: dict[tuple[str, str], list[ClipAuditInput]] = {}
+    for item in inputs:
+        technique = technique_of.get(item.sop_instance_uid) or technique_label(item.technique)
+        approach = item.approach.value if item.approach is not None else "unknown"
+        by_key.setdefault((technique, approach), []).append(item)
+    return [
+        ApproachGroup(
+            technique,
+            approach,
+            len(items),
+            {name: describe(getattr(i.metrics, name) for i in items) for name in NUMERIC_METRICS},
+        )
+        for (technique, approach), items in sorted(by_key.items())
+    ]
+
+
+def _operators(
+    procedures: Sequence[tuple[Procedure, Outcome | None]],
+    inputs: Sequence[ClipAuditInput],
+    config: AuditConfig,
+) -> list[OperatorRow]:
+    """Per operator and technique: procedures, effectiveness, time and tip-to-target."""
+    tip: dict[str, list[float | None]] = {}
+    for item in inputs:
+        tip.setdefault(item.sop_instance_uid, []).append(item.metrics.tip_to_target_at_injection_start_mm)
+    by_key: dict[tuple[str, str], list[tuple[Procedure, Outcome | None]]] = {}
+    for procedure, outcome in procedures:
+        operator = procedure.ids.operator or "(not recorded)"
+        by_key.setdefault((operator, procedure.technique_label), []).append((procedure, outcome))
+    rows: list[OperatorRow] = []
+    for (operator, technique), items in sorted(by_key.items()):
+        rows.append(
+            OperatorRow(
+                operator=operator,
+                technique=technique,
+                procedures=len(items),
+                procedures_reviewed=sum(1 for p, _ in items if p.reviewed_clips),
+                effective=_rate(is_effective(o, config.criteria) if o else None for _, o in items),
+                procedure_time_s=describe(p.time_s for p, _ in items),
+                tip_to_target_mm=describe(
+                    v for p, _ in items for uid in p.sop_instance_uids for v in tip.get(uid, [])
+                ),
+            )
+        )
+    return rows
+
+
+def _safety(
+    inputs: Sequence[ClipAuditInput], config: AuditConfig, ids: Mapping[str, CaseIds]
+) -> list[SafetyClip]:
     found: list[SafetyClip] = []
     for item in inputs:
         m = item.metrics
@@ -179,6 +393,7 @@ def _safety(inputs: Sequence[ClipAuditInput], config: AuditConfig) -> list[Safet
                 frame=m.min_tip_to_danger_frame,
                 breach=bool(m.breach),
                 breach_frames=tuple(sorted({b.frame for b in m.breaches})),
+                ids=ids.get(item.study_uid, CaseIds()),
             )
         )
     found.sort(key=lambda s: (not s.breach, s.min_tip_to_danger_mm or 0.0, s.sop_instance_uid, s.reviewer))
@@ -186,10 +401,12 @@ def _safety(inputs: Sequence[ClipAuditInput], config: AuditConfig) -> list[Safet
 
 
 def _adverse_events(
-    inputs: Sequence[ClipAuditInput], procedures: Sequence[tuple[Procedure, Outcome | None]]
+    inputs: Sequence[ClipAuditInput],
+    procedures: Sequence[tuple[Procedure, Outcome | None]],
+    ids: Mapping[str, CaseIds],
 ) -> list[AdverseEventEntry]:
     found = [
-        AdverseEventEntry(p.study_uid, p.side.value, p.technique_label, o.adverse_event, "outcome")
+        AdverseEventEntry(p.study_uid, p.side.value, p.technique_label, o.adverse_event, "outcome", ids=p.ids)
         for p, o in procedures
         if o is not None and o.adverse_event
     ]
@@ -204,12 +421,13 @@ def _adverse_events(
                     note,
                     f"clip annotation by {item.reviewer}",
                     item.sop_instance_uid,
+                    ids.get(item.study_uid, CaseIds()),
                 )
             )
     return found
 
 
-def _clip_row(item: ClipAuditInput) -> ClipRow:
+def _clip_row(item: ClipAuditInput, ids: Mapping[str, CaseIds]) -> ClipRow:
     metrics = {name: to_plain(getattr(item.metrics, name)) for name in (*NUMERIC_METRICS, *RATE_METRICS)}
     return ClipRow(
         sop_instance_uid=item.sop_instance_uid,
@@ -220,6 +438,9 @@ def _clip_row(item: ClipAuditInput) -> ClipRow:
         reviewer=item.reviewer,
         status=item.status.value,
         metrics=metrics,
+        ids=ids.get(item.study_uid, CaseIds()),
+        approach=item.approach.value if item.approach is not None else "unknown",
+        danger_marked=item.danger_marked,
     )
 
 
@@ -228,6 +449,7 @@ def run_audit(
     outcomes: Iterable[Outcome],
     config: AuditConfig | None = None,
     filters: Mapping[str, Any] | None = None,
+    archived: Sequence[ArchivedClip] | None = None,
 ) -> AuditReport:
     """Audit clips and their procedures' outcomes, grouped by technique × level.
 
@@ -243,6 +465,10 @@ def run_audit(
         and ODI ≥ 40 %).
     filters : mapping, optional
         The filters that selected ``inputs``, recorded in the report as given.
+    archived : sequence of ArchivedClip, optional
+        Every archived clip the filters select, reviewed or not: procedures,
+        outcomes, techniques and the safety denominators come from these.
+        Without them only the reviewed clips (``inputs``) make procedures.
 
     Returns
     -------
@@ -250,12 +476,20 @@ def run_audit(
         Groups, comparisons, safety section, procedures, outcomes and clips.
     """
     config = config if config is not None else AuditConfig()
-    procedures, notes = group_procedures(inputs)
+    procedures, notes = group_procedures(inputs, archived)
+    ids: dict[str, CaseIds] = {p.study_uid: p.ids for p in procedures}
+    for clip in archived or ():
+        ids.setdefault(clip.study_uid, clip.ids)
     by_key: dict[tuple[str, Side], Outcome] = {(o.study_uid, o.side): o for o in outcomes}
     paired = [(p, by_key.get((p.study_uid, p.side))) for p in procedures]
     missing = sum(1 for _, o in paired if o is None)
     if missing:
         notes.append(f"{missing} of {len(paired)} procedures have no outcome recorded")
+    reviewed = sum(1 for p in procedures if p.reviewed_clips)
+    notes.append(
+        f"{reviewed} of {len(procedures)} procedures have a reviewed clip; clip metrics and procedure "
+        "times come from those, outcomes and techniques from every archived procedure"
+    )
 
     techniques = sorted(
         {technique_label(c.technique) for c in inputs} | {p.technique_label for p in procedures}
@@ -283,6 +517,7 @@ def run_audit(
     for level_name, scopes in scopes_by_level.items():
         if len(scopes) >= 2:
             comparisons += _scope_comparisons(level_name, scopes, config)
+    comparisons = adjust_comparisons(comparisons)
 
     logger.info(
         "audit: %d clip inputs, %d procedures, %d groups, %d comparisons",
@@ -296,8 +531,8 @@ def run_audit(
         filters=dict(filters or {}),
         groups=tuple(groups),
         comparisons=tuple(comparisons),
-        safety_clips=tuple(_safety(inputs, config)),
-        adverse_events=tuple(_adverse_events(inputs, paired)),
+        safety_clips=tuple(_safety(inputs, config, ids)),
+        adverse_events=tuple(_adverse_events(inputs, paired, ids)),
         procedures=tuple(procedures),
         outcomes=tuple(
             OutcomeRow(
@@ -306,10 +541,14 @@ def run_audit(
                 p.technique_label,
                 {name: getattr(o, name) for name in OUTCOME_SCORES},
                 is_effective(o, config.criteria),
+                p.ids,
             )
             for p, o in paired
             if o is not None
         ),
-        clips=tuple(_clip_row(c) for c in inputs),
+        clips=tuple(_clip_row(c, ids) for c in inputs),
         notes=tuple(notes),
+        safety_groups=tuple(_safety_groups(archived or (), inputs, procedures)),
+        operators=tuple(_operators(paired, inputs, config)),
+        approach_groups=tuple(_approach_groups(inputs, procedures)),
     )

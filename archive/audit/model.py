@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from archive.metrics import ClipMetrics
-from archive.model import ReviewStatus, Side, SpinalLevel, Technique
+from archive.model import Approach, ReviewStatus, Side, SpinalLevel, Technique
 from archive.outcomes import EffectivenessCriteria
 from archive.stats import Summary, TestResult
 from archive.timing import FrameTimes
 
 #: Version tag of the JSON layout of :meth:`AuditReport.to_dict`.
-AUDIT_FORMAT = "usarchive-audit/1"
+AUDIT_FORMAT = "usarchive-audit/2"
 
 #: Numeric clip metrics summarised and compared, with their labels for reports.
 NUMERIC_METRICS: dict[str, str] = {
@@ -61,6 +61,60 @@ def json_float(value: float | None) -> float | None:
 
 
 @dataclass(frozen=True)
+class CaseIds:
+    """What identifies a case to the clinic: the report is a local clinical document.
+
+    Read from the clip's stored header: Patient ID, Study Date, Accession
+    Number, the operator (Performing Physician's Name, else Operators' Name)
+    and Station Name; ``None`` where the header has none.
+    """
+
+    patient_id: str | None = None
+    study_date: str | None = None
+    accession_number: str | None = None
+    operator: str | None = None
+    station: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready data."""
+        return {
+            "patient_id": self.patient_id,
+            "study_date": self.study_date,
+            "accession_number": self.accession_number,
+            "operator": self.operator,
+            "station": self.station,
+        }
+
+
+#: Column names and labels of :class:`CaseIds` in the CSV and HTML tables.
+CASE_ID_COLUMNS: dict[str, str] = {
+    "patient_id": "patient ID",
+    "study_date": "study date",
+    "accession_number": "accession",
+    "operator": "operator",
+    "station": "station",
+}
+
+
+@dataclass(frozen=True)
+class ArchivedClip:
+    """A clip in the archive as the audit sees it, reviewed or not.
+
+    Procedures (study × side) come from these, so outcomes and technique
+    comparisons need no annotation.
+    """
+
+    sop_instance_uid: str
+    study_uid: str
+    side: Side | None
+    levels: tuple[SpinalLevel, ...]
+    technique: Technique | None
+    approach: Approach | None
+    ids: CaseIds
+    frame_times: FrameTimes | None = None
+
+
+@dataclass(frozen=True)
 class ClipAuditInput:
     """One reviewer's measured annotation of one clip, with what the index knows of the clip.
 
@@ -85,6 +139,11 @@ class ClipAuditInput:
         Delay) places the clip's events in absolute time.
     adverse_events : tuple of str
         Notes of the adverse events the reviewer marked on the clip.
+    approach : Approach or None
+        Needle approach recorded for the clip.
+    danger_marked : bool
+        Whether the reviewer marked any danger structure on the clip (without
+        one, tip-to-danger and breaches are not assessable).
     """
 
     sop_instance_uid: str
@@ -97,6 +156,8 @@ class ClipAuditInput:
     metrics: ClipMetrics
     frame_times: FrameTimes
     adverse_events: tuple[str, ...] = ()
+    approach: Approach | None = None
+    danger_marked: bool = False
 
 
 @dataclass(frozen=True)
@@ -159,6 +220,10 @@ class Procedure:
         Delay + frame offsets).
     time_note : str or None
         Why :attr:`time_s` is ``None``.
+    ids : CaseIds
+        Patient ID, study date, accession number, operator and station.
+    reviewed_clips : int
+        How many of the clips have an audited (reviewed) annotation.
     """
 
     study_uid: str
@@ -169,6 +234,8 @@ class Procedure:
     sop_instance_uids: tuple[str, ...]
     time_s: float | None
     time_note: str | None = None
+    ids: CaseIds = field(default_factory=CaseIds)
+    reviewed_clips: int = 0
 
     @property
     def technique_label(self) -> str:
@@ -190,6 +257,8 @@ class Procedure:
             "sop_instance_uids": list(self.sop_instance_uids),
             "time_s": json_float(self.time_s),
             "time_note": self.time_note,
+            "reviewed_clips": self.reviewed_clips,
+            **self.ids.to_dict(),
         }
 
 
@@ -217,7 +286,9 @@ class GroupResult:
 
     ``level`` is ``"all"`` for the group of every level of the technique.
     Clip metrics count every (clip, reviewer) input with the level; outcomes,
-    effectiveness and procedure time count the procedures that treated it.
+    effectiveness and procedure time count the procedures that treated it
+    (archived, reviewed or not); ``n_procedures_reviewed`` of them have a
+    reviewed clip.
     """
 
     technique: str
@@ -229,6 +300,7 @@ class GroupResult:
     outcomes: dict[str, Summary]
     effective: Rate
     procedure_time_s: Summary
+    n_procedures_reviewed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready data."""
@@ -237,6 +309,7 @@ class GroupResult:
             "level": self.level,
             "n_clips": self.n_clips,
             "n_procedures": self.n_procedures,
+            "n_procedures_reviewed": self.n_procedures_reviewed,
             "metrics": {name: s.to_dict() for name, s in self.metrics.items()},
             "rates": {name: r.to_dict() for name, r in self.rates.items()},
             "outcomes": {name: s.to_dict() for name, s in self.outcomes.items()},
@@ -250,7 +323,11 @@ class Comparison:
     """A comparison of one variable between techniques, in one scope (all levels or one level).
 
     ``results`` is empty and ``error`` says why when the test cannot be
-    computed (e.g. too few values).
+    computed (e.g. a group with fewer values than the test needs).
+    ``planned`` is true for the comparisons of the seed study (technique TT vs
+    OT over all levels: effectiveness, procedure time, VAS and ODI); the rest
+    are exploratory. ``p_holm`` holds, aligned with ``results``, each P value
+    Holm-adjusted within its family (planned or exploratory).
     """
 
     scope: str
@@ -258,6 +335,8 @@ class Comparison:
     groups: tuple[str, ...]
     results: tuple[TestResult, ...]
     error: str | None = None
+    planned: bool = False
+    p_holm: tuple[float, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready data."""
@@ -265,7 +344,11 @@ class Comparison:
             "scope": self.scope,
             "variable": self.variable,
             "groups": list(self.groups),
-            "results": [r.to_dict() for r in self.results],
+            "planned": self.planned,
+            "results": [
+                {**r.to_dict(), "p_holm": json_float(self.p_holm[i]) if i < len(self.p_holm) else None}
+                for i, r in enumerate(self.results)
+            ],
             "error": self.error,
         }
 
@@ -284,10 +367,12 @@ class SafetyClip:
     frame: int | None
     breach: bool
     breach_frames: tuple[int, ...]
+    ids: CaseIds = field(default_factory=CaseIds)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready data."""
         return {
+            **self.ids.to_dict(),
             "sop_instance_uid": self.sop_instance_uid,
             "study_uid": self.study_uid,
             "reviewer": self.reviewer,
@@ -301,6 +386,92 @@ class SafetyClip:
         }
 
 
+#: What the safety section says where no danger structure was marked.
+NOT_ASSESSABLE = "not assessable: no danger structure was marked"
+
+
+@dataclass(frozen=True)
+class SafetyGroup:
+    """Safety of one technique × level, with its denominators.
+
+    ``min_tip_to_danger_mm`` and ``breaches`` count only the reviews with a
+    danger structure marked; with none, the group is :attr:`assessable` no
+    more and the report says :data:`NOT_ASSESSABLE` instead of a number.
+    """
+
+    technique: str
+    level: str
+    clips: int
+    clips_reviewed: int
+    reviews: int
+    reviews_with_danger: int
+    min_tip_to_danger_mm: Summary
+    breaches: int
+
+    @property
+    def assessable(self) -> bool:
+        """Whether any review marked a danger structure."""
+        return self.reviews_with_danger > 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready data (``null`` figures and a ``not_assessable`` reason when nothing was marked)."""
+        return {
+            "technique": self.technique,
+            "level": self.level,
+            "clips": self.clips,
+            "clips_reviewed": self.clips_reviewed,
+            "reviews": self.reviews,
+            "reviews_with_danger_marked": self.reviews_with_danger,
+            "min_tip_to_danger_mm": self.min_tip_to_danger_mm.to_dict() if self.assessable else None,
+            "breaches": self.breaches if self.assessable else None,
+            "not_assessable": None if self.assessable else NOT_ASSESSABLE,
+        }
+
+
+@dataclass(frozen=True)
+class ApproachGroup:
+    """Clip metrics of one technique × needle approach (the split by approach; descriptive only)."""
+
+    technique: str
+    approach: str
+    n_clips: int
+    metrics: dict[str, Summary]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready data."""
+        return {
+            "technique": self.technique,
+            "approach": self.approach,
+            "n_clips": self.n_clips,
+            "metrics": {name: s.to_dict() for name, s in self.metrics.items()},
+        }
+
+
+@dataclass(frozen=True)
+class OperatorRow:
+    """One operator's procedures of one technique, in the order they did them."""
+
+    operator: str
+    technique: str
+    procedures: int
+    procedures_reviewed: int
+    effective: Rate
+    procedure_time_s: Summary
+    tip_to_target_mm: Summary
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready data."""
+        return {
+            "operator": self.operator,
+            "technique": self.technique,
+            "procedures": self.procedures,
+            "procedures_reviewed": self.procedures_reviewed,
+            "effective": self.effective.to_dict(),
+            "procedure_time_s": self.procedure_time_s.to_dict(),
+            "tip_to_target_at_injection_start_mm": self.tip_to_target_mm.to_dict(),
+        }
+
+
 @dataclass(frozen=True)
 class AdverseEventEntry:
     """An adverse event: from a procedure's outcome or marked by a reviewer on a clip."""
@@ -311,10 +482,12 @@ class AdverseEventEntry:
     description: str
     source: str
     sop_instance_uid: str | None = None
+    ids: CaseIds = field(default_factory=CaseIds)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready data."""
         return {
+            **self.ids.to_dict(),
             "study_uid": self.study_uid,
             "side": self.side,
             "technique": self.technique,
@@ -336,10 +509,16 @@ class ClipRow:
     reviewer: str
     status: str
     metrics: dict[str, Any]
+    ids: CaseIds = field(default_factory=CaseIds)
+    approach: str = "unknown"
+    danger_marked: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready data."""
         return {
+            **self.ids.to_dict(),
+            "approach": self.approach,
+            "danger_marked": self.danger_marked,
             "sop_instance_uid": self.sop_instance_uid,
             "study_uid": self.study_uid,
             "side": self.side,
@@ -360,10 +539,12 @@ class OutcomeRow:
     technique: str
     scores: dict[str, float | None]
     effective: bool | None
+    ids: CaseIds = field(default_factory=CaseIds)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready data."""
         return {
+            **self.ids.to_dict(),
             "study_uid": self.study_uid,
             "side": self.side,
             "technique": self.technique,
@@ -386,6 +567,9 @@ class AuditReport:
     outcomes: tuple[OutcomeRow, ...]
     clips: tuple[ClipRow, ...]
     notes: tuple[str, ...] = ()
+    safety_groups: tuple[SafetyGroup, ...] = ()
+    operators: tuple[OperatorRow, ...] = ()
+    approach_groups: tuple[ApproachGroup, ...] = ()
 
     def group(self, technique: str, level: str = ALL_LEVELS) -> GroupResult | None:
         """The group of ``technique`` (a value such as ``"OT"``) and ``level``, or ``None``."""
@@ -410,17 +594,21 @@ class AuditReport:
             "counts": {
                 "clips": len(self.clips),
                 "procedures": len(self.procedures),
+                "procedures_with_reviewed_clip": sum(1 for p in self.procedures if p.reviewed_clips),
                 "outcomes": len(self.outcomes),
             },
             "groups": [g.to_dict() for g in self.groups],
             "comparisons": [c.to_dict() for c in self.comparisons],
             "safety": {
                 "danger_margin_mm": self.config.danger_margin_mm,
+                "groups": [g.to_dict() for g in self.safety_groups],
                 "clips": [s.to_dict() for s in self.safety_clips],
                 "adverse_events": [a.to_dict() for a in self.adverse_events],
             },
             "procedures": [p.to_dict() for p in self.procedures],
             "outcomes": [o.to_dict() for o in self.outcomes],
             "clips": [c.to_dict() for c in self.clips],
+            "operators": [o.to_dict() for o in self.operators],
+            "approach_groups": [g.to_dict() for g in self.approach_groups],
             "notes": list(self.notes),
         }

@@ -186,3 +186,70 @@ def tip_to_target_strip(report: AuditReport, tips: Sequence[tuple[str, float]] |
     ax.legend(frameon=False, fontsize=8, ncols=len(colours))
     figure.tight_layout()
     return _png(figure)
+
+
+def operator_order(report: AuditReport) -> dict[str, list[tuple[int, float | None, float | None]]]:
+    """Per operator: (order, procedure time s, mean tip-to-target mm) of their procedures.
+
+    A procedure's order is its place among the operator's procedures by study
+    date, then study UID and side (1 = first); procedures without a recorded
+    operator are left out.
+    """
+    tips: dict[str, list[float]] = {}
+    for clip in report.clips:
+        value = clip.metrics.get("tip_to_target_at_injection_start_mm")
+        if isinstance(value, (int, float)):
+            tips.setdefault(clip.sop_instance_uid, []).append(float(value))
+    by_operator: dict[str, list[tuple[str, str, str, float | None, float | None]]] = {}
+    for p in report.procedures:
+        if not p.ids.operator:
+            continue
+        values = [v for uid in p.sop_instance_uids for v in tips.get(uid, [])]
+        tip = float(np.mean(values)) if values else None
+        key = (p.ids.study_date or "", p.study_uid, p.side.value)
+        by_operator.setdefault(p.ids.operator, []).append((*key, p.time_s, tip))
+    return {
+        operator: [(k, time, tip) for k, (_, _, _, time, tip) in enumerate(sorted(rows), start=1)]
+        for operator, rows in sorted(by_operator.items())
+    }
+
+
+def learning_curve(report: AuditReport) -> bytes | None:
+    """Procedure time and tip-to-target against each operator's procedure order.
+
+    Parameters
+    ----------
+    report : AuditReport
+        The audit result.
+
+    Returns
+    -------
+    bytes or None
+        PNG bytes, ``None`` if no operator has a timed or measured procedure.
+    """
+    curves = operator_order(report)
+    panels = (("procedure time (s)", 1), ("tip-to-target at injection start (mm)", 2))
+    if not any(row[i] is not None for rows in curves.values() for row in rows for _, i in panels):
+        return None
+    figure = Figure(figsize=(9.0, 3.2))
+    axes = figure.subplots(1, 2)
+    for ax, (title, index) in zip(axes, panels, strict=True):
+        _style(ax, title)
+        for n, (operator, rows) in enumerate(curves.items()):
+            points = [(row[0], row[index]) for row in rows if row[index] is not None]
+            if points:
+                xs, ys = zip(*points, strict=True)
+                ax.plot(
+                    xs,
+                    ys,
+                    marker="o",
+                    markersize=3,
+                    linewidth=1,
+                    color=PALETTE[n % len(PALETTE)],
+                    label=operator,
+                )
+        ax.set_xlabel("operator's procedure number", fontsize=9)
+    handles, labels = max((ax.get_legend_handles_labels() for ax in axes), key=lambda hl: len(hl[1]))
+    if labels:
+        figure.legend(handles, labels, loc="upper right", fontsize=8, frameon=False)
+    return _png(figure)

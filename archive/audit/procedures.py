@@ -1,5 +1,9 @@
 """Group clips into procedures (same study and side) and time them (pure functions).
 
+Procedures come from the archived clips, reviewed or not (see
+:class:`~archive.audit.model.ArchivedClip`): outcomes and techniques need no
+annotation. Only the time needs the reviewed clips' events.
+
 A procedure's time runs from the earliest needle-visible frame to the latest
 injection-end frame across its clips, each frame placed in absolute time by
 its clip's Content Date/Time (+ Frame Delay) and frame offsets
@@ -12,7 +16,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from archive.audit.model import MIXED_TECHNIQUE, ClipAuditInput, Procedure
+from archive.audit.model import MIXED_TECHNIQUE, ArchivedClip, CaseIds, ClipAuditInput, Procedure
 from archive.model import Side, SpinalLevel, Technique, sort_levels
 
 logger = logging.getLogger(__name__)
@@ -102,7 +106,7 @@ def procedure_time(clips: Sequence[ClipAuditInput]) -> tuple[float | None, str |
     return seconds, None
 
 
-def _technique(clips: Sequence[ClipAuditInput]) -> tuple[Technique | None, str | None]:
+def _technique(clips: Sequence[ArchivedClip]) -> tuple[Technique | None, str | None]:
     found = sorted({c.technique.value for c in clips if c.technique is not None})
     if len(found) > 1:
         return None, f"{MIXED_TECHNIQUE}: the clips have techniques {', '.join(found)}"
@@ -111,14 +115,40 @@ def _technique(clips: Sequence[ClipAuditInput]) -> tuple[Technique | None, str |
     return Technique(found[0]), None
 
 
-def group_procedures(inputs: Iterable[ClipAuditInput]) -> tuple[list[Procedure], list[str]]:
+def _as_archived(item: ClipAuditInput) -> ArchivedClip:
+    return ArchivedClip(
+        sop_instance_uid=item.sop_instance_uid,
+        study_uid=item.study_uid,
+        side=item.side,
+        levels=item.levels,
+        technique=item.technique,
+        approach=item.approach,
+        ids=CaseIds(),
+        frame_times=item.frame_times,
+    )
+
+
+def _archived_sort_key(item: ArchivedClip) -> tuple[int, datetime, str]:
+    start = item.frame_times.start if item.frame_times is not None else None
+    if start is None:
+        return (1, datetime.min, item.sop_instance_uid)
+    return (0, start.replace(tzinfo=None), item.sop_instance_uid)
+
+
+def group_procedures(
+    inputs: Iterable[ClipAuditInput], archived: Iterable[ArchivedClip] | None = None
+) -> tuple[list[Procedure], list[str]]:
     """Group clips into procedures by (study, side) and time each procedure.
 
     Parameters
     ----------
     inputs : iterable of ClipAuditInput
-        Clip inputs; with several reviewers per clip, :func:`primary_inputs`
-        picks the one that times the procedure.
+        Reviewed clip inputs; with several reviewers per clip,
+        :func:`primary_inputs` picks the one that times the procedure.
+    archived : iterable of ArchivedClip, optional
+        Every archived clip the audit covers, reviewed or not; the procedures
+        are made from these (plus any reviewed clip missing here). Without
+        them, only the reviewed clips make procedures.
 
     Returns
     -------
@@ -127,19 +157,28 @@ def group_procedures(inputs: Iterable[ClipAuditInput]) -> tuple[list[Procedure],
     notes : list of str
         Clips that could not be grouped (no side recorded).
     """
-    by_key: dict[tuple[str, Side], list[ClipAuditInput]] = {}
+    primaries = {item.sop_instance_uid: item for item in primary_inputs(inputs)}
+    members: dict[str, ArchivedClip] = {clip.sop_instance_uid: clip for clip in archived or ()}
+    for uid, item in primaries.items():
+        members.setdefault(uid, _as_archived(item))
+    by_key: dict[tuple[str, Side], list[ArchivedClip]] = {}
     notes: list[str] = []
-    for item in primary_inputs(inputs):
-        if item.side is None:
-            notes.append(f"clip {item.sop_instance_uid} has no side recorded, so it is in no procedure")
+    for uid in sorted(members):
+        clip = members[uid]
+        if clip.side is None:
+            notes.append(f"clip {uid} has no side recorded, so it is in no procedure")
             continue
-        by_key.setdefault((item.study_uid, item.side), []).append(item)
+        by_key.setdefault((clip.study_uid, clip.side), []).append(clip)
     procedures: list[Procedure] = []
     for (study_uid, side), clips in sorted(by_key.items(), key=lambda kv: (kv[0][0], kv[0][1].value)):
-        clips.sort(key=_sort_key)
+        clips.sort(key=_archived_sort_key)
+        reviewed = [primaries[c.sop_instance_uid] for c in clips if c.sop_instance_uid in primaries]
         levels: set[SpinalLevel] = {lv for c in clips for lv in c.levels}
         technique, technique_note = _technique(clips)
-        time_s, time_note = procedure_time(clips)
+        if reviewed:
+            time_s, time_note = procedure_time(sorted(reviewed, key=_sort_key))
+        else:
+            time_s, time_note = None, "no clip of the procedure is reviewed, so no events are marked"
         if time_note:
             logger.info("procedure %s %s: no time: %s", study_uid, side.value, time_note)
         procedures.append(
@@ -152,6 +191,8 @@ def group_procedures(inputs: Iterable[ClipAuditInput]) -> tuple[list[Procedure],
                 sop_instance_uids=tuple(c.sop_instance_uid for c in clips),
                 time_s=time_s,
                 time_note=time_note,
+                ids=next((c.ids for c in clips if c.ids != CaseIds()), CaseIds()),
+                reviewed_clips=len(reviewed),
             )
         )
     return procedures, notes

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from archive.audit import format as fmt
 from archive.audit import plots
+from archive.audit import report_sections as sections_of
 from archive.audit.model import (
     ALL_LEVELS,
     NUMERIC_METRICS,
@@ -102,14 +103,26 @@ def _figure(png: bytes | None, caption: str) -> str:
 
 def _cards(report: AuditReport) -> str:
     breaches = sum(1 for s in report.safety_clips if s.breach)
+    marked = sum(1 for c in report.clips if c.danger_marked)
+    reviewed = sum(1 for p in report.procedures if p.reviewed_clips)
     cards = [
         (str(len(report.procedures)), "procedures"),
+        (f"{reviewed}", "with a reviewed clip"),
         (str(len(report.clips)), "clip reviews"),
         (str(len(report.outcomes)), "outcomes recorded"),
-        (str(len(report.safety_clips)), f"clips within {report.config.danger_margin_mm:g} mm of danger"),
-        (str(breaches), "breaches"),
-        (str(len(report.adverse_events)), "adverse events"),
+        (f"{marked} of {len(report.clips)}", "reviews with a danger structure marked"),
     ]
+    if marked:
+        cards += [
+            (
+                str(len(report.safety_clips)),
+                f"reviews within {report.config.danger_margin_mm:g} mm of danger",
+            ),
+            (str(breaches), "breaches"),
+        ]
+    else:
+        cards.append(("not assessable", "danger distance and breaches: nothing marked"))
+    cards.append((str(len(report.adverse_events)), "adverse events"))
     items = "".join(
         f'<div class="card"><div class="value">{_e(v)}</div><div class="label">{_e(label)}</div></div>'
         for v, label in cards
@@ -166,9 +179,12 @@ def _comparison_rows(comparisons: Iterable[Comparison]) -> list[list[str]]:
     for c in comparisons:
         label = _e(fmt.VARIABLE_LABELS.get(c.variable, c.variable))
         groups = _e(" vs ".join(c.groups))
-        for r in c.results:
+        for i, r in enumerate(c.results):
             p = fmt.p_value(r.p_value)
-            p_cell = f'<span class="sig">{_e(p)}</span>' if r.p_value < 0.05 else _e(p)
+            holm = c.p_holm[i] if i < len(c.p_holm) else float("nan")
+            holm_cell = _e(fmt.p_value(holm))
+            if holm < 0.05:
+                holm_cell = f'<span class="sig">{holm_cell}</span>'
             effect = f"{_name_groups(r.effect, c.groups)}; " if r.effect else ""
             rows.append(
                 [
@@ -177,7 +193,8 @@ def _comparison_rows(comparisons: Iterable[Comparison]) -> list[list[str]]:
                     _e(r.test),
                     _e(fmt.statistic(r)),
                     _e(fmt.degrees_of_freedom(r)),
-                    p_cell,
+                    _e(p),
+                    holm_cell,
                     _e(effect + _name_groups(r.note or "", c.groups)),
                 ]
             )
@@ -186,16 +203,32 @@ def _comparison_rows(comparisons: Iterable[Comparison]) -> list[list[str]]:
 
 
 def _comparisons(report: AuditReport) -> str:
-    headers = ["variable", "groups", "test", "statistic", "df", "P", "effect and notes"]
+    headers = ["variable", "groups", "test", "statistic", "df", "P", "P (Holm)", "effect and notes"]
     scopes: dict[str, list[Comparison]] = {}
+    planned = [c for c in report.comparisons if c.planned]
     for c in report.comparisons:
-        scopes.setdefault(c.scope, []).append(c)
-    if not scopes:
+        if not c.planned:
+            scopes.setdefault(c.scope, []).append(c)
+    if not report.comparisons:
         return '<p class="muted">Fewer than two techniques in the audit: nothing to compare.</p>'
-    parts = [f'<div class="note">{_e(RATES_NOTE)} P values below 0.05 are in red.</div>']
-    for scope, comparisons in scopes.items():
-        title = "All levels" if scope == ALL_LEVELS else f"Level {scope}"
-        table = _table(headers, _comparison_rows(c for c in comparisons if c.results), numeric=(3, 4, 5))
+    n_exploratory = sum(len(c.results) for c in report.comparisons if not c.planned)
+    n_planned = sum(len(c.results) for c in planned)
+    parts = [
+        f'<div class="note">{_e(RATES_NOTE)} <b>Planned</b> comparisons are those of the seed study '
+        "(TT vs OT over all levels: effectiveness, procedure time, VAS and ODI); every other one is "
+        f"<b>exploratory</b>. P (Holm) is Holm-adjusted within each family ({n_planned} planned and "
+        f"{n_exploratory} exploratory P values); Holm-adjusted P values below 0.05 are in red. "
+        "Exploratory results suggest questions, they do not answer them.</div>"
+    ]
+    families: list[tuple[str, list[Comparison]]] = [("Planned comparisons (all levels)", planned)]
+    families += [
+        (f"Exploratory: {'all levels' if scope == ALL_LEVELS else f'level {scope}'}", comparisons)
+        for scope, comparisons in scopes.items()
+    ]
+    for title, comparisons in families:
+        if not comparisons:
+            continue
+        table = _table(headers, _comparison_rows(c for c in comparisons if c.results), numeric=(3, 4, 5, 6))
         failed = [c for c in comparisons if not c.results]
         if failed:
             reasons = _table(
@@ -209,10 +242,12 @@ def _comparisons(report: AuditReport) -> str:
                     for c in failed
                 ),
             )
+            opened = " open" if title.startswith("Planned") else ""
             table += (
-                f"<details><summary>{len(failed)} not computed ({_e(title)})</summary>{reasons}</details>"
+                f"<details{opened}><summary>{len(failed)} not computed ({_e(title)})</summary>"
+                f"{reasons}</details>"
             )
-        if scope == ALL_LEVELS:
+        if title.startswith("Planned"):
             parts.append(f"<h3>{_e(title)}</h3>{table}")
         else:
             parts.append(f"<details><summary>{_e(title)}</summary>{table}</details>")
@@ -276,6 +311,7 @@ def _safety(report: AuditReport) -> str:
                     _e(", ".join(str(f) for f in s.breach_frames) or "–"),
                     _e(s.technique),
                     _e(", ".join(s.levels) or "–"),
+                    *sections_of.id_cells(s.ids),
                     _e(s.reviewer),
                     f"<code>{_e(s.sop_instance_uid)}</code>",
                 ],
@@ -289,6 +325,7 @@ def _safety(report: AuditReport) -> str:
         "breach frames",
         "technique",
         "levels",
+        *sections_of.ID_HEADERS,
         "reviewer",
         "clip",
     ]
@@ -299,12 +336,18 @@ def _safety(report: AuditReport) -> str:
     clips = (
         f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
         if rows
-        else f'<p class="muted">No clip came within {margin:g} mm of a marked danger structure.</p>'
+        else f'<p class="muted">No review in which a danger structure was marked came within {margin:g} mm '
+        "of it.</p>"
     )
+    if not any(g.assessable for g in report.safety_groups) and report.safety_groups:
+        clips = (
+            '<p class="muted">Near misses and breaches: not assessable, no danger structure was marked.</p>'
+        )
     events = _table(
-        ["technique", "side", "description", "source", "study / clip"],
+        [*sections_of.ID_HEADERS, "technique", "side", "description", "source", "study / clip"],
         (
             [
+                *sections_of.id_cells(a.ids),
                 _e(a.technique),
                 _e(a.side or "–"),
                 _e(a.description),
@@ -315,29 +358,17 @@ def _safety(report: AuditReport) -> str:
         ),
     )
     return (
-        f"<p>Clips whose needle tip came within <b>{margin:g} mm</b> of a marked danger structure "
+        '<section id="safety">'
+        + sections_of.safety_denominators(report)
+        + f"<h3>Near misses and breaches</h3><p>Clips whose needle tip came within <b>{margin:g} mm</b> "
+        "of a marked danger structure "
         "(spinal canal, nerve root, vessel), or breached one; frames are 0-based.</p>"
-        f"{clips}<h3>Adverse events</h3>{events}"
+        f"{clips}<h3>Adverse events</h3>{events}</section>"
     )
 
 
 def _procedures(report: AuditReport) -> str:
-    rows = (
-        [
-            f"<code>{_e(p.study_uid)}</code>",
-            _e(p.side.value),
-            _e(p.technique_label),
-            _e(", ".join(lv.value for lv in p.levels) or "–"),
-            str(len(p.sop_instance_uids)),
-            _e(fmt.number(p.time_s, 1)),
-            _e(p.time_note or p.technique_note or ""),
-        ]
-        for p in report.procedures
-    )
-    table = _table(
-        ["study", "side", "technique", "levels", "clips", "time (s)", "note"], rows, numeric=(4, 5)
-    )
-    return f"<details><summary>{len(report.procedures)} procedures</summary>{table}</details>"
+    return sections_of.procedures(report)
 
 
 def render_html(
@@ -381,8 +412,18 @@ def render_html(
         _comparisons(report),
         "<h2>Groups: technique × level</h2>",
         _groups(report),
+        "<h3>Split by needle approach</h3>",
+        sections_of.approach_split(report),
         "<h2>Safety</h2>",
         _safety(report),
+        "<h2>Operators and learning curve</h2>",
+        sections_of.operators(
+            report,
+            _figure(
+                plots.learning_curve(report),
+                "Procedure time and tip-to-target against each operator's procedure number",
+            ),
+        ),
         "<h2>Procedures</h2>",
         _procedures(report),
     ]

@@ -40,6 +40,7 @@ def _filters(query: Query, status: str) -> dict[str, Any]:
         "levels": [level.value for level in query.levels],
         "side": query.side.value if query.side else None,
         "technique": query.technique.value if query.technique else None,
+        "approach": query.approach.value if query.approach else None,
         "procedure": query.procedure_type.value if query.procedure_type else None,
         "date_from": query.date_from.isoformat() if query.date_from else None,
         "date_to": query.date_to.isoformat() if query.date_to else None,
@@ -75,11 +76,20 @@ def _summary(report: AuditReport) -> None:
             end_section=g.level == ALL_LEVELS,
         )
     console.print(table)
-    tests = Table("variable", "groups", "test", "statistic", "df", "P", title="Comparisons (all levels)")
+    tests = Table(
+        "variable",
+        "groups",
+        "test",
+        "statistic",
+        "df",
+        "P",
+        "P (Holm)",
+        title="Planned comparisons (the seed study's TT vs OT, all levels)",
+    )
     for c in report.comparisons:
-        if c.scope != ALL_LEVELS or c.variable not in _HEADLINE:
+        if not c.planned or c.variable not in _HEADLINE:
             continue
-        for r in c.results:
+        for i, r in enumerate(c.results):
             effect = f" ({r.effect})" if r.effect in ("time", "group", "time × group") else ""
             tests.add_row(
                 fmt.VARIABLE_LABELS.get(c.variable, c.variable) + effect,
@@ -88,6 +98,7 @@ def _summary(report: AuditReport) -> None:
                 fmt.statistic(r),
                 fmt.degrees_of_freedom(r),
                 fmt.p_value(r.p_value),
+                fmt.p_value(c.p_holm[i]) if i < len(c.p_holm) else "–",
             )
         if not c.results:
             tests.add_row(
@@ -97,15 +108,25 @@ def _summary(report: AuditReport) -> None:
                 "–",
                 "–",
                 "–",
+                "–",
             )
+            tests.add_row("", "", str(c.error), "", "", "", "")
     if tests.row_count:
         console.print(tests)
         console.print(RATES_NOTE)
     breaches = sum(1 for s in report.safety_clips if s.breach)
-    console.print(
-        f"Safety: {len(report.safety_clips)} clip review(s) within {report.config.danger_margin_mm:g} mm "
-        f"of a danger structure ({breaches} breach(es)); {len(report.adverse_events)} adverse event(s)."
-    )
+    marked = sum(1 for c in report.clips if c.danger_marked)
+    if marked:
+        console.print(
+            f"Safety: danger structures marked in {marked} of {len(report.clips)} clip review(s); "
+            f"{len(report.safety_clips)} within {report.config.danger_margin_mm:g} mm of one "
+            f"({breaches} breach(es)); {len(report.adverse_events)} adverse event(s)."
+        )
+    else:
+        console.print(
+            f"Safety: not assessable, no danger structure was marked in {len(report.clips)} clip review(s); "
+            f"{len(report.adverse_events)} adverse event(s)."
+        )
     for note in report.notes:
         console.print(f"note: {note}")
 
@@ -159,11 +180,25 @@ def audit_command(
 ) -> None:
     """Audit reviewed clips and their procedures' outcomes, grouped by technique × level.
 
-    Only approved annotations by default. Comparisons between techniques: Welch's
+    TT (two points via two punctures, conventional): L4 in-plane, then a second
+    puncture for L5, out-of-plane.
+
+    OT (two points via one puncture, modified): after L4 the needle stays in the
+    skin, the probe is rotated caudally to an oblique view and the needle is
+    redirected to L5 in-plane through the same puncture.
+
+    Procedures (study × side) come from every archived clip the filters select,
+    reviewed or not, so outcomes are compared without annotations; clip metrics
+    and procedure times come from reviews (only approved annotations by
+    default; the report says how many procedures had a reviewed clip). The
+    needle approach (in-plane, out-of-plane) is a filter (--approach), not a
+    group. Comparisons between techniques: Welch's
     t-test (and Mann–Whitney U when skewed), Pearson χ² without continuity
     correction (Fisher's exact test when an expected count is below 5), and
-    repeated-measures ANOVA of VAS and ODI over time. With --json (root option)
-    the whole report is printed as JSON.
+    repeated-measures ANOVA of VAS and ODI over time; Holm-adjusted P values,
+    planned (the seed study's TT vs OT comparisons) and exploratory apart; a
+    group smaller than a test needs is listed as not computed. With --json (root
+    option) the whole report is printed as JSON.
     """
     config = AuditConfig(
         danger_margin_mm=danger_margin_mm,
@@ -175,7 +210,9 @@ def audit_command(
             gathered = gather_inputs(archive, query, status=wanted)
         except ArchiveError as exc:
             raise click.ClickException(str(exc)) from exc
-    report = run_audit(gathered.inputs, gathered.outcomes, config, _filters(query, status))
+    report = run_audit(
+        gathered.inputs, gathered.outcomes, config, _filters(query, status), archived=gathered.archived
+    )
     report = dataclasses.replace(report, notes=gathered.notes + report.notes)
     if html_path is not None:
         write_html(report, html_path)

@@ -1,7 +1,7 @@
 """The instance filters of ``usarchive find``, as one decorator other commands can reuse.
 
 :func:`query_filters` adds ``--patient``, ``--level``, ``--side``,
-``--technique``, ``--procedure``, ``--date-from``, ``--date-to``,
+``--technique``, ``--approach``, ``--procedure``, ``--date-from``, ``--date-to``,
 ``--modality`` and ``--reviewer`` to a command and hands the command one
 :class:`~archive.index.queries.Query` (keyword ``query``) instead of the
 separate values. ``find`` and ``export`` use it; ``tag`` uses the parsers.
@@ -17,9 +17,16 @@ from typing import Any
 import click
 
 from archive.index.queries import Query
-from archive.model import ProcedureType, Side, SpinalLevel, Technique
+from archive.model import TECHNIQUE_DEFINITIONS, Approach, ProcedureType, Side, SpinalLevel, Technique
 
 _DATE_FORMATS = ["%Y-%m-%d", "%Y%m%d"]
+
+#: Help of ``--technique``: the values, TT and OT defined in one sentence each.
+TECHNIQUE_HELP = "TT, OT, other, unknown (per procedure side). " + " ".join(TECHNIQUE_DEFINITIONS)
+#: Help of ``--approach``.
+APPROACH_HELP = (
+    "in-plane (the whole needle shaft in the image), out-of-plane (only a dot), unknown (per clip)."
+)
 
 _OPTIONS: tuple[Callable[[Callable[..., Any]], Callable[..., Any]], ...] = (
     click.option("--patient", help="Patient ID, or patient name as stored (Family^Given)."),
@@ -27,7 +34,8 @@ _OPTIONS: tuple[Callable[[Callable[..., Any]], Callable[..., Any]], ...] = (
         "--level", "levels", multiple=True, help="Spinal level, e.g. L5 (repeat or comma-separate: any of)."
     ),
     click.option("--side", help="left, right, bilateral (or L, R, B)."),
-    click.option("--technique", help="TT, OT, in-plane, out-of-plane, other, unknown."),
+    click.option("--technique", help=TECHNIQUE_HELP),
+    click.option("--approach", help=APPROACH_HELP),
     click.option(
         "--procedure", help="medial branch block, radiofrequency, epidural, facet injection, other."
     ),
@@ -66,8 +74,10 @@ def parse_side(value: str | None) -> Side | None:
         raise click.BadParameter(f"{exc} (or L, R, B)", param_hint="--side") from exc
 
 
-def parse_member(kind: type[Technique] | type[ProcedureType], value: str | None, hint: str) -> object:
-    """A technique or procedure type by value or name (case-insensitive names)."""
+def parse_member(
+    kind: type[Technique] | type[Approach] | type[ProcedureType], value: str | None, hint: str
+) -> object:
+    """A technique, approach or procedure type by value or name (case-insensitive names)."""
     if value is None:
         return None
     for member in kind:
@@ -95,6 +105,7 @@ def query_filters(command: Callable[..., Any]) -> Callable[..., Any]:
         levels: tuple[str, ...],
         side: str | None,
         technique: str | None,
+        approach: str | None,
         procedure: str | None,
         date_from: datetime | None,
         date_to: datetime | None,
@@ -107,6 +118,7 @@ def query_filters(command: Callable[..., Any]) -> Callable[..., Any]:
             levels=parse_levels(levels),
             side=parse_side(side),
             technique=parse_member(Technique, technique, "--technique"),  # type: ignore[arg-type]
+            approach=parse_member(Approach, approach, "--approach"),  # type: ignore[arg-type]
             procedure_type=parse_member(ProcedureType, procedure, "--procedure"),  # type: ignore[arg-type]
             date_from=_date(date_from),
             date_to=_date(date_to),
@@ -135,6 +147,8 @@ def describe_query(query: Query) -> str:
         parts.append(f"--side {query.side.value}")
     if query.technique is not None:
         parts.append(f"--technique {query.technique.value}")
+    if query.approach is not None:
+        parts.append(f"--approach {query.approach.value}")
     if query.procedure_type is not None:
         parts.append(f"--procedure '{query.procedure_type.value}'")
     if query.date_from is not None:

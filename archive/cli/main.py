@@ -63,7 +63,7 @@ ARCHIVE_COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "tag": (
         "archive.cli.tag:tag_command",
-        "Set level, side, technique or procedure of a study, series or instance.",
+        "Set level, side, technique, approach or procedure of a study, series or instance.",
     ),
     "verify": (
         "archive.cli.verify_cmd:verify_command",

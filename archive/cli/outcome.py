@@ -49,8 +49,12 @@ def import_command(ctx: click.Context, csv_file: Path) -> None:
     """Import outcomes from CSV_FILE, all rows or none.
 
     Columns: study_uid, side, vas_pre, vas_1h, vas_2w, odi_pre, odi_1h, odi_2w,
-    adverse_event (an empty cell = not recorded). Bad rows, and rows of studies
-    not in the archive, are reported by line and nothing is imported.
+    adverse_event (an empty cell = not recorded), or a filled 'usarchive
+    outcome template' (patient_id, study_date, accession_number, operator,
+    station first; study_uid may then be empty). Rows are matched by study
+    UID, accession number, or patient ID + study date, and must name a side
+    the study has a clip of. Every bad row is reported by line, in one pass,
+    and nothing is imported.
     """
     with open_archive(ctx) as archive:
         try:
@@ -61,6 +65,30 @@ def import_command(ctx: click.Context, csv_file: Path) -> None:
         print_json({"file": str(csv_file), "changed": [c.to_json() for c in changes]})
         return
     click.echo(f"{csv_file}: {len(changes)} outcome(s) added or changed")
+
+
+@outcome.command("template")
+@click.argument("csv_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_context
+def template_command(ctx: click.Context, csv_file: Path) -> None:
+    """Write CSV_FILE: the archived procedures still lacking an outcome, to fill in and import.
+
+    One row per study and side with patient ID, study date, accession number,
+    operator and station; fill in the scores and run 'usarchive outcome import'.
+    """
+    from archive.outcome_template import write_template
+
+    with open_archive(ctx) as archive:
+        try:
+            count = write_template(archive, csv_file)
+        except OSError as exc:
+            raise click.ClickException(
+                f"outcome template: cannot write {csv_file} ({exc}); choose a writable path"
+            ) from exc
+    if cli_state(ctx).json_output:
+        print_json({"file": str(csv_file), "procedures": count})
+        return
+    click.echo(f"{csv_file}: {count} procedure(s) without an outcome")
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])

@@ -1,4 +1,4 @@
-"""``usarchive tag UID --level L5 --side R --technique OT``: set procedure attributes by hand."""
+"""``usarchive tag UID --level L5 --side R --technique OT``: set (or clear) procedure attributes by hand."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ import getpass
 import click
 
 from archive.cli.common import cli_state, open_archive, print_json
+from archive.cli.filters import APPROACH_HELP, TECHNIQUE_HELP
 from archive.cli.find import parse_levels, parse_member, parse_side
 from archive.errors import ArchiveError
-from archive.model import ProcedureType, Technique
+from archive.index.tags import CLEARABLE
+from archive.model import Approach, ProcedureType, Technique
 
 
 def _default_user() -> str:
@@ -26,10 +28,18 @@ def _default_user() -> str:
 )
 @click.option("--clear-levels", is_flag=True, help="Set 'no levels'.")
 @click.option("--side", help="left, right, bilateral (or L, R, B).")
-@click.option("--technique", help="TT, OT, in-plane, out-of-plane, other, unknown.")
+@click.option("--technique", help=TECHNIQUE_HELP)
+@click.option("--approach", help=APPROACH_HELP)
 @click.option("--procedure", help="medial branch block, radiofrequency, epidural, facet injection, other.")
+@click.option(
+    "--clear",
+    "clear",
+    multiple=True,
+    type=click.Choice(list(CLEARABLE)),
+    help="Return this attribute to the value the rules derive from the stored header (repeat for more).",
+)
 @click.option("--user", default=_default_user, show_default="login name", help="Who is tagging.")
-@click.option("--note", help="Free text kept with the new values.")
+@click.option("--note", help="Free text kept with the new values and in the tag history.")
 @click.pass_context
 def tag_command(
     ctx: click.Context,
@@ -38,14 +48,17 @@ def tag_command(
     clear_levels: bool,
     side: str | None,
     technique: str | None,
+    approach: str | None,
     procedure: str | None,
+    clear: tuple[str, ...],
     user: str,
     note: str | None,
 ) -> None:
-    """Set level, side, technique or procedure of a study, series or instance.
+    """Set level, side, technique, approach or procedure of a study, series or instance.
 
     A value set here always wins over the rules (re-ingest never overwrites
-    it); every change is kept in the history shown by 'usarchive show'.
+    it) until --clear returns it to the rule-derived value; every change, with
+    its note, is kept in the history shown by 'usarchive show'.
     """
     parsed_levels = parse_levels(levels)
     with open_archive(ctx) as archive:
@@ -56,8 +69,10 @@ def tag_command(
                 levels=() if clear_levels else (parsed_levels or None),
                 side=parse_side(side),
                 technique=parse_member(Technique, technique, "--technique"),  # type: ignore[arg-type]
+                approach=parse_member(Approach, approach, "--approach"),  # type: ignore[arg-type]
                 procedure_type=parse_member(ProcedureType, procedure, "--procedure"),  # type: ignore[arg-type]
                 note=note,
+                clear=frozenset(CLEARABLE[name] for name in clear),
             )
         except ArchiveError as exc:
             raise click.ClickException(str(exc)) from exc

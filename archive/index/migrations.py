@@ -85,11 +85,83 @@ def _add_v4_level_technique(connection: Connection) -> None:
     index.create(connection, checkfirst=True)
 
 
+#: Technique values of versions 1-5 that are needle approaches, moved by version 6.
+_APPROACH_VALUES = ("in-plane", "out-of-plane")
+#: ``changed_by`` of the history rows version 6 writes.
+_V6_CHANGED_BY = "migration:6"
+
+
+def _add_missing_columns(connection: Connection, table: str, columns: dict[str, str]) -> None:
+    present = {column["name"] for column in inspect(connection).get_columns(table)}
+    for name, sql_type in columns.items():
+        if name not in present:
+            connection.execute(text(f"ALTER TABLE {table} ADD COLUMN {name} {sql_type}"))
+
+
+def _split_v6_approach(connection: Connection) -> None:
+    # Reads and writes only tables of versions 1-4 (and the columns it adds), so
+    # it applies whether or not another version 5 ran before it.
+    _add_missing_columns(
+        connection,
+        "instance_procedure",
+        {"approach": "VARCHAR(16)", "approach_source": "VARCHAR(80)", "approach_detail": "TEXT"},
+    )
+    _add_missing_columns(connection, "tag_history", {"note": "TEXT"})
+    index = next(ix for ix in schema.instance_procedure.indexes if ix.name == "ix_procedure_approach")
+    index.create(connection, checkfirst=True)
+    table = schema.instance_procedure
+    moved = connection.execute(
+        select(table.c.instance_pk, table.c.technique, table.c.technique_source, table.c.technique_detail)
+        .where(table.c.technique.in_(_APPROACH_VALUES))
+        .order_by(table.c.instance_pk)
+    ).all()
+    now = datetime.now(UTC)
+    note = "schema version 6: in-plane/out-of-plane is the needle approach, not the technique"
+    for pk, value, source, detail in moved:
+        connection.execute(
+            update(table)
+            .where(table.c.instance_pk == pk)
+            .values(
+                approach=value,
+                approach_source=source,
+                approach_detail=detail,
+                technique="unknown",
+                technique_source=source if source == "rule" else None,
+                technique_detail=note,
+                updated_at=now,
+            )
+        )
+        for attribute, old, new in (("technique", value, "unknown"), ("approach", None, value)):
+            connection.execute(
+                insert(schema.tag_history).values(
+                    instance_pk=pk,
+                    attribute=attribute,
+                    old_value=old,
+                    new_value=new,
+                    changed_by=_V6_CHANGED_BY,
+                    changed_at=now,
+                    note=note,
+                )
+            )
+    connection.execute(update(table).where(table.c.approach.is_(None)).values(approach="unknown"))
+    level = schema.instance_level
+    connection.execute(
+        update(level)
+        .where(level.c.technique.in_(_APPROACH_VALUES))
+        .values(
+            technique=select(table.c.technique)
+            .where(table.c.instance_pk == level.c.instance_pk)
+            .scalar_subquery()
+        )
+    )
+
+
 MIGRATIONS: list[Migration] = [
     (1, "patient, study, series, instance, procedure attributes, histories", _create_v1_tables),
     (2, "annotation versions, review states and review comments", _create_v2_annotation_tables),
     (3, "procedure outcomes (VAS, ODI, adverse events) and their history", _create_v3_outcome_tables),
     (4, "technique copied onto instance_level for level + technique searches", _add_v4_level_technique),
+    (6, "needle approach apart from technique; notes in the tag history", _split_v6_approach),
 ]
 
 #: The version an index has after :func:`migrate`.

@@ -11,16 +11,15 @@ Tables
     Every change of an outcome: who/what (``source``), when, the values before
     (JSON, ``NULL`` for a new outcome) and after.
 
-Import is all or nothing: :func:`import_outcomes` parses the CSV with
-:func:`archive.outcomes.parse_outcomes_csv`, refuses rows whose study is not
-in the index (by line, with the reason), and writes everything in one
+Import is all or nothing: :func:`import_outcomes` reads the CSV with
+:func:`archive.outcomes.read_outcome_records`, matches each row to a study of
+the index and a side it has a clip of (:mod:`archive.index.outcome_match`),
+reports every bad row by line in one pass, and writes everything in one
 transaction.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 from collections.abc import Iterable
@@ -50,7 +49,7 @@ from archive.errors import ArchiveError, OutcomeImportError
 from archive.index import schema
 from archive.index.engine import write_transaction
 from archive.model import Side
-from archive.outcomes import SCORE_RANGES, Outcome, parse_outcomes_csv
+from archive.outcomes import SCORE_RANGES, Outcome, read_outcome_records
 
 logger = logging.getLogger(__name__)
 
@@ -249,30 +248,20 @@ def load_history(connection: Connection, study_uid: str) -> list[OutcomeChange]:
     ]
 
 
-def _lines_by_study(text: str) -> dict[str, list[int]]:
-    """Line numbers (header = 1; a row by its first line) of the data rows of each study UID."""
-    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
-    lines: dict[str, list[int]] = {}
-    next(reader, None)
-    while True:
-        start = reader.line_num + 1
-        try:
-            cells = next(reader)
-        except (StopIteration, csv.Error):
-            return lines
-        if cells and cells[0].strip():
-            lines.setdefault(cells[0].strip(), []).append(start)
-
-
 def import_outcomes(engine: Engine, path: Path, *, source: str | None = None) -> list[OutcomeChange]:
-    """Import an outcomes CSV into the index, all or nothing.
+    """Import an outcomes CSV (or a filled ``usarchive outcome template``) into the index, all or nothing.
+
+    Rows are matched to their study by study UID, accession number, or
+    patient ID + study date, and must name a side the study has a clip of
+    (:func:`archive.index.outcome_match.match_records`).
 
     Parameters
     ----------
     engine : sqlalchemy.Engine
         The index.
     path : Path
-        The CSV (columns of :data:`archive.outcomes.CSV_COLUMNS`, UTF-8).
+        The CSV (columns of :data:`archive.outcomes.CSV_COLUMNS` or
+        :data:`archive.outcomes.TEMPLATE_COLUMNS`, UTF-8).
     source : str, optional
         Recorded as the values' source; default ``"import:<file name>"``.
 
@@ -284,26 +273,19 @@ def import_outcomes(engine: Engine, path: Path, *, source: str | None = None) ->
     Raises
     ------
     OutcomeImportError
-        If a row is invalid or names a study the index does not have; its
-        ``problems`` list every such row by line. Nothing is written then.
+        If a row is invalid, names no study of the index (or several), or a
+        side without a clip; its ``problems`` list every such row by line, all
+        in one pass. Nothing is written then.
     """
-    outcomes = parse_outcomes_csv(path)
+    from archive.index.outcome_match import match_records
+
+    records, problems = read_outcome_records(path)
     label = source or f"import:{path.name}"
     with write_transaction(engine) as connection:
-        known = known_studies(connection, (o.study_uid for o in outcomes))
-        unknown = sorted({o.study_uid for o in outcomes} - known)
-        if unknown:
-            lines = _lines_by_study(path.read_bytes().decode("utf-8-sig"))
-            problems = [
-                (
-                    line,
-                    f"study_uid: expected a study in the archive, but there is no study {uid}; "
-                    "import its clips first or correct the UID",
-                )
-                for uid in unknown
-                for line in lines.get(uid, [0])
-            ]
-            raise OutcomeImportError(sorted(problems), str(path))
+        outcomes, unmatched = match_records(connection, records)
+        problems = sorted(problems + unmatched)
+        if problems:
+            raise OutcomeImportError(problems, str(path))
         changes = write_outcomes(connection, outcomes, source=label, now=datetime.now(UTC))
     logger.info("%s: %d outcomes read, %d changed", path, len(outcomes), len(changes))
     return changes
@@ -353,6 +335,15 @@ def set_outcome(
             raise ArchiveError(
                 f"outcome: expected a study in the archive, but there is no study {study_uid}; "
                 "import its clips first or correct the UID"
+            )
+        from archive.index.outcome_match import clip_sides
+
+        sides = clip_sides(connection, study_uid)
+        if side.value not in sides:
+            raise ArchiveError(
+                f"outcome: expected a side study {study_uid} has a clip of "
+                f"({', '.join(sorted(sides)) or 'no side recorded'}), but got {side.value}; correct "
+                "--side, or tag the clips' side (usarchive tag --side)"
             )
         stored = load_outcomes(connection, study_uid)
         current = next((s.outcome for s in stored if s.outcome.side is side), Outcome(study_uid, side))

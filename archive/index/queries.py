@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Select, and_, bindparam, func, literal, or_, 
 
 from archive.index import schema
 from archive.index.annotations import review_filter
-from archive.model import ProcedureType, ReviewStatus, Side, SpinalLevel, Technique
+from archive.model import Approach, ProcedureType, ReviewStatus, Side, SpinalLevel, Technique
 
 #: Rows returned by :func:`find` unless the query says otherwise.
 DEFAULT_LIMIT = 1000
@@ -38,7 +38,7 @@ class Query:
         Patient ID, or the patient's name exactly as stored (``Family^Given``).
     levels : tuple of SpinalLevel
         Instances with any of these levels.
-    side, technique, procedure_type : optional
+    side, technique, approach, procedure_type : optional
     date_from, date_to : date, optional
         Inclusive range of the study date.
     modality : str, optional
@@ -56,6 +56,7 @@ class Query:
     levels: tuple[SpinalLevel, ...] = ()
     side: Side | None = None
     technique: Technique | None = None
+    approach: Approach | None = None
     procedure_type: ProcedureType | None = None
     date_from: date | None = None
     date_to: date | None = None
@@ -84,6 +85,7 @@ class InstanceRow(NamedTuple):
     levels: tuple[str, ...]
     side: str | None
     technique: str | None
+    approach: str | None
     procedure_type: str | None
     frames: int | None
     rows: int | None
@@ -109,6 +111,7 @@ class InstanceRow(NamedTuple):
             "levels": list(self.levels),
             "side": self.side,
             "technique": self.technique,
+            "approach": self.approach,
             "procedure_type": self.procedure_type,
             "frames": self.frames,
             "rows": self.rows,
@@ -140,6 +143,7 @@ def _find_columns() -> list[Any]:
         _se.c.modality,
         _proc.c.side,
         _proc.c.technique,
+        _proc.c.approach,
         _proc.c.procedure_type,
         _i.c.frames,
         _i.c.rows,
@@ -186,6 +190,7 @@ class _Shape(NamedTuple):
     patient: bool
     side: bool
     technique: bool
+    approach: bool
     procedure_type: bool
     date_from: bool
     date_to: bool
@@ -201,6 +206,7 @@ def _shape(query: Query, patient_pks: list[int] | None) -> _Shape:
         patient=patient_pks is not None,
         side=query.side is not None,
         technique=query.technique is not None,
+        approach=query.approach is not None,
         procedure_type=query.procedure_type is not None,
         date_from=query.date_from is not None,
         date_to=query.date_to is not None,
@@ -220,7 +226,7 @@ def _find_parameters(query: Query, patient_pks: list[int] | None) -> dict[str, A
         values["levels"] = [level.value for level in query.levels]
     if patient_pks is not None:
         values["patient_pks"] = patient_pks
-    for name in ("side", "technique", "procedure_type", "review_status"):
+    for name in ("side", "technique", "approach", "procedure_type", "review_status"):
         chosen = getattr(query, name)
         if chosen is not None:
             values[name] = chosen.value
@@ -273,6 +279,8 @@ def _statement_of(shape: _Shape) -> Select[Any]:
         conditions.append(_proc.c.side == bindparam("side"))
     if shape.technique and shape.levels != 1:  # else matched on the level rows' copy
         conditions.append(_proc.c.technique == bindparam("technique"))
+    if shape.approach:
+        conditions.append(_proc.c.approach == bindparam("approach"))
     if shape.procedure_type:
         conditions.append(_proc.c.procedure_type == bindparam("procedure_type"))
     if shape.date_from or shape.date_to:
@@ -346,6 +354,7 @@ def find(connection: Connection, query: Query) -> list[InstanceRow]:
             levels=_split_levels(levels),
             side=side,
             technique=technique,
+            approach=approach,
             procedure_type=procedure_type,
             frames=frames,
             rows=n_rows,
@@ -369,6 +378,7 @@ def find(connection: Connection, query: Query) -> list[InstanceRow]:
             modality,
             side,
             technique,
+            approach,
             procedure_type,
             frames,
             n_rows,
@@ -535,6 +545,7 @@ def stats(connection: Connection) -> dict[str, Any]:
         "by_level": _counts(connection, _lvl.c.level),
         "by_side": _counts(connection, _proc.c.side),
         "by_technique": _counts(connection, _proc.c.technique),
+        "by_approach": _counts(connection, _proc.c.approach),
         "by_procedure_type": _counts(connection, _proc.c.procedure_type),
         "by_modality": _counts(connection, _se.c.modality, _i.join(_se, _se.c.id == _i.c.series_pk)),
         "by_transfer_syntax": _counts(connection, _i.c.transfer_syntax),

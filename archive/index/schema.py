@@ -14,7 +14,9 @@ user's note; ``set_at`` is when):
 
 - ``instance_level``: several spinal levels per instance (with a copy of the
   instance's technique, for level + technique searches);
-- ``instance_procedure``: side, technique and procedure type, one row per instance.
+- ``instance_procedure``: side, technique (TT, OT, other, unknown), approach
+  (in-plane, out-of-plane, unknown; schema version 6) and procedure type, one
+  row per instance.
 
 ``tag_history`` keeps every change of a procedure attribute (who, when,
 old → new); ``instance_history`` every replaced file (where the old bytes were
@@ -173,12 +175,17 @@ instance_procedure = Table(
     Column("technique", String(16)),
     Column("technique_source", String(80)),
     Column("technique_detail", Text),
+    # Schema version 6: the needle approach, apart from the technique.
+    Column("approach", String(16)),
+    Column("approach_source", String(80)),
+    Column("approach_detail", Text),
     Column("procedure_type", String(32)),
     Column("procedure_type_source", String(80)),
     Column("procedure_type_detail", Text),
     Column("levels_source", String(80)),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Index("ix_procedure_technique", "technique", "instance_pk"),
+    Index("ix_procedure_approach", "approach", "instance_pk"),
     Index("ix_procedure_side", "side", "instance_pk"),
     Index("ix_procedure_type", "procedure_type", "instance_pk"),
 )
@@ -192,6 +199,8 @@ tag_history = Table(
     Column("old_value", Text),
     Column("new_value", Text),
     Column("changed_by", String(80), nullable=False),
+    # Schema version 6: the note given with the change (``tag --note``, a clear, a migration).
+    Column("note", Text),
     Column("changed_at", DateTime(timezone=True), nullable=False),
     Index("ix_tag_history_instance", "instance_pk", "id"),
 )

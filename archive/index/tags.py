@@ -4,11 +4,18 @@ A value set here gets the source ``user:<name>``; ingest's rules never
 overwrite a field whose source is a user (see
 :func:`archive.index.writes.apply_classification`). Every change is appended
 to ``tag_history``: who, when, the attribute, old value → new value (levels as
-a comma-separated list in anatomical order, empty string for none).
+a comma-separated list in anatomical order, empty string for none) and the
+note given with it.
+
+Clearing an attribute (``tag --clear technique``) puts back what the rules
+derive from the stored header now, with the source ``rule``, so a later
+re-ingest may change it again; the clear is recorded in the history like any
+other change, by the user who cleared it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,22 +25,60 @@ from sqlalchemy import Connection, select, update
 from archive.errors import ArchiveError
 from archive.index import schema
 from archive.index.queries import instance_pks_under
-from archive.index.writes import sync_level_technique, write_levels
-from archive.model import ProcedureType, Side, SpinalLevel, Technique, sort_levels
+from archive.index.writes import RULE_SOURCE, sync_level_technique, write_levels
+from archive.model import Approach, ProcedureType, Side, SpinalLevel, Technique, sort_levels
+
+#: Attributes ``tag --clear`` returns to the rule-derived value (CLI name → column name).
+CLEARABLE: dict[str, str] = {
+    "level": "levels",
+    "side": "side",
+    "technique": "technique",
+    "approach": "approach",
+    "procedure": "procedure_type",
+}
+_SCALARS = ("side", "technique", "approach", "procedure_type")
+#: The value a scalar attribute has when the rules find nothing.
+_RULE_DEFAULTS = {"technique": Technique.UNKNOWN.value, "approach": Approach.UNKNOWN.value}
 
 
 @dataclass(frozen=True)
 class TagEdit:
-    """The attributes to set; ``None`` leaves one unchanged (``levels=()`` clears levels)."""
+    """The attributes to set; ``None`` leaves one unchanged (``levels=()`` sets no levels).
+
+    ``clear`` names attributes (column names: ``levels``, ``side``,
+    ``technique``, ``approach``, ``procedure_type``) to return to the
+    rule-derived value; one attribute cannot be both set and cleared.
+    """
 
     levels: tuple[SpinalLevel, ...] | None = None
     side: Side | None = None
     technique: Technique | None = None
+    approach: Approach | None = None
     procedure_type: ProcedureType | None = None
+    clear: frozenset[str] = frozenset()
 
     def is_empty(self) -> bool:
-        """Whether nothing would be set."""
-        return all(v is None for v in (self.levels, self.side, self.technique, self.procedure_type))
+        """Whether nothing would be set or cleared."""
+        values = (self.levels, self.side, self.technique, self.approach, self.procedure_type)
+        return all(v is None for v in values) and not self.clear
+
+    def check(self) -> None:
+        """Raise :class:`ArchiveError` if the edit sets nothing or both sets and clears one attribute."""
+        if self.is_empty():
+            raise ArchiveError(
+                "tag: expected at least one of --level, --side, --technique, --approach, --procedure "
+                "or --clear; got none"
+            )
+        unknown = sorted(self.clear - set(CLEARABLE.values()))
+        if unknown:
+            raise ArchiveError(
+                f"tag: cannot clear {', '.join(unknown)}; expected some of {', '.join(CLEARABLE)}"
+            )
+        both = sorted(name for name in self.clear if getattr(self, name) is not None)
+        if both:
+            raise ArchiveError(
+                f"tag: {', '.join(both)} is both set and cleared; give either a value or --clear"
+            )
 
 
 @dataclass(frozen=True)
@@ -46,6 +91,7 @@ class TagChange:
     new_value: str | None
     changed_by: str
     changed_at: datetime
+    note: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict (time as ISO 8601)."""
@@ -56,6 +102,7 @@ class TagChange:
             "new_value": self.new_value,
             "changed_by": self.changed_by,
             "changed_at": self.changed_at.isoformat(),
+            "note": self.note,
         }
 
 
@@ -63,8 +110,31 @@ def _levels_text(levels: tuple[SpinalLevel, ...]) -> str:
     return ",".join(level.value for level in sort_levels(list(levels)))
 
 
+def _rule_value(derived: Any, name: str) -> tuple[str | None, str | None]:
+    """The value (and provenance) the rules give attribute ``name``; ``derived`` may be ``None``."""
+    member = getattr(derived, name, None) if derived is not None else None
+    value = str(member.value) if member is not None else _RULE_DEFAULTS.get(name)
+    provenance: Mapping[str, str] = getattr(derived, "provenance", None) or {}
+    return value, provenance.get(name)
+
+
+def _current_levels(connection: Connection, pk: int) -> tuple[SpinalLevel, ...]:
+    return tuple(
+        SpinalLevel(level)
+        for level in connection.execute(
+            select(schema.instance_level.c.level).where(schema.instance_level.c.instance_pk == pk)
+        ).scalars()
+    )
+
+
 def _tag_instance(
-    connection: Connection, pk: int, edit: TagEdit, source: str, note: str | None, now: datetime
+    connection: Connection,
+    pk: int,
+    edit: TagEdit,
+    source: str,
+    note: str | None,
+    now: datetime,
+    derived: Any = None,
 ) -> list[tuple[str, str | None, str | None]]:
     table = schema.instance_procedure
     row = connection.execute(select(table).where(table.c.instance_pk == pk)).first()
@@ -75,24 +145,34 @@ def _tag_instance(
         row = connection.execute(select(table).where(table.c.instance_pk == pk)).one()
     changes: list[tuple[str, str | None, str | None]] = []
     values: dict[str, Any] = {}
-    for name, member in (
-        ("side", edit.side),
-        ("technique", edit.technique),
-        ("procedure_type", edit.procedure_type),
-    ):
-        if member is None:
+    for name in _SCALARS:
+        member = getattr(edit, name)
+        new: str | None
+        new_source: str | None
+        detail: str | None
+        if member is not None:
+            new, new_source, detail = member.value, source, note
+        elif name in edit.clear:
+            new, detail = _rule_value(derived, name)
+            new_source = RULE_SOURCE if new is not None else None
+        else:
             continue
         old = getattr(row, name)
-        if old != member.value or getattr(row, f"{name}_source") != source:
-            values.update({name: member.value, f"{name}_source": source, f"{name}_detail": note})
-            changes.append((name, old, member.value))
+        if old != new or getattr(row, f"{name}_source") != new_source:
+            values.update({name: new, f"{name}_source": new_source, f"{name}_detail": detail})
+            changes.append((name, old, new))
+    if "levels" in edit.clear:
+        derived_levels = tuple(getattr(derived, "levels", ()) or ())
+        current_levels = _current_levels(connection, pk)
+        provenance: Mapping[str, str] = getattr(derived, "provenance", None) or {}
+        levels_source = RULE_SOURCE if derived_levels else None
+        old_text, new_text = _levels_text(current_levels), _levels_text(derived_levels)
+        if old_text != new_text or row.levels_source != levels_source:
+            write_levels(connection, pk, derived_levels, RULE_SOURCE, provenance.get("levels"), now)
+            values["levels_source"] = levels_source
+            changes.append(("levels", old_text, new_text))
     if edit.levels is not None:
-        current = tuple(
-            SpinalLevel(level)
-            for level in connection.execute(
-                select(schema.instance_level.c.level).where(schema.instance_level.c.instance_pk == pk)
-            ).scalars()
-        )
+        current = _current_levels(connection, pk)
         old_text, new_text = _levels_text(current), _levels_text(edit.levels)
         if old_text != new_text or row.levels_source != source:
             write_levels(connection, pk, edit.levels, source, note, now)
@@ -106,7 +186,14 @@ def _tag_instance(
 
 
 def tag_uid(
-    connection: Connection, uid: str, edit: TagEdit, *, user: str, note: str | None, now: datetime
+    connection: Connection,
+    uid: str,
+    edit: TagEdit,
+    *,
+    user: str,
+    note: str | None,
+    now: datetime,
+    derived: Mapping[int, Any] | None = None,
 ) -> list[TagChange]:
     """Set attributes on every instance of a study, series or instance UID, recording history.
 
@@ -121,9 +208,13 @@ def tag_uid(
     user : str
         Recorded as ``user:<user>``.
     note : str, optional
-        Stored as the detail of the new values.
+        Stored as the detail of the new values and with each change in the history.
     now : datetime
         UTC.
+    derived : mapping of int to Classification, optional
+        What the rules derive now for each instance id (needed when
+        ``edit.clear`` names attributes; an instance missing here, or mapped
+        to ``None``, clears to "nothing found").
 
     Returns
     -------
@@ -132,12 +223,9 @@ def tag_uid(
     Raises
     ------
     ArchiveError
-        If nothing in the index has ``uid``, or ``edit`` sets nothing.
+        If nothing in the index has ``uid``, or ``edit`` sets and clears nothing.
     """
-    if edit.is_empty():
-        raise ArchiveError(
-            "tag: expected at least one of --level, --side, --technique, --procedure; got none"
-        )
+    edit.check()
     pks = instance_pks_under(connection, uid)
     if not pks:
         raise ArchiveError(
@@ -150,7 +238,12 @@ def tag_uid(
     uids: dict[int, str] = {int(pk): str(sop) for pk, sop in connection.execute(statement)}
     recorded: list[TagChange] = []
     for pk in pks:
-        for attribute, old, new in _tag_instance(connection, pk, edit, source, note, now):
+        found = (derived or {}).get(pk)
+        for attribute, old, new in _tag_instance(connection, pk, edit, source, note, now, found):
+            recorded_note = note
+            if attribute in edit.clear:
+                cleared = "cleared: back to the rule-derived value"
+                recorded_note = f"{cleared}; {note}" if note else cleared
             connection.execute(
                 schema.tag_history.insert().values(
                     instance_pk=pk,
@@ -159,7 +252,8 @@ def tag_uid(
                     new_value=new,
                     changed_by=source,
                     changed_at=now,
+                    note=recorded_note,
                 )
             )
-            recorded.append(TagChange(uids[pk], attribute, old, new, source, now))
+            recorded.append(TagChange(uids[pk], attribute, old, new, source, now, recorded_note))
     return recorded

@@ -23,7 +23,7 @@ from sqlalchemy.sql.dml import Insert
 
 from archive.index import schema
 from archive.index.facts import instance_values, patient_values, series_values, study_values
-from archive.model import ProcedureType, Side, SpinalLevel, Technique, sort_levels
+from archive.model import Approach, ProcedureType, Side, SpinalLevel, Technique, sort_levels
 
 logger = logging.getLogger(__name__)
 
@@ -194,6 +194,10 @@ def _classification_fields(
             _value(getattr(classification, "technique", None)) or Technique.UNKNOWN.value,
             provenance.get("technique"),
         ),
+        "approach": (
+            _value(getattr(classification, "approach", None)) or Approach.UNKNOWN.value,
+            provenance.get("approach"),
+        ),
         "procedure_type": (
             _value(getattr(classification, "procedure_type", None)),
             provenance.get("procedure_type"),
@@ -218,7 +222,7 @@ def apply_classification(connection: Connection, pk: int, classification: Any, n
     pk : int
         Instance id.
     classification : archive.rules.Classification or None
-        ``None`` (rules failed) leaves technique unknown and everything else empty.
+        ``None`` (rules failed) leaves technique and approach unknown and everything else empty.
     now : datetime
         UTC time recorded as ``set_at``.
     """
@@ -258,7 +262,7 @@ def insert_classification(
     pk : int
         The new instance's id.
     classification : archive.rules.Classification or None
-        ``None`` (rules failed) leaves technique unknown and everything else empty.
+        ``None`` (rules failed) leaves technique and approach unknown and everything else empty.
     now : datetime
         UTC time recorded as ``set_at``.
     sort_date : date
@@ -330,7 +334,7 @@ def sync_level_technique(connection: Connection, pk: int) -> None:
     connection.execute(_SYNC_LEVEL_TECHNIQUE, {"pk": pk})
 
 
-def _value(member: Side | Technique | ProcedureType | None) -> str | None:
+def _value(member: Side | Technique | Approach | ProcedureType | None) -> str | None:
     return None if member is None else str(member.value)
 
 

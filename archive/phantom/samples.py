@@ -165,7 +165,7 @@ SAMPLES: tuple[Sample, ...] = (
         ClipSpec(
             level=SpinalLevel.C4,
             side=Side.RIGHT,
-            technique=Technique.IN_PLANE,
+            technique=Technique.UNKNOWN,
             needle_angle_deg=30.0,
             danger=True,
             frames=24,

@@ -1,15 +1,15 @@
-"""Classifying a clip's level, side, technique and procedure type from its attributes.
+"""Classifying a clip's level, side, technique, approach and procedure type from its attributes.
 
 The sources of a :class:`~archive.rules.loader.RuleSet` are read in trust
 order; for every field the first source that yields a value wins, and the
 provenance says which source, which text or code and which rule decided, plus
 what other sources said when they disagreed.
 
-Technique is the exception: :class:`~archive.model.Technique` holds two axes,
-the procedure technique (TT, OT) and the needle view (in-plane, out-of-plane).
-The most trusted source that yields TT or OT wins; only when no source does,
-the most trusted one that yields a needle view (or "other"). Within one source
-the same holds for its several matches.
+Technique (:class:`~archive.model.Technique`: TT, OT, how the L4 and L5
+targets are reached) and approach (:class:`~archive.model.Approach`:
+in-plane, out-of-plane, how the needle is seen) are separate fields. For
+technique the most trusted source that yields TT or OT wins over one that
+yields only "other"; within one source the same holds for its several matches.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 import pydicom
 from pydicom.dataset import Dataset
 
-from archive.model import ProcedureType, Side, SpinalLevel, Technique, sort_levels
+from archive.model import Approach, ProcedureType, Side, SpinalLevel, Technique, sort_levels
 from archive.rules.loader import FIELDS, Rule, RuleSet, Source, default_rules
 
 logger = logging.getLogger(__name__)
@@ -35,8 +35,8 @@ _REGION_OF_LETTER = {"C": "cervical", "T": "thoracic", "L": "lumbar", "S": "sacr
 
 FieldValue = tuple[SpinalLevel, ...] | str
 
-#: Technique values that name the procedure technique; they beat needle views
-#: (in-plane, out-of-plane) and "other" whatever the trust order.
+#: Technique values that name the procedure technique; they beat "other"
+#: whatever the trust order.
 PROCEDURE_TECHNIQUES = frozenset({Technique.TT.value, Technique.OT.value})
 
 #: Conclusions a RuleSet remembers before it starts afresh.
@@ -55,10 +55,13 @@ class Classification:
     side : Side or None
     technique : Technique
         ``Technique.UNKNOWN`` when nothing matched.
+    approach : Approach
+        ``Approach.UNKNOWN`` when nothing matched.
     procedure_type : ProcedureType or None
     provenance : dict of str to str
         For each field that has a value ("levels", "side", "technique",
-        "procedure_type", "region"): which source, text and rule gave it.
+        "approach", "procedure_type", "region"): which source, text and rule
+        gave it.
     region : str or None
         "cervical", "thoracic", "lumbar" or "sacral".
     """
@@ -69,6 +72,7 @@ class Classification:
     procedure_type: ProcedureType | None
     provenance: dict[str, str]
     region: str | None
+    approach: Approach = Approach.UNKNOWN
 
 
 @dataclass(frozen=True)
@@ -225,6 +229,7 @@ def _conclude(per_source: Sequence[tuple[Source, Sequence[_Item]]], ruleset: Rul
         procedure_type=ProcedureType(scalar["procedure_type"]) if "procedure_type" in scalar else None,
         provenance=provenance,
         region=region,
+        approach=Approach(scalar["approach"]) if "approach" in scalar else Approach.UNKNOWN,
     )
 
 

@@ -1,7 +1,7 @@
 """Reading and checking classification rule files (TOML).
 
 A rule file declares the DICOM attributes to read, in order of trust, and per
-field (levels, side, technique, procedure_type, region) a list of named rules:
+field (levels, side, technique, approach, procedure_type, region) a list of named rules:
 a regular expression, a list of literal tokens or a list of codes, each giving
 a value. The format is described in ``docs/rules.md``; the shipped defaults are
 ``archive/rules/default.toml``.
@@ -26,10 +26,10 @@ from typing import Any
 from pydicom.datadict import dictionary_VR, keyword_dict, tag_for_keyword
 
 from archive.errors import ConfigError
-from archive.model import ProcedureType, Side, SpinalLevel, Technique
+from archive.model import Approach, ProcedureType, Side, SpinalLevel, Technique
 
 #: The fields a rule can set, in the order they are reported.
-FIELDS: tuple[str, ...] = ("levels", "side", "technique", "procedure_type", "region")
+FIELDS: tuple[str, ...] = ("levels", "side", "technique", "approach", "procedure_type", "region")
 #: Values of the ``region`` field.
 REGIONS: tuple[str, ...] = ("cervical", "thoracic", "lumbar", "sacral")
 #: Name used in provenance for the shipped rules.
@@ -395,7 +395,14 @@ def _parse_value(raw: object, field: str, where: str) -> tuple[str | None, tuple
         if field == "side":
             return Side.parse(raw).value, ()
         if field == "technique":
+            if raw.strip().lower() in (Approach.IN_PLANE.value, Approach.OUT_OF_PLANE.value):
+                raise ValueError(
+                    f"{raw!r} is a needle approach, not a technique (TT, OT): "
+                    "move this rule to [[rules.approach]]"
+                )
             return Technique.parse(raw).value, ()
+        if field == "approach":
+            return Approach.parse(raw).value, ()
         if field == "procedure_type":
             return ProcedureType.parse(raw).value, ()
         if raw not in REGIONS:

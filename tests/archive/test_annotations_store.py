@@ -15,7 +15,7 @@ from sqlalchemy import inspect, select
 from archive.annotation import ClipAnnotation, NeedleMark, ReviewComment, TargetMark
 from archive.annotations_store import ENV_REVIEWER, resolve_reviewer
 from archive.archive import Archive
-from archive.errors import AnnotationError, StaleAnnotationError
+from archive.errors import AnnotationError, ConfigError, StaleAnnotationError
 from archive.index import migrations, schema
 from archive.index.annotations import ANNOTATION_TABLES
 from archive.index.engine import create_index_engine
@@ -232,6 +232,28 @@ def test_status_transitions_and_comments(archive: Archive, tmp_path: Path) -> No
         store.save(reworked.with_status("submitted"), base_version=4)
 
 
+def test_four_eyes_refuses_self_approval_by_default(archive: Archive, tmp_path: Path, db_url: str) -> None:
+    uid = _clip(archive, tmp_path)
+    store = archive.annotations
+    store.save(_draft(uid, "alice"), base_version=None)
+    store.set_status(uid, "alice", "submitted", by="alice")
+    with pytest.raises(
+        AnnotationError, match=r"approver other than the reviewer.*'Alice '.*review_four_eyes"
+    ):
+        store.set_status(uid, "alice", "approved", by="Alice ")
+    assert store.load(uid, "alice").status is ReviewStatus.SUBMITTED, "nothing was changed"
+    assert len(store.history(uid, "alice")) == 2
+    # Sending one's own work back is not an approval.
+    assert store.set_status(uid, "alice", "draft", by="alice") is ReviewStatus.DRAFT
+    store.set_status(uid, "alice", "submitted", by="alice")
+
+    settings = ArchiveSettings(tmp_path / "data", db_url, {"review_four_eyes": "false"})
+    with Archive.open(settings) as single:
+        assert single.annotations.set_status(uid, "alice", "approved", by="alice") is ReviewStatus.APPROVED
+    with pytest.raises(ConfigError, match="review_four_eyes: expected true or false"):
+        Archive.open(ArchiveSettings(tmp_path / "data", db_url, {"review_four_eyes": "maybe"}))
+
+
 def test_marks_cannot_change_while_submitted(archive: Archive, tmp_path: Path) -> None:
     uid = _clip(archive, tmp_path)
     store = archive.annotations
@@ -303,7 +325,7 @@ def test_fresh_index_migrates_to_version_2(db_url: str) -> None:
         assert migrations.migrate(engine) == migrations.LATEST_VERSION >= 2
         with engine.connect() as connection:
             versions = connection.execute(select(schema.schema_version.c.version)).scalars().all()
-        assert sorted(versions) == list(range(1, migrations.LATEST_VERSION + 1))
+        assert sorted(versions) == [version for version, _, _ in migrations.MIGRATIONS]
     finally:
         engine.dispose()
     assert {t.name for t in ANNOTATION_TABLES} <= _tables(db_url)

@@ -196,6 +196,39 @@ def test_tag_wins_and_is_kept_in_history(tmp_path: Path, db_url: str, inputs: di
     assert len(shown["file_history"]) == 1
 
 
+def test_tag_approach_note_and_clear_on_the_command_line(tmp_path: Path, db_url: str) -> None:
+    data = tmp_path / "data"
+    ds = us_dataset(description="L5 MBB right OT OOP")
+    write_instance(tmp_path / "in", ds)
+    run(data, db_url, "import", str(tmp_path / "in"))
+    uid = ds.SOPInstanceUID
+    found = run_json(data, db_url, "find", "--approach", "out-of-plane", "--technique", "OT")
+    assert isinstance(found, list) and [r["approach"] for r in found] == ["out-of-plane"]
+    run(
+        data, db_url, "tag", uid, "--approach", "in-plane", "--user", "ann", "--note", "shaft seen on frame 3"
+    )
+    assert run_json(data, db_url, "find", "--approach", "out-of-plane") == []
+    stats = run_json(data, db_url, "stats")
+    assert isinstance(stats, dict) and stats["by_approach"] == {"in-plane": 1}
+    cleared = run_json(data, db_url, "tag", uid, "--clear", "approach", "--user", "bob")
+    assert isinstance(cleared, dict)
+    assert [(c["attribute"], c["old_value"], c["new_value"]) for c in cleared["changes"]] == [
+        ("approach", "in-plane", "out-of-plane")
+    ]
+    shown = run_json(data, db_url, "show", uid)
+    assert isinstance(shown, dict)
+    assert shown["procedure"]["approach"] == "out-of-plane"
+    assert shown["procedure"]["approach_source"] == "rule"
+    assert [(h["changed_by"], h["note"]) for h in shown["tag_history"]] == [
+        ("user:ann", "shaft seen on frame 3"),
+        ("user:bob", "cleared: back to the rule-derived value"),
+    ]
+    refused = run(data, db_url, "tag", uid, "--clear", "colour")
+    assert refused.exit_code == 2 and "colour" in refused.output
+    help_text = " ".join(run(data, db_url, "tag", "--help").output.split())
+    assert "two points via one puncture" in help_text and "two points via two punctures" in help_text
+
+
 def test_tag_unknown_uid_fails(tmp_path: Path, db_url: str) -> None:
     result = run(tmp_path / "data", db_url, "tag", "1.2.3", "--side", "L")
     assert result.exit_code == 1
@@ -253,7 +286,7 @@ def test_stats(tmp_path: Path, db_url: str, inputs: dict[str, object]) -> None:
     numbers = run_json(data, db_url, "stats")
     assert isinstance(numbers, dict)
     assert (numbers["patients"], numbers["studies"], numbers["instances"]) == (2, 2, 3)
-    assert numbers["by_technique"] == {"TT": 1, "in-plane": 1, "OT": 1}
+    assert numbers["by_technique"] == {"TT": 1, "unknown": 1, "OT": 1}
     assert numbers["by_modality"] == {"US": 2, "OT": 1}
     assert numbers["by_level"] == {"L5": 1, "L3": 1, "C5": 1}
     assert numbers["frames"] == 6

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -33,8 +34,34 @@ def engine(db_url: str) -> Engine:
         patient = connection.execute(
             schema.patient.insert().values(patient_id="P1", issuer="")
         ).inserted_primary_key[0]
-        for uid in KNOWN:
-            connection.execute(schema.study.insert().values(study_instance_uid=uid, patient_pk=patient))
+        for n, uid in enumerate(KNOWN):
+            study = connection.execute(
+                schema.study.insert().values(study_instance_uid=uid, patient_pk=patient)
+            ).inserted_primary_key[0]
+            series = connection.execute(
+                schema.series.insert().values(series_instance_uid=f"{uid}.1", study_pk=study)
+            ).inserted_primary_key[0]
+            for k, side in enumerate(("left", "right")):  # a clip of each side: two procedures
+                instance = connection.execute(
+                    schema.instance.insert().values(
+                        sop_instance_uid=f"{uid}.1.{k + 1}",
+                        sop_class_uid="1.2.840.10008.5.1.4.1.1.3.1",
+                        series_pk=series,
+                        path=f"clip{n}{k}.dcm",
+                        size=1,
+                        sha256="0" * 64,
+                        transfer_syntax="1.2.840.10008.1.2.1",
+                        received_at=datetime.now(UTC),
+                        source_kind="file",
+                        calibrated=False,
+                        sort_date=date(2024, 1, 1),
+                    )
+                ).inserted_primary_key[0]
+                connection.execute(
+                    schema.instance_procedure.insert().values(
+                        instance_pk=instance, side=side, updated_at=datetime.now(UTC)
+                    )
+                )
     yield engine
     engine.dispose()
 
@@ -114,4 +141,49 @@ def test_set_refuses_unknown_study_and_bad_values(engine: Engine) -> None:
         set_outcome(engine, KNOWN[0], Side.LEFT, {"vas_pre": 12.0}, source="user:ann")
     with pytest.raises(ValueError, match="pain"):
         set_outcome(engine, KNOWN[0], Side.LEFT, {"pain": 1.0}, source="user:ann")
+    with pytest.raises(ArchiveError, match=r"has a clip of \(left, right\), but got bilateral"):
+        set_outcome(engine, KNOWN[0], Side.BILATERAL, {"vas_pre": 5.0}, source="user:ann")
     assert outcomes_for(engine) == []
+
+
+TEMPLATE = "patient_id,study_date,accession_number,operator,station," + HEADER
+
+
+def test_import_reports_every_problem_in_one_pass(engine: Engine, tmp_path: Path) -> None:
+    with write_transaction(engine) as connection:
+        connection.execute(
+            schema.study.update()
+            .where(schema.study.c.study_instance_uid == KNOWN[1])
+            .values(accession_number="ACC-2", study_date=date(2024, 1, 2))
+        )
+    unknown = "1.2.826.0.1.3680043.10.543.99"
+    path = tmp_path / "filled.csv"
+    path.write_text(
+        TEMPLATE
+        + f",,,,,{KNOWN[0]},bilateral,8,4,3,50,30,20,\n"  # line 2: no bilateral clip
+        + ",,ACC-2,Dr A,EDGE,,R,8,4,3,50,30,20,\n"  # line 3: by accession, fine
+        + ",,ACC-9,,,,R,8,4,3,50,30,20,\n"  # line 4: unknown accession
+        + f",,,,,{unknown},L,5,4,3,30,20,10,\n"  # line 5: unknown study
+        + ",,,,,,L,11,4,3,30,20,10,\n"  # line 6: no key and a bad score
+        + "P1,2024-01-02,,,,,L,8,4,3,50,30,20,\n"  # line 7: by patient + date, fine
+        + ",,ACC-2,,,,right,8,4,3,50,30,20,\n"  # line 8: same procedure as line 3
+    )
+    with pytest.raises(OutcomeImportError) as caught:
+        import_outcomes(engine, path)
+    problems = dict(caught.value.problems)
+    assert sorted(problems) == [2, 4, 5, 6, 8]
+    assert "side the study" in problems[2] and "(left, right), but got bilateral" in problems[2]
+    assert "accession number 'ACC-9'" in problems[4]
+    assert f"no study {unknown}" in problems[5]
+    assert "none of them" in problems[6] and "vas_pre" in problems[6]
+    assert "already on line 3" in problems[8]
+    assert outcomes_for(engine) == []
+
+    path.write_text(
+        TEMPLATE + ",,ACC-2,Dr A,EDGE,,R,8,4,3,50,30,20,\n" + "P1,20240102,,,,,L,8,4,3,50,30,20,\n"
+    )
+    import_outcomes(engine, path)
+    assert {(o.study_uid, o.side) for o in outcomes_for(engine)} == {
+        (KNOWN[1], Side.RIGHT),
+        (KNOWN[1], Side.LEFT),
+    }

@@ -37,7 +37,7 @@ SPECS = {
         SMALL,
         level=SpinalLevel.L5,
         side=Side.LEFT,
-        technique=Technique.OUT_OF_PLANE,
+        technique=Technique.UNKNOWN,
         needle_view=NeedleView.OUT_OF_PLANE,
     ),
     "cervical_danger": replace(
@@ -45,7 +45,7 @@ SPECS = {
         level=SpinalLevel.C4,
         danger=True,
         depth_mm=45.0,
-        technique=Technique.IN_PLANE,
+        technique=Technique.UNKNOWN,
         tip_to_target_mm=1.0,
     ),
 }

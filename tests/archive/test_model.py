@@ -2,14 +2,15 @@ from __future__ import annotations
 
 import pytest
 
-from archive.model import ReviewStatus, Side, SpinalLevel, Technique, sort_levels
+from archive.model import Approach, ReviewStatus, Side, SpinalLevel, Technique, sort_levels
 
 
 def test_parse_accepts_value_name_and_member() -> None:
     assert Side.parse("left") is Side.LEFT
     assert Side.parse(" RIGHT ") is Side.RIGHT
     assert Side.parse(Side.BILATERAL) is Side.BILATERAL
-    assert Technique.parse("in-plane") is Technique.IN_PLANE
+    assert Technique.parse("ot") is Technique.OT
+    assert Approach.parse("in-plane") is Approach.IN_PLANE
     assert ReviewStatus.parse("needs-rework") is ReviewStatus.NEEDS_REWORK
 
 

@@ -10,20 +10,21 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 from archive.errors import ConfigError
-from archive.model import ProcedureType, Side, SpinalLevel, Technique
+from archive.model import Approach, ProcedureType, Side, SpinalLevel, Technique
 from archive.phantom import generate_cohort
 from archive.rules import Classification, classify, classify_text, default_rules, load_rules
 
 LEFT, RIGHT, B = Side.LEFT, Side.RIGHT, Side.BILATERAL
 OT, TT, UNK = Technique.OT, Technique.TT, Technique.UNKNOWN
-IP, OOP = Technique.IN_PLANE, Technique.OUT_OF_PLANE
+IP, OOP = Approach.IN_PLANE, Approach.OUT_OF_PLANE
 MBB = ProcedureType.MEDIAL_BRANCH_BLOCK
 RF = ProcedureType.RADIOFREQUENCY
 EPI = ProcedureType.EPIDURAL
 FACET = ProcedureType.FACET_INJECTION
 
-# text, levels, side, technique, procedure type, region
-TEXT_CASES: list[tuple[str, str, Side | None, Technique, ProcedureType | None, str | None]] = [
+# text, levels, side, technique (or, for a text naming only the needle approach,
+# that approach: the technique is then unknown), procedure type, region
+TEXT_CASES: list[tuple[str, str, Side | None, Technique | Approach, ProcedureType | None, str | None]] = [
     ("L4/5 MBB R", "L4 L5", RIGHT, UNK, MBB, "lumbar"),
     ("L4-5", "L4 L5", None, UNK, None, "lumbar"),
     ("L4/L5", "L4 L5", None, UNK, None, "lumbar"),
@@ -80,6 +81,10 @@ TEXT_CASES: list[tuple[str, str, Side | None, Technique, ProcedureType | None, s
 ]
 
 
+#: Texts that name a technique and a needle approach: their approach.
+BOTH_AXES: dict[str, Approach] = {"L4/5 L OT in-plane": IP, "腰椎 L5 右 一针两点 平面内": IP}
+
+
 def _levels(text: str) -> tuple[SpinalLevel, ...]:
     return tuple(SpinalLevel(part) for part in text.split())
 
@@ -89,14 +94,18 @@ def test_classify_text_reads_operator_text(
     text: str,
     levels: str,
     side: Side | None,
-    technique: Technique,
+    technique: Technique | Approach,
     procedure: ProcedureType | None,
     region: str | None,
 ) -> None:
     result = classify_text(text)
     assert result.levels == _levels(levels)
     assert result.side is side
-    assert result.technique is technique
+    if isinstance(technique, Approach):
+        assert (result.technique, result.approach) == (UNK, technique)
+    else:
+        assert result.technique is technique
+        assert result.approach is BOTH_AXES.get(text, Approach.UNKNOWN)
     assert result.procedure_type is procedure
     assert result.region == region
 
@@ -105,12 +114,14 @@ def test_table_is_large_enough() -> None:
     assert len(TEXT_CASES) >= 40
 
 
-def test_ot_tt_beats_in_plane_within_one_text() -> None:
-    assert classify_text("L4 in-plane, L5 one needle").technique is OT
-    assert classify_text("OOP two needles").technique is TT
+def test_technique_and_approach_are_read_apart_within_one_text() -> None:
+    both = classify_text("L4 in-plane, L5 one needle")
+    assert (both.technique, both.approach) == (OT, IP)
+    both = classify_text("OOP two needles")
+    assert (both.technique, both.approach) == (TT, OOP)
 
 
-def test_needle_view_from_a_trusted_source_does_not_hide_tt_or_ot() -> None:
+def test_technique_and_approach_each_come_from_their_most_trusted_source() -> None:
     ds = Dataset()
     ds.PerformedProcedureStepDescription = "L5 DR R OOP"
     ds.StudyDescription = "US guided MBB TT"
@@ -118,8 +129,12 @@ def test_needle_view_from_a_trusted_source_does_not_hide_tt_or_ot() -> None:
     result = classify(ds)
     assert result.technique is TT
     assert result.provenance["technique"] == (
-        "StudyDescription (0008,1030) 'US guided MBB TT' by rule technique-tt in default rules "
-        "(PerformedProcedureStepDescription said out-of-plane; SeriesDescription said in-plane)"
+        "StudyDescription (0008,1030) 'US guided MBB TT' by rule technique-tt in default rules"
+    )
+    assert result.approach is OOP
+    assert result.provenance["approach"] == (
+        "PerformedProcedureStepDescription (0040,0254) 'L5 DR R OOP' by rule approach-out-of-plane "
+        "in default rules (SeriesDescription said in-plane)"
     )
     assert result.levels == (SpinalLevel.L5,)  # the other fields keep the plain trust order
     assert result.provenance["levels"].startswith("PerformedProcedureStepDescription")
@@ -134,35 +149,42 @@ def test_most_trusted_tt_or_ot_wins_among_several() -> None:
     result = classify(ds)
     assert result.technique is OT
     assert result.provenance["technique"].startswith("StudyDescription (0008,1030) '腰椎 一针两点'")
-    assert result.provenance["technique"].endswith(
-        "(PerformedProcedureStepDescription said out-of-plane; SeriesDescription said TT)"
-    )
+    assert result.provenance["technique"].endswith("(SeriesDescription said TT)")
+    assert result.approach is OOP
 
 
-def test_needle_view_is_the_fallback_when_no_source_names_tt_or_ot() -> None:
+def test_no_technique_when_only_the_approach_is_named() -> None:
     ds = Dataset()
     ds.PerformedProcedureStepDescription = "L5 DR R OOP"
     ds.SeriesDescription = "L5 in-plane"
     result = classify(ds)
-    assert result.technique is OOP
-    assert result.provenance["technique"] == (
-        "PerformedProcedureStepDescription (0040,0254) 'L5 DR R OOP' by rule technique-out-of-plane "
-        "in default rules (SeriesDescription said in-plane)"
-    )
+    assert result.technique is UNK
+    assert "technique" not in result.provenance
+    assert result.approach is OOP
 
 
-def test_site_view_rule_listed_first_does_not_beat_tt_in_the_same_text(tmp_path: Path) -> None:
+def test_site_approach_rule_listed_first(tmp_path: Path) -> None:
     path = tmp_path / "site.toml"
+    path.write_text(
+        'extends = "default"\n[[rules.approach]]\nname = "site-ipl"\ntokens = ["IPL"]\nvalue = "in-plane"\n',
+        encoding="utf-8",
+    )
+    rules = load_rules(path)
+    assert rules.rules["approach"][0].name == "site-ipl"  # site rules come first
+    assert classify_text("L5 IPL", rules).approach is IP
+    result = classify_text("L5 IPL TT", rules)
+    assert (result.technique, result.approach) == (TT, IP)
+    assert result.provenance["approach"] == f"text 'L5 IPL TT' by rule site-ipl in rules file {path}"
+
+
+def test_a_technique_rule_giving_an_approach_is_refused_with_the_fix(tmp_path: Path) -> None:
+    path = tmp_path / "old.toml"
     path.write_text(
         'extends = "default"\n[[rules.technique]]\nname = "site-ipl"\ntokens = ["IPL"]\nvalue = "in-plane"\n',
         encoding="utf-8",
     )
-    rules = load_rules(path)
-    assert rules.rules["technique"][0].name == "site-ipl"  # site rules come first
-    assert classify_text("L5 IPL", rules).technique is IP
-    result = classify_text("L5 IPL TT", rules)
-    assert result.technique is TT
-    assert result.provenance["technique"] == f"text 'L5 IPL TT' by rule technique-tt in rules file {path}"
+    with pytest.raises(ConfigError, match=r"needle approach, not a technique.*\[\[rules.approach\]\]"):
+        load_rules(path)
 
 
 def test_text_provenance_names_rule_and_origin() -> None:

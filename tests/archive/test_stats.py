@@ -329,3 +329,16 @@ def test_test_result_to_dict_is_json() -> None:
     decoded = json.loads(json.dumps(data, allow_nan=False))
     assert decoded[1]["effect"] == "group"
     assert decoded[1]["df"] == [1.0, 8.0]
+
+
+def test_holm_matches_a_hand_computation() -> None:
+    from archive.stats import holm
+
+    # Sorted 0.01 < 0.02 < 0.03 < 0.04 < 0.20 (m = 5): × 5, 4, 3, 2, 1 = 0.05, 0.08, 0.09, 0.08, 0.20;
+    # the running maximum keeps the order: 0.05, 0.08, 0.09, 0.09, 0.20.
+    raw = [0.04, 0.01, 0.20, 0.03, 0.02]
+    assert holm(raw) == pytest.approx([0.09, 0.05, 0.20, 0.09, 0.08])
+    assert holm([0.5, 0.6]) == pytest.approx([1.0, 1.0])  # capped at 1
+    assert holm([]) == []
+    with pytest.raises(StatisticsError, match="expected P values from 0 to 1"):
+        holm([0.2, 1.5])

@@ -6,7 +6,7 @@ import datetime as dt
 
 from archive.audit import ClipAuditInput
 from archive.metrics import Breach, BreachBy, ClipMetrics
-from archive.model import ReviewStatus, Side, SpinalLevel, Technique
+from archive.model import Approach, ReviewStatus, Side, SpinalLevel, Technique
 from archive.outcomes import Outcome
 from archive.timing import FrameTimes
 
@@ -39,6 +39,7 @@ def clip(
     breach: bool | None = None,
     covers: bool | None = True,
     adverse: tuple[str, ...] = (),
+    approach: Approach | None = None,
 ) -> ClipAuditInput:
     breaches = (Breach(frame=9, danger_class="nerve root", by=BreachBy.TIP),) if breach else ()
     metrics = ClipMetrics(
@@ -72,6 +73,8 @@ def clip(
         metrics=metrics,
         frame_times=frame_times(start),
         adverse_events=adverse,
+        danger_marked=danger_mm is not None or bool(breach),
+        approach=approach,
     )
 
 

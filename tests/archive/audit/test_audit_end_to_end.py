@@ -106,6 +106,7 @@ def test_every_procedure_is_found_and_timed_from_content_time(
     assert report["counts"] == {
         "clips": len(cohort.manifest["clips"]),
         "procedures": len(expected),
+        "procedures_with_reviewed_clip": len(expected),
         "outcomes": len(expected),
     }
 
@@ -165,7 +166,10 @@ def test_csv_and_html_are_written(audited: tuple[dict[str, Any], Path, Path]) ->
     }
     text = html_path.read_text("utf-8")
     assert "Pearson χ² without continuity correction" in text
-    assert text.count("data:image/png;base64,") == 3
+    # three metric figures and the operators' learning curve (the phantom records the operator)
+    assert text.count("data:image/png;base64,") == 4
+    assert "against each operator&#x27;s procedure number" in text
+    assert "P (Holm)" in text and "Planned comparisons" in text
 
 
 def test_status_filter_selects_annotations(cohort: Cohort) -> None:
@@ -183,6 +187,8 @@ def test_status_filter_selects_annotations(cohort: Cohort) -> None:
 def test_terminal_summary_and_outcome_commands(cohort: Cohort) -> None:
     summary = _cli(cohort.data_dir, "audit").stdout
     assert "Audit by technique × level" in summary and "Pearson χ² without continuity correction" in summary
+    assert "Planned comparisons" in summary and "P (Holm)" in summary
+    assert "Safety: not assessable, no danger structure was marked" in summary
     study = cohort.manifest["procedures"][0]["study_uid"]
     side = cohort.manifest["procedures"][0]["side"]
     _cli(cohort.data_dir, "outcome", "set", study, "--side", side, "--adverse-event", "vasovagal reaction")
@@ -217,12 +223,12 @@ def test_report_renders_in_headless_chromium(
         "--hide-scrollbars",
         f"--user-data-dir={tmp_path / 'chromium-profile'}",
         f"--screenshot={screenshot}",
-        "--window-size=1280,2000",
+        "--window-size=1280,5400",
         html_path.as_uri(),
     ]
     subprocess.run(command, check=True, capture_output=True, timeout=180)
     image = np.asarray(Image.open(screenshot).convert("RGB"))
-    assert image.shape[:2] == (2000, 1280)
+    assert image.shape[:2] == (5400, 1280)
     # non-blank: dark text and the figures' colours, not one flat colour
     assert (image.sum(axis=2) < 200).mean() > 0.002
     assert len(np.unique(image.reshape(-1, 3), axis=0)) > 100

@@ -151,9 +151,14 @@ def test_effectiveness_thresholds_are_configurable() -> None:
 def test_rm_anova_and_untestable_comparisons_are_in_the_json() -> None:
     inputs, outcomes = study_cohort()
     data = json.loads(json.dumps(run_audit(inputs, outcomes, filters={"status": "approved"}).to_dict()))
-    assert data["format"] == "usarchive-audit/1"
+    assert data["format"] == "usarchive-audit/2"
     assert data["filters"] == {"status": "approved"}
-    assert data["counts"] == {"clips": 64, "procedures": 64, "outcomes": 64}
+    assert data["counts"] == {
+        "clips": 64,
+        "procedures": 64,
+        "procedures_with_reviewed_clip": 64,
+        "outcomes": 64,
+    }
     vas = next(c for c in data["comparisons"] if c["variable"] == "vas_over_time" and c["scope"] == "all")
     assert [r["effect"] for r in vas["results"]] == ["time", "group", "time × group"]
     assert all(len(r["df"]) == 2 and r["p_value"] is not None for r in vas["results"])
@@ -162,3 +167,62 @@ def test_rm_anova_and_untestable_comparisons_are_in_the_json() -> None:
     assert danger["results"] == [] and "at least 2 values" in danger["error"]
     times = next(p["time_s"] for p in data["procedures"])
     assert isinstance(times, float)
+
+
+def test_a_group_of_one_is_not_computed_and_says_why() -> None:
+    inputs = [clip(f"1.2.9.{i}", study_uid(i), technique=Technique.TT) for i in range(4)]
+    inputs.append(clip("1.2.9.9", study_uid(9), technique=Technique.OT))
+    outcomes = [outcome(study_uid(i), Side.RIGHT, effective=i % 2 == 0) for i in (0, 1, 2, 3, 9)]
+    report = run_audit(inputs, outcomes)
+    effective = report.comparison("effective")
+    assert effective is not None and effective.results == ()
+    assert effective.error == (
+        "not computed: each group needs at least 2 procedures with an assessable outcome, "
+        "but there are OT 1, TT 4"
+    )
+    tip = report.comparison("tip_to_target_at_injection_start_mm")
+    assert tip is not None and tip.results == () and "OT 1, TT 4" in str(tip.error)
+
+
+def test_holm_column_and_planned_family() -> None:
+    inputs, outcomes = study_cohort()
+    report = run_audit(inputs, outcomes)
+    planned = [c for c in report.comparisons if c.planned]
+    assert {c.variable for c in planned} >= {"effective", "procedure_time_s", "vas_over_time"}
+    assert all(c.scope == "all" and set(c.groups) == {"OT", "TT"} for c in planned)
+    from archive.stats import holm
+
+    for family in (planned, [c for c in report.comparisons if not c.planned]):
+        raw = [r.p_value for c in family for r in c.results]
+        adjusted = [p for c in family for p in c.p_holm]
+        assert adjusted == pytest.approx(holm(raw))
+        assert all(a >= r for a, r in zip(adjusted, raw, strict=True))
+
+
+@pytest.mark.filterwarnings("ignore:Precision loss occurred:RuntimeWarning")  # identical made-up values
+def test_approach_splits_clip_metrics_but_is_no_technique_group() -> None:
+    from archive.model import Approach
+
+    inputs = [
+        clip(
+            "1.2.7.1", study_uid(1), technique=Technique.TT, level=SpinalLevel.L4, approach=Approach.IN_PLANE
+        ),
+        clip(
+            "1.2.7.2",
+            study_uid(1),
+            technique=Technique.TT,
+            level=SpinalLevel.L5,
+            approach=Approach.OUT_OF_PLANE,
+        ),
+        clip("1.2.7.3", study_uid(2), technique=Technique.OT, approach=Approach.IN_PLANE, tip_mm=2.0),
+        clip("1.2.7.4", study_uid(3), technique=Technique.OT, approach=Approach.IN_PLANE, tip_mm=4.0),
+    ]
+    report = run_audit(inputs, [])  # a descriptive split: no test needs more than these four clips
+    assert {g.technique for g in report.groups} == {"OT", "TT"}
+    assert all(set(c.groups) == {"OT", "TT"} for c in report.comparisons)
+    split = {(g.technique, g.approach): g for g in report.approach_groups}
+    assert set(split) == {("TT", "in-plane"), ("TT", "out-of-plane"), ("OT", "in-plane")}
+    assert split[("OT", "in-plane")].n_clips == 2
+    assert split[("OT", "in-plane")].metrics["tip_to_target_at_injection_start_mm"].mean == 3.0
+    vas = report.comparison("vas_over_time")
+    assert vas is not None and vas.groups == ("OT", "TT")

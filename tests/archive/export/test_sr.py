@@ -54,7 +54,7 @@ SPECS = {
         level=SpinalLevel.C4,
         danger=True,
         depth_mm=45.0,
-        technique=Technique.IN_PLANE,
+        technique=Technique.UNKNOWN,
         tip_to_target_mm=1.0,
     ),
 }
