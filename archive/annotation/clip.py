@@ -83,13 +83,17 @@ from archive.model import ClipEvent, ReviewStatus
 
 logger = logging.getLogger(__name__)
 
+#: How many frames' carried masks an annotation keeps (the distance maps of its keyframes are all kept).
+_CARRIED_KEPT = 16
+
 
 @dataclass(frozen=True, eq=False)
 class ClipAnnotation:
     """One reviewer's marks, events and review status for one clip.
 
     Create an empty one with :meth:`new`; edit with the ``with_…`` methods.
-    Frames are 0-based indices into the clip.
+    Frames are 0-based indices into the clip in this API and in the stored
+    JSON; error messages, like everything a person reads, number frames from 1.
 
     Parameters
     ----------
@@ -139,6 +143,9 @@ class ClipAnnotation:
     _distances: dict[tuple[int, str], NDArray[np.float64]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
+    _carried: dict[tuple[MarkKind, int], Any] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         uid = str(self.sop_instance_uid).strip()
@@ -167,17 +174,17 @@ class ClipAnnotation:
         for frame, mark in sorted(self.needle.items()):
             f = check_frame(frame, n_frames, "needle keyframe")
             for i, point in enumerate(mark.points):
-                check_point(point, shape, f"needle point {i} on frame {f}")
+                check_point(point, shape, f"needle point {i} on frame {f + 1}")
             needle[f] = mark
         target: dict[int, TargetMark] = {}
         for frame, tmark in sorted(self.target.items()):
             f = check_frame(frame, n_frames, "target keyframe")
-            check_point(tmark.point, shape, f"target on frame {f}")
+            check_point(tmark.point, shape, f"target on frame {f + 1}")
             target[f] = tmark
         spread: dict[int, Mask] = {}
         for frame, mask in sorted(self.spread.items()):
             f = check_frame(frame, n_frames, "spread mask")
-            spread[f] = frozen_mask(mask, shape, f"spread mask on frame {f}")
+            spread[f] = frozen_mask(mask, shape, f"spread mask on frame {f + 1}")
         danger: dict[int, Mapping[str, Mask]] = {}
         for frame, by_class in sorted(self.danger.items()):
             f = check_frame(frame, n_frames, "danger mask")
@@ -186,10 +193,10 @@ class ClipAnnotation:
                 cls = danger_class_name(name)
                 if cls in masks:
                     raise AnnotationError(
-                        f"danger masks on frame {f}: class {cls!r} given twice (names are compared "
+                        f"danger masks on frame {f + 1}: class {cls!r} given twice (names are compared "
                         "stripped and lower-cased); merge the masks"
                     )
-                masks[cls] = frozen_mask(mask, shape, f"danger mask {cls!r} on frame {f}")
+                masks[cls] = frozen_mask(mask, shape, f"danger mask {cls!r} on frame {f + 1}")
             if masks:
                 danger[f] = MappingProxyType(masks)
         events = {ClipEvent.parse(e): f for e, f in self.events.items()}
@@ -386,18 +393,38 @@ class ClipAnnotation:
             self._distances[key] = signed_distance(mask)
         return self._distances[key]
 
+    def _keep_carried(self, key: tuple[MarkKind, int], value: Any) -> Any:
+        # The last few frames' carried masks are kept (bounded memory), so stepping back and forth
+        # gets the same array and the widget sees an unchanged mark.
+        if len(self._carried) >= _CARRIED_KEPT:
+            del self._carried[next(iter(self._carried))]
+        self._carried[key] = value
+        return value
+
     def _spread_shown(self, frame: int) -> tuple[Mask, MarkState] | None:
-        return spread_shown(
-            self.spread, frame, TEMPORAL_MODES[MarkKind.SPREAD], lambda f, m: self._distance(f, "", m)
-        )
+        key = (MarkKind.SPREAD, frame)
+        if key not in self._carried:
+            self._keep_carried(
+                key,
+                spread_shown(
+                    self.spread, frame, TEMPORAL_MODES[MarkKind.SPREAD], lambda f, m: self._distance(f, "", m)
+                ),
+            )
+        return self._carried[key]  # type: ignore[no-any-return]
 
     def _danger_shown(self, frame: int) -> tuple[Mapping[str, Mask], MarkState] | None:
-        return danger_shown(
-            self.danger,
-            frame,
-            TEMPORAL_MODES[MarkKind.DANGER],
-            lambda f, c, m: self._distance(f, "danger:" + c, m),
-        )
+        key = (MarkKind.DANGER, frame)
+        if key not in self._carried:
+            self._keep_carried(
+                key,
+                danger_shown(
+                    self.danger,
+                    frame,
+                    TEMPORAL_MODES[MarkKind.DANGER],
+                    lambda f, c, m: self._distance(f, "danger:" + c, m),
+                ),
+            )
+        return self._carried[key]  # type: ignore[no-any-return]
 
     def spread_at(self, frame: int) -> Mask | None:
         """The read-only spread mask ``frame`` shows (keyframe, interpolated or held), or ``None``.
@@ -466,7 +493,7 @@ class ClipAnnotation:
         by_class = dict(self.danger.get(frame, {}))
         if cls not in by_class:
             raise AnnotationError(
-                f"danger mask {cls!r} on frame {frame}: there is none to remove; "
+                f"danger mask {cls!r} on frame {frame + 1}: there is none to remove; "
                 f"classes on this frame: {sorted(by_class) or 'none'}"
             )
         del by_class[cls]
@@ -476,8 +503,8 @@ class ClipAnnotation:
         frame = check_frame(frame, self.n_frames, f"{kind.value} keyframe")
         if frame not in marks:
             raise AnnotationError(
-                f"{kind.value} on frame {frame}: there is no stored mark to remove; "
-                f"{kind.value} keyframes are {list(marks) or 'none'}"
+                f"{kind.value} on frame {frame + 1}: there is no stored mark to remove; "
+                f"{kind.value} keyframes are {[f + 1 for f in marks] or 'none'}"
             )
         return {f: m for f, m in marks.items() if f != frame}
 
@@ -507,7 +534,7 @@ class ClipAnnotation:
             before = self.previous_keyframe(kind, frame)
             if before is None:
                 raise AnnotationError(
-                    f"copy {kind.value} to frame {frame}: expected a {kind.value} mark on an earlier "
+                    f"copy {kind.value} to frame {frame + 1}: expected a {kind.value} mark on an earlier "
                     "frame, but there is none; mark it on this frame instead"
                 )
             source = self._frames_of(kind)[before]

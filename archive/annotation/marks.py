@@ -224,7 +224,7 @@ class AdverseEvent:
         note = str(self.note).strip()
         if not note:
             raise AnnotationError(
-                f"adverse event at frame {self.frame}: expected a note saying what happened, "
+                f"adverse event at frame {self.frame + 1}: expected a note saying what happened, "
                 "but got an empty note"
             )
         object.__setattr__(self, "note", note)
