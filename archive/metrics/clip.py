@@ -155,16 +155,33 @@ class ClipMetrics:
     notes: tuple[str, ...] = field(default=())
 
     def to_dict(self) -> dict[str, Any]:
-        """The metrics as JSON-ready plain data (lists for tuples, strings for enums)."""
-        return {f.name: to_plain(getattr(self, f.name)) for f in fields(self)}
+        """The metrics as JSON-ready plain data (lists for tuples, strings for enums).
+
+        Frames are **frame numbers, 1-based** (frame index + 1), as everywhere a
+        person or an export sees them: the ``*_frame`` fields and each breach's
+        ``frame``. The attributes of this object stay 0-based indices.
+        """
+        return {
+            f.name: _frame_number(getattr(self, f.name))
+            if f.name.endswith("_frame")
+            else to_plain(getattr(self, f.name))
+            for f in fields(self)
+        }
+
+
+def _frame_number(index: int | None) -> int | None:
+    return None if index is None else index + 1
 
 
 def to_plain(value: Any) -> Any:
-    """Convert metric values to JSON-ready data: dataclasses to dicts, tuples to lists, enums to str."""
+    """Convert metric values to JSON-ready data: dataclasses to dicts, tuples to lists, enums to str.
+
+    A :class:`Breach` becomes ``{"frame": frame number (1-based), "danger_class", "by"}``.
+    """
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, Breach):
-        return {"frame": value.frame, "danger_class": value.danger_class, "by": value.by.value}
+        return {"frame": value.frame + 1, "danger_class": value.danger_class, "by": value.by.value}
     if isinstance(value, tuple | list):
         return [to_plain(v) for v in value]
     return value

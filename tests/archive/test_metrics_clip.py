@@ -50,7 +50,13 @@ def test_to_dict_is_json_ready_and_complete() -> None:
     m = clip_metrics(with_danger(base()), CAL, TIMES)
     record = json.loads(json.dumps(m.to_dict()))
     assert record["tip_to_target_at_injection_start_mm"] == pytest.approx(5.0)
-    assert record["breaches"] == [{"frame": f, "danger_class": "vessel", "by": "spread"} for f in (7, 8, 9)]
+    # frame numbers in the plain data are 1-based: indices 7, 8, 9 are frames 8, 9, 10
+    assert record["breaches"] == [{"frame": f, "danger_class": "vessel", "by": "spread"} for f in (8, 9, 10)]
+    assert (record["injection_start_frame"], record["needle_angle_frame"], record["max_spread_frame"]) == (
+        5,
+        5,
+        8,
+    )
     assert record["reviewer"] == "alice"
     assert record["notes"] == []
     assert set(record) == set(m.__dataclass_fields__)

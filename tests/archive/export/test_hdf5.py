@@ -75,8 +75,9 @@ def test_round_trip_every_field(tmp_path: Path) -> None:
         expected_metrics = dict(records["2.25.1"].metrics or {})
         del expected_metrics["sop_instance_uid"], expected_metrics["reviewer"]
         assert dataset.clips["2.25.1"].metrics == expected_metrics
+        # frame numbers are 1-based in the file: the breach on frame index 3 is frame 4
         assert dataset.clips["2.25.1"].metrics["breaches"] == [
-            {"frame": 3, "danger_class": "nerve root", "by": "tip"}
+            {"frame": 4, "danger_class": "nerve root", "by": "tip"}
         ]
         rgb = dataset.clips["2.25.2"]
         assert rgb.metadata["samples_per_pixel"] == 3 and rgb.frames.attrs["photometric"] == "RGB"
@@ -125,6 +126,13 @@ def test_round_trip_every_field(tmp_path: Path) -> None:
         assert labels.danger_masks.dtype == np.uint8 and labels.spread_masks.shape == (T, H, W)
         assert labels.events == original.events
         assert labels.adverse_events == original.adverse_events
+        # in the file itself events and adverse events are frame numbers, 1-based
+        with h5py.File(path, "r") as raw:
+            group = raw["clips/2.25.1/annotation"]
+            assert dict(group["events"].attrs) == {e.value: f + 1 for e, f in original.events.items()}
+            assert group["adverse_events/frames"][()].tolist() == [
+                a.frame + 1 for a in original.adverse_events
+            ]
 
         # the card: in the file attributes and in the sidecar
         card = dataset.card
