@@ -56,6 +56,11 @@ def test_held_and_interpolated_marks_shown_as_carried_and_keyed_by_alt_k(
     assert reading is not None and reading.tip_to_target_mm.value is not None
     assert "no target" not in widget.panel.readout_labels["tip_to_target_mm"].text()
 
+    # Events are shown with the frame number the overlay shows: index 12 is frame 13.
+    widget.mark_event("injection start")
+    assert "injection start 13" in widget.panel.events_label.text()
+    assert "frame 13/" in widget.panel.frame_label.text()
+
     # After the last keyframe: target and spread held, the needle gone (no extrapolation).
     widget.go_to_frame(25)
     state = widget.panel.mark_state_label.text()
