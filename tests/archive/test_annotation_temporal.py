@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -102,6 +104,16 @@ def test_spread_interpolated_by_shape_then_held() -> None:
     np.testing.assert_array_equal(shown[0], middle)
 
 
+def _shown(ann: ClipAnnotation, kind: MarkKind, frame: int) -> Any:
+    shown = {
+        MarkKind.NEEDLE: ann.needle_at,
+        MarkKind.TARGET: ann.target_at,
+        MarkKind.SPREAD: ann.spread_at,
+        MarkKind.DANGER: ann.danger_at,
+    }
+    return shown[kind](frame)
+
+
 def test_make_keyframe_stores_what_a_carried_frame_shows() -> None:
     ann = ClipAnnotation.new("1.2.3", "r", 10, SHAPE)
     ann = ann.with_needle(1, NeedleMark(((0.0, 0.0), (10.0, 10.0)))).with_needle(
@@ -110,31 +122,17 @@ def test_make_keyframe_stores_what_a_carried_frame_shows() -> None:
     ann = ann.with_target(1, TargetMark((20.0, 20.0), "L4 SAP–TP junction"))
     ann = ann.with_spread(1, _disc(20, 30, 3)).with_spread(5, _disc(20, 30, 9))
     ann = ann.with_danger(1, "vessel", _disc(5, 5, 2))
-    for kind, frame in (
-        (MarkKind.NEEDLE, 3),
-        (MarkKind.TARGET, 8),
-        (MarkKind.SPREAD, 3),
-        (MarkKind.DANGER, 4),
-    ):
-        before = {
-            MarkKind.NEEDLE: ann.needle_at,
-            MarkKind.TARGET: ann.target_at,
-            MarkKind.SPREAD: ann.spread_at,
-            MarkKind.DANGER: ann.danger_at,
-        }[kind](frame)
+    cases = ((MarkKind.NEEDLE, 3), (MarkKind.TARGET, 8), (MarkKind.SPREAD, 3), (MarkKind.DANGER, 4))
+    for kind, frame in cases:
+        before = _shown(ann, kind, frame)
         keyed = ann.make_keyframe(kind, frame)
         assert keyed.mark_state(kind, frame) is MarkState.KEYFRAME
         assert frame in keyed.keyframes(kind)
-        after = {
-            MarkKind.NEEDLE: keyed.needle_at,
-            MarkKind.TARGET: keyed.target_at,
-            MarkKind.SPREAD: keyed.spread_at,
-            MarkKind.DANGER: keyed.danger_at,
-        }[kind](frame)
-        if kind in (MarkKind.SPREAD, MarkKind.DANGER):
-            if kind is MarkKind.DANGER:
-                before, after = before["vessel"], after["vessel"]  # type: ignore[index]
-            np.testing.assert_array_equal(after, before)  # type: ignore[arg-type]
+        after = _shown(keyed, kind, frame)
+        if kind is MarkKind.DANGER:
+            np.testing.assert_array_equal(after["vessel"], before["vessel"])
+        elif kind is MarkKind.SPREAD:
+            np.testing.assert_array_equal(after, before)
         else:
             assert after == before
     with pytest.raises(AnnotationError, match=r"frame 2 a needle keyframe: the frame is a keyframe already"):
