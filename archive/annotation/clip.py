@@ -54,7 +54,7 @@ from types import MappingProxyType
 from typing import Any
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import ArrayLike
 
 from archive.annotation.events import check_events, check_frame
 from archive.annotation.marks import (
@@ -71,20 +71,16 @@ from archive.annotation.marks import (
 from archive.annotation.review import COMMENT_REQUIRED, EDITABLE_STATUSES, transition
 from archive.annotation.temporal import (
     TEMPORAL_MODES,
+    CarriedMasks,
     MarkState,
-    danger_shown,
     needle_shown,
-    spread_shown,
     target_shown,
 )
 from archive.errors import AnnotationError
-from archive.interpolate import Point, signed_distance
+from archive.interpolate import Point
 from archive.model import ClipEvent, ReviewStatus
 
 logger = logging.getLogger(__name__)
-
-#: How many frames' carried masks an annotation keeps (the distance maps of its keyframes are all kept).
-_CARRIED_KEPT = 16
 
 
 @dataclass(frozen=True, eq=False)
@@ -140,12 +136,7 @@ class ClipAnnotation:
     adverse_events: tuple[AdverseEvent, ...] = ()
     status: ReviewStatus = ReviewStatus.DRAFT
     comments: tuple[ReviewComment, ...] = ()
-    _distances: dict[tuple[int, str], NDArray[np.float64]] = field(
-        default_factory=dict, init=False, repr=False, compare=False
-    )
-    _carried: dict[tuple[MarkKind, int], Any] = field(
-        default_factory=dict, init=False, repr=False, compare=False
-    )
+    _masks: CarriedMasks = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         uid = str(self.sop_instance_uid).strip()
@@ -221,6 +212,7 @@ class ClipAnnotation:
         set_(self, "target", MappingProxyType(target))
         set_(self, "spread", MappingProxyType(spread))
         set_(self, "danger", MappingProxyType(danger))
+        set_(self, "_masks", CarriedMasks(self.spread, self.danger))
         set_(self, "events", MappingProxyType(dict(sorted(events.items()))))
         set_(self, "adverse_events", adverse)
         set_(self, "status", ReviewStatus.parse(self.status))
@@ -386,45 +378,11 @@ class ClipAnnotation:
         mark = self.needle_at(frame)
         return None if mark is None else mark.tip
 
-    def _distance(self, frame: int, name: str, mask: Mask) -> NDArray[np.float64]:
-        # The masks of this immutable object never change, so their distance maps are kept.
-        key = (frame, name)
-        if key not in self._distances:
-            self._distances[key] = signed_distance(mask)
-        return self._distances[key]
-
-    def _keep_carried(self, key: tuple[MarkKind, int], value: Any) -> Any:
-        # The last few frames' carried masks are kept (bounded memory), so stepping back and forth
-        # gets the same array and the widget sees an unchanged mark.
-        if len(self._carried) >= _CARRIED_KEPT:
-            del self._carried[next(iter(self._carried))]
-        self._carried[key] = value
-        return value
-
     def _spread_shown(self, frame: int) -> tuple[Mask, MarkState] | None:
-        key = (MarkKind.SPREAD, frame)
-        if key not in self._carried:
-            self._keep_carried(
-                key,
-                spread_shown(
-                    self.spread, frame, TEMPORAL_MODES[MarkKind.SPREAD], lambda f, m: self._distance(f, "", m)
-                ),
-            )
-        return self._carried[key]  # type: ignore[no-any-return]
+        return self._masks.spread(frame)
 
     def _danger_shown(self, frame: int) -> tuple[Mapping[str, Mask], MarkState] | None:
-        key = (MarkKind.DANGER, frame)
-        if key not in self._carried:
-            self._keep_carried(
-                key,
-                danger_shown(
-                    self.danger,
-                    frame,
-                    TEMPORAL_MODES[MarkKind.DANGER],
-                    lambda f, c, m: self._distance(f, "danger:" + c, m),
-                ),
-            )
-        return self._carried[key]  # type: ignore[no-any-return]
+        return self._masks.danger(frame)
 
     def spread_at(self, frame: int) -> Mask | None:
         """The read-only spread mask ``frame`` shows (keyframe, interpolated or held), or ``None``.

@@ -318,3 +318,60 @@ def danger_shown(
         shown.setflags(write=False)
         masks[name] = shown
     return MappingProxyType(masks), MarkState.INTERPOLATED
+
+
+class CarriedMasks:
+    """The masks each frame of one annotation shows, with what they cost to compute kept.
+
+    An annotation is immutable, so the signed distance maps of its keyframe
+    masks are kept for good, and the carried masks of the last
+    :data:`KEPT_FRAMES` frames asked for (bounded memory): stepping back and
+    forth gets the same array, which the widget sees as an unchanged mark.
+
+    Parameters
+    ----------
+    spread : mapping of int to ndarray
+        Spread keyframe masks, in frame order.
+    danger : mapping of int to mapping of str to ndarray
+        Danger keyframe masks by class, in frame order.
+    """
+
+    #: How many frames' carried masks are kept.
+    KEPT_FRAMES = 16
+
+    def __init__(self, spread: Mapping[int, Mask], danger: Mapping[int, Mapping[str, Mask]]) -> None:
+        self._spread = spread
+        self._danger = danger
+        self._distances: dict[tuple[int, str], NDArray[np.float64]] = {}
+        self._shown: dict[tuple[MarkKind, int], object] = {}
+
+    def _distance(self, frame: int, name: str, mask: Mask) -> NDArray[np.float64]:
+        from archive.interpolate import signed_distance
+
+        key = (frame, name)
+        if key not in self._distances:
+            self._distances[key] = signed_distance(mask)
+        return self._distances[key]
+
+    def _keep(self, key: tuple[MarkKind, int], value: object) -> None:
+        if len(self._shown) >= self.KEPT_FRAMES:
+            del self._shown[next(iter(self._shown))]
+        self._shown[key] = value
+
+    def spread(self, frame: int) -> tuple[Mask, MarkState] | None:
+        """:func:`spread_shown` of ``frame`` in the mode of :data:`TEMPORAL_MODES`."""
+        key = (MarkKind.SPREAD, frame)
+        if key not in self._shown:
+            mode = TEMPORAL_MODES[MarkKind.SPREAD]
+            self._keep(key, spread_shown(self._spread, frame, mode, lambda f, m: self._distance(f, "", m)))
+        return self._shown[key]  # type: ignore[return-value]
+
+    def danger(self, frame: int) -> tuple[Mapping[str, Mask], MarkState] | None:
+        """:func:`danger_shown` of ``frame`` in the mode of :data:`TEMPORAL_MODES`."""
+        key = (MarkKind.DANGER, frame)
+        if key not in self._shown:
+            mode = TEMPORAL_MODES[MarkKind.DANGER]
+            self._keep(
+                key, danger_shown(self._danger, frame, mode, lambda f, c, m: self._distance(f, "d " + c, m))
+            )
+        return self._shown[key]  # type: ignore[return-value]
