@@ -100,13 +100,26 @@ def _split_clips(clips: tuple[str, ...]) -> tuple[list[Path], list[str]]:
     type=click.Choice(sorted(SAMPLE_SPECS)),
     help="Also open a phantom sample clip (generated into the cache directory on first use).",
 )
+@click.option(
+    "--prefer-reader",
+    is_flag=True,
+    help="Make napari itself prefer the usarchive reader for *.dcm, *.dicom, DICOMDIR and folders "
+    "(saved in napari's settings), then exit.",
+)
 @click.pass_context
-def annotate(ctx: click.Context, clips: tuple[str, ...], sample: str | None) -> None:
+def annotate(ctx: click.Context, clips: tuple[str, ...], sample: str | None, prefer_reader: bool) -> None:
     """Open a clip of the archive (by SOP Instance UID) in the review widget, or DICOM files in napari.
 
     CLIPS are DICOM files or one SOP Instance UID of an archived clip; with a
     UID, napari opens with the Procedure review widget and that clip loaded.
     """
+    if prefer_reader:
+        from annotator.reader_preference import prefer_usarchive_reader
+
+        preference = prefer_usarchive_reader()
+        mine = sorted(pattern for pattern, plugin in preference.items() if plugin == PLUGIN)
+        click.echo(f"napari now opens {', '.join(mine)} with the {PLUGIN} reader")
+        return
     paths, uids = _split_clips(clips)
     if len(uids) > 1 or (uids and (paths or sample)):
         raise click.BadParameter(

@@ -103,6 +103,10 @@ def text_overlay(viewer: ViewerModel) -> Any:
 def attach_time_overlay(viewer: ViewerModel, layer: Image) -> Callable[[], None]:
     """Show the layer's current frame time in ``viewer.text_overlay``, kept up to date.
 
+    The time slider is numbered from 1 too while the overlay is attached
+    (:func:`annotator.slider_numbers.number_frames_from_one`), so the slider,
+    the overlay and the review widget give a frame the same number.
+
     Parameters
     ----------
     viewer : napari.viewer.ViewerModel
@@ -118,6 +122,7 @@ def attach_time_overlay(viewer: ViewerModel, layer: Image) -> Callable[[], None]
         the layer is removed from the viewer.
     """
     from annotator.overlay_box import steady_box  # imports napari's vispy canvas: only with a viewer
+    from annotator.slider_numbers import number_frames_from_one
 
     metadata = layer.metadata
     times = metadata.get("frame_times_ms")
@@ -138,11 +143,13 @@ def attach_time_overlay(viewer: ViewerModel, layer: Image) -> Callable[[], None]
     def detach() -> None:
         viewer.dims.events.point.disconnect(update)
         viewer.layers.events.removed.disconnect(on_removed)
+        restore_slider()
         logger.debug("time overlay detached from %s", layer.name)
 
     viewer.dims.events.point.connect(update)
     viewer.layers.events.removed.connect(on_removed)
     overlay.visible = True
     steady_box(viewer, overlay)
+    restore_slider = number_frames_from_one(viewer)
     update()
     return detach

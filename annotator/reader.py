@@ -2,8 +2,11 @@
 
 napari calls :func:`get_reader` with a path; it returns :func:`read_clips` for
 DICOM files (extension ``.dcm``/``.dicom``, or any other name whose bytes
-128-131 are ``DICM``) and ``None`` for everything else, so other readers get
-their turn.
+128-131 are ``DICM``), a ``DICOMDIR`` and folders holding DICOM files
+(:mod:`annotator.reader_folders`), and ``None`` for everything else, so other
+readers get their turn. Each clip opens as its own layer. To make napari
+prefer this reader over its own for DICOM, see
+:mod:`annotator.reader_preference`.
 
 The layer
 ---------
@@ -36,8 +39,9 @@ from typing import Any
 import numpy as np
 from pydicom.dataset import Dataset
 
-from annotator.errors import FrameDecodeError
+from annotator.errors import ClipOpenError, FrameDecodeError
 from annotator.frames import DEFAULT_CACHE_FRAMES, DEFAULT_PREFETCH_FRAMES, ClipFrames
+from annotator.reader_folders import dicomdir_files, folder_files, has_dicom, is_dicomdir
 from archive.calibration import Calibration, calibration_or_none
 from archive.errors import TimingError
 from archive.timing import frame_times
@@ -93,7 +97,9 @@ def get_reader(path: PathOrPaths) -> Callable[[PathOrPaths], list[LayerData]] | 
         What napari asks to open.
     """
     paths = [path] if isinstance(path, str | Path) else list(path)
-    if paths and all(is_dicom_file(p) for p in paths):
+    if paths and all(
+        is_dicom_file(p) or (Path(p).is_dir() and has_dicom(Path(p), is_dicom_file)) for p in paths
+    ):
         return read_clips
     return None
 
@@ -104,15 +110,39 @@ def read_clips(path: PathOrPaths) -> list[LayerData]:
     Parameters
     ----------
     path : str, Path or sequence of them
-        DICOM files.
+        DICOM files, DICOMDIRs, or folders holding DICOM files.
 
     Returns
     -------
     list of (ClipFrames, dict, "image")
-        One image layer per file.
+        One image layer per clip. Instances of a DICOMDIR or folder that hold
+        no image (a report, a presentation state) are skipped and logged.
+
+    Raises
+    ------
+    annotator.errors.ClipOpenError
+        If a file given by name is not a clip, or a folder or DICOMDIR holds no clip.
     """
     paths = [path] if isinstance(path, str | Path) else list(path)
-    return [read_clip(Path(p), on_error=notify_frame_error) for p in paths]
+    layers: list[LayerData] = []
+    for given in map(Path, paths):
+        if given.is_dir() or is_dicomdir(given):
+            files = folder_files(given, is_dicom_file) if given.is_dir() else dicomdir_files(given)
+            found = []
+            for file in files:
+                try:
+                    found.append(read_clip(file, on_error=notify_frame_error))
+                except ClipOpenError as exc:
+                    logger.info("skipped %s in %s: %s", file, given, exc)
+            if not found:
+                raise ClipOpenError(
+                    f"{given}: expected DICOM image clips in it, but found none among {len(files)} "
+                    "DICOM file(s); open a folder of ultrasound clips"
+                )
+            layers.extend(found)
+        else:
+            layers.append(read_clip(given, on_error=notify_frame_error))
+    return layers
 
 
 def notify_frame_error(error: FrameDecodeError) -> None:

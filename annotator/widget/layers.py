@@ -21,8 +21,10 @@ layer                  type     holds
 ``danger``             Labels   danger structures, label ``i + 1`` = class ``i``
 =====================  =======  ===============================================
 
-Keyframes are drawn solid and bright, interpolated marks thinner in orange
-(:data:`KEYFRAME_COLOUR`, :data:`INTERPOLATED_COLOUR`).
+Keyframes are drawn solid and bright, carried marks (interpolated or held,
+:mod:`archive.annotation.temporal`) thinner in orange
+(:data:`KEYFRAME_COLOUR`, :data:`INTERPOLATED_COLOUR`); carried masks are
+drawn fainter (:data:`CARRIED_MASK_OPACITY`).
 
 Danger masks of different classes may overlap in the annotation, but a Labels
 layer holds one class per pixel: :meth:`MarkLayers.read_danger` therefore
@@ -61,6 +63,9 @@ KEYFRAME_COLOUR = "#ffd60a"
 #: Colour of marks interpolated between keyframes.
 INTERPOLATED_COLOUR = "#ff8c00"
 TARGET_COLOUR = "#39ff14"
+#: Opacity of masks painted on the current frame, and of masks carried from other frames.
+KEYFRAME_MASK_OPACITY = 0.45
+CARRIED_MASK_OPACITY = 0.25
 SPREAD_COLOUR = "#1e90ff"
 #: Colours of danger classes by position in the class list (cycled).
 DANGER_COLOURS = ("#ff2d55", "#bf5af2", "#ff9f0a", "#ff375f", "#64d2ff", "#ffd6a5")
@@ -120,7 +125,7 @@ class MarkLayers:
             name=SPREAD_LAYER,
             units=units,
             scale=scale,
-            opacity=0.45,
+            opacity=KEYFRAME_MASK_OPACITY,
             colormap=_labels_colormap({1: SPREAD_COLOUR}),
         )
         self.danger: Labels = viewer.add_labels(
@@ -128,7 +133,7 @@ class MarkLayers:
             name=DANGER_LAYER,
             units=units,
             scale=scale,
-            opacity=0.45,
+            opacity=KEYFRAME_MASK_OPACITY,
         )
         self._update_danger_colours()
         self.needle: Shapes = viewer.add_shapes(
@@ -202,9 +207,14 @@ class MarkLayers:
         frame : int
             0-based frame index.
         """
-        needle = (annotation.needle_at(frame), annotation.is_interpolated(MarkKind.NEEDLE, frame))
-        target = (annotation.target_at(frame), annotation.is_interpolated(MarkKind.TARGET, frame))
-        masks = (annotation.spread_at(frame), *sorted(annotation.danger_at(frame).items()))
+        needle = (annotation.needle_at(frame), annotation.mark_state(MarkKind.NEEDLE, frame))
+        target = (annotation.target_at(frame), annotation.mark_state(MarkKind.TARGET, frame))
+        masks = (
+            annotation.spread_at(frame),
+            annotation.mark_state(MarkKind.SPREAD, frame),
+            *sorted(annotation.danger_at(frame).items()),
+            annotation.mark_state(MarkKind.DANGER, frame),
+        )
         groups = (
             ("needle", needle, self._needle_data, self._show_needle),
             ("target", target, self._target_data, self._show_target),
@@ -237,7 +247,7 @@ class MarkLayers:
 
     def _show_needle(self, annotation: ClipAnnotation, frame: int) -> None:
         mark = annotation.needle_at(frame)
-        interpolated = annotation.is_interpolated(MarkKind.NEEDLE, frame)
+        interpolated = annotation.is_carried(MarkKind.NEEDLE, frame)
         colour = INTERPOLATED_COLOUR if interpolated else KEYFRAME_COLOUR
         self.needle.data = []
         self.needle_dot.data = np.empty((0, 2))
@@ -250,6 +260,7 @@ class MarkLayers:
             self.needle.current_edge_width = KEYFRAME_WIDTH_PX
         else:
             self.needle_dot.add([mark.tip])
+            self.needle_dot.selected_data = set()
             self.needle_dot.face_color = [colour]
             self.needle_dot.current_face_color = KEYFRAME_COLOUR
 
@@ -258,8 +269,10 @@ class MarkLayers:
         self.target.data = np.empty((0, 2))
         if mark is None:
             return
-        interpolated = annotation.is_interpolated(MarkKind.TARGET, frame)
+        interpolated = annotation.is_carried(MarkKind.TARGET, frame)
         self.target.add([mark.point])
+        # napari selects an added point, and the current colour applies to the selection.
+        self.target.selected_data = set()
         self.target.face_color = [INTERPOLATED_COLOUR if interpolated else TARGET_COLOUR]
         self.target.current_face_color = TARGET_COLOUR
 
@@ -271,6 +284,9 @@ class MarkLayers:
             danger[mask] = self.danger_label(name)
         self._danger_shown = danger.copy()
         self.danger.data = danger
+        for layer, kind in ((self.spread, MarkKind.SPREAD), (self.danger, MarkKind.DANGER)):
+            carried = annotation.is_carried(kind, frame)
+            layer.opacity = CARRIED_MASK_OPACITY if carried else KEYFRAME_MASK_OPACITY
 
     # -- layers -> marks --------------------------------------------------------------------
 

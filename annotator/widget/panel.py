@@ -29,6 +29,7 @@ from qtpy.QtWidgets import (
 from annotator.overlay import frame_time_label
 from annotator.widget.readout import FrameReadout
 from archive.annotation import DANGER_CLASSES, ClipAnnotation, MarkKind
+from archive.annotation.temporal import MarkState
 from archive.calibration import Calibration
 from archive.model import ClipEvent, ReviewStatus
 
@@ -71,12 +72,23 @@ def _set_style(widget: QWidget, style: str) -> None:
 
 
 def mark_state(annotation: ClipAnnotation, kind: MarkKind, frame: int) -> str:
-    """``"keyframe"``, ``"interpolated"``, ``"marked"`` (a mask) or ``"—"`` for a mark on a frame."""
-    if annotation.is_keyframe(kind, frame):
-        return "keyframe" if kind in (MarkKind.NEEDLE, MarkKind.TARGET) else "marked"
-    if annotation.is_interpolated(kind, frame):
-        return "interpolated"
-    return "—"
+    """``"keyframe"``, ``"interpolated from 3, 7"``, ``"held from 3"`` or ``"—"`` (1-based frames)."""
+    state = annotation.mark_state(kind, frame)
+    if state is None:
+        return "—"
+    if state is MarkState.KEYFRAME:
+        return "keyframe"
+    before = annotation.previous_keyframe(kind, frame)
+    after = annotation.next_keyframe(kind, frame)
+    if state is MarkState.INTERPOLATED and before is not None and after is not None:
+        return f"interpolated from {before + 1}, {after + 1}"
+    return f"held from {before + 1}" if before is not None else state.value
+
+
+def keyframes_text(annotation: ClipAnnotation, kind: MarkKind) -> str:
+    """The keyframes of ``kind`` as 1-based frame numbers, e.g. ``"needle keyframes: 3, 7"``."""
+    frames = ", ".join(str(f + 1) for f in annotation.keyframes(kind)) or "none"
+    return f"{kind.value} keyframes: {frames}"
 
 
 class ReviewPanel(QWidget):
@@ -88,7 +100,7 @@ class ReviewPanel(QWidget):
         What each button does, by button object name: ``tool_needle``,
         ``tool_needle_dot``, ``tool_target``, ``tool_spread``,
         ``tool_danger``, ``tool_erase``, ``previous_keyframe``,
-        ``next_keyframe``, ``copy_from_previous``, one per
+        ``next_keyframe``, ``copy_from_previous``, ``make_keyframe``, one per
         :data:`EVENT_BUTTONS` (:func:`event_action`), ``event_adverse``,
         ``set_status`` and ``save``.
     danger_classes : sequence of str, optional
@@ -134,6 +146,7 @@ class ReviewPanel(QWidget):
         grid.addWidget(self._button("previous_keyframe", "◀ Keyframe"), 3, 0)
         grid.addWidget(self._button("next_keyframe", "Keyframe ▶"), 3, 1)
         grid.addWidget(self._button("copy_from_previous", "Copy from previous"), 3, 2)
+        grid.addWidget(self._button("make_keyframe", "Make keyframe"), 5, 0, 1, 3)
         self.mark_state_label = _label("mark_state")
         grid.addWidget(self.mark_state_label, 4, 0, 1, 3)
         layout.addWidget(tools)
@@ -243,6 +256,8 @@ class ReviewPanel(QWidget):
         )
         self.mark_state_label.setText(
             " · ".join(f"{kind.value}: {mark_state(annotation, kind, frame)}" for kind in MarkKind)
+            + "\n"
+            + "\n".join(keyframes_text(annotation, kind) for kind in MarkKind)
         )
         events = [f"{e.value} {f + 1}" for e, f in annotation.events.items()]
         events += [f"adverse {a.frame + 1} ({a.note})" for a in annotation.adverse_events]

@@ -48,6 +48,9 @@ SHORTCUTS: tuple[Shortcut, ...] = (
     Shortcut("Alt-D", "tool_danger", "danger tool: paint the chosen danger class"),
     Shortcut("Alt-E", "tool_erase", "erase: rub out paint, or delete the needle/target keyframe"),
     Shortcut("Alt-C", "copy_from_previous", "copy the active mark from the previous frame"),
+    Shortcut(
+        "Alt-K", "make_keyframe", "make the carried (interpolated or held) mark of this frame a keyframe"
+    ),
     Shortcut("Alt-1", "event_needle_visible", "event: needle visible on this frame"),
     Shortcut("Alt-2", "event_target_reached", "event: target reached on this frame"),
     Shortcut("Alt-3", "event_injection_start", "event: injection start on this frame"),
@@ -69,10 +72,16 @@ def help_text() -> str:
     lines += [f"  {s.key:<{width}}{s.description}" for s in SHORTCUTS]
     lines += [
         "",
-        "Marks: the needle and the target are stored on keyframes and interpolated",
-        "between them (drawn thinner, in orange, and labelled 'interpolated').",
-        "Editing an interpolated mark makes the frame a keyframe; editing a",
-        "keyframe moves the interpolated marks on both sides.",
+        "Marks are stored on keyframes and carried to the other frames:",
+        "  needle  interpolated between keyframes, nothing after the last;",
+        "  target, danger  held from a keyframe until the next, and after the last;",
+        "  spread  interpolated by shape between keyframes, held after the last.",
+        "Carried marks are drawn thinner and in orange (masks fainter); the Review",
+        "tab says 'keyframe', 'interpolated from 3, 7' or 'held from 3' and lists",
+        "the keyframes. Editing a carried mark, or Alt-K, makes the frame a keyframe;",
+        "editing a keyframe moves the carried marks after it (and, if interpolated,",
+        "before it). Frames are numbered from 1 everywhere we show a number",
+        "(overlay, Review tab, slider, exports), as in DICOM.",
         "Readout values are in mm, degrees and mm², computed as in the audit;",
         "on an uncalibrated clip they say 'unavailable'.",
     ]

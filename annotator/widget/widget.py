@@ -121,6 +121,7 @@ class ProcedureReviewWidget(QWidget):
                 "previous_keyframe",
                 "next_keyframe",
                 "copy_from_previous",
+                "make_keyframe",
                 "save",
             )
         }
@@ -393,6 +394,33 @@ class ProcedureReviewWidget(QWidget):
         chosen = MarkKind(kind) if kind is not None else self._active_kind()
         frame = self.current_frame()
         self._apply(lambda a: a.copy_from_previous(chosen, frame))
+
+    def make_keyframe(self, kind: MarkKind | str | None = None) -> None:
+        """Make the carried mark this frame shows a keyframe (one keystroke, Alt-K).
+
+        Parameters
+        ----------
+        kind : MarkKind or str, optional
+            Which mark; by default the active layer's if it is carried here,
+            else every kind carried on this frame.
+        """
+        annotation, frame = self.annotation, self.current_frame()
+        if annotation is None:
+            self._say("open a clip first")
+            return
+        if kind is not None:
+            kinds = [MarkKind(kind)]
+        elif annotation.is_carried(self._active_kind(), frame):
+            kinds = [self._active_kind()]
+        else:
+            kinds = [k for k in MarkKind if annotation.is_carried(k, frame)] or [self._active_kind()]
+
+        def edit(a: ClipAnnotation) -> ClipAnnotation:
+            for chosen in kinds:
+                a = a.make_keyframe(chosen, frame)
+            return a
+
+        self._apply(edit)
 
     # -- events -------------------------------------------------------------------------------
 

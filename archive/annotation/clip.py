@@ -6,29 +6,34 @@ is keeping the previous object and a saved version is one object serialised
 (:mod:`archive.annotation.serialise`). Masks are stored read-only and shared
 between versions, so keeping many versions is cheap.
 
-Keyframes and interpolation
+Keyframes and carried marks
 ---------------------------
-Needle and target marks are stored on *keyframes* only. :meth:`~ClipAnnotation.needle_at`
-and :meth:`~ClipAnnotation.target_at` return the keyframe's mark on a keyframe
-and otherwise a mark interpolated linearly between the nearest keyframe before
-and the nearest keyframe after (:mod:`archive.interpolate`). They return
-``None``:
+Marks are stored on *keyframes* only; every other frame shows a mark
+*carried* from them by the kind's temporal mode
+(:data:`~archive.annotation.temporal.TEMPORAL_MODES`, documented in
+:mod:`~archive.annotation.temporal`): the needle is interpolated between
+keyframes; the target and danger structures are held from a keyframe until
+the next and after the last; the spread is interpolated by shape between
+keyframes and held after the last. :meth:`~ClipAnnotation.needle_at`,
+:meth:`~ClipAnnotation.target_at`, :meth:`~ClipAnnotation.spread_at` and
+:meth:`~ClipAnnotation.danger_at` return what a frame shows, and
+:meth:`~ClipAnnotation.mark_state` says whether it is a keyframe,
+interpolated or held. Nothing is shown before a kind's first keyframe, and no
+needle after its last one (no extrapolation) or between keyframes of
+different views (a shaft cannot be interpolated into a dot). Targets of
+different names (L4 then L5 in the one-puncture technique) are held, never
+interpolated into each other.
 
-* before the first and after the last keyframe (no extrapolation);
-* between two needle keyframes of different views (in-plane vs out-of-plane),
-  since a shaft cannot be interpolated into a dot;
-* between two target keyframes with different names (two different targets,
-  e.g. L4 then L5 in the one-puncture technique).
-
-Editing a keyframe therefore changes the interpolated frames on both sides of
-it at once; :meth:`~ClipAnnotation.is_interpolated` tells interpolated frames
-from keyframes.
+Editing a keyframe therefore changes the carried frames after it (and, for
+interpolated kinds, before it); :meth:`~ClipAnnotation.make_keyframe` stores
+what a carried frame shows as a keyframe of its own.
 
 Masks
 -----
 Injectate spread is one boolean mask of shape ``(rows, cols)`` per frame that
 has one. Danger structures are, per frame, a mapping from class name to a
 boolean mask of shape ``(rows, cols)``; masks of different classes may overlap.
+A danger keyframe holds every class shown on that frame.
 Class names are stripped and lower-cased (``"Nerve root "`` -> ``"nerve root"``);
 :data:`~archive.annotation.marks.DANGER_CLASSES` lists the usual ones. An
 all-false mask is kept: it records "checked, nothing here", unlike no mask.
@@ -49,61 +54,33 @@ from types import MappingProxyType
 from typing import Any
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import ArrayLike
 
 from archive.annotation.events import check_events, check_frame
 from archive.annotation.marks import (
     AdverseEvent,
     MarkKind,
+    Mask,
     NeedleMark,
     ReviewComment,
     TargetMark,
     check_point,
+    danger_class_name,
+    frozen_mask,
 )
 from archive.annotation.review import COMMENT_REQUIRED, EDITABLE_STATUSES, transition
+from archive.annotation.temporal import (
+    TEMPORAL_MODES,
+    CarriedMasks,
+    MarkState,
+    needle_shown,
+    target_shown,
+)
 from archive.errors import AnnotationError
-from archive.interpolate import Point, interpolate_point, interpolate_polyline
-from archive.model import ClipEvent, NeedleView, ReviewStatus
+from archive.interpolate import Point
+from archive.model import ClipEvent, ReviewStatus
 
 logger = logging.getLogger(__name__)
-
-Mask = NDArray[np.bool_]
-
-
-def _frozen_mask(mask: ArrayLike, frame_shape: tuple[int, int], what: str) -> Mask:
-    """Return ``mask`` as a read-only bool array of ``frame_shape``, copying only if needed."""
-    reusable = (
-        isinstance(mask, np.ndarray)
-        and mask.dtype == np.bool_
-        and not mask.flags.writeable
-        and mask.base is None
-        and mask.shape == frame_shape
-    )
-    if reusable:
-        return mask  # type: ignore[return-value]
-    array = np.asarray(mask)
-    if array.shape != frame_shape:
-        raise AnnotationError(
-            f"{what}: expected a mask of the frame shape {frame_shape}, but got shape {array.shape}"
-        )
-    zeros_and_ones = np.issubdtype(array.dtype, np.integer) and bool(np.isin(array, (0, 1)).all())
-    if array.dtype != np.bool_ and not zeros_and_ones:
-        raise AnnotationError(
-            f"{what}: expected a boolean mask (or integers 0/1), but got dtype {array.dtype}; "
-            "threshold it first"
-        )
-    frozen = np.array(array, dtype=np.bool_, copy=True)
-    frozen.setflags(write=False)
-    return frozen
-
-
-def _danger_class(name: str) -> str:
-    cleaned = str(name).strip().lower()
-    if not cleaned:
-        raise AnnotationError(
-            "danger structure: expected a class name such as 'nerve root', but got an empty name"
-        )
-    return cleaned
 
 
 @dataclass(frozen=True, eq=False)
@@ -111,7 +88,8 @@ class ClipAnnotation:
     """One reviewer's marks, events and review status for one clip.
 
     Create an empty one with :meth:`new`; edit with the ``with_…`` methods.
-    Frames are 0-based indices into the clip.
+    Frames are 0-based indices into the clip in this API and in the stored
+    JSON; error messages, like everything a person reads, number frames from 1.
 
     Parameters
     ----------
@@ -158,6 +136,7 @@ class ClipAnnotation:
     adverse_events: tuple[AdverseEvent, ...] = ()
     status: ReviewStatus = ReviewStatus.DRAFT
     comments: tuple[ReviewComment, ...] = ()
+    _masks: CarriedMasks = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         uid = str(self.sop_instance_uid).strip()
@@ -186,29 +165,29 @@ class ClipAnnotation:
         for frame, mark in sorted(self.needle.items()):
             f = check_frame(frame, n_frames, "needle keyframe")
             for i, point in enumerate(mark.points):
-                check_point(point, shape, f"needle point {i} on frame {f}")
+                check_point(point, shape, f"needle point {i} on frame {f + 1}")
             needle[f] = mark
         target: dict[int, TargetMark] = {}
         for frame, tmark in sorted(self.target.items()):
             f = check_frame(frame, n_frames, "target keyframe")
-            check_point(tmark.point, shape, f"target on frame {f}")
+            check_point(tmark.point, shape, f"target on frame {f + 1}")
             target[f] = tmark
         spread: dict[int, Mask] = {}
         for frame, mask in sorted(self.spread.items()):
             f = check_frame(frame, n_frames, "spread mask")
-            spread[f] = _frozen_mask(mask, shape, f"spread mask on frame {f}")
+            spread[f] = frozen_mask(mask, shape, f"spread mask on frame {f + 1}")
         danger: dict[int, Mapping[str, Mask]] = {}
         for frame, by_class in sorted(self.danger.items()):
             f = check_frame(frame, n_frames, "danger mask")
             masks: dict[str, Mask] = {}
             for name, mask in sorted(by_class.items()):
-                cls = _danger_class(name)
+                cls = danger_class_name(name)
                 if cls in masks:
                     raise AnnotationError(
-                        f"danger masks on frame {f}: class {cls!r} given twice (names are compared "
+                        f"danger masks on frame {f + 1}: class {cls!r} given twice (names are compared "
                         "stripped and lower-cased); merge the masks"
                     )
-                masks[cls] = _frozen_mask(mask, shape, f"danger mask {cls!r} on frame {f}")
+                masks[cls] = frozen_mask(mask, shape, f"danger mask {cls!r} on frame {f + 1}")
             if masks:
                 danger[f] = MappingProxyType(masks)
         events = {ClipEvent.parse(e): f for e, f in self.events.items()}
@@ -233,6 +212,7 @@ class ClipAnnotation:
         set_(self, "target", MappingProxyType(target))
         set_(self, "spread", MappingProxyType(spread))
         set_(self, "danger", MappingProxyType(danger))
+        set_(self, "_masks", CarriedMasks(self.spread, self.danger))
         set_(self, "events", MappingProxyType(dict(sorted(events.items()))))
         set_(self, "adverse_events", adverse)
         set_(self, "status", ReviewStatus.parse(self.status))
@@ -318,19 +298,47 @@ class ClipAnnotation:
         check_frame(frame, self.n_frames, "frame")
         return int(frame) in self._frames_of(kind)
 
-    def is_interpolated(self, kind: MarkKind | str, frame: int) -> bool:
-        """Whether ``frame`` shows an interpolated needle or target (not a keyframe).
+    def mark_state(self, kind: MarkKind | str, frame: int) -> MarkState | None:
+        """Whether ``frame`` shows a keyframe, an interpolated or a held mark of ``kind``.
 
-        Always false for masks, which are never interpolated.
+        Returns
+        -------
+        MarkState or None
+            ``None`` when the frame shows no mark of ``kind``.
         """
         kind = MarkKind(kind)
-        if self.is_keyframe(kind, frame):
-            return False
+        frame = check_frame(frame, self.n_frames, "frame")
+        shown: tuple[Any, MarkState] | None
         if kind is MarkKind.NEEDLE:
-            return self.needle_at(frame) is not None
-        if kind is MarkKind.TARGET:
-            return self.target_at(frame) is not None
-        return False
+            shown = needle_shown(self.needle, frame, TEMPORAL_MODES[kind])
+        elif kind is MarkKind.TARGET:
+            shown = target_shown(self.target, frame, TEMPORAL_MODES[kind])
+        elif kind is MarkKind.SPREAD:
+            shown = self._spread_shown(frame)
+        else:
+            shown = self._danger_shown(frame)
+        return None if shown is None else shown[1]
+
+    def is_interpolated(self, kind: MarkKind | str, frame: int) -> bool:
+        """Whether ``frame`` shows a mark of ``kind`` interpolated between two keyframes."""
+        return self.mark_state(kind, frame) is MarkState.INTERPOLATED
+
+    def is_carried(self, kind: MarkKind | str, frame: int) -> bool:
+        """Whether ``frame`` shows a mark of ``kind`` carried from keyframes (interpolated or held)."""
+        return self.mark_state(kind, frame) in (MarkState.INTERPOLATED, MarkState.HELD)
+
+    def shown_frames(self, kind: MarkKind | str) -> tuple[int, ...]:
+        """Every frame that shows a mark of ``kind`` (keyframe or carried), ascending.
+
+        The audit metrics iterate over these, so they use what the widget shows.
+        """
+        kind = MarkKind(kind)
+        marked = self.keyframes(kind)
+        if not marked:
+            return ()
+        if kind in (MarkKind.NEEDLE, MarkKind.TARGET):
+            return tuple(f for f in range(marked[0], self.n_frames) if self.mark_state(kind, f) is not None)
+        return tuple(range(marked[0], self.n_frames))
 
     def next_keyframe(self, kind: MarkKind | str, frame: int) -> int | None:
         """The first keyframe of ``kind`` strictly after ``frame``, or ``None``."""
@@ -339,13 +347,6 @@ class ClipAnnotation:
     def previous_keyframe(self, kind: MarkKind | str, frame: int) -> int | None:
         """The last keyframe of ``kind`` strictly before ``frame``, or ``None``."""
         return next((f for f in reversed(self.keyframes(kind)) if f < frame), None)
-
-    def _neighbours(self, kind: MarkKind, frame: int) -> tuple[int, int] | None:
-        before = self.previous_keyframe(kind, frame)
-        after = self.next_keyframe(kind, frame)
-        if before is None or after is None:
-            return None
-        return before, after
 
     def needle_at(self, frame: int) -> NeedleMark | None:
         """The needle on ``frame``: its keyframe mark or one interpolated between keyframes.
@@ -357,60 +358,44 @@ class ClipAnnotation:
             views, or where interpolation collapses the shaft to one point.
         """
         frame = check_frame(frame, self.n_frames, "frame")
-        if frame in self.needle:
-            return self.needle[frame]
-        span = self._neighbours(MarkKind.NEEDLE, frame)
-        if span is None:
-            return None
-        fa, fb = span
-        a, b = self.needle[fa], self.needle[fb]
-        if a.view is not b.view:
-            return None
-        if a.view is NeedleView.OUT_OF_PLANE:
-            return NeedleMark((interpolate_point(a.tip, b.tip, fa, fb, frame),), a.view)
-        points = interpolate_polyline(a.points, b.points, fa, fb, frame)
-        distinct = tuple(p for i, p in enumerate(points) if i == 0 or p != points[i - 1])
-        try:
-            return NeedleMark(distinct, a.view)
-        except AnnotationError as exc:
-            # Degenerate geometry, e.g. a shaft whose ends swap between keyframes
-            # collapses to one point half-way.
-            logger.debug("no needle interpolated on frame %d: %s", frame, exc)
-            return None
+        shown = needle_shown(self.needle, frame, TEMPORAL_MODES[MarkKind.NEEDLE])
+        return None if shown is None else shown[0]
 
     def target_at(self, frame: int) -> TargetMark | None:
-        """The target on ``frame``: its keyframe mark or one interpolated between keyframes.
+        """The target on ``frame``: its keyframe mark, or the last earlier keyframe's (held).
 
         Returns
         -------
         TargetMark or None
-            ``None`` outside the keyframe range or between keyframes naming
-            different targets.
+            ``None`` before the first target keyframe.
         """
         frame = check_frame(frame, self.n_frames, "frame")
-        if frame in self.target:
-            return self.target[frame]
-        span = self._neighbours(MarkKind.TARGET, frame)
-        if span is None:
-            return None
-        fa, fb = span
-        a, b = self.target[fa], self.target[fb]
-        if a.name != b.name:
-            return None
-        return TargetMark(interpolate_point(a.point, b.point, fa, fb, frame), a.name)
+        shown = target_shown(self.target, frame, TEMPORAL_MODES[MarkKind.TARGET])
+        return None if shown is None else shown[0]
 
     def tip_at(self, frame: int) -> Point | None:
         """The needle tip ``(row, col)`` on ``frame`` (last needle point), or ``None``."""
         mark = self.needle_at(frame)
         return None if mark is None else mark.tip
 
+    def _spread_shown(self, frame: int) -> tuple[Mask, MarkState] | None:
+        return self._masks.spread(frame)
+
+    def _danger_shown(self, frame: int) -> tuple[Mapping[str, Mask], MarkState] | None:
+        return self._masks.danger(frame)
+
     def spread_at(self, frame: int) -> Mask | None:
-        """The read-only spread mask of ``frame``, shape (rows, cols) bool, or ``None``."""
-        return self.spread.get(check_frame(frame, self.n_frames, "frame"))
+        """The read-only spread mask ``frame`` shows (keyframe, interpolated or held), or ``None``.
+
+        Shape (rows, cols), bool; ``None`` before the first spread keyframe.
+        """
+        shown = self._spread_shown(check_frame(frame, self.n_frames, "frame"))
+        return None if shown is None else shown[0]
 
     def danger_at(self, frame: int) -> Mapping[str, Mask]:
-        """Danger masks of ``frame`` by class name (empty mapping if none)."""
-        return self.danger.get(check_frame(frame, self.n_frames, "frame"), MappingProxyType({}))
+        """Danger masks ``frame`` shows by class name (held from the last danger keyframe; empty if none)."""
+        shown = self._danger_shown(check_frame(frame, self.n_frames, "frame"))
+        return MappingProxyType({}) if shown is None else shown[0]
 
     # -- editing marks ----------------------------------------------------------------------
 
@@ -452,7 +437,9 @@ class ClipAnnotation:
     def with_danger(self, frame: int, class_name: str, mask: ArrayLike) -> ClipAnnotation:
         """Set the mask of danger class ``class_name`` on ``frame``; shape (rows, cols)."""
         frame = check_frame(frame, self.n_frames, "danger mask")
-        by_class = {**self.danger.get(frame, {}), _danger_class(class_name): mask}
+        # On a frame that holds carried masks the new keyframe starts from what the frame shows.
+        shown = self.danger[frame] if frame in self.danger else self.danger_at(frame)
+        by_class = {**shown, danger_class_name(class_name): mask}
         return self._edit(danger={**self.danger, frame: by_class})
 
     def without_danger(self, frame: int, class_name: str | None = None) -> ClipAnnotation:
@@ -460,11 +447,11 @@ class ClipAnnotation:
         frame = check_frame(frame, self.n_frames, "danger mask")
         if class_name is None:
             return self._edit(danger=self._removed(MarkKind.DANGER, self.danger, frame))
-        cls = _danger_class(class_name)
+        cls = danger_class_name(class_name)
         by_class = dict(self.danger.get(frame, {}))
         if cls not in by_class:
             raise AnnotationError(
-                f"danger mask {cls!r} on frame {frame}: there is none to remove; "
+                f"danger mask {cls!r} on frame {frame + 1}: there is none to remove; "
                 f"classes on this frame: {sorted(by_class) or 'none'}"
             )
         del by_class[cls]
@@ -474,8 +461,8 @@ class ClipAnnotation:
         frame = check_frame(frame, self.n_frames, f"{kind.value} keyframe")
         if frame not in marks:
             raise AnnotationError(
-                f"{kind.value} on frame {frame}: there is no stored mark to remove; "
-                f"{kind.value} keyframes are {list(marks) or 'none'}"
+                f"{kind.value} on frame {frame + 1}: there is no stored mark to remove; "
+                f"{kind.value} keyframes are {[f + 1 for f in marks] or 'none'}"
             )
         return {f: m for f, m in marks.items() if f != frame}
 
@@ -505,12 +492,43 @@ class ClipAnnotation:
             before = self.previous_keyframe(kind, frame)
             if before is None:
                 raise AnnotationError(
-                    f"copy {kind.value} to frame {frame}: expected a {kind.value} mark on an earlier "
+                    f"copy {kind.value} to frame {frame + 1}: expected a {kind.value} mark on an earlier "
                     "frame, but there is none; mark it on this frame instead"
                 )
             source = self._frames_of(kind)[before]
         marks = {**self._frames_of(kind), frame: source}
         return self._edit(**{kind.value: marks})
+
+    def make_keyframe(self, kind: MarkKind | str, frame: int) -> ClipAnnotation:
+        """Store the mark ``frame`` shows of ``kind`` (interpolated or held) as a keyframe.
+
+        The frame then keeps that mark when other keyframes are edited.
+
+        Raises
+        ------
+        AnnotationError
+            If ``frame`` shows no mark of ``kind``, is a keyframe of it already,
+            or the annotation is not editable.
+        """
+        kind = MarkKind(kind)
+        frame = check_frame(frame, self.n_frames, "frame")
+        state = self.mark_state(kind, frame)
+        if state is None or state is MarkState.KEYFRAME:
+            why = "is a keyframe already" if state is not None else "shows no carried mark of it"
+            raise AnnotationError(
+                f"make frame {frame + 1} a {kind.value} keyframe: the frame {why}; "
+                f"{kind.value} keyframes are {[f + 1 for f in self.keyframes(kind)] or 'none'} (1-based)"
+            )
+        shown: Any
+        if kind is MarkKind.NEEDLE:
+            shown = self.needle_at(frame)
+        elif kind is MarkKind.TARGET:
+            shown = self.target_at(frame)
+        elif kind is MarkKind.SPREAD:
+            shown = self.spread_at(frame)
+        else:
+            shown = dict(self.danger_at(frame))
+        return self._edit(**{kind.value: {**self._frames_of(kind), frame: shown}})
 
     # -- events, status, comments -----------------------------------------------------------
 

@@ -61,7 +61,7 @@ def check_frame(frame: int, n_frames: int, what: str) -> int:
     index = int(frame)
     if not 0 <= index < n_frames:
         raise AnnotationError(
-            f"{what}: expected a frame index in 0..{n_frames - 1} (the clip has {n_frames} frames), "
+            f"{what}: expected a frame index in 0..{n_frames - 1} (frames 1..{n_frames} of the clip), "
             f"but got {index}"
         )
     return index
@@ -102,6 +102,6 @@ def check_events(
     for earlier, later in EVENT_ORDER:
         if earlier in events and later in events and events[later] < events[earlier]:
             raise AnnotationError(
-                f"events: {later.value!r} (frame {events[later]}) cannot come before "
-                f"{earlier.value!r} (frame {events[earlier]}); move one of them"
+                f"events: {later.value!r} (frame {events[later] + 1}) cannot come before "
+                f"{earlier.value!r} (frame {events[earlier] + 1}); move one of them"
             )

@@ -19,6 +19,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
 from archive.errors import AnnotationError
 from archive.interpolate import Point
 from archive.model import NeedleView
@@ -221,7 +224,7 @@ class AdverseEvent:
         note = str(self.note).strip()
         if not note:
             raise AnnotationError(
-                f"adverse event at frame {self.frame}: expected a note saying what happened, "
+                f"adverse event at frame {self.frame + 1}: expected a note saying what happened, "
                 "but got an empty note"
             )
         object.__setattr__(self, "note", note)
@@ -255,3 +258,49 @@ class ReviewComment:
             )
         object.__setattr__(self, "author", author)
         object.__setattr__(self, "text", text)
+
+
+Mask = NDArray[np.bool_]
+
+
+def frozen_mask(mask: ArrayLike, frame_shape: tuple[int, int], what: str) -> Mask:
+    """Return ``mask`` as a read-only bool array of ``frame_shape``, copying only if needed.
+
+    Raises
+    ------
+    AnnotationError
+        If the shape differs or the values are not boolean (or 0/1 integers).
+    """
+    reusable = (
+        isinstance(mask, np.ndarray)
+        and mask.dtype == np.bool_
+        and not mask.flags.writeable
+        and mask.base is None
+        and mask.shape == frame_shape
+    )
+    if reusable:
+        return mask  # type: ignore[return-value]
+    array = np.asarray(mask)
+    if array.shape != frame_shape:
+        raise AnnotationError(
+            f"{what}: expected a mask of the frame shape {frame_shape}, but got shape {array.shape}"
+        )
+    zeros_and_ones = np.issubdtype(array.dtype, np.integer) and bool(np.isin(array, (0, 1)).all())
+    if array.dtype != np.bool_ and not zeros_and_ones:
+        raise AnnotationError(
+            f"{what}: expected a boolean mask (or integers 0/1), but got dtype {array.dtype}; "
+            "threshold it first"
+        )
+    frozen = np.array(array, dtype=np.bool_, copy=True)
+    frozen.setflags(write=False)
+    return frozen
+
+
+def danger_class_name(name: str) -> str:
+    """A danger class name stripped and lower-cased; an :class:`AnnotationError` if empty."""
+    cleaned = str(name).strip().lower()
+    if not cleaned:
+        raise AnnotationError(
+            "danger structure: expected a class name such as 'nerve root', but got an empty name"
+        )
+    return cleaned

@@ -390,9 +390,10 @@ def _safety(
                 levels=tuple(lv.value for lv in item.levels),
                 min_tip_to_danger_mm=m.min_tip_to_danger_mm,
                 danger_class=m.min_tip_to_danger_class,
-                frame=m.min_tip_to_danger_frame,
+                # frame numbers, 1-based, as the review widget and the overlay show them
+                frame=None if m.min_tip_to_danger_frame is None else m.min_tip_to_danger_frame + 1,
                 breach=bool(m.breach),
-                breach_frames=tuple(sorted({b.frame for b in m.breaches})),
+                breach_frames=tuple(sorted({b.frame + 1 for b in m.breaches})),
                 ids=ids.get(item.study_uid, CaseIds()),
             )
         )

@@ -355,7 +355,11 @@ class Comparison:
 
 @dataclass(frozen=True)
 class SafetyClip:
-    """A clip whose tip came within the danger margin of a danger structure, or breached one."""
+    """A clip whose tip came within the danger margin of a danger structure, or breached one.
+
+    ``frame`` (of the minimum tip-to-danger distance) and ``breach_frames`` are
+    frame numbers, 1-based, as the review widget and its overlay show them.
+    """
 
     sop_instance_uid: str
     study_uid: str

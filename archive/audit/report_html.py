@@ -362,7 +362,8 @@ def _safety(report: AuditReport) -> str:
         + sections_of.safety_denominators(report)
         + f"<h3>Near misses and breaches</h3><p>Clips whose needle tip came within <b>{margin:g} mm</b> "
         "of a marked danger structure "
-        "(spinal canal, nerve root, vessel), or breached one; frames are 0-based.</p>"
+        "(spinal canal, nerve root, vessel), or breached one; frames are numbered from 1, "
+        "as in the review widget.</p>"
         f"{clips}<h3>Adverse events</h3>{events}</section>"
     )
 

@@ -214,6 +214,8 @@ def card_markdown(card: DatasetCard, dataset_name: str) -> str:
         f"# Dataset card: {info.title}\n\n"
         f"Dataset file: `{dataset_name}` (layout: docs/hdf5-layout.md, format version "
         f"{card.format_version})\n\n"
+        "Frame numbers (events, adverse events, metric frames, breaches) are 1-based, as the "
+        "review widget shows them: frame n is at index n - 1 of every per-frame array.\n\n"
         f"## What\n\n{info.description or '(no description given)'}\n\n"
         f"Source: {info.source or '(not stated)'}\n\n"
         f"## How many\n\n"

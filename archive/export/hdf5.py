@@ -45,7 +45,7 @@ logger = logging.getLogger(__name__)
 #: Value of the root attribute ``format`` of every dataset this module writes.
 FORMAT_NAME = "usarchive-research-dataset"
 #: Version of the layout in docs/hdf5-layout.md.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 #: gzip level used with ``compression="gzip"``.
 GZIP_LEVEL = 1
 #: Codes of ``annotation/needle/view``: no needle on the frame, in-plane, out-of-plane.
@@ -396,10 +396,10 @@ class HDF5DatasetWriter:
 
         events = group.create_group("events")
         for event, frame in annotation.events.items():
-            events.attrs[event.value] = frame
+            events.attrs[event.value] = frame + 1  # frame number, 1-based (format 2)
         adverse = group.create_group("adverse_events")
         adverse.create_dataset(
-            "frames", data=np.asarray([a.frame for a in annotation.adverse_events], np.int64)
+            "frames", data=np.asarray([a.frame + 1 for a in annotation.adverse_events], np.int64)
         )
         adverse.create_dataset(
             "notes", data=[a.note for a in annotation.adverse_events], dtype=h5py.string_dtype("utf-8")

@@ -122,9 +122,10 @@ class ClipLabels:
             danger_masks=danger["masks"],
             danger_present=danger["present"][()],
             danger_classes=tuple(_text(n) for n in danger.attrs["class_names"]),
-            events={ClipEvent.parse(_text(k)): int(v) for k, v in group["events"].attrs.items()},
+            # The file holds frame numbers (1-based); this object, like ClipAnnotation, indices.
+            events={ClipEvent.parse(_text(k)): int(v) - 1 for k, v in group["events"].attrs.items()},
             adverse_events=tuple(
-                AdverseEvent(int(f), note) for f, note in zip(adverse["frames"][()], notes, strict=True)
+                AdverseEvent(int(f) - 1, note) for f, note in zip(adverse["frames"][()], notes, strict=True)
             ),
         )
 

@@ -87,8 +87,16 @@ class AgreementMetrics:
     notes: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        """The metrics as JSON-ready plain data (lists for tuples, strings for enums)."""
-        return {f.name: to_plain(getattr(self, f.name)) for f in fields(self)}
+        """The metrics as JSON-ready plain data (lists for tuples, strings for enums).
+
+        ``*_frame`` fields are frame numbers, 1-based (index + 1); the attributes stay 0-based.
+        """
+        return {
+            f.name: (None if (v := getattr(self, f.name)) is None else v + 1)
+            if f.name.endswith("_frame")
+            else to_plain(getattr(self, f.name))
+            for f in fields(self)
+        }
 
 
 def _check_same_clip(a: ClipAnnotation, b: ClipAnnotation) -> None:

@@ -7,6 +7,11 @@ in mm, areas in mm², angles in degrees and durations in seconds, all from the
 calibration and timing cores; nothing is measured in pixels. A metric that
 cannot be computed is ``None`` and :attr:`ClipMetrics.notes` says why.
 
+Every frame is measured as the review widget shows it: needle, target, spread
+and danger masks carried from their keyframes by
+:mod:`archive.annotation.temporal` (interpolated or held), through the
+:class:`~archive.annotation.ClipAnnotation` accessors the widget also uses.
+
 The precise definitions are in ``docs/metrics.md``; the docstring of each
 field repeats them in short.
 """
@@ -15,12 +20,14 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
-from archive.annotation import ClipAnnotation
+from archive.annotation import ClipAnnotation, MarkKind
 from archive.calibration import Calibration
 from archive.errors import CalibrationError, MetricsError
 from archive.geometry import nearest_mask_mm, needle_angle_deg, point_in_mask, tip_to_point_mm
@@ -28,6 +35,8 @@ from archive.model import ClipEvent, NeedleView
 from archive.timing import FrameTimes
 
 logger = logging.getLogger(__name__)
+
+Mask = NDArray[np.bool_]
 
 #: The note a clip without calibration gets; its mm, mm² and degree metrics are ``None``.
 UNCALIBRATED_NOTE = "uncalibrated: no mm metrics (no Sequence of Ultrasound Regions)"
@@ -95,7 +104,8 @@ class ClipMetrics:
     needle_keyframe_fraction : float or None
         The same fraction counting needle keyframes only.
     max_spread_area_mm2 : float or None
-        Largest spread area over the frames with a spread mask.
+        Largest spread area over the frames that show a spread mask
+        (keyframe, interpolated or held).
     max_spread_frame : int or None
         First frame on which :attr:`max_spread_area_mm2` occurs.
     spread_covers_target : bool or None
@@ -105,7 +115,8 @@ class ClipMetrics:
         First such frame, ``None`` when the spread never covers the target.
     min_tip_to_danger_mm : float or None
         Smallest distance from the tip to a non-empty danger mask over frames
-        that have both (0.0 when the tip is inside).
+        that show both (0.0 when the tip is inside); danger masks are held
+        from their keyframes.
     min_tip_to_danger_frame : int or None
         First frame on which the minimum occurs.
     min_tip_to_danger_class : str or None
@@ -146,16 +157,33 @@ class ClipMetrics:
     notes: tuple[str, ...] = field(default=())
 
     def to_dict(self) -> dict[str, Any]:
-        """The metrics as JSON-ready plain data (lists for tuples, strings for enums)."""
-        return {f.name: to_plain(getattr(self, f.name)) for f in fields(self)}
+        """The metrics as JSON-ready plain data (lists for tuples, strings for enums).
+
+        Frames are **frame numbers, 1-based** (frame index + 1), as everywhere a
+        person or an export sees them: the ``*_frame`` fields and each breach's
+        ``frame``. The attributes of this object stay 0-based indices.
+        """
+        return {
+            f.name: _frame_number(getattr(self, f.name))
+            if f.name.endswith("_frame")
+            else to_plain(getattr(self, f.name))
+            for f in fields(self)
+        }
+
+
+def _frame_number(index: int | None) -> int | None:
+    return None if index is None else index + 1
 
 
 def to_plain(value: Any) -> Any:
-    """Convert metric values to JSON-ready data: dataclasses to dicts, tuples to lists, enums to str."""
+    """Convert metric values to JSON-ready data: dataclasses to dicts, tuples to lists, enums to str.
+
+    A :class:`Breach` becomes ``{"frame": frame number (1-based), "danger_class", "by"}``.
+    """
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, Breach):
-        return {"frame": value.frame, "danger_class": value.danger_class, "by": value.by.value}
+        return {"frame": value.frame + 1, "danger_class": value.danger_class, "by": value.by.value}
     if isinstance(value, tuple | list):
         return [to_plain(v) for v in value]
     return value
@@ -184,7 +212,7 @@ def find_breaches(annotation: ClipAnnotation) -> tuple[bool | None, tuple[Breach
     if not annotation.danger:
         return None, ()
     found: list[Breach] = []
-    for frame, by_class in annotation.danger.items():
+    for frame, by_class in _shown_danger(annotation):
         tip = annotation.tip_at(frame)
         spread = annotation.spread_at(frame)
         for danger_class, mask in by_class.items():
@@ -193,6 +221,21 @@ def find_breaches(annotation: ClipAnnotation) -> tuple[bool | None, tuple[Breach
             if spread is not None and bool(np.logical_and(spread, mask).any()):
                 found.append(Breach(frame, danger_class, BreachBy.SPREAD))
     return bool(found), tuple(sorted(found, key=lambda b: (b.frame, b.danger_class, b.by != BreachBy.TIP)))
+
+
+def _shown_spread(annotation: ClipAnnotation) -> Iterator[tuple[int, Mask]]:
+    """Every frame's spread mask as the widget shows it: keyframes, interpolated and held."""
+    for frame in annotation.shown_frames(MarkKind.SPREAD):
+        mask = annotation.spread_at(frame)
+        if mask is not None:
+            yield frame, mask
+
+
+def _shown_danger(annotation: ClipAnnotation) -> Iterator[tuple[int, Mapping[str, Mask]]]:
+    """Every frame's danger masks as the widget shows them: keyframes and held."""
+    for frame in annotation.shown_frames(MarkKind.DANGER):
+        if by_class := annotation.danger_at(frame):
+            yield frame, by_class
 
 
 def clip_metrics(
@@ -371,7 +414,7 @@ def _max_spread(
     if calibration is None:
         return None, None
     best: tuple[float, int] | None = None
-    for frame, mask in annotation.spread.items():
+    for frame, mask in _shown_spread(annotation):
         try:
             area = calibration.area_mm2(mask)
         except CalibrationError as exc:
@@ -389,7 +432,7 @@ def _spread_covers_target(
         notes.append("no injection start marked: spread coverage of the target not assessed")
         return None, None
     assessed = False
-    for frame, mask in annotation.spread.items():
+    for frame, mask in _shown_spread(annotation):
         target = annotation.target_at(frame) if frame >= start else None
         if target is None:
             continue
@@ -410,7 +453,7 @@ def _min_tip_to_danger(
 ) -> tuple[float | None, int | None, str | None]:
     frames = [
         (frame, tip, masks)
-        for frame, by_class in annotation.danger.items()
+        for frame, by_class in _shown_danger(annotation)
         if (tip := annotation.tip_at(frame)) is not None
         and (masks := {name: mask for name, mask in by_class.items() if mask.any()})
     ]

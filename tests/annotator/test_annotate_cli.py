@@ -45,3 +45,20 @@ def test_open_clips_shows_last_clip_time(make_napari_viewer: Callable[..., Any],
     viewer.dims.set_current_step(0, 5)
     assert text_overlay(viewer).text == "t = 0.100 s (frame 6/20)"
     assert open_clips(viewer, []) == ([], None)
+
+
+def test_prefer_reader_sets_napari_preference_and_exits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import napari.settings
+    from napari.settings import NapariSettings
+
+    settings = NapariSettings(config_path=tmp_path / "napari.yaml")
+    settings.plugins.extension2reader = {"*.tif": "napari"}
+    monkeypatch.setattr(napari.settings, "get_settings", lambda *a, **k: settings)
+    result = CliRunner().invoke(main, ["annotate", "--prefer-reader"])
+    assert result.exit_code == 0, result.output
+    assert "with the usarchive reader" in result.output and "*.dcm" in result.output
+    preference = dict(settings.plugins.extension2reader)
+    assert preference["*.tif"] == "napari"  # other preferences kept
+    assert {preference[p] for p in ("*.dcm", "*.dicom", "*DICOMDIR", "*/")} == {"usarchive"}

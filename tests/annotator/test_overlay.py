@@ -43,9 +43,20 @@ def test_overlay_follows_the_time_slider(make_napari_viewer: Callable[..., Any],
     viewer.dims.set_current_step(0, 25)
     assert current_frame_index(viewer, layer) == 25
     assert overlay.text == "t = 1.250 s (frame 26/60)"
+    # napari's slider says the same frame number as the overlay: 26 of 60, not step 25 of 59
+    slider = viewer.window._qt_viewer.dims.slider_widgets[0]
+    assert (slider.curslice_label.text(), slider.totslice_label.text()) == ("26", "60")
+    # a number typed into the slider is a frame number too
+    slider.curslice_label.setText("40")
+    slider.curslice_label.editingFinished.emit()
+    assert viewer.dims.current_step[0] == 39
+    assert overlay.text == "t = 1.950 s (frame 40/60)"
+    assert slider.curslice_label.text() == "40"
     detach()
     viewer.dims.set_current_step(0, 30)
-    assert overlay.text == "t = 1.250 s (frame 26/60)"
+    assert overlay.text == "t = 1.950 s (frame 40/60)"
+    # detached: napari's own 0-based labels again
+    assert (slider.curslice_label.text(), slider.totslice_label.text()) == ("30", "59")
 
 
 @pytest.mark.gui

@@ -49,7 +49,10 @@ def test_reader_declines_what_it_does_not_handle(tmp_path: Path) -> None:
     assert get_reader(str(text)) is None
     assert get_reader(str(png)) is None
     assert get_reader(str(short)) is None
-    assert get_reader(str(tmp_path)) is None
+    empty = tmp_path / "no-dicom"
+    empty.mkdir()
+    (empty / "notes").write_bytes(b"x" * 200)
+    assert get_reader(str(empty)) is None
     assert get_reader(str(tmp_path / "missing.dcm")) is None
     assert get_reader([str(clip), str(png)]) is None
     assert get_reader([]) is None

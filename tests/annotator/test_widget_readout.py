@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from napari.components import ViewerModel
 
-from annotator.widget.layers import MarkLayers
+from annotator.widget.layers import CARRIED_MASK_OPACITY, MarkLayers
 from annotator.widget.readout import UNCALIBRATED_TEXT, frame_readout
 from archive.annotation import ClipAnnotation, NeedleMark, TargetMark
 from archive.calibration import Calibration, UltrasoundRegion
@@ -115,4 +115,7 @@ def test_danger_read_back_keeps_overlaps_outside_the_painted_pixels() -> None:
     shown = annotation.with_needle(2, NeedleMark(((1.0, 1.0), (9.0, 4.0)), NeedleView.IN_PLANE))
     marks.show(shown, 2)
     np.testing.assert_allclose(marks.needle.data[0], [[1.0, 1.0], [9.0, 4.0]])
-    assert len(marks.target.data) == 0 and not np.asarray(marks.danger.data).any()
+    # the danger masks of frame 1 are held on frame 2, drawn fainter
+    assert len(marks.target.data) == 0
+    held = np.asarray(marks.danger.data)
+    assert held[canal].all() and marks.danger.opacity == CARRIED_MASK_OPACITY

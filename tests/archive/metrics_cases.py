@@ -41,16 +41,17 @@ def box(row0: int, row1: int, col0: int, col1: int) -> np.ndarray:
 def base() -> ClipAnnotation:
     """Needle keyframes on 2 and 6, target keyframes on 0 and 8, spread on 5 and 7.
 
-    Interpolated on frame 4 (injection start): tip (30, 50), entry (10, 10),
-    target (50, 80). Target on frame 5: (52.5, 80); on frame 7: (57.5, 80).
+    Interpolated on frame 4 (injection start): tip (30, 50), entry (10, 10).
+    The target is held: (50, 80) on frames 0..7, (60, 80) on 8 and 9. The
+    spread is interpolated by shape on frame 6 and held from frame 7 on.
     """
     ann = ClipAnnotation.new("1.2.3", "alice", N_FRAMES, SHAPE)
     ann = ann.with_needle(2, NeedleMark(((10, 10), (20, 50))))
     ann = ann.with_needle(6, NeedleMark(((10, 10), (40, 50))))
-    ann = ann.with_target(0, TargetMark((40, 80), "L5 SAP-TP junction"))
+    ann = ann.with_target(0, TargetMark((50, 80), "L5 SAP-TP junction"))
     ann = ann.with_target(8, TargetMark((60, 80), "L5 SAP-TP junction"))
-    ann = ann.with_spread(5, box(70, 79, 75, 84))  # 100 px, misses the target (52.5, 80)
-    ann = ann.with_spread(7, box(40, 59, 70, 89))  # 400 px, holds the target (57.5, 80)
+    ann = ann.with_spread(5, box(70, 79, 75, 84))  # 100 px, misses the target (50, 80)
+    ann = ann.with_spread(7, box(40, 59, 70, 89))  # 400 px, holds the target (50, 80)
     ann = ann.with_event(ClipEvent.NEEDLE_VISIBLE, 2)
     ann = ann.with_event(ClipEvent.INJECTION_START, 4)
     return ann.with_event(ClipEvent.INJECTION_END, 8)

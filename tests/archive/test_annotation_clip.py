@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from archive.annotation import ClipAnnotation, MarkKind, NeedleMark, ReviewComment, TargetMark
+from archive.annotation.temporal import MarkState, TemporalMode, target_shown
 from archive.errors import AnnotationError
 from archive.model import ClipEvent, NeedleView, ReviewStatus
 
@@ -56,17 +57,43 @@ def test_no_extrapolation_outside_keyframes(keyed: ClipAnnotation) -> None:
     assert keyed.needle_at(1) is None
     assert keyed.needle_at(7) is None
     assert not keyed.is_interpolated(MarkKind.NEEDLE, 7)
-    assert keyed.target_at(11) is None
+    assert keyed.mark_state(MarkKind.NEEDLE, 7) is None
+    assert keyed.target_at(1) is None
+    assert keyed.mark_state(MarkKind.TARGET, 1) is None
 
 
-def test_target_interpolated(keyed: ClipAnnotation) -> None:
-    target = keyed.target_at(6)
-    assert target == TargetMark((44.0, 46.0), TARGET)
+def test_target_held_between_and_after_keyframes(keyed: ClipAnnotation) -> None:
+    assert keyed.target_at(6) == TargetMark((40.0, 50.0), TARGET)
+    assert keyed.mark_state(MarkKind.TARGET, 6) is MarkState.HELD
+    assert keyed.is_carried(MarkKind.TARGET, 6)
+    assert not keyed.is_interpolated(MarkKind.TARGET, 6)
+    # after the last keyframe, to the end of the clip
+    for frame in (11, 19):
+        assert keyed.target_at(frame) == TargetMark((48.0, 42.0), TARGET)
+        assert keyed.mark_state(MarkKind.TARGET, frame) is MarkState.HELD
+    assert keyed.mark_state(MarkKind.TARGET, 10) is MarkState.KEYFRAME
+    assert keyed.shown_frames(MarkKind.TARGET) == tuple(range(2, 20))
+    assert keyed.shown_frames(MarkKind.NEEDLE) == tuple(range(2, 7))
 
 
-def test_target_not_interpolated_between_different_targets(keyed: ClipAnnotation) -> None:
+def test_target_optionally_interpolated(keyed: ClipAnnotation) -> None:
+    shown = target_shown(keyed.target, 6, TemporalMode.INTERPOLATE_THEN_HOLD)
+    assert shown == (TargetMark((44.0, 46.0), TARGET), MarkState.INTERPOLATED)
+    assert target_shown(keyed.target, 15, TemporalMode.INTERPOLATE_THEN_HOLD) == (
+        TargetMark((48.0, 42.0), TARGET),
+        MarkState.HELD,
+    )
+    assert target_shown(keyed.target, 15, TemporalMode.INTERPOLATE) is None
+
+
+def test_target_held_not_interpolated_between_different_targets(keyed: ClipAnnotation) -> None:
     changed = keyed.with_target(10, TargetMark((48.0, 42.0), "S1 SAP–sacral ala junction"))
-    assert changed.target_at(6) is None
+    assert changed.target_at(6) == TargetMark((40.0, 50.0), TARGET)
+    assert target_shown(changed.target, 6, TemporalMode.INTERPOLATE_THEN_HOLD) == (
+        TargetMark((40.0, 50.0), TARGET),
+        MarkState.HELD,
+    )
+    assert target_shown(changed.target, 6, TemporalMode.INTERPOLATE) is None
     assert changed.target_at(10) is not None
 
 
@@ -179,7 +206,9 @@ def test_copy_from_previous_masks(empty: ClipAnnotation) -> None:
     np.testing.assert_array_equal(copied.danger_at(4)["vessel"], vessel)
     assert copied.keyframes(MarkKind.SPREAD) == (3, 6)
     assert copied.keyframes(MarkKind.DANGER) == (3, 4, 5)
-    assert not copied.is_interpolated(MarkKind.SPREAD, 5)
+    # between the spread keyframes 3 and 6 the mask is interpolated (here: the same box)
+    assert copied.is_interpolated(MarkKind.SPREAD, 5)
+    np.testing.assert_array_equal(copied.spread_at(5), mask)  # type: ignore[arg-type]
 
 
 def test_masks_are_copied_and_read_only(empty: ClipAnnotation) -> None:

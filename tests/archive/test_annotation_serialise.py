@@ -82,7 +82,10 @@ def test_document_layout() -> None:
     assert [(e["frame"], e["class"]) for e in doc["danger"]] == [
         (4, "spinal canal"),
         (4, "vessel"),
+        # painting on frame 9, which holds the classes of frame 4, makes it a keyframe of all three
         (9, "nerve root"),
+        (9, "spinal canal"),
+        (9, "vessel"),
     ]
     assert doc["events"] == {
         "needle visible": 1,

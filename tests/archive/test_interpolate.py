@@ -2,15 +2,18 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from archive.interpolate import (
+    interpolate_mask,
     interpolate_point,
     interpolate_polyline,
     polyline_length,
     resample_polyline,
+    signed_distance,
 )
 
 
@@ -109,3 +112,33 @@ def test_interpolated_point_lies_on_segment(
     t = (frame - frame_a) / gap
     assert p[0] == pytest.approx(a[0] + t * (b[0] - a[0]), abs=1e-9)
     assert p[1] == pytest.approx(a[1] + t * (b[1] - a[1]), abs=1e-9)
+
+
+def test_signed_distance_sign_and_extremes() -> None:
+    mask = np.zeros((5, 7), dtype=bool)
+    mask[1:4, 2:5] = True
+    distance = signed_distance(mask)
+    np.testing.assert_array_equal(distance < 0, mask)
+    assert distance[2, 3] == -2.0  # centre: two pixels from the nearest outside one
+    assert distance[2, 0] == 2.0
+    assert (signed_distance(np.zeros((3, 4), dtype=bool)) == 7.0).all()
+    assert (signed_distance(np.ones((3, 4), dtype=bool)) == -7.0).all()
+
+
+def test_interpolate_mask_ends_exact_and_growth_monotone() -> None:
+    rr, cc = np.mgrid[:30, :30]
+    small = (rr - 15) ** 2 + (cc - 15) ** 2 <= 9
+    large = (rr - 15) ** 2 + (cc - 15) ** 2 <= 100
+    np.testing.assert_array_equal(interpolate_mask(small, large, 0, 4, 0), small)
+    np.testing.assert_array_equal(interpolate_mask(small, large, 0, 4, 4), large)
+    areas = [int(interpolate_mask(small, large, 0, 4, f).sum()) for f in range(5)]
+    assert areas == sorted(areas) and len(set(areas)) == 5
+    # precomputed distance maps give the same as the masks
+    np.testing.assert_array_equal(
+        interpolate_mask(signed_distance(small), signed_distance(large), 0, 4, 2),
+        interpolate_mask(small, large, 0, 4, 2),
+    )
+    with pytest.raises(ValueError, match="does not extrapolate"):
+        interpolate_mask(small, large, 0, 4, 5)
+    with pytest.raises(ValueError, match="shape of a"):
+        interpolate_mask(small, large[:10], 0, 4, 2)

@@ -7,9 +7,9 @@ import math
 
 import numpy as np
 import pytest
-from metrics_cases import CAL, SHAPE, TIMES, base, box, with_danger
+from metrics_cases import CAL, N_FRAMES, SHAPE, TIMES, base, box, with_danger
 
-from archive.annotation import NeedleMark, TargetMark
+from archive.annotation import ClipAnnotation, NeedleMark, TargetMark
 from archive.calibration import Calibration, UltrasoundRegion
 from archive.errors import MetricsError
 from archive.metrics import UNCALIBRATED_NOTE, UNTIMED_NOTE, Breach, BreachBy, clip_metrics
@@ -39,7 +39,8 @@ def test_full_annotation_hand_computed() -> None:
     assert m.min_tip_to_danger_frame == 4
     assert m.min_tip_to_danger_class == "nerve root"
     assert m.breach is True
-    assert m.breaches == (Breach(7, "vessel", BreachBy.SPREAD),)
+    # the vessel of frame 7 and the spread of frame 7 are both held on frames 8 and 9
+    assert m.breaches == tuple(Breach(f, "vessel", BreachBy.SPREAD) for f in (7, 8, 9))
     assert m.needle_visible_to_injection_end_s == pytest.approx((345.0 - 80.0) / 1000.0)
     assert m.calibrated is True
     assert m.notes == ()
@@ -49,7 +50,13 @@ def test_to_dict_is_json_ready_and_complete() -> None:
     m = clip_metrics(with_danger(base()), CAL, TIMES)
     record = json.loads(json.dumps(m.to_dict()))
     assert record["tip_to_target_at_injection_start_mm"] == pytest.approx(5.0)
-    assert record["breaches"] == [{"frame": 7, "danger_class": "vessel", "by": "spread"}]
+    # frame numbers in the plain data are 1-based: indices 7, 8, 9 are frames 8, 9, 10
+    assert record["breaches"] == [{"frame": f, "danger_class": "vessel", "by": "spread"} for f in (8, 9, 10)]
+    assert (record["injection_start_frame"], record["needle_angle_frame"], record["max_spread_frame"]) == (
+        5,
+        5,
+        8,
+    )
     assert record["reviewer"] == "alice"
     assert record["notes"] == []
     assert set(record) == set(m.__dataclass_fields__)
@@ -80,8 +87,8 @@ def test_angle_falls_back_to_last_needle_before_injection_start() -> None:
     # no needle on the injection-start frame: no tip-to-target, said in a note
     assert m.tip_to_target_at_injection_start_mm is None
     assert any("no needle on the injection-start frame 8" in n for n in m.notes)
-    # spread at/after frame 8: none, so coverage is not assessed
-    assert m.spread_covers_target is None
+    # frames 8 and 9 hold the spread of frame 7 (rows 40..59) and the target of frame 8 (60, 80)
+    assert m.spread_covers_target is False
 
 
 def test_out_of_plane_needle_at_injection_start_has_no_angle() -> None:
@@ -145,7 +152,8 @@ def test_tip_inside_danger_is_a_breach_at_distance_zero() -> None:
     assert m.min_tip_to_danger_mm == 0.0
     assert m.min_tip_to_danger_class == "spinal canal"
     assert m.breach is True
-    assert m.breaches == (Breach(4, "spinal canal", BreachBy.TIP),)
+    # the canal is held on frame 5, where the interpolated tip (35, 50) is still inside it
+    assert m.breaches == (Breach(4, "spinal canal", BreachBy.TIP), Breach(5, "spinal canal", BreachBy.TIP))
 
 
 def test_empty_danger_masks_mean_no_breach_and_no_distance() -> None:
@@ -219,3 +227,45 @@ def test_untimed_clip_has_no_time_metrics_but_keeps_the_rest() -> None:
     assert UNTIMED_NOTE in untimed.notes and UNTIMED_NOTE not in timed.notes
     assert untimed.tip_to_target_at_injection_start_mm == timed.tip_to_target_at_injection_start_mm
     assert untimed.breaches == timed.breaches
+
+
+def test_metrics_on_held_target_and_danger_after_their_keyframes() -> None:
+    # target and danger marked once, on frame 2; the injection starts on frame 4
+    ann = ClipAnnotation.new("1.2.3", "alice", N_FRAMES, SHAPE)
+    ann = ann.with_needle(2, NeedleMark(((10, 10), (20, 50)))).with_needle(
+        6, NeedleMark(((10, 10), (40, 50)))
+    )
+    ann = ann.with_target(2, TargetMark((50, 80), "L5 SAP-TP junction"))
+    ann = ann.with_danger(2, "nerve root", box(38, 45, 48, 52))
+    ann = ann.with_event(ClipEvent.INJECTION_START, 4)
+    assert ann.target_at(4) == TargetMark((50, 80), "L5 SAP-TP junction")
+    m = clip_metrics(ann, CAL, TIMES)
+    # interpolated tip (30, 50) to the held target (50, 80): 4 mm down, 3 mm across
+    assert m.tip_to_target_at_injection_start_mm == pytest.approx(5.0)
+    assert not any("no target" in n for n in m.notes)
+    # the held nerve root (rows 38..45) is reached by the tip on frame 6 (40, 50): inside
+    assert m.breaches == (Breach(6, "nerve root", BreachBy.TIP),)
+    assert m.min_tip_to_danger_mm == 0.0
+    assert m.min_tip_to_danger_frame == 6
+
+
+def test_metrics_on_interpolated_and_held_spread() -> None:
+    # a 10x10 spread on frame 2 growing to 30x30 on frame 6, both centred on (50, 100)
+    small, large = box(45, 54, 95, 104), box(35, 64, 85, 114)
+    ann = ClipAnnotation.new("1.2.3", "alice", N_FRAMES, SHAPE).with_spread(2, small).with_spread(6, large)
+    ann = ann.with_target(0, TargetMark((37, 100), "L5 SAP-TP junction"))
+    ann = ann.with_event(ClipEvent.INJECTION_START, 2)
+    shown = {f: ann.spread_at(f) for f in range(N_FRAMES)}
+    assert shown[0] is None and shown[1] is None
+    areas = [int(shown[f].sum()) for f in range(2, N_FRAMES)]  # type: ignore[union-attr]
+    assert areas[0] == 100 and areas[4:] == [900] * 4  # keyframes, then held after frame 6
+    assert areas[0] < areas[1] < areas[2] < areas[3] < areas[4]  # grows between the keyframes
+    m = clip_metrics(ann, CAL, TIMES)
+    assert m.max_spread_area_mm2 == pytest.approx(900 * 0.02)
+    assert m.max_spread_frame == 6
+    # the target at row 37 (13 rows above the centre) is first covered on an interpolated frame
+    assert m.spread_covers_target is True
+    frame = m.spread_covers_target_frame
+    assert frame is not None and 2 < frame < 6
+    assert ann.is_interpolated("spread", frame)
+    assert shown[frame][37, 100] and not shown[frame - 1][37, 100]  # type: ignore[index]

@@ -130,7 +130,9 @@ def test_safety_lists_near_misses_breaches_and_adverse_events() -> None:
     outcomes = [outcome(study, Side.RIGHT, effective=False, adverse="nerve irritation")]
     report = run_audit(inputs, outcomes, AuditConfig(danger_margin_mm=2.0))
     assert [s.sop_instance_uid for s in report.safety_clips] == ["1.2.6.3", "1.2.6.1"]
-    assert report.safety_clips[0].breach and report.safety_clips[0].breach_frames == (9,)
+    # frame numbers, 1-based: the breach on frame index 9 is frame 10
+    assert report.safety_clips[0].breach and report.safety_clips[0].breach_frames == (10,)
+    assert report.safety_clips[0].frame == 10
     assert {a.description for a in report.adverse_events} == {"nerve irritation", "sudden pain"}
     wider = run_audit(inputs, outcomes, AuditConfig(danger_margin_mm=3.0))
     assert len(wider.safety_clips) == 3

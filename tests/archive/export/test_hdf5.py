@@ -75,8 +75,9 @@ def test_round_trip_every_field(tmp_path: Path) -> None:
         expected_metrics = dict(records["2.25.1"].metrics or {})
         del expected_metrics["sop_instance_uid"], expected_metrics["reviewer"]
         assert dataset.clips["2.25.1"].metrics == expected_metrics
+        # frame numbers are 1-based in the file: the breach on frame index 3 is frame 4
         assert dataset.clips["2.25.1"].metrics["breaches"] == [
-            {"frame": 3, "danger_class": "nerve root", "by": "tip"}
+            {"frame": 4, "danger_class": "nerve root", "by": "tip"}
         ]
         rgb = dataset.clips["2.25.2"]
         assert rgb.metadata["samples_per_pixel"] == 3 and rgb.frames.attrs["photometric"] == "RGB"
@@ -109,13 +110,15 @@ def test_round_trip_every_field(tmp_path: Path) -> None:
             )
             name = None if target is None else labels.target_names[labels.target_name_index[frame]]
             assert name == (None if target is None else target.name)
+            # masks are written on their keyframes only (carrying them is archive.annotation.temporal's)
             spread = labels.spread_mask(frame)
-            assert (spread is None) == (original.spread_at(frame) is None)
+            assert (spread is None) == (frame not in original.spread)
             if spread is not None:
-                assert np.array_equal(spread, original.spread_at(frame))
+                assert np.array_equal(spread, original.spread[frame])
             danger = labels.danger_at(frame)
-            assert danger.keys() == original.danger_at(frame).keys()
-            assert all(np.array_equal(m, original.danger_at(frame)[c]) for c, m in danger.items())
+            stored = original.danger.get(frame, {})
+            assert danger.keys() == stored.keys()
+            assert all(np.array_equal(m, stored[c]) for c, m in danger.items())
         assert labels.needle_view.tolist() == [0, 1, 1, 1, 0, 2, 0]  # 3..5 change view: no needle at 4
         assert labels.needle_keyframe.tolist() == [False, True, False, True, False, True, False]
         assert labels.target_names == ("L4 SAP–TP junction", "L5 S1 SAP–ala junction")
@@ -123,6 +126,13 @@ def test_round_trip_every_field(tmp_path: Path) -> None:
         assert labels.danger_masks.dtype == np.uint8 and labels.spread_masks.shape == (T, H, W)
         assert labels.events == original.events
         assert labels.adverse_events == original.adverse_events
+        # in the file itself events and adverse events are frame numbers, 1-based
+        with h5py.File(path, "r") as raw:
+            group = raw["clips/2.25.1/annotation"]
+            assert dict(group["events"].attrs) == {e.value: f + 1 for e, f in original.events.items()}
+            assert group["adverse_events/frames"][()].tolist() == [
+                a.frame + 1 for a in original.adverse_events
+            ]
 
         # the card: in the file attributes and in the sidecar
         card = dataset.card
