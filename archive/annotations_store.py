@@ -26,7 +26,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -62,33 +61,31 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Settings option naming the reviewer (user name).
-OPTION_REVIEWER = "reviewer"
-#: Environment variable naming the reviewer when the settings do not.
+#: Where the reviewer is configured, for messages (``usarchive.toml``).
+OPTION_REVIEWER = "[review] reviewer"
+#: Environment variable the configuration reads the reviewer from (:mod:`archive.config`).
 ENV_REVIEWER = "USARCHIVE_REVIEWER"
 
 
 def resolve_reviewer(settings: ArchiveSettings) -> str | None:
-    """The reviewer's user name from the configuration or the environment.
+    """The reviewer's user name from the configuration.
 
     Parameters
     ----------
     settings : ArchiveSettings
-        ``settings.options["reviewer"]`` is used first, then the environment
-        variable ``USARCHIVE_REVIEWER``.
+        :attr:`~ArchiveSettings.reviewer`: ``[review] reviewer``, overridden by
+        ``USARCHIVE_REVIEWER`` when the configuration was built (library code
+        reads no environment variable).
 
     Returns
     -------
     str or None
-        The name, stripped; ``None`` when neither names one. The operating
-        system's login is deliberately not used: several reviewers may share a
+        The name; ``None`` when none is configured. The operating system's
+        login is deliberately not used: several reviewers may share a
         workstation account, so a missing identity must be asked for (the
         annotator asks once and may offer the login as the default answer).
     """
-    for candidate in (settings.options.get(OPTION_REVIEWER), os.environ.get(ENV_REVIEWER)):
-        if candidate is not None and str(candidate).strip():
-            return str(candidate).strip()
-    return None
+    return settings.reviewer
 
 
 @dataclass(frozen=True)
@@ -187,10 +184,13 @@ class AnnotationStore:
     ----------
     engine : sqlalchemy.Engine
         Engine of an index migrated to version 2 or later.
+    four_eyes : bool
+        Refuse a reviewer approving their own annotation (``[review] four_eyes``).
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, four_eyes: bool = False) -> None:
         self.engine = engine
+        self.four_eyes = four_eyes
 
     # -- writing --------------------------------------------------------------------------------
 
@@ -351,6 +351,7 @@ class AnnotationStore:
         ------
         AnnotationError
             If the clip is not archived, the reviewer has saved nothing for it,
+            a reviewer approves their own annotation under ``four_eyes``,
             the workflow does not allow the transition
             (:func:`archive.annotation.review.transition`), or a required comment
             is missing.
@@ -358,6 +359,12 @@ class AnnotationStore:
             If ``new_status`` names no status.
         """
         wanted = ReviewStatus.parse(new_status)
+        if self.four_eyes and wanted is ReviewStatus.APPROVED and by.strip() == reviewer.strip():
+            raise AnnotationError(
+                f"{_clip_name(sop_instance_uid, reviewer)}: expected an approver other than the reviewer "
+                f"([review] four_eyes = true), but {by!r} approves their own annotation; ask a colleague "
+                "to approve it"
+            )
         note = ReviewComment(by, comment) if comment is not None and comment.strip() else None
         now = datetime.now(UTC)
         with write_transaction(self.engine) as connection:

@@ -182,7 +182,7 @@ def audit_command(
     if csv_path is not None:
         write_csv(report, csv_path)
     if cli_state(ctx).json_output:
-        print_json(report.to_dict())
+        print_json(report.to_dict(), ctx)
         return
     _summary(report)
     for label, path in (("HTML report", html_path), ("CSV", csv_path)):

@@ -89,7 +89,9 @@ def _score_option(name: str) -> Callable[[_F], _F]:
     type=click.Choice([*SCORE_RANGES, "adverse_event"]),
     help="Clear this value (not recorded); repeatable.",
 )
-@click.option("--by", help="Who enters the values (default: USARCHIVE_REVIEWER or the login name).")
+@click.option(
+    "--by", help="Who enters the values (default: [review] reviewer or USARCHIVE_REVIEWER, else login name)."
+)
 @click.pass_context
 def set_command(
     ctx: click.Context,

@@ -11,12 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from archive.annotation import ClipAnnotation, canonical_json, from_json
-from archive.annotations_store import AnnotationStore, resolve_reviewer
-from archive.cli.common import cli_state, open_archive, print_json
+from archive.annotations_store import AnnotationStore
+from archive.cli.common import cli_state, open_archive, plain_output, print_json, print_table
 from archive.errors import AnnotationError, ArchiveError
 from archive.model import ReviewStatus
 
@@ -74,10 +72,11 @@ class _Batch:
 
 
 def _identity(ctx: click.Context, given: str | None, option: str) -> str:
-    name = given or resolve_reviewer(cli_state(ctx).settings)
+    name = cli_state(ctx).person(given)
     if not name:
         raise click.UsageError(
-            f"expected your user name, but none is configured: pass {option} NAME or set USARCHIVE_REVIEWER"
+            f"expected your user name, but none is configured: pass {option} NAME, set reviewer under "
+            "[review] in usarchive.toml, or set USARCHIVE_REVIEWER"
         )
     return name
 
@@ -98,17 +97,22 @@ def list_command(ctx: click.Context, status: str | None, reviewer: str | None) -
     if cli_state(ctx).json_output:
         print_json([row.to_json() for row in rows])
         return
-    table = Table("SOP Instance UID", "reviewer", "status", "version", "updated (UTC)")
-    for row in rows:
-        table.add_row(
-            row.sop_instance_uid,
-            row.reviewer,
-            row.status.value,
-            str(row.latest_version),
-            row.updated_at.strftime("%Y-%m-%d %H:%M:%S"),
-        )
-    Console(width=200).print(table)
-    click.echo(f"{len(rows)} annotation(s)")
+    header = ("SOP Instance UID", "reviewer", "status", "version", "updated (UTC)")
+    print_table(
+        ctx,
+        header,
+        [
+            (
+                row.sop_instance_uid,
+                row.reviewer,
+                row.status.value,
+                str(row.latest_version),
+                row.updated_at.strftime("%Y-%m-%d %H:%M:%S"),
+            )
+            for row in rows
+        ],
+    )
+    click.echo(f"{len(rows)} annotation(s)", err=plain_output(ctx))  # piped: stdout holds only the rows
 
 
 @review.command("status")
@@ -116,7 +120,7 @@ def list_command(ctx: click.Context, status: str | None, reviewer: str | None) -
 @click.option("--reviewer", required=True, help="Whose annotation.")
 @click.option("--set", "new_status", required=True, type=click.Choice(_STATUSES), help="The new status.")
 @click.option("--comment", help="Why (required for needs-rework).")
-@click.option("--by", help="Who changes the status (default: USARCHIVE_REVIEWER or the 'reviewer' option).")
+@click.option("--by", help="Who changes the status (default: [review] reviewer or USARCHIVE_REVIEWER).")
 @click.pass_context
 def status_command(
     ctx: click.Context,

@@ -45,7 +45,7 @@ def show_command(ctx: click.Context, uid: str) -> None:
             f"no study, series or instance with UID {uid!r} in the index; list UIDs with 'usarchive find'"
         )
     if cli_state(ctx).json_output:
-        print_json({"kind": found.kind, **found.data})
+        print_json({"kind": found.kind, **found.data}, ctx)
         return
     click.echo(f"{found.kind} {uid}")
     click.echo("\n".join(_lines(found.data, 1)))

@@ -28,7 +28,13 @@ def _default_user() -> str:
 @click.option("--side", help="left, right, bilateral (or L, R, B).")
 @click.option("--technique", help="TT, OT, in-plane, out-of-plane, other, unknown.")
 @click.option("--procedure", help="medial branch block, radiofrequency, epidural, facet injection, other.")
-@click.option("--user", default=_default_user, show_default="login name", help="Who is tagging.")
+@click.option(
+    "--by",
+    "--user",
+    "user",
+    help="Who is tagging (default: [review] reviewer or USARCHIVE_REVIEWER, else the login name; "
+    "--user is the former name).",
+)
 @click.option("--note", help="Free text kept with the new values.")
 @click.pass_context
 def tag_command(
@@ -39,7 +45,7 @@ def tag_command(
     side: str | None,
     technique: str | None,
     procedure: str | None,
-    user: str,
+    user: str | None,
     note: str | None,
 ) -> None:
     """Set level, side, technique or procedure of a study, series or instance.
@@ -48,6 +54,7 @@ def tag_command(
     it); every change is kept in the history shown by 'usarchive show'.
     """
     parsed_levels = parse_levels(levels)
+    user = cli_state(ctx).person(user) or _default_user()
     with open_archive(ctx) as archive:
         try:
             changes = archive.tag(

@@ -23,7 +23,7 @@ def verify_command(ctx: click.Context, repair: bool, stale_after: float) -> None
     with open_archive(ctx) as archive:
         report = verify(archive, repair=repair, stale_after_s=stale_after)
     if cli_state(ctx).json_output:
-        print_json(report.to_json())
+        print_json(report.to_json(), ctx)
     else:
         click.echo(
             f"checked {report.checked}: {len(report.missing)} missing, {len(report.corrupt)} corrupt, "

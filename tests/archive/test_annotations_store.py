@@ -330,12 +330,11 @@ def test_index_at_version_1_upgrades_with_annotation_tables(
     assert {t.name for t in ANNOTATION_TABLES} <= _tables(db_url)
 
 
-def test_resolve_reviewer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(ENV_REVIEWER, raising=False)
+def test_resolve_reviewer_reads_the_settings_never_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(ENV_REVIEWER, "dana")
     plain = ArchiveSettings(tmp_path)
-    assert resolve_reviewer(plain) is None
-    monkeypatch.setenv(ENV_REVIEWER, " dana ")
-    assert resolve_reviewer(plain) == "dana"
-    assert resolve_reviewer(ArchiveSettings(tmp_path, options={"reviewer": "erin"})) == "erin"
-    monkeypatch.setenv(ENV_REVIEWER, "  ")
-    assert resolve_reviewer(plain) is None
+    assert resolve_reviewer(plain) is None  # library code does not read USARCHIVE_REVIEWER
+    assert resolve_reviewer(ArchiveSettings(tmp_path, reviewer=" erin ")) == "erin"
+    assert resolve_reviewer(ArchiveSettings(tmp_path, reviewer="  ")) is None
