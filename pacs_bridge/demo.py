@@ -3,7 +3,7 @@
 Run as ``python -m pacs_bridge.demo [SAMPLE_DIR]`` (the data directory comes from
 ``--data-dir`` or ``USARCHIVE_HOME``). Steps:
 
-1. start ``usarchive serve`` on a free loopback port, allowing the calling AE
+1. create the archive (``usarchive init``, which keeps an existing one) and start ``usarchive serve`` on a free loopback port, allowing the calling AE
    title ``USDEMO``;
 2. poll with dcmtk ``echoscu`` (or pynetdicom without dcmtk) until it answers;
 3. send every DICOM file of SAMPLE_DIR with dcmtk ``storescu`` (or pynetdicom), as stored (one
@@ -165,6 +165,8 @@ def main(sample_dir: Path, data_dir: Path | None) -> None:
     if not groups:
         raise click.ClickException(f"no DICOM files in {sample_dir}; generate samples first (make samples)")
     root = _usarchive() + (["--data-dir", str(data_dir)] if data_dir else [])
+    if subprocess.run([*root, "init"], check=False).returncode != 0:
+        raise click.ClickException("usarchive init failed")
     click.echo(f"starting usarchive serve (allowing {DEMO_AET}) ...")
     server = subprocess.Popen(
         [*root, "serve", "--host", "127.0.0.1", "--port", "0", "--allow", DEMO_AET],
@@ -196,7 +198,7 @@ def main(sample_dir: Path, data_dir: Path | None) -> None:
             server.send_signal(signal.SIGTERM)
         server.wait(timeout=120)
     click.echo("index of what arrived (usarchive find):")
-    found = subprocess.run([*root, "find"], check=False)
+    found = subprocess.run([*root, "--format", "table", "find"], check=False)
     if found.returncode != 0:
         raise click.ClickException("usarchive find failed")
 

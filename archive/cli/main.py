@@ -257,6 +257,7 @@ class CliState:
 def _setup_logging(verbose: int, state: CliState) -> None:
     level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(level)  # also when logging was configured before (tests, embedding)
     try:
         log = state.configuration.log
     except click.ClickException:

@@ -85,7 +85,7 @@ def create_index_engine(url: str) -> Engine:
     if url.startswith("postgresql"):
         try:
             import psycopg  # noqa: F401
-        except ModuleNotFoundError as exc:
+        except ImportError as exc:
             raise ConfigError(
                 f"index {url.split('://', 1)[0]}://...: expected the PostgreSQL driver psycopg, but it is "
                 "not installed; run: pip install 'usarchive[postgres]'"
