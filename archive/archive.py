@@ -40,7 +40,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from archive.annotations_store import AnnotationStore
 from archive.dicom_header import InstanceHeader, build_file_meta, peek_bare_dataset, read_header
 from archive.duplicates import Decision, Prepared, instance_result, resolve_existing
-from archive.errors import ArchiveNotFoundError
+from archive.errors import ArchiveError, ArchiveNotFoundError
 from archive.index import queries, schema, tags
 from archive.index.engine import autocommit_reads, create_index_engine, read_transaction, write_transaction
 from archive.index.migrations import migrate
@@ -555,6 +555,20 @@ class Archive:
         """Instances matching ``query`` (see :func:`archive.index.queries.find`)."""
         with autocommit_reads(self.engine) as connection:
             return queries.find(connection, query)
+
+    def resolve_uid(self, text: str) -> str:
+        """The study, series or instance UID ``text`` names: itself or the one UID it is a prefix of.
+
+        Raises
+        ------
+        ArchiveError
+            If no UID, or several, start with ``text``.
+        """
+        with read_transaction(self.engine) as connection:
+            try:
+                return queries.resolve_uid_prefix(connection, text)
+            except LookupError as exc:
+                raise ArchiveError(str(exc)) from exc
 
     def show(self, uid: str) -> UidDescription | None:
         """The study, series or instance with this UID, or ``None``."""

@@ -97,3 +97,11 @@ def print_table(ctx: click.Context, header: Sequence[str], rows: Sequence[Sequen
     for row in rows:
         table.add_row(*("" if value is None else str(value) for value in row))
     Console(width=200).print(table)
+
+
+def full_uid(archive: Archive, text: str) -> str:
+    """The UID ``text`` names: a whole UID, or a unique prefix of a study, series or instance UID."""
+    try:
+        return archive.resolve_uid(text)
+    except ArchiveError as exc:
+        raise click.ClickException(str(exc)) from exc

@@ -22,7 +22,11 @@ from archive.model import ProcedureType, Side, SpinalLevel, Technique
 _DATE_FORMATS = ["%Y-%m-%d", "%Y%m%d"]
 
 _OPTIONS: tuple[Callable[[Callable[..., Any]], Callable[..., Any]], ...] = (
-    click.option("--patient", help="Patient ID, or patient name as stored (Family^Given)."),
+    click.option(
+        "--patient",
+        help="Patient ID or name (Family^Given), any case; * and ? are wildcards, e.g. 'mul*'.",
+    ),
+    click.option("--accession", help="Accession Number of the study."),
     click.option(
         "--level", "levels", multiple=True, help="Spinal level, e.g. L5 (repeat or comma-separate: any of)."
     ),
@@ -92,6 +96,7 @@ def query_filters(command: Callable[..., Any]) -> Callable[..., Any]:
     def with_query(
         *args: Any,
         patient: str | None,
+        accession: str | None,
         levels: tuple[str, ...],
         side: str | None,
         technique: str | None,
@@ -104,6 +109,7 @@ def query_filters(command: Callable[..., Any]) -> Callable[..., Any]:
     ) -> Any:
         query = Query(
             patient=patient,
+            accession=accession,
             levels=parse_levels(levels),
             side=parse_side(side),
             technique=parse_member(Technique, technique, "--technique"),  # type: ignore[arg-type]
@@ -130,6 +136,8 @@ def describe_query(query: Query) -> str:
     parts: list[str] = []
     if query.patient:
         parts.append("--patient <given>")
+    if query.accession:
+        parts.append("--accession <given>")
     parts.extend(f"--level {level.value}" for level in query.levels)
     if query.side is not None:
         parts.append(f"--side {query.side.value}")

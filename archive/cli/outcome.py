@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from archive.annotations_store import resolve_reviewer
-from archive.cli.common import cli_state, open_archive, print_json
+from archive.cli.common import cli_state, full_uid, open_archive, print_json
 from archive.errors import ArchiveError, OutcomeImportError
 from archive.index.outcomes import (
     import_outcomes,
@@ -131,6 +131,7 @@ def set_command(
     with open_archive(ctx) as archive:
         who = by or resolve_reviewer(archive.settings) or getpass.getuser()
         try:
+            study_uid = full_uid(archive, study_uid)
             stored, change = set_outcome(archive.engine, study_uid, side, values, source=f"user:{who}")
         except (ArchiveError, ValueError) as exc:
             raise click.ClickException(str(exc)) from exc
@@ -147,6 +148,7 @@ def set_command(
 def show_command(ctx: click.Context, study_uid: str, history: bool) -> None:
     """Show the outcomes of the procedures of STUDY_UID."""
     with open_archive(ctx) as archive, archive.engine.connect() as connection:
+        study_uid = full_uid(archive, study_uid)
         stored = load_outcomes(connection, study_uid)
         changes = load_history(connection, study_uid) if history else []
     if cli_state(ctx).json_output:

@@ -16,6 +16,8 @@ from archive.annotation import ClipAnnotation, canonical_json, from_json
 from archive.annotations_store import AnnotationStore
 from archive.cli.common import cli_state, open_archive, plain_output, print_json, print_table
 from archive.errors import AnnotationError, ArchiveError
+from archive.index.engine import read_transaction
+from archive.index.queries import resolve_uid_prefix
 from archive.model import ReviewStatus
 
 _STATUSES = [status.value for status in ReviewStatus]
@@ -69,6 +71,15 @@ class _Batch:
         self._documents.append(document)
         if not self._json:
             click.echo(line)
+
+
+def _full_uid(store: AnnotationStore, text: str) -> str:
+    """A whole UID, or the one UID ``text`` is a unique prefix of."""
+    with read_transaction(store.engine) as connection:
+        try:
+            return resolve_uid_prefix(connection, text)
+        except LookupError as exc:
+            raise click.ClickException(str(exc)) from exc
 
 
 def _identity(ctx: click.Context, given: str | None, option: str) -> str:
@@ -139,8 +150,9 @@ def status_command(
     """
     author = _identity(ctx, by, "--by")
     with _Batch(ctx, len(uids)) as batch, _store(ctx) as store:
-        for uid in uids:
-            with batch.item(uid):
+        for given in uids:
+            with batch.item(given):
+                uid = _full_uid(store, given)
                 status = store.set_status(uid, reviewer, new_status, by=author, comment=comment)
             batch.done(
                 {"sop_instance_uid": uid, "reviewer": reviewer, "status": status.value, "by": author},
@@ -155,6 +167,7 @@ def status_command(
 def history_command(ctx: click.Context, uid: str, reviewer: str | None) -> None:
     """Show the versions and review comments of the annotations of clip UID."""
     with _store(ctx) as store:
+        uid = _full_uid(store, uid)
         names = [reviewer] if reviewer else store.reviewers(uid)
         entries = [(name, store.history(uid, name), store.comments(uid, name)) for name in names]
     if cli_state(ctx).json_output:
@@ -192,7 +205,7 @@ def history_command(ctx: click.Context, uid: str, reviewer: str | None) -> None:
 def export_json_command(ctx: click.Context, uid: str, reviewer: str, version: int | None) -> None:
     """Print REVIEWER's annotation of clip UID as canonical JSON."""
     with _store(ctx) as store:
-        loaded = store.load(uid, reviewer, version)
+        loaded = store.load(_full_uid(store, uid), reviewer, version)
     sys.stdout.write(canonical_json(loaded.annotation) + "\n")
 
 

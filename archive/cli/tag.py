@@ -6,7 +6,7 @@ import getpass
 
 import click
 
-from archive.cli.common import cli_state, open_archive, print_json
+from archive.cli.common import cli_state, full_uid, open_archive, print_json
 from archive.cli.find import parse_levels, parse_member, parse_side
 from archive.errors import ArchiveError
 from archive.model import ProcedureType, Technique
@@ -56,6 +56,7 @@ def tag_command(
     parsed_levels = parse_levels(levels)
     user = cli_state(ctx).person(user) or _default_user()
     with open_archive(ctx) as archive:
+        uid = full_uid(archive, uid)
         try:
             changes = archive.tag(
                 uid,

@@ -330,9 +330,17 @@ def filled(tmp_path: Path) -> tuple[Path, list[str]]:
     init(data)
     uids = []
     with Archive.open(ArchiveSettings(data), create=False) as archive:
-        for patient, name in (("AB-100", "Müller^Anna"), ("ab-200", "Smith^Bob"), ("X-300", "Miller^Carl")):
+        people = (
+            ("AB-100", "Muller^Anna", "ACC1"),
+            ("ab-200", "Smith^Bob", "ACC2"),
+            ("X-300", "Miller^Carl", "ACC3"),
+        )
+        for patient, name, accession in people:
             result = archive.ingest(
-                write_instance(tmp_path / "in", us_dataset(patient_id=patient, patient_name=name)),
+                write_instance(
+                    tmp_path / "in",
+                    us_dataset(patient_id=patient, patient_name=name, AccessionNumber=accession),
+                ),
                 origin=Origin("file"),
             )
             uids.append(str(result.sop_instance_uid))
@@ -405,3 +413,50 @@ def test_an_unwritable_output_is_one_line_not_a_traceback(
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
     error_lines = [line for line in result.stderr.splitlines() if line.startswith("Error")]
     assert len(error_lines) == 1, result.stderr
+
+
+def test_find_patient_is_case_insensitive_with_wildcards_and_by_accession(
+    filled: tuple[Path, list[str]],
+) -> None:
+    data, uids = filled
+
+    def patients(*args: str) -> list[str]:
+        result = cli("--data-dir", str(data), "find", "--json", *args)
+        assert result.exit_code == 0, result.output
+        return sorted(row["patient_id"] for row in json.loads(result.output))
+
+    assert patients("--patient", "ab-100") == ["AB-100"]  # exact, any case
+    assert patients("--patient", "AB-*") == ["AB-100", "ab-200"]
+    assert patients("--patient", "m?ller^*") == ["AB-100", "X-300"]  # by name
+    assert patients("--patient", "AB") == []  # no wildcard: not a prefix search
+    assert patients("--patient", "100%") == []  # LIKE's own wildcards are literal
+    assert patients("--accession", "ACC2") == ["ab-200"]
+
+
+def test_a_unique_uid_prefix_is_accepted_wherever_a_uid_is(filled: tuple[Path, list[str]]) -> None:
+    data, uids = filled
+    uid = uids[0]
+    prefix = next(uid[:n] for n in range(len(uid)) if sum(u.startswith(uid[:n]) for u in uids) == 1)
+    prefix = uid[: max(len(prefix), len(uid) - 6)]  # also unique among the study and series UIDs
+    shown = cli("--data-dir", str(data), "show", prefix, "--json")
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.output)["kind"] == "instance"
+    tagged = cli("--data-dir", str(data), "tag", prefix, "--side", "right", "--by", "tess", "--json")
+    assert tagged.exit_code == 0, tagged.output
+    assert json.loads(tagged.output)["uid"] == uid
+    history = cli("--data-dir", str(data), "review", "history", prefix)
+    assert "no UID" not in history.output and "unique prefix" not in history.output
+    ambiguous = cli("--data-dir", str(data), "show", "1.2", "--json")
+    assert ambiguous.exit_code == 1
+    assert "several UIDs start with it" in json.loads(ambiguous.stderr)["error"]
+    missing = cli("--data-dir", str(data), "show", "9.9.9")
+    assert "none starts with it" in missing.stderr
+
+
+def test_by_defaults_to_the_configured_reviewer(filled: tuple[Path, list[str]]) -> None:
+    data, uids = filled
+    (data / "usarchive.toml").write_text('[review]\nreviewer = "dr-config"\n', encoding="utf-8")
+    tagged = cli("--data-dir", str(data), "tag", uids[0], "--side", "left")
+    assert "by dr-config" in tagged.output
+    old_name = cli("--data-dir", str(data), "tag", uids[0], "--side", "right", "--user", "dr-old")
+    assert "by dr-old" in old_name.output  # the former option name still works
