@@ -40,7 +40,9 @@ def test_a_site_rule_and_the_duplicate_policy_of_the_config_apply_to_received_cl
     )
     first = write_clip(tmp_path / "first.dcm", description="L4 ZWEIPUNKT RECHTS", seed=1)
     uid = str(dcmread(first, stop_before_pixels=True).SOPInstanceUID)
-    second = write_clip(tmp_path / "second.dcm", description="L4 ZWEIPUNKT RECHTS", seed=2, sop_instance_uid=uid)
+    second = write_clip(
+        tmp_path / "second.dcm", description="L4 ZWEIPUNKT RECHTS", seed=2, sop_instance_uid=uid
+    )
     process, port = start_serve_process(data_dir, [])  # the allow-list comes from [server] too
     try:
         assert storescu(port, [first]).returncode == 0
