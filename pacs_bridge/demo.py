@@ -3,7 +3,8 @@
 Run as ``python -m pacs_bridge.demo [SAMPLE_DIR]`` (the data directory comes from
 ``--data-dir`` or ``USARCHIVE_HOME``). Steps:
 
-1. create the archive (``usarchive init``, which keeps an existing one) and start ``usarchive serve`` on a free loopback port, allowing the calling AE
+1. create the archive (``usarchive init``, which keeps an existing one) and start
+   ``usarchive serve`` on a free loopback port, allowing the calling AE
    title ``USDEMO``;
 2. poll with dcmtk ``echoscu`` (or pynetdicom without dcmtk) until it answers;
 3. send every DICOM file of SAMPLE_DIR with dcmtk ``storescu`` (or pynetdicom), as stored (one

@@ -105,3 +105,34 @@ def full_uid(archive: Archive, text: str) -> str:
         return archive.resolve_uid(text)
     except ArchiveError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+@contextmanager
+def progress_bar(ctx: click.Context, label: str, total: int | None, *, unit: str = "") -> Iterator[Any]:
+    """A rich progress bar on stderr (only on a terminal and without ``--json``); yields ``advance(n)``."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    console = Console(stderr=True)
+    amount = DownloadColumn() if unit == "bytes" else MofNCompleteColumn()
+    with Progress(
+        TextColumn(label),
+        BarColumn(),
+        amount,
+        TimeRemainingColumn(),
+        console=console,
+        disable=bool(cli_state(ctx).json_output) or not console.is_terminal,
+    ) as progress:
+        task = progress.add_task(label, total=total)
+
+        def advance(n: int = 1) -> None:
+            progress.advance(task, n)
+
+        yield advance

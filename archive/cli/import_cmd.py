@@ -13,6 +13,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -150,7 +151,9 @@ def import_command(ctx: click.Context, paths: tuple[Path, ...], duplicate_policy
     json_output = cli_state(ctx).json_output
     collected = collect_files(paths)
     files = collected.to_ingest
-    overrides = {"duplicate_policy": DuplicatePolicy.parse(duplicate_policy)} if duplicate_policy else {}
+    overrides: dict[str, Any] = (
+        {"duplicate_policy": DuplicatePolicy.parse(duplicate_policy)} if duplicate_policy else {}
+    )
     results: list[tuple[Path, IngestResult]] = []
     console = Console(stderr=True)
     with (

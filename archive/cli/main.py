@@ -157,7 +157,7 @@ class _LazyGroup(click.Group):
             return None
         return _load(plugin.value)
 
-    def main(  # type: ignore[override]
+    def main(
         self,
         args: Sequence[str] | None = None,
         prog_name: str | None = None,

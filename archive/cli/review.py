@@ -83,7 +83,7 @@ def _full_uid(store: AnnotationStore, text: str) -> str:
 
 
 def _identity(ctx: click.Context, given: str | None, option: str) -> str:
-    name = cli_state(ctx).person(given)
+    name: str | None = cli_state(ctx).person(given)
     if not name:
         raise click.UsageError(
             f"expected your user name, but none is configured: pass {option} NAME, set reviewer under "

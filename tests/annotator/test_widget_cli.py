@@ -33,8 +33,7 @@ def test_annotate_opens_one_archived_clip_at_a_time(tmp_path: Path) -> None:
 def test_open_review_docks_the_widget_with_the_clip(
     make_napari_viewer: ViewerFactory, tmp_path: Path, sample_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("USARCHIVE_REVIEWER", "carol")
-    settings = ArchiveSettings(tmp_path / "data")
+    settings = ArchiveSettings(tmp_path / "data", reviewer="carol")
     with Archive.open(settings) as archive:
         uid = ingest(archive, sample_dir / "l5_tt_outofplane_jpeg.dcm")
     viewer = make_napari_viewer()

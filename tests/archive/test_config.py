@@ -418,7 +418,7 @@ def test_an_unwritable_output_is_one_line_not_a_traceback(
 def test_find_patient_is_case_insensitive_with_wildcards_and_by_accession(
     filled: tuple[Path, list[str]],
 ) -> None:
-    data, uids = filled
+    data, _ = filled
 
     def patients(*args: str) -> list[str]:
         result = cli("--data-dir", str(data), "find", "--json", *args)
@@ -460,3 +460,10 @@ def test_by_defaults_to_the_configured_reviewer(filled: tuple[Path, list[str]]) 
     assert "by dr-config" in tagged.output
     old_name = cli("--data-dir", str(data), "tag", uids[0], "--side", "right", "--user", "dr-old")
     assert "by dr-old" in old_name.output  # the former option name still works
+
+
+def test_readme_configuration_table_lists_every_key(repo_root: Path) -> None:
+    readme = (repo_root / "README.md").read_text(encoding="utf-8")
+    table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    for key in KEYS:
+        assert f"| `[{key.section}] {key.name}` |" in table, key.dotted

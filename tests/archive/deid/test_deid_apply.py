@@ -1,8 +1,7 @@
 from __future__ import annotations
 
-import re
-
 import datetime as dt
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
