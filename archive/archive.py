@@ -63,6 +63,7 @@ from archive.ingest import (
     RejectCode,
 )
 from archive.model import ProcedureType, Side, SpinalLevel, Technique
+from archive.outcomes_store import OutcomeStore
 from archive.settings import ENV_HOME, ArchiveSettings, redact_url
 from archive.store import (
     RESOURCE_ERRNOS,
@@ -217,6 +218,11 @@ class Archive:
     def annotations(self) -> AnnotationStore:
         """Reviewers' versioned annotations of the archived clips (see :mod:`archive.annotations_store`)."""
         return AnnotationStore(self.engine, four_eyes=self.settings.four_eyes)
+
+    @property
+    def outcomes(self) -> OutcomeStore:
+        """Procedures' clinical outcomes and their history (see :mod:`archive.outcomes_store`)."""
+        return OutcomeStore(self.engine)
 
     def close(self) -> None:
         """Release database connections."""

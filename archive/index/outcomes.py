@@ -11,22 +11,18 @@ Tables
     Every change of an outcome: who/what (``source``), when, the values before
     (JSON, ``NULL`` for a new outcome) and after.
 
-Import is all or nothing: :func:`import_outcomes` parses the CSV with
-:func:`archive.outcomes.parse_outcomes_csv`, refuses rows whose study is not
-in the index (by line, with the reason), and writes everything in one
-transaction.
+The CSV import (:meth:`archive.outcomes_store.OutcomeStore.import_csv`) parses
+the file outside this module and writes through :func:`record_import`, all or
+nothing.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -46,11 +42,11 @@ from sqlalchemy import (
     update,
 )
 
-from archive.errors import ArchiveError, OutcomeImportError
+from archive.errors import ArchiveError
 from archive.index import schema
 from archive.index.engine import write_transaction
 from archive.model import Side
-from archive.outcomes import SCORE_RANGES, Outcome, parse_outcomes_csv
+from archive.outcomes import SCORE_RANGES, Outcome
 
 logger = logging.getLogger(__name__)
 
@@ -249,64 +245,34 @@ def load_history(connection: Connection, study_uid: str) -> list[OutcomeChange]:
     ]
 
 
-def _lines_by_study(text: str) -> dict[str, list[int]]:
-    """Line numbers (header = 1; a row by its first line) of the data rows of each study UID."""
-    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
-    lines: dict[str, list[int]] = {}
-    next(reader, None)
-    while True:
-        start = reader.line_num + 1
-        try:
-            cells = next(reader)
-        except (StopIteration, csv.Error):
-            return lines
-        if cells and cells[0].strip():
-            lines.setdefault(cells[0].strip(), []).append(start)
-
-
-def import_outcomes(engine: Engine, path: Path, *, source: str | None = None) -> list[OutcomeChange]:
-    """Import an outcomes CSV into the index, all or nothing.
+def record_import(
+    connection: Connection, outcomes: list[Outcome], *, source: str, now: datetime
+) -> tuple[list[str], list[OutcomeChange]]:
+    """Write imported outcomes in the caller's transaction, unless a study is unknown.
 
     Parameters
     ----------
-    engine : sqlalchemy.Engine
-        The index.
-    path : Path
-        The CSV (columns of :data:`archive.outcomes.CSV_COLUMNS`, UTF-8).
-    source : str, optional
-        Recorded as the values' source; default ``"import:<file name>"``.
+    connection : sqlalchemy.Connection
+        Inside a write transaction.
+    outcomes : list of Outcome
+        Parsed and validated (:func:`archive.outcomes.parse_outcomes_csv`).
+    source : str
+        Recorded as the values' source.
+    now : datetime
+        UTC time of the change.
 
     Returns
     -------
-    list of OutcomeChange
-        What changed (rows equal to the stored outcome change nothing).
-
-    Raises
-    ------
-    OutcomeImportError
-        If a row is invalid or names a study the index does not have; its
-        ``problems`` list every such row by line. Nothing is written then.
+    unknown : list of str
+        Study UIDs the index does not have; when any, nothing was written.
+    changes : list of OutcomeChange
+        What changed.
     """
-    outcomes = parse_outcomes_csv(path)
-    label = source or f"import:{path.name}"
-    with write_transaction(engine) as connection:
-        known = known_studies(connection, (o.study_uid for o in outcomes))
-        unknown = sorted({o.study_uid for o in outcomes} - known)
-        if unknown:
-            lines = _lines_by_study(path.read_bytes().decode("utf-8-sig"))
-            problems = [
-                (
-                    line,
-                    f"study_uid: expected a study in the archive, but there is no study {uid}; "
-                    "import its clips first or correct the UID",
-                )
-                for uid in unknown
-                for line in lines.get(uid, [0])
-            ]
-            raise OutcomeImportError(sorted(problems), str(path))
-        changes = write_outcomes(connection, outcomes, source=label, now=datetime.now(UTC))
-    logger.info("%s: %d outcomes read, %d changed", path, len(outcomes), len(changes))
-    return changes
+    known = known_studies(connection, (o.study_uid for o in outcomes))
+    unknown = sorted({o.study_uid for o in outcomes} - known)
+    if unknown:
+        return unknown, []
+    return [], write_outcomes(connection, outcomes, source=source, now=now)
 
 
 def set_outcome(

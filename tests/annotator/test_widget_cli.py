@@ -17,6 +17,9 @@ from archive.settings import ArchiveSettings
 
 
 def test_annotate_refuses_an_unknown_uid_without_starting_napari(tmp_path: Path) -> None:
+    missing = CliRunner().invoke(main, ["--data-dir", str(tmp_path / "data"), "annotate", "1.2.3.4.5"])
+    assert missing.exit_code == 1 and "usarchive init" in missing.output  # no archive there
+    assert CliRunner().invoke(main, ["--data-dir", str(tmp_path / "data"), "init"]).exit_code == 0
     result = CliRunner().invoke(main, ["--data-dir", str(tmp_path / "data"), "annotate", "1.2.3.4.5"])
     assert result.exit_code == 2
     assert "'1.2.3.4.5' is neither" in result.output

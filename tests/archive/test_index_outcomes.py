@@ -13,13 +13,13 @@ from archive.index.engine import create_index_engine, write_transaction
 from archive.index.migrations import LATEST_VERSION, migrate
 from archive.index.outcomes import (
     OUTCOME_TABLES,
-    import_outcomes,
     load_history,
     load_outcomes,
     outcomes_for,
     set_outcome,
 )
 from archive.model import Side
+from archive.outcomes_store import OutcomeStore
 
 KNOWN = ("1.2.826.0.1.3680043.10.543.1", "1.2.826.0.1.3680043.10.543.2")
 HEADER = "study_uid,side,vas_pre,vas_1h,vas_2w,odi_pre,odi_1h,odi_2w,adverse_event\n"
@@ -50,7 +50,7 @@ def test_migration_3_creates_the_outcome_tables(engine: Engine) -> None:
 def test_import_writes_every_row_and_records_history(engine: Engine, tmp_path: Path) -> None:
     path = tmp_path / "outcomes.csv"
     path.write_text(HEADER + f"{KNOWN[0]},R,8,4,3,50,30,20,\n{KNOWN[1]},left,6,,2,40,,22,nerve irritation\n")
-    changes = import_outcomes(engine, path)
+    changes = OutcomeStore(engine).import_csv(path)
     assert [(c.study_uid, c.side, c.old) for c in changes] == [
         (KNOWN[0], Side.RIGHT, None),
         (KNOWN[1], Side.LEFT, None),
@@ -61,7 +61,7 @@ def test_import_writes_every_row_and_records_history(engine: Engine, tmp_path: P
         (KNOWN[1], Side.LEFT, None, "nerve irritation"),
     }
     # importing the same file again changes nothing
-    assert import_outcomes(engine, path) == []
+    assert OutcomeStore(engine).import_csv(path) == []
     with engine.connect() as connection:
         assert load_outcomes(connection, KNOWN[0])[0].source == "import:outcomes.csv"
 
@@ -71,7 +71,7 @@ def test_import_refuses_unknown_studies_by_line_and_writes_nothing(engine: Engin
     unknown = "1.2.826.0.1.3680043.10.543.99"
     path.write_text(HEADER + f"{KNOWN[0]},R,8,4,3,50,30,20,\n\n{unknown},L,5,4,3,30,20,10,\n")
     with pytest.raises(OutcomeImportError) as caught:
-        import_outcomes(engine, path)
+        OutcomeStore(engine).import_csv(path)
     assert caught.value.problems == (
         (
             4,
@@ -86,7 +86,7 @@ def test_import_refuses_bad_rows_before_touching_the_index(engine: Engine, tmp_p
     path = tmp_path / "outcomes.csv"
     path.write_text(HEADER + f"{KNOWN[0]},R,8,4,3,50,30,20,\n{KNOWN[1]},R,11,4,3,50,30,20,\n")
     with pytest.raises(OutcomeImportError) as caught:
-        import_outcomes(engine, path)
+        OutcomeStore(engine).import_csv(path)
     assert [line for line, _ in caught.value.problems] == [3]
     assert outcomes_for(engine) == []
 
