@@ -17,7 +17,7 @@ from archive.annotations_store import AnnotationStore
 from archive.cli.common import cli_state, open_archive, plain_output, print_json, print_table
 from archive.errors import AnnotationError, ArchiveError
 from archive.index.engine import read_transaction
-from archive.index.queries import resolve_uid_prefix
+from archive.index.queries import AmbiguousUidError, UnknownUidError, resolve_uid_prefix
 from archive.model import ReviewStatus
 
 _STATUSES = [status.value for status in ReviewStatus]
@@ -78,8 +78,10 @@ def _full_uid(store: AnnotationStore, text: str) -> str:
     with read_transaction(store.engine) as connection:
         try:
             return resolve_uid_prefix(connection, text)
-        except LookupError as exc:
+        except AmbiguousUidError as exc:
             raise click.ClickException(str(exc)) from exc
+        except UnknownUidError:
+            return text  # matches nothing: the store says what it expected
 
 
 def _identity(ctx: click.Context, given: str | None, option: str) -> str:

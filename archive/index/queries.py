@@ -28,6 +28,14 @@ _proc, _lvl = schema.instance_procedure, schema.instance_level
 _LEVEL_ORDER = {level.value: position for position, level in enumerate(SpinalLevel)}
 
 
+class UnknownUidError(LookupError):
+    """No study, series or instance UID is, or starts with, the text given."""
+
+
+class AmbiguousUidError(LookupError):
+    """Several UIDs start with the prefix given."""
+
+
 #: UIDs a prefix lookup reads per level before calling the prefix ambiguous.
 MAX_PREFIX_MATCHES = 4
 
@@ -360,8 +368,10 @@ def resolve_uid_prefix(connection: Connection, text: str) -> str:
 
     Raises
     ------
-    LookupError
-        If no UID, or more than one, starts with ``text``; the message says which.
+    UnknownUidError
+        If no UID starts with ``text``.
+    AmbiguousUidError
+        If several do; the message names some.
     """
     uid = text.strip()
     columns = (_i.c.sop_instance_uid, _se.c.series_instance_uid, _st.c.study_instance_uid)
@@ -380,12 +390,12 @@ def resolve_uid_prefix(connection: Connection, text: str) -> str:
     if len(found) == 1:
         return found[0]
     if not found:
-        raise LookupError(
+        raise UnknownUidError(
             f"{uid}: expected a study, series or instance UID (or a unique prefix), but none "
             "starts with it; list UIDs with usarchive find"
         )
     shown = ", ".join(found[:3])
-    raise LookupError(
+    raise AmbiguousUidError(
         f"{uid}: expected a unique prefix, but several UIDs start with it ({shown}, ...); give more digits"
     )
 
