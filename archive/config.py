@@ -205,8 +205,8 @@ class Configuration:
         if self.path is None:
             return exc
         match = re.match(r"\s*\[(\w+)\]\s*(\w+)?", str(exc))
-        if match is None:
-            return ConfigError(f"{self.path}: {exc}")
+        if match is None or match.group(1) not in self.tables:
+            return exc  # not about a table of the file (e.g. a flag's value)
         return ConfigError(f"{self.where(match.group(1), match.group(2))}: {exc}")
 
 

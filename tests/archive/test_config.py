@@ -467,3 +467,31 @@ def test_readme_configuration_table_lists_every_key(repo_root: Path) -> None:
     table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
     for key in KEYS:
         assert f"| `[{key.section}] {key.name}` |" in table, key.dotted
+
+
+def test_log_file_is_rotated_by_the_configured_size(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    init(data)
+    log = tmp_path / "logs" / "usarchive.log"
+    log.parent.mkdir()
+    (data / "usarchive.toml").write_text("[log]\nmax_bytes = 200\nbackup_count = 2\n", encoding="utf-8")
+    root = logging.getLogger()
+    before = list(root.handlers)
+    try:
+        for _ in range(6):
+            assert cli("--data-dir", str(data), "--log-file", str(log), "-v", "stats").exit_code == 0
+    finally:
+        for handler in root.handlers[:]:
+            if handler not in before:
+                root.removeHandler(handler)
+                handler.close()
+    assert "opened the archive at" in log.read_text(encoding="utf-8")
+    assert sorted(p.name for p in log.parent.iterdir()) == [
+        "usarchive.log",
+        "usarchive.log.1",
+        "usarchive.log.2",
+    ]
+    unwritable = cli("--data-dir", str(data), "--log-file", str(tmp_path / "no" / "dir" / "x.log"), "stats")
+    assert (
+        unwritable.exit_code == 1 and "log file" in unwritable.output and "Traceback" not in unwritable.output
+    )
