@@ -41,7 +41,7 @@ from archive.annotations_store import AnnotationStore
 from archive.dicom_header import InstanceHeader, build_file_meta, peek_bare_dataset, read_header
 from archive.duplicates import Decision, Prepared, instance_result, resolve_existing
 from archive.errors import ArchiveError, ArchiveNotFoundError
-from archive.index import queries, schema, tags
+from archive.index import queries, schema, tags, uid_lookup
 from archive.index.engine import autocommit_reads, create_index_engine, read_transaction, write_transaction
 from archive.index.migrations import migrate
 from archive.index.queries import InstanceRow, Query, UidDescription
@@ -572,7 +572,7 @@ class Archive:
         """
         with read_transaction(self.engine) as connection:
             try:
-                return queries.resolve_uid_prefix(connection, text)
+                return uid_lookup.resolve_uid_prefix(connection, text)
             except LookupError as exc:
                 raise ArchiveError(str(exc)) from exc
 

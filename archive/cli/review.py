@@ -17,7 +17,7 @@ from archive.annotations_store import AnnotationStore
 from archive.cli.common import cli_state, open_archive, plain_output, print_json, print_table
 from archive.errors import AnnotationError, ArchiveError
 from archive.index.engine import read_transaction
-from archive.index.queries import AmbiguousUidError, UnknownUidError, resolve_uid_prefix
+from archive.index.uid_lookup import AmbiguousUidError, UnknownUidError, resolve_uid_prefix
 from archive.model import ReviewStatus
 
 _STATUSES = [status.value for status in ReviewStatus]

@@ -28,18 +28,6 @@ _proc, _lvl = schema.instance_procedure, schema.instance_level
 _LEVEL_ORDER = {level.value: position for position, level in enumerate(SpinalLevel)}
 
 
-class UnknownUidError(LookupError):
-    """No study, series or instance UID is, or starts with, the text given."""
-
-
-class AmbiguousUidError(LookupError):
-    """Several UIDs start with the prefix given."""
-
-
-#: UIDs a prefix lookup reads per level before calling the prefix ambiguous.
-MAX_PREFIX_MATCHES = 4
-
-
 @dataclass(frozen=True)
 class Query:
     """Filters of :func:`find`; ``None`` / empty means "any".
@@ -350,54 +338,6 @@ def patient_condition(pattern: str) -> Any:
         like = _like(pattern)
         return or_(*(column.like(like, escape="\\") for column in columns))
     return or_(*(column == pattern.lower() for column in columns))
-
-
-def resolve_uid_prefix(connection: Connection, text: str) -> str:
-    """The study, series or instance UID ``text`` names: itself, or the one UID it is a prefix of.
-
-    Parameters
-    ----------
-    connection : sqlalchemy.Connection
-        Any connection to the index.
-    text : str
-        A whole UID or a unique prefix of one.
-
-    Returns
-    -------
-    str
-
-    Raises
-    ------
-    UnknownUidError
-        If no UID starts with ``text``.
-    AmbiguousUidError
-        If several do; the message names some.
-    """
-    uid = text.strip()
-    columns = (_i.c.sop_instance_uid, _se.c.series_instance_uid, _st.c.study_instance_uid)
-    for column in columns:
-        if connection.execute(select(column).where(column == uid).limit(1)).first() is not None:
-            return uid
-    like = uid.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    found: list[str] = []
-    for column in columns:
-        found += [
-            str(v)
-            for v in connection.execute(
-                select(column).where(column.like(like, escape="\\")).limit(MAX_PREFIX_MATCHES)
-            ).scalars()
-        ]
-    if len(found) == 1:
-        return found[0]
-    if not found:
-        raise UnknownUidError(
-            f"{uid}: expected a study, series or instance UID (or a unique prefix), but none "
-            "starts with it; list UIDs with usarchive find"
-        )
-    shown = ", ".join(found[:3])
-    raise AmbiguousUidError(
-        f"{uid}: expected a unique prefix, but several UIDs start with it ({shown}, ...); give more digits"
-    )
 
 
 def find(connection: Connection, query: Query) -> list[InstanceRow]:
