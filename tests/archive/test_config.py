@@ -416,12 +416,22 @@ def test_an_unwritable_output_is_one_line_not_a_traceback(
 
 
 def test_find_patient_is_case_insensitive_with_wildcards_and_by_accession(
-    filled: tuple[Path, list[str]],
+    tmp_path: Path, db_url: str
 ) -> None:
-    data, _ = filled
+    data = tmp_path / "data"
+    assert cli("--data-dir", str(data), "--db", db_url, "init").exit_code == 0
+    people = (
+        ("AB-100", "Muller^Anna", "ACC1"),
+        ("ab-200", "Smith^Bob", "ACC2"),
+        ("X-300", "Miller^Carl", "ACC3"),
+    )
+    with Archive.open(ArchiveSettings(data, db_url), create=False) as archive:
+        for patient, name, accession in people:
+            ds = us_dataset(patient_id=patient, patient_name=name, AccessionNumber=accession)
+            archive.ingest(write_instance(tmp_path / "in", ds), origin=Origin("file"))
 
     def patients(*args: str) -> list[str]:
-        result = cli("--data-dir", str(data), "find", "--json", *args)
+        result = cli("--data-dir", str(data), "--db", db_url, "find", "--json", *args)
         assert result.exit_code == 0, result.output
         return sorted(row["patient_id"] for row in json.loads(result.output))
 
