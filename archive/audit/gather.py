@@ -19,7 +19,6 @@ import pydicom
 from archive.audit.model import ClipAuditInput
 from archive.calibration import calibration_or_none
 from archive.errors import ArchiveError
-from archive.index.outcomes import outcomes_for
 from archive.index.queries import InstanceRow, Query
 from archive.metrics import clip_metrics
 from archive.model import ReviewStatus, Side, SpinalLevel, Technique
@@ -116,7 +115,7 @@ def gather_inputs(
                 notes.append(f"clip {row.sop_instance_uid} by {name} left out: {exc}")
                 logger.warning("audit: clip %s by %s left out: %s", row.sop_instance_uid, name, exc)
     studies = {item.study_uid for item in inputs}
-    outcomes = outcomes_for(archive.engine, studies)
+    outcomes = archive.outcomes.of_studies(studies)
     logger.info(
         "audit: %d instances matched, %d reviewed annotations, %d outcomes",
         len(rows),
