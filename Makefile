@@ -30,10 +30,10 @@ system-deps:
 run: venv
 	USARCHIVE_HOME=$(DEMO_HOME) bash scripts/demo.sh
 
-# import the samples into the default archive, then review one in napari
+# review a clip of the demo archive that `make run` filled (run it first when missing)
 review: dev-venv
-	$(BIN)/usarchive import sample_dicom
-	$(BIN)/usarchive annotate $$($(BIN)/python -c 'import json; print(json.load(open("sample_dicom/l4_tt_inplane_mono.json"))["sop_instance_uid"])')
+	@test -f $(DEMO_HOME)/index.sqlite || $(MAKE) run
+	USARCHIVE_HOME=$(DEMO_HOME) $(BIN)/usarchive annotate $$($(BIN)/python -c 'import json; print(json.load(open("sample_dicom/l4_tt_inplane_mono.json"))["sop_instance_uid"])')
 
 samples: venv
 	$(BIN)/usarchive sample samples sample_dicom

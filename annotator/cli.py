@@ -8,6 +8,7 @@ widget (:mod:`annotator.widget`) with that clip loaded.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,6 +20,7 @@ from annotator.overlay import attach_time_overlay
 from annotator.reader import is_dicom_file
 from annotator.samples import SAMPLE_SPECS, sample_path
 from archive.archive import Archive
+from archive.errors import ArchiveError
 from archive.settings import ArchiveSettings
 
 if TYPE_CHECKING:
@@ -156,10 +158,12 @@ def annotate(ctx: click.Context, clips: tuple[str, ...], sample: str | None, pre
 
 def _review(ctx: click.Context, sop_instance_uid: str) -> None:
     """Start napari with the review widget and one archived clip."""
-    from archive.cli.common import cli_state
+    from archive.cli.common import cli_state, open_archive
 
     settings = cli_state(ctx).settings
-    with Archive.open(settings) as archive:
+    with open_archive(ctx) as archive:  # refuses a directory holding no archive
+        with contextlib.suppress(ArchiveError):  # a unique prefix names the clip; else refused below
+            sop_instance_uid = archive.resolve_uid(sop_instance_uid)
         if archive.show(sop_instance_uid) is None:
             raise click.BadParameter(
                 f"expected a DICOM file or the SOP Instance UID of an archived clip, but "

@@ -18,8 +18,8 @@ decision) is itself a new version, so the stored content always carries the
 current status and comments.
 
 Approval is four-eyes by default: the person approving an annotation must
-not be its reviewer (``four_eyes=False``, the archive setting
-``review_four_eyes = false``, allows self-approval, e.g. for a single-person
+not be its reviewer (``four_eyes=False``, the setting
+``[review] four_eyes = false`` in ``usarchive.toml``, allows self-approval, e.g. for a single-person
 practice).
 
 The reviewer's identity comes from :func:`resolve_reviewer`.
@@ -31,7 +31,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -67,33 +66,31 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Settings option naming the reviewer (user name).
-OPTION_REVIEWER = "reviewer"
-#: Environment variable naming the reviewer when the settings do not.
+#: Where the reviewer is configured, for messages (``usarchive.toml``).
+OPTION_REVIEWER = "[review] reviewer"
+#: Environment variable the configuration reads the reviewer from (:mod:`archive.config`).
 ENV_REVIEWER = "USARCHIVE_REVIEWER"
 
 
 def resolve_reviewer(settings: ArchiveSettings) -> str | None:
-    """The reviewer's user name from the configuration or the environment.
+    """The reviewer's user name from the configuration.
 
     Parameters
     ----------
     settings : ArchiveSettings
-        ``settings.options["reviewer"]`` is used first, then the environment
-        variable ``USARCHIVE_REVIEWER``.
+        :attr:`~ArchiveSettings.reviewer`: ``[review] reviewer``, overridden by
+        ``USARCHIVE_REVIEWER`` when the configuration was built (library code
+        reads no environment variable).
 
     Returns
     -------
     str or None
-        The name, stripped; ``None`` when neither names one. The operating
-        system's login is deliberately not used: several reviewers may share a
+        The name; ``None`` when none is configured. The operating system's
+        login is deliberately not used: several reviewers may share a
         workstation account, so a missing identity must be asked for (the
         annotator asks once and may offer the login as the default answer).
     """
-    for candidate in (settings.options.get(OPTION_REVIEWER), os.environ.get(ENV_REVIEWER)):
-        if candidate is not None and str(candidate).strip():
-            return str(candidate).strip()
-    return None
+    return settings.reviewer
 
 
 @dataclass(frozen=True)
@@ -193,7 +190,7 @@ class AnnotationStore:
     engine : sqlalchemy.Engine
         Engine of an index migrated to version 2 or later.
     four_eyes : bool
-        Refuse an approval by the annotation's own reviewer (default).
+        Refuse an approval by the annotation's own reviewer (``[review] four_eyes``, on by default).
     """
 
     def __init__(self, engine: Engine, *, four_eyes: bool = True) -> None:
@@ -359,6 +356,7 @@ class AnnotationStore:
         ------
         AnnotationError
             If the clip is not archived, the reviewer has saved nothing for it,
+            a reviewer approves their own annotation under ``four_eyes``,
             the workflow does not allow the transition
             (:func:`archive.annotation.review.transition`), a required comment
             is missing, or (four-eyes review) ``by`` approves their own annotation.
@@ -374,7 +372,7 @@ class AnnotationStore:
             raise AnnotationError(
                 f"{_clip_name(sop_instance_uid, reviewer)}: expected an approver other than the reviewer, "
                 f"but {by!r} is approving their own annotation (four-eyes review); nothing was changed: "
-                "ask another person to approve it, or set review_four_eyes = false in the archive settings"
+                "ask another person to approve it, or set [review] four_eyes = false in usarchive.toml"
             )
         note = ReviewComment(by, comment) if comment is not None and comment.strip() else None
         now = datetime.now(UTC)

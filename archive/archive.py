@@ -31,17 +31,17 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from pydicom.uid import AllTransferSyntaxes
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, inspect, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from archive.annotations_store import AnnotationStore
 from archive.dicom_header import InstanceHeader, build_file_meta, peek_bare_dataset, read_header
 from archive.duplicates import Decision, Prepared, instance_result, resolve_existing
-from archive.errors import ConfigError
-from archive.index import queries, schema, tags
+from archive.errors import ArchiveError, ArchiveNotFoundError
+from archive.index import queries, schema, tags, uid_lookup
 from archive.index.engine import autocommit_reads, create_index_engine, read_transaction, write_transaction
 from archive.index.migrations import migrate
 from archive.index.queries import InstanceRow, Query, UidDescription
@@ -63,8 +63,9 @@ from archive.ingest import (
     RejectCode,
 )
 from archive.model import Approach, ProcedureType, Side, SpinalLevel, Technique
+from archive.outcomes_store import OutcomeStore
 from archive.retag import rule_classifications
-from archive.settings import ArchiveSettings
+from archive.settings import ENV_HOME, ArchiveSettings, redact_url
 from archive.store import (
     RESOURCE_ERRNOS,
     FileStore,
@@ -87,15 +88,10 @@ __all__ = [
     "RejectCode",
 ]
 
+if TYPE_CHECKING:
+    from archive.rules import Classification, RuleSet
+
 logger = logging.getLogger(__name__)
-
-#: Settings option naming the duplicate policy ("keep-first" or "replace").
-OPTION_DUPLICATE_POLICY = "duplicate_policy"
-#: Settings option naming a rules TOML file (default: the shipped rules).
-OPTION_RULES = "rules"
-#: Settings option: approval needs a person other than the reviewer (default true).
-OPTION_FOUR_EYES = "review_four_eyes"
-
 
 _HEX_DIGITS = frozenset("0123456789abcdef")
 
@@ -112,6 +108,24 @@ def _check_trusted_inputs(
                 f"ingest: {name} applies to a Part 10 file given by path ({what}); "
                 "omit it for bytes or a bare dataset with transfer_syntax"
             )
+
+
+def _missing_store(settings: ArchiveSettings) -> str | None:
+    """Why ``settings`` name no archive on disk, or ``None`` when the store (and SQLite index) exist."""
+    if not settings.data_dir.is_dir():
+        return "the directory does not exist"
+    if not (settings.data_dir / "store").is_dir():
+        return "it has no store/ directory"
+    if settings.uses_embedded_index and not (settings.data_dir / "index.sqlite").is_file():
+        return "it has no index.sqlite"
+    return None
+
+
+def _not_found(settings: ArchiveSettings, why: str) -> ArchiveNotFoundError:
+    return ArchiveNotFoundError(
+        f"no archive at {settings.data_dir}: expected a data directory made by `usarchive init`, but {why}; "
+        f"check --data-dir (or {ENV_HOME}), or create the archive with: usarchive init {settings.data_dir}"
+    )
 
 
 def _storage_failure(origin: Origin, exc: OSError) -> IngestResult:
@@ -142,28 +156,25 @@ class Archive:
         # series already seen (series rows are never deleted).
         self._known_series: dict[str, tuple[int, date]] = {}
         self._known_series_lock = threading.Lock()
-        try:
-            self.duplicate_policy = DuplicatePolicy.parse(
-                str(settings.options.get(OPTION_DUPLICATE_POLICY, DuplicatePolicy.KEEP_FIRST.value))
-            )
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from exc
-        self._four_eyes = settings.flag(OPTION_FOUR_EYES, default=True)
-        self._rules: Any = None
-        rules_path = settings.options.get(OPTION_RULES)
-        if rules_path:
+        self.duplicate_policy: DuplicatePolicy = settings.duplicate_policy
+        self._rules: RuleSet | None = None
+        if settings.rules_path is not None:
             from archive.rules import load_rules
 
-            self._rules = load_rules(Path(str(rules_path)))
+            self._rules = load_rules(settings.rules_path)
 
     @classmethod
-    def open(cls, settings: ArchiveSettings) -> Archive:
-        """Open (creating if needed) the archive ``settings`` describe, migrating its index.
+    def open(cls, settings: ArchiveSettings, *, create: bool = True) -> Archive:
+        """Open the archive ``settings`` describe, migrating its index.
 
         Parameters
         ----------
         settings : ArchiveSettings
-            Data directory, index URL and options.
+            Data directory, index URL and behaviour.
+        create : bool
+            Create the store and index when missing (``usarchive init``, tests). The
+            commands pass ``False``, so a mistyped path is refused instead of becoming a
+            new, empty archive.
 
         Returns
         -------
@@ -171,20 +182,33 @@ class Archive:
 
         Raises
         ------
+        ArchiveNotFoundError
+            If ``create`` is false and the data directory or the index holds no archive.
         ConfigError
-            If an option is invalid.
+            If a setting is invalid (e.g. the rules file).
         ArchiveError
             If the index was written by a newer usarchive.
         """
+        if not create:
+            missing = _missing_store(settings)
+            if missing is not None:
+                raise _not_found(settings, missing)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         store = FileStore(settings.data_dir / "store")
         engine = create_index_engine(settings.resolved_db_url)
         try:
+            if not create and not inspect(engine).has_table(schema.schema_version.name):
+                raise _not_found(settings, f"the index {redact_url(settings.resolved_db_url)} has no tables")
             migrate(engine)
             return cls(settings, engine, store)
         except BaseException:
             engine.dispose()
             raise
+
+    @staticmethod
+    def exists(settings: ArchiveSettings) -> bool:
+        """Whether the data directory holds an archive's store (and, when embedded, its index)."""
+        return _missing_store(settings) is None
 
     @property
     def staging_dir(self) -> Path:
@@ -194,7 +218,12 @@ class Archive:
     @property
     def annotations(self) -> AnnotationStore:
         """Reviewers' versioned annotations of the archived clips (see :mod:`archive.annotations_store`)."""
-        return AnnotationStore(self.engine, four_eyes=self._four_eyes)
+        return AnnotationStore(self.engine, four_eyes=self.settings.four_eyes)
+
+    @property
+    def outcomes(self) -> OutcomeStore:
+        """Procedures' clinical outcomes and their history (see :mod:`archive.outcomes_store`)."""
+        return OutcomeStore(self.engine)
 
     def close(self) -> None:
         """Release database connections."""
@@ -414,7 +443,10 @@ class Archive:
         meta = build_file_meta(sop_class, sop_instance, transfer_syntax, origin.calling_ae)
         return self.store.stage_stream([meta], handle)
 
-    def _classify(self, header: InstanceHeader) -> Any:
+    def _classify(self, header: InstanceHeader) -> Classification | None:
+        scope = self.settings.rule_modalities
+        if scope and str(header.dataset.get("Modality", "")).strip().upper() not in scope:
+            return None  # outside [archive] rule_modalities: stored unclassified
         try:
             from archive.rules import classify
 
@@ -530,6 +562,20 @@ class Archive:
         """Instances matching ``query`` (see :func:`archive.index.queries.find`)."""
         with autocommit_reads(self.engine) as connection:
             return queries.find(connection, query)
+
+    def resolve_uid(self, text: str) -> str:
+        """The study, series or instance UID ``text`` names: itself or the one UID it is a prefix of.
+
+        Raises
+        ------
+        ArchiveError
+            If no UID, or several, start with ``text``.
+        """
+        with read_transaction(self.engine) as connection:
+            try:
+                return uid_lookup.resolve_uid_prefix(connection, text)
+            except LookupError as exc:
+                raise ArchiveError(str(exc)) from exc
 
     def show(self, uid: str) -> UidDescription | None:
         """The study, series or instance with this UID, or ``None``."""

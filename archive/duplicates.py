@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from archive.dicom_header import InstanceHeader
 from archive.index.writes import (
@@ -33,6 +33,9 @@ from archive.ingest import (
 )
 from archive.store import FileStore, StagedFile, relative_path
 
+if TYPE_CHECKING:
+    from archive.rules import Classification
+
 logger = logging.getLogger(__name__)
 
 
@@ -43,7 +46,7 @@ class Prepared:
     header: InstanceHeader
     staged: StagedFile
     origin: Origin
-    classification: Any
+    classification: Classification | None
     sync: bool = True
 
 

@@ -155,3 +155,7 @@ class StaleAnnotationError(AnnotationError):
         self.reviewer = reviewer
         self.base_version = base_version
         self.stored_version = stored_version
+
+
+class ArchiveNotFoundError(ConfigError):
+    """The data directory (or index) named holds no archive; ``usarchive init`` creates one."""

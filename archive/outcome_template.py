@@ -5,7 +5,7 @@ outcome, with the identifiers clinic staff find the case by (patient ID, study
 date, accession number, operator, station, read from the first clip's stored
 header), its study UID and side, and empty score cells. The filled file is
 imported as it is with ``usarchive outcome import``
-(:func:`archive.index.outcomes.import_outcomes`). Written atomically (temp,
+(:meth:`archive.outcomes_store.OutcomeStore.import_csv`). Written atomically (temp,
 fsync, rename).
 """
 

@@ -1,22 +1,26 @@
 """One immutable settings object for an archive, built once at the edge.
 
 Library code receives an :class:`ArchiveSettings`; only the command line and
-the server read the environment (``USARCHIVE_HOME``, ``USARCHIVE_DB``) and TOML
-files to build one.
+the server build one, from ``usarchive.toml``, the environment and flags
+(:mod:`archive.config`). Library code reads no environment variable.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+import re
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 
 from archive.errors import ConfigError
+from archive.ingest import DuplicatePolicy
 
 #: Environment variable naming the data directory.
 ENV_HOME = "USARCHIVE_HOME"
 #: Environment variable naming the index database URL.
 ENV_DB = "USARCHIVE_DB"
+
+_HEX = re.compile(r"^(?:[0-9a-fA-F]{2})+$")
 
 
 def default_data_dir() -> Path:
@@ -24,6 +28,48 @@ def default_data_dir() -> Path:
     xdg = os.environ.get("XDG_DATA_HOME")
     base = Path(xdg) if xdg else Path.home() / ".local" / "share"
     return base / "usarchive"
+
+
+def decode_secret(text: str) -> bytes:
+    """The one decoder of a de-identification secret given as text.
+
+    An even number of hex digits is decoded as hex; anything else is used as
+    UTF-8. Surrounding whitespace (e.g. a file's final newline) is ignored. The
+    configuration file's ``[deid] secret_file``, ``USARCHIVE_DEID_SECRET`` and
+    ``export --secret-file`` all go through it, so one secret gives the same
+    pseudonyms whichever way it is given.
+
+    Parameters
+    ----------
+    text : str
+        The secret as written.
+
+    Returns
+    -------
+    bytes
+    """
+    value = text.strip()
+    return bytes.fromhex(value) if _HEX.match(value) else value.encode("utf-8")
+
+
+def read_secret_file(path: Path, *, what: str) -> bytes:
+    """Read and decode (:func:`decode_secret`) the secret held in ``path``.
+
+    Raises
+    ------
+    ConfigError
+        If the file cannot be read as text or is empty; ``what`` names the setting.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"{what} {str(path)!r}: expected a readable text file holding the secret, "
+            f"but reading it failed ({type(exc).__name__}: {exc})"
+        ) from exc
+    if not text.strip():
+        raise ConfigError(f"{what} {str(path)!r}: expected the secret in the file, but it is empty")
+    return decode_secret(text)
 
 
 @dataclass(frozen=True)
@@ -37,14 +83,48 @@ class ArchiveSettings:
     db_url : str or None
         SQLAlchemy URL of the index; ``None`` means SQLite at
         ``data_dir / "index.sqlite"``.
-    options : dict
-        Further settings by name (e.g. ``duplicate_policy``), validated by the
-        components that use them.
+    duplicate_policy : DuplicatePolicy
+        What to do with a second instance of a SOP Instance UID (``[archive] duplicate_policy``).
+    rules_path : Path or None
+        Site rules file (``[archive] rules``); ``None`` uses the built-in rules.
+    rule_modalities : tuple of str
+        Modalities (0008,0060) the rules classify (``[archive] rule_modalities``);
+        instances of other modalities are stored unclassified. Empty: every modality.
+    deid_secret : bytes or None
+        De-identification secret, already decoded (``[deid] secret_file`` or
+        ``USARCHIVE_DEID_SECRET``); never printed.
+    reviewer : str or None
+        The person using this workstation (``[review] reviewer`` or ``USARCHIVE_REVIEWER``).
+    four_eyes : bool
+        Refuse approving one's own annotation (``[review] four_eyes``).
     """
 
     data_dir: Path
     db_url: str | None = None
-    options: dict[str, object] = field(default_factory=dict)
+    _: KW_ONLY
+    duplicate_policy: DuplicatePolicy = DuplicatePolicy.KEEP_FIRST
+    rules_path: Path | None = None
+    rule_modalities: tuple[str, ...] = ()
+    deid_secret: bytes | None = field(default=None, repr=False)
+    reviewer: str | None = None
+    four_eyes: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.duplicate_policy, DuplicatePolicy):
+            try:
+                object.__setattr__(
+                    self, "duplicate_policy", DuplicatePolicy.parse(str(self.duplicate_policy))
+                )
+            except ValueError as exc:
+                raise ConfigError(f"duplicate_policy: {exc}") from exc
+        if self.reviewer is not None and not self.reviewer.strip():
+            object.__setattr__(self, "reviewer", None)
+        elif self.reviewer is not None:
+            object.__setattr__(self, "reviewer", self.reviewer.strip())
+        modalities = tuple(m.strip().upper() for m in self.rule_modalities)
+        if any(not m for m in modalities):
+            raise ConfigError("rule_modalities: expected modality codes such as 'US', but got an empty one")
+        object.__setattr__(self, "rule_modalities", modalities)
 
     @property
     def resolved_db_url(self) -> str:
@@ -53,48 +133,39 @@ class ArchiveSettings:
             return self.db_url
         return f"sqlite:///{(self.data_dir / 'index.sqlite').resolve()}"
 
+    @property
+    def uses_embedded_index(self) -> bool:
+        """Whether the index is the SQLite file in the data directory."""
+        return not self.db_url
+
+    @property
+    def description(self) -> str:
+        """Which archive this is, for messages: the data directory, and the index when not embedded."""
+        if self.uses_embedded_index:
+            return str(self.data_dir)
+        return f"{self.data_dir} (index {redact_url(self.resolved_db_url)})"
+
     @classmethod
     def from_environment(
-        cls,
-        data_dir: Path | str | None = None,
-        db_url: str | None = None,
-        **options: object,
+        cls, data_dir: Path | str | None = None, db_url: str | None = None
     ) -> ArchiveSettings:
-        """Build settings from explicit values, then the environment, then defaults.
+        """Settings as the command line builds them: ``usarchive.toml``, environment, then the values given.
 
         Parameters
         ----------
         data_dir, db_url : optional
-            Explicit values win over ``USARCHIVE_HOME`` and ``USARCHIVE_DB``.
-        **options
-            Stored in :attr:`options`.
-        """
-        home = data_dir if data_dir is not None else os.environ.get(ENV_HOME)
-        path = Path(home).expanduser() if home else default_data_dir()
-        if path.exists() and not path.is_dir():
-            raise ConfigError(
-                f"data directory: expected a directory, but {str(path)!r} is a file; "
-                f"pass --data-dir or set {ENV_HOME} to a directory"
-            )
-        url = db_url if db_url is not None else os.environ.get(ENV_DB) or None
-        return cls(data_dir=path, db_url=url, options=dict(options))
+            Explicit values win over the environment and the configuration file.
 
-    def flag(self, name: str, *, default: bool) -> bool:
-        """The yes/no option ``name`` (a bool, or one of true/false/yes/no/1/0); ``default`` when unset.
-
-        Raises
-        ------
-        ConfigError
-            If the option is set to anything else.
+        Returns
+        -------
+        ArchiveSettings
         """
-        value = self.options.get(name)
-        if value is None:
-            return default
-        if isinstance(value, bool):
-            return value
-        text = str(value).strip().lower()
-        if text in ("true", "yes", "1", "on"):
-            return True
-        if text in ("false", "no", "0", "off"):
-            return False
-        raise ConfigError(f"setting {name}: expected true or false, but got {value!r}; fix the setting")
+        from archive.config import load_configuration
+
+        path = None if data_dir is None else Path(data_dir)
+        return load_configuration(data_dir=path, db_url=db_url, environ=os.environ).archive
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (for messages and ``config show``)."""
+    return re.sub(r"(://[^/:@]*:)[^/@]*@", r"\1***@", url)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,7 +69,11 @@ class VerifyReport:
 
 
 def verify(
-    archive: Archive, *, repair: bool = False, stale_after_s: float = DEFAULT_STALE_AFTER_S
+    archive: Archive,
+    *,
+    repair: bool = False,
+    stale_after_s: float = DEFAULT_STALE_AFTER_S,
+    progress: Callable[[int], None] | None = None,
 ) -> VerifyReport:
     """Re-hash every indexed file and look for files the index does not know.
 
@@ -80,6 +85,8 @@ def verify(
         Index or set aside orphans and remove stale temp files (see module docstring).
     stale_after_s : float
         Age in seconds after which a temp file counts as left over.
+    progress : callable, optional
+        Called with each indexed file's size in bytes once it is checked (a progress bar).
 
     Returns
     -------
@@ -92,6 +99,8 @@ def verify(
         report.checked += 1
         indexed.add(stored.path)
         path = archive.store.absolute(stored.path)
+        if progress is not None:
+            progress(stored.size)
         try:
             digest, size = hash_file(path)
         except FileNotFoundError:

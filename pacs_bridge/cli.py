@@ -15,7 +15,7 @@ from types import FrameType
 import click
 
 from archive.cli.main import CliState
-from archive.errors import ArchiveError
+from archive.errors import ArchiveError, ConfigError
 from pacs_bridge.config import load_settings
 from pacs_bridge.server import DEFAULT_DRAIN_TIMEOUT_S, BridgeServer
 
@@ -27,7 +27,8 @@ LOGGER = logging.getLogger(__name__)
     "--config",
     "config_path",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="TOML file with [server], [tls] and [commitment_peers] tables (see docs/pacs_bridge.md).",
+    help="Deprecated: a separate TOML file with [server], [tls] and [commitment_peers]; put these "
+    "tables in usarchive.toml instead (usarchive --config FILE serve; see docs/pacs_bridge.md).",
 )
 @click.option("--host", help="Address to listen on (default 0.0.0.0).")
 @click.option("--port", type=click.IntRange(0, 65535), help="TCP port (default 11112; 0 = any free port).")
@@ -74,8 +75,24 @@ def serve(
     from archive.archive import Archive  # the archive is opened only when serving
 
     try:
+        configuration = state.configuration
+        if config_path is not None:
+            LOGGER.warning(
+                "serve --config %s: a separate receiver file is deprecated; move its [server], [tls] and "
+                "[commitment_peers] tables into usarchive.toml (found by usarchive --config, "
+                "USARCHIVE_CONFIG or the data directory)",
+                config_path,
+            )
+            if configuration.tables:
+                raise ArchiveError(
+                    f"serve --config {config_path}: expected the receiver's tables in one place, but "
+                    f"{configuration.path} has them too; remove serve --config and keep them in "
+                    f"{configuration.path}"
+                )
         settings = load_settings(
             config_path,
+            tables=configuration.tables,
+            base_dir=configuration.base_dir,
             aet=aet,
             host=host,
             port=port,
@@ -84,6 +101,9 @@ def serve(
             max_pdu_bytes=max_pdu,
         )
         settings.check_access_policy()
+    except ConfigError as exc:
+        located = exc if config_path is not None else state.configuration.locate(exc)
+        raise click.ClickException(str(located)) from exc
     except ArchiveError as exc:
         raise click.ClickException(str(exc)) from exc
     bridge_logger = logging.getLogger("pacs_bridge")
@@ -98,7 +118,17 @@ def serve(
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        with Archive.open(state.settings) as archive:
+        try:
+            opened = Archive.open(state.settings, create=False)
+        except ArchiveError as exc:
+            raise click.ClickException(str(exc)) from exc
+        LOGGER.info(
+            "serving the archive at %s (rules: %s, duplicate policy: %s)",
+            state.settings.description,
+            state.settings.rules_path or "built-in",
+            state.settings.duplicate_policy.value,
+        )
+        with opened as archive:
             server = BridgeServer(settings, archive)
             try:
                 server.start()

@@ -1,7 +1,9 @@
 """Settings of the DICOM receiver: one frozen :class:`BridgeSettings`, built at the edge.
 
-The settings come from a TOML file (``usarchive serve --config bridge.toml``)
-whose values command-line flags override. The file looks like::
+The settings come from the ``[server]``, ``[tls]`` and ``[commitment_peers]``
+tables of ``usarchive.toml`` (:mod:`archive.config`; the former separate file
+``usarchive serve --config bridge.toml`` is still read), whose values
+command-line flags override. The tables look like::
 
     [server]
     aet = "USARCHIVE"          # our AE title (the called AE title we answer to)
@@ -334,6 +336,8 @@ def settings_from_mapping(data: Mapping[str, Any], *, base_dir: Path) -> BridgeS
 def load_settings(
     path: Path | None = None,
     *,
+    tables: Mapping[str, Any] | None = None,
+    base_dir: Path | None = None,
     aet: str | None = None,
     host: str | None = None,
     port: int | None = None,
@@ -346,7 +350,13 @@ def load_settings(
     Parameters
     ----------
     path : Path or None
-        TOML file; ``None`` uses the defaults.
+        A TOML file holding only the receiver's tables (the former ``serve --config
+        bridge.toml``); ``None`` uses ``tables``.
+    tables : mapping, optional
+        The ``[server]``, ``[tls]`` and ``[commitment_peers]`` tables of ``usarchive.toml``
+        (:attr:`archive.config.Configuration.tables`), used when ``path`` is ``None``.
+    base_dir : Path, optional
+        Directory relative TLS paths of ``tables`` are relative to (the configuration file's).
     aet, host, port, max_pdu_bytes, allow_any : optional
         Override the file's value when not ``None``.
     allow : iterable of str
@@ -372,6 +382,8 @@ def load_settings(
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"--config {str(path)!r}: expected valid TOML, but {exc}") from exc
         settings = settings_from_mapping(document, base_dir=path.parent)
+    elif tables:
+        settings = settings_from_mapping(tables, base_dir=base_dir or Path.cwd())
     overrides: dict[str, Any] = {}
     if aet is not None:
         overrides["aet"] = validate_ae_title(aet, what="--aet")

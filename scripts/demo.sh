@@ -25,21 +25,15 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 rm -rf "$USARCHIVE_HOME" "$OUT"
 mkdir -p "$OUT"
+"$BIN/usarchive" init "$USARCHIVE_HOME"
 
 if ! compgen -G "sample_dicom/*.dcm" >/dev/null; then
   say "Generating the sample clips into sample_dicom/"
   "$BIN/usarchive" sample samples sample_dicom
 fi
 
-say "Capture: the scanner (dcmtk storescu) sends sample_dicom/ to usarchive serve"
-if command -v storescu >/dev/null && command -v echoscu >/dev/null; then
-  "$BIN/python" -m pacs_bridge.demo sample_dicom
-else
-  echo "dcmtk (storescu, echoscu) is not installed: importing the files instead."
-  echo "For the network capture: apt-get install dcmtk"
-  "$BIN/usarchive" import sample_dicom
-  "$BIN/usarchive" find
-fi
+say "Capture: the scanner (dcmtk storescu, or pynetdicom without dcmtk) sends sample_dicom/ to usarchive serve"
+"$BIN/python" -m pacs_bridge.demo sample_dicom
 
 say "Review: each sample's ground truth saved as $USARCHIVE_REVIEWER's annotation, then approved"
 approve_truths() {

@@ -11,6 +11,8 @@ declare -A NEED=(
   [xauth]=xauth
   [initdb]=postgresql
   [chromium]=chromium
+  [sqlite3]=sqlite3
+  [systemd-analyze]=systemd
 )
 # shared libraries napari's Qt needs on a bare machine → package
 declare -A NEED_LIB=(

@@ -22,7 +22,6 @@ import pydicom
 from archive.audit.model import ArchivedClip, CaseIds, ClipAuditInput
 from archive.calibration import calibration_or_none
 from archive.errors import ArchiveError
-from archive.index.outcomes import outcomes_for
 from archive.index.queries import InstanceRow, Query
 from archive.metrics import clip_metrics
 from archive.model import Approach, ReviewStatus, Side, SpinalLevel, Technique
@@ -193,7 +192,7 @@ def gather_inputs(
                 notes.append(f"clip {row.sop_instance_uid} by {name} left out: {exc}")
                 logger.warning("audit: clip %s by %s left out: %s", row.sop_instance_uid, name, exc)
     studies = {clip.study_uid for clip in archived}
-    outcomes = outcomes_for(archive.engine, studies)
+    outcomes = archive.outcomes.of_studies(studies)
     logger.info(
         "audit: %d instances matched, %d reviewed annotations, %d outcomes",
         len(rows),

@@ -16,7 +16,7 @@ from archive.audit.gather import gather_inputs
 from archive.audit.model import ALL_LEVELS
 from archive.audit.report_csv import write_csv
 from archive.audit.report_html import RATES_NOTE, write_html
-from archive.cli.common import cli_state, open_archive, print_json
+from archive.cli.common import cli_state, open_archive, print_json, progress_bar
 from archive.cli.filters import query_filters
 from archive.errors import ArchiveError
 from archive.index.queries import Query
@@ -205,21 +205,27 @@ def audit_command(
         criteria=EffectivenessCriteria(vas_drop_fraction=vas_drop, odi_drop_fraction=odi_drop),
     )
     wanted = None if status == "any" else ReviewStatus.parse(status)
-    with open_archive(ctx) as archive:
-        try:
-            gathered = gather_inputs(archive, query, status=wanted)
-        except ArchiveError as exc:
-            raise click.ClickException(str(exc)) from exc
-    report = run_audit(
-        gathered.inputs, gathered.outcomes, config, _filters(query, status), archived=gathered.archived
-    )
-    report = dataclasses.replace(report, notes=gathered.notes + report.notes)
-    if html_path is not None:
-        write_html(report, html_path)
-    if csv_path is not None:
-        write_csv(report, csv_path)
+    # steps: read the clips and annotations, compute, write the HTML, write the CSV
+    with progress_bar(ctx, "auditing", 4) as advance:
+        with open_archive(ctx) as archive:
+            try:
+                gathered = gather_inputs(archive, query, status=wanted)
+            except ArchiveError as exc:
+                raise click.ClickException(str(exc)) from exc
+        advance()
+        report = run_audit(
+            gathered.inputs, gathered.outcomes, config, _filters(query, status), archived=gathered.archived
+        )
+        report = dataclasses.replace(report, notes=gathered.notes + report.notes)
+        advance()
+        if html_path is not None:
+            write_html(report, html_path)
+        advance()
+        if csv_path is not None:
+            write_csv(report, csv_path)
+        advance()
     if cli_state(ctx).json_output:
-        print_json(report.to_dict())
+        print_json(report.to_dict(), ctx)
         return
     _summary(report)
     for label, path in (("HTML report", html_path), ("CSV", csv_path)):

@@ -1,14 +1,12 @@
 """``usarchive export``: de-identified research exports (hdf5, dicom) and measurement reports (sr).
 
 See docs/export.md. The de-identification secret comes from ``--secret-file``,
-else the configuration option ``deid_secret``, else the environment variable
-``USARCHIVE_DEID_SECRET``; it is never printed or logged.
+else the environment variable ``USARCHIVE_DEID_SECRET``, else ``[deid]
+secret_file`` of usarchive.toml; it is never printed or logged.
 """
 
 from __future__ import annotations
 
-import os
-import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from archive.cli.common import cli_state, open_archive, print_json
 from archive.cli.filters import describe_query, query_filters
+from archive.config import ENV_DEID_SECRET
 from archive.deid import DeidOptions
 from archive.deid.options import SECRET_OPTION
 from archive.errors import ArchiveError
@@ -27,27 +26,19 @@ from archive.export.run import ExportFormat, ExportOptions, ExportSummary, run_e
 from archive.export.send import parse_destination
 from archive.index.queries import Query
 from archive.model import ReviewStatus
-from archive.settings import ArchiveSettings
+from archive.settings import ArchiveSettings, read_secret_file
 
-#: Environment variable holding the de-identification secret (hex digits or text).
-ENV_DEID_SECRET = "USARCHIVE_DEID_SECRET"
 #: ``--status`` value that exports every clip, annotated or not.
 ANY_STATUS = "any"
 
-_HEX = re.compile(r"^(?:[0-9a-fA-F]{2})+$")
-
-
-def decode_secret(text: str) -> bytes:
-    """A secret as given: an even number of hex digits is decoded as hex, anything else used as UTF-8.
-
-    Surrounding whitespace (e.g. a file's final newline) is ignored.
-    """
-    value = text.strip()
-    return bytes.fromhex(value) if _HEX.match(value) else value.encode("utf-8")
-
 
 def resolve_secret(settings: ArchiveSettings, secret_file: Path | None) -> bytes:
-    """The de-identification secret: ``--secret-file``, the configuration, then the environment.
+    """The de-identification secret: ``--secret-file``, else the configuration's.
+
+    Both are decoded by :func:`archive.settings.decode_secret`, the one decoder
+    (the configuration's ``[deid] secret_file`` or ``USARCHIVE_DEID_SECRET`` was
+    decoded when it was loaded), so one secret gives the same pseudonyms
+    through the library and the command line.
 
     Raises
     ------
@@ -56,24 +47,15 @@ def resolve_secret(settings: ArchiveSettings, secret_file: Path | None) -> bytes
     """
     if secret_file is not None:
         try:
-            return decode_secret(secret_file.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError) as exc:
-            raise click.ClickException(
-                f"--secret-file {secret_file}: expected a readable text file holding the secret, "
-                f"but reading it failed ({type(exc).__name__})"
-            ) from exc
-    configured = settings.options.get(SECRET_OPTION)
-    if isinstance(configured, bytes):
-        return configured
-    if isinstance(configured, str) and configured.strip():
-        return decode_secret(configured)
-    from_env = os.environ.get(ENV_DEID_SECRET, "")
-    if from_env.strip():
-        return decode_secret(from_env)
+            return read_secret_file(secret_file, what="--secret-file")
+        except ArchiveError as exc:
+            raise click.ClickException(str(exc)) from exc
+    if settings.deid_secret is not None:
+        return settings.deid_secret
     raise click.ClickException(
-        "de-identification secret: expected one, but none is set; set the environment variable "
-        f"{ENV_DEID_SECRET} (hex digits or text, at least 16 bytes) or pass --secret-file PATH, and "
-        "keep the same secret to get the same pseudonyms in later exports"
+        f"de-identification secret: expected one, but none is set; set {SECRET_OPTION} in usarchive.toml, "
+        f"or the environment variable {ENV_DEID_SECRET} (hex digits or text, at least 16 bytes), or pass "
+        "--secret-file PATH, and keep the same secret to get the same pseudonyms in later exports"
     )
 
 
@@ -127,7 +109,7 @@ def _print_summary(summary: ExportSummary, console: Console) -> None:
 @click.option(
     "--secret-file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help=f"File holding the de-identification secret (default: configuration, then {ENV_DEID_SECRET}).",
+    help=f"File holding the de-identification secret (default: {ENV_DEID_SECRET}, then {SECRET_OPTION}).",
 )
 @click.option("--send-to", help="sr only: also C-STORE each report to AE@host:port (the hospital PACS).")
 @click.option("--seed", type=int, default=0, show_default=True, help="hdf5: seed of the patient-level split.")
@@ -217,7 +199,7 @@ def export_command(
             except ArchiveError as exc:
                 raise click.ClickException(str(exc)) from exc
     if state.json_output:
-        print_json(summary.to_json())
+        print_json(summary.to_json(), ctx)
     else:
         _print_summary(summary, Console(width=200, soft_wrap=True))
     if summary.refused:

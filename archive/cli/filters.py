@@ -29,7 +29,11 @@ APPROACH_HELP = (
 )
 
 _OPTIONS: tuple[Callable[[Callable[..., Any]], Callable[..., Any]], ...] = (
-    click.option("--patient", help="Patient ID, or patient name as stored (Family^Given)."),
+    click.option(
+        "--patient",
+        help="Patient ID or name (Family^Given), any case; * and ? are wildcards, e.g. 'mul*'.",
+    ),
+    click.option("--accession", help="Accession Number of the study."),
     click.option(
         "--level", "levels", multiple=True, help="Spinal level, e.g. L5 (repeat or comma-separate: any of)."
     ),
@@ -102,6 +106,7 @@ def query_filters(command: Callable[..., Any]) -> Callable[..., Any]:
     def with_query(
         *args: Any,
         patient: str | None,
+        accession: str | None,
         levels: tuple[str, ...],
         side: str | None,
         technique: str | None,
@@ -115,6 +120,7 @@ def query_filters(command: Callable[..., Any]) -> Callable[..., Any]:
     ) -> Any:
         query = Query(
             patient=patient,
+            accession=accession,
             levels=parse_levels(levels),
             side=parse_side(side),
             technique=parse_member(Technique, technique, "--technique"),  # type: ignore[arg-type]
@@ -142,6 +148,8 @@ def describe_query(query: Query) -> str:
     parts: list[str] = []
     if query.patient:
         parts.append("--patient <given>")
+    if query.accession:
+        parts.append("--accession <given>")
     parts.extend(f"--level {level.value}" for level in query.levels)
     if query.side is not None:
         parts.append(f"--side {query.side.value}")

@@ -5,10 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 import click
-from rich.console import Console
-from rich.table import Table
 
-from archive.cli.common import cli_state, open_archive, print_json
+from archive.cli.common import cli_state, open_archive, plain_output, print_json, print_table
 from archive.cli.filters import parse_levels as parse_levels
 from archive.cli.filters import parse_member as parse_member
 from archive.cli.filters import parse_side as parse_side
@@ -37,17 +35,23 @@ def find_command(ctx: click.Context, query: Query, review_status: str | None, li
     if cli_state(ctx).json_output:
         print_json([row.to_json() for row in rows])
         return
-    table = Table("SOP Instance UID", "patient", "study date", "mod", "levels", "side", "technique", "frames")
-    for row in rows:
-        table.add_row(
-            row.sop_instance_uid,
-            row.patient_id,
-            row.study_date.isoformat() if row.study_date else "",
-            row.modality or "",
-            ",".join(row.levels),
-            row.side or "",
-            row.technique or "",
-            str(row.frames or ""),
-        )
-    Console(width=200).print(table)
-    click.echo(f"{len(rows)} instance(s)" + (f" (limit {limit} reached)" if len(rows) == limit else ""))
+    header = ("SOP Instance UID", "patient", "study date", "mod", "levels", "side", "technique", "frames")
+    print_table(
+        ctx,
+        header,
+        [
+            (
+                row.sop_instance_uid,
+                row.patient_id,
+                row.study_date.isoformat() if row.study_date else "",
+                row.modality or "",
+                ",".join(row.levels),
+                row.side or "",
+                row.technique or "",
+                str(row.frames or ""),
+            )
+            for row in rows
+        ],
+    )
+    count = f"{len(rows)} instance(s)" + (f" (limit {limit} reached)" if len(rows) == limit else "")
+    click.echo(count, err=plain_output(ctx))  # piped: stdout holds only the rows

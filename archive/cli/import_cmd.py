@@ -13,12 +13,12 @@ import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from archive.archive import OPTION_DUPLICATE_POLICY
 from archive.cli.common import cli_state, open_archive, print_json
 from archive.ingest import DuplicatePolicy, IngestOutcome, IngestResult, Origin
 
@@ -134,7 +134,8 @@ def _result_json(path: Path, result: IngestResult) -> dict[str, object]:
     "--duplicate-policy",
     type=click.Choice([p.value for p in DuplicatePolicy]),
     default=None,
-    help="Same SOP Instance UID with different bytes: keep the first (default) or replace it.",
+    help="Same SOP Instance UID with different bytes: keep the first or replace it "
+    "(default: [archive] duplicate_policy, else keep-first).",
 )
 @click.pass_context
 def import_command(ctx: click.Context, paths: tuple[Path, ...], duplicate_policy: str | None) -> None:
@@ -150,11 +151,13 @@ def import_command(ctx: click.Context, paths: tuple[Path, ...], duplicate_policy
     json_output = cli_state(ctx).json_output
     collected = collect_files(paths)
     files = collected.to_ingest
-    options = {OPTION_DUPLICATE_POLICY: duplicate_policy} if duplicate_policy else {}
+    overrides: dict[str, Any] = (
+        {"duplicate_policy": DuplicatePolicy.parse(duplicate_policy)} if duplicate_policy else {}
+    )
     results: list[tuple[Path, IngestResult]] = []
     console = Console(stderr=True)
     with (
-        open_archive(ctx, **options) as archive,
+        open_archive(ctx, **overrides) as archive,
         Progress(
             TextColumn("importing"),
             BarColumn(),

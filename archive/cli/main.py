@@ -10,13 +10,19 @@ pointing toward ``archive``.
 from __future__ import annotations
 
 import importlib
+import json
 import logging
+import os
+import sys
+from collections.abc import Sequence
 from importlib.metadata import entry_points
+from logging.handlers import RotatingFileHandler
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
+from archive.config import ENV_CONFIG, Configuration, load_configuration
 from archive.errors import ArchiveError
 from archive.settings import ENV_DB, ENV_HOME, ArchiveSettings
 
@@ -25,6 +31,14 @@ from archive.settings import ENV_DB, ENV_HOME, ArchiveSettings
 #: receiver does not load matplotlib); ``--help`` lists them from this table.
 #: ``tests/archive/test_cli_main.py`` checks each line against the command's own help.
 ARCHIVE_COMMANDS: dict[str, tuple[str, str]] = {
+    "config": (
+        "archive.cli.config_cmd:config",
+        "The effective configuration (usarchive.toml, environment, flags) and where each value came from.",
+    ),
+    "init": (
+        "archive.cli.config_cmd:init_command",
+        "Create an archive in DIRECTORY (default: the configured data directory).",
+    ),
     "audit": (
         "archive.cli.audit:audit_command",
         "Audit reviewed clips and their procedures' outcomes, grouped by technique × level.",
@@ -77,7 +91,47 @@ def _load(target: str) -> click.Command:
     loaded = getattr(importlib.import_module(module_name), attribute)
     if not isinstance(loaded, click.Command):
         raise click.ClickException(f"{target} is not a click command")
+    _add_json_option(loaded)
     return loaded
+
+
+def _set_json(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value and ctx.find_root().obj is not None:
+        ctx.find_root().obj.json_output = True
+
+
+def _add_json_option(command: click.Command) -> None:
+    """Accept ``--json`` after the (sub)command too: ``usarchive find --json`` = ``usarchive --json find``."""
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            _add_json_option(sub)
+        return
+    if any("--json" in getattr(param, "opts", ()) for param in command.params):
+        return
+    command.params.append(
+        click.Option(
+            ["--json"],
+            is_flag=True,
+            expose_value=False,
+            callback=_set_json,
+            help="Machine-readable JSON output (same as usarchive --json).",
+        )
+    )
+
+
+def _wants_json(args: Sequence[str]) -> bool:
+    head = list(args)
+    if "--" in head:
+        head = head[: head.index("--")]
+    return "--json" in head
+
+
+def _report_error(message: str, code: int, as_json: bool) -> NoReturn:
+    if as_json:
+        sys.stderr.write(json.dumps({"error": message, "exit_code": code}, ensure_ascii=False) + "\n")
+    else:
+        click.echo(f"Error: {message}", err=True)
+    sys.exit(code)
 
 
 class _LazyGroup(click.Group):
@@ -103,6 +157,42 @@ class _LazyGroup(click.Group):
             return None
         return _load(plugin.value)
 
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """Run the command; errors are one line (JSON under ``--json``), never a traceback for I/O.
+
+        A ``click`` error, and an ``OSError`` escaping a command (an output that cannot be
+        written, a directory that does not exist), end the command with one line naming
+        the problem; under ``--json`` it is ``{"error": ..., "exit_code": ...}`` on stderr (stdout keeps
+        what the command printed before, e.g. the items done).
+        """
+        argv = list(sys.argv[1:] if args is None else args)
+        if not standalone_mode:
+            return super().main(argv, prog_name, complete_var, standalone_mode, **extra)
+        as_json = _wants_json(argv)
+        try:
+            result = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.Abort:
+            _report_error("aborted", 1, as_json)
+        except click.UsageError as exc:
+            if as_json:
+                _report_error(exc.format_message(), exc.exit_code, True)
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            _report_error(exc.format_message(), exc.exit_code, as_json)
+        except OSError as exc:
+            logging.getLogger("archive.cli").debug("command failed", exc_info=True)
+            where = f" {exc.filename}" if exc.filename else ""
+            _report_error(f"{exc.strerror or exc}:{where}".rstrip(":"), 1, as_json)
+        sys.exit(result if isinstance(result, int) else 0)
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = []
         for name in self.list_commands(ctx):
@@ -120,47 +210,119 @@ class _LazyGroup(click.Group):
 class CliState:
     """What the root options decided, shared with every subcommand via ``ctx.obj``."""
 
-    def __init__(self, data_dir: Path | None, db_url: str | None, json_output: bool) -> None:
+    def __init__(
+        self,
+        data_dir: Path | None,
+        db_url: str | None,
+        json_output: bool,
+        *,
+        config_path: Path | None = None,
+        log_file: Path | None = None,
+        table_format: str | None = None,
+    ) -> None:
         self._data_dir = data_dir
         self._db_url = db_url
+        self._config_path = config_path
+        self._log_file = log_file
         self.json_output = json_output
-        self._settings: ArchiveSettings | None = None
+        self.table_format = table_format
+        self._configuration: Configuration | None = None
+
+    @property
+    def configuration(self) -> Configuration:
+        """The effective configuration, loaded on first use (so ``--help`` touches nothing)."""
+        if self._configuration is None:
+            try:
+                self._configuration = load_configuration(
+                    config_path=self._config_path,
+                    data_dir=self._data_dir,
+                    db_url=self._db_url,
+                    log_file=self._log_file,
+                    environ=os.environ,
+                )
+            except ArchiveError as exc:
+                raise click.ClickException(str(exc)) from exc
+        return self._configuration
 
     @property
     def settings(self) -> ArchiveSettings:
-        """Archive settings, built on first use (so ``--help`` touches nothing)."""
-        if self._settings is None:
-            try:
-                self._settings = ArchiveSettings.from_environment(self._data_dir, self._db_url)
-            except ArchiveError as exc:
-                raise click.ClickException(str(exc)) from exc
-        return self._settings
+        """Archive settings of the configuration."""
+        return self.configuration.archive
+
+    def person(self, given: str | None) -> str | None:
+        """Who records something: ``--by``, else ``[review] reviewer`` (or ``USARCHIVE_REVIEWER``)."""
+        return given.strip() if given and given.strip() else self.settings.reviewer
+
+
+def _setup_logging(verbose: int, state: CliState) -> None:
+    level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(level)  # also when logging was configured before (tests, embedding)
+    try:
+        log = state.configuration.log
+    except click.ClickException:
+        return  # the command reports the configuration's error when it needs the configuration
+    if log.file is None:
+        return
+    try:
+        handler = RotatingFileHandler(log.file, maxBytes=log.max_bytes, backupCount=log.backup_count)
+    except OSError as exc:
+        raise click.ClickException(
+            f"log file {log.file}: expected a writable file, but {exc.strerror or exc}; "
+            "fix [log] file or --log-file"
+        ) from exc
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help=f"Configuration file (env {ENV_CONFIG}; default: usarchive.toml in the data directory).",
+)
+@click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
-    envvar=ENV_HOME,
-    help=f"Archive data directory (env {ENV_HOME}; default: per-user data directory).",
+    help=f"Archive data directory (env {ENV_HOME}; default: [archive] data_dir, else the per-user one).",
 )
 @click.option(
     "--db",
     "db_url",
-    envvar=ENV_DB,
     help=(
         f"Index database URL, e.g. postgresql://user@host/db (env {ENV_DB}; "
         "default: SQLite in the data directory)."
     ),
 )
 @click.option("--json", "json_output", is_flag=True, help="Machine-readable JSON output where supported.")
+@click.option(
+    "--format",
+    "table_format",
+    type=click.Choice(["table", "tsv"]),
+    help="Tables as boxes or tab-separated rows (default: tsv when stdout is not a terminal).",
+)
+@click.option(
+    "--log-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also log to this file, rotated by size ([log] max_bytes, backup_count).",
+)
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
 @click.version_option(package_name="usarchive")
 @click.pass_context
 def main(
-    ctx: click.Context, data_dir: Path | None, db_url: str | None, json_output: bool, verbose: int
+    ctx: click.Context,
+    config_path: Path | None,
+    data_dir: Path | None,
+    db_url: str | None,
+    json_output: bool,
+    table_format: str | None,
+    log_file: Path | None,
+    verbose: int,
 ) -> None:
     """usarchive: archive and review of ultrasound-guided spinal injection clips."""
-    level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    ctx.obj = CliState(data_dir, db_url, json_output)
+    state = CliState(
+        data_dir, db_url, json_output, config_path=config_path, log_file=log_file, table_format=table_format
+    )
+    ctx.obj = state
+    _setup_logging(verbose, state)

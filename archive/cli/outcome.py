@@ -11,16 +11,9 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from archive.annotations_store import resolve_reviewer
-from archive.cli.common import cli_state, open_archive, print_json
+from archive.cli.common import cli_state, full_uid, open_archive, print_json
 from archive.errors import ArchiveError, OutcomeImportError
-from archive.index.outcomes import (
-    import_outcomes,
-    load_history,
-    load_outcomes,
-    outcome_values,
-    set_outcome,
-)
+from archive.index.outcomes import outcome_values
 from archive.model import Side
 from archive.outcomes import SCORE_RANGES
 
@@ -58,7 +51,7 @@ def import_command(ctx: click.Context, csv_file: Path) -> None:
     """
     with open_archive(ctx) as archive:
         try:
-            changes = import_outcomes(archive.engine, csv_file)
+            changes = archive.outcomes.import_csv(csv_file)
         except OutcomeImportError as exc:
             raise click.ClickException(str(exc)) from exc
     if cli_state(ctx).json_output:
@@ -117,7 +110,9 @@ def _score_option(name: str) -> Callable[[_F], _F]:
     type=click.Choice([*SCORE_RANGES, "adverse_event"]),
     help="Clear this value (not recorded); repeatable.",
 )
-@click.option("--by", help="Who enters the values (default: USARCHIVE_REVIEWER or the login name).")
+@click.option(
+    "--by", help="Who enters the values (default: [review] reviewer or USARCHIVE_REVIEWER, else login name)."
+)
 @click.pass_context
 def set_command(
     ctx: click.Context,
@@ -155,9 +150,10 @@ def set_command(
     if not values:
         raise click.UsageError("expected at least one value to set (e.g. --vas-pre 7) or --clear FIELD")
     with open_archive(ctx) as archive:
-        who = by or resolve_reviewer(archive.settings) or getpass.getuser()
+        who = cli_state(ctx).person(by) or getpass.getuser()
         try:
-            stored, change = set_outcome(archive.engine, study_uid, side, values, source=f"user:{who}")
+            study_uid = full_uid(archive, study_uid)
+            stored, change = archive.outcomes.set(study_uid, side, values, source=f"user:{who}")
         except (ArchiveError, ValueError) as exc:
             raise click.ClickException(str(exc)) from exc
     if cli_state(ctx).json_output:
@@ -172,9 +168,10 @@ def set_command(
 @click.pass_context
 def show_command(ctx: click.Context, study_uid: str, history: bool) -> None:
     """Show the outcomes of the procedures of STUDY_UID."""
-    with open_archive(ctx) as archive, archive.engine.connect() as connection:
-        stored = load_outcomes(connection, study_uid)
-        changes = load_history(connection, study_uid) if history else []
+    with open_archive(ctx) as archive:
+        study_uid = full_uid(archive, study_uid)
+        stored = archive.outcomes.of_study(study_uid)
+        changes = archive.outcomes.history(study_uid) if history else []
     if cli_state(ctx).json_output:
         document: dict[str, Any] = {"study_uid": study_uid, "outcomes": [s.to_json() for s in stored]}
         if history:

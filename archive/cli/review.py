@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from archive.annotation import ClipAnnotation, canonical_json, from_json
-from archive.annotations_store import AnnotationStore, resolve_reviewer
-from archive.cli.common import cli_state, open_archive, print_json
+from archive.annotations_store import AnnotationStore
+from archive.cli.common import cli_state, open_archive, plain_output, print_json, print_table
 from archive.errors import AnnotationError, ArchiveError
+from archive.index.engine import read_transaction
+from archive.index.uid_lookup import AmbiguousUidError, UnknownUidError, resolve_uid_prefix
 from archive.model import ReviewStatus
 
 _STATUSES = [status.value for status in ReviewStatus]
@@ -73,11 +73,23 @@ class _Batch:
             click.echo(line)
 
 
+def _full_uid(store: AnnotationStore, text: str) -> str:
+    """A whole UID, or the one UID ``text`` is a unique prefix of."""
+    with read_transaction(store.engine) as connection:
+        try:
+            return resolve_uid_prefix(connection, text)
+        except AmbiguousUidError as exc:
+            raise click.ClickException(str(exc)) from exc
+        except UnknownUidError:
+            return text  # matches nothing: the store says what it expected
+
+
 def _identity(ctx: click.Context, given: str | None, option: str) -> str:
-    name = given or resolve_reviewer(cli_state(ctx).settings)
+    name: str | None = cli_state(ctx).person(given)
     if not name:
         raise click.UsageError(
-            f"expected your user name, but none is configured: pass {option} NAME or set USARCHIVE_REVIEWER"
+            f"expected your user name, but none is configured: pass {option} NAME, set reviewer under "
+            "[review] in usarchive.toml, or set USARCHIVE_REVIEWER"
         )
     return name
 
@@ -98,17 +110,22 @@ def list_command(ctx: click.Context, status: str | None, reviewer: str | None) -
     if cli_state(ctx).json_output:
         print_json([row.to_json() for row in rows])
         return
-    table = Table("SOP Instance UID", "reviewer", "status", "version", "updated (UTC)")
-    for row in rows:
-        table.add_row(
-            row.sop_instance_uid,
-            row.reviewer,
-            row.status.value,
-            str(row.latest_version),
-            row.updated_at.strftime("%Y-%m-%d %H:%M:%S"),
-        )
-    Console(width=200).print(table)
-    click.echo(f"{len(rows)} annotation(s)")
+    header = ("SOP Instance UID", "reviewer", "status", "version", "updated (UTC)")
+    print_table(
+        ctx,
+        header,
+        [
+            (
+                row.sop_instance_uid,
+                row.reviewer,
+                row.status.value,
+                str(row.latest_version),
+                row.updated_at.strftime("%Y-%m-%d %H:%M:%S"),
+            )
+            for row in rows
+        ],
+    )
+    click.echo(f"{len(rows)} annotation(s)", err=plain_output(ctx))  # piped: stdout holds only the rows
 
 
 @review.command("status")
@@ -116,7 +133,7 @@ def list_command(ctx: click.Context, status: str | None, reviewer: str | None) -
 @click.option("--reviewer", required=True, help="Whose annotation.")
 @click.option("--set", "new_status", required=True, type=click.Choice(_STATUSES), help="The new status.")
 @click.option("--comment", help="Why (required for needs-rework).")
-@click.option("--by", help="Who changes the status (default: USARCHIVE_REVIEWER or the 'reviewer' option).")
+@click.option("--by", help="Who changes the status (default: [review] reviewer or USARCHIVE_REVIEWER).")
 @click.pass_context
 def status_command(
     ctx: click.Context,
@@ -135,8 +152,9 @@ def status_command(
     """
     author = _identity(ctx, by, "--by")
     with _Batch(ctx, len(uids)) as batch, _store(ctx) as store:
-        for uid in uids:
-            with batch.item(uid):
+        for given in uids:
+            with batch.item(given):
+                uid = _full_uid(store, given)
                 status = store.set_status(uid, reviewer, new_status, by=author, comment=comment)
             batch.done(
                 {"sop_instance_uid": uid, "reviewer": reviewer, "status": status.value, "by": author},
@@ -151,6 +169,7 @@ def status_command(
 def history_command(ctx: click.Context, uid: str, reviewer: str | None) -> None:
     """Show the versions and review comments of the annotations of clip UID."""
     with _store(ctx) as store:
+        uid = _full_uid(store, uid)
         names = [reviewer] if reviewer else store.reviewers(uid)
         entries = [(name, store.history(uid, name), store.comments(uid, name)) for name in names]
     if cli_state(ctx).json_output:
@@ -188,7 +207,7 @@ def history_command(ctx: click.Context, uid: str, reviewer: str | None) -> None:
 def export_json_command(ctx: click.Context, uid: str, reviewer: str, version: int | None) -> None:
     """Print REVIEWER's annotation of clip UID as canonical JSON."""
     with _store(ctx) as store:
-        loaded = store.load(uid, reviewer, version)
+        loaded = store.load(_full_uid(store, uid), reviewer, version)
     sys.stdout.write(canonical_json(loaded.annotation) + "\n")
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from archive.cli.common import progress_bar
 from archive.errors import PhantomError
 from archive.model import NeedleView, Side, SpinalLevel, Technique
 
@@ -84,16 +85,18 @@ def generate(
 
     try:
         if n_patients is not None:
-            clips = generate_cohort(
-                out,
-                n_patients,
-                seed,
-                rows=rows or 200,
-                cols=cols or 260,
-                frames=frames or 24,
-                frame_time_ms=frame_time_ms or 100.0,
-                encoding=Encoding(encoding),
-            )
+            with progress_bar(click.get_current_context(), "generating", n_patients) as advance:
+                clips = generate_cohort(
+                    out,
+                    n_patients,
+                    seed,
+                    rows=rows or 200,
+                    cols=cols or 260,
+                    frames=frames or 24,
+                    frame_time_ms=frame_time_ms or 100.0,
+                    encoding=Encoding(encoding),
+                    progress=advance,
+                )
             click.echo(
                 f"wrote {len(clips)} clips of {n_patients} patients, outcomes.csv and manifest.json to {out}"
             )

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from archive.cli.common import cli_state, open_archive, print_json
+from archive.cli.common import cli_state, full_uid, open_archive, print_json
 
 
 def _lines(value: Any, indent: int = 0) -> list[str]:
@@ -39,13 +39,14 @@ def _lines(value: Any, indent: int = 0) -> list[str]:
 def show_command(ctx: click.Context, uid: str) -> None:
     """Show the study, series or instance with this UID."""
     with open_archive(ctx) as archive:
+        uid = full_uid(archive, uid)
         found = archive.show(uid)
     if found is None:
         raise click.ClickException(
             f"no study, series or instance with UID {uid!r} in the index; list UIDs with 'usarchive find'"
         )
     if cli_state(ctx).json_output:
-        print_json({"kind": found.kind, **found.data})
+        print_json({"kind": found.kind, **found.data}, ctx)
         return
     click.echo(f"{found.kind} {uid}")
     click.echo("\n".join(_lines(found.data, 1)))

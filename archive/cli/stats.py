@@ -14,7 +14,7 @@ def stats_command(ctx: click.Context) -> None:
     with open_archive(ctx) as archive:
         numbers = archive.stats()
     if cli_state(ctx).json_output:
-        print_json(numbers)
+        print_json(numbers, ctx)
         return
     for key, value in numbers.items():
         if isinstance(value, dict):

@@ -6,7 +6,7 @@ import getpass
 
 import click
 
-from archive.cli.common import cli_state, open_archive, print_json
+from archive.cli.common import cli_state, full_uid, open_archive, print_json
 from archive.cli.filters import APPROACH_HELP, TECHNIQUE_HELP
 from archive.cli.find import parse_levels, parse_member, parse_side
 from archive.errors import ArchiveError
@@ -38,7 +38,13 @@ def _default_user() -> str:
     type=click.Choice(list(CLEARABLE)),
     help="Return this attribute to the value the rules derive from the stored header (repeat for more).",
 )
-@click.option("--user", default=_default_user, show_default="login name", help="Who is tagging.")
+@click.option(
+    "--by",
+    "--user",
+    "user",
+    help="Who is tagging (default: [review] reviewer or USARCHIVE_REVIEWER, else the login name; "
+    "--user is the former name).",
+)
 @click.option("--note", help="Free text kept with the new values and in the tag history.")
 @click.pass_context
 def tag_command(
@@ -51,7 +57,7 @@ def tag_command(
     approach: str | None,
     procedure: str | None,
     clear: tuple[str, ...],
-    user: str,
+    user: str | None,
     note: str | None,
 ) -> None:
     """Set level, side, technique, approach or procedure of a study, series or instance.
@@ -61,7 +67,9 @@ def tag_command(
     its note, is kept in the history shown by 'usarchive show'.
     """
     parsed_levels = parse_levels(levels)
+    user = cli_state(ctx).person(user) or _default_user()
     with open_archive(ctx) as archive:
+        uid = full_uid(archive, uid)
         try:
             changes = archive.tag(
                 uid,

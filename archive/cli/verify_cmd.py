@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from archive.cli.common import cli_state, open_archive, print_json
+from archive.cli.common import cli_state, open_archive, print_json, progress_bar
 from archive.verify import DEFAULT_STALE_AFTER_S, verify
 
 
@@ -21,9 +21,11 @@ from archive.verify import DEFAULT_STALE_AFTER_S, verify
 def verify_command(ctx: click.Context, repair: bool, stale_after: float) -> None:
     """Check every stored file against the index; exit status 1 on problems."""
     with open_archive(ctx) as archive:
-        report = verify(archive, repair=repair, stale_after_s=stale_after)
+        total = int(archive.stats()["bytes"])
+        with progress_bar(ctx, "verifying", total, unit="bytes") as advance:
+            report = verify(archive, repair=repair, stale_after_s=stale_after, progress=advance)
     if cli_state(ctx).json_output:
-        print_json(report.to_json())
+        print_json(report.to_json(), ctx)
     else:
         click.echo(
             f"checked {report.checked}: {len(report.missing)} missing, {len(report.corrupt)} corrupt, "

@@ -8,9 +8,8 @@ from archive.deid.uids import check_secret
 from archive.errors import ConfigError, DeidentificationError
 from archive.settings import ArchiveSettings
 
-#: Key of the secret in :attr:`ArchiveSettings.options` (``[deid] secret`` style
-#: configurations map to it).
-SECRET_OPTION = "deid_secret"
+#: Where the secret is configured, for messages (``usarchive.toml``).
+SECRET_OPTION = "[deid] secret_file"
 
 
 @dataclass(frozen=True)
@@ -68,31 +67,27 @@ class DeidOptions:
 
     @classmethod
     def from_settings(cls, settings: ArchiveSettings, **overrides: bool) -> DeidOptions:
-        """Build options with the secret from ``settings.options["deid_secret"]``.
+        """Build options with the secret of ``settings`` (:attr:`ArchiveSettings.deid_secret`).
 
         Parameters
         ----------
         settings : ArchiveSettings
-            The secret is a string (used as UTF-8) or bytes.
+            Its secret was decoded once, at the edge, by :func:`archive.settings.decode_secret`
+            (the same decoder ``export --secret-file`` uses).
         **overrides : bool
             Any other field, e.g. ``allow_uncalibrated=True``.
 
         Raises
         ------
         ConfigError
-            If no secret is configured or it is not text.
+            If no secret is configured.
         DeidentificationError
             If the secret is shorter than 16 bytes.
         """
-        value = settings.options.get(SECRET_OPTION)
-        if isinstance(value, str):
-            secret = value.encode("utf-8")
-        elif isinstance(value, bytes):
-            secret = value
-        else:
+        if settings.deid_secret is None:
             raise ConfigError(
-                f"configuration option {SECRET_OPTION!r}: expected a secret string of at least 16 "
-                f"characters, but got {'nothing' if value is None else type(value).__name__}; set it "
-                "before exporting, and keep it to get stable pseudonyms across exports"
+                f"de-identification secret: expected one, but none is configured; set {SECRET_OPTION} "
+                "in usarchive.toml (or USARCHIVE_DEID_SECRET) before exporting, and keep it to get "
+                "stable pseudonyms across exports"
             )
-        return cls(secret=secret, **overrides)
+        return cls(secret=settings.deid_secret, **overrides)

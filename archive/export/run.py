@@ -60,7 +60,6 @@ from archive.export.redact import (
 )
 from archive.export.send import send_dataset
 from archive.export.sr import build_measurement_report
-from archive.index.outcomes import outcomes_for
 from archive.metrics import clip_metrics
 from archive.model import Side, Technique
 from archive.outcomes import Outcome
@@ -371,7 +370,7 @@ OutcomesBySide = dict[tuple[str, Side], Outcome]
 
 def _outcomes(archive: Archive, clips: Sequence[SelectedClip]) -> OutcomesBySide:
     studies = {clip.row.study_instance_uid for clip in clips}
-    return {(o.study_uid, Side.parse(o.side)): o for o in outcomes_for(archive.engine, studies)}
+    return {(o.study_uid, Side.parse(o.side)): o for o in archive.outcomes.of_studies(studies)}
 
 
 def _outcome_of(clip: SelectedClip, outcomes: OutcomesBySide) -> Outcome | None:

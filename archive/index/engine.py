@@ -22,6 +22,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import OperationalError
 
+from archive.errors import ConfigError
+
 logger = logging.getLogger(__name__)
 
 #: Seconds SQLite waits for a lock before reporting "database is locked".
@@ -73,8 +75,21 @@ def create_index_engine(url: str) -> Engine:
     Returns
     -------
     sqlalchemy.Engine
+
+    Raises
+    ------
+    ConfigError
+        If the URL's database driver is not installed (the message names the extra to install).
     """
     url = normalise_url(url)
+    if url.startswith("postgresql"):
+        try:
+            import psycopg  # noqa: F401
+        except ImportError as exc:
+            raise ConfigError(
+                f"index {url.split('://', 1)[0]}://...: expected the PostgreSQL driver psycopg, but it is "
+                "not installed; run: pip install 'usarchive[postgres]'"
+            ) from exc
     if url.startswith("sqlite"):
         engine = create_engine(
             url,

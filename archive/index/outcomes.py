@@ -11,11 +11,11 @@ Tables
     Every change of an outcome: who/what (``source``), when, the values before
     (JSON, ``NULL`` for a new outcome) and after.
 
-Import is all or nothing: :func:`import_outcomes` reads the CSV with
-:func:`archive.outcomes.read_outcome_records`, matches each row to a study of
-the index and a side it has a clip of (:mod:`archive.index.outcome_match`),
-reports every bad row by line in one pass, and writes everything in one
-transaction.
+The CSV import (:meth:`archive.outcomes_store.OutcomeStore.import_csv`) reads
+the file outside this module, matches each row to a study of the index and a
+side it has a clip of (:mod:`archive.index.outcome_match`), reports every bad
+row by line in one pass, and writes through :func:`write_outcomes` in one
+transaction, all or nothing.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -45,11 +44,11 @@ from sqlalchemy import (
     update,
 )
 
-from archive.errors import ArchiveError, OutcomeImportError
+from archive.errors import ArchiveError
 from archive.index import schema
 from archive.index.engine import write_transaction
 from archive.model import Side
-from archive.outcomes import SCORE_RANGES, Outcome, read_outcome_records
+from archive.outcomes import SCORE_RANGES, Outcome
 
 logger = logging.getLogger(__name__)
 
@@ -248,47 +247,34 @@ def load_history(connection: Connection, study_uid: str) -> list[OutcomeChange]:
     ]
 
 
-def import_outcomes(engine: Engine, path: Path, *, source: str | None = None) -> list[OutcomeChange]:
-    """Import an outcomes CSV (or a filled ``usarchive outcome template``) into the index, all or nothing.
-
-    Rows are matched to their study by study UID, accession number, or
-    patient ID + study date, and must name a side the study has a clip of
-    (:func:`archive.index.outcome_match.match_records`).
+def record_import(
+    connection: Connection, outcomes: list[Outcome], *, source: str, now: datetime
+) -> tuple[list[str], list[OutcomeChange]]:
+    """Write imported outcomes in the caller's transaction, unless a study is unknown.
 
     Parameters
     ----------
-    engine : sqlalchemy.Engine
-        The index.
-    path : Path
-        The CSV (columns of :data:`archive.outcomes.CSV_COLUMNS` or
-        :data:`archive.outcomes.TEMPLATE_COLUMNS`, UTF-8).
-    source : str, optional
-        Recorded as the values' source; default ``"import:<file name>"``.
+    connection : sqlalchemy.Connection
+        Inside a write transaction.
+    outcomes : list of Outcome
+        Parsed and validated (:func:`archive.outcomes.parse_outcomes_csv`).
+    source : str
+        Recorded as the values' source.
+    now : datetime
+        UTC time of the change.
 
     Returns
     -------
-    list of OutcomeChange
-        What changed (rows equal to the stored outcome change nothing).
-
-    Raises
-    ------
-    OutcomeImportError
-        If a row is invalid, names no study of the index (or several), or a
-        side without a clip; its ``problems`` list every such row by line, all
-        in one pass. Nothing is written then.
+    unknown : list of str
+        Study UIDs the index does not have; when any, nothing was written.
+    changes : list of OutcomeChange
+        What changed.
     """
-    from archive.index.outcome_match import match_records
-
-    records, problems = read_outcome_records(path)
-    label = source or f"import:{path.name}"
-    with write_transaction(engine) as connection:
-        outcomes, unmatched = match_records(connection, records)
-        problems = sorted(problems + unmatched)
-        if problems:
-            raise OutcomeImportError(problems, str(path))
-        changes = write_outcomes(connection, outcomes, source=label, now=datetime.now(UTC))
-    logger.info("%s: %d outcomes read, %d changed", path, len(outcomes), len(changes))
-    return changes
+    known = known_studies(connection, (o.study_uid for o in outcomes))
+    unknown = sorted({o.study_uid for o in outcomes} - known)
+    if unknown:
+        return unknown, []
+    return [], write_outcomes(connection, outcomes, source=source, now=now)
 
 
 def set_outcome(

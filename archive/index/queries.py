@@ -35,7 +35,10 @@ class Query:
     Attributes
     ----------
     patient : str, optional
-        Patient ID, or the patient's name exactly as stored (``Family^Given``).
+        Patient ID or name (``Family^Given``), case-insensitive; ``*`` matches any run of
+        characters and ``?`` one character (:func:`patient_condition`).
+    accession : str, optional
+        Accession Number of the study, exactly.
     levels : tuple of SpinalLevel
         Instances with any of these levels.
     side, technique, approach, procedure_type : optional
@@ -53,6 +56,7 @@ class Query:
     """
 
     patient: str | None = None
+    accession: str | None = None
     levels: tuple[SpinalLevel, ...] = ()
     side: Side | None = None
     technique: Technique | None = None
@@ -188,6 +192,7 @@ class _Shape(NamedTuple):
 
     levels: int  # 0, 1, or 2 for "several"
     patient: bool
+    accession: bool
     side: bool
     technique: bool
     approach: bool
@@ -204,6 +209,7 @@ def _shape(query: Query, patient_pks: list[int] | None) -> _Shape:
     return _Shape(
         levels=min(len(query.levels), 2),
         patient=patient_pks is not None,
+        accession=query.accession is not None,
         side=query.side is not None,
         technique=query.technique is not None,
         approach=query.approach is not None,
@@ -235,6 +241,8 @@ def _find_parameters(query: Query, patient_pks: list[int] | None) -> dict[str, A
             values[name] = getattr(query, name)
     if query.modality:
         values["modality"] = query.modality
+    if query.accession is not None:
+        values["accession"] = query.accession
     return values
 
 
@@ -275,6 +283,8 @@ def _statement_of(shape: _Shape) -> Select[Any]:
     )
     if shape.patient:
         conditions.append(_st.c.patient_pk.in_(bindparam("patient_pks", expanding=True)))
+    if shape.accession:
+        conditions.append(_st.c.accession_number == bindparam("accession"))
     if shape.side:
         conditions.append(_proc.c.side == bindparam("side"))
     if shape.technique and shape.levels != 1:  # else matched on the level rows' copy
@@ -313,6 +323,31 @@ def _find_statement(query: Query, patient_pks: list[int] | None) -> tuple[Select
     return _statement_of(_shape(query, patient_pks)), _find_parameters(query, patient_pks)
 
 
+def _like(pattern: str) -> str:
+    """A ``*``/``?`` wildcard pattern as a LIKE pattern (backslash escapes), lower-cased."""
+    escaped = pattern.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped.replace("*", "%").replace("?", "_")
+
+
+def patient_condition(pattern: str) -> Any:
+    """Patients whose ID or name matches ``pattern``: case-insensitive, ``*`` and ``?`` wildcards.
+
+    Parameters
+    ----------
+    pattern : str
+        E.g. ``"ab-1*"``, ``"m?ller^*"`` or an exact ID in any case.
+
+    Returns
+    -------
+    SQLAlchemy condition on the ``patient`` table.
+    """
+    columns = (func.lower(_p.c.patient_id), func.lower(_p.c.name))
+    if "*" in pattern or "?" in pattern:
+        like = _like(pattern)
+        return or_(*(column.like(like, escape="\\") for column in columns))
+    return or_(*(column == pattern.lower() for column in columns))
+
+
 def find(connection: Connection, query: Query) -> list[InstanceRow]:
     """Instances matching ``query``.
 
@@ -332,9 +367,7 @@ def find(connection: Connection, query: Query) -> list[InstanceRow]:
     if query.patient:
         patient_pks = [
             int(pk)
-            for pk in connection.execute(
-                select(_p.c.id).where(or_(_p.c.patient_id == query.patient, _p.c.name == query.patient))
-            ).scalars()
+            for pk in connection.execute(select(_p.c.id).where(patient_condition(query.patient))).scalars()
         ]
         if not patient_pks:
             return []

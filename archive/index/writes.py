@@ -15,7 +15,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Select, Table, bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -24,6 +24,9 @@ from sqlalchemy.sql.dml import Insert
 from archive.index import schema
 from archive.index.facts import instance_values, patient_values, series_values, study_values
 from archive.model import Approach, ProcedureType, Side, SpinalLevel, Technique, sort_levels
+
+if TYPE_CHECKING:
+    from archive.rules import Classification
 
 logger = logging.getLogger(__name__)
 
@@ -184,14 +187,20 @@ def _procedure_row(connection: Connection, pk: int) -> Any:
 
 
 def _classification_fields(
-    classification: Any,
+    classification: Classification | None,
 ) -> tuple[dict[str, tuple[str | None, str | None]], dict[str, str]]:
     """Per field ``(value, detail)`` the rules found, and their provenance."""
-    provenance: dict[str, str] = dict(getattr(classification, "provenance", {}) or {})
+    if classification is None:
+        return {
+            "side": (None, None),
+            "technique": (Technique.UNKNOWN.value, None),
+            "procedure_type": (None, None),
+        }, {}
+    provenance: dict[str, str] = dict(classification.provenance)
     fields: dict[str, tuple[str | None, str | None]] = {
-        "side": (_value(getattr(classification, "side", None)), provenance.get("side")),
+        "side": (_value(classification.side), provenance.get("side")),
         "technique": (
-            _value(getattr(classification, "technique", None)) or Technique.UNKNOWN.value,
+            _value(classification.technique) or Technique.UNKNOWN.value,
             provenance.get("technique"),
         ),
         "approach": (
@@ -199,7 +208,7 @@ def _classification_fields(
             provenance.get("approach"),
         ),
         "procedure_type": (
-            _value(getattr(classification, "procedure_type", None)),
+            _value(classification.procedure_type),
             provenance.get("procedure_type"),
         ),
     }
@@ -212,7 +221,9 @@ def _rule_columns(row: dict[str, Any], name: str, value: str | None, detail: str
     row[f"{name}_detail"] = detail if value is not None else None
 
 
-def apply_classification(connection: Connection, pk: int, classification: Any, now: datetime) -> None:
+def apply_classification(
+    connection: Connection, pk: int, classification: Classification | None, now: datetime
+) -> None:
     """Store what the rules found for an instance, except fields a person has set.
 
     Parameters
@@ -227,7 +238,7 @@ def apply_classification(connection: Connection, pk: int, classification: Any, n
         UTC time recorded as ``set_at``.
     """
     fields, provenance = _classification_fields(classification)
-    levels: tuple[SpinalLevel, ...] = tuple(getattr(classification, "levels", ()) or ())
+    levels: tuple[SpinalLevel, ...] = () if classification is None else classification.levels
     existing = _procedure_row(connection, pk)
     row: dict[str, Any] = {"updated_at": now}
     for name, (value, detail) in fields.items():
@@ -248,7 +259,7 @@ def apply_classification(connection: Connection, pk: int, classification: Any, n
 
 
 def insert_classification(
-    connection: Connection, pk: int, classification: Any, now: datetime, sort_date: date
+    connection: Connection, pk: int, classification: Classification | None, now: datetime, sort_date: date
 ) -> None:
     """Store what the rules found for an instance row this transaction has just inserted.
 
@@ -269,7 +280,7 @@ def insert_classification(
         The instance row's ``sort_date``, copied to its level rows.
     """
     fields, provenance = _classification_fields(classification)
-    levels: tuple[SpinalLevel, ...] = tuple(getattr(classification, "levels", ()) or ())
+    levels: tuple[SpinalLevel, ...] = () if classification is None else classification.levels
     row: dict[str, Any] = {"instance_pk": pk, "updated_at": now}
     for name, (value, detail) in fields.items():
         _rule_columns(row, name, value, detail)

@@ -17,6 +17,7 @@ import datetime as dt
 import json
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -87,6 +88,7 @@ def generate_cohort(
     frames: int = 24,
     frame_time_ms: float = 100.0,
     encoding: Encoding = Encoding.EXPLICIT_MONO,
+    progress: Callable[[int], None] | None = None,
 ) -> list[CohortClip]:
     """Write a cohort of clips, ``outcomes.csv`` and ``manifest.json`` into ``out_dir``.
 
@@ -100,6 +102,8 @@ def generate_cohort(
         0 to 2**31 − 1; the same arguments give the same cohort.
     rows, cols, frames, frame_time_ms, encoding
         Clip format (small by default, so cohorts are quick).
+    progress : callable, optional
+        Called with 1 after each patient's clips are written (a progress bar).
 
     Returns
     -------
@@ -126,6 +130,8 @@ def generate_cohort(
     clips: list[CohortClip] = []
     procedures: list[Procedure] = []
     for index in range(n_patients):
+        if index and progress is not None:
+            progress(1)
         technique = Technique(str(groups[index]))
         patient_rng = np.random.default_rng([seed, 200, index])
         identity = _identity(seed, index, patient_rng)
@@ -210,6 +216,8 @@ def generate_cohort(
         "clips": [asdict(clip) for clip in clips],
     }
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n", "utf-8")
+    if progress is not None:
+        progress(1)  # the last patient, with the outcomes and the manifest
     logger.info("cohort of %d patients, %d clips in %s", n_patients, len(clips), out_dir)
     return clips
 

@@ -40,7 +40,7 @@ FieldValue = tuple[SpinalLevel, ...] | str
 PROCEDURE_TECHNIQUES = frozenset({Technique.TT.value, Technique.OT.value})
 
 #: Conclusions a RuleSet remembers before it starts afresh.
-_MAX_CONCLUSIONS = 1024
+MAX_CONCLUSIONS = 1024
 
 
 @dataclass(frozen=True)
@@ -109,12 +109,14 @@ def classify(ds: Dataset, rules: RuleSet | None = None) -> Classification:
     """
     ruleset = rules if rules is not None else default_rules()
     per_source = tuple((source, tuple(_items_at(ds, source.path, source))) for source in ruleset.sources)
-    concluded = ruleset.conclusions.get(per_source)
+    with ruleset.conclusions_lock:
+        concluded = ruleset.conclusions.get(per_source)
     if concluded is None:
-        concluded = _conclude(per_source, ruleset)
-        if len(ruleset.conclusions) >= _MAX_CONCLUSIONS:
-            ruleset.conclusions.clear()
-        ruleset.conclusions[per_source] = concluded
+        concluded = _conclude(per_source, ruleset)  # outside the lock: threads conclude in parallel
+        with ruleset.conclusions_lock:
+            if len(ruleset.conclusions) >= MAX_CONCLUSIONS:
+                ruleset.conclusions.clear()
+            ruleset.conclusions[per_source] = concluded
     # Each caller gets its own provenance dict; the memo's stays as concluded.
     return replace(concluded, provenance=dict(concluded.provenance))
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
+import threading
 import tomllib
 import unicodedata
 from collections.abc import Mapping
@@ -126,6 +127,7 @@ class RuleSet:
         What :func:`archive.rules.engine.classify` concluded from each distinct
         set of values it was given (the instances of one series usually share
         them), so it matches the rules once per set, not once per instance.
+        Read and written only under ``conclusions_lock`` (receiver threads share a rule set).
     """
 
     sources: tuple[Source, ...]
@@ -133,6 +135,9 @@ class RuleSet:
     origin: str
     conclusions: dict[Any, Any] = dataclasses.field(
         default_factory=dict, init=False, compare=False, repr=False
+    )
+    conclusions_lock: threading.Lock = dataclasses.field(
+        default_factory=threading.Lock, init=False, compare=False, repr=False
     )
 
 

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 @pytest.fixture
 def archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Archive]:
-    """An empty archive; the reviewer is ``alice`` (``USARCHIVE_REVIEWER``)."""
-    monkeypatch.setenv("USARCHIVE_REVIEWER", "alice")
-    with Archive.open(ArchiveSettings(tmp_path / "data")) as opened:
+    """An empty archive; the configured reviewer is ``alice`` (as ``[review] reviewer`` would set)."""
+    monkeypatch.delenv("USARCHIVE_REVIEWER", raising=False)
+    with Archive.open(ArchiveSettings(tmp_path / "data", reviewer="alice")) as opened:
         yield opened

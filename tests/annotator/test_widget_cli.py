@@ -17,6 +17,9 @@ from archive.settings import ArchiveSettings
 
 
 def test_annotate_refuses_an_unknown_uid_without_starting_napari(tmp_path: Path) -> None:
+    missing = CliRunner().invoke(main, ["--data-dir", str(tmp_path / "data"), "annotate", "1.2.3.4.5"])
+    assert missing.exit_code == 1 and "usarchive init" in missing.output  # no archive there
+    assert CliRunner().invoke(main, ["--data-dir", str(tmp_path / "data"), "init"]).exit_code == 0
     result = CliRunner().invoke(main, ["--data-dir", str(tmp_path / "data"), "annotate", "1.2.3.4.5"])
     assert result.exit_code == 2
     assert "'1.2.3.4.5' is neither" in result.output
@@ -33,8 +36,7 @@ def test_annotate_opens_one_archived_clip_at_a_time(tmp_path: Path) -> None:
 def test_open_review_docks_the_widget_with_the_clip(
     make_napari_viewer: ViewerFactory, tmp_path: Path, sample_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("USARCHIVE_REVIEWER", "carol")
-    settings = ArchiveSettings(tmp_path / "data")
+    settings = ArchiveSettings(tmp_path / "data", reviewer="carol")
     with Archive.open(settings) as archive:
         uid = ingest(archive, sample_dir / "l5_tt_outofplane_jpeg.dcm")
     viewer = make_napari_viewer()

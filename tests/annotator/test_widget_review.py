@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -227,7 +228,7 @@ def test_reviewer_is_asked_once_when_not_configured(
     sample_dir: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.delenv("USARCHIVE_REVIEWER")
+    archive.settings = dataclasses.replace(archive.settings, reviewer=None)  # no [review] reviewer
     questions: list[str] = []
 
     def answer(*args: Any, **kwargs: Any) -> tuple[str, bool]:

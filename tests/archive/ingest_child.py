@@ -28,7 +28,7 @@ def main() -> int:
     parser.add_argument("--group", type=int, default=1)
     parser.add_argument("paths", nargs="+", type=Path)
     args = parser.parse_args()
-    settings = ArchiveSettings(args.data_dir, args.db_url, {"duplicate_policy": args.policy})
+    settings = ArchiveSettings(args.data_dir, args.db_url, duplicate_policy=args.policy)
     with Archive.open(settings) as archive:
         print("ready", flush=True)
         if args.go is not None:

@@ -15,7 +15,7 @@ from sqlalchemy import inspect, select
 from archive.annotation import ClipAnnotation, NeedleMark, ReviewComment, TargetMark
 from archive.annotations_store import ENV_REVIEWER, resolve_reviewer
 from archive.archive import Archive
-from archive.errors import AnnotationError, ConfigError, StaleAnnotationError
+from archive.errors import AnnotationError, StaleAnnotationError
 from archive.index import migrations, schema
 from archive.index.annotations import ANNOTATION_TABLES
 from archive.index.engine import create_index_engine
@@ -238,7 +238,7 @@ def test_four_eyes_refuses_self_approval_by_default(archive: Archive, tmp_path: 
     store.save(_draft(uid, "alice"), base_version=None)
     store.set_status(uid, "alice", "submitted", by="alice")
     with pytest.raises(
-        AnnotationError, match=r"approver other than the reviewer.*'Alice '.*review_four_eyes"
+        AnnotationError, match=r"approver other than the reviewer.*'Alice '.*four_eyes = false"
     ):
         store.set_status(uid, "alice", "approved", by="Alice ")
     assert store.load(uid, "alice").status is ReviewStatus.SUBMITTED, "nothing was changed"
@@ -247,11 +247,9 @@ def test_four_eyes_refuses_self_approval_by_default(archive: Archive, tmp_path: 
     assert store.set_status(uid, "alice", "draft", by="alice") is ReviewStatus.DRAFT
     store.set_status(uid, "alice", "submitted", by="alice")
 
-    settings = ArchiveSettings(tmp_path / "data", db_url, {"review_four_eyes": "false"})
+    settings = ArchiveSettings(tmp_path / "data", db_url, four_eyes=False)
     with Archive.open(settings) as single:
         assert single.annotations.set_status(uid, "alice", "approved", by="alice") is ReviewStatus.APPROVED
-    with pytest.raises(ConfigError, match="review_four_eyes: expected true or false"):
-        Archive.open(ArchiveSettings(tmp_path / "data", db_url, {"review_four_eyes": "maybe"}))
 
 
 def test_marks_cannot_change_while_submitted(archive: Archive, tmp_path: Path) -> None:
@@ -352,12 +350,11 @@ def test_index_at_version_1_upgrades_with_annotation_tables(
     assert {t.name for t in ANNOTATION_TABLES} <= _tables(db_url)
 
 
-def test_resolve_reviewer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(ENV_REVIEWER, raising=False)
+def test_resolve_reviewer_reads_the_settings_never_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(ENV_REVIEWER, "dana")
     plain = ArchiveSettings(tmp_path)
-    assert resolve_reviewer(plain) is None
-    monkeypatch.setenv(ENV_REVIEWER, " dana ")
-    assert resolve_reviewer(plain) == "dana"
-    assert resolve_reviewer(ArchiveSettings(tmp_path, options={"reviewer": "erin"})) == "erin"
-    monkeypatch.setenv(ENV_REVIEWER, "  ")
-    assert resolve_reviewer(plain) is None
+    assert resolve_reviewer(plain) is None  # library code does not read USARCHIVE_REVIEWER
+    assert resolve_reviewer(ArchiveSettings(tmp_path, reviewer=" erin ")) == "erin"
+    assert resolve_reviewer(ArchiveSettings(tmp_path, reviewer="  ")) is None

@@ -12,9 +12,11 @@ from archive.cli.main import main
 
 
 def run(data_dir: Path, db_url: str, *args: str) -> Result:
-    return CliRunner().invoke(
-        main, ["--data-dir", str(data_dir), "--db", db_url, *args], catch_exceptions=False
-    )
+    """``usarchive --data-dir D --db URL ARGS``, after ``usarchive init`` when D holds no archive yet."""
+    root = ["--data-dir", str(data_dir), "--db", db_url]
+    if not (data_dir / "store").is_dir():
+        assert CliRunner().invoke(main, [*root, "init"], catch_exceptions=False).exit_code == 0
+    return CliRunner().invoke(main, [*root, *args], catch_exceptions=False)
 
 
 def run_json(data_dir: Path, db_url: str, *args: str) -> object:

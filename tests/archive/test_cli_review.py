@@ -18,9 +18,11 @@ from archive.phantom.truth import GroundTruth
 
 
 def run(data_dir: Path, db_url: str, *args: str) -> Result:
-    return CliRunner().invoke(
-        main, ["--data-dir", str(data_dir), "--db", db_url, *args], catch_exceptions=False
-    )
+    """``usarchive --data-dir D --db URL ARGS``, after ``usarchive init`` when D holds no archive yet."""
+    root = ["--data-dir", str(data_dir), "--db", db_url]
+    if not (data_dir / "store").is_dir():
+        assert CliRunner().invoke(main, [*root, "init"], catch_exceptions=False).exit_code == 0
+    return CliRunner().invoke(main, [*root, *args], catch_exceptions=False)
 
 
 def run_json(data_dir: Path, db_url: str, *args: str) -> Any:
@@ -287,8 +289,9 @@ def test_an_error_in_the_middle_stops_after_reporting_the_done_ones(
     assert json.loads(status.stdout) == [
         {"sop_instance_uid": uids[0], "reviewer": "alice", "status": "submitted", "by": "alice"}
     ]
-    assert status.stderr.startswith(f"Error: {uids[1]}: ")
-    assert "1 done before it, 1 after it not processed" in status.stderr
+    error = json.loads(status.stderr)  # under --json the error is JSON too, on stderr
+    assert error["exit_code"] == 1 and error["error"].startswith(f"{uids[1]}: ")
+    assert "1 done before it, 1 after it not processed" in error["error"]
     statuses = {
         row["sop_instance_uid"]: row["status"]
         for row in run_json(data, db_url, "review", "list", "--reviewer", "alice")

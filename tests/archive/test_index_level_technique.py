@@ -42,7 +42,7 @@ def _uids(archive: Archive, level: SpinalLevel, technique: Technique) -> set[str
 def test_level_rows_follow_the_technique_through_ingest_tag_and_replacement(
     tmp_path: Path, db_url: str
 ) -> None:
-    settings = ArchiveSettings(tmp_path / "data", db_url, {"duplicate_policy": "replace"})
+    settings = ArchiveSettings(tmp_path / "data", db_url, duplicate_policy="replace")
     with Archive.open(settings) as archive:
         clip = us_dataset(description="L4/5 MBB right OT")
         other = us_dataset(description="L4 MBB left TT", seed=1)

@@ -14,13 +14,13 @@ from archive.index.engine import create_index_engine, write_transaction
 from archive.index.migrations import LATEST_VERSION, migrate
 from archive.index.outcomes import (
     OUTCOME_TABLES,
-    import_outcomes,
     load_history,
     load_outcomes,
     outcomes_for,
     set_outcome,
 )
 from archive.model import Side
+from archive.outcomes_store import OutcomeStore
 
 KNOWN = ("1.2.826.0.1.3680043.10.543.1", "1.2.826.0.1.3680043.10.543.2")
 HEADER = "study_uid,side,vas_pre,vas_1h,vas_2w,odi_pre,odi_1h,odi_2w,adverse_event\n"
@@ -77,7 +77,7 @@ def test_migration_3_creates_the_outcome_tables(engine: Engine) -> None:
 def test_import_writes_every_row_and_records_history(engine: Engine, tmp_path: Path) -> None:
     path = tmp_path / "outcomes.csv"
     path.write_text(HEADER + f"{KNOWN[0]},R,8,4,3,50,30,20,\n{KNOWN[1]},left,6,,2,40,,22,nerve irritation\n")
-    changes = import_outcomes(engine, path)
+    changes = OutcomeStore(engine).import_csv(path)
     assert [(c.study_uid, c.side, c.old) for c in changes] == [
         (KNOWN[0], Side.RIGHT, None),
         (KNOWN[1], Side.LEFT, None),
@@ -88,7 +88,7 @@ def test_import_writes_every_row_and_records_history(engine: Engine, tmp_path: P
         (KNOWN[1], Side.LEFT, None, "nerve irritation"),
     }
     # importing the same file again changes nothing
-    assert import_outcomes(engine, path) == []
+    assert OutcomeStore(engine).import_csv(path) == []
     with engine.connect() as connection:
         assert load_outcomes(connection, KNOWN[0])[0].source == "import:outcomes.csv"
 
@@ -98,7 +98,7 @@ def test_import_refuses_unknown_studies_by_line_and_writes_nothing(engine: Engin
     unknown = "1.2.826.0.1.3680043.10.543.99"
     path.write_text(HEADER + f"{KNOWN[0]},R,8,4,3,50,30,20,\n\n{unknown},L,5,4,3,30,20,10,\n")
     with pytest.raises(OutcomeImportError) as caught:
-        import_outcomes(engine, path)
+        OutcomeStore(engine).import_csv(path)
     assert caught.value.problems == (
         (
             4,
@@ -113,7 +113,7 @@ def test_import_refuses_bad_rows_before_touching_the_index(engine: Engine, tmp_p
     path = tmp_path / "outcomes.csv"
     path.write_text(HEADER + f"{KNOWN[0]},R,8,4,3,50,30,20,\n{KNOWN[1]},R,11,4,3,50,30,20,\n")
     with pytest.raises(OutcomeImportError) as caught:
-        import_outcomes(engine, path)
+        OutcomeStore(engine).import_csv(path)
     assert [line for line, _ in caught.value.problems] == [3]
     assert outcomes_for(engine) == []
 
@@ -169,7 +169,7 @@ def test_import_reports_every_problem_in_one_pass(engine: Engine, tmp_path: Path
         + ",,ACC-2,,,,right,8,4,3,50,30,20,\n"  # line 8: same procedure as line 3
     )
     with pytest.raises(OutcomeImportError) as caught:
-        import_outcomes(engine, path)
+        OutcomeStore(engine).import_csv(path)
     problems = dict(caught.value.problems)
     assert sorted(problems) == [2, 4, 5, 6, 8]
     assert "side the study" in problems[2] and "(left, right), but got bilateral" in problems[2]
@@ -182,7 +182,7 @@ def test_import_reports_every_problem_in_one_pass(engine: Engine, tmp_path: Path
     path.write_text(
         TEMPLATE + ",,ACC-2,Dr A,EDGE,,R,8,4,3,50,30,20,\n" + "P1,20240102,,,,,L,8,4,3,50,30,20,\n"
     )
-    import_outcomes(engine, path)
+    OutcomeStore(engine).import_csv(path)
     assert {(o.study_uid, o.side) for o in outcomes_for(engine)} == {
         (KNOWN[1], Side.RIGHT),
         (KNOWN[1], Side.LEFT),

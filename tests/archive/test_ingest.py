@@ -90,7 +90,7 @@ def test_different_bytes_keep_first_by_default(archive: Archive) -> None:
 
 
 def test_replace_policy_keeps_old_file_recoverable(tmp_path: Path, db_url: str) -> None:
-    settings = ArchiveSettings(tmp_path / "data", db_url, {"duplicate_policy": "replace"})
+    settings = ArchiveSettings(tmp_path / "data", db_url, duplicate_policy="replace")
     with Archive.open(settings) as archive:
         ds = us_dataset(seed=2)
         old = part10_bytes(ds)

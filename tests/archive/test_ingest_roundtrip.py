@@ -59,7 +59,7 @@ def _expected_rejection(path: Path) -> RejectCode | None:
 def archive(tmp_path: Path, db_url: str) -> Iterator[Archive]:
     # "replace" so that the many pydicom files sharing one SOP Instance UID in
     # different transfer syntaxes are each stored in turn and compared.
-    settings = ArchiveSettings(tmp_path / "data", db_url, {"duplicate_policy": "replace"})
+    settings = ArchiveSettings(tmp_path / "data", db_url, duplicate_policy="replace")
     with Archive.open(settings) as opened:
         yield opened
 

@@ -195,6 +195,7 @@ def start_serve_process(
     command = [USARCHIVE, "--data-dir", str(data_dir)]
     if db_url:
         command += ["--db", db_url]
+    subprocess.run([*command, "init"], check=True, env=env, capture_output=True, timeout=120)
     command += ["-v", "serve", "--host", "127.0.0.1", "--port", "0", *args]
     stderr = log_path.open("w") if log_path else subprocess.DEVNULL
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)

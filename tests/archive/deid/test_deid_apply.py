@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -255,9 +256,9 @@ def test_options_validate_and_hide_the_secret(tmp_path: Path) -> None:
     with pytest.raises(DeidentificationError, match="Retain Safe Private"):
         DeidOptions(secret=SECRET, keep_private=True)
     assert SECRET.decode() not in repr(DeidOptions(secret=SECRET))
-    settings = ArchiveSettings(data_dir=tmp_path, options={SECRET_OPTION: SECRET.decode()})
+    settings = ArchiveSettings(data_dir=tmp_path, deid_secret=SECRET)
     assert DeidOptions.from_settings(settings, allow_uncalibrated=True) == DeidOptions(
         secret=SECRET, allow_uncalibrated=True
     )
-    with pytest.raises(ConfigError, match=SECRET_OPTION):
+    with pytest.raises(ConfigError, match=re.escape(SECRET_OPTION)):
         DeidOptions.from_settings(ArchiveSettings(data_dir=tmp_path))

@@ -1,0 +1,555 @@
+"""``usarchive.toml``: the one configuration of every command, typed and validated at load.
+
+The file is found by ``--config``, then ``USARCHIVE_CONFIG``, then
+``<data_dir>/usarchive.toml``. Environment variables override the file and
+flags override both. :func:`load_configuration` returns one frozen
+:class:`Configuration` that remembers where each value came from
+(``usarchive config show``).
+
+Sections owned by the archive (``[archive]``, ``[deid]``, ``[review]``,
+``[log]``) are validated here, into :class:`~archive.settings.ArchiveSettings`
+and :class:`LogSettings`. The receiver's sections (``[server]``, ``[tls]``,
+``[commitment_peers]``) are kept as parsed and validated by
+:mod:`pacs_bridge.config` (``archive`` does not depend on ``pacs_bridge``);
+:meth:`Configuration.locate` turns its errors into messages naming the file and
+line. ``[forward]``, ``[worklist]`` and ``[web]`` are reserved for the features
+that will add them. :data:`KEYS` is the one table of every archive-owned key
+(README's configuration section and ``usarchive init``'s template follow it).
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from archive.errors import ConfigError
+from archive.ingest import DuplicatePolicy
+from archive.settings import (
+    ENV_DB,
+    ENV_HOME,
+    ArchiveSettings,
+    decode_secret,
+    default_data_dir,
+    read_secret_file,
+    redact_url,
+)
+
+#: Environment variable naming the configuration file.
+ENV_CONFIG = "USARCHIVE_CONFIG"
+#: Environment variable naming the reviewer (overrides ``[review] reviewer``).
+ENV_REVIEWER = "USARCHIVE_REVIEWER"
+#: Environment variable holding the de-identification secret itself (hex or text).
+ENV_DEID_SECRET = "USARCHIVE_DEID_SECRET"
+#: File name of the configuration inside a data directory.
+CONFIG_NAME = "usarchive.toml"
+
+#: Default size at which the log file is rotated, and how many old files are kept.
+DEFAULT_LOG_MAX_BYTES = 10 * 1024 * 1024
+DEFAULT_LOG_BACKUP_COUNT = 5
+
+#: Sections validated by the receiver (:mod:`pacs_bridge.config`).
+BRIDGE_SECTIONS = ("server", "tls", "commitment_peers")
+#: Sections reserved for features to come; no keys are defined yet.
+RESERVED_SECTIONS = ("forward", "worklist", "web")
+
+
+@dataclass(frozen=True)
+class Key:
+    """One archive-owned configuration key: where it lives, its type, default and overrides."""
+
+    section: str
+    name: str
+    kind: str  # "path", "str", "bool", "int", "policy", "modalities", "secret-path"
+    default: object
+    help: str
+    env: str | None = None
+    flag: str | None = None
+
+    @property
+    def dotted(self) -> str:
+        """``section.name``."""
+        return f"{self.section}.{self.name}"
+
+
+#: Every key of the archive-owned sections, in the order ``config show`` prints them.
+KEYS: tuple[Key, ...] = (
+    Key(
+        "archive",
+        "data_dir",
+        "path",
+        None,
+        "Data directory: file store and SQLite index.",
+        ENV_HOME,
+        "--data-dir",
+    ),
+    Key(
+        "archive",
+        "db",
+        "str",
+        None,
+        "Index URL (default SQLite in data_dir), e.g. postgresql://u@host/db.",
+        ENV_DB,
+        "--db",
+    ),
+    Key("archive", "rules", "path", None, "Site rules file (TOML) classifying level, side, technique."),
+    Key(
+        "archive",
+        "duplicate_policy",
+        "policy",
+        DuplicatePolicy.KEEP_FIRST.value,
+        "keep-first or replace, for a UID received again with other bytes.",
+        None,
+        "import --duplicate-policy",
+    ),
+    Key(
+        "archive",
+        "rule_modalities",
+        "modalities",
+        [],
+        'Modalities the rules classify, e.g. ["US"]; [] = all.',
+    ),
+    Key(
+        "deid",
+        "secret_file",
+        "secret-path",
+        None,
+        "File holding the de-identification secret (hex or text).",
+        ENV_DEID_SECRET + " (the secret itself)",
+        "export --secret-file",
+    ),
+    Key(
+        "review",
+        "reviewer",
+        "str",
+        None,
+        "Who uses this workstation; default of every --by.",
+        ENV_REVIEWER,
+        "--by",
+    ),
+    Key("review", "four_eyes", "bool", True, "Refuse approving one's own annotation (four-eyes review)."),
+    Key(
+        "log",
+        "file",
+        "path",
+        None,
+        "Log file, rotated by size (default: log to stderr only).",
+        None,
+        "--log-file",
+    ),
+    Key("log", "max_bytes", "int", DEFAULT_LOG_MAX_BYTES, "Size at which the log file is rotated."),
+    Key("log", "backup_count", "int", DEFAULT_LOG_BACKUP_COUNT, "Rotated log files kept."),
+)
+
+_OWNED = {key.section for key in KEYS}
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """Where the log goes (``[log]``): a size-rotated file, or stderr only when ``file`` is ``None``."""
+
+    file: Path | None = None
+    max_bytes: int = DEFAULT_LOG_MAX_BYTES
+    backup_count: int = DEFAULT_LOG_BACKUP_COUNT
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """The effective configuration of one command.
+
+    Attributes
+    ----------
+    archive : ArchiveSettings
+        What the archive library needs.
+    log : LogSettings
+        Log file and rotation.
+    path : Path or None
+        The configuration file read, if any.
+    tables : mapping
+        The receiver's (and future) sections as parsed, for their owners to validate.
+    values : mapping
+        ``section.key`` → the effective value as shown (secrets hidden).
+    sources : mapping
+        ``section.key`` → where the value came from: ``default``, ``FILE:LINE``,
+        ``env NAME`` or ``--flag``.
+    """
+
+    archive: ArchiveSettings
+    log: LogSettings = LogSettings()
+    path: Path | None = None
+    tables: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}))
+    values: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
+    sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    _lines: Mapping[tuple[str, str], int] = field(default_factory=lambda: MappingProxyType({}), repr=False)
+
+    @property
+    def base_dir(self) -> Path:
+        """Directory that relative paths of the file are relative to."""
+        return self.path.parent if self.path is not None else Path.cwd()
+
+    def where(self, section: str, key: str | None = None) -> str:
+        """``FILE:LINE`` of a section's key (or its header) in the file; ``""`` without a file."""
+        if self.path is None:
+            return ""
+        line = self._lines.get((section, key or ""))
+        if line is None:
+            line = self._lines.get((section, ""))
+        return f"{self.path}:{line}" if line is not None else str(self.path)
+
+    def locate(self, exc: ConfigError) -> ConfigError:
+        """``exc`` (raised by a section's owner, e.g. ``[server] port: ...``) with the file and line."""
+        if self.path is None:
+            return exc
+        match = re.match(r"\s*\[(\w+)\]\s*(\w+)?", str(exc))
+        if match is None or match.group(1) not in self.tables:
+            return exc  # not about a table of the file (e.g. a flag's value)
+        return ConfigError(f"{self.where(match.group(1), match.group(2))}: {exc}")
+
+
+def key_lines(text: str) -> dict[tuple[str, str], int]:
+    """Line numbers (1-based) of each ``[section]`` header (key ``""``) and each ``key =`` in it."""
+    lines: dict[tuple[str, str], int] = {}
+    section = ""
+    for number, line in enumerate(text.splitlines(), start=1):
+        header = re.match(r"\s*\[\s*([A-Za-z0-9_.-]+)\s*\]", line)
+        if header is not None:
+            section = header.group(1)
+            lines.setdefault((section, ""), number)
+            continue
+        key = re.match(r"\s*(\"[^\"]*\"|'[^']*'|[A-Za-z0-9_-]+)\s*=", line)
+        if key is not None:
+            lines.setdefault((section, key.group(1).strip("\"'")), number)
+    return lines
+
+
+def find_config_file(
+    explicit: Path | None, environ: Mapping[str, str], data_dir: Path
+) -> tuple[Path | None, str]:
+    """The configuration file to read and how it was chosen (``--config``, ``env``, ``data_dir``).
+
+    Raises
+    ------
+    ConfigError
+        If ``--config`` or ``USARCHIVE_CONFIG`` names a file that does not exist.
+    """
+    if explicit is not None:
+        if not explicit.is_file():
+            raise ConfigError(f"--config: expected a TOML file, but {str(explicit)!r} does not exist")
+        return explicit, "--config"
+    named = environ.get(ENV_CONFIG, "").strip()
+    if named:
+        path = Path(named).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"{ENV_CONFIG}: expected a TOML file, but {named!r} does not exist")
+        return path, f"env {ENV_CONFIG}"
+    candidate = data_dir / CONFIG_NAME
+    return (candidate, "data directory") if candidate.is_file() else (None, "")
+
+
+def _read(path: Path) -> tuple[dict[str, Any], str]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"{path}: expected a readable UTF-8 TOML file, but {type(exc).__name__}: {exc}"
+        ) from exc
+    try:
+        return tomllib.loads(text), text
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: expected valid TOML, but {exc}") from exc
+
+
+class _Builder:
+    """Collects each key's value and source while validating the file's tables."""
+
+    def __init__(self, path: Path | None, document: Mapping[str, Any], lines: Mapping[tuple[str, str], int]):
+        self.path = path
+        self.document = document
+        self.lines = lines
+        self.values: dict[str, object] = {}
+        self.sources: dict[str, str] = {}
+
+    def where(self, section: str, name: str) -> str:
+        line = self.lines.get((section, name), self.lines.get((section, "")))
+        return f"{self.path}:{line}" if line is not None else str(self.path)
+
+    def error(self, key: Key, expected: str, got: object) -> ConfigError:
+        return ConfigError(
+            f"{self.where(key.section, key.name)}: [{key.section}] {key.name}: expected {expected}, "
+            f"but got {got!r}"
+        )
+
+    def check_tables(self) -> None:
+        for section, table in self.document.items():
+            line = self.where(section, "")
+            if section in RESERVED_SECTIONS:
+                raise ConfigError(
+                    f"{line}: [{section}]: this section is reserved for a later version and has no keys yet; "
+                    "remove it"
+                )
+            if section not in _OWNED and section not in BRIDGE_SECTIONS:
+                known = sorted(_OWNED | set(BRIDGE_SECTIONS))
+                raise ConfigError(f"{line}: [{section}]: unknown section; expected one of {known}")
+            if not isinstance(table, dict):
+                raise ConfigError(f"{line}: {section}: expected a table [{section}], but got {table!r}")
+            if section in _OWNED:
+                names = {key.name for key in KEYS if key.section == section}
+                for name in table:
+                    if name not in names:
+                        raise ConfigError(
+                            f"{self.where(section, name)}: [{section}] {name}: unknown key; expected some of "
+                            f"{sorted(names)}"
+                        )
+
+    def from_file(self, key: Key) -> object | None:
+        table = self.document.get(key.section, {})
+        if key.name not in table:
+            return None
+        raw = table[key.name]
+        base = self.path.parent if self.path is not None else Path.cwd()
+        value: object
+        if key.kind in ("path", "secret-path"):
+            if not isinstance(raw, str) or not raw.strip():
+                raise self.error(key, "a path (string)", raw)
+            path = Path(raw).expanduser()
+            value = path if path.is_absolute() else base / path
+        elif key.kind == "str":
+            if not isinstance(raw, str):
+                raise self.error(key, "a string", raw)
+            value = raw
+        elif key.kind == "bool":
+            if not isinstance(raw, bool):
+                raise self.error(key, "true or false", raw)
+            value = raw
+        elif key.kind == "int":
+            if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
+                raise self.error(key, "a whole number of at least 1", raw)
+            value = raw
+        elif key.kind == "policy":
+            try:
+                value = DuplicatePolicy.parse(str(raw)).value
+            except ValueError:
+                raise self.error(key, "'keep-first' or 'replace'", raw) from None
+        else:  # modalities
+            if not isinstance(raw, list) or not all(isinstance(m, str) and m.strip() for m in raw):
+                raise self.error(key, 'a list of modality codes such as ["US"]', raw)
+            value = [m.strip().upper() for m in raw]
+        self.values[key.dotted] = value
+        self.sources[key.dotted] = self.where(key.section, key.name)
+        return value
+
+    def set(self, key: Key, value: object, source: str) -> None:
+        self.values[key.dotted] = value
+        self.sources[key.dotted] = source
+
+    def get(self, key: Key) -> object:
+        if key.dotted not in self.values:
+            self.values[key.dotted] = key.default
+            self.sources[key.dotted] = "default"
+        return self.values[key.dotted]
+
+
+_BY_NAME = {key.dotted: key for key in KEYS}
+
+
+def load_configuration(
+    *,
+    config_path: Path | None = None,
+    data_dir: Path | None = None,
+    db_url: str | None = None,
+    log_file: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Configuration:
+    """Build the effective configuration: defaults, then the file, then the environment, then flags.
+
+    Parameters
+    ----------
+    config_path : Path, optional
+        ``--config``; otherwise ``USARCHIVE_CONFIG``, then ``<data_dir>/usarchive.toml``.
+    data_dir, db_url, log_file : optional
+        Flags (``--data-dir``, ``--db``, ``--log-file``); they win over everything.
+    environ : mapping, optional
+        The environment to read (``USARCHIVE_HOME``, ``USARCHIVE_DB``, ``USARCHIVE_CONFIG``,
+        ``USARCHIVE_REVIEWER``, ``USARCHIVE_DEID_SECRET``); ``None`` reads none.
+
+    Returns
+    -------
+    Configuration
+
+    Raises
+    ------
+    ConfigError
+        For an unreadable file, invalid TOML, an unknown section or key, or a value of the
+        wrong type; the message names the key, the file and the line.
+    """
+    env = dict(environ or {})
+    flag_dir = data_dir.expanduser() if data_dir is not None else None
+    env_dir = Path(env[ENV_HOME]).expanduser() if env.get(ENV_HOME, "").strip() else None
+    searched_dir = flag_dir or env_dir or default_data_dir()
+    path, how = find_config_file(config_path, env, searched_dir)
+    document: dict[str, Any] = {}
+    lines: dict[tuple[str, str], int] = {}
+    if path is not None:
+        document, text = _read(path)
+        lines = key_lines(text)
+    builder = _Builder(path, document, lines)
+    builder.check_tables()
+    for key in KEYS:
+        builder.from_file(key)
+    file_dir = builder.values.get("archive.data_dir")
+    if (
+        how == "data directory"
+        and isinstance(file_dir, Path)
+        and file_dir.resolve() != searched_dir.resolve()
+    ):
+        raise ConfigError(
+            f"{builder.where('archive', 'data_dir')}: [archive] data_dir: expected this file's own directory "
+            f"{str(searched_dir)!r} (the file was found there), but got {str(file_dir)!r}; remove the key or "
+            "move the file"
+        )
+    for key, value, source in (
+        (_BY_NAME["archive.data_dir"], env_dir, f"env {ENV_HOME}"),
+        (_BY_NAME["archive.db"], env.get(ENV_DB, "").strip() or None, f"env {ENV_DB}"),
+        (_BY_NAME["review.reviewer"], env.get(ENV_REVIEWER, "").strip() or None, f"env {ENV_REVIEWER}"),
+        (_BY_NAME["archive.data_dir"], flag_dir, "--data-dir"),
+        (_BY_NAME["archive.db"], db_url or None, "--db"),
+        (_BY_NAME["log.file"], log_file, "--log-file"),
+    ):
+        if value is not None:
+            builder.set(key, value, source)
+    if builder.values.get("archive.data_dir") is None:
+        builder.set(_BY_NAME["archive.data_dir"], default_data_dir(), "default")
+    values = {key.dotted: builder.get(key) for key in KEYS}
+    resolved_dir = Path(str(values["archive.data_dir"]))
+    if resolved_dir.exists() and not resolved_dir.is_dir():
+        raise ConfigError(
+            f"data directory: expected a directory, but {str(resolved_dir)!r} is a file; "
+            f"pass --data-dir or set {ENV_HOME} to a directory"
+        )
+    secret = _secret(builder, env)
+    modalities = values["archive.rule_modalities"]
+    assert isinstance(modalities, list)
+    settings = ArchiveSettings(
+        resolved_dir,
+        None if values["archive.db"] is None else str(values["archive.db"]),
+        duplicate_policy=DuplicatePolicy.parse(str(values["archive.duplicate_policy"])),
+        rules_path=None if values["archive.rules"] is None else Path(str(values["archive.rules"])),
+        rule_modalities=tuple(modalities),
+        deid_secret=secret,
+        reviewer=None if values["review.reviewer"] is None else str(values["review.reviewer"]),
+        four_eyes=bool(values["review.four_eyes"]),
+    )
+    max_bytes, backups = values["log.max_bytes"], values["log.backup_count"]
+    assert isinstance(max_bytes, int) and isinstance(backups, int)
+    log = LogSettings(
+        None if values["log.file"] is None else Path(str(values["log.file"])), max_bytes, backups
+    )
+    shown = dict(builder.values)
+    if shown.get("archive.db"):
+        shown["archive.db"] = redact_url(str(shown["archive.db"]))
+    tables = {name: MappingProxyType(dict(document[name])) for name in BRIDGE_SECTIONS if name in document}
+    return Configuration(
+        archive=settings,
+        log=log,
+        path=path,
+        tables=MappingProxyType(tables),
+        values=MappingProxyType(shown),
+        sources=MappingProxyType(dict(builder.sources)),
+        _lines=MappingProxyType(lines),
+    )
+
+
+def _secret(builder: _Builder, env: Mapping[str, str]) -> bytes | None:
+    """The de-identification secret: ``USARCHIVE_DEID_SECRET`` over ``[deid] secret_file``."""
+    key = _BY_NAME["deid.secret_file"]
+    from_env = env.get(ENV_DEID_SECRET, "")
+    if from_env.strip():
+        builder.set(key, "<secret from the environment>", f"env {ENV_DEID_SECRET}")
+        return decode_secret(from_env)
+    secret_file = builder.values.get(key.dotted)
+    if secret_file is None:
+        return None
+    return read_secret_file(
+        Path(str(secret_file)), what=f"{builder.where('deid', 'secret_file')}: [deid] secret_file"
+    )
+
+
+def render_show(config: Configuration) -> list[tuple[str, str, str]]:
+    """Rows ``(source, key, value)`` of ``usarchive config show``: every key, then the receiver's tables."""
+    rows = [(config.sources[key.dotted], key.dotted, _shown(config.values[key.dotted])) for key in KEYS]
+    for section, table in config.tables.items():
+        for name, value in table.items():
+            rows.append((config.where(section, name), f"{section}.{name}", _shown(value)))
+    return rows
+
+
+def _shown(value: object) -> str:
+    if value is None:
+        return "(unset)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(f'"{v}"' for v in value) + "]"
+    return str(value)
+
+
+def template(data_dir: Path) -> str:
+    """The commented ``usarchive.toml`` that ``usarchive init`` writes into ``data_dir``."""
+    out = [
+        "# usarchive configuration (read by every usarchive command for this archive).",
+        "# Found by --config, then USARCHIVE_CONFIG, then <data_dir>/usarchive.toml;",
+        "# environment variables and command-line flags override it. Relative paths are",
+        "# relative to this file. `usarchive config show` prints the effective values.",
+        "",
+    ]
+    section = ""
+    for key in KEYS:
+        if key.section != section:
+            section = key.section
+            out += ["", f"[{section}]"]
+        over = ", ".join(x for x in (f"env {key.env}" if key.env else "", key.flag or "") if x)
+        out.append(f"# {key.help}" + (f" Overridden by {over}." if over else ""))
+        if key.dotted == "archive.data_dir":
+            out.append(f"# data_dir = {_toml(str(data_dir))}  (this file's directory when found there)")
+        else:
+            out.append(f"# {key.name} = {_toml(key.default) if key.default is not None else _example(key)}")
+    out += [
+        "",
+        "# The DICOM receiver (usarchive serve): see docs/pacs_bridge.md.",
+        "# [server]",
+        '# aet = "USARCHIVE"',
+        "# port = 11112",
+        '# allow = ["SCANNER1"]',
+        "# [tls]",
+        '# certificate = "server.crt"',
+        '# key = "server.key"',
+        "# [commitment_peers]",
+        '# SCANNER1 = "10.0.0.5:104"',
+        "",
+    ]
+    return "\n".join(out)
+
+
+def _toml(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _example(key: Key) -> str:
+    examples = {
+        "archive.db": '"postgresql://usarchive@dbhost/usarchive"',
+        "archive.rules": '"site-rules.toml"',
+        "deid.secret_file": '"deid-secret.txt"',
+        "review.reviewer": '"dr-smith"',
+        "log.file": '"usarchive.log"',
+    }
+    return examples.get(key.dotted, '""')
