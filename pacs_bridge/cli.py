@@ -45,7 +45,9 @@ LOGGER = logging.getLogger(__name__)
     help="Accept every calling AE title (no access control; a warning is logged).",
 )
 @click.option(
-    "--max-pdu", type=click.IntRange(min=0), help="Maximum PDU size received, bytes (0 = unlimited)."
+    "--max-pdu",
+    type=click.IntRange(min=0),
+    help="Largest P-DATA PDU received, bytes (default 4194304; 0 = advertise none, read up to 64 MiB).",
 )
 @click.option(
     "--drain-timeout",

@@ -34,7 +34,7 @@ from typing import Any
 
 from pynetdicom import evt
 
-LOGGER = logging.getLogger("pynetdicom.assoc")
+LOGGER = logging.getLogger(__name__)
 
 #: pynetdicom's own pause between passes of the loop (``time.sleep(0.001)``).
 DEFAULT_WAIT_S = 0.001

@@ -38,6 +38,7 @@ import shutil
 import socket
 import tempfile
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import IO, Any
@@ -238,6 +239,44 @@ class SpoolDirectory:
             with contextlib.suppress(FileNotFoundError):
                 Path(spool.name).unlink()
         return len(mine)
+
+    def sweep_orphans(self, is_live: Any, min_age_s: float = 60.0) -> int:
+        """Delete spool files that belong to no live association.
+
+        Parameters
+        ----------
+        is_live : callable
+            ``is_live(owner)`` tells whether a registered file's association is still running.
+        min_age_s : float
+            Unregistered files (left between a handler's end and pynetdicom's
+            delete, or by a bug) are removed once older than this.
+
+        Returns
+        -------
+        int
+            How many files were deleted.
+        """
+        with self._mutex:
+            dead = [spool for spool in self._files.values() if not is_live(spool.owner)]
+            for spool in dead:
+                del self._files[spool.name]
+            registered = set(self._files)
+        for spool in dead:
+            spool.close()
+            with contextlib.suppress(FileNotFoundError):
+                Path(spool.name).unlink()
+        removed = len(dead)
+        now = time.time()
+        for path in self.path.glob("*.dcm"):
+            if str(path) in registered:
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                if now - path.stat().st_mtime > min_age_s:
+                    path.unlink()
+                    removed += 1
+        if removed:
+            LOGGER.warning("self-check: removed %d spool file(s) of no live association", removed)
+        return removed
 
     def close(self) -> None:
         """Delete the directory and everything left in it, and release the lock."""
