@@ -377,6 +377,10 @@ class BridgeServer:
     def _on_transport_gone(self, assoc: Any) -> None:
         # The DUL loop has ended and closed the socket: however the association ended (also
         # without EVT_CONN_CLOSE, after a violation), its unfinished spool files go now.
+        if not assoc.is_established and not assoc.is_released:
+            # An acceptor still waiting for the A-ASSOCIATE-RQ would wait out the ACSE timeout:
+            # hand it the "nothing arrived" now (as the reaper does for other dead connections).
+            assoc.dul.to_user_queue.put(None)
         if self._spool is not None:
             discarded = self._spool.discard(assoc)
             if discarded:
