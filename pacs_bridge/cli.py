@@ -6,11 +6,14 @@ command (``archive.cli.main``) finds it without depending on this package.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import click
 
@@ -18,8 +21,33 @@ from archive.cli.main import CliState
 from archive.errors import ArchiveError
 from pacs_bridge.config import load_settings
 from pacs_bridge.server import DEFAULT_DRAIN_TIMEOUT_S, BridgeServer
+from pacs_bridge.spool import SpoolUnavailableError
 
 LOGGER = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def _open_archive(archive_class: Any, state: CliState) -> Iterator[Any]:
+    """Open the archive; an unusable data directory or index is a one-line error, not a traceback."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    data_dir = state.settings.data_dir
+    try:
+        opened = archive_class.open(state.settings)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot open the archive in {str(data_dir)!r}: {exc.strerror or exc}"
+            f"{f' ({exc.filename})' if exc.filename else ''}; expected a directory this user can write "
+            "(create it, fix its permissions, or choose another --data-dir)"
+        ) from exc
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        raise click.ClickException(
+            f"cannot open the archive index in {str(data_dir)!r}: {reason}; expected a writable index "
+            "(check the permissions of the data directory and its index, or --db)"
+        ) from exc
+    with opened as archive:
+        yield archive
 
 
 @click.command("serve")
@@ -100,10 +128,12 @@ def serve(
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        with Archive.open(state.settings) as archive:
+        with _open_archive(Archive, state) as archive:
             server = BridgeServer(settings, archive)
             try:
                 server.start()
+            except SpoolUnavailableError as exc:
+                raise click.ClickException(str(exc)) from exc
             except OSError as exc:
                 raise click.ClickException(
                     f"cannot listen on {settings.host}:{settings.port}: {exc}; "

@@ -58,6 +58,10 @@ _INLINE_HASH_BYTES = 1024 * 1024
 _WRITEBACK_BYTES = 8 * 1024 * 1024
 
 
+class SpoolUnavailableError(OSError):
+    """The spool directory cannot be created (a read-only or missing data directory)."""
+
+
 class SpoolFile:
     """A file receiving one data set; looks like the ``NamedTemporaryFile`` pynetdicom expects.
 
@@ -188,11 +192,17 @@ class SpoolDirectory:
 
     def __init__(self, staging_dir: Path) -> None:
         root = staging_dir / SPOOL_ROOT_NAME
-        root.mkdir(parents=True, exist_ok=True)
-        sweep_stale(root)
-        self.path = root / f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        self.path.mkdir()
-        self._lock_handle = (self.path / _LOCK_NAME).open("wb")
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            sweep_stale(root)
+            self.path = root / f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            self.path.mkdir()
+            self._lock_handle = (self.path / _LOCK_NAME).open("wb")
+        except OSError as exc:
+            raise SpoolUnavailableError(
+                f"cannot create the receiver's spool directory under {str(root)!r}: {exc.strerror or exc}; "
+                "expected a data directory this user can write"
+            ) from exc
         fcntl.flock(self._lock_handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self._files: dict[str, SpoolFile] = {}
         self._mutex = threading.Lock()

@@ -99,7 +99,10 @@ def _read_request_header(
     class" for a mismatch (checked first, as far as the header could be read),
     else the status of ingest's rejection (a data set that cannot be parsed is
     "cannot understand"). ``None`` when the file could not be read (an OS
-    error): ingest then reads it again and reports the storage failure.
+    error): ingest then reads it again and reports the storage failure. A data
+    set pydicom cannot parse at all (nested deeper than Python's recursion
+    limit, or an error other than ingest's rejection) is "cannot understand"
+    with the reason, never a processing failure.
     """
     try:
         header = read_header(path)
@@ -110,6 +113,10 @@ def _read_request_header(
         return mismatch or (status_for_ingest(rejection.to_result()), rejection.reason)
     except OSError:
         return None
+    except RecursionError:
+        return StoreStatus.CANNOT_UNDERSTAND, "data set nested too deeply to parse"
+    except Exception as exc:  # pydicom's parser on bytes it cannot make sense of
+        return StoreStatus.CANNOT_UNDERSTAND, f"unparsable data set ({type(exc).__name__})"
     mismatch = _check_uids(header.sop_class_uid, header.sop_instance_uid, sop_class_uid, sop_instance_uid)
     return mismatch or header
 

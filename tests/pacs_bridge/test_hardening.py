@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import struct
 import threading
@@ -11,7 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from bridge_helpers import dataset_bytes, start_serve_process, storescu, wait_for, write_clip
+from bridge_helpers import USARCHIVE, dataset_bytes, run, start_serve_process, storescu, wait_for, write_clip
+from fuzz_cases import nested_sequences
 from pydicom.uid import generate_uid
 from pynetdicom import AE
 from raw_peer import (
@@ -338,3 +340,55 @@ def test_memory_8_parallel_1gib_associate_requests_and_an_oversized_p_data(tmp_p
     finally:
         process.terminate()  # type: ignore[attr-defined]
         process.wait(timeout=30)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("depth", [3000])
+def test_deeply_nested_data_set_is_answered_cannot_understand_with_a_reason(
+    bridge: BridgeServer, caplog: pytest.LogCaptureFixture, depth: int
+) -> None:
+    caplog.set_level(logging.INFO, logger="pacs_bridge")
+    uid = generate_uid()
+    with RawPeer(bridge.port) as peer:
+        assert peer.associate() == 0x02
+        status = peer.store(uid, nested_sequences(uid, depth))
+        assert peer.release(), "the association survives"
+    assert status == 0xC000
+    assert "nested too deeply" in caplog.text
+
+
+def test_serve_on_an_unusable_data_directory_is_a_one_line_error(tmp_path: Path) -> None:
+    result = run(
+        [USARCHIVE, "--data-dir", "/proc/usarchive-missing/data", "serve", "--allow", "X", "--port", "0"]
+    )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "cannot open the archive in '/proc/usarchive-missing/data'" in errors[0]
+    assert "writ" in errors[0], "the message says what is expected"
+
+
+def test_a_spool_directory_that_cannot_be_created_is_a_clear_error(tmp_path: Path) -> None:
+    from pacs_bridge.spool import SpoolDirectory, SpoolUnavailableError
+
+    blocker = tmp_path / "staging"
+    blocker.write_text("a file where the staging directory should be")
+    with pytest.raises(SpoolUnavailableError, match="cannot create the receiver's spool directory"):
+        SpoolDirectory(blocker)
+
+
+def test_the_self_check_removes_spool_files_of_no_live_association(archive: Archive) -> None:
+    from pacs_bridge.spool import SpoolDirectory
+
+    spool = SpoolDirectory(archive.staging_dir)
+    try:
+        dead_owner = threading.Thread(target=lambda: None)
+        orphan = spool.create(dead_owner)
+        live = spool.create(threading.current_thread())
+        stray = spool.path / "stray.dcm"
+        stray.write_bytes(b"left behind")
+        assert spool.sweep_orphans(lambda owner: owner is threading.current_thread(), min_age_s=0.0) == 2
+        assert not Path(orphan.name).exists() and not stray.exists()
+        assert Path(live.name).exists(), "the live association's file is kept"
+        live.close()
+    finally:
+        spool.close()
