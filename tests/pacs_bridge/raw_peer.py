@@ -194,3 +194,13 @@ def rss_bytes(pid: int | None = None) -> int:
 def spool_files(staging_dir: Path) -> list[Path]:
     """Spool files (``*.dcm``) of every receiver under ``staging_dir``."""
     return sorted((staging_dir / "pacs_bridge").glob("*/*.dcm"))
+
+
+def connections_to(port: int) -> int:
+    """TCP connections to ``port`` on loopback, in any state but LISTEN and TIME_WAIT."""
+    count = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].rpartition(":")[2], 16) == port and fields[3] not in ("0A", "06"):
+            count += 1
+    return count

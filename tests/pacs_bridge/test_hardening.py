@@ -21,6 +21,7 @@ from raw_peer import (
     VERIFICATION,
     RawPeer,
     associate_rq,
+    connections_to,
     echo_command,
     open_fds,
     p_data,
@@ -269,7 +270,7 @@ def test_leak_2000_unnegotiated_stores_then_a_valid_store_under_a_256_descriptor
         pid = process.pid  # type: ignore[attr-defined]
         clip = dataset_bytes(write_clip(tmp_path / "c.dcm", frames=2))
         assert storescu(port, [write_clip(tmp_path / "warm.dcm", seed=7)]).returncode == 0
-        wait_for(lambda: _connections_to(port) == 0, what="the warm-up association to end")
+        wait_for(lambda: connections_to(port) == 0, what="the warm-up association to end")
         baseline = open_fds(pid)
         for _ in range(2000):
             _unnegotiated_store(port, clip)
@@ -284,23 +285,12 @@ def test_leak_2000_unnegotiated_stores_then_a_valid_store_under_a_256_descriptor
         process.wait(timeout=30)  # type: ignore[attr-defined]
 
 
-def _connections_to(port: int) -> int:
-    """TCP connections to the receiver's ``port`` on loopback, in any state but LISTEN and TIME_WAIT."""
-    count = 0
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        local_port = int(fields[1].rpartition(":")[2], 16)
-        if local_port == port and fields[3] not in ("0A", "06"):
-            count += 1
-    return count
-
-
 def test_memory_8_parallel_1gib_associate_requests_and_an_oversized_p_data(tmp_path: Path) -> None:
     process, port = _serve(tmp_path)
     try:
         pid = process.pid  # type: ignore[attr-defined]
         assert storescu(port, [write_clip(tmp_path / "warm.dcm", seed=3)]).returncode == 0
-        wait_for(lambda: _connections_to(port) == 0, what="the warm-up association to end")
+        wait_for(lambda: connections_to(port) == 0, what="the warm-up association to end")
         before = rss_bytes(pid)
         chunk = b"\0" * MiB
         aborted: list[bool] = []
