@@ -14,6 +14,7 @@ whose values command-line flags override. The file looks like::
     max_connections_per_address = 16
     max_unassociated = 64      # connections not yet associated, from all addresses together
     network_timeout_s = 60.0   # idle association (and a PDU's arrival) timeout
+    index_busy_timeout_s = 10.0 # a locked SQLite index: answer 0xA700 "index busy" after this long
     poll_interval_ms = 10.0    # longest wait of an idle association's loops (traffic wakes them)
     allow = ["SONOSITE1", "EDGE2@10.0.0.5"]   # calling AE titles, optionally @host
     allow_any = false          # true accepts every calling AE (warned at start)
@@ -198,6 +199,8 @@ class BridgeSettings:
         Concurrent TCP connections from one IP address (associated or not); more are closed at accept.
     max_unassociated : int
         Concurrent connections not yet associated, from all addresses; more are closed at accept.
+    index_busy_timeout_s : float
+        Longest wait for a locked SQLite index per instance, then 0xA700 "index busy".
     tls : TLSSettings or None
         Serve DICOM over TLS when set.
     commitment_peers : tuple of CommitmentPeer
@@ -224,6 +227,7 @@ class BridgeSettings:
     max_associate_rq_bytes: int = 65536
     max_connections_per_address: int = 16
     max_unassociated: int = 64
+    index_busy_timeout_s: float = 10.0
     tls: TLSSettings | None = None
     commitment_peers: tuple[CommitmentPeer, ...] = field(default=())
     network_timeout_s: float = 60.0
@@ -253,6 +257,11 @@ class BridgeSettings:
         for key in ("max_connections_per_address", "max_unassociated"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key}: expected at least 1, but got {getattr(self, key)}")
+        if not 0 < self.index_busy_timeout_s <= 60:
+            raise ConfigError(
+                "index_busy_timeout_s: expected more than 0 and at most 60, "
+                f"but got {self.index_busy_timeout_s}"
+            )
         if self.network_timeout_s <= 0:
             raise ConfigError(f"network_timeout_s: expected more than 0, but got {self.network_timeout_s}")
         if not 0 < self.poll_interval_ms <= 100:
@@ -314,6 +323,7 @@ _SERVER_KEYS = {
     "max_associate_rq_bytes",
     "max_connections_per_address",
     "max_unassociated",
+    "index_busy_timeout_s",
     "network_timeout_s",
     "acse_timeout_s",
     "dimse_timeout_s",
@@ -395,6 +405,7 @@ def settings_from_mapping(data: Mapping[str, Any], *, base_dir: Path) -> BridgeS
         "dimse_timeout_s",
         "poll_interval_ms",
         "associate_timeout_s",
+        "index_busy_timeout_s",
     ):
         if key in server:
             values[key] = float(_expect(server[key], (int, float), key))

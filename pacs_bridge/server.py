@@ -216,7 +216,9 @@ class BridgeServer:
         _config.STORE_RECV_CHUNKED_DATASET = True
         spool.install()
         self._spool = spool.SpoolDirectory(self.archive.staging_dir)
-        self._store = StoreHandler(self.archive, self._spool, settings.aet)
+        self._store = StoreHandler(
+            self.archive, self._spool, settings.aet, index_busy_timeout_s=settings.index_busy_timeout_s
+        )
         self._commitment = CommitmentService(self.archive, settings)
 
         ae = AccessControlledAE(settings.aet, AccessPolicy(settings.allow, allow_any=settings.allow_any))

@@ -6,6 +6,8 @@ import contextlib
 import logging
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -32,6 +34,7 @@ from raw_peer import (
 
 from archive.archive import Archive
 from archive.index.queries import Query
+from archive.settings import ArchiveSettings
 from pacs_bridge.config import BridgeSettings
 from pacs_bridge.server import BridgeServer
 
@@ -382,3 +385,45 @@ def test_the_self_check_removes_spool_files_of_no_live_association(archive: Arch
         live.close()
     finally:
         spool.close()
+
+
+def test_a_locked_sqlite_index_is_answered_index_busy_within_the_bound(
+    start_bridge: Callable[..., BridgeServer],
+    bridge_settings: BridgeSettings,
+    archive_settings: ArchiveSettings,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server = start_bridge(bridge_settings, index_busy_timeout_s=1.0)
+    index = archive_settings.data_dir / "index.sqlite"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sqlite3, sys, time\n"
+            f"c = sqlite3.connect({str(index)!r}, isolation_level=None)\n"
+            "c.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); sys.stdin.read()\n",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        uid = generate_uid()
+        clip = dataset_bytes(write_clip(tmp_path / "c.dcm", frames=2, sop_instance_uid=uid))
+        with RawPeer(server.port) as peer:
+            assert peer.associate() == 0x02
+            started = time.monotonic()
+            peer.send(p_data((1, 0x03, store_command(uid))) + p_data((1, 0x02, clip)))
+            status = peer.read_status()
+            elapsed = time.monotonic() - started
+            assert peer.release()
+    finally:
+        holder.communicate("", timeout=30)
+    assert status == 0xA700
+    assert elapsed < 5.0, f"the store waited {elapsed:.1f} s for the locked index"
+    assert "index busy" in caplog.text
+    with RawPeer(server.port) as peer:
+        assert peer.associate() == 0x02
+        assert peer.store(uid, clip) == 0x0000, "once the lock is gone the clip is stored"
