@@ -45,8 +45,8 @@ from collections.abc import Callable
 from typing import Any
 
 from pynetdicom.pdu import A_ABORT_RQ
-from pynetdicom.utils import make_target
 
+from pacs_bridge import _pynetdicom_compat
 from pacs_bridge.pdu_guard import PduLimits, PduReader, PeerTimeoutError, PeerViolationError
 
 LOGGER = logging.getLogger(__name__)
@@ -129,7 +129,7 @@ def use_waiting_dul(
 
     reader = PduReader(dul, limits, time.monotonic()) if limits is not None else None
     if reader is not None:
-        dul._read_pdu_data = reader.read_pdu
+        _pynetdicom_compat.replace_pdu_reader(dul, reader.read_pdu)
 
     def run() -> None:
         try:
@@ -146,8 +146,7 @@ def use_waiting_dul(
 
     dul.send_pdu = send_and_wake
     dul.kill_dul = kill_and_wake
-    # Thread.run calls _target, which pynetdicom set to its own run_reactor when it made the DUL.
-    dul._target = make_target(run)
+    _pynetdicom_compat.replace_dul_loop(dul, run)
 
 
 def close_transport(dul: Any) -> None:

@@ -26,10 +26,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from pynetdicom import _config, evt
+from pynetdicom import evt
 from pynetdicom.transport import ThreadedAssociationServer
 
-from pacs_bridge import spool
+from pacs_bridge import _pynetdicom_compat, spool
 from pacs_bridge.access import AccessControlledAE, AccessPolicy
 from pacs_bridge.commitment import CommitmentChecker, CommitmentService
 from pacs_bridge.config import BridgeSettings, TLSSettings
@@ -213,7 +213,7 @@ class BridgeServer:
                 "access control is OFF (--allow-any): every calling AE title may store into this archive; "
                 "use --allow SCANNER_AE[@host] to restrict"
             )
-        _config.STORE_RECV_CHUNKED_DATASET = True
+        _pynetdicom_compat.warn_if_untested()
         spool.install()
         self._spool = spool.SpoolDirectory(self.archive.staging_dir)
         self._store = StoreHandler(
@@ -249,11 +249,12 @@ class BridgeServer:
             )
         except BaseException:
             spool.unregister(ae)
+            spool.uninstall()
             self._spool.close()
             self._commitment.close()
             raise
         # As AE.start_server(block=False) does: register the server with the AE, serve in a thread.
-        ae._servers.append(server)
+        _pynetdicom_compat.register_server(ae, server)
         threading.Thread(
             target=server.serve_forever, name=f"bridge-accept-{settings.aet}", daemon=True
         ).start()
@@ -310,6 +311,7 @@ class BridgeServer:
         if self._commitment is not None:
             self._commitment.close()
         spool.unregister(ae)
+        spool.uninstall()
         if self._spool is not None:
             self._spool.close()
         self._ae = None
@@ -369,6 +371,8 @@ class BridgeServer:
 
     def _on_connection(self, event: Event) -> None:
         # Before pynetdicom starts the association's DUL thread, which this loop replaces.
+        if not _pynetdicom_compat.per_association_patches_enabled():
+            return
         use_waiting_dul(
             event.assoc,
             self.settings.poll_interval_ms / 1000.0,
@@ -392,7 +396,8 @@ class BridgeServer:
         calling_ae, address = peer_of(event)
         with self._lock:
             self._accepted.add(id(event.assoc))
-        use_waiting_reactor(event.assoc, self.settings.poll_interval_ms / 1000.0)
+        if _pynetdicom_compat.per_association_patches_enabled():
+            use_waiting_reactor(event.assoc, self.settings.poll_interval_ms / 1000.0)
         if self._store is not None:
             self._store.tally(event.assoc)
         contexts = event.assoc.accepted_contexts

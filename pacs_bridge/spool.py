@@ -43,9 +43,8 @@ import uuid
 from pathlib import Path
 from typing import IO, Any
 
-from pynetdicom import dimse_messages
-
 from archive.store import StreamingSha256
+from pacs_bridge import _pynetdicom_compat
 
 LOGGER = logging.getLogger(__name__)
 
@@ -329,7 +328,6 @@ def sweep_stale(root: Path) -> int:
 
 _DIRECTORIES: dict[int, SpoolDirectory] = {}
 _REGISTRY_LOCK = threading.Lock()
-_ORIGINAL_FACTORY = tempfile.NamedTemporaryFile
 
 
 def register(application_entity: object, directory: SpoolDirectory) -> None:
@@ -355,15 +353,18 @@ def spool_file_factory(*args: Any, **kwargs: Any) -> Any:
     with _REGISTRY_LOCK:
         directory = _DIRECTORIES.get(id(ae)) if ae is not None else None
     if directory is None:
-        return _ORIGINAL_FACTORY(*args, **kwargs)
+        return _pynetdicom_compat.original_named_temporary_file()(*args, **kwargs)
     return directory.create(assoc)
 
 
 def install() -> None:
-    """Make pynetdicom stream received data sets into spool files (idempotent, process-wide)."""
-    if not hasattr(dimse_messages, "NamedTemporaryFile"):
-        raise RuntimeError(
-            "pynetdicom.dimse_messages.NamedTemporaryFile not found: this pynetdicom version creates "
-            "received data set files differently; pin pynetdicom 3.x or adapt pacs_bridge.spool"
-        )
-    setattr(dimse_messages, "NamedTemporaryFile", spool_file_factory)  # noqa: B010 - not re-exported
+    """Make pynetdicom stream received data sets into spool files (until :func:`uninstall`).
+
+    Reference-counted by :mod:`pacs_bridge._pynetdicom_compat`: each call needs one :func:`uninstall`.
+    """
+    _pynetdicom_compat.install_receiver_patches(spool_file_factory)
+
+
+def uninstall() -> None:
+    """Undo one :func:`install`; pynetdicom's own behaviour returns after the last one."""
+    _pynetdicom_compat.remove_receiver_patches()
