@@ -427,3 +427,29 @@ def test_a_locked_sqlite_index_is_answered_index_busy_within_the_bound(
     with RawPeer(server.port) as peer:
         assert peer.associate() == 0x02
         assert peer.store(uid, clip) == 0x0000, "once the lock is gone the clip is stored"
+
+
+def test_verify_removes_spool_files_of_a_dead_receiver_but_not_of_a_live_one(
+    archive: Archive, archive_settings: ArchiveSettings
+) -> None:
+    from pacs_bridge.spool import SpoolDirectory
+
+    live = SpoolDirectory(archive.staging_dir)
+    try:
+        live_file = live.create(threading.current_thread())
+        dead = archive.staging_dir / "pacs_bridge" / "otherhost-999999-deadbeef"
+        dead.mkdir()
+        (dead / ".lock").write_bytes(b"")
+        left_over = dead / "tmpleft.dcm"
+        left_over.write_bytes(b"half a data set")
+        data_dir = str(archive_settings.data_dir)
+        report = run([USARCHIVE, "--data-dir", data_dir, "--json", "verify", "--stale-after", "0"])
+        assert "pacs_bridge/otherhost-999999-deadbeef/tmpleft.dcm" in report.stdout
+        assert Path(live_file.name).name not in report.stdout, "a live receiver's spool file is not stale"
+        repaired = run([USARCHIVE, "--data-dir", data_dir, "verify", "--repair", "--stale-after", "0"])
+        assert repaired.returncode in (0, 1), repaired.stderr
+        assert not left_over.exists()
+        assert Path(live_file.name).exists()
+        live_file.close()
+    finally:
+        live.close()
