@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -275,8 +276,8 @@ def test_leak_2000_unnegotiated_stores_then_a_valid_store_under_a_256_descriptor
         assert storescu(port, [write_clip(tmp_path / "warm.dcm", seed=7)]).returncode == 0
         wait_for(lambda: connections_to(port) == 0, what="the warm-up association to end")
         baseline = open_fds(pid)
-        for _ in range(2000):
-            _unnegotiated_store(port, clip)
+        with ThreadPoolExecutor(max_workers=4) as pool:  # 4 at a time: within the per-address cap
+            list(pool.map(lambda _: _unnegotiated_store(port, clip), range(2000)))
         wait_for(lambda: open_fds(pid) <= baseline, timeout_s=30.0, what="descriptors back to baseline")
         staging = tmp_path / "data" / "store" / ".tmp"
         wait_for(lambda: spool_files(staging) == [], what="the spool directory back to empty")
