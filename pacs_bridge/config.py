@@ -15,6 +15,7 @@ whose values command-line flags override. The file looks like::
     max_unassociated = 64      # connections not yet associated, from all addresses together
     network_timeout_s = 60.0   # idle association (and a PDU's arrival) timeout
     index_busy_timeout_s = 10.0 # a locked SQLite index: answer 0xA700 "index busy" after this long
+    pynetdicom_patches = true  # false: pynetdicom's own loops and PDU reader (no PDU limits)
     poll_interval_ms = 10.0    # longest wait of an idle association's loops (traffic wakes them)
     allow = ["SONOSITE1", "EDGE2@10.0.0.5"]   # calling AE titles, optionally @host
     allow_any = false          # true accepts every calling AE (warned at start)
@@ -201,6 +202,11 @@ class BridgeSettings:
         Concurrent connections not yet associated, from all addresses; more are closed at accept.
     index_busy_timeout_s : float
         Longest wait for a locked SQLite index per instance, then 0xA700 "index busy".
+    pynetdicom_patches : bool
+        Replace pynetdicom's per-association loops and PDU reader (see
+        :mod:`pacs_bridge._pynetdicom_compat`). ``False`` runs pynetdicom's
+        own: correct, but without the PDU limits and the ARTIM window, and
+        with its 1 ms sleeps. Data sets still stream to spool files.
     tls : TLSSettings or None
         Serve DICOM over TLS when set.
     commitment_peers : tuple of CommitmentPeer
@@ -228,6 +234,7 @@ class BridgeSettings:
     max_connections_per_address: int = 16
     max_unassociated: int = 64
     index_busy_timeout_s: float = 10.0
+    pynetdicom_patches: bool = True
     tls: TLSSettings | None = None
     commitment_peers: tuple[CommitmentPeer, ...] = field(default=())
     network_timeout_s: float = 60.0
@@ -324,6 +331,7 @@ _SERVER_KEYS = {
     "max_connections_per_address",
     "max_unassociated",
     "index_busy_timeout_s",
+    "pynetdicom_patches",
     "network_timeout_s",
     "acse_timeout_s",
     "dimse_timeout_s",
@@ -409,6 +417,8 @@ def settings_from_mapping(data: Mapping[str, Any], *, base_dir: Path) -> BridgeS
     ):
         if key in server:
             values[key] = float(_expect(server[key], (int, float), key))
+    if "pynetdicom_patches" in server:
+        values["pynetdicom_patches"] = _expect(server["pynetdicom_patches"], bool, "pynetdicom_patches")
     if "allow_any" in server:
         values["allow_any"] = _expect(server["allow_any"], bool, "allow_any")
     if "allow" in server:

@@ -183,6 +183,7 @@ class BridgeServer:
         self._stopping = threading.Event()
         self._reaper: threading.Thread | None = None
         self._limits = PduLimits.from_settings(settings)
+        self._patched = settings.pynetdicom_patches and _pynetdicom_compat.per_association_patches_enabled()
 
     @property
     def port(self) -> int:
@@ -214,6 +215,11 @@ class BridgeServer:
                 "use --allow SCANNER_AE[@host] to restrict"
             )
         _pynetdicom_compat.warn_if_untested()
+        if not settings.pynetdicom_patches:
+            LOGGER.warning(
+                "pynetdicom_patches = false: pynetdicom's own association loops and PDU reader run "
+                "(no PDU length limits, no ARTIM window of our own)"
+            )
         spool.install()
         self._spool = spool.SpoolDirectory(self.archive.staging_dir)
         self._store = StoreHandler(
@@ -371,7 +377,7 @@ class BridgeServer:
 
     def _on_connection(self, event: Event) -> None:
         # Before pynetdicom starts the association's DUL thread, which this loop replaces.
-        if not _pynetdicom_compat.per_association_patches_enabled():
+        if not self._patched:
             return
         use_waiting_dul(
             event.assoc,
@@ -396,7 +402,7 @@ class BridgeServer:
         calling_ae, address = peer_of(event)
         with self._lock:
             self._accepted.add(id(event.assoc))
-        if _pynetdicom_compat.per_association_patches_enabled():
+        if self._patched:
             use_waiting_reactor(event.assoc, self.settings.poll_interval_ms / 1000.0)
         if self._store is not None:
             self._store.tally(event.assoc)

@@ -72,3 +72,27 @@ def test_the_receivers_loggers_are_its_own() -> None:
 
     for module in (dul_loop, reactor, pdu_guard, compat):
         assert module.LOGGER.name.startswith("pacs_bridge."), module.LOGGER.name
+
+
+def test_the_patches_can_be_turned_off(
+    start_bridge: Callable[..., BridgeServer],
+    bridge_settings: BridgeSettings,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pynetdicom import AE
+
+    import pacs_bridge.server
+
+    installed: list[object] = []
+    monkeypatch.setattr(pacs_bridge.server, "use_waiting_dul", lambda *a, **k: installed.append(a))
+    caplog.set_level(logging.WARNING)
+    server = start_bridge(bridge_settings, pynetdicom_patches=False)
+    assert "pynetdicom_patches = false" in caplog.text
+    ae = AE("SCANNER")
+    ae.add_requested_context("1.2.840.10008.1.1")
+    assoc = ae.associate("127.0.0.1", server.port, ae_title="USARCHIVE")
+    assert assoc.is_established
+    assert assoc.send_c_echo().Status == 0x0000
+    assoc.release()
+    assert installed == [], "no loop of ours was installed"
