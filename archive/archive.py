@@ -42,7 +42,13 @@ from archive.dicom_header import InstanceHeader, build_file_meta, peek_bare_data
 from archive.duplicates import Decision, Prepared, instance_result, resolve_existing
 from archive.errors import ArchiveError, ArchiveNotFoundError
 from archive.index import queries, schema, tags, uid_lookup
-from archive.index.engine import autocommit_reads, create_index_engine, read_transaction, write_transaction
+from archive.index.engine import (
+    autocommit_reads,
+    create_index_engine,
+    is_lock_error,
+    read_transaction,
+    write_transaction,
+)
 from archive.index.migrations import migrate
 from archive.index.queries import InstanceRow, Query, UidDescription
 from archive.index.writes import (
@@ -315,6 +321,17 @@ class Archive:
         except OSError as exc:
             return _storage_failure(origin, exc)
         except SQLAlchemyError as exc:
+            if is_lock_error(exc):
+                logger.warning(
+                    "index busy: locked by another writer; instance from %s not stored", origin.describe()
+                )
+                return IngestResult(
+                    outcome=IngestOutcome.REJECTED,
+                    sop_instance_uid=None,
+                    sop_class_uid=None,
+                    reason="index busy: locked by another writer for too long; nothing stored; send again",
+                    code=RejectCode.STORAGE_ERROR,
+                )
             logger.exception("index write failed for an instance from %s", origin.describe())
             return IngestResult(
                 outcome=IngestOutcome.REJECTED,

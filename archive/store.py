@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
 import logging
 import os
@@ -423,5 +424,34 @@ class FileStore:
         return sorted(found)
 
     def stale_temp_files(self) -> list[Path]:
-        """Files left in ``.tmp`` by interrupted ingests."""
-        return sorted(p for p in self.staging_dir.iterdir() if p.is_file())
+        """Files left in ``.tmp`` by interrupted ingests, and in its sub-directories whose owner is gone.
+
+        A process that keeps files in a sub-directory of ``.tmp`` (the DICOM
+        receiver's spool directory) holds an ``flock`` on the ``.lock`` file
+        in it while it runs; the files of a directory whose lock is free (its
+        process died) are left over. Those of a live owner are never listed.
+        """
+        found = [p for p in self.staging_dir.iterdir() if p.is_file()]
+        for directory in self.staging_dir.iterdir():
+            if directory.is_dir() and not directory.name.startswith("."):
+                found.extend(_files_of_dead_owners(directory))
+        return sorted(found)
+
+
+def _files_of_dead_owners(root: Path) -> list[Path]:
+    """Files (``.lock`` aside) under ``root``'s sub-directories whose ``.lock`` no process holds."""
+    found: list[Path] = []
+    for directory in sorted(p for p in root.iterdir() if p.is_dir()):
+        lock_path = directory / ".lock"
+        try:
+            handle = lock_path.open("rb")
+        except OSError:
+            continue  # no lock file: not a locked owner's directory; left alone
+        with handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # its owner is alive
+            fcntl.flock(handle, fcntl.LOCK_UN)
+        found.extend(p for p in directory.iterdir() if p.is_file() and p.name != ".lock")
+    return found

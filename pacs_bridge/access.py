@@ -18,6 +18,7 @@ from pynetdicom import AE
 from pynetdicom.association import Association
 
 from pacs_bridge.config import AllowedPeer
+from pacs_bridge.pdu_guard import BAD_CALLING_AE_ATTRIBUTE
 
 #: A "title" no peer can send (AE titles cannot contain a backslash): the list
 #: pynetdicom checks must not be empty, since an empty list means "anyone".
@@ -77,10 +78,31 @@ class AccessControlledAE(AE):
         self.require_called_aet = True
 
     @property
+    def active_associations(self) -> list[Association]:
+        """The running associations; to a negotiating acceptor, only the established ones and itself.
+
+        pynetdicom's acceptor rejects an association (reason "local limit
+        exceeded") when more than ``maximum_associations`` acceptor threads
+        run, counting connections that have not associated (silent or
+        trickling, never authenticated). Asked from an association that is
+        negotiating, this answers only established associations and the
+        asker, so such connections never take an allowed scanner's slot;
+        they are bounded separately (``max_unassociated``, per-address cap,
+        ARTIM timer). Everyone else (shutdown, status) sees all of them.
+        """
+        everything = super().active_associations
+        current = threading.current_thread()
+        if isinstance(current, Association) and current.is_acceptor and not current.is_established:
+            return [assoc for assoc in everything if assoc.is_established or assoc is current]
+        return everything
+
+    @property
     def require_calling_aet(self) -> list[str]:
         """Titles the current association's requester may call with (see :class:`AccessPolicy`)."""
         current = threading.current_thread()
         if isinstance(current, Association) and current.is_acceptor:
+            if getattr(current, BAD_CALLING_AE_ATTRIBUTE, None) is not None:
+                return [_NOBODY]  # control characters in the calling AE title: reason 3
             return self.policy.titles_for(str(current.requestor.address))
         if self.policy.allow_any:
             return []

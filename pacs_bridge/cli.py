@@ -6,11 +6,14 @@ command (``archive.cli.main``) finds it without depending on this package.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import click
 
@@ -18,8 +21,35 @@ from archive.cli.main import CliState
 from archive.errors import ArchiveError, ConfigError
 from pacs_bridge.config import load_settings
 from pacs_bridge.server import DEFAULT_DRAIN_TIMEOUT_S, BridgeServer
+from pacs_bridge.spool import SpoolUnavailableError
 
 LOGGER = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def _open_archive(archive_class: Any, state: CliState) -> Iterator[Any]:
+    """Open the archive; an unusable data directory or index is a one-line error, not a traceback."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    data_dir = state.settings.data_dir
+    try:
+        opened = archive_class.open(state.settings, create=False)
+    except ArchiveError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot open the archive in {str(data_dir)!r}: {exc.strerror or exc}"
+            f"{f' ({exc.filename})' if exc.filename else ''}; expected a directory this user can write "
+            "(create it, fix its permissions, or choose another --data-dir)"
+        ) from exc
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        raise click.ClickException(
+            f"cannot open the archive index in {str(data_dir)!r}: {reason}; expected a writable index "
+            "(check the permissions of the data directory and its index, or --db)"
+        ) from exc
+    with opened as archive:
+        yield archive
 
 
 @click.command("serve")
@@ -46,7 +76,9 @@ LOGGER = logging.getLogger(__name__)
     help="Accept every calling AE title (no access control; a warning is logged).",
 )
 @click.option(
-    "--max-pdu", type=click.IntRange(min=0), help="Maximum PDU size received, bytes (0 = unlimited)."
+    "--max-pdu",
+    type=click.IntRange(min=0),
+    help="Largest P-DATA PDU received, bytes (default 4194304; 0 = advertise none, read up to 64 MiB).",
 )
 @click.option(
     "--drain-timeout",
@@ -118,20 +150,18 @@ def serve(
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        try:
-            opened = Archive.open(state.settings, create=False)
-        except ArchiveError as exc:
-            raise click.ClickException(str(exc)) from exc
-        LOGGER.info(
-            "serving the archive at %s (rules: %s, duplicate policy: %s)",
-            state.settings.description,
-            state.settings.rules_path or "built-in",
-            state.settings.duplicate_policy.value,
-        )
-        with opened as archive:
+        with _open_archive(Archive, state) as archive:
+            LOGGER.info(
+                "serving the archive at %s (rules: %s, duplicate policy: %s)",
+                state.settings.description,
+                state.settings.rules_path or "built-in",
+                state.settings.duplicate_policy.value,
+            )
             server = BridgeServer(settings, archive)
             try:
                 server.start()
+            except SpoolUnavailableError as exc:
+                raise click.ClickException(str(exc)) from exc
             except OSError as exc:
                 raise click.ClickException(
                     f"cannot listen on {settings.host}:{settings.port}: {exc}; "

@@ -9,8 +9,15 @@ command-line flags override. The tables look like::
     aet = "USARCHIVE"          # our AE title (the called AE title we answer to)
     host = "0.0.0.0"
     port = 11112
-    max_pdu_bytes = 0          # 0 = unlimited
-    max_associations = 16
+    max_pdu_bytes = 4194304    # largest P-DATA PDU we read; 0 = advertise none, read up to 64 MiB
+    max_associations = 16      # established associations (unassociated connections not counted)
+    associate_timeout_s = 10.0 # the whole A-ASSOCIATE-RQ within this long of connecting (ARTIM)
+    max_associate_rq_bytes = 65536
+    max_connections_per_address = 16
+    max_unassociated = 64      # connections not yet associated, from all addresses together
+    network_timeout_s = 60.0   # idle association (and a PDU's arrival) timeout
+    index_busy_timeout_s = 10.0 # a locked SQLite index: answer 0xA700 "index busy" after this long
+    pynetdicom_patches = true  # false: pynetdicom's own loops and PDU reader (no PDU limits)
     poll_interval_ms = 10.0    # longest wait of an idle association's loops (traffic wakes them)
     allow = ["SONOSITE1", "EDGE2@10.0.0.5"]   # calling AE titles, optionally @host
     allow_any = false          # true accepts every calling AE (warned at start)
@@ -39,6 +46,12 @@ from archive.errors import ConfigError
 DEFAULT_PORT = 11112
 #: Default AE title of the receiver.
 DEFAULT_AET = "USARCHIVE"
+#: Default largest P-DATA-TF PDU we receive (bytes); the sender fragments to it.
+DEFAULT_MAX_PDU_BYTES = 4 * 1024 * 1024
+#: Largest PDU read when ``max_pdu_bytes = 0`` advertises no limit to the sender.
+UNLIMITED_PDU_READ_BYTES = 64 * 1024 * 1024
+#: Largest command set (all its fragments) we buffer; a C-STORE's is a few hundred bytes.
+MAX_COMMAND_SET_BYTES = 64 * 1024
 
 
 def validate_ae_title(value: str, *, what: str) -> str:
@@ -173,9 +186,29 @@ class BridgeSettings:
     allow_any : bool
         Accept any calling AE title. Must be chosen explicitly.
     max_pdu_bytes : int
-        Maximum PDU size we receive; 0 means unlimited.
+        Maximum P-DATA-TF PDU length we receive (advertised to the sender, and
+        checked against each PDU's declared length before any of it is read;
+        a longer one aborts the association). 0 advertises no limit, and PDUs
+        up to :data:`UNLIMITED_PDU_READ_BYTES` are still read.
     max_associations : int
-        Concurrent associations accepted (at least 8 is expected of a receiver).
+        Concurrent established associations (at least 8 is expected of a
+        receiver). Connections still negotiating are not counted.
+    associate_timeout_s : float
+        ARTIM-style limit: a connection must have delivered its whole
+        A-ASSOCIATE-RQ this long after connecting, or it is closed.
+    max_associate_rq_bytes : int
+        Longest A-ASSOCIATE-RQ (or any PDU before association) read; longer aborts.
+    max_connections_per_address : int
+        Concurrent TCP connections from one IP address (associated or not); more are closed at accept.
+    max_unassociated : int
+        Concurrent connections not yet associated, from all addresses; more are closed at accept.
+    index_busy_timeout_s : float
+        Longest wait for a locked SQLite index per instance, then 0xA700 "index busy".
+    pynetdicom_patches : bool
+        Replace pynetdicom's per-association loops and PDU reader (see
+        :mod:`pacs_bridge._pynetdicom_compat`). ``False`` runs pynetdicom's
+        own: correct, but without the PDU limits and the ARTIM window, and
+        with its 1 ms sleeps. Data sets still stream to spool files.
     tls : TLSSettings or None
         Serve DICOM over TLS when set.
     commitment_peers : tuple of CommitmentPeer
@@ -196,8 +229,14 @@ class BridgeSettings:
     port: int = DEFAULT_PORT
     allow: tuple[AllowedPeer, ...] = ()
     allow_any: bool = False
-    max_pdu_bytes: int = 0
+    max_pdu_bytes: int = DEFAULT_MAX_PDU_BYTES
     max_associations: int = 16
+    associate_timeout_s: float = 10.0
+    max_associate_rq_bytes: int = 65536
+    max_connections_per_address: int = 16
+    max_unassociated: int = 64
+    index_busy_timeout_s: float = 10.0
+    pynetdicom_patches: bool = True
     tls: TLSSettings | None = None
     commitment_peers: tuple[CommitmentPeer, ...] = field(default=())
     network_timeout_s: float = 60.0
@@ -210,13 +249,52 @@ class BridgeSettings:
         if not 0 <= self.port < 65536:
             raise ConfigError(f"port: expected 0-65535 (0 = any free port), but got {self.port}")
         if self.max_pdu_bytes < 0:
-            raise ConfigError(f"max_pdu_bytes: expected 0 (unlimited) or more, but got {self.max_pdu_bytes}")
+            raise ConfigError(
+                f"max_pdu_bytes: expected 0 (no advertised limit) or more, but got {self.max_pdu_bytes}"
+            )
         if self.max_associations < 1:
             raise ConfigError(f"max_associations: expected at least 1, but got {self.max_associations}")
+        if not 0 < self.associate_timeout_s <= 300:
+            raise ConfigError(
+                "associate_timeout_s: expected more than 0 and at most 300, "
+                f"but got {self.associate_timeout_s}"
+            )
+        if not 1024 <= self.max_associate_rq_bytes <= 1024 * 1024:
+            raise ConfigError(
+                f"max_associate_rq_bytes: expected 1024 to 1048576, but got {self.max_associate_rq_bytes}"
+            )
+        for key in ("max_connections_per_address", "max_unassociated"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key}: expected at least 1, but got {getattr(self, key)}")
+        if not 0 < self.index_busy_timeout_s <= 60:
+            raise ConfigError(
+                "index_busy_timeout_s: expected more than 0 and at most 60, "
+                f"but got {self.index_busy_timeout_s}"
+            )
+        if self.network_timeout_s <= 0:
+            raise ConfigError(f"network_timeout_s: expected more than 0, but got {self.network_timeout_s}")
         if not 0 < self.poll_interval_ms <= 100:
             raise ConfigError(
                 f"poll_interval_ms: expected more than 0 and at most 100, but got {self.poll_interval_ms}"
             )
+
+    @property
+    def pdu_read_limit(self) -> int:
+        """Longest P-DATA-TF PDU (its declared length) read once associated."""
+        return self.max_pdu_bytes or UNLIMITED_PDU_READ_BYTES
+
+    def buffered_memory_bound(self) -> int:
+        """Upper bound of the bytes held in PDU buffers by every connection together.
+
+        A PDU is held at most three times while decoded (the bytes read, its
+        PDVs, the primitive), and a command set up to
+        :data:`MAX_COMMAND_SET_BYTES` besides: ``3 * max_associate_rq_bytes *
+        max_unassociated + max_associations * (3 * pdu_read_limit +
+        MAX_COMMAND_SET_BYTES)``. Data sets stream to spool files, not memory.
+        """
+        return 3 * self.max_associate_rq_bytes * self.max_unassociated + self.max_associations * (
+            3 * self.pdu_read_limit + MAX_COMMAND_SET_BYTES
+        )
 
     def commitment_peer(self, ae_title: str) -> CommitmentPeer | None:
         """The configured address of ``ae_title`` for storage commitment results, if any."""
@@ -250,6 +328,12 @@ _SERVER_KEYS = {
     "allow_any",
     "max_pdu_bytes",
     "max_associations",
+    "associate_timeout_s",
+    "max_associate_rq_bytes",
+    "max_connections_per_address",
+    "max_unassociated",
+    "index_busy_timeout_s",
+    "pynetdicom_patches",
     "network_timeout_s",
     "acse_timeout_s",
     "dimse_timeout_s",
@@ -315,12 +399,28 @@ def settings_from_mapping(data: Mapping[str, Any], *, base_dir: Path) -> BridgeS
     for key in ("aet", "host"):
         if key in server:
             values[key] = _expect(server[key], str, key)
-    for key in ("port", "max_pdu_bytes", "max_associations"):
+    for key in (
+        "port",
+        "max_pdu_bytes",
+        "max_associations",
+        "max_associate_rq_bytes",
+        "max_connections_per_address",
+        "max_unassociated",
+    ):
         if key in server:
             values[key] = _expect(server[key], int, key)
-    for key in ("network_timeout_s", "acse_timeout_s", "dimse_timeout_s", "poll_interval_ms"):
+    for key in (
+        "network_timeout_s",
+        "acse_timeout_s",
+        "dimse_timeout_s",
+        "poll_interval_ms",
+        "associate_timeout_s",
+        "index_busy_timeout_s",
+    ):
         if key in server:
             values[key] = float(_expect(server[key], (int, float), key))
+    if "pynetdicom_patches" in server:
+        values["pynetdicom_patches"] = _expect(server["pynetdicom_patches"], bool, "pynetdicom_patches")
     if "allow_any" in server:
         values["allow_any"] = _expect(server["allow_any"], bool, "allow_any")
     if "allow" in server:

@@ -29,12 +29,13 @@ from __future__ import annotations
 
 import logging
 import queue
-import types
 from typing import Any
 
 from pynetdicom import evt
 
-LOGGER = logging.getLogger("pynetdicom.assoc")
+from pacs_bridge import _pynetdicom_compat
+
+LOGGER = logging.getLogger(__name__)
 
 #: pynetdicom's own pause between passes of the loop (``time.sleep(0.001)``).
 DEFAULT_WAIT_S = 0.001
@@ -70,7 +71,7 @@ def use_waiting_reactor(assoc: Any, wait_s: float = DEFAULT_WAIT_S) -> None:
     def run_reactor(self: Any) -> None:
         waiting_reactor(self, wait_s)
 
-    assoc._run_reactor = types.MethodType(run_reactor, assoc)
+    _pynetdicom_compat.replace_association_loop(assoc, run_reactor)
 
 
 def waiting_reactor(assoc: Any, wait_s: float) -> None:

@@ -26,15 +26,16 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from pynetdicom import _config, evt
+from pynetdicom import evt
 from pynetdicom.transport import ThreadedAssociationServer
 
-from pacs_bridge import spool
+from pacs_bridge import _pynetdicom_compat, spool
 from pacs_bridge.access import AccessControlledAE, AccessPolicy
 from pacs_bridge.commitment import CommitmentChecker, CommitmentService
 from pacs_bridge.config import BridgeSettings, TLSSettings
 from pacs_bridge.contexts import refused_context_lines, supported_contexts
 from pacs_bridge.dul_loop import use_waiting_dul
+from pacs_bridge.pdu_guard import BAD_CALLING_AE_ATTRIBUTE, PduLimits
 from pacs_bridge.reactor import use_waiting_reactor
 from pacs_bridge.store import Ingestor, StoreHandler, peer_of
 
@@ -45,6 +46,16 @@ LOGGER = logging.getLogger(__name__)
 
 #: Default time SIGTERM waits for in-flight stores before aborting what is left.
 DEFAULT_DRAIN_TIMEOUT_S = 30.0
+#: How often the receiver looks for spool files of associations that have ended.
+SELF_CHECK_INTERVAL_S = 5.0
+
+
+def _association_alive(owner: object) -> bool:
+    """Whether the association owning a spool file is still running (its thread or its DUL's)."""
+    if not isinstance(owner, threading.Thread):
+        return False
+    dul = getattr(owner, "dul", None)
+    return owner.is_alive() or (isinstance(dul, threading.Thread) and dul.is_alive())
 
 
 class ReceivingArchive(Ingestor, CommitmentChecker, Protocol):
@@ -57,7 +68,7 @@ class ReceivingArchive(Ingestor, CommitmentChecker, Protocol):
 
 
 class _ReceiverServer(ThreadedAssociationServer):
-    """pynetdicom's threaded acceptor with a deeper accept queue and a TLS handshake off the accept loop.
+    """pynetdicom's threaded acceptor: deeper accept queue, TLS handshake off the accept loop, caps.
 
     * ``request_queue_size``: socketserver's default backlog of 5 drops (and
       delays by a SYN retry of about 1 s) connections when several scanners or a
@@ -65,9 +76,57 @@ class _ReceiverServer(ThreadedAssociationServer):
     * The TLS handshake is deferred to the association's own thread (first read):
       pynetdicom does it inside ``accept``, where one slow or silent client would
       stall every other connection.
+    * ``verify_request`` closes a new connection at once when its address
+      already has ``max_connections_per_address`` connections open, or when
+      ``max_unassociated`` connections are still negotiating: a flood of
+      silent connections never gets a thread, and never an association slot
+      (those count only established associations, see
+      :class:`~pacs_bridge.access.AccessControlledAE`).
     """
 
     request_queue_size = 128
+    bridge_settings: BridgeSettings | None = None
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Start the association on the accept thread (it only starts the association's own thread).
+
+        socketserver's threading mix-in would start a thread that starts the
+        association thread; until it ran, :meth:`verify_request` could not see
+        the connection and a burst from one address would pass its cap.
+        """
+        self.process_request_thread(request, client_address)
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        """Whether to serve a new connection (``False`` closes it; the refusal is logged)."""
+        settings = self.bridge_settings
+        if settings is None:
+            return True
+        address = str(client_address[0])
+        from_address = 0
+        unassociated = 0
+        for assoc in self.active_associations:
+            if str(assoc.requestor.address) == address:
+                from_address += 1
+            if not assoc.is_established:
+                unassociated += 1
+        if from_address >= settings.max_connections_per_address:
+            LOGGER.warning(
+                "connection from %s:%s closed: %d connections from that address already "
+                "(max_connections_per_address)",
+                address,
+                client_address[1],
+                from_address,
+            )
+            return False
+        if unassociated >= settings.max_unassociated:
+            LOGGER.warning(
+                "connection from %s:%s closed: %d connections not yet associated (max_unassociated)",
+                address,
+                client_address[1],
+                unassociated,
+            )
+            return False
+        return True
 
     def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
         """Accept a connection; wrap it for TLS without handshaking yet."""
@@ -123,6 +182,8 @@ class BridgeServer:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._reaper: threading.Thread | None = None
+        self._limits = PduLimits.from_settings(settings)
+        self._patched = settings.pynetdicom_patches and _pynetdicom_compat.per_association_patches_enabled()
 
     @property
     def port(self) -> int:
@@ -153,10 +214,17 @@ class BridgeServer:
                 "access control is OFF (--allow-any): every calling AE title may store into this archive; "
                 "use --allow SCANNER_AE[@host] to restrict"
             )
-        _config.STORE_RECV_CHUNKED_DATASET = True
+        _pynetdicom_compat.warn_if_untested()
+        if not settings.pynetdicom_patches:
+            LOGGER.warning(
+                "pynetdicom_patches = false: pynetdicom's own association loops and PDU reader run "
+                "(no PDU length limits, no ARTIM window of our own)"
+            )
         spool.install()
         self._spool = spool.SpoolDirectory(self.archive.staging_dir)
-        self._store = StoreHandler(self.archive, self._spool, settings.aet)
+        self._store = StoreHandler(
+            self.archive, self._spool, settings.aet, index_busy_timeout_s=settings.index_busy_timeout_s
+        )
         self._commitment = CommitmentService(self.archive, settings)
 
         ae = AccessControlledAE(settings.aet, AccessPolicy(settings.allow, allow_any=settings.allow_any))
@@ -187,27 +255,34 @@ class BridgeServer:
             )
         except BaseException:
             spool.unregister(ae)
+            spool.uninstall()
             self._spool.close()
             self._commitment.close()
             raise
         # As AE.start_server(block=False) does: register the server with the AE, serve in a thread.
-        ae._servers.append(server)
+        _pynetdicom_compat.register_server(ae, server)
         threading.Thread(
             target=server.serve_forever, name=f"bridge-accept-{settings.aet}", daemon=True
         ).start()
         self._server = cast(_ReceiverServer, server)
+        self._server.bridge_settings = settings
         self._ae = ae
         self._stopping.clear()
         self._reaper = threading.Thread(target=self._reap, args=(ae,), name="association-reaper", daemon=True)
         self._reaper.start()
         LOGGER.info(
-            "listening on %s:%d as %s%s (max PDU %s, up to %d associations); spooling into %s",
+            "listening on %s:%d as %s%s (max PDU %s, up to %d associations, %d connections per address, "
+            "%d unassociated, A-ASSOCIATE-RQ within %.0f s; PDU buffers at most %d MiB); spooling into %s",
             settings.host,
             self.port,
             settings.aet,
             " over TLS" if ssl_context else "",
-            settings.max_pdu_bytes or "unlimited",
+            settings.max_pdu_bytes or f"not advertised, read up to {settings.pdu_read_limit}",
             settings.max_associations,
+            settings.max_connections_per_address,
+            settings.max_unassociated,
+            settings.associate_timeout_s,
+            settings.buffered_memory_bound() // (1024 * 1024),
             self._spool.path,
         )
 
@@ -242,6 +317,7 @@ class BridgeServer:
         if self._commitment is not None:
             self._commitment.close()
         spool.unregister(ae)
+        spool.uninstall()
         if self._spool is not None:
             self._spool.close()
         self._ae = None
@@ -261,7 +337,7 @@ class BridgeServer:
         self.stop()
 
     def _reap(self, ae: AccessControlledAE) -> None:
-        """Release the threads of connections that died before their association was negotiated.
+        """Release the threads of dead connections; every few seconds, remove orphaned spool files.
 
         pynetdicom's acceptor waits up to the ACSE timeout for the A-ASSOCIATE
         request even when the connection is already gone (its DUL thread ended on
@@ -269,9 +345,19 @@ class BridgeServer:
         associations count against ``max_associations`` and could lock scanners
         out after a burst of malformed connections, so every 0.25 s we hand the
         waiting thread the "nothing arrived" it would get at the timeout.
+
+        Every :data:`SELF_CHECK_INTERVAL_S` the spool directory is checked
+        for files whose association has ended (:meth:`SpoolDirectory.sweep_orphans`).
         """
         woken: set[int] = set()
+        next_check = time.monotonic() + SELF_CHECK_INTERVAL_S
         while not self._stopping.wait(0.25):
+            if time.monotonic() >= next_check and self._spool is not None:
+                next_check = time.monotonic() + SELF_CHECK_INTERVAL_S
+                try:
+                    self._spool.sweep_orphans(_association_alive)
+                except OSError as exc:
+                    LOGGER.warning("self-check of the spool directory failed: %s", exc)
             for assoc in list(ae.active_associations):
                 if id(assoc) in woken or assoc.is_established or not assoc.is_acceptor:
                     continue
@@ -291,13 +377,33 @@ class BridgeServer:
 
     def _on_connection(self, event: Event) -> None:
         # Before pynetdicom starts the association's DUL thread, which this loop replaces.
-        use_waiting_dul(event.assoc, self.settings.poll_interval_ms / 1000.0)
+        if not self._patched:
+            return
+        use_waiting_dul(
+            event.assoc,
+            self.settings.poll_interval_ms / 1000.0,
+            limits=self._limits,
+            on_exit=self._on_transport_gone,
+        )
+
+    def _on_transport_gone(self, assoc: Any) -> None:
+        # The DUL loop has ended and closed the socket: however the association ended (also
+        # without EVT_CONN_CLOSE, after a violation), its unfinished spool files go now.
+        if not assoc.is_established and not assoc.is_released:
+            # An acceptor still waiting for the A-ASSOCIATE-RQ would wait out the ACSE timeout:
+            # hand it the "nothing arrived" now (as the reaper does for other dead connections).
+            assoc.dul.to_user_queue.put(None)
+        if self._spool is not None:
+            discarded = self._spool.discard(assoc)
+            if discarded:
+                LOGGER.info("discarded %d unfinished data set(s) of an ended association", discarded)
 
     def _on_accepted(self, event: Event) -> None:
         calling_ae, address = peer_of(event)
         with self._lock:
             self._accepted.add(id(event.assoc))
-        use_waiting_reactor(event.assoc, self.settings.poll_interval_ms / 1000.0)
+        if self._patched:
+            use_waiting_reactor(event.assoc, self.settings.poll_interval_ms / 1000.0)
         if self._store is not None:
             self._store.tally(event.assoc)
         contexts = event.assoc.accepted_contexts
@@ -316,7 +422,10 @@ class BridgeServer:
         called_ae = str(event.assoc.acceptor.ae_title).strip()
         primitive: Any = event.assoc.requestor.primitive
         requested_called = str(getattr(primitive, "called_ae_title", called_ae)).strip()
-        if requested_called != self.settings.aet:
+        bad_title = getattr(event.assoc, BAD_CALLING_AE_ATTRIBUTE, None)
+        if bad_title is not None:
+            why = f"calling AE title {bad_title!r} has control characters or a backslash"
+        elif requested_called != self.settings.aet:
             why = f"called AE title {requested_called!r} is not ours ({self.settings.aet!r})"
         elif self._ae is not None and not self._ae.policy.admits(calling_ae, address.rpartition(":")[0]):
             why = "calling AE title not allowed from this address (see --allow)"

@@ -38,13 +38,13 @@ import shutil
 import socket
 import tempfile
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import IO, Any
 
-from pynetdicom import dimse_messages
-
 from archive.store import StreamingSha256
+from pacs_bridge import _pynetdicom_compat
 
 LOGGER = logging.getLogger(__name__)
 
@@ -55,6 +55,10 @@ _LOCK_NAME = ".lock"
 _INLINE_HASH_BYTES = 1024 * 1024
 #: Every this many bytes the kernel is asked to start writing the spool file to disk.
 _WRITEBACK_BYTES = 8 * 1024 * 1024
+
+
+class SpoolUnavailableError(OSError):
+    """The spool directory cannot be created (a read-only or missing data directory)."""
 
 
 class SpoolFile:
@@ -187,11 +191,17 @@ class SpoolDirectory:
 
     def __init__(self, staging_dir: Path) -> None:
         root = staging_dir / SPOOL_ROOT_NAME
-        root.mkdir(parents=True, exist_ok=True)
-        sweep_stale(root)
-        self.path = root / f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        self.path.mkdir()
-        self._lock_handle = (self.path / _LOCK_NAME).open("wb")
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            sweep_stale(root)
+            self.path = root / f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            self.path.mkdir()
+            self._lock_handle = (self.path / _LOCK_NAME).open("wb")
+        except OSError as exc:
+            raise SpoolUnavailableError(
+                f"cannot create the receiver's spool directory under {str(root)!r}: {exc.strerror or exc}; "
+                "expected a data directory this user can write"
+            ) from exc
         fcntl.flock(self._lock_handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self._files: dict[str, SpoolFile] = {}
         self._mutex = threading.Lock()
@@ -239,6 +249,44 @@ class SpoolDirectory:
                 Path(spool.name).unlink()
         return len(mine)
 
+    def sweep_orphans(self, is_live: Any, min_age_s: float = 60.0) -> int:
+        """Delete spool files that belong to no live association.
+
+        Parameters
+        ----------
+        is_live : callable
+            ``is_live(owner)`` tells whether a registered file's association is still running.
+        min_age_s : float
+            Unregistered files (left between a handler's end and pynetdicom's
+            delete, or by a bug) are removed once older than this.
+
+        Returns
+        -------
+        int
+            How many files were deleted.
+        """
+        with self._mutex:
+            dead = [spool for spool in self._files.values() if not is_live(spool.owner)]
+            for spool in dead:
+                del self._files[spool.name]
+            registered = set(self._files)
+        for spool in dead:
+            spool.close()
+            with contextlib.suppress(FileNotFoundError):
+                Path(spool.name).unlink()
+        removed = len(dead)
+        now = time.time()
+        for path in self.path.glob("*.dcm"):
+            if str(path) in registered:
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                if now - path.stat().st_mtime > min_age_s:
+                    path.unlink()
+                    removed += 1
+        if removed:
+            LOGGER.warning("self-check: removed %d spool file(s) of no live association", removed)
+        return removed
+
     def close(self) -> None:
         """Delete the directory and everything left in it, and release the lock."""
         with self._mutex:
@@ -280,7 +328,6 @@ def sweep_stale(root: Path) -> int:
 
 _DIRECTORIES: dict[int, SpoolDirectory] = {}
 _REGISTRY_LOCK = threading.Lock()
-_ORIGINAL_FACTORY = tempfile.NamedTemporaryFile
 
 
 def register(application_entity: object, directory: SpoolDirectory) -> None:
@@ -306,15 +353,18 @@ def spool_file_factory(*args: Any, **kwargs: Any) -> Any:
     with _REGISTRY_LOCK:
         directory = _DIRECTORIES.get(id(ae)) if ae is not None else None
     if directory is None:
-        return _ORIGINAL_FACTORY(*args, **kwargs)
+        return _pynetdicom_compat.original_named_temporary_file()(*args, **kwargs)
     return directory.create(assoc)
 
 
 def install() -> None:
-    """Make pynetdicom stream received data sets into spool files (idempotent, process-wide)."""
-    if not hasattr(dimse_messages, "NamedTemporaryFile"):
-        raise RuntimeError(
-            "pynetdicom.dimse_messages.NamedTemporaryFile not found: this pynetdicom version creates "
-            "received data set files differently; pin pynetdicom 3.x or adapt pacs_bridge.spool"
-        )
-    setattr(dimse_messages, "NamedTemporaryFile", spool_file_factory)  # noqa: B010 - not re-exported
+    """Make pynetdicom stream received data sets into spool files (until :func:`uninstall`).
+
+    Reference-counted by :mod:`pacs_bridge._pynetdicom_compat`: each call needs one :func:`uninstall`.
+    """
+    _pynetdicom_compat.install_receiver_patches(spool_file_factory)
+
+
+def uninstall() -> None:
+    """Undo one :func:`install`; pynetdicom's own behaviour returns after the last one."""
+    _pynetdicom_compat.remove_receiver_patches()

@@ -13,6 +13,7 @@ DIMSE status with an Error Comment.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pydicom.dataset import Dataset
 
 from archive.dicom_header import InstanceHeader, read_header
+from archive.index.engine import bounded_lock_wait
 from archive.ingest import IngestOutcome, IngestRejectedError, IngestResult, Origin
 from pacs_bridge.spool import SpoolDirectory, SpoolFile
 from pacs_bridge.status import StoreStatus, status_for_ingest
@@ -99,7 +101,10 @@ def _read_request_header(
     class" for a mismatch (checked first, as far as the header could be read),
     else the status of ingest's rejection (a data set that cannot be parsed is
     "cannot understand"). ``None`` when the file could not be read (an OS
-    error): ingest then reads it again and reports the storage failure.
+    error): ingest then reads it again and reports the storage failure. A data
+    set pydicom cannot parse at all (nested deeper than Python's recursion
+    limit, or an error other than ingest's rejection) is "cannot understand"
+    with the reason, never a processing failure.
     """
     try:
         header = read_header(path)
@@ -110,6 +115,10 @@ def _read_request_header(
         return mismatch or (status_for_ingest(rejection.to_result()), rejection.reason)
     except OSError:
         return None
+    except RecursionError:
+        return StoreStatus.CANNOT_UNDERSTAND, "data set nested too deeply to parse"
+    except Exception as exc:  # pydicom's parser on bytes it cannot make sense of
+        return StoreStatus.CANNOT_UNDERSTAND, f"unparsable data set ({type(exc).__name__})"
     mismatch = _check_uids(header.sop_class_uid, header.sop_instance_uid, sop_class_uid, sop_instance_uid)
     return mismatch or header
 
@@ -125,10 +134,22 @@ class StoreHandler:
         Where pynetdicom spools this receiver's data sets.
     called_ae : str
         Our AE title, recorded in the instance's origin.
+    index_busy_timeout_s : float or None
+        Longest wait for a locked SQLite index per instance; then the store
+        is answered 0xA700 "index busy" (logged), well inside a scanner's
+        DIMSE timeout. ``None`` waits as long as the archive does.
     """
 
-    def __init__(self, archive: Ingestor, spool: SpoolDirectory, called_ae: str) -> None:
+    def __init__(
+        self,
+        archive: Ingestor,
+        spool: SpoolDirectory,
+        called_ae: str,
+        *,
+        index_busy_timeout_s: float | None = None,
+    ) -> None:
         self._archive = archive
+        self._index_busy_timeout_s = index_busy_timeout_s
         self._spool = spool
         self._called_ae = called_ae
         self._tallies: dict[int, AssociationTally] = {}
@@ -212,7 +233,10 @@ class StoreHandler:
         origin = Origin(kind="network", calling_ae=calling_ae, address=address, called_ae=self._called_ae)
         # The digest of the bytes as spooled and the header just read: ingest reads the file neither
         # to hash it nor to parse it.
-        result = self._archive.ingest(path, origin=origin, move=True, sha256=digest, header=header)
+        with contextlib.ExitStack() as stack:
+            if self._index_busy_timeout_s is not None:
+                stack.enter_context(bounded_lock_wait(self._index_busy_timeout_s))
+            result = self._archive.ingest(path, origin=origin, move=True, sha256=digest, header=header)
         status = status_for_ingest(result)
         if result.outcome is IngestOutcome.DUPLICATE:
             LOGGER.info("C-STORE %s: duplicate (%s)", sop_instance, result.reason)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -146,6 +147,44 @@ def autocommit_reads(engine: Engine) -> Iterator[Connection]:
         yield connection
 
 
+_LOCK_WAIT = threading.local()
+
+
+@contextmanager
+def bounded_lock_wait(seconds: float) -> Iterator[None]:
+    """On this thread, make every SQLite write transaction in the block wait at most ``seconds`` for the lock.
+
+    The wait is counted over all of a transaction's attempts (the busy
+    timeout of each attempt is what is left), so a caller with a deadline of
+    its own (the DICOM receiver answers within a scanner's DIMSE timeout)
+    gets the "database is locked" ``OperationalError`` in time instead of
+    after :data:`SQLITE_BUSY_TIMEOUT_S` per attempt. PostgreSQL is unaffected.
+
+    Parameters
+    ----------
+    seconds : float
+        The longest wait for the write lock of each transaction in the block.
+    """
+    previous = getattr(_LOCK_WAIT, "seconds", None)
+    _LOCK_WAIT.seconds = seconds
+    try:
+        yield
+    finally:
+        _LOCK_WAIT.seconds = previous
+
+
+def is_lock_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is SQLite's "database is locked" (or busy), after the busy timeout."""
+    return isinstance(exc, OperationalError) and _is_lock_error(exc)
+
+
+def _set_busy_timeout(connection: Connection, seconds: float) -> None:
+    # On the DB-API connection: through SQLAlchemy the statement would begin a transaction.
+    dbapi = connection.connection.driver_connection
+    if dbapi is not None:
+        dbapi.execute(f"PRAGMA busy_timeout = {max(1, int(seconds * 1000))}")
+
+
 @contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
     """A write transaction, committed when the block ends without an exception.
@@ -159,13 +198,20 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
     sqlalchemy.Connection
     """
     connection: Connection | None = None
+    limit_s: float | None = getattr(_LOCK_WAIT, "seconds", None) if is_sqlite(engine) else None
+    deadline = time.monotonic() + limit_s if limit_s is not None else None
     for attempt in range(_BEGIN_ATTEMPTS):
         candidate = engine.connect().execution_options(**{_WRITE_OPTION: True})
+        if deadline is not None:
+            _set_busy_timeout(candidate, deadline - time.monotonic())
         try:
             transaction = candidate.begin()
         except OperationalError as exc:
+            if deadline is not None:
+                _set_busy_timeout(candidate, SQLITE_BUSY_TIMEOUT_S)
             candidate.close()
-            if not _is_lock_error(exc) or attempt == _BEGIN_ATTEMPTS - 1:
+            out_of_time = deadline is not None and time.monotonic() >= deadline - 0.01
+            if not _is_lock_error(exc) or attempt == _BEGIN_ATTEMPTS - 1 or out_of_time:
                 raise
             delay = min(2.0, 0.01 * 2**attempt) * (0.5 + random.random())
             logger.info("index is locked, retrying in %.3f s (attempt %d)", delay, attempt + 1)
@@ -182,4 +228,6 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
             transaction.rollback()
         raise
     finally:
+        if deadline is not None:
+            _set_busy_timeout(connection, SQLITE_BUSY_TIMEOUT_S)
         connection.close()

@@ -187,12 +187,20 @@ def storescu(
 
 
 def start_serve_process(
-    data_dir: Path, args: list[str], *, db_url: str | None = None, log_path: Path | None = None
+    data_dir: Path,
+    args: list[str],
+    *,
+    db_url: str | None = None,
+    log_path: Path | None = None,
+    prefix: list[str] | None = None,
 ) -> tuple[subprocess.Popen[str], int]:
-    """Start ``usarchive serve --port 0`` as a subprocess; return it and the port it printed."""
+    """Start ``usarchive serve --port 0`` as a subprocess; return it and the port it printed.
+
+    ``prefix`` runs it under another command (``["prlimit", "--nofile=256"]``).
+    """
     env = dict(os.environ)
     env.pop("USARCHIVE_DB", None)
-    command = [USARCHIVE, "--data-dir", str(data_dir)]
+    command = [*(prefix or []), USARCHIVE, "--data-dir", str(data_dir)]
     if db_url:
         command += ["--db", db_url]
     subprocess.run([*command, "init"], check=True, env=env, capture_output=True, timeout=120)

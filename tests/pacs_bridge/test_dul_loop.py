@@ -105,9 +105,10 @@ def test_the_bridge_gives_every_connection_the_loop_with_its_poll_interval(
 ) -> None:
     waits: list[float] = []
 
-    def recording(assoc: Any, wait_s: float) -> None:
+    def recording(assoc: Any, wait_s: float, **kwargs: Any) -> None:
         waits.append(wait_s)
-        use_waiting_dul(assoc, wait_s)
+        assert kwargs["limits"] is not None, "the bridge reads PDUs within limits"
+        use_waiting_dul(assoc, wait_s, **kwargs)
 
     monkeypatch.setattr(pacs_bridge.server, "use_waiting_dul", recording)
     server = start_bridge(bridge_settings, poll_interval_ms=0.5)

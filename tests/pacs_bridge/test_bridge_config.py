@@ -98,3 +98,45 @@ def test_access_policy_titles_for_address() -> None:
     nobody = AccessPolicy((AllowedPeer.parse("B@127.0.0.2"),), allow_any=False)
     assert nobody.titles_for("127.0.0.1") == ["\\"]  # impossible title: reject everyone
     assert AccessPolicy((), allow_any=True).titles_for("127.0.0.1") == []
+
+
+def test_the_limits_come_from_the_file_and_are_validated(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        """
+[server]
+allow = ["EDGE1"]
+associate_timeout_s = 5
+max_associate_rq_bytes = 32768
+max_connections_per_address = 4
+max_unassociated = 32
+index_busy_timeout_s = 2.5
+network_timeout_s = 30
+""",
+    )
+    settings = load_settings(path)
+    assert (settings.associate_timeout_s, settings.max_associate_rq_bytes) == (5.0, 32768)
+    assert (settings.max_connections_per_address, settings.max_unassociated) == (4, 32)
+    assert (settings.index_busy_timeout_s, settings.network_timeout_s) == (2.5, 30.0)
+    defaults = BridgeSettings()
+    assert defaults.max_pdu_bytes == 4 * 1024 * 1024, "the default PDU limit bounds memory"
+    assert defaults.pdu_read_limit == defaults.max_pdu_bytes
+    assert BridgeSettings(max_pdu_bytes=0).pdu_read_limit == 64 * 1024 * 1024
+    # 3 x 64 KiB x 64 + 16 x (3 x 4 MiB + 64 KiB)
+    assert defaults.buffered_memory_bound() == 3 * 65536 * 64 + 16 * (3 * 4 * 1024 * 1024 + 65536)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("associate_timeout_s", 0, "associate_timeout_s: expected more than 0"),
+        ("max_associate_rq_bytes", 100, "max_associate_rq_bytes: expected 1024 to 1048576"),
+        ("max_connections_per_address", 0, "max_connections_per_address: expected at least 1"),
+        ("max_unassociated", 0, "max_unassociated: expected at least 1"),
+        ("index_busy_timeout_s", 120, "index_busy_timeout_s: expected more than 0 and at most 60"),
+        ("network_timeout_s", 0, "network_timeout_s: expected more than 0"),
+    ],
+)
+def test_a_limit_out_of_range_is_refused_by_name(key: str, value: float, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        BridgeSettings(**{key: value})  # type: ignore[arg-type]

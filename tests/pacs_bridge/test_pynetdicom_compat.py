@@ -1,0 +1,98 @@
+"""The pynetdicom internals the receiver relies on: versions, source hashes, patches undone at stop."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import pynetdicom
+import pytest
+from pynetdicom import _config, dimse_messages
+
+from pacs_bridge import _pynetdicom_compat as compat
+from pacs_bridge.config import BridgeSettings
+from pacs_bridge.server import BridgeServer
+
+
+def test_pynetdicom_is_the_tested_minor_version() -> None:
+    assert compat.pynetdicom_minor() == compat.TESTED_MINOR, (
+        f"pynetdicom {pynetdicom.__version__} is installed but pacs_bridge._pynetdicom_compat was tested "
+        f"with {compat.TESTED_MINOR}.x; re-check every patched function, then update TESTED_MINOR, the pin "
+        "in pyproject.toml and PATCHED_SOURCES"
+    )
+
+
+@pytest.mark.parametrize("qualified_name", sorted(compat.PATCHED_SOURCES))
+def test_the_source_of_every_patched_or_copied_function_is_unchanged(qualified_name: str) -> None:
+    assert compat.source_hash(qualified_name) == compat.PATCHED_SOURCES[qualified_name], (
+        f"{qualified_name} changed in pynetdicom {pynetdicom.__version__}: compare it with the copy or "
+        "replacement in pacs_bridge (dul_loop, reactor, pdu_guard, access, spool, server), adapt, then "
+        "record the new hash in PATCHED_SOURCES"
+    )
+
+
+def test_patches_are_in_place_while_serving_and_undone_at_stop(
+    start_bridge: Callable[..., BridgeServer], bridge_settings: BridgeSettings
+) -> None:
+    stock_factory = getattr(dimse_messages, "NamedTemporaryFile")  # noqa: B009
+    stock_chunked = _config.STORE_RECV_CHUNKED_DATASET
+    first = start_bridge(bridge_settings)
+    second = start_bridge(bridge_settings)
+    assert getattr(dimse_messages, "NamedTemporaryFile") is not stock_factory  # noqa: B009
+    assert _config.STORE_RECV_CHUNKED_DATASET is True
+    first.stop()
+    assert getattr(dimse_messages, "NamedTemporaryFile") is not stock_factory, "still one server running"  # noqa: B009
+    second.stop()
+    assert getattr(dimse_messages, "NamedTemporaryFile") is stock_factory  # noqa: B009
+    assert stock_chunked == _config.STORE_RECV_CHUNKED_DATASET
+
+
+def test_an_untested_pynetdicom_runs_the_stock_loops_with_a_warning(
+    start_bridge: Callable[..., BridgeServer],
+    bridge_settings: BridgeSettings,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from pynetdicom import AE
+
+    monkeypatch.setattr(compat, "TESTED_MINOR", "0.0")
+    caplog.set_level(logging.WARNING)
+    server = start_bridge(bridge_settings)
+    assert "is not the tested 0.0.x" in caplog.text
+    ae = AE("SCANNER")
+    ae.add_requested_context("1.2.840.10008.1.1")
+    assoc = ae.associate("127.0.0.1", server.port, ae_title="USARCHIVE")
+    assert assoc.is_established
+    assert assoc.send_c_echo().Status == 0x0000, "the stock loops still serve"
+    assoc.release()
+
+
+def test_the_receivers_loggers_are_its_own() -> None:
+    from pacs_bridge import dul_loop, pdu_guard, reactor
+
+    for module in (dul_loop, reactor, pdu_guard, compat):
+        assert module.LOGGER.name.startswith("pacs_bridge."), module.LOGGER.name
+
+
+def test_the_patches_can_be_turned_off(
+    start_bridge: Callable[..., BridgeServer],
+    bridge_settings: BridgeSettings,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pynetdicom import AE
+
+    import pacs_bridge.server
+
+    installed: list[object] = []
+    monkeypatch.setattr(pacs_bridge.server, "use_waiting_dul", lambda *a, **k: installed.append(a))
+    caplog.set_level(logging.WARNING)
+    server = start_bridge(bridge_settings, pynetdicom_patches=False)
+    assert "pynetdicom_patches = false" in caplog.text
+    ae = AE("SCANNER")
+    ae.add_requested_context("1.2.840.10008.1.1")
+    assoc = ae.associate("127.0.0.1", server.port, ae_title="USARCHIVE")
+    assert assoc.is_established
+    assert assoc.send_c_echo().Status == 0x0000
+    assoc.release()
+    assert installed == [], "no loop of ours was installed"
