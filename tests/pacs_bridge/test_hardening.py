@@ -366,7 +366,7 @@ def test_serve_on_an_archive_whose_store_cannot_be_written_is_a_one_line_error(t
     data_dir = tmp_path / "data"
     subprocess.run([USARCHIVE, "--data-dir", str(data_dir), "init"], check=True, capture_output=True)
     # root ignores permission bits: a file where the store's staging directory belongs cannot be bypassed
-    staging = data_dir / "store" / ".staging"
+    staging = data_dir / "store" / ".tmp"
     if staging.is_dir():
         shutil.rmtree(staging)
     staging.parent.mkdir(parents=True, exist_ok=True)
