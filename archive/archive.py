@@ -16,8 +16,9 @@ Ingest of one instance, in order:
    leaves at most a file without a row, which ``verify --repair`` indexes;
    never a row without its file.
 
-The same SOP Instance UID again: identical bytes are a ``DUPLICATE`` and
-change nothing; different bytes follow :class:`~archive.ingest.DuplicatePolicy`
+The same SOP Instance UID again: the same data set (whatever its file meta)
+is a ``DUPLICATE`` and changes nothing; a different data set follows
+:class:`~archive.ingest.DuplicatePolicy`
 (option ``duplicate_policy`` of the settings), decided in :mod:`archive.duplicates`.
 """
 

@@ -9,7 +9,7 @@ temp files left in ``store/.tmp``.
 ``repair`` never deletes data it cannot account for:
 
 - an orphan is ingested again with ``move=True`` (it becomes indexed); if the
-  index already holds identical bytes for its SOP Instance UID it is a
+  index already holds the same data set for its SOP Instance UID it is a
   redundant copy and is removed; if it is rejected (conflict, invalid) it is
   moved to ``store/.orphans/`` for a person to look at;
 - temp files older than ``stale_after_s`` are removed (younger ones may belong
