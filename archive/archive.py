@@ -411,11 +411,28 @@ class Archive:
         meta = build_file_meta(sop_class, sop_instance, transfer_syntax, origin.calling_ae)
         return self.store.stage_stream([meta], handle)
 
+    def _study_modalities(self, study_uid: str) -> list[str]:
+        """Modalities of the series already indexed in the study ``study_uid``."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(schema.series.c.modality)
+                .join(schema.study, schema.series.c.study_pk == schema.study.c.id)
+                .where(schema.study.c.study_instance_uid == study_uid)
+                .distinct()
+            ).scalars()
+            return [str(m) for m in rows if m]
+
     def _classify(self, header: InstanceHeader) -> Any:
         try:
-            from archive.rules import classify
+            from archive.rules import classify, default_rules, in_scope
 
-            return classify(header.dataset, self._rules)
+            rules = self._rules if self._rules is not None else default_rules()
+            # The index is asked for the study's modalities only for an instance of another
+            # modality (an SR in an ultrasound study); an ultrasound clip is in scope by itself.
+            study: list[str] = []
+            if not in_scope(header.dataset, rules):
+                study = self._study_modalities(header.study_instance_uid)
+            return classify(header.dataset, rules, study_modalities=study)
         except Exception:  # a bug in the rules must never lose an instance
             logger.exception("rules failed on %s; storing it unclassified", header.sop_instance_uid)
             return None
