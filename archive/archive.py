@@ -319,6 +319,21 @@ class Archive:
         """
         results: dict[int, IngestResult] = {}
         prepared: dict[int, Prepared] = {}
+        try:
+            self._prepare_many(sources, origins, prepared, results)
+        except BaseException:  # Ctrl-C while staging: no staged copy is left in .tmp
+            for item in prepared.values():
+                self.store.discard(item.staged)
+            raise
+        return self._commit_many(sources, origins, prepared, results)
+
+    def _prepare_many(
+        self,
+        sources: Sequence[Path],
+        origins: Sequence[Origin],
+        prepared: dict[int, Prepared],
+        results: dict[int, IngestResult],
+    ) -> None:
         for index, (source, origin) in enumerate(zip(sources, origins, strict=True)):
             staged: StagedFile | None = None
             try:
@@ -329,8 +344,17 @@ class Archive:
                 results[index] = rejection.to_result(sha256=staged.sha256 if staged else None)
             except OSError as exc:
                 results[index] = _storage_failure(origin, exc)
-            if index not in prepared and staged is not None:
-                self.store.discard(staged)
+            finally:
+                if index not in prepared and staged is not None:
+                    self.store.discard(staged)
+
+    def _commit_many(
+        self,
+        sources: Sequence[Path],
+        origins: Sequence[Origin],
+        prepared: dict[int, Prepared],
+        results: dict[int, IngestResult],
+    ) -> list[IngestResult]:
         decisions: dict[int, Decision] = {}
         try:
             sync_files(item.staged.path for item in prepared.values())
@@ -345,7 +369,12 @@ class Archive:
                 sync_directories(
                     d.result.path.parent for d in decisions.values() if d.placed and d.result.path
                 )
-        except (OSError, SQLAlchemyError) as exc:
+        except BaseException as exc:
+            self._unplace(list(prepared.values()))
+            if not isinstance(exc, (OSError, SQLAlchemyError)):
+                for item in prepared.values():
+                    self.store.discard(item.staged)
+                raise
             logger.warning(
                 "group ingest of %d files failed (%s); ingesting them one by one", len(prepared), exc
             )
@@ -465,8 +494,52 @@ class Archive:
             self._known_series[uid] = (series_pk, sort_date)
 
     def _commit(self, item: Prepared) -> Decision:
-        with write_transaction(self.engine) as connection:
-            return self._decide(connection, item)
+        try:
+            with write_transaction(self.engine) as connection:
+                return self._decide(connection, item)
+        except BaseException:
+            self._unplace([item])
+            raise
+
+    def _unplace(self, items: Sequence[Prepared]) -> None:
+        """Undo the renames of a transaction that did not commit (an error, Ctrl-C).
+
+        Each placed file whose path no committed index row names is renamed
+        back to where it was staged (a copy in ``.tmp`` is then discarded; a
+        caller's moved file is back where the caller had it), so an interrupted
+        import leaves nothing that ``verify`` reports. Only a process killed
+        outright (SIGKILL, power loss) can still leave a stray file, which
+        ``verify --repair`` moves into place and indexes.
+        """
+        # A staged file that is no longer where it was staged has been renamed into the layout,
+        # under the first version's name or a replacement's.
+        moved = [item for item in items if not item.staged.path.exists()]
+        if not moved:
+            return
+        try:
+            with self.engine.connect() as connection:
+                named = set(
+                    connection.execute(
+                        select(schema.instance.c.path).where(
+                            schema.instance.c.sop_instance_uid.in_(
+                                [item.header.sop_instance_uid for item in moved]
+                            )
+                        )
+                    ).scalars()
+                )
+        except BaseException:
+            logger.exception("cannot tell which placed files were committed; leaving them for verify")
+            return
+        for item in moved:
+            header = item.header
+            uids = (header.study_instance_uid, header.series_instance_uid, header.sop_instance_uid)
+            for relative in (relative_path(*uids), relative_path(*uids, sha256=item.staged.sha256)):
+                final = self.store.absolute(relative)
+                if relative in named or not final.exists():
+                    continue
+                final.replace(item.staged.path)
+                logger.warning("transaction interrupted: %s taken back out of the store", relative)
+                break
 
     def _decide(self, connection: Any, item: Prepared) -> Decision:
         """Claim, place and index one instance inside the caller's write transaction."""

@@ -8,7 +8,8 @@ temp files left in ``store/.tmp``.
 
 ``repair`` never deletes data it cannot account for:
 
-- an orphan is ingested again with ``move=True`` (it becomes indexed); if the
+- an orphan is ingested again with ``move=True``: it is renamed to its place
+  in the store's layout (wherever it lay) and indexed; if the
   index already holds the same data set for its SOP Instance UID it is a
   redundant copy and is removed; if it is rejected (conflict, invalid) it is
   moved to ``store/.orphans/`` for a person to look at;
@@ -119,8 +120,9 @@ def _repair(archive: Archive, report: VerifyReport) -> None:
     for relative in report.orphans:
         path = archive.store.absolute(relative)
         result = archive.ingest(path, origin=Origin("file", path=str(path)), move=True)
-        if result.outcome in (IngestOutcome.STORED, IngestOutcome.REPLACED):
-            action = "indexed"
+        if result.outcome in (IngestOutcome.STORED, IngestOutcome.REPLACED) and result.path is not None:
+            placed = result.path.relative_to(archive.store.root).as_posix()
+            action = "indexed" if placed == relative else f"moved to {placed} and indexed"
         elif result.outcome is IngestOutcome.DUPLICATE and result.path != path:
             archive.store.remove(relative)
             action = "removed redundant copy of an indexed instance"

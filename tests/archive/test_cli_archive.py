@@ -34,7 +34,14 @@ def inputs(tmp_path: Path) -> dict[str, object]:
         study_date=date(2024, 1, 10),
         study_uid=a.StudyInstanceUID,
     )
-    c = us_dataset(patient_id="P2", description="C5 epidural OT", study_date=date(2023, 6, 1), Modality="OT")
+    # an "other" capture of an ultrasound study: the rules apply to it through its study's US
+    c = us_dataset(
+        patient_id="P2",
+        description="C5 epidural OT",
+        study_date=date(2023, 6, 1),
+        Modality="OT",
+        ModalitiesInStudy=["US", "OT"],
+    )
     paths = [
         write_instance(source, a),
         write_instance(source / "deeper", b),
