@@ -45,6 +45,7 @@ from archive.errors import ConfigError
 from archive.index import queries, schema, tags
 from archive.index.engine import autocommit_reads, create_index_engine, read_transaction, write_transaction
 from archive.index.migrations import migrate
+from archive.index.patients import PatientConflict, patient_conflicts
 from archive.index.queries import InstanceRow, Query, UidDescription
 from archive.index.writes import (
     StoredInstance,
@@ -622,6 +623,11 @@ class Archive:
         """The study, series or instance with this UID, or ``None``."""
         with read_transaction(self.engine) as connection:
             return queries.describe_uid(connection, uid)
+
+    def patient_conflicts(self) -> list[PatientConflict]:
+        """Every study whose instances disagree on the patient (see :mod:`archive.index.patients`)."""
+        with read_transaction(self.engine) as connection:
+            return patient_conflicts(connection)
 
     def stats(self) -> dict[str, Any]:
         """Counts, sizes and counts by procedure attribute (JSON-ready)."""

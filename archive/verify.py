@@ -4,7 +4,9 @@ Checks, for every indexed instance, that its file exists and that its SHA-256
 and size equal what the index recorded (*missing*, *corrupt*), and looks for
 ``*.dcm`` files in the store that no index row names (*orphans*: what a process
 killed between placing a file and committing its row leaves behind), and for
-temp files left in ``store/.tmp``.
+temp files left in ``store/.tmp``. It also lists the studies whose instances
+disagree on the patient (:mod:`archive.index.patients`); they are data for a
+person to resolve, not a fault of the store, and do not make the report fail.
 
 ``repair`` never deletes data it cannot account for:
 
@@ -47,6 +49,8 @@ class VerifyReport:
     stale_temp_files: list[str] = field(default_factory=list)
     repaired: list[dict[str, str]] = field(default_factory=list)
     repair: bool = False
+    #: Studies whose instances disagree on the patient: listed for a person, never an error of the store.
+    patient_conflicts: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -65,6 +69,7 @@ class VerifyReport:
             "orphans": self.orphans,
             "stale_temp_files": self.stale_temp_files,
             "repaired": self.repaired,
+            "patient_conflicts": self.patient_conflicts,
         }
 
 
@@ -113,6 +118,9 @@ def verify(
     ]
     if repair:
         _repair(archive, report)
+    report.patient_conflicts = [conflict.to_json() for conflict in archive.patient_conflicts()]
+    for conflict in report.patient_conflicts:
+        logger.warning("patient conflict in study %s: %s", conflict["study_instance_uid"], conflict["detail"])
     return report
 
 
