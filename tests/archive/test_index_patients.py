@@ -102,3 +102,19 @@ def test_consistent_patients_are_not_flagged(archive: Archive, tmp_path: Path) -
     _ingest(archive, tmp_path, datasets, batch=False)
     assert all(row["patient_conflict"] == [] for row in _rows(archive).values())
     assert verify(archive).patient_conflicts == []
+
+
+def test_migration_5_backfills_an_older_index_from_the_study_patient(tmp_path: Path, db_url: str) -> None:
+    from sqlalchemy import text
+
+    settings = ArchiveSettings(tmp_path / "data", db_url)
+    ds = us_dataset(patient_id="P3", patient_name="Old^Index", seed=8)
+    with Archive.open(settings) as archive:
+        _ingest(archive, tmp_path, [ds], batch=False)
+        with archive.engine.begin() as connection:  # the index as version 4 left it
+            connection.execute(text("ALTER TABLE instance DROP COLUMN patient_id"))
+            connection.execute(text("ALTER TABLE instance DROP COLUMN patient_name"))
+            connection.execute(text("DELETE FROM schema_version WHERE version = 5"))
+    with Archive.open(settings) as archive:
+        row = archive.find(Query(limit=10))[0]
+        assert (row.patient_id, row.patient_name, row.patient_conflict) == ("P3", "Old^Index", ())
