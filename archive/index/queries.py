@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime
 from functools import lru_cache
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Select, and_, bindparam, func, literal, or_, select
+from sqlalchemy import Connection, Select, and_, bindparam, case, func, literal, or_, select
 
 from archive.index import schema
 from archive.index.annotations import review_filter
@@ -138,8 +138,9 @@ def _find_columns() -> list[Any]:
         _i.c.sop_class_uid,
         _se.c.series_instance_uid,
         _st.c.study_instance_uid,
-        _i.c.patient_id,
-        _i.c.patient_name,
+        # The instance's own values; a row written without them (not by ingest) shows its study's.
+        func.coalesce(_i.c.patient_id, _p.c.patient_id).label("patient_id"),
+        case((_i.c.patient_id.is_(None), _p.c.name), else_=_i.c.patient_name).label("patient_name"),
         _st.c.study_date,
         _se.c.modality,
         _proc.c.side,
