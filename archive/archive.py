@@ -16,13 +16,15 @@ Ingest of one instance, in order:
    leaves at most a file without a row, which ``verify --repair`` indexes;
    never a row without its file.
 
-The same SOP Instance UID again: identical bytes are a ``DUPLICATE`` and
-change nothing; different bytes follow :class:`~archive.ingest.DuplicatePolicy`
+The same SOP Instance UID again: the same data set (whatever its file meta)
+is a ``DUPLICATE`` and changes nothing; a different data set follows
+:class:`~archive.ingest.DuplicatePolicy`
 (option ``duplicate_policy`` of the settings), decided in :mod:`archive.duplicates`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import io
 import logging
@@ -50,6 +52,7 @@ from archive.index.engine import (
     write_transaction,
 )
 from archive.index.migrations import migrate
+from archive.index.patients import PatientConflict, patient_conflicts
 from archive.index.queries import InstanceRow, Query, UidDescription
 from archive.index.writes import (
     StoredInstance,
@@ -70,6 +73,7 @@ from archive.ingest import (
 )
 from archive.model import Approach, ProcedureType, Side, SpinalLevel, Technique
 from archive.outcomes_store import OutcomeStore
+from archive.placement import take_back_uncommitted
 from archive.retag import rule_classifications
 from archive.settings import ENV_HOME, ArchiveSettings, redact_url
 from archive.store import (
@@ -164,10 +168,13 @@ class Archive:
         self._known_series_lock = threading.Lock()
         self.duplicate_policy: DuplicatePolicy = settings.duplicate_policy
         self._rules: RuleSet | None = None
-        if settings.rules_path is not None:
-            from archive.rules import load_rules
+        if settings.rules_path is not None or settings.rule_modalities:
+            from archive.rules import default_rules, load_rules
 
-            self._rules = load_rules(settings.rules_path)
+            rules = load_rules(settings.rules_path) if settings.rules_path is not None else default_rules()
+            if settings.rule_modalities:  # [archive] rule_modalities wins over the rules file's own
+                rules = dataclasses.replace(rules, modalities=frozenset(settings.rule_modalities))
+            self._rules = rules
 
     @classmethod
     def open(cls, settings: ArchiveSettings, *, create: bool = True) -> Archive:
@@ -368,6 +375,21 @@ class Archive:
         """
         results: dict[int, IngestResult] = {}
         prepared: dict[int, Prepared] = {}
+        try:
+            self._prepare_many(sources, origins, prepared, results)
+        except BaseException:  # Ctrl-C while staging: no staged copy is left in .tmp
+            for item in prepared.values():
+                self.store.discard(item.staged)
+            raise
+        return self._commit_many(sources, origins, prepared, results)
+
+    def _prepare_many(
+        self,
+        sources: Sequence[Path],
+        origins: Sequence[Origin],
+        prepared: dict[int, Prepared],
+        results: dict[int, IngestResult],
+    ) -> None:
         for index, (source, origin) in enumerate(zip(sources, origins, strict=True)):
             staged: StagedFile | None = None
             try:
@@ -378,8 +400,17 @@ class Archive:
                 results[index] = rejection.to_result(sha256=staged.sha256 if staged else None)
             except OSError as exc:
                 results[index] = _storage_failure(origin, exc)
-            if index not in prepared and staged is not None:
-                self.store.discard(staged)
+            finally:
+                if index not in prepared and staged is not None:
+                    self.store.discard(staged)
+
+    def _commit_many(
+        self,
+        sources: Sequence[Path],
+        origins: Sequence[Origin],
+        prepared: dict[int, Prepared],
+        results: dict[int, IngestResult],
+    ) -> list[IngestResult]:
         decisions: dict[int, Decision] = {}
         try:
             sync_files(item.staged.path for item in prepared.values())
@@ -394,7 +425,12 @@ class Archive:
                 sync_directories(
                     d.result.path.parent for d in decisions.values() if d.placed and d.result.path
                 )
-        except (OSError, SQLAlchemyError) as exc:
+        except BaseException as exc:
+            self._unplace(list(prepared.values()))
+            if not isinstance(exc, (OSError, SQLAlchemyError)):
+                for item in prepared.values():
+                    self.store.discard(item.staged)
+                raise
             logger.warning(
                 "group ingest of %d files failed (%s); ingesting them one by one", len(prepared), exc
             )
@@ -460,14 +496,28 @@ class Archive:
         meta = build_file_meta(sop_class, sop_instance, transfer_syntax, origin.calling_ae)
         return self.store.stage_stream([meta], handle)
 
-    def _classify(self, header: InstanceHeader) -> Classification | None:
-        scope = self.settings.rule_modalities
-        if scope and str(header.dataset.get("Modality", "")).strip().upper() not in scope:
-            return None  # outside [archive] rule_modalities: stored unclassified
-        try:
-            from archive.rules import classify
+    def _study_modalities(self, study_uid: str) -> list[str]:
+        """Modalities of the series already indexed in the study ``study_uid``."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(schema.series.c.modality)
+                .join(schema.study, schema.series.c.study_pk == schema.study.c.id)
+                .where(schema.study.c.study_instance_uid == study_uid)
+                .distinct()
+            ).scalars()
+            return [str(m) for m in rows if m]
 
-            return classify(header.dataset, self._rules)
+    def _classify(self, header: InstanceHeader) -> Classification | None:
+        try:
+            from archive.rules import classify, default_rules, in_scope
+
+            rules = self._rules if self._rules is not None else default_rules()
+            # The index is asked for the study's modalities only for an instance of another
+            # modality (an SR in an ultrasound study); an ultrasound clip is in scope by itself.
+            study: list[str] = []
+            if not in_scope(header.dataset, rules):
+                study = self._study_modalities(header.study_instance_uid)
+            return classify(header.dataset, rules, study_modalities=study)
         except Exception:  # a bug in the rules must never lose an instance
             logger.exception("rules failed on %s; storing it unclassified", header.sop_instance_uid)
             return None
@@ -500,8 +550,15 @@ class Archive:
             self._known_series[uid] = (series_pk, sort_date)
 
     def _commit(self, item: Prepared) -> Decision:
-        with write_transaction(self.engine) as connection:
-            return self._decide(connection, item)
+        try:
+            with write_transaction(self.engine) as connection:
+                return self._decide(connection, item)
+        except BaseException:
+            self._unplace([item])
+            raise
+
+    def _unplace(self, items: Sequence[Prepared]) -> None:
+        take_back_uncommitted(self.engine, self.store, items)
 
     def _decide(self, connection: Any, item: Prepared) -> Decision:
         """Claim, place and index one instance inside the caller's write transaction."""
@@ -598,6 +655,11 @@ class Archive:
         """The study, series or instance with this UID, or ``None``."""
         with read_transaction(self.engine) as connection:
             return queries.describe_uid(connection, uid)
+
+    def patient_conflicts(self) -> list[PatientConflict]:
+        """Every study whose instances disagree on the patient (see :mod:`archive.index.patients`)."""
+        with read_transaction(self.engine) as connection:
+            return patient_conflicts(connection)
 
     def stats(self) -> dict[str, Any]:
         """Counts, sizes and counts by procedure attribute (JSON-ready)."""

@@ -111,7 +111,7 @@ KEYS: tuple[Key, ...] = (
         "rule_modalities",
         "modalities",
         [],
-        'Modalities the rules classify, e.g. ["US"]; [] = all.',
+        "Modalities the rules classify (and studies that have one); [] = the rules file's (US).",
     ),
     Key(
         "deid",

@@ -257,6 +257,32 @@ def _read_transfer_syntax(handle: BinaryIO, size: int) -> tuple[str, int]:
     return transfer_syntax, walker.position
 
 
+def dataset_start(path: Path) -> tuple[str, int]:
+    """Where the data set of a Part 10 file starts, after its File Meta Information.
+
+    Parameters
+    ----------
+    path : Path
+        A Part 10 file (already validated by :func:`read_header`).
+
+    Returns
+    -------
+    tuple of (str, int)
+        The Transfer Syntax UID and the byte offset of the first data set element.
+
+    Raises
+    ------
+    IngestRejectedError
+        If the preamble or file meta cannot be read.
+    """
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        prefix = handle.read(_PREAMBLE_LENGTH + 4)
+        if len(prefix) < _PREAMBLE_LENGTH + 4 or prefix[_PREAMBLE_LENGTH:] != b"DICM":
+            raise IngestRejectedError(RejectCode.NOT_DICOM, f"{path.name} is not a DICOM Part 10 file")
+        return _read_transfer_syntax(handle, size)
+
+
 def check_structure(path: Path) -> str:
     """Check preamble, file meta and element lengths of a Part 10 file (steps 1–3).
 

@@ -1,21 +1,39 @@
 """An offered SOP Instance UID that is already stored: duplicate, conflict or replacement.
 
-Identical bytes are a ``DUPLICATE`` and change nothing. Different bytes follow
-:class:`~archive.ingest.DuplicatePolicy`: ``keep-first`` rejects the offer as a
-``CONFLICT``; ``replace`` places the new file under a name of its own, keeps the
-old one under ``store/.replaced`` and records a ``replaced`` event, all inside
-the caller's write transaction (see :mod:`archive.archive`).
+Duplicates are judged on the *data set*, everything after the File Meta
+Information: a receiver writes its own file meta (implementation UID, source
+AE title), so the same object imported from a USB export and later sent by the
+scanner differs in its file bytes but not in its data set. The same data set
+again is a ``DUPLICATE`` and changes nothing (the receiver answers Success).
+In the same transfer syntax the data sets are compared byte for byte (SHA-256
+of the bytes after the file meta); in two different uncompressed transfer
+syntaxes they are compared element by element after parsing; a compressed
+data set in another transfer syntax than the stored one always counts as
+different.
+
+A different data set follows :class:`~archive.ingest.DuplicatePolicy`:
+``keep-first`` rejects the offer as a ``CONFLICT`` (the reason names the
+attributes that differ); ``replace`` places the new file under a name of its
+own, keeps the old one under ``store/.replaced`` and records a ``replaced``
+event, all inside the caller's write transaction (see :mod:`archive.archive`).
+The comparison reads both files only when their bytes differ, i.e. only for an
+offered instance whose UID is already stored.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from archive.dicom_header import InstanceHeader
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
+
+from archive.dicom_header import InstanceHeader, dataset_start
 from archive.index.writes import (
     StoredInstance,
     apply_classification,
@@ -74,6 +92,107 @@ def instance_result(
     )
 
 
+_CHUNK = 1024 * 1024
+#: Attributes named in a conflict reason before "and N more".
+_NAMED_DIFFERENCES = 4
+
+
+@dataclass(frozen=True)
+class DataSetComparison:
+    """Whether a stored and an offered file hold the same data set, and what differs if not.
+
+    Attributes
+    ----------
+    same : bool
+    detail : str
+        How they were compared and, when different, what differs.
+    """
+
+    same: bool
+    detail: str
+
+
+def _tail_sha256(path: Path, start: int) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        handle.seek(start)
+        while block := handle.read(_CHUNK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _element_name(ds: Dataset, tag: Any) -> str:
+    element = ds[tag]
+    name = element.name if element.keyword else "private element"
+    return f"{name} ({element.tag.group:04X},{element.tag.element:04X})"
+
+
+def _differing(stored: Dataset, offered: Dataset) -> list[str]:
+    """Names of the top-level elements (file meta excluded) whose presence or value differs."""
+    names: list[str] = []
+    for tag in sorted(set(stored.keys()) | set(offered.keys())):
+        if tag.group == 0x0002:
+            continue
+        if tag not in stored or tag not in offered:
+            where = "offered" if tag in offered else "stored"
+            names.append(f"{_element_name(offered if tag in offered else stored, tag)} only in the {where}")
+        elif stored[tag].value != offered[tag].value:
+            names.append(_element_name(offered, tag))
+    return names
+
+
+def _describe(names: list[str], what: str) -> str:
+    if not names:
+        return what
+    shown = ", ".join(names[:_NAMED_DIFFERENCES])
+    more = len(names) - _NAMED_DIFFERENCES
+    return f"{shown}{f' and {more} more' if more > 0 else ''} differ"
+
+
+def compare_data_sets(stored: Path, offered: Path) -> DataSetComparison:
+    """Compare the data sets (everything after the File Meta Information) of two Part 10 files.
+
+    Parameters
+    ----------
+    stored, offered : Path
+        Validated Part 10 files (the stored instance and the staged offer).
+
+    Returns
+    -------
+    DataSetComparison
+        ``same`` when the data sets are equal (see the module docstring for how
+        different transfer syntaxes are compared).
+    """
+    stored_ts, stored_start = dataset_start(stored)
+    offered_ts, offered_start = dataset_start(offered)
+    if stored_ts == offered_ts:
+        stored_length = stored.stat().st_size - stored_start
+        offered_length = offered.stat().st_size - offered_start
+        if stored_length == offered_length and _tail_sha256(stored, stored_start) == _tail_sha256(
+            offered, offered_start
+        ):
+            return DataSetComparison(True, "the same data set (only the File Meta Information differs)")
+        header_names = _differing(
+            pydicom.dcmread(stored, stop_before_pixels=True, defer_size="1 MB"),
+            pydicom.dcmread(offered, stop_before_pixels=True, defer_size="1 MB"),
+        )
+        return DataSetComparison(
+            False, _describe(header_names, "the attributes before Pixel Data are equal; Pixel Data differs")
+        )
+    syntaxes = f"stored in transfer syntax {stored_ts}, offered in {offered_ts}"
+    native = all(
+        not UID(ts).is_compressed and ts != DeflatedExplicitVRLittleEndian for ts in (stored_ts, offered_ts)
+    )
+    if not native:
+        return DataSetComparison(
+            False, f"{syntaxes}; a compressed data set is only compared in its own syntax"
+        )
+    names = _differing(pydicom.dcmread(stored), pydicom.dcmread(offered))
+    if not names:
+        return DataSetComparison(True, f"the same data set ({syntaxes}; equal element by element)")
+    return DataSetComparison(False, f"{syntaxes}; {_describe(names, '')}")
+
+
 def resolve_existing(
     connection: Any,
     store: FileStore,
@@ -102,26 +221,31 @@ def resolve_existing(
     Returns
     -------
     Decision
-        ``DUPLICATE`` (nothing placed) or ``REPLACED`` (new file placed; the old
-        path to remove after the commit when it differs).
+        ``DUPLICATE`` (the same data set: nothing placed) or ``REPLACED`` (new
+        file placed; the old path to remove after the commit when it differs).
 
     Raises
     ------
     IngestRejectedError
-        ``CONFLICT`` when the bytes differ and the policy is ``keep-first``.
+        ``CONFLICT`` when the data sets differ and the policy is ``keep-first``.
     """
     header, staged, origin = item.header, item.staged, item.origin
     stored_path = store.absolute(existing.path)
     if existing.sha256 == staged.sha256:
         result = instance_result(IngestOutcome.DUPLICATE, header, staged, stored_path)
         return Decision(replace(result, reason="identical bytes already stored"), placed=False)
+    comparison = compare_data_sets(stored_path, staged.path)
+    if comparison.same:
+        result = instance_result(IngestOutcome.DUPLICATE, header, staged, stored_path)
+        reason = f"{comparison.detail} is already stored; the stored file is kept"
+        return Decision(replace(result, reason=reason), placed=False)
     if policy is DuplicatePolicy.KEEP_FIRST:
         raise IngestRejectedError(
             RejectCode.CONFLICT,
-            f"SOP Instance UID {header.sop_instance_uid} is already stored with different content "
-            f"(stored sha256 {existing.sha256[:12]}…, offered {staged.sha256[:12]}…); the archive keeps "
-            "the first version (duplicate_policy = keep-first): give the new object its own SOP "
-            "Instance UID, or set duplicate_policy = replace to replace it",
+            f"SOP Instance UID {header.sop_instance_uid} is already stored with a different data set "
+            f"({comparison.detail}); the archive keeps the first version (duplicate_policy = "
+            "keep-first): give the new object its own SOP Instance UID, or set duplicate_policy = "
+            "replace to replace it.",
             sop_instance_uid=header.sop_instance_uid,
             sop_class_uid=header.sop_class_uid,
         )

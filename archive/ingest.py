@@ -18,9 +18,10 @@ from archive.errors import InstanceRejectedError
 
 
 class DuplicatePolicy(enum.StrEnum):
-    """What to do when a SOP Instance UID arrives again with *different* bytes.
+    """What to do when a SOP Instance UID arrives again with a *different* data set.
 
-    Identical bytes are always a harmless duplicate. ``KEEP_FIRST`` (default)
+    The same data set (identical bytes, or other file meta before it) is always
+    a harmless duplicate (see :mod:`archive.duplicates`). ``KEEP_FIRST`` (default)
     keeps the stored instance and rejects the newcomer (code ``CONFLICT``);
     ``REPLACE`` stores the newcomer and keeps the old file recoverable under
     ``store/.replaced/``, recorded in the instance history.

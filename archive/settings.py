@@ -89,7 +89,8 @@ class ArchiveSettings:
         Site rules file (``[archive] rules``); ``None`` uses the built-in rules.
     rule_modalities : tuple of str
         Modalities (0008,0060) the rules classify (``[archive] rule_modalities``);
-        instances of other modalities are stored unclassified. Empty: every modality.
+        instances of other modalities (outside a study that has one) are stored
+        unclassified. Empty: the rules file's own ``modalities`` (shipped: US).
     deid_secret : bytes or None
         De-identification secret, already decoded (``[deid] secret_file`` or
         ``USARCHIVE_DEID_SECRET``); never printed.

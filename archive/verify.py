@@ -4,12 +4,15 @@ Checks, for every indexed instance, that its file exists and that its SHA-256
 and size equal what the index recorded (*missing*, *corrupt*), and looks for
 ``*.dcm`` files in the store that no index row names (*orphans*: what a process
 killed between placing a file and committing its row leaves behind), and for
-temp files left in ``store/.tmp``.
+temp files left in ``store/.tmp``. It also lists the studies whose instances
+disagree on the patient (:mod:`archive.index.patients`); they are data for a
+person to resolve, not a fault of the store, and do not make the report fail.
 
 ``repair`` never deletes data it cannot account for:
 
-- an orphan is ingested again with ``move=True`` (it becomes indexed); if the
-  index already holds identical bytes for its SOP Instance UID it is a
+- an orphan is ingested again with ``move=True``: it is renamed to its place
+  in the store's layout (wherever it lay) and indexed; if the
+  index already holds the same data set for its SOP Instance UID it is a
   redundant copy and is removed; if it is rejected (conflict, invalid) it is
   moved to ``store/.orphans/`` for a person to look at;
 - temp files older than ``stale_after_s`` are removed (younger ones may belong
@@ -47,6 +50,8 @@ class VerifyReport:
     stale_temp_files: list[str] = field(default_factory=list)
     repaired: list[dict[str, str]] = field(default_factory=list)
     repair: bool = False
+    #: Studies whose instances disagree on the patient: listed for a person, never an error of the store.
+    patient_conflicts: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -65,6 +70,7 @@ class VerifyReport:
             "orphans": self.orphans,
             "stale_temp_files": self.stale_temp_files,
             "repaired": self.repaired,
+            "patient_conflicts": self.patient_conflicts,
         }
 
 
@@ -121,6 +127,9 @@ def verify(
     ]
     if repair:
         _repair(archive, report)
+    report.patient_conflicts = [conflict.to_json() for conflict in archive.patient_conflicts()]
+    for conflict in report.patient_conflicts:
+        logger.warning("patient conflict in study %s: %s", conflict["study_instance_uid"], conflict["detail"])
     return report
 
 
@@ -128,8 +137,9 @@ def _repair(archive: Archive, report: VerifyReport) -> None:
     for relative in report.orphans:
         path = archive.store.absolute(relative)
         result = archive.ingest(path, origin=Origin("file", path=str(path)), move=True)
-        if result.outcome in (IngestOutcome.STORED, IngestOutcome.REPLACED):
-            action = "indexed"
+        if result.outcome in (IngestOutcome.STORED, IngestOutcome.REPLACED) and result.path is not None:
+            placed = result.path.relative_to(archive.store.root).as_posix()
+            action = "indexed" if placed == relative else f"moved to {placed} and indexed"
         elif result.outcome is IngestOutcome.DUPLICATE and result.path != path:
             archive.store.remove(relative)
             action = "removed redundant copy of an indexed instance"

@@ -444,12 +444,11 @@ class BridgeServer:
         tally = self._store.pop_tally(assoc)
         calling_ae, address = peer_of(event)
         LOGGER.info(
-            "association from %s@%s %s: %d stored, %d failed, %d bytes, %.0f ms%s",
+            "association from %s@%s %s: %s, %d bytes, %.0f ms%s",
             calling_ae,
             address,
             "aborted" if assoc.is_aborted else "released",
-            tally.instances,
-            tally.failures,
+            tally.summary(),
             tally.bytes_received,
             (time.monotonic() - tally.started) * 1000.0,
             f", {discarded} unfinished data set(s) discarded" if discarded else "",

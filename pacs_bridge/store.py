@@ -25,7 +25,7 @@ from pydicom.dataset import Dataset
 
 from archive.dicom_header import InstanceHeader, read_header
 from archive.index.engine import bounded_lock_wait
-from archive.ingest import IngestOutcome, IngestRejectedError, IngestResult, Origin
+from archive.ingest import IngestOutcome, IngestRejectedError, IngestResult, Origin, RejectCode
 from pacs_bridge.spool import SpoolDirectory, SpoolFile
 from pacs_bridge.status import StoreStatus, status_for_ingest
 
@@ -57,9 +57,16 @@ class AssociationTally:
     """What one association has stored so far, for its closing log line."""
 
     started: float = field(default_factory=time.monotonic)
+    #: Instances newly stored (or replacing a stored version), answered Success.
     instances: int = 0
+    #: Instances whose data set was already stored, answered Success and not stored again.
+    duplicates: int = 0
     failures: int = 0
     bytes_received: int = 0
+
+    def summary(self) -> str:
+        """``"3 stored, 1 duplicate, 0 failed"``, for the association's closing log line."""
+        return f"{self.instances} stored, {self.duplicates} duplicate, {self.failures} failed"
 
 
 def peer_of(event: Event) -> tuple[str, str]:
@@ -68,13 +75,65 @@ def peer_of(event: Event) -> tuple[str, str]:
     return str(requestor.ae_title).strip(), f"{requestor.address}:{requestor.port}"
 
 
-def _status(status: StoreStatus, comment: str | None = None) -> Dataset:
+#: Error Comment (0000,0902) is LO: at most 64 characters (PS3.7 Annex C, PS3.5 Table 6.2-1).
+_ERROR_COMMENT_MAX = 64
+
+#: Complete short sentences for reasons too long for an Error Comment; the log has the whole reason.
+_SHORT_REASON: dict[RejectCode, str] = {
+    RejectCode.CONFLICT: "UID already stored with another data set; kept the first",
+    RejectCode.NOT_DICOM: "not a DICOM data set",
+    RejectCode.TRUNCATED: "data set truncated",
+    RejectCode.MALFORMED: "data set malformed",
+    RejectCode.MISSING_ATTRIBUTE: "required attribute missing or empty",
+    RejectCode.INVALID_UID: "invalid UID in the data set",
+    RejectCode.UNKNOWN_TRANSFER_SYNTAX: "unknown transfer syntax",
+    RejectCode.OUT_OF_RESOURCES: "archive out of resources; send again later",
+    RejectCode.STORAGE_ERROR: "archive storage failed; send again later",
+}
+
+
+def error_comment(reason: str, code: RejectCode | None = None) -> str:
+    """An Error Comment that fits LO (64 characters) and is never cut off mid-sentence.
+
+    A reason that fits is sent as it is; a longer one is replaced by a short
+    complete sentence for its code (the whole reason goes to the log).
+
+    Examples
+    --------
+    >>> error_comment("disk full")
+    'disk full'
+    >>> error_comment("x" * 80, RejectCode.CONFLICT)
+    'UID already stored with another data set; kept the first'
+    """
+    if len(reason) <= _ERROR_COMMENT_MAX:
+        return reason
+    short = _SHORT_REASON.get(code) if code is not None else None
+    if short is not None:
+        return short
+    head = reason[: _ERROR_COMMENT_MAX - 16].rsplit(" ", 1)[0].rstrip(",;:(")
+    return f"{head}; see the log"
+
+
+def _status(status: StoreStatus, comment: str | None = None, code: RejectCode | None = None) -> Dataset:
     """A status data set, with an Error Comment (LO, at most 64 characters) for failures."""
     answer = Dataset()
     answer.Status = int(status)
     if comment and status is not StoreStatus.SUCCESS:
-        answer.ErrorComment = comment[:64]
+        answer.ErrorComment = error_comment(comment, code)
     return answer
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """The answer to one C-STORE, with what the tally and the log line need besides it."""
+
+    answer: Dataset
+    reason: str | None = None  # the whole reason (the Error Comment may be its short form)
+    duplicate: bool = False
+
+    @classmethod
+    def failed(cls, status: StoreStatus, reason: str) -> _Outcome:
+        return cls(_status(status, reason), reason=reason)
 
 
 def _check_uids(
@@ -185,22 +244,27 @@ class StoreHandler:
                 size = spool_file.bytes_written
             elif path.exists():
                 size = path.stat().st_size
-            answer = self._store(spool_file, path, sop_class, sop_instance, calling_ae, address)
+            outcome = self._store(spool_file, path, sop_class, sop_instance, calling_ae, address)
         except Exception as exc:  # the handler must answer, whatever happened
             LOGGER.exception("C-STORE %s from %s@%s: unexpected error", sop_instance, calling_ae, address)
-            answer = _status(StoreStatus.PROCESSING_FAILURE, f"internal error: {type(exc).__name__}")
+            outcome = _Outcome.failed(StoreStatus.PROCESSING_FAILURE, f"internal error: {type(exc).__name__}")
         finally:
             if path is not None:
                 self._spool.release(path)
+        answer = outcome.answer
         elapsed_ms = (time.monotonic() - started) * 1000.0
         tally = self.tally(event.assoc)
         tally.bytes_received += size
-        if answer.Status == StoreStatus.SUCCESS:
-            tally.instances += 1
-        else:
+        reason = outcome.reason if answer.Status != StoreStatus.SUCCESS else None
+        if answer.Status != StoreStatus.SUCCESS:
             tally.failures += 1
+        elif outcome.duplicate:
+            tally.duplicates += 1
+        else:
+            tally.instances += 1
+        comment = answer.ErrorComment if "ErrorComment" in answer else None
         LOGGER.info(
-            "C-STORE from %s@%s class=%s instance=%s status=0x%04X bytes=%d ms=%.1f%s",
+            "C-STORE from %s@%s class=%s instance=%s status=0x%04X bytes=%d ms=%.1f%s%s",
             calling_ae,
             address,
             sop_class,
@@ -208,7 +272,8 @@ class StoreHandler:
             answer.Status,
             size,
             elapsed_ms,
-            f" comment={answer.ErrorComment!r}" if "ErrorComment" in answer else "",
+            f" comment={comment!r}" if comment else "",
+            f" reason: {reason}" if reason and reason != comment else "",
         )
         return answer
 
@@ -220,16 +285,16 @@ class StoreHandler:
         sop_instance: str,
         calling_ae: str,
         address: str,
-    ) -> Dataset:
+    ) -> _Outcome:
         digest: str | None = None
         if spool_file is not None:
             digest = spool_file.seal()
             if spool_file.error is not None:
                 reason = "disk full" if spool_file.out_of_space else "spool write failed"
-                return _status(StoreStatus.OUT_OF_RESOURCES, f"{reason}: {spool_file.error.strerror}")
+                return _Outcome.failed(StoreStatus.OUT_OF_RESOURCES, f"{reason}: {spool_file.error.strerror}")
         header = _read_request_header(path, sop_class, sop_instance)
         if isinstance(header, tuple):
-            return _status(*header)
+            return _Outcome.failed(*header)
         origin = Origin(kind="network", calling_ae=calling_ae, address=address, called_ae=self._called_ae)
         # The digest of the bytes as spooled and the header just read: ingest reads the file neither
         # to hash it nor to parse it.
@@ -240,4 +305,8 @@ class StoreHandler:
         status = status_for_ingest(result)
         if result.outcome is IngestOutcome.DUPLICATE:
             LOGGER.info("C-STORE %s: duplicate (%s)", sop_instance, result.reason)
-        return _status(status, result.reason)
+        return _Outcome(
+            _status(status, result.reason, result.code),
+            reason=result.reason,
+            duplicate=result.outcome is IngestOutcome.DUPLICATE,
+        )

@@ -40,5 +40,7 @@ def verify_command(ctx: click.Context, repair: bool, stale_after: float) -> None
                 click.echo(f"  {kind}: {path}")
         for item in report.repaired:
             click.echo(f"  repaired {item['path']}: {item['action']}")
+        for conflict in report.patient_conflicts:
+            click.echo(f"  patient conflict in study {conflict['study_instance_uid']}: {conflict['detail']}")
     if not report.ok:
         ctx.exit(1)

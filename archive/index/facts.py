@@ -132,4 +132,6 @@ def instance_values(ds: Dataset) -> dict[str, Any]:
         "content_date": parse_da(_text(ds, "ContentDate", 16)),
         "content_time": _text(ds, "ContentTime", 32),
         "image_laterality": _text(ds, "ImageLaterality", 16),
+        "patient_id": _text(ds, "PatientID", 64) or "",
+        "patient_name": _text(ds, "PatientName", 324),
     }

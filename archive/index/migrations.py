@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Connection, Engine, func, insert, inspect, select, text, update
 
@@ -83,6 +84,31 @@ def _add_v4_level_technique(connection: Connection) -> None:
     )
     index = next(ix for ix in schema.instance_level.indexes if ix.name == "ix_instance_level_technique")
     index.create(connection, checkfirst=True)
+
+
+def _add_v5_instance_patient(connection: Connection) -> None:
+    # The instance's own Patient ID and Name. Rows indexed before version 5 get
+    # those of the patient row their study was filed under (what was shown for
+    # them until now); their files are not read again.
+    columns = {column["name"] for column in inspect(connection).get_columns("instance")}
+    for name, length in (("patient_id", 64), ("patient_name", 324)):
+        if name not in columns:
+            connection.execute(text(f"ALTER TABLE instance ADD COLUMN {name} VARCHAR({length})"))
+    i, se, st, p = schema.instance, schema.series, schema.study, schema.patient
+
+    def of_patient(column: Any) -> Any:
+        return (
+            select(column)
+            .select_from(se.join(st, st.c.id == se.c.study_pk).join(p, p.c.id == st.c.patient_pk))
+            .where(se.c.id == i.c.series_pk)
+            .scalar_subquery()
+        )
+
+    connection.execute(
+        update(i)
+        .where(i.c.patient_id.is_(None))
+        .values(patient_id=of_patient(p.c.patient_id), patient_name=of_patient(p.c.name))
+    )
 
 
 #: Technique values of versions 1-5 that are needle approaches, moved by version 6.
@@ -161,6 +187,7 @@ MIGRATIONS: list[Migration] = [
     (2, "annotation versions, review states and review comments", _create_v2_annotation_tables),
     (3, "procedure outcomes (VAS, ODI, adverse events) and their history", _create_v3_outcome_tables),
     (4, "technique copied onto instance_level for level + technique searches", _add_v4_level_technique),
+    (5, "the instance's own Patient ID and Name, for patient conflicts", _add_v5_instance_patient),
     (6, "needle approach apart from technique; notes in the tag history", _split_v6_approach),
 ]
 

@@ -14,10 +14,11 @@ from datetime import UTC, date, datetime
 from functools import lru_cache
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Select, and_, bindparam, func, literal, or_, select
+from sqlalchemy import Connection, Select, and_, bindparam, case, func, literal, or_, select
 
 from archive.index import schema
 from archive.index.annotations import review_filter
+from archive.index.patients import conflicting_studies
 from archive.model import Approach, ProcedureType, ReviewStatus, Side, SpinalLevel, Technique
 
 #: Rows returned by :func:`find` unless the query says otherwise.
@@ -100,6 +101,8 @@ class InstanceRow(NamedTuple):
     size: int
     sha256: str
     received_at: datetime
+    #: What disagrees about the patient of its study (see archive.index.patients); empty when nothing.
+    patient_conflict: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (dates as ISO 8601 strings); see docs/json-output.md."""
@@ -126,6 +129,7 @@ class InstanceRow(NamedTuple):
             "size": self.size,
             "sha256": self.sha256,
             "received_at": as_utc(self.received_at).isoformat(),
+            "patient_conflict": list(self.patient_conflict),
         }
 
 
@@ -141,8 +145,9 @@ def _find_columns() -> list[Any]:
         _i.c.sop_class_uid,
         _se.c.series_instance_uid,
         _st.c.study_instance_uid,
-        _p.c.patient_id,
-        _p.c.name.label("patient_name"),
+        # The instance's own values; a row written without them (not by ingest) shows its study's.
+        func.coalesce(_i.c.patient_id, _p.c.patient_id).label("patient_id"),
+        case((_i.c.patient_id.is_(None), _p.c.name), else_=_i.c.patient_name).label("patient_name"),
         _st.c.study_date,
         _se.c.modality,
         _proc.c.side,
@@ -374,7 +379,7 @@ def find(connection: Connection, query: Query) -> list[InstanceRow]:
     statement, parameters = _find_statement(query, patient_pks)
     rows = connection.execute(statement, parameters).all()
     # Positional unpacking in the order of _FIND_COLUMNS: this loop is most of find's client time.
-    return [
+    found = [
         InstanceRow(
             sop_instance_uid=sop,
             sop_class_uid=sop_class,
@@ -424,6 +429,17 @@ def find(connection: Connection, query: Query) -> list[InstanceRow]:
             received_at,
             levels,
         ) in rows
+    ]
+    if not found:
+        return found
+    conflicts = conflicting_studies(connection, {row.study_instance_uid for row in found})
+    if not conflicts:
+        return found
+    return [
+        row._replace(patient_conflict=tuple(conflicts[row.study_instance_uid]))
+        if row.study_instance_uid in conflicts
+        else row
+        for row in found
     ]
 
 
@@ -510,7 +526,9 @@ def describe_uid(connection: Connection, uid: str) -> UidDescription | None:
     """Describe the study, series or instance with this UID; ``None`` if the index has none."""
     pk = connection.execute(select(_st.c.id).where(_st.c.study_instance_uid == uid)).scalar()
     if pk is not None:
-        return UidDescription("study", _study_detail(connection, pk))
+        study_detail = _study_detail(connection, pk)
+        study_detail["patient_conflict"] = conflicting_studies(connection, [uid]).get(uid, [])
+        return UidDescription("study", study_detail)
     pk = connection.execute(select(_se.c.id).where(_se.c.series_instance_uid == uid)).scalar()
     if pk is not None:
         return UidDescription("series", _series_detail(connection, pk, with_instances=True))
@@ -528,8 +546,13 @@ def describe_uid(connection: Connection, uid: str) -> UidDescription | None:
         detail.update(
             series_instance_uid=context.series_instance_uid,
             study_instance_uid=context.study_instance_uid,
-            patient_id=context.patient_id,
-            patient_name=context.name,
+            patient_id=detail.get("patient_id", context.patient_id),
+            patient_name=detail.get("patient_name", context.name),
+            study_patient_id=context.patient_id,
+            study_patient_name=context.name,
+            patient_conflict=conflicting_studies(connection, [context.study_instance_uid]).get(
+                context.study_instance_uid, []
+            ),
         )
         return UidDescription("instance", detail)
     return None

@@ -144,6 +144,10 @@ instance = Table(
     Column("content_time", String(32)),
     Column("image_laterality", String(16)),
     Column("sort_date", Date, nullable=False),
+    # The instance's own Patient ID and Name as received (schema version 5); the
+    # patient row of its study is the first one seen (see archive.index.patients).
+    Column("patient_id", String(64)),
+    Column("patient_name", String(324)),
     Index("ix_instance_series", "series_pk"),
     Index("ix_instance_sort", "sort_date", "id"),
 )

@@ -14,7 +14,7 @@ Examples
 
 from __future__ import annotations
 
-from archive.rules.engine import TEXT_SOURCE, Classification, classify, classify_text
+from archive.rules.engine import TEXT_SOURCE, Classification, classify, classify_text, in_scope
 from archive.rules.loader import FIELDS, REGIONS, Rule, RuleSet, Source, default_rules, load_rules
 
 __all__ = [
@@ -28,5 +28,6 @@ __all__ = [
     "classify",
     "classify_text",
     "default_rules",
+    "in_scope",
     "load_rules",
 ]

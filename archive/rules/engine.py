@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import re
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
 import pydicom
@@ -93,7 +93,39 @@ class _Finding:
     evidence: str
 
 
-def classify(ds: Dataset, rules: RuleSet | None = None) -> Classification:
+#: What an instance outside the rules' modalities is classified as.
+NOTHING = Classification(
+    levels=(), side=None, technique=Technique.UNKNOWN, procedure_type=None, provenance={}, region=None
+)
+
+
+def in_scope(ds: Dataset, rules: RuleSet, study_modalities: Iterable[str] = ()) -> bool:
+    """Whether the rules apply to ``ds``: its modality is one of theirs, or its study has one.
+
+    Parameters
+    ----------
+    ds : pydicom.Dataset
+        The instance; an instance without a Modality (0008,0060) is in scope.
+    rules : RuleSet
+        Their ``modalities`` (empty: every modality).
+    study_modalities : iterable of str
+        Modalities of the instance's study known elsewhere (the index);
+        Modalities in Study (0008,0061) of ``ds`` is read as well.
+    """
+    if not rules.modalities:
+        return True
+    modality = str(ds.get("Modality", "") or "").strip().upper()
+    if not modality or modality in rules.modalities:
+        return True
+    in_study = ds.get("ModalitiesInStudy", None)
+    listed = in_study if isinstance(in_study, pydicom.multival.MultiValue) else [in_study or ""]
+    study = {str(m).strip().upper() for m in (*listed, *study_modalities)}
+    return not study.isdisjoint(rules.modalities)
+
+
+def classify(
+    ds: Dataset, rules: RuleSet | None = None, *, study_modalities: Iterable[str] = ()
+) -> Classification:
     """Classify a dataset by the attributes the rules name, in trust order.
 
     Parameters
@@ -102,12 +134,18 @@ def classify(ds: Dataset, rules: RuleSet | None = None) -> Classification:
         Any dataset; missing attributes are skipped.
     rules : RuleSet or None
         ``None`` uses the shipped defaults (loaded once).
+    study_modalities : iterable of str
+        Modalities of the other instances of its study (see :func:`in_scope`).
 
     Returns
     -------
     Classification
+        Nothing (no levels, side, technique or procedure type) for an instance
+        outside the rules' modalities, e.g. an MR protocol "t1_vibe_fs_tra_bh_dyn".
     """
     ruleset = rules if rules is not None else default_rules()
+    if not in_scope(ds, ruleset, study_modalities):
+        return replace(NOTHING, provenance={})
     per_source = tuple((source, tuple(_items_at(ds, source.path, source))) for source in ruleset.sources)
     with ruleset.conclusions_lock:
         concluded = ruleset.conclusions.get(per_source)

@@ -39,7 +39,9 @@ DEFAULT_ORIGIN = "default rules"
 _FORMAT_VERSION = 1
 _SOURCE_KEYS = frozenset({"name", "path", "rank", "fields"})
 _RULE_KEYS = frozenset({"name", "pattern", "tokens", "codes", "value", "sources", "region"})
-_TOP_KEYS = frozenset({"version", "extends", "sources", "rules", "disable"})
+_TOP_KEYS = frozenset({"version", "extends", "sources", "rules", "disable", "modalities"})
+#: Modalities the rules apply to when a rule file names none.
+DEFAULT_MODALITIES: frozenset[str] = frozenset({"US"})
 _LEVEL_REGIONS = frozenset({"C", "T", "L", "S"})
 # Whitespace, hyphens and underscores inside a token match any run of them.
 _TOKEN_GAP = re.compile(r"[\s_\-]+")
@@ -123,6 +125,11 @@ class RuleSet:
     origin : str
         Where the rules came from, for provenance: ``"default rules"`` or
         ``"rules file /path/site.toml"``.
+    modalities : frozenset of str
+        Modality (0008,0060) values the rules apply to (default ``{"US"}``);
+        an instance of another modality is classified only when its study has
+        one of these (see :func:`archive.rules.engine.classify`). Empty means
+        every modality.
     conclusions : dict
         What :func:`archive.rules.engine.classify` concluded from each distinct
         set of values it was given (the instances of one series usually share
@@ -133,6 +140,7 @@ class RuleSet:
     sources: tuple[Source, ...]
     rules: Mapping[str, tuple[Rule, ...]]
     origin: str
+    modalities: frozenset[str] = DEFAULT_MODALITIES
     conclusions: dict[Any, Any] = dataclasses.field(
         default_factory=dict, init=False, compare=False, repr=False
     )
@@ -225,7 +233,20 @@ def _parse(document: dict[str, Any], origin: str, base: RuleSet | None) -> RuleS
                     f"expected names of declared sources"
                 )
     ordered = tuple(sorted(sources, key=lambda s: s.rank))
-    return RuleSet(sources=ordered, rules=rules, origin=origin)
+    modalities = _parse_modalities(document, origin, base)
+    return RuleSet(sources=ordered, rules=rules, origin=origin, modalities=modalities)
+
+
+def _parse_modalities(document: dict[str, Any], origin: str, base: RuleSet | None) -> frozenset[str]:
+    if "modalities" not in document:
+        return base.modalities if base is not None else DEFAULT_MODALITIES
+    raw = document["modalities"]
+    if not isinstance(raw, list) or not all(isinstance(m, str) and m.strip() for m in raw):
+        raise ConfigError(
+            f"{origin}: 'modalities' must be a list of Modality (0008,0060) values such as "
+            f'["US"], or [] for every modality, but got {raw!r}'
+        )
+    return frozenset(m.strip().upper() for m in raw)
 
 
 def _parse_sources(entries: object, origin: str) -> list[Source]:

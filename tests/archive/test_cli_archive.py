@@ -36,7 +36,14 @@ def inputs(tmp_path: Path) -> dict[str, object]:
         study_date=date(2024, 1, 10),
         study_uid=a.StudyInstanceUID,
     )
-    c = us_dataset(patient_id="P2", description="C5 epidural OT", study_date=date(2023, 6, 1), Modality="OT")
+    # an "other" capture of an ultrasound study: the rules apply to it through its study's US
+    c = us_dataset(
+        patient_id="P2",
+        description="C5 epidural OT",
+        study_date=date(2023, 6, 1),
+        Modality="OT",
+        ModalitiesInStudy=["US", "OT"],
+    )
     paths = [
         write_instance(source, a),
         write_instance(source / "deeper", b),
@@ -273,7 +280,8 @@ def test_verify_finds_and_repairs(tmp_path: Path, db_url: str, inputs: dict[str,
     repaired = run(data, db_url, "--json", "verify", "--repair", "--stale-after", "0")
     assert repaired.exit_code == 1, "corrupt and missing files cannot be repaired"
     actions = {item["path"]: item["action"] for item in json.loads(repaired.output)["repaired"]}
-    assert actions["00/1.2/1.3/1.4.dcm"] == "indexed"
+    moved = actions["00/1.2/1.3/1.4.dcm"]  # a stray is moved into the layout, not indexed where it lay
+    assert moved.startswith("moved to ") and moved.endswith(" and indexed"), moved
     assert actions[".tmp/leftover.part"] == "removed stale temp file"
     assert not orphan.exists() or orphan.read_bytes()
     found = run_json(data, db_url, "find", "--patient", "ORPHAN")

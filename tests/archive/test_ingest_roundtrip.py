@@ -11,6 +11,7 @@ import pytest
 from pydicom.data import get_testdata_files
 
 from archive.archive import Archive, Query
+from archive.duplicates import compare_data_sets
 from archive.ingest import IngestOutcome, Origin, RejectCode
 from archive.settings import ArchiveSettings
 
@@ -81,7 +82,13 @@ def test_pydicom_test_files_round_trip(archive: Archive) -> None:
             path.name,
             result.reason,
         )
-        assert result.path is not None and result.path.read_bytes() == path.read_bytes(), path.name
+        assert result.path is not None, path.name
+        if result.outcome is IngestOutcome.DUPLICATE:
+            # the same data set is already stored, possibly in another encoding (liver_expb_1frame:
+            # 8-bit pixels, big endian, equal element by element to liver_1frame): kept as stored
+            assert compare_data_sets(result.path, path).same, (path.name, result.reason)
+            continue
+        assert result.path.read_bytes() == path.read_bytes(), path.name
         syntaxes_stored.add(
             str(pydicom.dcmread(result.path, stop_before_pixels=True).file_meta.TransferSyntaxUID)
         )

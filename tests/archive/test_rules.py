@@ -539,3 +539,56 @@ def test_a_ruleset_concludes_once_per_distinct_set_of_values() -> None:
     c = classify(other, rules)
     assert len(rules.conclusions) == 2
     assert c.levels == (SpinalLevel.C5, SpinalLevel.C6) and c.side is Side.LEFT
+
+
+# --- modality scope and level words in context (issue 12) ---------------------
+
+
+def _series(modality: str, **attributes: str) -> Dataset:
+    ds = Dataset()
+    ds.Modality = modality
+    for keyword, value in attributes.items():
+        setattr(ds, keyword, value)
+    return ds
+
+
+def test_mr_protocol_and_ct_pilot_classify_nothing() -> None:
+    mr = classify(
+        _series("MR", ProtocolName="t1_vibe_fs_tra_bh_dyn", SeriesDescription="t1_vibe_fs_tra_bh_dyn")
+    )
+    ct = classify(_series("CT", SeriesDescription="T/S/C RF FAST PILOT"))
+    for result in (mr, ct):
+        assert result.levels == () and result.procedure_type is None and result.side is None
+        assert result.technique is UNK and result.region is None and result.provenance == {}
+
+
+def test_level_word_must_be_a_level_in_its_context() -> None:
+    for text in ("t1_vibe_fs_tra_bh_dyn", "T1W_SE", "T1 FLAIR SAG", "t2_tse_sag", "T2* GRE", "L4_5"):
+        assert classify_text(text).levels == (), text
+    assert classify_text("T1-T2 facet").levels == (SpinalLevel.T1, SpinalLevel.T2)
+    assert classify_text("T1 MBB R").levels == (SpinalLevel.T1,)
+
+
+def test_other_modality_in_an_ultrasound_study_is_classified() -> None:
+    sr = _series("SR", SeriesDescription="L4/5 MBB R")
+    assert classify(sr).levels == ()
+    assert classify(sr, study_modalities=["US"]).levels == (SpinalLevel.L4, SpinalLevel.L5)
+    sr.ModalitiesInStudy = ["US", "SR"]
+    assert classify(sr).side is RIGHT
+    assert classify(_series("US", SeriesDescription="L4/5 MBB R")).procedure_type is MBB
+
+
+def test_modalities_are_a_rule_set_setting(tmp_path: Path) -> None:
+    assert default_rules().modalities == frozenset({"US"})
+    every = tmp_path / "every.toml"
+    every.write_text('extends = "default"\nmodalities = []\n', encoding="utf-8")
+    ct = _series("CT", SeriesDescription="T/S/C RF FAST PILOT")
+    assert classify(ct, load_rules(every)).procedure_type is RF
+    both = tmp_path / "both.toml"
+    both.write_text('extends = "default"\nmodalities = ["us", "XA"]\n', encoding="utf-8")
+    assert load_rules(both).modalities == frozenset({"US", "XA"})
+    assert classify(_series("XA", SeriesDescription="L5 RF"), load_rules(both)).levels == (SpinalLevel.L5,)
+    bad = tmp_path / "bad.toml"
+    bad.write_text('extends = "default"\nmodalities = "US"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match="'modalities' must be a list"):
+        load_rules(bad)
