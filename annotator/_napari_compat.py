@@ -5,8 +5,9 @@ The annotator changes or reads napari's private objects in these ways, and only 
 * the viewer's Qt window and canvas: ``Window._qt_viewer``, ``QtViewer.canvas``
   and ``QtViewer.dims`` (:func:`qt_viewer`);
 * the canvas's map of layers to their vispy visuals, ``VispyCanvas.layer_to_visual``
-  (:func:`layer_visuals`, used by :mod:`annotator.widget.draw_skip`, which shows and
-  hides the visuals' vispy nodes through vispy's public ``Node.visible``);
+  (:func:`layer_visuals`, :func:`set_node_drawn`, used by :mod:`annotator.widget.draw_skip`, which shows and
+  hides each ``VispyBaseLayer.node`` through vispy's public ``Node.visible``, as
+  napari's ``_on_visible_change`` does);
 * the canvas's map of viewer overlays to their visuals,
   ``VispyCanvas._viewer_overlay_to_visual``, and the ``__class__`` of the time
   overlay's ``VispyTextOverlay`` visuals, swapped for :class:`SteadyBoxTextOverlay`,
@@ -80,6 +81,13 @@ PATCHED_SOURCES: dict[str, str] = {
     ),
     "napari._qt.widgets.qt_dims.QtDims.__init__": (
         "7a7426bd4d44520b8c683b7e025219615b196cd4e3ff6230f0e327dd624f1f67"
+    ),
+    # a layer visual's vispy node (shown and hidden by the empty mark skip) and napari's own showing of it
+    "napari._vispy.layers.base.VispyBaseLayer.__init__": (
+        "fb8f339e00ee6330327dd7886e1b353ead1a490d43e2bd2153ce412716cf7a29"
+    ),
+    "napari._vispy.layers.base.VispyBaseLayer._on_visible_change": (
+        "d7d83bbd774588d1a252fb5a5b2d461ce1c5b1b251e685cde7abfa4c23eab459"
     ),
     # the time slider's labels and napari's handlers of them
     "napari._qt.widgets.qt_dims_slider.QtDimSliderWidget.__init__": (
@@ -202,6 +210,12 @@ def layer_visuals(viewer: Any) -> dict[Any, Any]:
         _missing(viewer, "VispyCanvas.layer_to_visual")
         return {}
     return visuals
+
+
+def set_node_drawn(visual: Any, drawn: bool) -> None:
+    """Show or hide a layer visual's vispy node (not the layer: its ``visible`` stays the reviewer's)."""
+    if bool(visual.node.visible) != drawn:
+        visual.node.visible = drawn
 
 
 def dims_slider(viewer: Any, axis: int) -> Any | None:

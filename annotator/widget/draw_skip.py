@@ -108,9 +108,7 @@ class EmptyMarkSkip:
             visual = self._visuals.get(each)
             if visual is None:  # removed from the viewer, or no canvas
                 continue
-            drawn = self.is_drawn(each)
-            if visual.node.visible != drawn:
-                visual.node.visible = drawn
+            _napari_compat.set_node_drawn(visual, self.is_drawn(each))
 
     def _on_layer_event(self, event: Any) -> None:
         source = getattr(event, "source", None)
@@ -133,4 +131,4 @@ class EmptyMarkSkip:
         for layer in self.layers:
             visual = self._visuals.get(layer)
             if visual is not None:
-                visual.node.visible = bool(layer.visible)
+                _napari_compat.set_node_drawn(visual, bool(layer.visible))
