@@ -32,7 +32,9 @@ logger = logging.getLogger(__name__)
 PLUGIN = "usarchive"
 
 
-def open_clips(viewer: ViewerModel, paths: Sequence[Path]) -> tuple[list[Any], Callable[[], None] | None]:
+def open_clips(
+    viewer: ViewerModel, paths: Sequence[Path], *, napari_patches: bool = True
+) -> tuple[list[Any], Callable[[], None] | None]:
     """Open DICOM clips in a viewer with this plugin's reader; show the last one's time.
 
     Parameters
@@ -41,6 +43,8 @@ def open_clips(viewer: ViewerModel, paths: Sequence[Path]) -> tuple[list[Any], C
         Or a :class:`napari.Viewer`.
     paths : sequence of Path
         DICOM files.
+    napari_patches : bool, optional
+        ``False``: napari's stock slider and overlay (:mod:`annotator._napari_compat`).
 
     Returns
     -------
@@ -54,13 +58,15 @@ def open_clips(viewer: ViewerModel, paths: Sequence[Path]) -> tuple[list[Any], C
         layers.extend(viewer.open(path, plugin=PLUGIN))
     if not layers:
         return layers, None
-    return layers, attach_time_overlay(viewer, layers[-1])
+    return layers, attach_time_overlay(viewer, layers[-1], napari_patches=napari_patches)
 
 
 # --- review widget (annotator/widget) ---------------------------------------------------------
 
 
-def open_review(viewer: Any, settings: ArchiveSettings, sop_instance_uid: str) -> Any:
+def open_review(
+    viewer: Any, settings: ArchiveSettings, sop_instance_uid: str, *, napari_patches: bool = True
+) -> Any:
     """Dock the Procedure review widget in ``viewer`` and open an archived clip in it.
 
     Parameters
@@ -71,6 +77,8 @@ def open_review(viewer: Any, settings: ArchiveSettings, sop_instance_uid: str) -
         The archive holding the clip (and the reviewer's annotations).
     sop_instance_uid : str
         The clip.
+    napari_patches : bool, optional
+        ``False``: the widget leaves napari's internals alone (:mod:`annotator._napari_compat`).
 
     Returns
     -------
@@ -79,7 +87,7 @@ def open_review(viewer: Any, settings: ArchiveSettings, sop_instance_uid: str) -
     """
     from annotator.widget import ProcedureReviewWidget
 
-    widget = ProcedureReviewWidget(viewer, archive=Archive.open(settings))
+    widget = ProcedureReviewWidget(viewer, archive=Archive.open(settings), napari_patches=napari_patches)
     viewer.window.add_dock_widget(widget, name="Procedure review", area="right")
     widget.open_clip(sop_instance_uid)
     return widget
@@ -108,8 +116,17 @@ def _split_clips(clips: tuple[str, ...]) -> tuple[list[Path], list[str]]:
     help="Make napari itself prefer the usarchive reader for *.dcm, *.dicom, DICOMDIR and folders "
     "(saved in napari's settings), then exit.",
 )
+@click.option(
+    "--napari-patches/--no-napari-patches",
+    default=True,
+    show_default=True,
+    help="Reach into napari's internals for the 1-based slider and faster frame steps (tested napari "
+    "minor version only); off: napari's stock behaviour.",
+)
 @click.pass_context
-def annotate(ctx: click.Context, clips: tuple[str, ...], sample: str | None, prefer_reader: bool) -> None:
+def annotate(
+    ctx: click.Context, clips: tuple[str, ...], sample: str | None, prefer_reader: bool, napari_patches: bool
+) -> None:
     """Open a clip of the archive (by SOP Instance UID) in the review widget, or DICOM files in napari.
 
     CLIPS are DICOM files or one SOP Instance UID of an archived clip; with a
@@ -130,7 +147,7 @@ def annotate(ctx: click.Context, clips: tuple[str, ...], sample: str | None, pre
             param_hint="CLIPS",
         )
     if uids:
-        _review(ctx, uids[0])
+        _review(ctx, uids[0], napari_patches=napari_patches)
         return
     not_dicom = [str(p) for p in paths if not is_dicom_file(p)]
     if not_dicom:
@@ -147,7 +164,7 @@ def annotate(ctx: click.Context, clips: tuple[str, ...], sample: str | None, pre
 
     viewer = napari.Viewer(title="usarchive")
     try:
-        open_clips(viewer, files)
+        open_clips(viewer, files, napari_patches=napari_patches)
     except ReaderPluginError as exc:
         viewer.close()
         cause = exc.__cause__ or exc
@@ -156,7 +173,7 @@ def annotate(ctx: click.Context, clips: tuple[str, ...], sample: str | None, pre
     napari.run()
 
 
-def _review(ctx: click.Context, sop_instance_uid: str) -> None:
+def _review(ctx: click.Context, sop_instance_uid: str, *, napari_patches: bool) -> None:
     """Start napari with the review widget and one archived clip."""
     from archive.cli.common import cli_state, open_archive
 
@@ -174,6 +191,6 @@ def _review(ctx: click.Context, sop_instance_uid: str) -> None:
     import napari
 
     viewer = napari.Viewer(title="usarchive review")
-    open_review(viewer, settings, sop_instance_uid)
+    open_review(viewer, settings, sop_instance_uid, napari_patches=napari_patches)
     logger.info("opened %s in the review widget", sop_instance_uid)
     napari.run()

@@ -100,7 +100,9 @@ def text_overlay(viewer: ViewerModel) -> Any:
     return viewer.text_overlay
 
 
-def attach_time_overlay(viewer: ViewerModel, layer: Image) -> Callable[[], None]:
+def attach_time_overlay(
+    viewer: ViewerModel, layer: Image, *, napari_patches: bool = True
+) -> Callable[[], None]:
     """Show the layer's current frame time in ``viewer.text_overlay``, kept up to date.
 
     The time slider is numbered from 1 too while the overlay is attached
@@ -114,6 +116,9 @@ def attach_time_overlay(viewer: ViewerModel, layer: Image) -> Callable[[], None]
     layer : napari.layers.Image
         A layer from :func:`annotator.reader.read_clip` (uses its
         ``metadata["frame_times_ms"]`` and ``metadata["calibrated"]``).
+    napari_patches : bool, optional
+        ``False``: napari's own slider labels and overlay box drawing, no
+        reach into napari's internals (:mod:`annotator._napari_compat`).
 
     Returns
     -------
@@ -141,15 +146,20 @@ def attach_time_overlay(viewer: ViewerModel, layer: Image) -> Callable[[], None]
             detach()
 
     def detach() -> None:
+        if detached:
+            return
+        detached.append(True)
         viewer.dims.events.point.disconnect(update)
         viewer.layers.events.removed.disconnect(on_removed)
         restore_slider()
+        box.restore()
         logger.debug("time overlay detached from %s", layer.name)
 
+    detached: list[bool] = []
     viewer.dims.events.point.connect(update)
     viewer.layers.events.removed.connect(on_removed)
     overlay.visible = True
-    steady_box(viewer, overlay)
-    restore_slider = number_frames_from_one(viewer)
+    box = steady_box(viewer, overlay, enabled=napari_patches)
+    restore_slider = number_frames_from_one(viewer, enabled=napari_patches)
     update()
     return detach

@@ -8,46 +8,23 @@ The steps themselves (``viewer.dims.current_step``) stay 0-based indices.
 
 This reaches into napari's Qt widgets (``QtDims.slider_widgets``, the slider's
 ``curslice_label`` / ``totslice_label`` and its ``_set_slice_from_label``
-handler), so it is here alone and gated on the napari versions it was checked
-against (:data:`CHECKED_NAPARI`); on others, or a viewer without a window, it
-leaves napari's labels alone and logs why.
+handler) through :mod:`annotator._napari_compat` alone, gated on the tested
+napari version; on another, with ``enabled=False``, or for a viewer without a
+window it leaves napari's labels alone (and the compat module logs why).
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable
 from typing import Any
 
+from annotator import _napari_compat
+
 logger = logging.getLogger(__name__)
 
-#: napari versions (major, minor), inclusive, whose slider widget this was checked against.
-CHECKED_NAPARI = ((0, 5), (0, 9))
 
-
-def _napari_checked() -> bool:
-    import napari
-
-    found = re.match(r"(\d+)\.(\d+)", napari.__version__)
-    if found is None:
-        return False
-    version = (int(found.group(1)), int(found.group(2)))
-    return CHECKED_NAPARI[0] <= version <= CHECKED_NAPARI[1]
-
-
-def _slider_widget(viewer: Any, axis: int) -> Any | None:
-    window = getattr(viewer, "window", None)
-    qt_viewer = getattr(window, "_qt_viewer", None)
-    widgets = getattr(getattr(qt_viewer, "dims", None), "slider_widgets", None)
-    if widgets is None or axis >= len(widgets):
-        return None
-    widget = widgets[axis]
-    needed = ("curslice_label", "totslice_label", "_set_slice_from_label")
-    return widget if all(hasattr(widget, name) for name in needed) else None
-
-
-def number_frames_from_one(viewer: Any, axis: int = 0) -> Callable[[], None]:
+def number_frames_from_one(viewer: Any, axis: int = 0, *, enabled: bool = True) -> Callable[[], None]:
     """Label the slider of ``axis`` with 1-based frame numbers.
 
     Parameters
@@ -56,15 +33,17 @@ def number_frames_from_one(viewer: Any, axis: int = 0) -> Callable[[], None]:
         A viewer with a window (a bare ``ViewerModel`` has no slider: nothing happens).
     axis : int, optional
         The time axis (0 for usarchive clips).
+    enabled : bool, optional
+        ``False``: leave napari's 0-based labels (``napari_patches=False``).
 
     Returns
     -------
     callable
         Restores napari's own 0-based labels.
     """
-    widget = _slider_widget(viewer, axis) if _napari_checked() else None
+    widget = _napari_compat.dims_slider(viewer, axis) if _napari_compat.patches_enabled(enabled) else None
     if widget is None:
-        logger.info("napari slider left 0-based: napari version not checked or no slider widget")
+        logger.info("napari slider left 0-based: napari's internals are not reached into here")
         return lambda: None
     dims = viewer.dims
 
@@ -91,7 +70,8 @@ def number_frames_from_one(viewer: Any, axis: int = 0) -> Callable[[], None]:
         relabel()
 
     label = widget.curslice_label
-    label.editingFinished.disconnect(widget._set_slice_from_label)
+    napari_handler = _napari_compat.slider_label_handler(widget)
+    label.editingFinished.disconnect(napari_handler)
     label.editingFinished.connect(from_label)
     # after napari's own handlers, which write the 0-based step
     dims.events.current_step.connect(relabel, position="last")
@@ -103,9 +83,8 @@ def number_frames_from_one(viewer: Any, axis: int = 0) -> Callable[[], None]:
         dims.events.range.disconnect(relabel)
         try:
             label.editingFinished.disconnect(from_label)
-            label.editingFinished.connect(widget._set_slice_from_label)
-            widget._update_slice_labels()
-            widget._update_range()
+            label.editingFinished.connect(napari_handler)
+            _napari_compat.refresh_slider(widget)
         except (RuntimeError, TypeError):  # the widget is gone with its viewer
             pass
 

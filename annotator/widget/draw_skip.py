@@ -19,7 +19,9 @@ A layer is drawn when it is shown (``layer.visible``) and
 An empty layer draws no pixel, so the canvas shows the same either way (napari
 itself hides the visual of an image or labels layer whose slice is empty the
 same way). The visuals are reached through napari's private canvas
-(``layer_to_visual``); where that is not there, nothing is skipped.
+(``layer_to_visual``, by :func:`annotator._napari_compat.layer_visuals`, gated
+on the tested napari version); where that is not there, or with
+``enabled=False``, nothing is skipped.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from annotator import _napari_compat
 
 if TYPE_CHECKING:
     from napari.layers import Layer
@@ -70,13 +74,18 @@ class EmptyMarkSkip:
         A :class:`napari.Viewer` with a window (without one, nothing is skipped).
     layers : sequence of napari.layers.Layer
         The mark layers (Shapes, Points, Labels), already in the viewer.
+    enabled : bool, optional
+        ``False``: skip nothing, every layer drawn as napari draws it
+        (``napari_patches=False``).
     """
 
-    def __init__(self, viewer: ViewerModel, layers: Sequence[Layer]) -> None:
+    def __init__(self, viewer: ViewerModel, layers: Sequence[Layer], *, enabled: bool = True) -> None:
         self.viewer = viewer
         self.layers = tuple(layers)
-        qt_viewer = getattr(getattr(viewer, "window", None), "_qt_viewer", None)
-        self._visuals: dict[Any, Any] = getattr(getattr(qt_viewer, "canvas", None), "layer_to_visual", {})
+        self._disconnected = False
+        self._visuals: dict[Any, Any] = (
+            _napari_compat.layer_visuals(viewer) if _napari_compat.patches_enabled(enabled) else {}
+        )
         for layer in self.layers:
             for name in LAYER_EVENTS:
                 emitter = getattr(layer.events, name, None)
@@ -99,9 +108,7 @@ class EmptyMarkSkip:
             visual = self._visuals.get(each)
             if visual is None:  # removed from the viewer, or no canvas
                 continue
-            drawn = self.is_drawn(each)
-            if visual.node.visible != drawn:
-                visual.node.visible = drawn
+            _napari_compat.set_node_drawn(visual, self.is_drawn(each))
 
     def _on_layer_event(self, event: Any) -> None:
         source = getattr(event, "source", None)
@@ -111,7 +118,10 @@ class EmptyMarkSkip:
         self.refresh()
 
     def disconnect(self) -> None:
-        """Stop following the layers; their visuals are left as napari keeps them."""
+        """Stop following the layers; their visuals are left as napari keeps them (idempotent)."""
+        if self._disconnected:
+            return
+        self._disconnected = True
         for layer in self.layers:
             for name in LAYER_EVENTS:
                 emitter = getattr(layer.events, name, None)
@@ -121,4 +131,4 @@ class EmptyMarkSkip:
         for layer in self.layers:
             visual = self._visuals.get(layer)
             if visual is not None:
-                visual.node.visible = bool(layer.visible)
+                _napari_compat.set_node_drawn(visual, bool(layer.visible))

@@ -56,6 +56,12 @@ logger = logging.getLogger(__name__)
 _DONE = {"added", "changed", "removed"}
 
 
+def _run_and_clear(undo: list[Callable[[], None]]) -> None:
+    """Run and forget the undo callables of the open clip (the widget is going)."""
+    while undo:
+        undo.pop()()
+
+
 class ProcedureReviewWidget(QWidget):
     """Dock widget to review ultrasound-guided procedure clips from the archive.
 
@@ -69,10 +75,21 @@ class ProcedureReviewWidget(QWidget):
     reviewer : str, optional
         The reviewer's user name; by default from the configuration or
         ``USARCHIVE_REVIEWER``, else asked once when a clip is opened.
+    napari_patches : bool, optional
+        ``False``: napari's stock behaviour, no reach into its internals
+        (:mod:`annotator._napari_compat`): the slider numbered from 0, every
+        mark layer drawn, the time overlay's box rebuilt at each step. The
+        changes made to napari's objects are undone when the clip or the
+        widget is closed.
     """
 
     def __init__(
-        self, napari_viewer: Viewer, archive: Archive | None = None, reviewer: str | None = None
+        self,
+        napari_viewer: Viewer,
+        archive: Archive | None = None,
+        reviewer: str | None = None,
+        *,
+        napari_patches: bool = True,
     ) -> None:
         super().__init__()
         self.setObjectName("procedure_review")
@@ -84,6 +101,9 @@ class ProcedureReviewWidget(QWidget):
         self.calibration: Calibration | None = None
         self._detach_overlay: Callable[[], None] | None = None
         self._mark_skip: EmptyMarkSkip | None = None
+        self.napari_patches = napari_patches
+        # What undoes the changes to napari's objects for the open clip (run by close_clip, or on destroy).
+        self._undo_napari: list[Callable[[], None]] = []
         self._frame_times_ms: tuple[float, ...] | None = None
         self._shown_frame = 0
         self._pending_paint: set[MarkKind] = set()
@@ -143,8 +163,14 @@ class ProcedureReviewWidget(QWidget):
         self.viewer.dims.events.current_step.connect(self._on_frame_change)
         unbind = bind_shortcuts(self.viewer, actions)
         # The widget's C++ side can go before the viewer: then forget it (no reference to self).
-        on_step, dims_events = self._on_frame_change, self.viewer.dims.events
-        self.destroyed.connect(lambda *_: (dims_events.current_step.disconnect(on_step), unbind()))
+        on_step, dims_events, undo_napari = self._on_frame_change, self.viewer.dims.events, self._undo_napari
+
+        def on_destroyed(*_: object) -> None:
+            dims_events.current_step.disconnect(on_step)
+            unbind()
+            _run_and_clear(undo_napari)
+
+        self.destroyed.connect(on_destroyed)
         self.clip_list.refresh()
         self._update_panel()
 
@@ -205,9 +231,12 @@ class ProcedureReviewWidget(QWidget):
         self.marks.target.events.data.connect(self._on_target_edit)
         self.marks.spread.events.paint.connect(self._on_spread_paint)
         self.marks.danger.events.paint.connect(self._on_danger_paint)
-        self._detach_overlay = attach_time_overlay(self.viewer, self.image)
+        self._detach_overlay = attach_time_overlay(
+            self.viewer, self.image, napari_patches=self.napari_patches
+        )
         self.viewer.layers.selection.active = self.marks.needle
-        self._mark_skip = EmptyMarkSkip(self.viewer, self.marks.all)
+        self._mark_skip = EmptyMarkSkip(self.viewer, self.marks.all, enabled=self.napari_patches)
+        self._undo_napari[:] = [self._detach_overlay, self._mark_skip.disconnect]
         self.panel.clip_label.setText(f"{kwargs['name']} — {sop_instance_uid}")
         self.tabs.setCurrentIndex(1)
         self.refresh()
@@ -270,6 +299,7 @@ class ProcedureReviewWidget(QWidget):
         if self._mark_skip is not None:
             self._mark_skip.disconnect()
             self._mark_skip = None
+        self._undo_napari.clear()
         for layer in (*(self.marks.all if self.marks else ()), *([self.image] if self.image else [])):
             if layer in self.viewer.layers:
                 self.viewer.layers.remove(layer)

@@ -47,6 +47,42 @@ def test_open_clips_shows_last_clip_time(make_napari_viewer: Callable[..., Any],
     assert open_clips(viewer, []) == ([], None)
 
 
+@pytest.mark.gui
+def test_open_clips_without_napari_patches_keeps_napari_slider(
+    make_napari_viewer: Callable[..., Any], tmp_path: Path
+) -> None:
+    clip = write_clip(tmp_path / "a.dcm", moving_bar_frames(10, 32, 40), frame_time_ms=100.0)
+    viewer = make_napari_viewer()
+    open_clips(viewer, [clip], napari_patches=False)
+    viewer.dims.set_current_step(0, 5)
+    assert text_overlay(viewer).text == "t = 0.500 s (frame 6/10)"
+    slider = viewer.window._qt_viewer.dims.slider_widgets[0]
+    assert (slider.curslice_label.text(), slider.totslice_label.text()) == ("5", "9")  # napari's own
+
+
+@pytest.mark.parametrize(("flag", "expected"), [([], True), (["--no-napari-patches"], False)])
+def test_annotate_passes_the_napari_patches_switch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flag: list[str], expected: bool
+) -> None:
+    import napari
+
+    import annotator.cli
+
+    clip = write_clip(tmp_path / "a.dcm", moving_bar_frames(4, 16, 16))
+    seen: list[bool] = []
+
+    def record(viewer: Any, paths: Any, *, napari_patches: bool = True) -> tuple[list[Any], None]:
+        seen.append(napari_patches)
+        return [], None
+
+    monkeypatch.setattr(napari, "Viewer", lambda **_: object())
+    monkeypatch.setattr(napari, "run", lambda: None)
+    monkeypatch.setattr(annotator.cli, "open_clips", record)
+    result = CliRunner().invoke(main, ["annotate", *flag, str(clip)])
+    assert result.exit_code == 0, result.output
+    assert seen == [expected]
+
+
 def test_prefer_reader_sets_napari_preference_and_exits(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

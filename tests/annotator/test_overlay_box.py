@@ -91,4 +91,4 @@ def test_a_viewer_without_a_window_is_left_alone() -> None:
     viewer = ViewerModel()
     overlay = text_overlay(viewer)
     overlay.visible = True
-    assert steady_box(viewer, overlay) == 0
+    assert steady_box(viewer, overlay).steady == 0

@@ -50,6 +50,22 @@ def test_open_review_docks_the_widget_with_the_clip(
 
 
 @pytest.mark.gui
+def test_open_review_without_napari_patches(
+    make_napari_viewer: ViewerFactory, tmp_path: Path, sample_dir: Path
+) -> None:
+    settings = ArchiveSettings(tmp_path / "data", reviewer="carol")
+    with Archive.open(settings) as archive:
+        uid = ingest(archive, sample_dir / "l5_tt_outofplane_jpeg.dcm")
+    viewer = make_napari_viewer()
+    widget = open_review(viewer, settings, uid, napari_patches=False)
+    assert not widget.napari_patches and widget.image is not None
+    viewer.dims.set_current_step(0, 2)
+    slider = viewer.window._qt_viewer.dims.slider_widgets[0]
+    assert slider.curslice_label.text() == "2"  # napari's 0-based label
+    widget.archive.close()
+
+
+@pytest.mark.gui
 def test_widget_contribution_opens_from_the_plugin_menu(
     make_napari_viewer: ViewerFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
