@@ -22,6 +22,7 @@ import dataclasses
 import functools
 import itertools
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -31,6 +32,7 @@ from archive.audit.model import (
     NUMERIC_METRICS,
     OUTCOME_SCORES,
     RATE_METRICS,
+    TIME_FROM_CLIP_SPAN,
     TIME_POINTS,
     AdverseEventEntry,
     ApproachGroup,
@@ -97,6 +99,10 @@ class _Scope:
     def times(self) -> list[float | None]:
         return [p.time_s for p, _ in self.procedures]
 
+    def time_sources(self) -> dict[str, int]:
+        found = Counter(p.time_source for p, _ in self.procedures if p.time_source is not None)
+        return dict(sorted(found.items()))
+
 
 def _rate(flags: Iterable[bool | None]) -> Rate:
     values = list(flags)
@@ -117,6 +123,7 @@ def _group(technique: str, level: str, scope: _Scope, config: AuditConfig) -> Gr
         outcomes={name: describe(scope.scores(name)) for name in OUTCOME_SCORES},
         effective=effective,
         procedure_time_s=describe(scope.times()),
+        procedure_time_sources=scope.time_sources(),
     )
 
 
@@ -488,8 +495,14 @@ def run_audit(
         notes.append(f"{missing} of {len(paired)} procedures have no outcome recorded")
     reviewed = sum(1 for p in procedures if p.reviewed_clips)
     notes.append(
-        f"{reviewed} of {len(procedures)} procedures have a reviewed clip; clip metrics and procedure "
-        "times come from those, outcomes and techniques from every archived procedure"
+        f"{reviewed} of {len(procedures)} procedures have a reviewed clip; clip metrics come from those, "
+        "outcomes and techniques from every archived procedure"
+    )
+    sources = Counter(p.time_source or "no time" for p in procedures)
+    notes.append(
+        "procedure times: "
+        + "; ".join(f"{count} from {name}" for name, count in sorted(sources.items()))
+        + f" (events when marked, else the clip span: {TIME_FROM_CLIP_SPAN})"
     )
 
     techniques = sorted(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 from archive.audit.model import (
     NUMERIC_METRICS,
@@ -45,6 +46,20 @@ def median_iqr(summary: Summary, digits: int = 2) -> str:
     if summary.n == 0:
         return "–"
     return f"{number(summary.median, digits)} ({number(summary.q1, digits)}–{number(summary.q3, digits)})"
+
+
+def time_sources(sources: Mapping[str, int]) -> str:
+    """Where a group's procedure times come from, e.g. ``"events 2, clip span, no events marked 30"``."""
+    if not sources:
+        return "no time"
+    return "; ".join(f"{name} {count}" for name, count in sorted(sources.items()))
+
+
+def procedure_time(summary: Summary, sources: Mapping[str, int], digits: int = 0) -> str:
+    """``"mean ± SD (from sources)"`` of a group's procedure times, labelled with their sources."""
+    if summary.n == 0:
+        return mean_sd(summary, digits)
+    return f"{mean_sd(summary, digits)} (from {time_sources(sources)})"
 
 
 def rate(value: Rate) -> str:

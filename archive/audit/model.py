@@ -51,6 +51,10 @@ TIME_POINTS = ("pre", "1h", "2w")
 MIXED_TECHNIQUE = "mixed"
 #: Label of the group of all levels of a technique.
 ALL_LEVELS = "all"
+#: Source of a procedure time measured from marked needle-visible and injection-end events.
+TIME_FROM_EVENTS = "events"
+#: Source of a procedure time measured as the acquisition span of the clips (no events marked).
+TIME_FROM_CLIP_SPAN = "clip span, no events marked"
 
 
 def json_float(value: float | None) -> float | None:
@@ -220,6 +224,11 @@ class Procedure:
         Delay + frame offsets).
     time_note : str or None
         Why :attr:`time_s` is ``None``.
+    time_source : str or None
+        Where :attr:`time_s` comes from: :data:`TIME_FROM_EVENTS` (marked
+        needle-visible and injection-end events) or :data:`TIME_FROM_CLIP_SPAN`
+        (first frame of the earliest clip to last frame of the latest, when no
+        events are marked); ``None`` when :attr:`time_s` is ``None``.
     ids : CaseIds
         Patient ID, study date, accession number, operator and station.
     reviewed_clips : int
@@ -236,6 +245,7 @@ class Procedure:
     time_note: str | None = None
     ids: CaseIds = field(default_factory=CaseIds)
     reviewed_clips: int = 0
+    time_source: str | None = None
 
     @property
     def technique_label(self) -> str:
@@ -257,6 +267,7 @@ class Procedure:
             "sop_instance_uids": list(self.sop_instance_uids),
             "time_s": json_float(self.time_s),
             "time_note": self.time_note,
+            "time_source": self.time_source,
             "reviewed_clips": self.reviewed_clips,
             **self.ids.to_dict(),
         }
@@ -301,6 +312,7 @@ class GroupResult:
     effective: Rate
     procedure_time_s: Summary
     n_procedures_reviewed: int = 0
+    procedure_time_sources: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready data."""
@@ -315,6 +327,7 @@ class GroupResult:
             "outcomes": {name: s.to_dict() for name, s in self.outcomes.items()},
             "effective": self.effective.to_dict(),
             "procedure_time_s": self.procedure_time_s.to_dict(),
+            "procedure_time_sources": dict(self.procedure_time_sources),
         }
 
 

@@ -2,11 +2,15 @@
 
 Procedures come from the archived clips, reviewed or not (see
 :class:`~archive.audit.model.ArchivedClip`): outcomes and techniques need no
-annotation. Only the time needs the reviewed clips' events.
+annotation, and neither does the time.
 
 A procedure's time runs from the earliest needle-visible frame to the latest
-injection-end frame across its clips, each frame placed in absolute time by
-its clip's Content Date/Time (+ Frame Delay) and frame offsets
+injection-end frame across its clips (source :data:`TIME_FROM_EVENTS`) when
+its reviewed clips mark either event (a missing one leaves the time not
+assessable, with the reason); when no event is marked it is the acquisition span of
+its clips, from the first frame of the earliest clip to the last frame of the
+latest (source :data:`TIME_FROM_CLIP_SPAN`). Each frame is placed in absolute
+time by its clip's Content Date/Time (+ Frame Delay) and frame offsets
 (:meth:`archive.timing.FrameTimes.absolute`).
 """
 
@@ -16,7 +20,15 @@ import logging
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from archive.audit.model import MIXED_TECHNIQUE, ArchivedClip, CaseIds, ClipAuditInput, Procedure
+from archive.audit.model import (
+    MIXED_TECHNIQUE,
+    TIME_FROM_CLIP_SPAN,
+    TIME_FROM_EVENTS,
+    ArchivedClip,
+    CaseIds,
+    ClipAuditInput,
+    Procedure,
+)
 from archive.model import Side, SpinalLevel, Technique, sort_levels
 
 logger = logging.getLogger(__name__)
@@ -106,6 +118,80 @@ def procedure_time(clips: Sequence[ClipAuditInput]) -> tuple[float | None, str |
     return seconds, None
 
 
+def clip_span(clips: Sequence[ArchivedClip]) -> tuple[float | None, str | None]:
+    """Seconds from the first frame of the earliest clip to the last frame of the latest clip.
+
+    The nearest measure of a procedure's time when no events are marked: it
+    counts how long the procedure side was imaged, from the start of the
+    earliest clip's first frame to the start of the latest clip's last frame
+    (the last frame's own duration is not added).
+
+    Parameters
+    ----------
+    clips : sequence of ArchivedClip
+        The clips of one procedure.
+
+    Returns
+    -------
+    time_s : float or None
+        The span in seconds.
+    note : str or None
+        Why ``time_s`` is ``None``: a clip whose header is unreadable, without
+        frame timing or without Content Date/Time, or clips mixing
+        timezone-aware and local Content Times.
+    """
+    if not clips:
+        return None, "the procedure has no clip, so no clip span: not assessable"
+    unread = [c.sop_instance_uid for c in clips if c.frame_times is None]
+    if unread:
+        return (
+            None,
+            f"the stored header of clip {', '.join(unread)} is unreadable, so the clip span is not "
+            "assessable",
+        )
+    untimed = [c.sop_instance_uid for c in clips if c.frame_times is not None and not c.frame_times.timed]
+    if untimed:
+        return (
+            None,
+            f"no frame timing in clip {', '.join(untimed)} (its frame times are unknown), so the clip "
+            "span is not assessable",
+        )
+    undated = [c.sop_instance_uid for c in clips if c.frame_times is not None and c.frame_times.start is None]
+    if undated:
+        return (
+            None,
+            f"no Content Date/Time in clip {', '.join(undated)}, so the clip span is not assessable",
+        )
+    firsts = [c.frame_times.absolute(0) for c in clips if c.frame_times is not None]
+    lasts = [
+        c.frame_times.absolute(c.frame_times.number_of_frames - 1) for c in clips if c.frame_times is not None
+    ]
+    try:
+        return (max(lasts) - min(firsts)).total_seconds(), None
+    except TypeError:
+        return (
+            None,
+            "the clips mix timezone-aware and local Content Times, so the clip span is not assessable",
+        )
+
+
+def _time(
+    clips: Sequence[ArchivedClip], reviewed: Sequence[ClipAuditInput]
+) -> tuple[float | None, str | None, str | None]:
+    """(seconds, note, source): the events when marked, else the clip span."""
+    marked = any(
+        c.metrics.needle_visible_frame is not None or c.metrics.injection_end_frame is not None
+        for c in reviewed
+    )
+    if marked:
+        time_s, note = procedure_time(sorted(reviewed, key=_sort_key))
+        return time_s, note, TIME_FROM_EVENTS if time_s is not None else None
+    time_s, note = clip_span(clips)
+    if time_s is None:
+        return None, note, None
+    return time_s, None, TIME_FROM_CLIP_SPAN
+
+
 def _technique(clips: Sequence[ArchivedClip]) -> tuple[Technique | None, str | None]:
     found = sorted({c.technique.value for c in clips if c.technique is not None})
     if len(found) > 1:
@@ -175,10 +261,7 @@ def group_procedures(
         reviewed = [primaries[c.sop_instance_uid] for c in clips if c.sop_instance_uid in primaries]
         levels: set[SpinalLevel] = {lv for c in clips for lv in c.levels}
         technique, technique_note = _technique(clips)
-        if reviewed:
-            time_s, time_note = procedure_time(sorted(reviewed, key=_sort_key))
-        else:
-            time_s, time_note = None, "no clip of the procedure is reviewed, so no events are marked"
+        time_s, time_note, time_source = _time(clips, reviewed)
         if time_note:
             logger.info("procedure %s %s: no time: %s", study_uid, side.value, time_note)
         procedures.append(
@@ -193,6 +276,7 @@ def group_procedures(
                 time_note=time_note,
                 ids=next((c.ids for c in clips if c.ids != CaseIds()), CaseIds()),
                 reviewed_clips=len(reviewed),
+                time_source=time_source,
             )
         )
     return procedures, notes

@@ -1,9 +1,11 @@
 """The audit's group figures as CSV: one row per group × variable.
 
 Columns: ``technique, level, variable, kind, n, mean, sd, median, q1, q3, min,
-max, count, rate, not_assessable``. ``kind`` is ``metric`` (a clip metric),
+max, count, rate, not_assessable, source``. ``kind`` is ``metric`` (a clip metric),
 ``outcome`` (a procedure's score), ``time`` (procedure time, s) or ``rate``
 (a yes/no metric or effectiveness: ``count`` of ``n``, ``rate`` = count / n).
+``source`` (time rows only) counts where the procedure times come from:
+``events`` or ``clip span, no events marked``.
 Missing numbers are empty cells.
 
 Beside it, :func:`write_csv` writes ``<name>-procedures.csv`` (one row per
@@ -21,6 +23,7 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
+from archive.audit import format as fmt
 from archive.audit.model import CASE_ID_COLUMNS, AuditReport, GroupResult, Rate, json_float
 from archive.stats import Summary
 
@@ -42,6 +45,7 @@ CSV_COLUMNS = (
     "count",
     "rate",
     "not_assessable",
+    "source",
 )
 
 
@@ -52,7 +56,8 @@ def _cell(value: float | None) -> str:
 
 def _summary_row(g: GroupResult, variable: str, kind: str, s: Summary) -> list[str]:
     stats = (s.mean, s.sd, s.median, s.q1, s.q3, s.minimum, s.maximum)
-    return [g.technique, g.level, variable, kind, str(s.n), *(_cell(v) for v in stats), "", "", ""]
+    source = fmt.time_sources(g.procedure_time_sources) if kind == "time" else ""
+    return [g.technique, g.level, variable, kind, str(s.n), *(_cell(v) for v in stats), "", "", "", source]
 
 
 def _rate_row(g: GroupResult, variable: str, r: Rate) -> list[str]:
@@ -66,6 +71,7 @@ def _rate_row(g: GroupResult, variable: str, r: Rate) -> list[str]:
         str(r.count),
         _cell(r.rate),
         str(r.not_assessable),
+        "",
     ]
 
 
@@ -112,6 +118,7 @@ PROCEDURE_COLUMNS = (
     "clips",
     "clips_reviewed",
     "time_s",
+    "time_source",
     "effective",
     "note",
 )
@@ -154,6 +161,7 @@ def procedure_rows(report: AuditReport) -> list[list[str]]:
                 str(len(p.sop_instance_uids)),
                 str(p.reviewed_clips),
                 _cell(p.time_s),
+                p.time_source or "",
                 words[effective[key]] if key in effective else "no outcome",
                 p.time_note or p.technique_note or "",
             ]

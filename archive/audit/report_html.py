@@ -142,6 +142,7 @@ def _summary(report: AuditReport) -> str:
                 _e(fmt.rate(g.effective)),
                 _e(fmt.mean_sd(g.procedure_time_s, 0)),
                 _e(fmt.median_iqr(g.procedure_time_s, 0)),
+                _e(fmt.time_sources(g.procedure_time_sources)),
                 _e(fmt.mean_sd(tip)),
                 _e(fmt.rate(g.rates["breach"])),
             ]
@@ -153,10 +154,11 @@ def _summary(report: AuditReport) -> str:
         "effective",
         "procedure time, s (mean ± SD)",
         "median (IQR)",
+        "time from",
         "tip-to-target, mm",
         "breaches",
     ]
-    return _table(headers, rows, numeric=(1, 2, 3, 4, 5, 6, 7))
+    return _table(headers, rows, numeric=(1, 2, 3, 4, 5, 7, 8))
 
 
 def _name_groups(text: str, groups: Sequence[str]) -> str:
@@ -263,7 +265,8 @@ def _group_table(groups: Sequence[GroupResult]) -> str:
             "procedure time (s)",
             *(
                 f"{_e(fmt.mean_sd(g.procedure_time_s, 0))}<br><span class='muted'>"
-                f"{_e(fmt.median_iqr(g.procedure_time_s, 0))}</span>"
+                f"{_e(fmt.median_iqr(g.procedure_time_s, 0))}<br>"
+                f"from {_e(fmt.time_sources(g.procedure_time_sources))}</span>"
                 for g in groups
             ),
         ],

@@ -133,6 +133,7 @@ def procedures(report: AuditReport) -> str:
             _e(", ".join(lv.value for lv in p.levels) or "–"),
             f"{p.reviewed_clips} of {len(p.sop_instance_uids)}",
             _e(fmt.number(p.time_s, 1)),
+            _e(p.time_source or "–"),
             _e({True: "yes", False: "no", None: "not assessable"}[effective[(p.study_uid, p.side.value)]])
             if (p.study_uid, p.side.value) in effective
             else '<span class="muted">no outcome</span>',
@@ -148,6 +149,7 @@ def procedures(report: AuditReport) -> str:
         "levels",
         "clips reviewed",
         "time (s)",
+        "time from",
         "effective",
         "note",
         "study",

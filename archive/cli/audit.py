@@ -70,7 +70,7 @@ def _summary(report: AuditReport) -> None:
             str(g.n_procedures),
             str(g.n_clips),
             fmt.rate(g.effective),
-            fmt.mean_sd(g.procedure_time_s, 0),
+            fmt.procedure_time(g.procedure_time_s, g.procedure_time_sources),
             fmt.mean_sd(g.metrics["tip_to_target_at_injection_start_mm"]),
             fmt.rate(g.rates["breach"]),
             end_section=g.level == ALL_LEVELS,

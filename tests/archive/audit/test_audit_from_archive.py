@@ -105,11 +105,14 @@ def test_table_4_is_reproduced_from_tagged_clips_and_an_outcome_csv(
     assert result["p_value"] == pytest.approx(p, rel=1e-12)
     assert result["df"] == dof == 1
     assert round(result["statistic"], 2) == 5.32 and round(result["p_value"], 3) == 0.021
-    # The procedure time needs marked events: not computed, with the reason, never a number.
+    # No events are marked: every procedure is timed by its clip span (one 2-frame clip, 33.3 ms),
+    # so the times are all equal and the t-test says why it cannot be computed.
+    assert {p["time_source"] for p in report["procedures"]} == {"clip span, no events marked"}
+    assert all(p["time_s"] == pytest.approx(0.0333) for p in report["procedures"])
     time = next(
         c for c in report["comparisons"] if c["variable"] == "procedure_time_s" and c["scope"] == "all"
     )
-    assert time["results"] == [] and "at least 2 values, but there are OT 0, TT 0" in time["error"]
+    assert time["results"] == [] and "both are constant" in time["error"]
     # No "in-plane" group and no comparison against one.
     assert {g["technique"] for g in report["groups"]} == {"OT", "TT"}
     assert all(set(c["groups"]) == {"OT", "TT"} for c in report["comparisons"])
