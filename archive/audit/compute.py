@@ -371,6 +371,9 @@ def _operators(
                 procedures_reviewed=sum(1 for p, _ in items if p.reviewed_clips),
                 effective=_rate(is_effective(o, config.criteria) if o else None for _, o in items),
                 procedure_time_s=describe(p.time_s for p, _ in items),
+                procedure_time_sources=dict(
+                    sorted(Counter(p.time_source for p, _ in items if p.time_source is not None).items())
+                ),
                 tip_to_target_mm=describe(
                     v for p, _ in items for uid in p.sop_instance_uids for v in tip.get(uid, [])
                 ),

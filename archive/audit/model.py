@@ -475,6 +475,7 @@ class OperatorRow:
     effective: Rate
     procedure_time_s: Summary
     tip_to_target_mm: Summary
+    procedure_time_sources: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready data."""
@@ -485,6 +486,7 @@ class OperatorRow:
             "procedures_reviewed": self.procedures_reviewed,
             "effective": self.effective.to_dict(),
             "procedure_time_s": self.procedure_time_s.to_dict(),
+            "procedure_time_sources": dict(self.procedure_time_sources),
             "tip_to_target_at_injection_start_mm": self.tip_to_target_mm.to_dict(),
         }
 

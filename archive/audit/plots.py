@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import io
 import logging
+from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from archive.audit import format as fmt
 from archive.audit.model import ALL_LEVELS, NUMERIC_METRICS, TIME_POINTS, AuditReport
 
 logger = logging.getLogger(__name__)
@@ -95,7 +97,7 @@ def metric_distributions(report: AuditReport) -> bytes | None:
         if procedure.time_s is not None:
             times.setdefault(procedure.technique_label, []).append(procedure.time_s)
     if times:
-        panels.append(("procedure time (s)", dict(sorted(times.items()))))
+        panels.append((_time_title(report), dict(sorted(times.items()))))
     if not panels:
         return None
     figure = Figure(figsize=(2.6 * len(panels), 3.0))
@@ -188,6 +190,12 @@ def tip_to_target_strip(report: AuditReport, tips: Sequence[tuple[str, float]] |
     return _png(figure)
 
 
+def _time_title(report: AuditReport) -> str:
+    """``"procedure time (s)"`` with the count of each time source on a second line."""
+    sources = Counter(p.time_source for p in report.procedures if p.time_source is not None)
+    return f"procedure time (s)\nfrom {fmt.time_sources(dict(sorted(sources.items())))}"
+
+
 def operator_order(report: AuditReport) -> dict[str, list[tuple[int, float | None, float | None]]]:
     """Per operator: (order, procedure time s, mean tip-to-target mm) of their procedures.
 
@@ -228,7 +236,7 @@ def learning_curve(report: AuditReport) -> bytes | None:
         PNG bytes, ``None`` if no operator has a timed or measured procedure.
     """
     curves = operator_order(report)
-    panels = (("procedure time (s)", 1), ("tip-to-target at injection start (mm)", 2))
+    panels = ((_time_title(report), 1), ("tip-to-target at injection start (mm)", 2))
     if not any(row[i] is not None for rows in curves.values() for row in rows for _, i in panels):
         return None
     figure = Figure(figsize=(9.0, 3.2))

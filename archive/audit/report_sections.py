@@ -102,7 +102,7 @@ def operators(report: AuditReport, figure: str) -> str:
             str(o.procedures),
             str(o.procedures_reviewed),
             _e(fmt.rate(o.effective)),
-            _e(fmt.mean_sd(o.procedure_time_s, 0)),
+            _e(fmt.procedure_time(o.procedure_time_s, o.procedure_time_sources)),
             _e(fmt.mean_sd(o.tip_to_target_mm)),
         ]
         for o in report.operators

@@ -116,6 +116,9 @@ def test_times_per_technique_come_from_the_clip_span_without_annotations(tmp_pat
         assert group["procedure_time_s"]["n"] == 3
         assert group["procedure_time_s"]["mean"] == pytest.approx(sum(spans) / 3, abs=1e-6)
         assert group["procedure_time_sources"] == {TIME_FROM_CLIP_SPAN: 3}
+    assert report["operators"] and all(
+        o["procedure_time_sources"] == {TIME_FROM_CLIP_SPAN: o["procedures"]} for o in report["operators"]
+    )
     time = next(
         c for c in report["comparisons"] if c["variable"] == "procedure_time_s" and c["scope"] == "all"
     )
