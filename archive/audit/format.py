@@ -49,10 +49,10 @@ def median_iqr(summary: Summary, digits: int = 2) -> str:
 
 
 def time_sources(sources: Mapping[str, int]) -> str:
-    """Where a group's procedure times come from, e.g. ``"events 2, clip span, no events marked 30"``."""
+    """Where a group's procedure times come from, e.g. ``"clip span, no events marked: 30; events: 2"``."""
     if not sources:
         return "no time"
-    return "; ".join(f"{name} {count}" for name, count in sorted(sources.items()))
+    return "; ".join(f"{name}: {count}" for name, count in sorted(sources.items()))
 
 
 def procedure_time(summary: Summary, sources: Mapping[str, int], digits: int = 0) -> str:

@@ -134,7 +134,7 @@ def test_times_per_technique_come_from_the_clip_span_without_annotations(tmp_pat
     assert {row["time_source"] for row in rows} == {TIME_FROM_CLIP_SPAN}
     group_rows = list(csv.DictReader(io.StringIO(csv_path.read_text("utf-8"))))
     time_rows = [r for r in group_rows if r["variable"] == "procedure_time_s"]
-    assert time_rows and all(r["source"] == f"{TIME_FROM_CLIP_SPAN} 3" for r in time_rows)
+    assert time_rows and all(r["source"] == f"{TIME_FROM_CLIP_SPAN}: 3" for r in time_rows)
     assert TIME_FROM_CLIP_SPAN in " ".join(_cli(data_dir, db_url, "audit").split())
 
 
