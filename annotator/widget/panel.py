@@ -137,8 +137,10 @@ class ReviewPanel(QWidget):
         self.danger_class.setObjectName("danger_class")
         self.danger_class.setEditable(True)
         self.danger_class.addItems(list(danger_classes))
-        self.target_name = QLineEdit(DEFAULT_TARGET_NAME)
+        self.target_name = QComboBox()
         self.target_name.setObjectName("target_name")
+        self.target_name.setEditable(True)
+        self.target_name.addItem(DEFAULT_TARGET_NAME)
         form = QFormLayout()
         form.addRow("Danger class", self.danger_class)
         form.addRow("Target name", self.target_name)
@@ -200,6 +202,25 @@ class ReviewPanel(QWidget):
         review_layout.addWidget(self.message, 4, 0, 1, 3)
         layout.addWidget(review)
         layout.addStretch(1)
+
+    def offer(self, danger_classes: Sequence[str], target_names: Sequence[str]) -> None:
+        """Refill the danger class and target name boxes with the choices for the open clip.
+
+        Parameters
+        ----------
+        danger_classes : sequence of str
+            Danger classes to offer (the first is chosen); any other may still be typed.
+        target_names : sequence of str
+            Target names to offer (the first is chosen); none offers
+            :data:`DEFAULT_TARGET_NAME`. Any other name may still be typed.
+        """
+        for combo, names in (
+            (self.danger_class, list(danger_classes)),
+            (self.target_name, list(target_names) or [DEFAULT_TARGET_NAME]),
+        ):
+            combo.clear()
+            combo.addItems(names)
+            combo.setCurrentIndex(0)
 
     def _button(self, name: str, text: str) -> QPushButton:
         button = QPushButton(text)

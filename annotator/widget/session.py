@@ -13,14 +13,26 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from archive.annotation import ClipAnnotation
 from archive.annotations_store import SavedVersion
 from archive.archive import Archive
 from archive.errors import AnnotationError
-from archive.model import ReviewStatus
+from archive.model import ReviewStatus, SpinalLevel
 
 logger = logging.getLogger(__name__)
+
+
+def _instance_detail(archive: Archive, sop_instance_uid: str) -> dict[str, Any]:
+    found = archive.show(sop_instance_uid)
+    if found is None or found.kind != "instance":
+        what = "nothing" if found is None else f"a {found.kind}"
+        raise AnnotationError(
+            f"open clip: expected the SOP Instance UID of an archived clip, but {sop_instance_uid!r} "
+            f"names {what}; list clips with 'usarchive find' or import it first"
+        )
+    return found.data
 
 
 def archived_clip_path(archive: Archive, sop_instance_uid: str) -> Path:
@@ -43,14 +55,31 @@ def archived_clip_path(archive: Archive, sop_instance_uid: str) -> Path:
     AnnotationError
         If the archive has no instance with that UID.
     """
-    found = archive.show(sop_instance_uid)
-    if found is None or found.kind != "instance":
-        what = "nothing" if found is None else f"a {found.kind}"
-        raise AnnotationError(
-            f"open clip: expected the SOP Instance UID of an archived clip, but {sop_instance_uid!r} "
-            f"names {what}; list clips with 'usarchive find' or import it first"
-        )
-    return archive.store.absolute(str(found.data["path"]))
+    return archive.store.absolute(str(_instance_detail(archive, sop_instance_uid)["path"]))
+
+
+def archived_clip_levels(archive: Archive, sop_instance_uid: str) -> tuple[SpinalLevel, ...]:
+    """The spinal levels the archive's index gives an instance, in anatomical order.
+
+    Parameters
+    ----------
+    archive : Archive
+        The open archive.
+    sop_instance_uid : str
+        SOP Instance UID of the clip.
+
+    Returns
+    -------
+    tuple of SpinalLevel
+        Empty when the index knows no level of the clip.
+
+    Raises
+    ------
+    AnnotationError
+        If the archive has no instance with that UID.
+    """
+    rows = _instance_detail(archive, sop_instance_uid).get("levels") or []
+    return tuple(SpinalLevel(str(row["level"])) for row in rows)
 
 
 class ReviewSession:

@@ -36,8 +36,9 @@ from annotator.widget.draw_skip import EmptyMarkSkip
 from annotator.widget.layers import MarkLayers
 from annotator.widget.panel import DEFAULT_TARGET_NAME, EVENT_BUTTONS, ReviewPanel, ScrolledPage, event_action
 from annotator.widget.readout import FrameReadout, frame_readout
-from annotator.widget.session import ReviewSession, archived_clip_path
+from annotator.widget.session import ReviewSession, archived_clip_levels, archived_clip_path
 from annotator.widget.shortcuts import bind_shortcuts, help_text
+from archive.anatomy import danger_classes_for, target_names_for
 from archive.annotation import ClipAnnotation, MarkKind, NeedleMark, TargetMark
 from archive.annotations_store import resolve_reviewer
 from archive.archive import Archive
@@ -205,6 +206,7 @@ class ProcedureReviewWidget(QWidget):
             return
         try:
             path = archived_clip_path(self.archive, sop_instance_uid)
+            levels = archived_clip_levels(self.archive, sop_instance_uid)
             data, kwargs, _ = read_clip(path, on_error=notify_frame_error)
         except (AnnotationError, ClipOpenError) as exc:
             self._warn(f"cannot open the clip: {exc}")
@@ -218,6 +220,8 @@ class ProcedureReviewWidget(QWidget):
             self.archive, sop_instance_uid, reviewer, n_frames, (rows, cols), user=reviewer
         )
         self._fill_owners()
+        # The clip's indexed levels choose what is offered; a clip of unknown level gets every class.
+        self.panel.offer(danger_classes_for(levels), target_names_for(levels))
         scale = (float(kwargs["scale"][1]), float(kwargs["scale"][2]))
         self.marks = MarkLayers(
             self.viewer,
@@ -505,7 +509,7 @@ class ProcedureReviewWidget(QWidget):
             return
         # Moving a shown target keeps its name (interpolation needs equal names); a new one takes the field's.
         shown = self.annotation.target_at(frame) if self.annotation is not None else None
-        typed = self.panel.target_name.text().strip() or DEFAULT_TARGET_NAME
+        typed = self.panel.target_name.currentText().strip() or DEFAULT_TARGET_NAME
         name = shown.name if shown is not None and str(event.action) == "changed" else typed
         self._apply(lambda a: a.with_target(frame, TargetMark(point, name)))
 

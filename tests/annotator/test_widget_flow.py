@@ -107,7 +107,7 @@ def test_review_flow_round_trip(
 
     # Target on the injection-start frame, injection start marked with its button.
     click(qtbot, widget, "tool_target")
-    widget.panel.target_name.setText(truth.target_name)
+    widget.panel.target_name.setCurrentText(truth.target_name)
     widget.marks.target.add([truth.targets[SECOND_KEY]])
     click(qtbot, widget, "event_injection_start")
     annotation = widget.annotation
