@@ -247,36 +247,6 @@ def load_history(connection: Connection, study_uid: str) -> list[OutcomeChange]:
     ]
 
 
-def record_import(
-    connection: Connection, outcomes: list[Outcome], *, source: str, now: datetime
-) -> tuple[list[str], list[OutcomeChange]]:
-    """Write imported outcomes in the caller's transaction, unless a study is unknown.
-
-    Parameters
-    ----------
-    connection : sqlalchemy.Connection
-        Inside a write transaction.
-    outcomes : list of Outcome
-        Parsed and validated (:func:`archive.outcomes.parse_outcomes_csv`).
-    source : str
-        Recorded as the values' source.
-    now : datetime
-        UTC time of the change.
-
-    Returns
-    -------
-    unknown : list of str
-        Study UIDs the index does not have; when any, nothing was written.
-    changes : list of OutcomeChange
-        What changed.
-    """
-    known = known_studies(connection, (o.study_uid for o in outcomes))
-    unknown = sorted({o.study_uid for o in outcomes} - known)
-    if unknown:
-        return unknown, []
-    return [], write_outcomes(connection, outcomes, source=source, now=now)
-
-
 def set_outcome(
     engine: Engine, study_uid: str, side: Side, values: dict[str, Any], *, source: str
 ) -> tuple[Outcome, OutcomeChange | None]:
