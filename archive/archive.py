@@ -375,13 +375,15 @@ class Archive:
         """
         results: dict[int, IngestResult] = {}
         prepared: dict[int, Prepared] = {}
-        try:
-            self._prepare_many(sources, origins, prepared, results)
-        except BaseException:  # Ctrl-C while staging: no staged copy is left in .tmp
-            for item in prepared.values():
-                self.store.discard(item.staged)
-            raise
-        return self._commit_many(sources, origins, prepared, results)
+        # Ctrl-C while staging or after the commit: no staged copy is left in .tmp
+        with self.store.temps_removed_on_interrupt():
+            try:
+                self._prepare_many(sources, origins, prepared, results)
+            except BaseException:
+                for item in prepared.values():
+                    self.store.discard(item.staged)
+                raise
+            return self._commit_many(sources, origins, prepared, results)
 
     def _prepare_many(
         self,

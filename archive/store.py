@@ -32,7 +32,7 @@ import queue
 import re
 import threading
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -267,13 +267,40 @@ class FileStore:
         for directory in (self.staging_dir, self.replaced_dir, self.orphans_dir):
             make_directories(directory)
         self._device = self.root.stat().st_dev
+        self._tracking = threading.local()
 
     def absolute(self, relative: str) -> Path:
         """The absolute path of a store-relative path."""
         return self.root / relative
 
     def _new_temp(self) -> Path:
-        return self.staging_dir / f"{uuid.uuid4().hex}.part"
+        temp = self.staging_dir / f"{uuid.uuid4().hex}.part"
+        created: list[Path] | None = getattr(self._tracking, "created", None)
+        if created is not None:
+            created.append(temp)  # named before the file exists: no window in which it is untracked
+        return temp
+
+    @contextlib.contextmanager
+    def temps_removed_on_interrupt(self) -> Iterator[None]:
+        """Remove the temp files this thread stages inside the block if Ctrl-C (or exit) ends it.
+
+        Ordinary exceptions are the caller's to handle; a ``KeyboardInterrupt``
+        or ``SystemExit`` can arrive between any two statements, e.g. after a
+        staged file was made but before its caller holds it. A file already
+        placed has left ``.tmp`` and is not touched.
+        """
+        created: list[Path] = []
+        previous = getattr(self._tracking, "created", None)
+        self._tracking.created = created
+        try:
+            yield
+        except BaseException as exc:
+            if not isinstance(exc, Exception):
+                for path in created:
+                    path.unlink(missing_ok=True)
+            raise
+        finally:
+            self._tracking.created = previous
 
     def stage_stream(
         self, chunks: list[bytes], stream: BinaryIO | None, *, sync: bool = True, size_hint: int = 0

@@ -137,3 +137,23 @@ def test_move_with_a_caller_digest_does_not_read_the_file(tmp_path: Path) -> Non
     copied = store.stage_file(source, move=False, sha256=claimed)
     assert copied.sha256 == hashlib.sha256(b"abc").hexdigest(), "a copy carries the digest of what it copied"
     store.discard(copied)
+
+
+def test_an_interrupt_removes_the_temp_files_staged_in_the_block(tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "store")
+    with pytest.raises(KeyboardInterrupt), store.temps_removed_on_interrupt():
+        store.stage_stream([b"one"], None)
+        kept = store.stage_stream([b"placed"], None)
+        placed = store.place(kept, "a/b.dcm")
+        raise KeyboardInterrupt  # e.g. after staging, before the caller holds the staged file
+    assert list(store.staging_dir.iterdir()) == []
+    assert placed.read_bytes() == b"placed", "a placed file is left alone"
+    # an ordinary exception is the caller's to handle: its staged file stays for it to discard
+    with pytest.raises(ValueError), store.temps_removed_on_interrupt():
+        staged = store.stage_stream([b"two"], None)
+        raise ValueError("the caller's")
+    assert staged.path.exists()
+    store.discard(staged)
+    # outside a block nothing is tracked
+    outside = store.stage_stream([b"three"], None)
+    assert outside.path.exists() and list(store.staging_dir.iterdir()) == [outside.path]
