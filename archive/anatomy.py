@@ -4,7 +4,7 @@ A lumbar clip offers nerve root, vessel and spinal canal as danger classes; a
 cervical one spinal cord, vertebral artery and nerve root (the cervical seed:
 a spinal cord injury at C4/5). Targets are named by level, e.g. the L4 medial
 branch at the "L5 SAP–TP junction". These are suggestions: any non-empty name
-is still accepted by :mod:`archive.annotation`.
+is still accepted by :mod:`archive.review`.
 """
 
 from __future__ import annotations

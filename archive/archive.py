@@ -39,7 +39,7 @@ from pydicom.uid import AllTransferSyntaxes
 from sqlalchemy import Engine, inspect, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from archive.annotations_store import AnnotationStore
+from archive.analysis.outcomes.store import OutcomeStore
 from archive.dicom_header import InstanceHeader, build_file_meta, peek_bare_dataset, read_header
 from archive.duplicates import Decision, Prepared, instance_result, resolve_existing
 from archive.errors import ArchiveError, ArchiveNotFoundError
@@ -72,9 +72,9 @@ from archive.ingest import (
     RejectCode,
 )
 from archive.model import Approach, ProcedureType, Side, SpinalLevel, Technique
-from archive.outcomes_store import OutcomeStore
 from archive.placement import take_back_uncommitted
 from archive.retag import rule_classifications
+from archive.review.store import AnnotationStore
 from archive.settings import ENV_HOME, ArchiveSettings, redact_url
 from archive.store import (
     RESOURCE_ERRNOS,
@@ -230,12 +230,12 @@ class Archive:
 
     @property
     def annotations(self) -> AnnotationStore:
-        """Reviewers' versioned annotations of the archived clips (see :mod:`archive.annotations_store`)."""
+        """Reviewers' versioned annotations of the archived clips (see :mod:`archive.review.store`)."""
         return AnnotationStore(self.engine, four_eyes=self.settings.four_eyes)
 
     @property
     def outcomes(self) -> OutcomeStore:
-        """Procedures' clinical outcomes and their history (see :mod:`archive.outcomes_store`)."""
+        """Procedures' clinical outcomes and their history (see :mod:`archive.analysis.outcomes.store`)."""
         return OutcomeStore(self.engine)
 
     def close(self) -> None:

@@ -1,6 +1,6 @@
 """Benchmark: research HDF5 export throughput and memory (issue 7 §1).
 
-Targets: the writer (:class:`archive.export.hdf5.HDF5DatasetWriter`) writes at
+Targets: the writer (:class:`archive.research.export.hdf5.HDF5DatasetWriter`) writes at
 least 0.7 times as fast as plain h5py writing the same arrays (frames, spread
 masks, danger bit masks) with the same chunking (one chunk per frame) and the
 same compression; its peak memory is flat in the number of clips.
@@ -38,11 +38,11 @@ import h5py
 import numpy as np
 from numpy.typing import NDArray
 
-from archive.annotation import ClipAnnotation, NeedleMark, TargetMark
-from archive.export.card import CardInfo
-from archive.export.hdf5 import GZIP_LEVEL, HDF5DatasetWriter
-from archive.export.records import ClipRecord
 from archive.model import ClipEvent, NeedleView, Technique
+from archive.research.export.card import CardInfo
+from archive.research.export.hdf5 import GZIP_LEVEL, HDF5DatasetWriter
+from archive.research.export.records import ClipRecord
+from archive.review import ClipAnnotation, NeedleMark, TargetMark
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"

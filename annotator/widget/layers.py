@@ -1,4 +1,4 @@
-"""napari layers showing one frame of a :class:`~archive.annotation.ClipAnnotation`.
+"""napari layers showing one frame of a :class:`~archive.review.ClipAnnotation`.
 
 The annotation is the single source of truth; these layers are a view of it
 on the current frame. They are 2D (rows, cols) with the clip layer's scale in
@@ -22,7 +22,7 @@ layer                  type     holds
 =====================  =======  ===============================================
 
 Keyframes are drawn solid and bright, carried marks (interpolated or held,
-:mod:`archive.annotation.temporal`) thinner in orange
+:mod:`archive.review.temporal`) thinner in orange
 (:data:`KEYFRAME_COLOUR`, :data:`INTERPOLATED_COLOUR`); carried masks are
 drawn fainter (:data:`CARRIED_MASK_OPACITY`).
 
@@ -42,9 +42,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from archive.annotation import ClipAnnotation, MarkKind
-from archive.interpolate import Point
 from archive.model import NeedleView
+from archive.review import ClipAnnotation, MarkKind
+from archive.review.interpolate import Point
 
 if TYPE_CHECKING:
     from napari.layers import Labels, Points, Shapes

@@ -28,10 +28,10 @@ from qtpy.QtWidgets import (
 
 from annotator.overlay import frame_time_label
 from annotator.widget.readout import FrameReadout
-from archive.annotation import DANGER_CLASSES, ClipAnnotation, MarkKind
-from archive.annotation.temporal import MarkState
 from archive.calibration import Calibration
 from archive.model import ClipEvent, ReviewStatus
+from archive.review import DANGER_CLASSES, ClipAnnotation, MarkKind
+from archive.review.temporal import MarkState
 
 #: Name of the target mark when the reviewer gives none.
 DEFAULT_TARGET_NAME = "target"

@@ -1,10 +1,10 @@
 """The live readout of the current frame: distances, angle and area in physical units.
 
-Pure: a :class:`~archive.annotation.ClipAnnotation`, the clip's
+Pure: a :class:`~archive.review.ClipAnnotation`, the clip's
 :class:`~archive.calibration.Calibration` (or ``None``) and a frame index in,
 a :class:`FrameReadout` out. Every number comes from the archive's pure
-functions (:mod:`archive.geometry`, :meth:`Calibration.area_mm2`), the same
-ones :func:`archive.metrics.clip_metrics` uses for the audit, so what a
+functions (:mod:`archive.analysis.geometry`, :meth:`Calibration.area_mm2`), the same
+ones :func:`archive.analysis.metrics.clip_metrics` uses for the audit, so what a
 reviewer sees while marking is what the audit will report.
 
 A clip without calibration gets no number at all: each measurement says it
@@ -16,11 +16,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from archive.annotation import ClipAnnotation
+from archive.analysis.geometry import nearest_mask_mm, needle_angle_deg, tip_to_point_mm
 from archive.calibration import Calibration
 from archive.errors import CalibrationError
-from archive.geometry import nearest_mask_mm, needle_angle_deg, tip_to_point_mm
 from archive.model import NeedleView
+from archive.review import ClipAnnotation
 
 logger = logging.getLogger(__name__)
 

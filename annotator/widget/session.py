@@ -1,6 +1,6 @@
 """One reviewer's work on one archived clip, without any user interface.
 
-A :class:`ReviewSession` holds the :class:`~archive.annotation.ClipAnnotation`
+A :class:`ReviewSession` holds the :class:`~archive.review.ClipAnnotation`
 being edited (the single source of truth the napari layers show), the
 version it was loaded from, and the last saved state, so the widget can say
 whether there are unsaved edits. Saving follows the archive's optimistic
@@ -15,11 +15,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from archive.annotation import ClipAnnotation
-from archive.annotations_store import SavedVersion
 from archive.archive import Archive
 from archive.errors import AnnotationError
 from archive.model import ReviewStatus, SpinalLevel
+from archive.review import ClipAnnotation
+from archive.review.store import SavedVersion
 
 logger = logging.getLogger(__name__)
 
@@ -184,7 +184,7 @@ class ReviewSession:
         Parameters
         ----------
         status : ReviewStatus or str
-            Wanted status (see :mod:`archive.annotation.review`).
+            Wanted status (see :mod:`archive.review.workflow`).
         comment : str, optional
             Why; required for needs-rework.
 

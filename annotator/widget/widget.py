@@ -39,12 +39,12 @@ from annotator.widget.readout import FrameReadout, frame_readout
 from annotator.widget.session import ReviewSession, archived_clip_levels, archived_clip_path
 from annotator.widget.shortcuts import bind_shortcuts, help_text
 from archive.anatomy import danger_classes_for, target_names_for
-from archive.annotation import ClipAnnotation, MarkKind, NeedleMark, TargetMark
-from archive.annotations_store import resolve_reviewer
 from archive.archive import Archive
 from archive.calibration import Calibration, calibration_or_none
 from archive.errors import AnnotationError, StaleAnnotationError
 from archive.model import ClipEvent, NeedleView, ReviewStatus
+from archive.review import ClipAnnotation, MarkKind, NeedleMark, TargetMark
+from archive.review.store import resolve_reviewer
 from archive.settings import ArchiveSettings
 
 if TYPE_CHECKING:

@@ -10,18 +10,18 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from archive.audit import AuditConfig, AuditReport, run_audit
-from archive.audit import format as fmt
-from archive.audit.gather import gather_inputs
-from archive.audit.model import ALL_LEVELS
-from archive.audit.report_csv import write_csv
-from archive.audit.report_html import RATES_NOTE, write_html
+from archive.analysis.audit import AuditConfig, AuditReport, run_audit
+from archive.analysis.audit import format as fmt
+from archive.analysis.audit.gather import gather_inputs
+from archive.analysis.audit.model import ALL_LEVELS
+from archive.analysis.audit.report_csv import write_csv
+from archive.analysis.audit.report_html import RATES_NOTE, write_html
+from archive.analysis.outcomes.model import EffectivenessCriteria
 from archive.cli.common import cli_state, open_archive, print_json, progress_bar
 from archive.cli.filters import query_filters
 from archive.errors import ArchiveError
 from archive.index.queries import Query
 from archive.model import ReviewStatus
-from archive.outcomes import EffectivenessCriteria
 
 _STATUSES = ["any", *(status.value for status in ReviewStatus)]
 #: Comparisons shown in the terminal summary (scope "all").

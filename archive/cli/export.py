@@ -17,15 +17,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from archive.cli.common import cli_state, open_archive, print_json
 from archive.cli.filters import describe_query, query_filters
 from archive.config import ENV_DEID_SECRET
-from archive.deid import DeidOptions
-from archive.deid.options import SECRET_OPTION
 from archive.errors import ArchiveError
-from archive.export.gather import select_clips
-from archive.export.redact import reviewer_pseudonym
-from archive.export.run import ExportFormat, ExportOptions, ExportSummary, run_export
-from archive.export.send import parse_destination
 from archive.index.queries import Query
 from archive.model import ReviewStatus
+from archive.research.deid import DeidOptions
+from archive.research.deid.options import SECRET_OPTION
+from archive.research.export.gather import select_clips
+from archive.research.export.redact import reviewer_pseudonym
+from archive.research.export.run import ExportFormat, ExportOptions, ExportSummary, run_export
+from archive.research.export.send import parse_destination
 from archive.settings import ArchiveSettings, read_secret_file
 
 #: ``--status`` value that exports every clip, annotated or not.

@@ -11,11 +11,11 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from archive.analysis.outcomes.model import SCORE_RANGES
+from archive.analysis.outcomes.sql import outcome_values
 from archive.cli.common import cli_state, full_uid, open_archive, print_json
 from archive.errors import ArchiveError, OutcomeImportError
-from archive.index.outcomes import outcome_values
 from archive.model import Side
-from archive.outcomes import SCORE_RANGES
 
 _LATERALITY = {"L": Side.LEFT, "R": Side.RIGHT, "B": Side.BILATERAL}
 
@@ -69,7 +69,7 @@ def template_command(ctx: click.Context, csv_file: Path) -> None:
     One row per study and side with patient ID, study date, accession number,
     operator and station; fill in the scores and run 'usarchive outcome import'.
     """
-    from archive.outcome_template import write_template
+    from archive.analysis.outcomes.template import write_template
 
     with open_archive(ctx) as archive:
         try:

@@ -12,13 +12,13 @@ from typing import Any
 
 import click
 
-from archive.annotation import ClipAnnotation, canonical_json, from_json
-from archive.annotations_store import AnnotationStore
 from archive.cli.common import cli_state, open_archive, plain_output, print_json, print_table
 from archive.errors import AnnotationError, ArchiveError
 from archive.index.engine import read_transaction
 from archive.index.uid_lookup import AmbiguousUidError, UnknownUidError, resolve_uid_prefix
 from archive.model import ReviewStatus
+from archive.review import ClipAnnotation, canonical_json, from_json
+from archive.review.store import AnnotationStore
 
 _STATUSES = [status.value for status in ReviewStatus]
 

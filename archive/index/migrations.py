@@ -27,11 +27,11 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, func, insert, inspect, select, text, update
 
+from archive.analysis.outcomes.sql import OUTCOME_TABLES
 from archive.errors import ArchiveError
 from archive.index import schema
-from archive.index.annotations import ANNOTATION_TABLES
 from archive.index.engine import write_transaction
-from archive.index.outcomes import OUTCOME_TABLES
+from archive.review.sql import ANNOTATION_TABLES
 
 logger = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, Select, and_, bindparam, case, func, literal, or_, select
 
 from archive.index import schema
-from archive.index.annotations import review_filter
 from archive.index.patients import conflicting_studies
 from archive.model import Approach, ProcedureType, ReviewStatus, Side, SpinalLevel, Technique
+from archive.review.sql import review_filter
 
 #: Rows returned by :func:`find` unless the query says otherwise.
 DEFAULT_LIMIT = 1000

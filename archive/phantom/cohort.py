@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+from archive.analysis.outcomes.model import CSV_COLUMNS
 from archive.errors import PhantomError
 from archive.model import NeedleView, Side, SpinalLevel, Technique
-from archive.outcomes import CSV_COLUMNS
 from archive.phantom.course import timeline
 from archive.phantom.encode import clip_uids
 from archive.phantom.generate import write_clip
@@ -38,7 +38,7 @@ PROCEDURE_TIME_S = {Technique.OT: (306.0, 25.0), Technique.TT: (485.0, 56.0)}
 #: Share of effective sides per technique.
 EFFECTIVE_RATE = {Technique.OT: 0.75, Technique.TT: 0.47}
 ADVERSE_EVENT = "lower-limb nerve irritation during L5 puncture"
-#: Columns of the outcomes CSV the cohort writes: those :mod:`archive.outcomes` reads.
+#: Columns of the outcomes CSV the cohort writes: those :mod:`archive.analysis.outcomes.model` reads.
 OUTCOME_COLUMNS = CSV_COLUMNS
 
 

@@ -7,9 +7,9 @@ nothing is interpolated.
 
 from __future__ import annotations
 
-from archive.annotation import ClipAnnotation, NeedleMark, TargetMark
 from archive.model import ClipEvent, NeedleView
 from archive.phantom.truth import GroundTruth
+from archive.review import ClipAnnotation, NeedleMark, TargetMark
 
 
 def annotation_from_truth(truth: GroundTruth, reviewer: str) -> ClipAnnotation:

@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from archive.errors import PhantomError
-from archive.maskcodec import pack_mask, unpack_mask
+from archive.review.maskcodec import pack_mask, unpack_mask
 
 #: Identifies the JSON layout; bump when it changes incompatibly.
 SCHEMA = "usarchive-phantom-truth/1"

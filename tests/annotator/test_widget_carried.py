@@ -10,9 +10,9 @@ from app_model.types import KeyBinding
 from widget_fixtures import ViewerFactory, disc, open_archived
 
 from annotator.widget.layers import CARRIED_MASK_OPACITY, INTERPOLATED_COLOUR, KEYFRAME_MASK_OPACITY
-from archive.annotation import MarkKind
 from archive.archive import Archive
 from archive.phantom.truth import GroundTruth
+from archive.review import MarkKind
 
 LUMBAR = "l4_tt_inplane_mono"
 

@@ -20,13 +20,13 @@ from PIL import Image
 from widget_fixtures import ViewerFactory, click, disc, ingest, open_clip_from_list, open_widget
 
 from annotator.widget.layers import INTERPOLATED_COLOUR, KEYFRAME_COLOUR
-from archive.annotation import MarkKind
+from archive.analysis.geometry import mask_distance_mm
+from archive.analysis.metrics import clip_metrics
 from archive.archive import Archive
 from archive.calibration import calibration_or_none
-from archive.geometry import mask_distance_mm
-from archive.metrics import clip_metrics
 from archive.model import ClipEvent
 from archive.phantom.truth import GroundTruth
+from archive.review import MarkKind
 from archive.timing import frame_times
 
 pytestmark = pytest.mark.gui

@@ -8,8 +8,8 @@ import numpy as np
 from napari.components import ViewerModel
 
 from annotator.widget.layers import MarkLayers
-from archive.annotation import ClipAnnotation, NeedleMark, TargetMark
 from archive.model import NeedleView
+from archive.review import ClipAnnotation, NeedleMark, TargetMark
 
 ROWS, COLS = 30, 40
 N_FRAMES = 12

@@ -8,9 +8,9 @@ from napari.components import ViewerModel
 
 from annotator.widget.layers import CARRIED_MASK_OPACITY, MarkLayers
 from annotator.widget.readout import UNCALIBRATED_TEXT, frame_readout
-from archive.annotation import ClipAnnotation, NeedleMark, TargetMark
 from archive.calibration import Calibration, UltrasoundRegion
 from archive.model import NeedleView
+from archive.review import ClipAnnotation, NeedleMark, TargetMark
 
 ROWS, COLS = 40, 60
 # 0.1 mm per column, 0.2 mm per row (anisotropic), region covering cols 0..49 only

@@ -20,10 +20,10 @@ from widget_fixtures import (
 
 from annotator.widget.readout import UNCALIBRATED_TEXT
 from annotator.widget.shortcuts import SHORTCUTS, help_text
-from archive.annotation import MarkKind
 from archive.archive import Archive
 from archive.model import ClipEvent, ReviewStatus
 from archive.phantom.truth import GroundTruth
+from archive.review import MarkKind
 
 pytestmark = pytest.mark.gui
 

@@ -34,7 +34,7 @@ def test_running_one_command_does_not_import_the_others() -> None:
         "from archive.cli.main import main\n"
         "r = CliRunner().invoke(main, ['stats', '--help'])\n"
         "assert r.exit_code == 0, r.output\n"
-        "heavy = ('matplotlib', 'scipy.stats', 'napari', 'archive.audit')\n"
+        "heavy = ('matplotlib', 'scipy.stats', 'napari', 'archive.analysis.audit')\n"
         "print(sorted(m for m in heavy if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

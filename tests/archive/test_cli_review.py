@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from archive.annotation import canonical_json, from_json, to_json
-from archive.annotations_store import ENV_REVIEWER
 from archive.cli.main import main
 from archive.model import ClipEvent
 from archive.phantom.to_annotation import annotation_from_truth
 from archive.phantom.truth import GroundTruth
+from archive.review import canonical_json, from_json, to_json
+from archive.review.store import ENV_REVIEWER
 
 
 def run(data_dir: Path, db_url: str, *args: str) -> Result:

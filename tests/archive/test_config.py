@@ -15,14 +15,14 @@ from pydicom import dcmread
 from archive.archive import Archive
 from archive.cli.main import main
 from archive.config import ENV_CONFIG, ENV_DEID_SECRET, ENV_REVIEWER, KEYS, load_configuration
-from archive.deid import DeidOptions
-from archive.deid.apply import deidentify_dataset
 from archive.errors import AnnotationError, ArchiveNotFoundError, ConfigError
 from archive.index.engine import create_index_engine
 from archive.ingest import DuplicatePolicy, Origin
 from archive.model import ReviewStatus
 from archive.phantom.to_annotation import annotation_from_truth
 from archive.phantom.truth import GroundTruth
+from archive.research.deid import DeidOptions
+from archive.research.deid.apply import deidentify_dataset
 from archive.settings import ENV_DB, ENV_HOME, ArchiveSettings
 
 SECRET_HEX = "00112233445566778899aabbccddeeff0011"
