@@ -31,7 +31,7 @@ from archive.ingest import Origin
 from archive.model import Side, SpinalLevel, Technique
 from archive.settings import ArchiveSettings
 from archive.timing import unknown_frame_times
-from tests.archive.audit.audit_cases import START, clip, frame_times, study_uid
+from tests.archive.analysis.audit.audit_cases import START, clip, frame_times, study_uid
 from tests.archive.ingest_helpers import part10_bytes, us_dataset
 
 FRAME_TIME_MS = 33.3  # us_dataset's Frame Time
