@@ -180,8 +180,8 @@ def _review(ctx: click.Context, sop_instance_uid: str, *, napari_patches: bool) 
     settings = cli_state(ctx).settings
     with open_archive(ctx) as archive:  # refuses a directory holding no archive
         with contextlib.suppress(ArchiveError):  # a unique prefix names the clip; else refused below
-            sop_instance_uid = archive.resolve_uid(sop_instance_uid)
-        if archive.show(sop_instance_uid) is None:
+            sop_instance_uid = archive.index.resolve_uid(sop_instance_uid)
+        if archive.index.show(sop_instance_uid) is None:
             raise click.BadParameter(
                 f"expected a DICOM file or the SOP Instance UID of an archived clip, but "
                 f"{sop_instance_uid!r} is neither; list archived clips with 'usarchive find'",

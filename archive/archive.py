@@ -29,7 +29,7 @@ import errno
 import io
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from types import TracebackType
@@ -42,20 +42,17 @@ from sqlalchemy.exc import SQLAlchemyError
 from archive.analysis.outcomes.store import OutcomeStore
 from archive.dicom_header import InstanceHeader, build_file_meta, peek_bare_dataset, read_header
 from archive.duplicates import Decision, Prepared, instance_result, resolve_existing
-from archive.errors import ArchiveError, ArchiveNotFoundError
-from archive.index import queries, schema, tags, uid_lookup
+from archive.errors import ArchiveNotFoundError
+from archive.index import schema
 from archive.index.engine import (
-    autocommit_reads,
     create_index_engine,
     is_lock_error,
-    read_transaction,
     write_transaction,
 )
 from archive.index.migrations import migrate
-from archive.index.patients import PatientConflict, patient_conflicts
-from archive.index.queries import InstanceRow, Query, UidDescription
+from archive.index.queries import InstanceRow, Query
+from archive.index.store import IndexStore
 from archive.index.writes import (
-    StoredInstance,
     claim_instance,
     find_instance,
     insert_classification,
@@ -71,9 +68,7 @@ from archive.ingest import (
     Origin,
     RejectCode,
 )
-from archive.model import Approach, ProcedureType, Side, SpinalLevel, Technique
 from archive.placement import take_back_uncommitted
-from archive.retag import rule_classifications
 from archive.review.store import AnnotationStore
 from archive.settings import ENV_HOME, ArchiveSettings, redact_url
 from archive.store import (
@@ -175,6 +170,7 @@ class Archive:
             if settings.rule_modalities:  # [archive] rule_modalities wins over the rules file's own
                 rules = dataclasses.replace(rules, modalities=frozenset(settings.rule_modalities))
             self._rules = rules
+        self._index = IndexStore(engine, store, self._rules)
 
     @classmethod
     def open(cls, settings: ArchiveSettings, *, create: bool = True) -> Archive:
@@ -237,6 +233,11 @@ class Archive:
     def outcomes(self) -> OutcomeStore:
         """Procedures' clinical outcomes and their history (see :mod:`archive.analysis.outcomes.store`)."""
         return OutcomeStore(self.engine)
+
+    @property
+    def index(self) -> IndexStore:
+        """Finding, describing, counting and tagging indexed instances (:mod:`archive.index.store`)."""
+        return self._index
 
     def close(self) -> None:
         """Release database connections."""
@@ -631,107 +632,3 @@ class Archive:
             logger.error("commitment check of %s: file hash differs from the index", sop_instance_uid)
             return CommitCheck.HASH_MISMATCH
         return CommitCheck.COMMITTED
-
-    # -- queries and tags --------------------------------------------------------------------------
-
-    def find(self, query: Query) -> list[InstanceRow]:
-        """Instances matching ``query`` (see :func:`archive.index.queries.find`)."""
-        with autocommit_reads(self.engine) as connection:
-            return queries.find(connection, query)
-
-    def resolve_uid(self, text: str) -> str:
-        """The study, series or instance UID ``text`` names: itself or the one UID it is a prefix of.
-
-        Raises
-        ------
-        ArchiveError
-            If no UID, or several, start with ``text``.
-        """
-        with read_transaction(self.engine) as connection:
-            try:
-                return uid_lookup.resolve_uid_prefix(connection, text)
-            except LookupError as exc:
-                raise ArchiveError(str(exc)) from exc
-
-    def show(self, uid: str) -> UidDescription | None:
-        """The study, series or instance with this UID, or ``None``."""
-        with read_transaction(self.engine) as connection:
-            return queries.describe_uid(connection, uid)
-
-    def patient_conflicts(self) -> list[PatientConflict]:
-        """Every study whose instances disagree on the patient (see :mod:`archive.index.patients`)."""
-        with read_transaction(self.engine) as connection:
-            return patient_conflicts(connection)
-
-    def stats(self) -> dict[str, Any]:
-        """Counts, sizes and counts by procedure attribute (JSON-ready)."""
-        with read_transaction(self.engine) as connection:
-            return queries.stats(connection)
-
-    def tag(
-        self,
-        uid: str,
-        *,
-        user: str,
-        levels: tuple[SpinalLevel, ...] | None = None,
-        side: Side | None = None,
-        technique: Technique | None = None,
-        approach: Approach | None = None,
-        procedure_type: ProcedureType | None = None,
-        note: str | None = None,
-        clear: frozenset[str] = frozenset(),
-    ) -> list[tags.TagChange]:
-        """Set procedure attributes by hand on every instance a UID denotes (see :mod:`archive.index.tags`).
-
-        ``clear`` names attributes (``levels``, ``side``, ``technique``,
-        ``approach``, ``procedure_type``) to return to what the rules derive
-        from the stored header now.
-
-        Returns
-        -------
-        list of TagChange
-            The changes made (empty if everything already had these values).
-
-        Raises
-        ------
-        ArchiveError
-            If the index has no study, series or instance with ``uid``.
-        """
-        edit = tags.TagEdit(
-            levels=levels,
-            side=side,
-            technique=technique,
-            approach=approach,
-            procedure_type=procedure_type,
-            clear=clear,
-        )
-        derived: dict[int, Any] | None = None
-        if clear:
-            edit.check()
-            with read_transaction(self.engine) as connection:
-                pks = queries.instance_pks_under(connection, uid)
-                derived = rule_classifications(connection, self.store, pks, self._rules)
-        with write_transaction(self.engine) as connection:
-            return tags.tag_uid(
-                connection, uid, edit, user=user, note=note, now=datetime.now(UTC), derived=derived
-            )
-
-    def iter_index(self, batch: int = 2000) -> Iterator[StoredInstance]:
-        """Every indexed instance's file facts (for verification), in id order, read in batches.
-
-        Each batch is read in its own short transaction, so a long verification
-        never holds a read snapshot open.
-        """
-        table = schema.instance
-        columns = (table.c.id, table.c.sop_instance_uid, table.c.sop_class_uid, table.c.path, table.c.sha256)
-        last = 0
-        while True:
-            with self.engine.connect() as connection:
-                rows = connection.execute(
-                    select(*columns, table.c.size).where(table.c.id > last).order_by(table.c.id).limit(batch)
-                ).all()
-            if not rows:
-                return
-            for r in rows:
-                yield StoredInstance(r.id, r.sop_instance_uid, r.sop_class_uid, r.path, r.sha256, r.size)
-            last = rows[-1].id

@@ -101,7 +101,7 @@ def verify(
     """
     report = VerifyReport(repair=repair)
     indexed: set[str] = set()
-    for stored in archive.iter_index():
+    for stored in archive.index.iter_index():
         report.checked += 1
         indexed.add(stored.path)
         path = archive.store.absolute(stored.path)
@@ -127,7 +127,7 @@ def verify(
     ]
     if repair:
         _repair(archive, report)
-    report.patient_conflicts = [conflict.to_json() for conflict in archive.patient_conflicts()]
+    report.patient_conflicts = [conflict.to_json() for conflict in archive.index.patient_conflicts()]
     for conflict in report.patient_conflicts:
         logger.warning("patient conflict in study %s: %s", conflict["study_instance_uid"], conflict["detail"])
     return report

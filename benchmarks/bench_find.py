@@ -1,4 +1,4 @@
-"""Benchmark ``Archive.find`` on an index of 1,000,000 synthetic instances.
+"""Benchmark ``Archive.index.find`` on an index of 1,000,000 synthetic instances.
 
 Usage::
 
@@ -10,7 +10,7 @@ filled directly with ``executemany`` batches (patients → studies → series �
 instances, 1–2 spinal levels and a procedure row per instance: random but
 seeded), then analysed (PostgreSQL: ``VACUUM ANALYZE``). After 5 uncounted
 warm-up queries per kind, ``--queries`` random queries of each kind run through
-``Archive.find`` (the full API path, row objects included, first page of 100
+``Archive.index.find`` (the full API path, row objects included, first page of 100
 rows): by patient ID, by level + technique, and by a 30-day study date range.
 The p50/p95/max wall-clock latencies, the p95 of the client process's CPU
 time, and the p95 of the main SELECT alone (executed and fetched without
@@ -191,14 +191,14 @@ def measure(archive: Archive, info: dict[str, Any], queries: int, seed: int) -> 
     results: dict[str, dict[str, float]] = {}
     for name, make in kinds.items():
         for _ in range(5):  # warm caches and the connection pool
-            archive.find(make())
+            archive.index.find(make())
         latencies: list[float] = []
         cpu: list[float] = []
         returned = 0
         for _ in range(queries):
             query = make()
             start, start_cpu = time.perf_counter(), time.process_time()
-            rows = archive.find(query)
+            rows = archive.index.find(query)
             cpu.append((time.process_time() - start_cpu) * 1000)
             latencies.append((time.perf_counter() - start) * 1000)
             returned += len(rows)
@@ -298,7 +298,7 @@ def to_markdown(results: list[dict[str, Any]], queries: int, command: str, when:
         f" CPU speed probe (a fixed 5,000,000-step Python loop, CPU seconds; lower is faster) before"
         f" each backend's queries: {speeds}.",
         "",
-        f"Latency of `Archive.find` for the first page of {PAGE} rows, {queries} random queries per kind,"
+        f"Latency of `Archive.index.find` for the first page of {PAGE} rows, {queries} random queries per kind,"
         " in ms. *client CPU* is the CPU time of the calling process; *SQL only* is the main SELECT executed"
         " and fetched without building result objects. Target: p95 < 10 ms.",
         "",

@@ -151,8 +151,8 @@ def _stored(data_dir: Path, uids: set[str]) -> tuple[int, int]:
     from archive.settings import ArchiveSettings
 
     with Archive.open(ArchiveSettings(data_dir=data_dir)) as archive:
-        found = sum(1 for uid in uids if archive.show(uid) is not None)
-        total = int(archive.stats()["instances"])
+        found = sum(1 for uid in uids if archive.index.show(uid) is not None)
+        total = int(archive.index.stats()["instances"])
     return found, total
 
 

@@ -142,7 +142,7 @@ class ClipList(QWidget):
 
     def refresh(self) -> None:
         """Run the query and fill the table."""
-        self.rows = self.archive.find(self.query())
+        self.rows = self.archive.index.find(self.query())
         me = self._reviewer()
         mine = {}
         if me:

@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 
 def _instance_detail(archive: Archive, sop_instance_uid: str) -> dict[str, Any]:
-    found = archive.show(sop_instance_uid)
+    found = archive.index.show(sop_instance_uid)
     if found is None or found.kind != "instance":
         what = "nothing" if found is None else f"a {found.kind}"
         raise AnnotationError(

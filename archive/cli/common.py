@@ -102,7 +102,7 @@ def print_table(ctx: click.Context, header: Sequence[str], rows: Sequence[Sequen
 def full_uid(archive: Archive, text: str) -> str:
     """The UID ``text`` names: a whole UID, or a unique prefix of a study, series or instance UID."""
     try:
-        return archive.resolve_uid(text)
+        return archive.index.resolve_uid(text)
     except ArchiveError as exc:
         raise click.ClickException(str(exc)) from exc
 

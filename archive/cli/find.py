@@ -31,7 +31,7 @@ def find_command(ctx: click.Context, query: Query, review_status: str | None, li
         query, review_status=None if review_status is None else ReviewStatus(review_status), limit=limit
     )
     with open_archive(ctx) as archive:
-        rows = archive.find(query)
+        rows = archive.index.find(query)
     if cli_state(ctx).json_output:
         print_json([row.to_json() for row in rows])
         return

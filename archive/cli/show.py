@@ -40,7 +40,7 @@ def show_command(ctx: click.Context, uid: str) -> None:
     """Show the study, series or instance with this UID."""
     with open_archive(ctx) as archive:
         uid = full_uid(archive, uid)
-        found = archive.show(uid)
+        found = archive.index.show(uid)
     if found is None:
         raise click.ClickException(
             f"no study, series or instance with UID {uid!r} in the index; list UIDs with 'usarchive find'"

@@ -12,7 +12,7 @@ from archive.cli.common import cli_state, open_archive, print_json
 def stats_command(ctx: click.Context) -> None:
     """Counts of patients, studies, series, instances, bytes, and by procedure attribute."""
     with open_archive(ctx) as archive:
-        numbers = archive.stats()
+        numbers = archive.index.stats()
     if cli_state(ctx).json_output:
         print_json(numbers, ctx)
         return

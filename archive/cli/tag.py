@@ -71,7 +71,7 @@ def tag_command(
     with open_archive(ctx) as archive:
         uid = full_uid(archive, uid)
         try:
-            changes = archive.tag(
+            changes = archive.index.tag(
                 uid,
                 user=user,
                 levels=() if clear_levels else (parsed_levels or None),

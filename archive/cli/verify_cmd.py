@@ -21,7 +21,7 @@ from archive.verify import DEFAULT_STALE_AFTER_S, verify
 def verify_command(ctx: click.Context, repair: bool, stale_after: float) -> None:
     """Check every stored file against the index; exit status 1 on problems."""
     with open_archive(ctx) as archive:
-        total = int(archive.stats()["bytes"])
+        total = int(archive.index.stats()["bytes"])
         with progress_bar(ctx, "verifying", total, unit="bytes") as advance:
             report = verify(archive, repair=repair, stale_after_s=stale_after, progress=advance)
     if cli_state(ctx).json_output:

@@ -226,7 +226,8 @@ def test_rule_modalities_leave_other_modalities_unclassified(tmp_path: Path) -> 
             origin=Origin("file"),
         )
         rows = {
-            row.sop_instance_uid: row for row in archive.find(__import__("archive").index.queries.Query())
+            row.sop_instance_uid: row
+            for row in archive.index.find(__import__("archive").index.queries.Query())
         }
     assert (rows[str(us.sop_instance_uid)].technique, rows[str(us.sop_instance_uid)].side) == ("TT", "left")
     assert (rows[str(ot.sop_instance_uid)].technique, rows[str(ot.sop_instance_uid)].side) == (

@@ -82,29 +82,32 @@ def test_queries_and_tags_through_archive(tmp_path: Path, db_url: str) -> None:
         other = us_dataset(patient_id="B2", study_date=date(2020, 1, 1), description="S1 epidural bilateral")
         for ds in (first, later, other):
             archive.ingest(part10_bytes(ds), origin=FILE)
-        rows = archive.find(Query())
+        rows = archive.index.find(Query())
         assert [row.sop_instance_uid for row in rows] == [
             later.SOPInstanceUID,
             first.SOPInstanceUID,
             other.SOPInstanceUID,
         ], "newest study first"
-        by_name = {r.sop_instance_uid for r in archive.find(Query(patient="Smith^Ann"))}
+        by_name = {r.sop_instance_uid for r in archive.index.find(Query(patient="Smith^Ann"))}
         assert by_name == {first.SOPInstanceUID, later.SOPInstanceUID}, "one patient A1, first name kept"
-        assert len(archive.find(Query(patient="A1", limit=1))) == 1
-        assert archive.find(Query(levels=(SpinalLevel.S1,), side=Side.BILATERAL))[0].levels == ("S1",)
-        assert archive.find(Query(procedure_type=ProcedureType.MEDIAL_BRANCH_BLOCK))[0].levels == ("L4", "L5")
-        changes = archive.tag(first.SOPInstanceUID, user="ann", levels=(), technique=Technique.OT)
+        assert len(archive.index.find(Query(patient="A1", limit=1))) == 1
+        assert archive.index.find(Query(levels=(SpinalLevel.S1,), side=Side.BILATERAL))[0].levels == ("S1",)
+        assert archive.index.find(Query(procedure_type=ProcedureType.MEDIAL_BRANCH_BLOCK))[0].levels == (
+            "L4",
+            "L5",
+        )
+        changes = archive.index.tag(first.SOPInstanceUID, user="ann", levels=(), technique=Technique.OT)
         assert {(c.attribute, c.old_value, c.new_value) for c in changes} == {
             ("technique", "TT", "OT"),
             ("levels", "L4,L5", ""),
         }
-        assert archive.tag(first.SOPInstanceUID, user="ann", technique=Technique.OT) == []
-        assert archive.find(Query(levels=(SpinalLevel.L4,))) == []
-        shown = archive.show(first.SOPInstanceUID)
+        assert archive.index.tag(first.SOPInstanceUID, user="ann", technique=Technique.OT) == []
+        assert archive.index.find(Query(levels=(SpinalLevel.L4,))) == []
+        shown = archive.index.show(first.SOPInstanceUID)
         assert shown is not None and shown.data["procedure"]["levels_source"] == "user:ann"
         with pytest.raises(ArchiveError, match="at least one"):
-            archive.tag(first.SOPInstanceUID, user="ann")
-        stats = archive.stats()
+            archive.index.tag(first.SOPInstanceUID, user="ann")
+        stats = archive.index.stats()
         assert (
             stats["by_technique"] == {"OT": 1, "unknown": 1, "other": 1} or stats["by_technique"]["OT"] == 1
         )
@@ -119,11 +122,11 @@ def test_unknown_study_date_sorts_last_and_never_matches_a_date_range(tmp_path: 
         for ds in (undated, dated):
             archive.ingest(part10_bytes(ds), origin=FILE)
         for query in (Query(), Query(levels=(SpinalLevel.L5,)), Query(technique=Technique.OT)):
-            rows = archive.find(query)
+            rows = archive.index.find(query)
             assert [r.sop_instance_uid for r in rows] == [dated.SOPInstanceUID, undated.SOPInstanceUID]
             assert rows[1].study_date is None
         for query in (
             Query(date_to=date(2030, 1, 1)),
             Query(levels=(SpinalLevel.L5,), date_to=date(2030, 1, 1)),
         ):
-            assert [r.sop_instance_uid for r in archive.find(query)] == [dated.SOPInstanceUID]
+            assert [r.sop_instance_uid for r in archive.index.find(query)] == [dated.SOPInstanceUID]

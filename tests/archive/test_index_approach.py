@@ -102,10 +102,10 @@ def test_version_6_moves_in_plane_and_out_of_plane_to_approach_with_history(
         with archive.engine.connect() as connection:
             copies = set(connection.execute(select(_lvl.c.technique)).scalars())
         assert copies == {"unknown", "TT"}, "the level rows' technique copy follows"
-        found = archive.find(Query(approach=Approach.OUT_OF_PLANE))
+        found = archive.index.find(Query(approach=Approach.OUT_OF_PLANE))
         assert [row.sop_instance_uid for row in found] == [oop.SOPInstanceUID]
         assert found[0].approach == "out-of-plane"
-        assert archive.stats()["by_approach"] == {"in-plane": 1, "out-of-plane": 1, "unknown": 1}
+        assert archive.index.stats()["by_approach"] == {"in-plane": 1, "out-of-plane": 1, "unknown": 1}
 
 
 def test_rules_set_technique_and_approach_apart_and_find_filters_both(tmp_path: Path, db_url: str) -> None:
@@ -119,7 +119,7 @@ def test_rules_set_technique_and_approach_apart_and_find_filters_both(tmp_path: 
         assert "approach-in-plane" in str(row["approach_detail"])
 
         def uids(**filters: object) -> set[str]:
-            return {r.sop_instance_uid for r in archive.find(Query(**filters))}  # type: ignore[arg-type]
+            return {r.sop_instance_uid for r in archive.index.find(Query(**filters))}  # type: ignore[arg-type]
 
         assert uids(approach=Approach.IN_PLANE) == {ot_ip.SOPInstanceUID}
         assert uids(technique=Technique.TT, approach=Approach.OUT_OF_PLANE) == {tt_oop.SOPInstanceUID}
@@ -133,9 +133,9 @@ def test_tag_notes_are_kept_in_the_history_and_clear_returns_to_the_rules(
         ds = us_dataset(description="L4/5 MBB right OT in-plane")
         uid = ds.SOPInstanceUID
         archive.ingest(part10_bytes(ds), origin=FILE)
-        archive.tag(uid, user="ann", technique=Technique.TT, note="operator said two punctures")
-        archive.tag(uid, user="ann", side=Side.LEFT, levels=(SpinalLevel.L3,), note="second look")
-        archive.tag(uid, user="bob", approach=Approach.OUT_OF_PLANE)
+        archive.index.tag(uid, user="ann", technique=Technique.TT, note="operator said two punctures")
+        archive.index.tag(uid, user="ann", side=Side.LEFT, levels=(SpinalLevel.L3,), note="second look")
+        archive.index.tag(uid, user="bob", approach=Approach.OUT_OF_PLANE)
         assert _history(archive, uid) == [
             ("technique", "OT", "TT", "user:ann", "operator said two punctures"),
             ("side", "right", "left", "user:ann", "second look"),
@@ -145,7 +145,7 @@ def test_tag_notes_are_kept_in_the_history_and_clear_returns_to_the_rules(
         # The first note survives the next tag.
         assert _procedure(archive, uid)["technique_detail"] == "operator said two punctures"
 
-        changes = archive.tag(
+        changes = archive.index.tag(
             uid, user="cy", clear=frozenset({"technique", "levels", "approach"}), note="wrong clip"
         )
         assert {(c.attribute, c.old_value, c.new_value) for c in changes} == {
@@ -162,7 +162,7 @@ def test_tag_notes_are_kept_in_the_history_and_clear_returns_to_the_rules(
         assert {h[3] for h in cleared} == {"user:cy"}
         assert {h[4] for h in cleared} == {"cleared: back to the rule-derived value; wrong clip"}
         # Cleared values are the rules' again: a re-ingest may change them, the user's side stays.
-        assert archive.tag(uid, user="cy", clear=frozenset({"technique"})) == []
+        assert archive.index.tag(uid, user="cy", clear=frozenset({"technique"})) == []
 
 
 def test_tag_refuses_setting_and_clearing_one_attribute(tmp_path: Path, db_url: str) -> None:
@@ -170,6 +170,8 @@ def test_tag_refuses_setting_and_clearing_one_attribute(tmp_path: Path, db_url: 
         ds = us_dataset()
         archive.ingest(part10_bytes(ds), origin=FILE)
         with pytest.raises(ArchiveError, match="technique is both set and cleared"):
-            archive.tag(ds.SOPInstanceUID, user="a", technique=Technique.TT, clear=frozenset({"technique"}))
+            archive.index.tag(
+                ds.SOPInstanceUID, user="a", technique=Technique.TT, clear=frozenset({"technique"})
+            )
         with pytest.raises(ArchiveError, match="expected at least one of"):
-            archive.tag(ds.SOPInstanceUID, user="a")
+            archive.index.tag(ds.SOPInstanceUID, user="a")

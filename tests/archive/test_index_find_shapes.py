@@ -82,13 +82,13 @@ def test_random_queries_agree_with_a_filter_over_every_row(tmp_path: Path, db_ur
                 study_date=date(2024, 1, 1) + timedelta(days=3 * seed),
             )
             archive.ingest(part10_bytes(ds), origin=Origin("file"))
-        everything = archive.find(Query())
+        everything = archive.index.find(Query())
         assert len(everything) == 24
         non_empty = 0
         for _ in range(300):
             query = _random_query(rng)
             expected = {row.sop_instance_uid for row in everything if _matches(row, query)}
-            found = archive.find(query)
+            found = archive.index.find(query)
             assert {row.sop_instance_uid for row in found} == expected, query
             assert len(found) == len(expected), f"an instance came twice for {query}"
             non_empty += bool(expected)

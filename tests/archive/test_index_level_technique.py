@@ -36,7 +36,7 @@ def _assert_copies_agree(archive: Archive) -> None:
 
 
 def _uids(archive: Archive, level: SpinalLevel, technique: Technique) -> set[str]:
-    return {row.sop_instance_uid for row in archive.find(Query(levels=(level,), technique=technique))}
+    return {row.sop_instance_uid for row in archive.index.find(Query(levels=(level,), technique=technique))}
 
 
 def test_level_rows_follow_the_technique_through_ingest_tag_and_replacement(
@@ -54,13 +54,13 @@ def test_level_rows_follow_the_technique_through_ingest_tag_and_replacement(
         assert _uids(archive, SpinalLevel.L4, Technique.TT) == {other.SOPInstanceUID}
 
         # A person corrects the technique: every level row follows.
-        archive.tag(clip.SOPInstanceUID, user="ann", technique=Technique.TT)
+        archive.index.tag(clip.SOPInstanceUID, user="ann", technique=Technique.TT)
         _assert_copies_agree(archive)
         assert _uids(archive, SpinalLevel.L5, Technique.TT) == {clip.SOPInstanceUID}
         assert _uids(archive, SpinalLevel.L5, Technique.OT) == set()
 
         # New levels take the current technique.
-        archive.tag(other.SOPInstanceUID, user="ann", levels=(SpinalLevel.L3, SpinalLevel.S1))
+        archive.index.tag(other.SOPInstanceUID, user="ann", levels=(SpinalLevel.L3, SpinalLevel.S1))
         _assert_copies_agree(archive)
         assert _uids(archive, SpinalLevel.S1, Technique.TT) == {other.SOPInstanceUID}
 
@@ -108,7 +108,7 @@ def test_find_returns_every_level_of_each_row_in_anatomical_order(tmp_path: Path
         none = us_dataset(description="shoulder", seed=1)
         for ds in (three, none):
             archive.ingest(part10_bytes(ds), origin=FILE)
-        rows = {row.sop_instance_uid: row.levels for row in archive.find(Query())}
+        rows = {row.sop_instance_uid: row.levels for row in archive.index.find(Query())}
         assert rows[three.SOPInstanceUID] == ("L3", "L4", "L5", "S1")
         assert rows[none.SOPInstanceUID] == ()
 
@@ -118,7 +118,7 @@ def test_reads_end_with_commit_so_prepared_statements_survive(tmp_path: Path, db
         archive.ingest(part10_bytes(us_dataset()), origin=FILE)
         query = Query(levels=(SpinalLevel.L5,), technique=Technique.OT)
         for _ in range(8):  # psycopg prepares a statement on its 5th execution
-            assert len(archive.find(query)) == 1
+            assert len(archive.index.find(query)) == 1
         if archive.engine.dialect.name == "postgresql":
             with archive.engine.connect() as connection:
                 prepared = connection.execute(

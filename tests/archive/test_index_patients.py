@@ -33,7 +33,7 @@ def _ingest(archive: Archive, tmp_path: Path, datasets: list[Dataset], *, batch:
 
 
 def _rows(archive: Archive) -> dict[str, dict[str, object]]:
-    return {row.sop_instance_uid: row.to_json() for row in archive.find(Query(limit=100))}
+    return {row.sop_instance_uid: row.to_json() for row in archive.index.find(Query(limit=100))}
 
 
 @pytest.mark.parametrize("batch", [False, True], ids=["two-imports", "one-batch"])
@@ -58,9 +58,9 @@ def test_study_with_two_patient_ids_is_flagged_everywhere(
     expected = ["instances carry Patient IDs P1 (1), P2 (1)"]
     assert all(row["patient_conflict"] == expected for row in rows.values())
 
-    shown_study = archive.show(study)
+    shown_study = archive.index.show(study)
     assert shown_study is not None and shown_study.data["patient_conflict"] == expected
-    shown = archive.show(str(two.SOPInstanceUID))
+    shown = archive.index.show(str(two.SOPInstanceUID))
     assert shown is not None
     assert (shown.data["patient_id"], shown.data["patient_name"]) == ("P2", "Roe^John")
     assert shown.data["patient_conflict"] == expected
@@ -116,5 +116,5 @@ def test_migration_5_backfills_an_older_index_from_the_study_patient(tmp_path: P
             connection.execute(text("ALTER TABLE instance DROP COLUMN patient_name"))
             connection.execute(text("DELETE FROM schema_version WHERE version >= 5"))
     with Archive.open(settings) as archive:
-        row = archive.find(Query(limit=10))[0]
+        row = archive.index.find(Query(limit=10))[0]
         assert (row.patient_id, row.patient_name, row.patient_conflict) == ("P3", "Old^Index", ())

@@ -78,4 +78,4 @@ def test_eight_processes_import_at_once(tmp_path: Path, db_url: str) -> None:
     with Archive.open(ArchiveSettings(data_dir, db_url)) as archive:
         report = verify(archive)
         assert report.ok and report.checked == PROCESSES * 12 + 2
-        assert archive.stats()["studies"] == 2
+        assert archive.index.stats()["studies"] == 2

@@ -105,12 +105,12 @@ def test_killed_imports_never_leave_rows_without_files(tmp_path: Path, db_url: s
         # everything can still be imported afterwards, and nothing was lost
         outcomes = {archive.ingest(path, origin=Origin("file")).outcome for path in inputs}
         assert outcomes <= {IngestOutcome.STORED, IngestOutcome.DUPLICATE}
-        assert len(list(archive.iter_index())) == len(inputs)
+        assert len(list(archive.index.iter_index())) == len(inputs)
 
 
 def _assert_every_row_has_its_file(data_dir: Path, db_url: str) -> None:
     with Archive.open(ArchiveSettings(data_dir, db_url)) as archive:
-        for stored in archive.iter_index():
+        for stored in archive.index.iter_index():
             path = archive.store.absolute(stored.path)
             assert path.is_file(), f"index row {stored.sop_instance_uid} has no file"
             assert hash_file(path) == (stored.sha256, stored.size), f"{stored.path} differs from its row"

@@ -108,17 +108,17 @@ def test_sample_clips_round_trip_and_are_found(archive: Archive, sample_dir: Pat
             hashlib.sha256(result.path.read_bytes()).hexdigest()
             == hashlib.sha256(clip.read_bytes()).hexdigest()
         )
-    rows = archive.find(Query())
+    rows = archive.index.find(Query())
     assert len(rows) == len(clips)
     for row in rows:
         ds = pydicom.dcmread(archive.store.absolute(row.path), stop_before_pixels=True)
         assert row.sop_instance_uid == ds.SOPInstanceUID
-        by_patient = archive.find(Query(patient=row.patient_id))
+        by_patient = archive.index.find(Query(patient=row.patient_id))
         assert row.sop_instance_uid in {r.sop_instance_uid for r in by_patient}
         if row.study_date is not None:
-            by_date = archive.find(Query(date_from=row.study_date, date_to=row.study_date))
+            by_date = archive.index.find(Query(date_from=row.study_date, date_to=row.study_date))
             assert row.sop_instance_uid in {r.sop_instance_uid for r in by_date}
         if row.modality:
             assert row.sop_instance_uid in {
-                r.sop_instance_uid for r in archive.find(Query(modality=row.modality))
+                r.sop_instance_uid for r in archive.index.find(Query(modality=row.modality))
             }

@@ -30,8 +30,8 @@ def test_rules_apply_to_ultrasound_studies_only(archive: Archive) -> None:
     report = us_dataset(description="L4/5 MBB right OT", Modality="SR", study_uid=clip.StudyInstanceUID)
     for ds in (mr, ct, clip, report):
         assert archive.ingest(part10_bytes(ds), origin=FILE).outcome is IngestOutcome.STORED
-    assert archive.find(Query(levels=(SpinalLevel.T1,))) == []
-    found = {row.sop_instance_uid for row in archive.find(Query(levels=(SpinalLevel.L4,)))}
+    assert archive.index.find(Query(levels=(SpinalLevel.T1,))) == []
+    found = {row.sop_instance_uid for row in archive.index.find(Query(levels=(SpinalLevel.L4,)))}
     assert found == {clip.SOPInstanceUID, report.SOPInstanceUID}
-    by_type = archive.stats()["by_procedure_type"]
+    by_type = archive.index.stats()["by_procedure_type"]
     assert by_type["medial branch block"] == 2 and "radiofrequency" not in by_type

@@ -39,7 +39,7 @@ def test_repair_moves_a_stray_file_into_the_layout(archive: Archive) -> None:
     ]
     assert not stray.exists()
     assert archive.store.iter_instance_files() == [expected]
-    assert [row.path for row in archive.iter_index()] == [expected]
+    assert [row.path for row in archive.index.iter_index()] == [expected]
     assert verify(archive).ok
 
 

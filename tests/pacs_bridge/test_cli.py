@@ -91,7 +91,7 @@ def test_serve_stores_and_stops_on_sigterm_after_the_store_in_flight(tmp_path: P
             process.kill()
             process.wait()
     with Archive.open(ArchiveSettings(data_dir=data_dir)) as archive:
-        [row] = archive.find(Query())
+        [row] = archive.index.find(Query())
         assert dataset_bytes(archive.store.absolute(row.path)) == dataset_bytes(clip)
     text = log.read_text()
     assert "C-STORE from SCANNER@127.0.0.1:" in text and "status=0x0000" in text
@@ -138,7 +138,7 @@ def test_tls_with_dcmtk(
     clip = write_clip(tmp_path / "tls.dcm", frames=3, seed=21)
     result = storescu(server.port, [clip], extra=tls)
     assert result.returncode == 0, result.stdout + result.stderr
-    [row] = archive.find(Query())
+    [row] = archive.index.find(Query())
     assert dataset_bytes(archive.store.absolute(row.path)) == dataset_bytes(clip)
     # Plain TCP to the TLS port fails; so does TLS without a client certificate (a CA is configured).
     assert echoscu(server.port).returncode != 0

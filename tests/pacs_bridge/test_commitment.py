@@ -113,10 +113,12 @@ def test_commitment_on_a_new_association_with_failures(
         assoc = scanner.associate("127.0.0.1", server.port, ae_title="USARCHIVE")
         assert assoc.send_c_store(stored).Status == 0x0000
         assert assoc.send_c_store(corrupted).Status == 0x0000
-        row = archive.show(str(corrupted.SOPInstanceUID))
+        row = archive.index.show(str(corrupted.SOPInstanceUID))
         assert row is not None
         # Damage the stored file behind the archive's back: its hash no longer matches.
-        [found] = [r for r in archive.find(Query()) if r.sop_instance_uid == str(corrupted.SOPInstanceUID)]
+        [found] = [
+            r for r in archive.index.find(Query()) if r.sop_instance_uid == str(corrupted.SOPInstanceUID)
+        ]
         path = archive.store.absolute(found.path)
         data = bytearray(path.read_bytes())
         data[-1] ^= 0xFF

@@ -116,7 +116,7 @@ def test_the_bridge_gives_every_connection_the_loop_with_its_poll_interval(
     result = storescu(server.port, clips)
     assert result.returncode == 0, result.stderr
     assert waits and all(wait == 0.0005 for wait in waits)
-    assert len(archive.find(Query())) == 3
+    assert len(archive.index.find(Query())) == 3
 
 
 def test_a_dul_without_pynetdicom_internals_is_refused() -> None:

@@ -76,7 +76,7 @@ def test_sigkill_at_random_moments_loses_no_acknowledged_instance(tmp_path: Path
             by_uid = {str(ds.SOPInstanceUID): ds for ds in sent}
             for uid in acknowledged:
                 assert archive.check_commitment(US_MULTIFRAME, uid) is CommitCheck.COMMITTED, uid
-            rows = {row.sop_instance_uid: row for row in archive.find(Query(limit=5000))}
+            rows = {row.sop_instance_uid: row for row in archive.index.find(Query(limit=5000))}
             for uid in acknowledged:
                 stored = pydicom.dcmread(archive.store.absolute(rows[uid].path))
                 assert stored.PixelData == by_uid[uid].PixelData
@@ -113,7 +113,7 @@ def test_two_servers_one_postgresql_index_and_store(pg_database: str, tmp_path: 
         for process in (first, second):
             assert process.wait(timeout=60) == 0
     with Archive.open(ArchiveSettings(data_dir=data_dir, db_url=pg_database)) as archive:
-        rows = archive.find(Query(limit=1000))
+        rows = archive.index.find(Query(limit=1000))
         uids = [row.sop_instance_uid for row in rows]
         assert sorted(uids) == sorted(str(pydicom.dcmread(c).SOPInstanceUID) for c in clips)  # each once
         for row in rows:

@@ -57,7 +57,7 @@ def _check_whole(port: int, pid: int, data_dir: Path, tmp_path: Path, fds: int, 
         assert peer.store(uid, clip) == 0x0000, "a valid clip was not stored"
         assert peer.release()
     with Archive.open(ArchiveSettings(data_dir=data_dir)) as archive:
-        assert archive.show(uid) is not None, "the acknowledged clip is not in the archive"
+        assert archive.index.show(uid) is not None, "the acknowledged clip is not in the archive"
     wait_for(lambda: connections_to(port) == 0, timeout_s=30.0, what="every connection to end")
     wait_for(lambda: open_fds(pid) <= fds, timeout_s=30.0, what=f"descriptors back to {fds}")
     staging = data_dir / "store" / ".tmp"

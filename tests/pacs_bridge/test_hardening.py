@@ -102,7 +102,7 @@ def _assert_serving(port: int, tmp_path: Path, archive: Archive, *, source: str 
         assert peer.read_status() == 0x0000
         assert peer.store(uid, clip) == 0x0000
         assert peer.release()
-    assert archive.show(uid) is not None, "the acknowledged clip is in the archive"
+    assert archive.index.show(uid) is not None, "the acknowledged clip is in the archive"
 
 
 def test_a_calling_ae_title_with_a_control_character_is_rejected_reason_3(
@@ -251,7 +251,7 @@ def test_lockout_200_silent_or_trickling_connections_and_a_scanner_from_another_
         trickler.join()
         for sock in hostile:
             sock.close()
-    assert len(archive.find(Query())) == 1
+    assert len(archive.index.find(Query())) == 1
 
 
 # --- the receiver as a process: descriptors under prlimit, memory -------------------------------

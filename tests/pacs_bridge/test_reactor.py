@@ -40,7 +40,7 @@ def test_accepted_associations_run_the_waiting_loop_and_serve_every_message(
     assert statuses == [0x0000] * 5
     assert assoc.is_released
     wait_for(lambda: bridge.active_associations == 0, what="the released association to end")
-    assert len(archive.find(Query())) == 5
+    assert len(archive.index.find(Query())) == 5
 
 
 def test_an_association_without_pynetdicom_internals_is_refused() -> None:

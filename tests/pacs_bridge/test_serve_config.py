@@ -51,8 +51,8 @@ def test_a_site_rule_and_the_duplicate_policy_of_the_config_apply_to_received_cl
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
     with Archive.open(ArchiveSettings(data_dir), create=False) as archive:
-        (row,) = archive.find(Query())
-        history = archive.show(uid)
+        (row,) = archive.index.find(Query())
+        history = archive.index.show(uid)
     assert (row.technique, row.side, row.levels) == ("TT", "right", ("L4",))
     assert "replaced" in str(history).lower()
 

@@ -46,7 +46,7 @@ def test_storescu_clips_arrive_byte_identical_and_classified(
 ) -> None:
     result = storescu(bridge.port, clips)
     assert result.returncode == 0, result.stdout + result.stderr
-    rows = {row.sop_instance_uid: row for row in archive.find(Query(limit=100))}
+    rows = {row.sop_instance_uid: row for row in archive.index.find(Query(limit=100))}
     assert len(rows) == len(clips)
     for clip in clips:
         sent = pydicom.dcmread(clip, stop_before_pixels=True)
@@ -128,7 +128,7 @@ def test_pynetdicom_store_and_log_lines(
         assoc.release()
         wait_for(lambda: "released: 1 stored" in caplog.text, what="association log line")
     assert status.Status == 0x0000
-    assert archive.show(str(ds.SOPInstanceUID)) is not None
+    assert archive.index.show(str(ds.SOPInstanceUID)) is not None
     store_line = next(r.getMessage() for r in caplog.records if "C-STORE from" in r.getMessage())
     assert str(ds.SOPInstanceUID) in store_line
     assert "SCANNER@127.0.0.1:" in store_line
@@ -147,7 +147,7 @@ def test_identical_duplicate_is_success_conflict_is_refused(bridge: BridgeServer
     assoc.release()
     assert (first.Status, again.Status) == (0x0000, 0x0000)
     assert conflict.Status == 0x0111  # keep-first policy: a different instance under a stored UID
-    assert len(archive.find(Query(limit=10))) == 1
+    assert len(archive.index.find(Query(limit=10))) == 1
 
 
 def test_eight_concurrent_associations(bridge: BridgeServer, archive: Archive, tmp_path: Path) -> None:
@@ -157,7 +157,7 @@ def test_eight_concurrent_associations(bridge: BridgeServer, archive: Archive, t
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
         results = list(pool.map(lambda f: storescu(bridge.port, [f]), files))
     assert all(r.returncode == 0 for r in results), [r.stderr for r in results]
-    assert len(archive.find(Query(limit=100))) == 8
+    assert len(archive.index.find(Query(limit=100))) == 8
 
 
 def test_unsupported_sop_class_is_refused_at_negotiation(
@@ -204,7 +204,7 @@ def test_retired_ultrasound_classes_are_stored(
     status = assoc.send_c_store(ds)
     assoc.release()
     assert status.Status == 0x0000
-    assert archive.show(str(ds.SOPInstanceUID)) is not None
+    assert archive.index.show(str(ds.SOPInstanceUID)) is not None
 
 
 def test_digest_computed_while_spooling_is_the_stored_files_sha256(
@@ -217,7 +217,7 @@ def test_digest_computed_while_spooling_is_the_stored_files_sha256(
     ]
     result = storescu(bridge.port, clips)
     assert result.returncode == 0, result.stdout + result.stderr
-    stored = list(archive.iter_index())
+    stored = list(archive.index.iter_index())
     assert len(stored) == 2
     for instance in stored:
         data = archive.store.absolute(instance.path).read_bytes()

@@ -57,7 +57,7 @@ def test_imported_clip_sent_again_by_dcmsend_is_a_duplicate_success(
     assert "with status SUCCESS" in result.stdout + result.stderr
     assert "released: 0 stored, 1 duplicate, 0 failed" in _summary(caplog)
     assert "only the File Meta Information differs" in caplog.text
-    assert len(archive.find(Query(limit=10))) == 1
+    assert len(archive.index.find(Query(limit=10))) == 1
     assert imported.path.read_bytes() == stored_bytes, "the imported file is kept as it was"
 
 

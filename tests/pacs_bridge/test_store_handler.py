@@ -108,7 +108,7 @@ def test_abort_in_the_middle_of_a_clip_stores_nothing(
     assoc.abort()
     wait_for(lambda: not _spooled(archive), what="the partial spool file to be removed")
     wait_for(lambda: bridge.active_associations == 0, what="the aborted association to end")
-    assert archive.find(Query()) == []
+    assert archive.index.find(Query()) == []
     assert echoscu(bridge.port).returncode == 0  # still serving
 
 
@@ -145,7 +145,7 @@ def test_malformed_data_sets_are_refused(
     if expected is not None:
         assert status.Status == expected
     assert "ErrorComment" in status
-    assert archive.find(Query()) == []
+    assert archive.index.find(Query()) == []
     wait_for(lambda: not _spooled(archive), what="spool files to be removed")
 
 
@@ -176,7 +176,7 @@ def test_injected_enospc_while_spooling_answers_out_of_resources(
     ds = make_dataset(seed=8, frames=4)
     assert assoc.send_c_store(ds).Status == 0x0000  # same association keeps working
     assoc.release()
-    assert [row.sop_instance_uid for row in archive.find(Query())] == [str(ds.SOPInstanceUID)]
+    assert [row.sop_instance_uid for row in archive.index.find(Query())] == [str(ds.SOPInstanceUID)]
     wait_for(lambda: not _spooled(archive), what="spool files to be removed")
 
 
@@ -194,7 +194,7 @@ def test_injected_enospc_at_ingest_answers_out_of_resources(
     monkeypatch.undo()
     assoc.release()
     assert status.Status == 0xA700
-    assert archive.find(Query()) == []
+    assert archive.index.find(Query()) == []
 
 
 @pytest.fixture
@@ -228,7 +228,9 @@ def test_full_filesystem_answers_out_of_resources_and_keeps_serving(
             small = make_dataset(seed=11, frames=2)
             assert assoc.send_c_store(small).Status == 0x0000
             assoc.release()
-            assert [r.sop_instance_uid for r in small_archive.find(Query())] == [str(small.SOPInstanceUID)]
+            assert [r.sop_instance_uid for r in small_archive.index.find(Query())] == [
+                str(small.SOPInstanceUID)
+            ]
         finally:
             server.stop(drain_timeout_s=5.0)
 
@@ -295,7 +297,7 @@ def test_robustness_garbage_pdus_and_data_sets_then_a_valid_clip(
     assoc = _associate_after_flood(bridge.port)
     assert assoc.send_c_store(ds).Status == 0x0000
     assoc.release()
-    assert archive.show(str(ds.SOPInstanceUID)) is not None
+    assert archive.index.show(str(ds.SOPInstanceUID)) is not None
     wait_for(
         lambda: bridge.active_associations == 0, timeout_s=120, what="all garbage connections to be closed"
     )

@@ -165,7 +165,7 @@ def gather_inputs(
         Ordered by SOP Instance UID then reviewer; every matching clip,
         reviewed or not; outcomes of the studies involved.
     """
-    rows = archive.find(dataclasses.replace(query, limit=AUDIT_LIMIT))
+    rows = archive.index.find(dataclasses.replace(query, limit=AUDIT_LIMIT))
     reviews = archive.annotations.list_reviews(status=status, reviewer=query.reviewer)
     by_uid: dict[str, list[tuple[str, ReviewStatus]]] = {}
     for review in reviews:

@@ -62,7 +62,7 @@ def template_rows(archive: Archive) -> list[dict[str, str]]:
     """
     done = {(o.study_uid, o.side.value) for o in outcomes_for(archive.engine)}
     first: dict[tuple[str, str], InstanceRow] = {}
-    for row in sorted(archive.find(Query(limit=_EVERY)), key=lambda r: r.sop_instance_uid):
+    for row in sorted(archive.index.find(Query(limit=_EVERY)), key=lambda r: r.sop_instance_uid):
         if row.side is None:
             continue
         key = (row.study_instance_uid, row.side)

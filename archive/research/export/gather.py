@@ -79,7 +79,7 @@ def select_clips(
     wanted = replace(query, review_status=status, limit=UNLIMITED)
     if status is None:
         wanted = replace(wanted, reviewer=None)
-    rows = archive.find(wanted)
+    rows = archive.index.find(wanted)
     by_clip: dict[str, list[ReviewRow]] = defaultdict(list)
     for review in archive.annotations.list_reviews(status=status, reviewer=query.reviewer):
         by_clip[review.sop_instance_uid].append(review)

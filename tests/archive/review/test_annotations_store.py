@@ -298,7 +298,7 @@ def test_list_reviews_and_find_filter_by_status_and_reviewer(archive: Archive, t
     assert reviews(status="approved") == set()
 
     def found(**filters: object) -> set[str]:
-        return {row.sop_instance_uid for row in archive.find(Query(**filters))}  # type: ignore[arg-type]
+        return {row.sop_instance_uid for row in archive.index.find(Query(**filters))}  # type: ignore[arg-type]
 
     assert found() == {one, two, three}
     assert found(review_status=ReviewStatus.DRAFT) == {one}

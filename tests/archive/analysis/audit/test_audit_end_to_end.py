@@ -58,7 +58,7 @@ def _build_archive(
             # running the audit would: the descriptions name more levels than the clip shows
             # ("L4/5 MBB R" for the L4 clip; "L4-5 MBB …" as performed step of a procedure that
             # also blocked L3), and the per-level groups count a clip once per level it has.
-            archive.tag(truth.sop_instance_uid, user="lead", levels=(SpinalLevel.parse(clip["level"]),))
+            archive.index.tag(truth.sop_instance_uid, user="lead", levels=(SpinalLevel.parse(clip["level"]),))
             annotation = annotation_from_truth(truth, "ann")
             archive.annotations.save(annotation, base_version=None)
             archive.annotations.set_status(truth.sop_instance_uid, "ann", "submitted", by="ann")

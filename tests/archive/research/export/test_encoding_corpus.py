@@ -268,7 +268,7 @@ def test_every_file_is_received_by_dcmsend(corpus: Corpus, receiver: tuple[Archi
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    missing = [c.name for c in corpus.cases if archive.show(_uid(c.path)) is None]
+    missing = [c.name for c in corpus.cases if archive.index.show(_uid(c.path)) is None]
     assert missing == []
 
 
@@ -287,7 +287,7 @@ def test_every_file_is_received_by_pynetdicom(corpus: Corpus, receiver: tuple[Ar
     finally:
         assoc.release()
     assert {name: status for name, status in statuses.items() if status != 0x0000} == {}
-    assert [c.name for c in corpus.cases if archive.show(_uid(c.path)) is None] == []
+    assert [c.name for c in corpus.cases if archive.index.show(_uid(c.path)) is None] == []
 
 
 # -- read ------------------------------------------------------------------------------------------
@@ -295,7 +295,7 @@ def test_every_file_is_received_by_pynetdicom(corpus: Corpus, receiver: tuple[Ar
 
 def test_annotator_reads_every_frame_as_pydicom_decodes_it(corpus: Corpus) -> None:
     with Archive.open(corpus.settings) as archive:
-        rows = {row.sop_instance_uid: row for row in archive.find(Query(limit=1000))}
+        rows = {row.sop_instance_uid: row for row in archive.index.find(Query(limit=1000))}
         stored = {c.name: archive.store.absolute(rows[_uid(c.path)].path) for c in corpus.cases}
     for case in corpus.cases:
         expected = _reference(case, display=True)
