@@ -298,9 +298,9 @@ def to_markdown(results: list[dict[str, Any]], queries: int, command: str, when:
         f" CPU speed probe (a fixed 5,000,000-step Python loop, CPU seconds; lower is faster) before"
         f" each backend's queries: {speeds}.",
         "",
-        f"Latency of `Archive.index.find` for the first page of {PAGE} rows, {queries} random queries per kind,"
-        " in ms. *client CPU* is the CPU time of the calling process; *SQL only* is the main SELECT executed"
-        " and fetched without building result objects. Target: p95 < 10 ms.",
+        f"Latency of `Archive.index.find` for the first page of {PAGE} rows, {queries} random queries"
+        " per kind, in ms. *client CPU* is the CPU time of the calling process; *SQL only* is the main"
+        " SELECT executed and fetched without building result objects. Target: p95 < 10 ms.",
         "",
         "| backend | query | p50 | p95 | max | p95 client CPU | p95 SQL only | rows | p95 < 10 ms |",
         "|---|---|---:|---:|---:|---:|---:|---:|---|",

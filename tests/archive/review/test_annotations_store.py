@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from ingest_helpers import us_dataset, write_instance
 from sqlalchemy import inspect, select
 
 from archive.archive import Archive
@@ -25,6 +24,7 @@ from archive.review import ClipAnnotation, NeedleMark, ReviewComment, TargetMark
 from archive.review.sql import ANNOTATION_TABLES
 from archive.review.store import ENV_REVIEWER, resolve_reviewer
 from archive.settings import ArchiveSettings
+from tests.archive.ingest_helpers import us_dataset, write_instance
 
 FILE = Origin("file", path="test")
 FRAMES, ROWS, COLS = 4, 12, 16
