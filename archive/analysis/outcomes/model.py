@@ -208,26 +208,6 @@ def _parse_side(text: str) -> Side:
     return Side.parse(text.strip().lower())
 
 
-def _parse_row(cells: list[str]) -> tuple[Outcome | None, list[str]]:
-    """An Outcome from one data row, or ``None`` and every reason it is bad."""
-    values = dict(zip(CSV_COLUMNS, (c.strip() for c in cells), strict=True))
-    problems: list[str] = []
-    uid_problem = _uid_problem(values["study_uid"])
-    if uid_problem:
-        problems.append(uid_problem)
-    side, scores, more = _parse_fields(values)
-    problems += more
-    if problems or side is None:
-        return None, problems
-    outcome = Outcome(
-        study_uid=values["study_uid"],
-        side=side,
-        adverse_event=values["adverse_event"] or None,
-        **scores,
-    )
-    return outcome, []
-
-
 def _parse_fields(values: dict[str, str]) -> tuple[Side | None, dict[str, float | None], list[str]]:
     """Side and scores of one row, and every reason they are bad."""
     problems: list[str] = []
@@ -257,13 +237,18 @@ def _parse_fields(values: dict[str, str]) -> tuple[Side | None, dict[str, float 
     return side, scores, problems
 
 
+def _source_name(source: str | Path) -> str:
+    """How messages name ``source``: its path, or ``outcomes CSV`` for text."""
+    return "outcomes CSV" if isinstance(source, str) else str(source)
+
+
 def _decode(source: str | Path) -> tuple[str, str]:
     """The CSV text and a name for messages; a Path is read as UTF-8 (a BOM is allowed)."""
     if isinstance(source, str):
-        return source.removeprefix("\ufeff"), "outcomes CSV"
+        return source.removeprefix("\ufeff"), _source_name(source)
     data = source.read_bytes()
     try:
-        return data.decode("utf-8-sig"), str(source)
+        return data.decode("utf-8-sig"), _source_name(source)
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise OutcomeImportError(
@@ -293,13 +278,13 @@ def _records(reader: Reader, problems: list[tuple[int, str]]) -> Iterator[tuple[
 
 
 def parse_outcomes_csv(source: str | Path) -> list[Outcome]:
-    """Read an outcomes CSV, all or nothing.
+    """Read an outcomes CSV whose rows name their study by UID, all or nothing (no index needed).
 
-    The header must be ``study_uid, side, vas_pre, vas_1h, vas_2w, odi_pre,
-    odi_1h, odi_2w, adverse_event`` in that order; case and spaces around
-    names do not matter. An empty cell means not recorded. ``side`` is
-    ``left``, ``right``, ``bilateral`` (or the Side names) or ``L``, ``R``,
-    ``B``, in any case. Rows whose cells are all empty are skipped.
+    The rows are read by :func:`read_outcome_records` (the same header, cell
+    and side rules as ``usarchive outcome import``); every row must carry its
+    ``study_uid`` (rows that name the study by accession number or patient and
+    date need the index: :meth:`archive.analysis.outcomes.store.OutcomeStore.import_csv`),
+    and a study and side may appear once.
 
     Parameters
     ----------
@@ -321,49 +306,29 @@ def parse_outcomes_csv(source: str | Path) -> list[Outcome]:
     OSError
         If ``source`` is a Path that cannot be read.
     """
-    text, name = _decode(source)
-    problems: list[tuple[int, str]] = []
-    records = _records(csv.reader(io.StringIO(text, newline="")), problems)
-    first = next(records, None)
-    expected = ", ".join(CSV_COLUMNS)
-    if first is None:
-        raise OutcomeImportError(
-            problems or [(1, f"expected the header {expected}, but the file is empty")], name
-        )
-    header = first[1]
-    found = tuple(cell.strip().lower() for cell in header)
-    if found != CSV_COLUMNS:
-        raise OutcomeImportError(
-            [(1, f"expected the header {expected}, but got {', '.join(cell.strip() for cell in header)}")],
-            name,
-        )
+    records, problems = read_outcome_records(source)
     outcomes: list[Outcome] = []
     first_line: dict[tuple[str, Side], int] = {}
-    for line, cells in records:
-        if not any(cell.strip() for cell in cells):
-            continue
-        if len(cells) != len(CSV_COLUMNS):
-            problems.append((line, f"expected {len(CSV_COLUMNS)} cells, but got {len(cells)}"))
-            continue
-        outcome, reasons = _parse_row(cells)
-        if outcome is None:
-            problems.append((line, "; ".join(reasons)))
-            continue
-        key = (outcome.study_uid, outcome.side)
-        if key in first_line:
+    for record in records:
+        key = (record.study_uid, record.side)
+        if not record.study_uid:
+            problems.append(
+                (record.line, "study_uid: expected a Study Instance UID (this reader looks no study up)")
+            )
+        elif key in first_line:
             problems.append(
                 (
-                    line,
-                    f"expected one row per study and side, but study {outcome.study_uid} "
-                    f"{outcome.side} is already on line {first_line[key]}; merge the rows",
+                    record.line,
+                    f"expected one row per study and side, but study {record.study_uid} "
+                    f"{record.side} is already on line {first_line[key]}; merge the rows",
                 )
             )
-            continue
-        first_line[key] = line
-        outcomes.append(outcome)
+        else:
+            first_line[key] = record.line
+            outcomes.append(record.outcome(record.study_uid))
     if problems:
-        raise OutcomeImportError(problems, name)
-    logger.info("%s: read %d outcomes", name, len(outcomes))
+        raise OutcomeImportError(sorted(problems), _source_name(source))
+    logger.info("%s: read %d outcomes", _source_name(source), len(outcomes))
     return outcomes
 
 
