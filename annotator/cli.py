@@ -118,14 +118,17 @@ def _split_clips(clips: tuple[str, ...]) -> tuple[list[Path], list[str]]:
 )
 @click.option(
     "--napari-patches/--no-napari-patches",
-    default=True,
-    show_default=True,
+    default=None,
     help="Reach into napari's internals for the 1-based slider and faster frame steps (tested napari "
-    "minor version only); off: napari's stock behaviour.",
+    "minor version only); off: napari's stock behaviour. Default: [review] napari_patches (true).",
 )
 @click.pass_context
 def annotate(
-    ctx: click.Context, clips: tuple[str, ...], sample: str | None, prefer_reader: bool, napari_patches: bool
+    ctx: click.Context,
+    clips: tuple[str, ...],
+    sample: str | None,
+    prefer_reader: bool,
+    napari_patches: bool | None,
 ) -> None:
     """Open a clip of the archive (by SOP Instance UID) in the review widget, or DICOM files in napari.
 
@@ -139,6 +142,10 @@ def annotate(
         mine = sorted(pattern for pattern, plugin in preference.items() if plugin == PLUGIN)
         click.echo(f"napari now opens {', '.join(mine)} with the {PLUGIN} reader")
         return
+    if napari_patches is None:
+        from archive.cli.common import cli_state
+
+        napari_patches = cli_state(ctx).settings.napari_patches
     paths, uids = _split_clips(clips)
     if len(uids) > 1 or (uids and (paths or sample)):
         raise click.BadParameter(

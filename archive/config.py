@@ -133,6 +133,15 @@ KEYS: tuple[Key, ...] = (
     ),
     Key("review", "four_eyes", "bool", True, "Refuse approving one's own annotation (four-eyes review)."),
     Key(
+        "review",
+        "napari_patches",
+        "bool",
+        True,
+        "Reach into napari's internals (1-based slider, fast frame steps); false: napari's stock behaviour.",
+        None,
+        "annotate --[no-]napari-patches",
+    ),
+    Key(
         "log",
         "file",
         "path",
@@ -442,6 +451,7 @@ def load_configuration(
         deid_secret=secret,
         reviewer=None if values["review.reviewer"] is None else str(values["review.reviewer"]),
         four_eyes=bool(values["review.four_eyes"]),
+        napari_patches=bool(values["review.napari_patches"]),
     )
     max_bytes, backups = values["log.max_bytes"], values["log.backup_count"]
     assert isinstance(max_bytes, int) and isinstance(backups, int)

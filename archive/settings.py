@@ -98,6 +98,9 @@ class ArchiveSettings:
         The person using this workstation (``[review] reviewer`` or ``USARCHIVE_REVIEWER``).
     four_eyes : bool
         Refuse approving one's own annotation (``[review] four_eyes``).
+    napari_patches : bool
+        Let the annotator reach into napari's internals (``[review] napari_patches``;
+        ``annotate --no-napari-patches`` overrides it).
     """
 
     data_dir: Path
@@ -109,6 +112,7 @@ class ArchiveSettings:
     deid_secret: bytes | None = field(default=None, repr=False)
     reviewer: str | None = None
     four_eyes: bool = True
+    napari_patches: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.duplicate_policy, DuplicatePolicy):

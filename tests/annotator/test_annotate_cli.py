@@ -60,9 +60,17 @@ def test_open_clips_without_napari_patches_keeps_napari_slider(
     assert (slider.curslice_label.text(), slider.totslice_label.text()) == ("5", "9")  # napari's own
 
 
-@pytest.mark.parametrize(("flag", "expected"), [([], True), (["--no-napari-patches"], False)])
+@pytest.mark.parametrize(
+    ("configured", "flag", "expected"),
+    [
+        (None, [], True),
+        (None, ["--no-napari-patches"], False),
+        (False, [], False),  # [review] napari_patches = false in usarchive.toml
+        (False, ["--napari-patches"], True),  # the flag wins over the file
+    ],
+)
 def test_annotate_passes_the_napari_patches_switch(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flag: list[str], expected: bool
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, configured: bool | None, flag: list[str], expected: bool
 ) -> None:
     import napari
 
@@ -78,7 +86,12 @@ def test_annotate_passes_the_napari_patches_switch(
     monkeypatch.setattr(napari, "Viewer", lambda **_: object())
     monkeypatch.setattr(napari, "run", lambda: None)
     monkeypatch.setattr(annotator.cli, "open_clips", record)
-    result = CliRunner().invoke(main, ["annotate", *flag, str(clip)])
+    config: list[str] = []
+    if configured is not None:
+        path = tmp_path / "usarchive.toml"
+        path.write_text(f"[review]\nnapari_patches = {str(configured).lower()}\n", encoding="utf-8")
+        config = ["--config", str(path)]
+    result = CliRunner().invoke(main, [*config, "annotate", *flag, str(clip)])
     assert result.exit_code == 0, result.output
     assert seen == [expected]
 
