@@ -183,7 +183,8 @@ def import_command(ctx: click.Context, paths: tuple[Path, ...], duplicate_policy
                 "skipped": len(collected.skipped),
                 "results": [_result_json(path, result) for path, result in results],
                 "skipped_files": [str(path) for path in collected.skipped],
-            }
+            },
+            ctx,
         )
     else:
         summary = ", ".join(f"{counts.get(outcome, 0)} {outcome.value}" for outcome in IngestOutcome)

@@ -8,12 +8,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from archive.analysis.outcomes.model import SCORE_RANGES
 from archive.analysis.outcomes.sql import outcome_values
-from archive.cli.common import cli_state, full_uid, open_archive, print_json
+from archive.cli.common import cli_state, full_uid, open_archive, print_json, print_table
 from archive.errors import ArchiveError, OutcomeImportError
 from archive.model import Side
 
@@ -55,7 +53,7 @@ def import_command(ctx: click.Context, csv_file: Path) -> None:
         except OutcomeImportError as exc:
             raise click.ClickException(str(exc)) from exc
     if cli_state(ctx).json_output:
-        print_json({"file": str(csv_file), "changed": [c.to_json() for c in changes]})
+        print_json({"file": str(csv_file), "changed": [c.to_json() for c in changes]}, ctx)
         return
     click.echo(f"{csv_file}: {len(changes)} outcome(s) added or changed")
 
@@ -79,7 +77,7 @@ def template_command(ctx: click.Context, csv_file: Path) -> None:
                 f"outcome template: cannot write {csv_file} ({exc}); choose a writable path"
             ) from exc
     if cli_state(ctx).json_output:
-        print_json({"file": str(csv_file), "procedures": count})
+        print_json({"file": str(csv_file), "procedures": count}, ctx)
         return
     click.echo(f"{csv_file}: {count} procedure(s) without an outcome")
 
@@ -157,7 +155,7 @@ def set_command(
         except (ArchiveError, ValueError) as exc:
             raise click.ClickException(str(exc)) from exc
     if cli_state(ctx).json_output:
-        print_json({"outcome": outcome_values(stored), "changed": change is not None})
+        print_json({"outcome": outcome_values(stored), "changed": change is not None}, ctx)
         return
     click.echo(f"{study_uid} {side.value}: {'changed' if change else 'unchanged'}")
 
@@ -176,18 +174,24 @@ def show_command(ctx: click.Context, study_uid: str, history: bool) -> None:
         document: dict[str, Any] = {"study_uid": study_uid, "outcomes": [s.to_json() for s in stored]}
         if history:
             document["history"] = [c.to_json() for c in changes]
-        print_json(document)
+        print_json(document, ctx)
         return
     if not stored:
         click.echo(f"no outcome recorded for study {study_uid}")
         return
-    table = Table("side", *SCORE_RANGES, "adverse event", "source", "updated (UTC)")
-    for s in stored:
-        o = s.outcome
-        cells = ["–" if getattr(o, name) is None else f"{getattr(o, name):g}" for name in SCORE_RANGES]
-        table.add_row(
-            o.side.value, *cells, o.adverse_event or "", s.source, s.updated_at.strftime("%Y-%m-%d %H:%M")
+    rows = [
+        (
+            s.outcome.side.value,
+            *(
+                "–" if getattr(s.outcome, name) is None else f"{getattr(s.outcome, name):g}"
+                for name in SCORE_RANGES
+            ),
+            s.outcome.adverse_event or "",
+            s.source,
+            s.updated_at.strftime("%Y-%m-%d %H:%M"),
         )
-    Console(width=200).print(table)
+        for s in stored
+    ]
+    print_table(ctx, ("side", *SCORE_RANGES, "adverse event", "source", "updated (UTC)"), rows)
     for c in changes:
         click.echo(f"{c.changed_at:%Y-%m-%d %H:%M:%S} {c.side.value} {c.source}: {c.old} -> {c.new}")

@@ -85,7 +85,7 @@ def tag_command(
         except ArchiveError as exc:
             raise click.ClickException(str(exc)) from exc
     if cli_state(ctx).json_output:
-        print_json({"uid": uid, "changes": [change.to_json() for change in changes]})
+        print_json({"uid": uid, "changes": [change.to_json() for change in changes]}, ctx)
         return
     for change in changes:
         click.echo(

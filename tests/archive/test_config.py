@@ -380,6 +380,13 @@ def test_tables_are_tab_separated_when_piped(filled: tuple[Path, list[str]]) -> 
     assert "3 instance(s)" in piped.stderr
     forced = cli("--data-dir", str(data), "--format", "tsv", "review", "list")
     assert forced.stdout.splitlines() == ["SOP Instance UID\treviewer\tstatus\tversion\tupdated (UTC)"]
+    study = json.loads(cli("--data-dir", str(data), "show", uids[0], "--json").stdout)["study_instance_uid"]
+    entered = cli("--data-dir", str(data), "outcome", "set", study, "--side", "right", "--vas-pre", "7")
+    assert entered.exit_code == 0, entered.stderr
+    outcome = cli("--data-dir", str(data), "outcome", "show", study).stdout.splitlines()
+    assert outcome[0].split("\t")[:2] == ["side", "vas_pre"]
+    assert outcome[1].split("\t")[:3] == ["right", "7", "–"]
+    assert "│" not in "\n".join(outcome)
 
 
 UNWRITABLE = {
