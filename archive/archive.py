@@ -25,7 +25,6 @@ is a ``DUPLICATE`` and changes nothing; a different data set follows
 from __future__ import annotations
 
 import dataclasses
-import errno
 import io
 import logging
 import threading
@@ -42,7 +41,6 @@ from sqlalchemy.exc import SQLAlchemyError
 from archive.analysis.outcomes.store import OutcomeStore
 from archive.dicom_header import InstanceHeader, build_file_meta, peek_bare_dataset, read_header
 from archive.duplicates import Decision, Prepared, instance_result, resolve_existing
-from archive.errors import ArchiveNotFoundError
 from archive.index import schema
 from archive.index.engine import (
     create_index_engine,
@@ -68,11 +66,11 @@ from archive.ingest import (
     Origin,
     RejectCode,
 )
+from archive.ingest_checks import check_trusted_inputs, storage_failure
 from archive.placement import take_back_uncommitted
 from archive.review.store import AnnotationStore
-from archive.settings import ENV_HOME, ArchiveSettings, redact_url
+from archive.settings import ArchiveSettings, archive_not_found, missing_archive_reason, redact_url
 from archive.store import (
-    RESOURCE_ERRNOS,
     FileStore,
     StagedFile,
     hash_file,
@@ -97,53 +95,6 @@ if TYPE_CHECKING:
     from archive.rules import Classification, RuleSet
 
 logger = logging.getLogger(__name__)
-
-_HEX_DIGITS = frozenset("0123456789abcdef")
-
-
-def _check_trusted_inputs(
-    source: Path | bytes, transfer_syntax: str | None, sha256: str | None, header: InstanceHeader | None
-) -> None:
-    """Refuse a caller's digest or header that is malformed or cannot describe the stored bytes."""
-    if sha256 is not None and (len(sha256) != 64 or not _HEX_DIGITS.issuperset(sha256)):
-        raise ValueError(f"ingest: sha256 must be 64 lowercase hex digits, but got {sha256!r}")
-    for name, given, what in (("sha256", sha256, "its bytes"), ("header", header, "read_header of it")):
-        if given is not None and (transfer_syntax is not None or isinstance(source, bytes)):
-            raise ValueError(
-                f"ingest: {name} applies to a Part 10 file given by path ({what}); "
-                "omit it for bytes or a bare dataset with transfer_syntax"
-            )
-
-
-def _missing_store(settings: ArchiveSettings) -> str | None:
-    """Why ``settings`` name no archive on disk, or ``None`` when the store (and SQLite index) exist."""
-    if not settings.data_dir.is_dir():
-        return "the directory does not exist"
-    if not (settings.data_dir / "store").is_dir():
-        return "it has no store/ directory"
-    if settings.uses_embedded_index and not (settings.data_dir / "index.sqlite").is_file():
-        return "it has no index.sqlite"
-    return None
-
-
-def _not_found(settings: ArchiveSettings, why: str) -> ArchiveNotFoundError:
-    return ArchiveNotFoundError(
-        f"no archive at {settings.data_dir}: expected a data directory made by `usarchive init`, but {why}; "
-        f"check --data-dir (or {ENV_HOME}), or create the archive with: usarchive init {settings.data_dir}"
-    )
-
-
-def _storage_failure(origin: Origin, exc: OSError) -> IngestResult:
-    code = RejectCode.OUT_OF_RESOURCES if exc.errno in RESOURCE_ERRNOS else RejectCode.STORAGE_ERROR
-    logger.error("ingest from %s failed: %s", origin.describe(), exc)
-    return IngestResult(
-        outcome=IngestOutcome.REJECTED,
-        sop_instance_uid=None,
-        sop_class_uid=None,
-        reason=f"storage failed ({errno.errorcode.get(exc.errno or 0, 'error')}): {exc}; "
-        "nothing was stored; free space or fix the data directory and send again",
-        code=code,
-    )
 
 
 class Archive:
@@ -199,15 +150,17 @@ class Archive:
             If the index was written by a newer usarchive.
         """
         if not create:
-            missing = _missing_store(settings)
+            missing = missing_archive_reason(settings)
             if missing is not None:
-                raise _not_found(settings, missing)
+                raise archive_not_found(settings, missing)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         store = FileStore(settings.data_dir / "store")
         engine = create_index_engine(settings.resolved_db_url)
         try:
             if not create and not inspect(engine).has_table(schema.schema_version.name):
-                raise _not_found(settings, f"the index {redact_url(settings.resolved_db_url)} has no tables")
+                raise archive_not_found(
+                    settings, f"the index {redact_url(settings.resolved_db_url)} has no tables"
+                )
             migrate(engine)
             return cls(settings, engine, store)
         except BaseException:
@@ -217,7 +170,7 @@ class Archive:
     @staticmethod
     def exists(settings: ArchiveSettings) -> bool:
         """Whether the data directory holds an archive's store (and, when embedded, its index)."""
-        return _missing_store(settings) is None
+        return missing_archive_reason(settings) is None
 
     @property
     def staging_dir(self) -> Path:
@@ -310,7 +263,7 @@ class Archive:
             ``header`` is given with ``transfer_syntax`` or bytes (whose stored
             bytes the caller did not read).
         """
-        _check_trusted_inputs(source, transfer_syntax, sha256, header)
+        check_trusted_inputs(source, transfer_syntax, sha256, header)
         staged: StagedFile | None = None
         decision: Decision | None = None
         try:
@@ -327,7 +280,7 @@ class Archive:
                 sha256=staged.sha256 if staged else None, size=staged.size if staged else None
             )
         except OSError as exc:
-            return _storage_failure(origin, exc)
+            return storage_failure(origin, exc)
         except SQLAlchemyError as exc:
             if is_lock_error(exc):
                 logger.warning(
@@ -402,7 +355,7 @@ class Archive:
             except IngestRejectedError as rejection:
                 results[index] = rejection.to_result(sha256=staged.sha256 if staged else None)
             except OSError as exc:
-                results[index] = _storage_failure(origin, exc)
+                results[index] = storage_failure(origin, exc)
             finally:
                 if index not in prepared and staged is not None:
                     self.store.discard(staged)

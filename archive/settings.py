@@ -12,7 +12,7 @@ import re
 from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 
-from archive.errors import ConfigError
+from archive.errors import ArchiveNotFoundError, ConfigError
 from archive.ingest import DuplicatePolicy
 
 #: Environment variable naming the data directory.
@@ -174,3 +174,22 @@ class ArchiveSettings:
 def redact_url(url: str) -> str:
     """``url`` with any password replaced by ``***`` (for messages and ``config show``)."""
     return re.sub(r"(://[^/:@]*:)[^/@]*@", r"\1***@", url)
+
+
+def missing_archive_reason(settings: ArchiveSettings) -> str | None:
+    """Why ``settings`` name no archive on disk, or ``None`` when the store (and SQLite index) exist."""
+    if not settings.data_dir.is_dir():
+        return "the directory does not exist"
+    if not (settings.data_dir / "store").is_dir():
+        return "it has no store/ directory"
+    if settings.uses_embedded_index and not (settings.data_dir / "index.sqlite").is_file():
+        return "it has no index.sqlite"
+    return None
+
+
+def archive_not_found(settings: ArchiveSettings, why: str) -> ArchiveNotFoundError:
+    """The error refusing a data directory that holds no archive: the path, why, and ``usarchive init``."""
+    return ArchiveNotFoundError(
+        f"no archive at {settings.data_dir}: expected a data directory made by `usarchive init`, but {why}; "
+        f"check --data-dir (or {ENV_HOME}), or create the archive with: usarchive init {settings.data_dir}"
+    )
