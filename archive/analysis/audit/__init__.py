@@ -9,16 +9,9 @@ from an archive; :mod:`archive.analysis.audit.report_html` and
 from __future__ import annotations
 
 from archive.analysis.audit.compute import run_audit
-from archive.analysis.audit.model import (
-    AuditConfig,
-    AuditReport,
-    ClipAuditInput,
-    Comparison,
-    GroupResult,
-    Procedure,
-    Rate,
-)
+from archive.analysis.audit.model import AuditConfig, ClipAuditInput, Procedure
 from archive.analysis.audit.procedures import group_procedures, procedure_time
+from archive.analysis.audit.results import AuditReport, Comparison, GroupResult, Rate
 
 __all__ = [
     "AuditConfig",

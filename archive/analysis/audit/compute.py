@@ -34,24 +34,26 @@ from archive.analysis.audit.model import (
     RATE_METRICS,
     TIME_FROM_CLIP_SPAN,
     TIME_POINTS,
-    AdverseEventEntry,
-    ApproachGroup,
     ArchivedClip,
     AuditConfig,
-    AuditReport,
     CaseIds,
     ClipAuditInput,
+    Procedure,
+)
+from archive.analysis.audit.procedures import group_procedures
+from archive.analysis.audit.results import (
+    AdverseEventEntry,
+    ApproachGroup,
+    AuditReport,
     ClipRow,
     Comparison,
     GroupResult,
     OperatorRow,
     OutcomeRow,
-    Procedure,
     Rate,
     SafetyClip,
     SafetyGroup,
 )
-from archive.analysis.audit.procedures import group_procedures
 from archive.analysis.metrics.clip import to_plain
 from archive.analysis.outcomes.model import Outcome, is_effective
 from archive.analysis.statistics import (

@@ -5,12 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from archive.analysis.audit.model import (
-    NUMERIC_METRICS,
-    OUTCOME_SCORES,
-    RATE_METRICS,
-    Rate,
-)
+from archive.analysis.audit.model import NUMERIC_METRICS, OUTCOME_SCORES, RATE_METRICS
+from archive.analysis.audit.results import Rate
 from archive.analysis.statistics import Summary, TestResult
 
 #: Labels of comparison variables for reports.

@@ -18,7 +18,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from archive.analysis.audit import format as fmt
-from archive.analysis.audit.model import ALL_LEVELS, NUMERIC_METRICS, TIME_POINTS, AuditReport
+from archive.analysis.audit.model import ALL_LEVELS, NUMERIC_METRICS, TIME_POINTS
+from archive.analysis.audit.results import AuditReport
 
 logger = logging.getLogger(__name__)
 

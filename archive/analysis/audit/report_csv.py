@@ -24,7 +24,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from archive.analysis.audit import format as fmt
-from archive.analysis.audit.model import CASE_ID_COLUMNS, AuditReport, GroupResult, Rate, json_float
+from archive.analysis.audit.model import CASE_ID_COLUMNS, json_float
+from archive.analysis.audit.results import AuditReport, GroupResult, Rate
 from archive.analysis.statistics import Summary
 
 logger = logging.getLogger(__name__)

@@ -18,15 +18,8 @@ from pathlib import Path
 from archive.analysis.audit import format as fmt
 from archive.analysis.audit import plots
 from archive.analysis.audit import report_sections as sections_of
-from archive.analysis.audit.model import (
-    ALL_LEVELS,
-    NUMERIC_METRICS,
-    OUTCOME_SCORES,
-    RATE_METRICS,
-    AuditReport,
-    Comparison,
-    GroupResult,
-)
+from archive.analysis.audit.model import ALL_LEVELS, NUMERIC_METRICS, OUTCOME_SCORES, RATE_METRICS
+from archive.analysis.audit.results import AuditReport, Comparison, GroupResult
 from archive.analysis.statistics import MIN_EXPECTED_COUNT, PEARSON_NOTE
 
 logger = logging.getLogger(__name__)

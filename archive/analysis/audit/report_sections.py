@@ -13,14 +13,8 @@ import html
 from collections.abc import Iterable, Sequence
 
 from archive.analysis.audit import format as fmt
-from archive.analysis.audit.model import (
-    CASE_ID_COLUMNS,
-    NOT_ASSESSABLE,
-    NUMERIC_METRICS,
-    AuditReport,
-    CaseIds,
-    SafetyGroup,
-)
+from archive.analysis.audit.model import CASE_ID_COLUMNS, NUMERIC_METRICS, CaseIds
+from archive.analysis.audit.results import NOT_ASSESSABLE, AuditReport, SafetyGroup
 
 #: Headers of the identifier columns, in order.
 ID_HEADERS: tuple[str, ...] = tuple(CASE_ID_COLUMNS.values())

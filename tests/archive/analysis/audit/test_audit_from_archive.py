@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 from scipy.stats import chi2_contingency
 
-from archive.analysis.audit.model import NOT_ASSESSABLE
+from archive.analysis.audit.results import NOT_ASSESSABLE
 from archive.archive import Archive
 from archive.cli.main import main
 from archive.ingest import Origin
