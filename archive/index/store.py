@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Engine, select
 
 from archive.errors import ArchiveError
-from archive.index import queries, schema, tags, uid_lookup
+from archive.index import describe, queries, schema, tags, uid_lookup
+from archive.index.describe import UidDescription
 from archive.index.engine import autocommit_reads, read_transaction, write_transaction
 from archive.index.patients import PatientConflict, patient_conflicts
-from archive.index.queries import InstanceRow, Query, UidDescription
+from archive.index.queries import InstanceRow, Query
 from archive.index.writes import StoredInstance
 from archive.model import Approach, ProcedureType, Side, SpinalLevel, Technique
 from archive.retag import rule_classifications
@@ -71,7 +72,7 @@ class IndexStore:
     def show(self, uid: str) -> UidDescription | None:
         """The study, series or instance with this UID, or ``None``."""
         with read_transaction(self.engine) as connection:
-            return queries.describe_uid(connection, uid)
+            return describe.describe_uid(connection, uid)
 
     def patient_conflicts(self) -> list[PatientConflict]:
         """Every study whose instances disagree on the patient (see :mod:`archive.index.patients`)."""
@@ -81,7 +82,7 @@ class IndexStore:
     def stats(self) -> dict[str, Any]:
         """Counts, sizes and counts by procedure attribute (JSON-ready)."""
         with read_transaction(self.engine) as connection:
-            return queries.stats(connection)
+            return describe.stats(connection)
 
     def tag(
         self,
@@ -124,7 +125,7 @@ class IndexStore:
         if clear:
             edit.check()
             with read_transaction(self.engine) as connection:
-                pks = queries.instance_pks_under(connection, uid)
+                pks = describe.instance_pks_under(connection, uid)
                 derived = rule_classifications(connection, self.store, pks, self._rules)
         with write_transaction(self.engine) as connection:
             return tags.tag_uid(

@@ -24,7 +24,7 @@ from sqlalchemy import Connection, select, update
 
 from archive.errors import ArchiveError
 from archive.index import schema
-from archive.index.queries import instance_pks_under
+from archive.index.describe import instance_pks_under
 from archive.index.writes import RULE_SOURCE, sync_level_technique, write_levels
 from archive.model import Approach, ProcedureType, Side, SpinalLevel, Technique, sort_levels
 
