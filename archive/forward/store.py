@@ -351,7 +351,8 @@ class ForwardStore:
         ``RETRY`` schedules the task again after the destination's backoff
         (:func:`archive.forward.retry.next_delay`), or fails it once
         ``max_attempts`` were made; ``FAILED`` fails it unless the destination
-        sets ``retry_permanent``. A result for a task no longer leased to
+        sets ``retry_permanent``. A task awaiting commitment may be finished
+        too (its N-ACTION failed: ``RETRY``). A result for a task no longer leased to
         ``worker`` (its lease expired and another worker took it, or a person
         cancelled it) is logged and ignored.
 
@@ -370,7 +371,7 @@ class ForwardStore:
                     select(_T.id, _T.destination, _T.attempts, _T.sop_instance_uid).where(
                         _T.id.in_(list(by_id)),
                         _T.lease_owner == worker,
-                        _T.status == TaskStatus.IN_PROGRESS.value,
+                        _T.status.in_([TaskStatus.IN_PROGRESS.value, TaskStatus.AWAITING_COMMITMENT.value]),
                     )
                 )
             }
