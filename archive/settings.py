@@ -13,6 +13,7 @@ from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 
 from archive.errors import ArchiveNotFoundError, ConfigError
+from archive.forward.config import ForwardSettings
 from archive.ingest import DuplicatePolicy
 
 #: Environment variable naming the data directory.
@@ -101,6 +102,9 @@ class ArchiveSettings:
     napari_patches : bool
         Let the annotator reach into napari's internals (``[review] napari_patches``;
         ``annotate --no-napari-patches`` overrides it).
+    forward : ForwardSettings
+        The destination table and the forwarding routes (``[destinations.*]``,
+        ``[forward]``); ingest inserts the tasks of the routes an instance matches.
     """
 
     data_dir: Path
@@ -113,6 +117,7 @@ class ArchiveSettings:
     reviewer: str | None = None
     four_eyes: bool = True
     napari_patches: bool = True
+    forward: ForwardSettings = field(default_factory=ForwardSettings)
 
     def __post_init__(self) -> None:
         if not isinstance(self.duplicate_policy, DuplicatePolicy):
