@@ -43,8 +43,8 @@ from archive.analysis.outcomes.store import OutcomeStore
 from archive.dicom_header import InstanceHeader, build_file_meta, peek_bare_dataset, read_header
 from archive.duplicates import Decision, Prepared, instance_result, resolve_existing
 from archive.forward.config import ForwardSettings
-from archive.forward.routes import RouteFacts, matching_routes
-from archive.forward.sql import insert_routed_tasks
+from archive.forward.routes import RouteFacts
+from archive.forward.sql import enqueue_routed
 from archive.forward.store import ForwardStore
 from archive.index import schema
 from archive.index.engine import (
@@ -78,7 +78,6 @@ from archive.settings import ArchiveSettings, archive_not_found, missing_archive
 from archive.store import (
     FileStore,
     StagedFile,
-    hash_file,
     relative_path,
     sync_directories,
     sync_files,
@@ -586,47 +585,15 @@ class Archive:
         self, connection: Any, item: Prepared, now: datetime, *, replacing: bool = False
     ) -> None:
         """The outbox: the tasks of the routes the instance matches, in the transaction that indexes it."""
-        routes = self._forward_settings.routes
-        if not routes:
-            return
-        matched = matching_routes(routes, RouteFacts.of_ingest(item.header, item.classification, item.origin))
-        if matched:
-            insert_routed_tasks(
-                connection,
-                matched,
-                sop_instance_uid=item.header.sop_instance_uid,
-                sop_class_uid=item.header.sop_class_uid,
-                study_uid=item.header.study_instance_uid,
-                now=now,
-                replacing=replacing,
-            )
-
-    # -- storage commitment ------------------------------------------------------------------------
+        enqueue_routed(
+            connection,
+            self._forward_settings.routes,
+            RouteFacts.of_ingest(item.header, item.classification, item.origin),
+            item.header,
+            now=now,
+            replacing=replacing,
+        )
 
     def check_commitment(self, sop_class_uid: str, sop_instance_uid: str) -> CommitCheck:
-        """Whether an instance is durably stored: indexed, same SOP class, file hash as recorded.
-
-        Parameters
-        ----------
-        sop_class_uid, sop_instance_uid : str
-            From the Referenced SOP Sequence of an N-ACTION.
-
-        Returns
-        -------
-        CommitCheck
-        """
-        with self.engine.connect() as connection:
-            existing = find_instance(connection, sop_instance_uid)
-        if existing is None:
-            return CommitCheck.NO_SUCH_INSTANCE
-        if existing.sop_class_uid != sop_class_uid:
-            return CommitCheck.CLASS_MISMATCH
-        try:
-            digest, size = hash_file(self.store.absolute(existing.path))
-        except OSError as exc:
-            logger.error("commitment check of %s: cannot read its file: %s", sop_instance_uid, exc)
-            return CommitCheck.HASH_MISMATCH
-        if digest != existing.sha256 or size != existing.size:
-            logger.error("commitment check of %s: file hash differs from the index", sop_instance_uid)
-            return CommitCheck.HASH_MISMATCH
-        return CommitCheck.COMMITTED
+        """Whether an instance is durably stored (:meth:`IndexStore.check_commitment`)."""
+        return self._index.check_commitment(sop_class_uid, sop_instance_uid)

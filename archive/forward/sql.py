@@ -41,8 +41,10 @@ from sqlalchemy import (
     update,
 )
 
+from archive.dicom_header import InstanceHeader
 from archive.forward.config import Route
 from archive.forward.model import TaskStatus
+from archive.forward.routes import RouteFacts, matching_routes
 from archive.index import schema
 
 _UID = 64
@@ -241,3 +243,50 @@ def row_values(row: Row[Any]) -> dict[str, Any]:
     for name in ("scheduled_at", "lease_expires", "created_at", "updated_at", "completed_at"):
         values[name] = utc(values[name])
     return values
+
+
+def enqueue_routed(
+    connection: Connection,
+    routes: Sequence[Route],
+    facts: RouteFacts,
+    header: InstanceHeader,
+    *,
+    now: datetime,
+    replacing: bool = False,
+) -> int:
+    """Insert the forwarding tasks of every route an instance being ingested matches (the outbox).
+
+    Parameters
+    ----------
+    connection : Connection
+        The ingest write transaction that indexes the instance.
+    routes : sequence of Route
+        The configured routes (none: nothing to do).
+    facts : RouteFacts
+        What the routes match on.
+    header : InstanceHeader
+        The instance's header (UIDs).
+    now : datetime
+        The ingest time.
+    replacing : bool
+        The instance replaces a stored one.
+
+    Returns
+    -------
+    int
+        Tasks inserted or rescheduled.
+    """
+    if not routes:
+        return 0
+    matched = matching_routes(routes, facts)
+    if not matched:
+        return 0
+    return insert_routed_tasks(
+        connection,
+        matched,
+        sop_instance_uid=header.sop_instance_uid,
+        sop_class_uid=header.sop_class_uid,
+        study_uid=header.study_instance_uid,
+        now=now,
+        replacing=replacing,
+    )

@@ -9,6 +9,7 @@ and print.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -21,13 +22,16 @@ from archive.index.describe import UidDescription
 from archive.index.engine import autocommit_reads, read_transaction, write_transaction
 from archive.index.patients import PatientConflict, patient_conflicts
 from archive.index.queries import InstanceRow, Query
-from archive.index.writes import StoredInstance
+from archive.index.writes import StoredInstance, find_instance
+from archive.ingest import CommitCheck
 from archive.model import Approach, ProcedureType, Side, SpinalLevel, Technique
 from archive.retag import rule_classifications
-from archive.store import FileStore
+from archive.store import FileStore, hash_file
 
 if TYPE_CHECKING:
     from archive.rules import RuleSet
+
+logger = logging.getLogger("archive.archive")
 
 
 class IndexStore:
@@ -151,3 +155,31 @@ class IndexStore:
             for r in rows:
                 yield StoredInstance(r.id, r.sop_instance_uid, r.sop_class_uid, r.path, r.sha256, r.size)
             last = rows[-1].id
+
+    def check_commitment(self, sop_class_uid: str, sop_instance_uid: str) -> CommitCheck:
+        """Whether an instance is durably stored: indexed, same SOP class, file hash as recorded.
+
+        Parameters
+        ----------
+        sop_class_uid, sop_instance_uid : str
+            From the Referenced SOP Sequence of an N-ACTION.
+
+        Returns
+        -------
+        CommitCheck
+        """
+        with self.engine.connect() as connection:
+            existing = find_instance(connection, sop_instance_uid)
+        if existing is None:
+            return CommitCheck.NO_SUCH_INSTANCE
+        if existing.sop_class_uid != sop_class_uid:
+            return CommitCheck.CLASS_MISMATCH
+        try:
+            digest, size = hash_file(self.store.absolute(existing.path))
+        except OSError as exc:
+            logger.error("commitment check of %s: cannot read its file: %s", sop_instance_uid, exc)
+            return CommitCheck.HASH_MISMATCH
+        if digest != existing.sha256 or size != existing.size:
+            logger.error("commitment check of %s: file hash differs from the index", sop_instance_uid)
+            return CommitCheck.HASH_MISMATCH
+        return CommitCheck.COMMITTED

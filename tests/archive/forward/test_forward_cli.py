@@ -36,7 +36,7 @@ destination = "PACS"
 modality = ["US"]
 """
 
-STUDY = "1.2.826.0.1.3680043.8.498.4242"
+STUDY = "1.2.826.0.1.3680043.8.498.999424242"  # its prefix [:-2] names no random UID
 
 
 def cli(data: Path, *args: str) -> Result:

@@ -16,9 +16,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
-from archive import archive as archive_module
 from archive.archive import Archive
 from archive.forward import sql
+from archive.forward import sql as forward_sql
 from archive.forward.config import Destination, ForwardSettings, Route
 from archive.forward.model import TaskStatus
 from archive.index import schema
@@ -124,7 +124,7 @@ def test_a_failing_outbox_insert_stores_nothing(
         def broken(*args: object, **kwargs: object) -> int:
             raise OperationalError("INSERT INTO forward_task", {}, Exception("disk I/O error"))
 
-        monkeypatch.setattr(archive_module, "insert_routed_tasks", broken)
+        monkeypatch.setattr(forward_sql, "insert_routed_tasks", broken)
         result = archive.ingest(write_instance(tmp_path, us_dataset(frames=1, seed=5)), origin=SCANNER)
         assert (result.outcome, result.code) == (IngestOutcome.REJECTED, RejectCode.STORAGE_ERROR)
         assert list(archive.index.iter_index()) == []
