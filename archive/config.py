@@ -30,7 +30,7 @@ from types import MappingProxyType
 from typing import Any
 
 from archive.errors import ConfigError
-from archive.forward.config import ForwardSettings, parse_forward, template_lines
+from archive.forward.config import ForwardSettings, parse_forward
 from archive.ingest import DuplicatePolicy
 from archive.settings import (
     ENV_DB,
@@ -390,7 +390,8 @@ class _Builder:
         return self.values[key.dotted]
 
 
-_BY_NAME = {key.dotted: key for key in KEYS}
+#: Every key of :data:`KEYS` by its dotted name.
+KEYS_BY_NAME = {key.dotted: key for key in KEYS}
 
 
 def load_configuration(
@@ -449,17 +450,17 @@ def load_configuration(
             "move the file"
         )
     for key, value, source in (
-        (_BY_NAME["archive.data_dir"], env_dir, f"env {ENV_HOME}"),
-        (_BY_NAME["archive.db"], env.get(ENV_DB, "").strip() or None, f"env {ENV_DB}"),
-        (_BY_NAME["review.reviewer"], env.get(ENV_REVIEWER, "").strip() or None, f"env {ENV_REVIEWER}"),
-        (_BY_NAME["archive.data_dir"], flag_dir, "--data-dir"),
-        (_BY_NAME["archive.db"], db_url or None, "--db"),
-        (_BY_NAME["log.file"], log_file, "--log-file"),
+        (KEYS_BY_NAME["archive.data_dir"], env_dir, f"env {ENV_HOME}"),
+        (KEYS_BY_NAME["archive.db"], env.get(ENV_DB, "").strip() or None, f"env {ENV_DB}"),
+        (KEYS_BY_NAME["review.reviewer"], env.get(ENV_REVIEWER, "").strip() or None, f"env {ENV_REVIEWER}"),
+        (KEYS_BY_NAME["archive.data_dir"], flag_dir, "--data-dir"),
+        (KEYS_BY_NAME["archive.db"], db_url or None, "--db"),
+        (KEYS_BY_NAME["log.file"], log_file, "--log-file"),
     ):
         if value is not None:
             builder.set(key, value, source)
     if builder.values.get("archive.data_dir") is None:
-        builder.set(_BY_NAME["archive.data_dir"], default_data_dir(), "default")
+        builder.set(KEYS_BY_NAME["archive.data_dir"], default_data_dir(), "default")
     values = {key.dotted: builder.get(key) for key in KEYS}
     resolved_dir = Path(str(values["archive.data_dir"]))
     if resolved_dir.exists() and not resolved_dir.is_dir():
@@ -523,7 +524,7 @@ def _forward(builder: _Builder) -> ForwardSettings:
 
 def _secret(builder: _Builder, env: Mapping[str, str]) -> bytes | None:
     """The de-identification secret: ``USARCHIVE_DEID_SECRET`` over ``[deid] secret_file``."""
-    key = _BY_NAME["deid.secret_file"]
+    key = KEYS_BY_NAME["deid.secret_file"]
     from_env = env.get(ENV_DEID_SECRET, "")
     if from_env.strip():
         builder.set(key, "<secret from the environment>", f"env {ENV_DEID_SECRET}")
@@ -534,84 +535,3 @@ def _secret(builder: _Builder, env: Mapping[str, str]) -> bytes | None:
     return read_secret_file(
         Path(str(secret_file)), what=f"{builder.where('deid', 'secret_file')}: [deid] secret_file"
     )
-
-
-def render_show(config: Configuration) -> list[tuple[str, str, str]]:
-    """Rows ``(source, key, value)`` of ``usarchive config show``: every key, then the receiver's tables."""
-    rows = [(config.sources[key.dotted], key.dotted, _shown(config.values[key.dotted])) for key in KEYS]
-    for dotted, value in config.values.items():  # the destination table and forwarding
-        if dotted not in _BY_NAME:
-            rows.append((config.sources[dotted], dotted, _shown(value)))
-    for section, table in config.tables.items():
-        for name, value in table.items():
-            rows.append((config.where(section, name), f"{section}.{name}", _shown(value)))
-    return rows
-
-
-def _shown(value: object) -> str:
-    if value is None:
-        return "(unset)"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return "[" + ", ".join(f'"{v}"' for v in value) + "]"
-    return str(value)
-
-
-def template(data_dir: Path) -> str:
-    """The commented ``usarchive.toml`` that ``usarchive init`` writes into ``data_dir``."""
-    out = [
-        "# usarchive configuration (read by every usarchive command for this archive).",
-        "# Found by --config, then USARCHIVE_CONFIG, then <data_dir>/usarchive.toml;",
-        "# environment variables and command-line flags override it. Relative paths are",
-        "# relative to this file. `usarchive config show` prints the effective values.",
-        "",
-    ]
-    section = ""
-    for key in KEYS:
-        if key.section != section:
-            section = key.section
-            out += ["", f"[{section}]"]
-        over = ", ".join(x for x in (f"env {key.env}" if key.env else "", key.flag or "") if x)
-        out.append(f"# {key.help}" + (f" Overridden by {over}." if over else ""))
-        if key.dotted == "archive.data_dir":
-            out.append(f"# data_dir = {_toml(str(data_dir))}  (this file's directory when found there)")
-        else:
-            out.append(f"# {key.name} = {_toml(key.default) if key.default is not None else _example(key)}")
-    out += [
-        "",
-        "# The DICOM receiver (usarchive serve): see docs/pacs_bridge.md.",
-        "# [server]",
-        '# aet = "USARCHIVE"',
-        "# port = 11112",
-        '# allow = ["SCANNER1"]',
-        "# [tls]",
-        '# certificate = "server.crt"',
-        '# key = "server.key"',
-        "# [commitment_peers]",
-        '# SCANNER1 = "10.0.0.5:104"',
-        *template_lines(),
-        "",
-    ]
-    return "\n".join(out)
-
-
-def _toml(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _example(key: Key) -> str:
-    examples = {
-        "archive.db": '"postgresql://usarchive@dbhost/usarchive"',
-        "archive.rules": '"site-rules.toml"',
-        "deid.secret_file": '"deid-secret.txt"',
-        "review.reviewer": '"dr-smith"',
-        "log.file": '"usarchive.log"',
-    }
-    return examples.get(key.dotted, '""')

@@ -9,7 +9,8 @@ import click
 
 from archive.archive import Archive
 from archive.cli.common import cli_state, print_json, print_tsv
-from archive.config import CONFIG_NAME, render_show, template
+from archive.config import CONFIG_NAME
+from archive.config_show import render_show, template
 from archive.errors import ArchiveError
 from archive.fsutil import atomic_write_bytes
 from archive.settings import ArchiveSettings

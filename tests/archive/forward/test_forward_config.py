@@ -9,7 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from archive.cli.main import main
-from archive.config import ENV_CONFIG, ENV_DEID_SECRET, ENV_REVIEWER, load_configuration, template
+from archive.config import ENV_CONFIG, ENV_DEID_SECRET, ENV_REVIEWER, load_configuration
+from archive.config_show import template
 from archive.errors import ConfigError
 from archive.forward.config import (
     DESTINATION_KEYS,
