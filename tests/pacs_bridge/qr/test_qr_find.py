@@ -14,22 +14,13 @@ from pathlib import Path
 import pytest
 from pydicom.dataset import Dataset
 from qr_peers import FindResult, findscu
-from qr_samples import CHINESE, JAPANESE, Samples, bulk_index, write_samples
+from qr_samples import CHINESE, JAPANESE, Samples, bulk_index
 
 from archive.archive import Archive
-from archive.ingest import Origin
 from pacs_bridge.config import AllowedPeer, BridgeSettings, PeerPermissions, Permission
 from pacs_bridge.server import BridgeServer
 
 FINDER = PeerPermissions(AllowedPeer("FINDER"), frozenset({Permission.ECHO, Permission.FIND}))
-
-
-@pytest.fixture
-def samples(archive: Archive, tmp_path: Path) -> Samples:
-    written = write_samples(tmp_path / "samples")
-    for path in written.files:
-        archive.ingest(path, origin=Origin("file"))
-    return written
 
 
 @pytest.fixture
