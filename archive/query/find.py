@@ -89,6 +89,8 @@ def matching_ids(engine: Engine, request: FindRequest, settings: MatchSettings) 
             return
         for row in rows:
             yield int(row.entity_pk)
+        if len(rows) < settings.page_size:
+            return
         after = int(rows[-1].entity_pk)
 
 
@@ -148,6 +150,8 @@ def find(
             page = _page_extras(connection, request, pks, settings, resolve_path)
         for row in rows:
             yield _response(request, compiled, row, page, retrieve_aet)
+        if len(rows) < settings.page_size:
+            return
         after = pks[-1]
 
 
