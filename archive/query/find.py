@@ -28,9 +28,12 @@ from pathlib import Path
 from typing import Any
 
 import pydicom
+import pydicom.config
 from pydicom.charset import convert_encodings, encode_string
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
+from pydicom.tag import BaseTag
 from sqlalchemy import Engine
 
 from archive.index.engine import autocommit_reads
@@ -219,6 +222,11 @@ def _procedure_values(name: str, values: list[str]) -> list[str]:
     return sorted(set(values))
 
 
+def _put(dataset: Dataset, tag: int, vr: str, value: Any) -> None:
+    """Add one element, skipping pydicom's per-value validation (values come from the index: typed)."""
+    dataset[tag] = DataElement(BaseTag(tag), vr, value, validation_mode=pydicom.config.IGNORE)
+
+
 def _response(
     request: FindRequest, compiled: CompiledQuery, row: Any, page: _Page, retrieve_aet: str | None
 ) -> Dataset:
@@ -232,23 +240,23 @@ def _response(
         if key is not None and key.kind is KeyKind.PROCEDURE:
             private = True
             values = _procedure_values(key.keyword, page.procedure.get(key.keyword, {}).get(entity, []))
-            response.add_new((PRIVATE_GROUP << 16) | (block << 8) | (rk.tag & 0xFF), "LO", values or None)
+            _put(response, (PRIVATE_GROUP << 16) | (block << 8) | (rk.tag & 0xFF), "LO", values or None)
         elif rk.tag in compiled.columns:
-            response.add_new(rk.tag, rk.vr, _format(getattr(row, f"k{rk.tag:08x}")))
+            _put(response, rk.tag, rk.vr, _format(getattr(row, f"k{rk.tag:08x}")))
         elif key is not None and key.keyword in page.computed:
-            response.add_new(
-                rk.tag, key.vr, page.computed[key.keyword].get(entity, [] if key.vr != "IS" else 0)
+            _put(
+                response, rk.tag, key.vr, page.computed[key.keyword].get(entity, [] if key.vr != "IS" else 0)
             )
         elif rk.tag == _RETRIEVE_AE_TITLE:
-            response.add_new(rk.tag, "AE", retrieve_aet)
+            _put(response, rk.tag, "AE", retrieve_aet)
         elif rk.tag == _INSTANCE_AVAILABILITY:
-            response.add_new(rk.tag, "CS", "ONLINE")
+            _put(response, rk.tag, "CS", "ONLINE")
         elif key is None:
             _from_header(response, rk, page.headers.get(entity))
         else:  # a key below the level, or a computed key of another level
-            response.add_new(rk.tag, rk.vr, None)
+            _put(response, rk.tag, rk.vr, None)
     if private:
-        response.add_new((PRIVATE_GROUP << 16) | block, "LO", PRIVATE_CREATOR)
+        _put(response, (PRIVATE_GROUP << 16) | block, "LO", PRIVATE_CREATOR)
     charset = response_character_set(request.character_set, response)
     if charset:
         response.SpecificCharacterSet = charset if len(charset) > 1 else charset[0]
