@@ -34,15 +34,22 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.tag import BaseTag
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
+from archive.index import schema
 from archive.index.engine import autocommit_reads
 from archive.model import SpinalLevel, sort_levels
 from archive.query.errors import QueryError, QueryFailure
 from archive.query.keys import PRIVATE_CREATOR, PRIVATE_GROUP, KeyKind, Level
 from archive.query.matching import MatchSettings
 from archive.query.request import FindRequest, RequestedKey
-from archive.query.sql import CompiledQuery, computed_query, procedure_value_query, representative_instances
+from archive.query.sql import (
+    CompiledQuery,
+    computed_query,
+    entity_of_instance,
+    procedure_value_query,
+    representative_instances,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +102,45 @@ def matching_ids(engine: Engine, request: FindRequest, settings: MatchSettings) 
         if len(rows) < settings.page_size:
             return
         after = int(rows[-1].entity_pk)
+
+
+@dataclass(frozen=True)
+class InstanceRef:
+    """A stored instance a retrieve (C-MOVE, C-GET) sends."""
+
+    sop_class_uid: str
+    sop_instance_uid: str
+    path: str
+    transfer_syntax: str
+    size: int
+
+
+def matching_instances(
+    engine: Engine, request: FindRequest, settings: MatchSettings
+) -> Iterator[InstanceRef]:
+    """Every stored instance under the entities ``request`` matches, a page of entities at a time.
+
+    For C-MOVE / C-GET: the same matching as C-FIND at the request's level
+    (a STUDY-level identifier with a list of Study Instance UIDs gives every
+    instance of those studies), in index order.
+    """
+    clause, entity = entity_of_instance(request.level)
+    i = schema.instance
+    columns = (i.c.sop_class_uid, i.c.sop_instance_uid, i.c.path, i.c.transfer_syntax, i.c.size)
+    batch: list[int] = []
+    for pk in [*matching_ids(engine, request, settings), None]:
+        if pk is not None:
+            batch.append(pk)
+            if len(batch) < settings.page_size:
+                continue
+        if not batch:
+            return
+        with autocommit_reads(engine) as connection:
+            statement = select(*columns).select_from(clause).where(entity.in_(batch)).order_by(i.c.id)
+            rows = connection.execute(statement).all()
+        for row in rows:
+            yield InstanceRef(str(row[0]), str(row[1]), str(row[2]), str(row[3]), int(row[4]))
+        batch = []
 
 
 def find(

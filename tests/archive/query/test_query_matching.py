@@ -383,3 +383,19 @@ def test_results_stream_a_page_at_a_time(sample: Sample) -> None:
     assert len([first, *rest]) == 5
     pages = [s for s in statements if "LIMIT" in s and "count" not in s.lower()]
     assert len(pages) == 3  # 2 + 2 + 1 (a short page is the last)
+
+
+def test_matching_instances_for_retrieve(sample: Sample) -> None:
+    from archive.query import matching_instances
+
+    uids = "\\".join([sample.studies["A"], sample.studies["B"]])
+    request = FindRequest.parse(_identifier("STUDY", StudyInstanceUID=uids), InformationModel.STUDY_ROOT)
+    found = list(matching_instances(sample.archive.engine, request, MatchSettings(page_size=1)))
+    assert len(found) == 4  # A has 3 instances, B one
+    assert len({ref.sop_instance_uid for ref in found}) == 4
+    assert all(sample.archive.store.absolute(ref.path).is_file() for ref in found)
+    series = FindRequest.parse(
+        _identifier("SERIES", StudyInstanceUID=sample.studies["A"], SeriesInstanceUID=sample.series["A"][0]),
+        InformationModel.STUDY_ROOT,
+    )
+    assert len(list(matching_instances(sample.archive.engine, series, MatchSettings()))) == 2
