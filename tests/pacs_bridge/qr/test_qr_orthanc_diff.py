@@ -65,6 +65,14 @@ CASES = (
     Case("series by modality", ("0008,0052=SERIES", "0020,000E", "0008,0060=OT")),
     Case("images of a study", ("0008,0052=IMAGE", "0020,000D=@A", "0008,0018")),
     Case("patients", ("0008,0052=PATIENT", "0010,0020", "0010,0010"), model="-P"),
+    Case(
+        "patient root series", ("0008,0052=SERIES", "0010,0020=P001", "0020,000D=@A", "0020,000E"), model="-P"
+    ),
+    Case(
+        "patient root images",
+        ("0008,0052=IMAGE", "0010,0020=P001", "0020,000D=@A", "0020,000E", "0008,0018"),
+        model="-P",
+    ),
     Case("patients by name", ("0008,0052=PATIENT", "0010,0020", "0010,0010=ROE*"), model="-P"),
     Case("name alphabetic group prefix", ("0008,0052=STUDY", "0020,000D"), query_name="Yamada*"),
     Case(
