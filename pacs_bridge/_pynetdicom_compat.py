@@ -11,6 +11,13 @@ reference-counted, the originals restored when the last server stops):
 * ``pynetdicom.dimse_messages.NamedTemporaryFile`` replaced by the spool
   file factory (:mod:`pacs_bridge.spool`).
 
+Process-wide, once a forwarder exists (:func:`enable_chunked_send`):
+
+* ``pynetdicom._config.STORE_SEND_CHUNKED_DATASET = True`` (a documented
+  flag): a C-STORE given a file path sends the file's data set bytes as stored,
+  read in chunks, instead of decoding and re-encoding it. Only calls that pass
+  a path are affected.
+
 Per association or server (:func:`replace_dul_loop`,
 :func:`replace_association_loop`, :func:`replace_pdu_reader`,
 :func:`register_server`):
@@ -131,6 +138,16 @@ def remove_receiver_patches() -> None:
         if _installed == 0:
             setattr(dimse_messages, "NamedTemporaryFile", _originals.pop("NamedTemporaryFile"))  # noqa: B010
             _config.STORE_RECV_CHUNKED_DATASET = _originals.pop("STORE_RECV_CHUNKED_DATASET")
+
+
+def enable_chunked_send() -> None:
+    """Make ``send_c_store(path)`` stream the stored data set as is (see the module docstring)."""
+    if not hasattr(_config, "STORE_SEND_CHUNKED_DATASET"):
+        raise RuntimeError(
+            f"pynetdicom {pynetdicom.__version__} lacks _config.STORE_SEND_CHUNKED_DATASET: it cannot send "
+            f"a stored file as is; install pynetdicom {TESTED_MINOR}.x"
+        )
+    _config.STORE_SEND_CHUNKED_DATASET = True
 
 
 def original_named_temporary_file() -> Any:
