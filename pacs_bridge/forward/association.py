@@ -57,6 +57,8 @@ LOSSLESS_COMPRESSED = frozenset(
 )
 #: What a transcoded file is sent in, in order of preference.
 TRANSCODE_TARGETS = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
+#: A-ASSOCIATE-AC presentation context result (PS3.8 9.3.3.2): abstract syntax not supported.
+_ABSTRACT_SYNTAX_NOT_SUPPORTED = 0x03
 #: Presentation contexts one association may propose (PS3.8: odd IDs 1-255).
 MAX_CONTEXTS = 128
 
@@ -164,12 +166,15 @@ def plan_send(assoc: Association, task: ForwardTask, *, transcode: bool) -> Send
     if task.transfer_syntax in accepted:
         return SendPlan(as_stored=True, transfer_syntax=task.transfer_syntax)
     name = _name(task.transfer_syntax)
-    if not accepted:
+    class_refused = any(
+        cx.abstract_syntax == task.sop_class_uid and cx.result == _ABSTRACT_SYNTAX_NOT_SUPPORTED
+        for cx in assoc.rejected_contexts
+    )
+    if not accepted and class_refused:
         raise TranscodeRefusedError(
-            f"destination refused SOP class {task.sop_class_uid} ({_name(task.sop_class_uid)}) "
-            f"in every transfer syntax offered ({name}"
-            f"{' and the uncompressed ones' if transcode else ''}); expected a destination that stores "
-            "this SOP class: configure it there, then `usarchive forward retry`"
+            f"destination refused SOP class {task.sop_class_uid} ({_name(task.sop_class_uid)}): "
+            "abstract syntax not supported; expected a destination that stores this SOP class: "
+            "configure it there, then `usarchive forward retry`"
         )
     if not transcode:
         raise TranscodeRefusedError(
@@ -266,9 +271,11 @@ def rejection_reason(assoc: Association) -> tuple[str, bool]:
             f"association rejected ({'permanent' if permanent else 'transient'}, source {source}: {text})",
             permanent,
         )
-    if assoc.is_aborted:
-        return "association aborted by the destination", False
-    return "destination unreachable (connection refused or timed out)", False
+    # pynetdicom reports a refused or failed connection as an abort too.
+    return (
+        "association not established (connection refused, reset or timed out, or aborted by the peer)",
+        False,
+    )
 
 
 __all__ = [

@@ -258,6 +258,13 @@ class _Batch:
         except (OSError, ssl.SSLError) as exc:
             self._all(unsent, classify_store_status(None, network_error=True), None, f"cannot connect: {exc}")
             return
+        if not assoc.is_established and assoc.rejected_contexts and not assoc.accepted_contexts:
+            # The destination accepted the association but none of its contexts (pynetdicom aborts it):
+            # every task fails with why its SOP class or transfer syntax was refused.
+            for task in unsent:
+                self._store(assoc, task)
+            self._flush()
+            return
         if not assoc.is_established:
             reason, permanent = rejection_reason(assoc)
             kind = classify_store_status(None, network_error=not permanent, permanent_rejection=permanent)
