@@ -1,4 +1,4 @@
-"""Forwarding survives SIGKILL of ``usarchive serve``; two forwarders on one PostgreSQL index send each task once."""
+"""Forwarding survives SIGKILL of ``serve``; two forwarders on one PostgreSQL index send each task once."""
 
 from __future__ import annotations
 
