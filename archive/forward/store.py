@@ -23,6 +23,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, true, update
 
 from archive.errors import ArchiveError
-from archive.forward import sql
+from archive.forward import coverage, sql
 from archive.forward.config import Destination, ForwardSettings, RetryPolicy
 from archive.forward.model import (
     CANCELLABLE_STATES,
@@ -43,7 +44,6 @@ from archive.forward.model import (
     TaskStatus,
 )
 from archive.forward.retry import next_delay
-from archive.forward.routes import RouteFacts, matching_routes
 from archive.fsutil import fsync_directory, fsync_file
 from archive.index import schema
 from archive.index.engine import read_transaction, write_transaction
@@ -351,7 +351,8 @@ class ForwardStore:
         ``RETRY`` schedules the task again after the destination's backoff
         (:func:`archive.forward.retry.next_delay`), or fails it once
         ``max_attempts`` were made; ``FAILED`` fails it unless the destination
-        sets ``retry_permanent``. A result for a task no longer leased to
+        sets ``retry_permanent``. A task awaiting commitment may be finished
+        too (its N-ACTION failed: ``RETRY``). A result for a task no longer leased to
         ``worker`` (its lease expired and another worker took it, or a person
         cancelled it) is logged and ignored.
 
@@ -370,7 +371,7 @@ class ForwardStore:
                     select(_T.id, _T.destination, _T.attempts, _T.sop_instance_uid).where(
                         _T.id.in_(list(by_id)),
                         _T.lease_owner == worker,
-                        _T.status == TaskStatus.IN_PROGRESS.value,
+                        _T.status.in_([TaskStatus.IN_PROGRESS.value, TaskStatus.AWAITING_COMMITMENT.value]),
                     )
                 )
             }
@@ -700,83 +701,36 @@ class ForwardStore:
 
     # -- verification ------------------------------------------------------------------------------
 
-    def unrouted(self, *, batch: int = 2000) -> builtins.list[str]:
+    def unrouted(self) -> builtins.list[str]:
         """SOP Instance UIDs that match a route but have no task toward its destination (any state).
 
-        Instances are judged on the index as it is now (a later manual tag, or
-        a route added after they arrived, also makes an instance match).
+        See :func:`archive.forward.coverage.unrouted`.
+        """
+        return [gap.sop_instance_uid for gap in coverage.unrouted(self.engine, self.settings.routes)]
+
+    def queue_unrouted(self, *, now: datetime | None = None) -> int:
+        """Queue the missing tasks of :meth:`unrouted` instances (``verify --repair``); they will be sent.
 
         Returns
         -------
-        list of str
+        int
+            Tasks inserted.
         """
-        if not self.settings.routes:
-            return []
-        missing: builtins.list[str] = []
-        last = 0
-        while True:
-            with read_transaction(self.engine) as connection:
-                facts = _instance_facts(connection, last, batch)
-                if not facts:
-                    return missing
-                uids = [uid for _, uid, _ in facts]
-                tasks = {
-                    (row.sop_instance_uid, row.destination)
-                    for row in connection.execute(
-                        select(_T.sop_instance_uid, _T.destination).where(_T.sop_instance_uid.in_(uids))
-                    )
-                }
-            for _, uid, fact in facts:
-                wanted = {route.destination for _, route in matching_routes(self.settings.routes, fact)}
-                if any((uid, name) not in tasks for name in wanted):
-                    missing.append(uid)
-            last = facts[-1][0]
-
-
-def _instance_facts(
-    connection: Connection, after: int, batch: int
-) -> builtins.list[tuple[int, str, RouteFacts]]:
-    """``(id, SOP Instance UID, RouteFacts)`` of up to ``batch`` instances with id above ``after``."""
-    i, se, p, lv = schema.instance, schema.series, schema.instance_procedure, schema.instance_level
-    rows = connection.execute(
-        select(
-            i.c.id,
-            i.c.sop_instance_uid,
-            i.c.sop_class_uid,
-            i.c.calling_ae,
-            se.c.modality,
-            p.c.side,
-            p.c.technique,
-            p.c.procedure_type,
-        )
-        .select_from(i.join(se, se.c.id == i.c.series_pk).outerjoin(p, p.c.instance_pk == i.c.id))
-        .where(i.c.id > after)
-        .order_by(i.c.id)
-        .limit(batch)
-    ).all()
-    if not rows:
-        return []
-    levels: dict[int, set[str]] = {}
-    for pk, level in connection.execute(
-        select(lv.c.instance_pk, lv.c.level).where(lv.c.instance_pk.in_([r.id for r in rows]))
-    ):
-        levels.setdefault(pk, set()).add(level)
-    return [
-        (
-            r.id,
-            r.sop_instance_uid,
-            RouteFacts(
-                calling_ae=r.calling_ae,
-                modality=(r.modality or "").upper() or None,
-                sop_class_uid=r.sop_class_uid,
-                levels=frozenset(levels.get(r.id, ())),
-                side=r.side,
-                technique=r.technique,
-                procedure_type=r.procedure_type,
-            ),
-        )
-        for r in rows
-    ]
+        gaps = coverage.unrouted(self.engine, self.settings.routes)
+        moment = _now(now)
+        with write_transaction(self.engine) as connection:
+            for gap in gaps:
+                sql.insert_routed_tasks(
+                    connection,
+                    [(index, replace(route, delay_s=0.0)) for index, route in gap.routes],
+                    sop_instance_uid=gap.sop_instance_uid,
+                    sop_class_uid=gap.sop_class_uid,
+                    study_uid=gap.study_uid,
+                    now=moment,
+                )
+        count = sum(len(gap.routes) for gap in gaps)
+        logger.info("forward: %d missing tasks queued for %d instances", count, len(gaps))
+        return count
 
 
 def _parse_status(value: TaskStatus | str) -> TaskStatus:
