@@ -204,9 +204,7 @@ class Forwarder:
                 [AttemptResult(t.id, AttemptKind.FAILED, None, comment) for t in tasks], self.worker_id
             )
             return True
-        for group in split_for_contexts(
-            tasks, transcode=destination.transcode, commitment=destination.commitment
-        ):
+        for group in split_for_contexts(tasks, commitment=destination.commitment):
             _Batch(self, destination, group, settings.lease_s).send()
         return True
 
@@ -250,7 +248,7 @@ class _Batch:
         if not unsent:
             self._flush()
             return
-        contexts = requested_contexts(unsent, transcode=dest.transcode, commitment=dest.commitment)
+        contexts = requested_contexts(unsent, commitment=dest.commitment)
         ssl_context = _client_ssl_context() if dest.tls else None
         handlers = [(evt.EVT_N_EVENT_REPORT, CommitmentReports(self.ledger))]
         try:
