@@ -170,16 +170,15 @@ def serve(
                     "choose another --port or stop the program using it"
                 ) from exc
             click.echo(f"usarchive serve: listening on {settings.host}:{server.port} as {settings.aet}")
-            forwarder = None
+            reloader = ReloadOnHangup(None, archive, configuration.path)
             try:
-                forwarder = start_forwarder(archive, configuration.forward)
-                with ReloadOnHangup(forwarder, archive, configuration.path) as reloader:
+                reloader.forwarder = start_forwarder(archive, configuration.forward)
+                with reloader:
                     while not stop.wait(0.5):
                         reloader.poll()
             finally:
                 server.stop(drain_timeout_s=drain_timeout)
-                if forwarder is not None:
-                    forwarder.stop()
+                reloader.stop_forwarder()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

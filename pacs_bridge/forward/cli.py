@@ -28,7 +28,9 @@ class ReloadOnHangup:
     """Install a SIGHUP handler that re-reads destinations and routes into a forwarder and the archive.
 
     The handler only sets a flag; :meth:`poll` (called from the main loop) does the
-    reading, so a bad file is logged and the running settings stay.
+    reading, so a bad file is logged and the running settings stay. A reload that
+    disables forwarding stops the forwarder; one that enables it (or adds the
+    first destination) starts one.
     """
 
     def __init__(self, forwarder: Forwarder | None, archive: Any, config_path: Path | None) -> None:
@@ -62,9 +64,21 @@ class ReloadOnHangup:
             LOGGER.error("SIGHUP: %s; the running destinations and routes stay", exc)
             return
         apply_forward_settings(self.archive, settings)
-        if self.forwarder is not None:
+        if self.forwarder is not None and not settings.enabled:
+            LOGGER.info("SIGHUP: [forward] enabled = false: stopping the forwarder")
+            self.forwarder.stop()
+            self.forwarder = None
+        elif self.forwarder is not None:
             self.forwarder.reload(settings)
+        else:
+            self.forwarder = start_forwarder(self.archive, settings)
         LOGGER.info("SIGHUP: destinations and routes re-read from %s", self.config_path)
+
+    def stop_forwarder(self) -> None:
+        """Stop the forwarder this reloader holds (the one it was given, or one it started)."""
+        if self.forwarder is not None:
+            self.forwarder.stop()
+            self.forwarder = None
 
 
 def apply_forward_settings(archive: Any, settings: ForwardSettings) -> None:
@@ -118,12 +132,13 @@ def run(state: CliState, worker_id: str | None) -> None:
             forwarder = Forwarder(archive, settings, worker_id)
             forwarder.start()
             click.echo(f"usarchive forward run: forwarding as {forwarder.worker_id}")
+            reloader = ReloadOnHangup(forwarder, archive, state.configuration.path)
             try:
-                with ReloadOnHangup(forwarder, archive, state.configuration.path) as reloader:
+                with reloader:
                     while not stop.wait(0.5):
                         reloader.poll()
             finally:
-                forwarder.stop()
+                reloader.stop_forwarder()
     except ArchiveError as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
