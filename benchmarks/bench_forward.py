@@ -422,6 +422,9 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         ("All targets met." if not missed else f"**Missed: {', '.join(missed)}.**"),
         "",
+        "The shared 2-core machine's load (above) moves every figure, and dcmsend and the forwarder "
+        "alike: compare the ratios of one run, not absolute rates across runs.",
+        "",
     ]
     return "\n".join(lines)
 
