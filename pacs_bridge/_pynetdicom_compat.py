@@ -11,6 +11,20 @@ reference-counted, the originals restored when the last server stops):
 * ``pynetdicom.dimse_messages.NamedTemporaryFile`` replaced by the spool
   file factory (:mod:`pacs_bridge.spool`).
 
+Process-wide, once a forwarder exists (:func:`enable_chunked_send`):
+
+* ``pynetdicom._config.STORE_SEND_CHUNKED_DATASET = True`` (a documented
+  flag): a C-STORE given a file path sends the file's data set bytes as stored,
+  read in chunks, instead of decoding and re-encoding it. Only calls that pass
+  a path are affected.
+
+Per requested association (:func:`set_tcp_nodelay`, from ``evt.EVT_CONN_OPEN``):
+
+* ``TCP_NODELAY`` on the association's socket (``assoc.dul.socket.socket``;
+  pynetdicom has no option for it): a C-STORE request is a small command PDU
+  followed by the data set, and with Nagle's algorithm the data set of a small
+  instance waits for the peer's delayed ACK of the command (about 40 ms each).
+
 Per association or server (:func:`replace_dul_loop`,
 :func:`replace_association_loop`, :func:`replace_pdu_reader`,
 :func:`register_server`):
@@ -137,6 +151,28 @@ def remove_receiver_patches() -> None:
         if _installed == 0:
             setattr(dimse_messages, "NamedTemporaryFile", _originals.pop("NamedTemporaryFile"))  # noqa: B010
             _config.STORE_RECV_CHUNKED_DATASET = _originals.pop("STORE_RECV_CHUNKED_DATASET")
+
+
+def enable_chunked_send() -> None:
+    """Make ``send_c_store(path)`` stream the stored data set as is (see the module docstring)."""
+    if not hasattr(_config, "STORE_SEND_CHUNKED_DATASET"):
+        raise RuntimeError(
+            f"pynetdicom {pynetdicom.__version__} lacks _config.STORE_SEND_CHUNKED_DATASET: it cannot send "
+            f"a stored file as is; install pynetdicom {TESTED_MINOR}.x"
+        )
+    _config.STORE_SEND_CHUNKED_DATASET = True
+
+
+def set_tcp_nodelay(assoc: Any) -> None:
+    """Turn Nagle's algorithm off on ``assoc``'s TCP socket (see the module docstring)."""
+    import socket
+
+    raw = getattr(getattr(getattr(assoc, "dul", None), "socket", None), "socket", None)
+    if isinstance(raw, socket.socket):
+        try:
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError as exc:  # the connection may already be gone
+            LOGGER.debug("TCP_NODELAY not set: %s", exc)
 
 
 def original_named_temporary_file() -> Any:
