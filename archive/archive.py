@@ -54,6 +54,7 @@ from archive.index.engine import (
 from archive.index.migrations import migrate
 from archive.index.patients import PatientConflict, patient_conflicts
 from archive.index.queries import InstanceRow, Query, UidDescription
+from archive.index.retrieve import RetrievableInstance, RetrieveKeys, retrievable_instances
 from archive.index.writes import (
     StoredInstance,
     claim_instance,
@@ -652,6 +653,20 @@ class Archive:
                 return uid_lookup.resolve_uid_prefix(connection, text)
             except LookupError as exc:
                 raise ArchiveError(str(exc)) from exc
+
+    def retrievable(self, keys: RetrieveKeys, *, limit: int) -> list[RetrievableInstance]:
+        """The instances a retrieve names (see :mod:`archive.index.retrieve`), with absolute paths.
+
+        Parameters
+        ----------
+        keys : RetrieveKeys
+            The unique keys of the retrieve identifier.
+        limit : int
+            At most this many instances.
+        """
+        with autocommit_reads(self.engine) as connection:
+            found = retrievable_instances(connection, keys, limit)
+        return [item._replace(path=str(self.store.absolute(item.path))) for item in found]
 
     def show(self, uid: str) -> UidDescription | None:
         """The study, series or instance with this UID, or ``None``."""

@@ -11,6 +11,18 @@ reference-counted, the originals restored when the last server stops):
 * ``pynetdicom.dimse_messages.NamedTemporaryFile`` replaced by the spool
   file factory (:mod:`pacs_bridge.spool`).
 
+Process-wide, while at least one server that retrieves runs
+(:func:`install_retrieve_patches` / :func:`remove_retrieve_patches`, the same
+way, only on the tested pynetdicom):
+
+* ``pynetdicom._config.STORE_SEND_CHUNKED_DATASET = True``: a C-STORE of a
+  file path streams the file instead of reading it into memory (a C-STORE of
+  a data set is unchanged);
+* ``pynetdicom.association.uid_to_service_class`` answers the retrieve
+  service class of :mod:`pacs_bridge.qr.service` where it would answer
+  ``QueryRetrieveServiceClass``; that class is pynetdicom's except for C-MOVE
+  and C-GET on a receiver's own AE.
+
 Per association or server (:func:`replace_dul_loop`,
 :func:`replace_association_loop`, :func:`replace_pdu_reader`,
 :func:`register_server`):
@@ -75,6 +87,12 @@ PATCHED_SOURCES: dict[str, str] = {
     "pynetdicom.ae.ApplicationEntity.start_server": (
         "d3868a2df83d3cc08966b575dd8663ee18f101b03ec8d2766639c621b2d58841"
     ),
+    "pynetdicom.association.Association._serve_request": (
+        "2f24c1759cdf6c8c433094f2a8dd8144f76f5547f03daed7b94e0f78bc12f877"
+    ),
+    "pynetdicom.service_class.QueryRetrieveServiceClass.SCP": (
+        "e59ba54b9071ffc378d9bc75ff4dcf151860e48c9e01b5fdbb4903880e2d85e4"
+    ),
 }
 
 _lock = threading.Lock()
@@ -131,6 +149,60 @@ def remove_receiver_patches() -> None:
         if _installed == 0:
             setattr(dimse_messages, "NamedTemporaryFile", _originals.pop("NamedTemporaryFile"))  # noqa: B010
             _config.STORE_RECV_CHUNKED_DATASET = _originals.pop("STORE_RECV_CHUNKED_DATASET")
+
+
+_retrieve_installed = 0
+
+
+def install_retrieve_patches(service_class: type[Any]) -> None:
+    """Serve Query/Retrieve requests with ``service_class`` and stream sent files (reference-counted).
+
+    Parameters
+    ----------
+    service_class : type
+        A subclass of pynetdicom's ``QueryRetrieveServiceClass``.
+
+    Raises
+    ------
+    RuntimeError
+        On a pynetdicom other than the tested minor version (check :func:`is_tested_version` first).
+    """
+    global _retrieve_installed
+    if not is_tested_version():
+        raise RuntimeError(
+            f"pynetdicom {pynetdicom.__version__} is not the tested {TESTED_MINOR}.x: C-MOVE and C-GET are "
+            f"served only on pynetdicom {TESTED_MINOR}.x"
+        )
+    from pynetdicom import association
+    from pynetdicom.service_class import QueryRetrieveServiceClass
+
+    with _lock:
+        if _retrieve_installed == 0:
+            original = association.uid_to_service_class  # type: ignore[attr-defined]
+            _originals["uid_to_service_class"] = original
+            _originals["STORE_SEND_CHUNKED_DATASET"] = _config.STORE_SEND_CHUNKED_DATASET
+
+            def uid_to_service_class(uid: str) -> Any:
+                found = original(uid)
+                return service_class if found is QueryRetrieveServiceClass else found
+
+            setattr(association, "uid_to_service_class", uid_to_service_class)  # noqa: B010
+            _config.STORE_SEND_CHUNKED_DATASET = True
+        _retrieve_installed += 1
+
+
+def remove_retrieve_patches() -> None:
+    """Undo :func:`install_retrieve_patches` once every server that installed them has stopped."""
+    global _retrieve_installed
+    from pynetdicom import association
+
+    with _lock:
+        if _retrieve_installed == 0:
+            return
+        _retrieve_installed -= 1
+        if _retrieve_installed == 0:
+            setattr(association, "uid_to_service_class", _originals.pop("uid_to_service_class"))  # noqa: B010
+            _config.STORE_SEND_CHUNKED_DATASET = _originals.pop("STORE_SEND_CHUNKED_DATASET")
 
 
 def original_named_temporary_file() -> Any:

@@ -29,6 +29,10 @@ command-line flags override. The tables look like::
 
     [commitment_peers]         # where to send a storage commitment result on a new
     SONOSITE1 = "10.0.0.5:104" # association (calling AE -> host:port)
+
+    [access.WORKSTATION1]      # what an allowed calling AE may do (default: echo and store)
+    services = ["echo", "store", "move", "get"]
+    move_destinations = ["WORKSTATION1"]   # AE titles of [destinations] it may C-MOVE to; "*" = any
 """
 
 from __future__ import annotations
@@ -169,6 +173,66 @@ class CommitmentPeer:
         return cls(validate_ae_title(ae_title, what="[commitment_peers]"), host, int(port_text))
 
 
+#: DIMSE services a calling AE may be granted under ``[access.AE]``.
+SERVICES = frozenset({"echo", "store", "find", "move", "get"})
+#: What a calling AE on the allow-list may do when ``[access]`` does not name it.
+DEFAULT_SERVICES = frozenset({"echo", "store"})
+
+
+@dataclass(frozen=True)
+class PeerRights:
+    """What one calling AE title may do once associated (Orthanc's AllowFind/AllowMove/AllowGet).
+
+    Attributes
+    ----------
+    ae_title : str
+    services : frozenset of str
+        Some of :data:`SERVICES`.
+    move_destinations : frozenset of str
+        Move Destination AE titles it may C-MOVE to; ``"*"`` allows every configured destination.
+    """
+
+    ae_title: str
+    services: frozenset[str] = DEFAULT_SERVICES
+    move_destinations: frozenset[str] = frozenset()
+
+    def may(self, service: str) -> bool:
+        """Whether this peer may use ``service`` (one of :data:`SERVICES`)."""
+        return service in self.services
+
+    def may_move_to(self, destination_ae: str) -> bool:
+        """Whether this peer may C-MOVE to the destination with AE title ``destination_ae``."""
+        return "move" in self.services and (
+            "*" in self.move_destinations or destination_ae.strip() in self.move_destinations
+        )
+
+    @classmethod
+    def from_table(cls, ae_title: str, table: Mapping[str, Any]) -> PeerRights:
+        """Build from an ``[access.AE]`` table (``services``, ``move_destinations``)."""
+        title = validate_ae_title(ae_title, what=f"[access.{ae_title}]")
+        unknown = set(table) - {"services", "move_destinations"}
+        if unknown:
+            raise ConfigError(
+                f"[access.{title}]: unknown keys {sorted(unknown)}; expected services and move_destinations"
+            )
+        services = table.get("services", sorted(DEFAULT_SERVICES))
+        if not isinstance(services, list) or not set(services) <= SERVICES:
+            raise ConfigError(
+                f"[access.{title}] services: expected a list of {sorted(SERVICES)}, but got {services!r}"
+            )
+        destinations = table.get("move_destinations", [])
+        if not isinstance(destinations, list) or not all(isinstance(d, str) for d in destinations):
+            raise ConfigError(
+                f'[access.{title}] move_destinations: expected a list of AE titles (or ["*"]), '
+                f"but got {destinations!r}"
+            )
+        titles = frozenset(
+            d if d == "*" else validate_ae_title(d, what=f"[access.{title}] move_destinations")
+            for d in destinations
+        )
+        return cls(title, frozenset(services), titles)
+
+
 @dataclass(frozen=True)
 class BridgeSettings:
     """Everything the DICOM receiver needs besides the archive's own settings.
@@ -213,6 +277,9 @@ class BridgeSettings:
         Serve DICOM over TLS when set.
     commitment_peers : tuple of CommitmentPeer
         Addresses for storage commitment results sent on a new association.
+    access : tuple of PeerRights
+        Services (and move destinations) per calling AE title; a title not named
+        here may echo and store (:data:`DEFAULT_SERVICES`).
     network_timeout_s, acse_timeout_s, dimse_timeout_s : float
         pynetdicom timeouts in seconds.
     poll_interval_ms : float
@@ -239,6 +306,7 @@ class BridgeSettings:
     pynetdicom_patches: bool = True
     tls: TLSSettings | None = None
     commitment_peers: tuple[CommitmentPeer, ...] = field(default=())
+    access: tuple[PeerRights, ...] = ()
     network_timeout_s: float = 60.0
     acse_timeout_s: float = 30.0
     dimse_timeout_s: float = 60.0
@@ -295,6 +363,14 @@ class BridgeSettings:
         return 3 * self.max_associate_rq_bytes * self.max_unassociated + self.max_associations * (
             3 * self.pdu_read_limit + MAX_COMMAND_SET_BYTES
         )
+
+    def rights_of(self, ae_title: str) -> PeerRights:
+        """What the calling AE ``ae_title`` may do (``[access]``, else echo and store)."""
+        title = ae_title.strip()
+        for rights in self.access:
+            if rights.ae_title == title:
+                return rights
+        return PeerRights(title)
 
     def commitment_peer(self, ae_title: str) -> CommitmentPeer | None:
         """The configured address of ``ae_title`` for storage commitment results, if any."""
@@ -383,11 +459,11 @@ def settings_from_mapping(data: Mapping[str, Any], *, base_dir: Path) -> BridgeS
     ConfigError
         For unknown tables or keys and values of the wrong type.
     """
-    unknown_tables = set(data) - {"server", "tls", "commitment_peers"}
+    unknown_tables = set(data) - {"server", "tls", "commitment_peers", "access"}
     if unknown_tables:
         raise ConfigError(
             f"bridge config: unknown tables {sorted(unknown_tables)}; expected [server], [tls], "
-            "[commitment_peers]"
+            "[commitment_peers], [access]"
         )
     server = data.get("server", {})
     unknown = set(server) - _SERVER_KEYS
@@ -430,6 +506,10 @@ def settings_from_mapping(data: Mapping[str, Any], *, base_dir: Path) -> BridgeS
         values["tls"] = _tls_from_table(data["tls"], base_dir)
     peers = data.get("commitment_peers", {})
     values["commitment_peers"] = tuple(CommitmentPeer.parse(ae, str(addr)) for ae, addr in peers.items())
+    access = data.get("access", {})
+    if not isinstance(access, Mapping) or not all(isinstance(t, Mapping) for t in access.values()):
+        raise ConfigError("[access]: expected one table per calling AE title, e.g. [access.WORKSTATION1]")
+    values["access"] = tuple(PeerRights.from_table(ae, table) for ae, table in access.items())
     return BridgeSettings(**values)
 
 

@@ -46,6 +46,14 @@ Verification = UID("1.2.840.10008.1.1")
 #: Storage Commitment Push Model SOP Class.
 StorageCommitmentPushModel = UID("1.2.840.10008.1.20.1")
 
+#: Query/Retrieve MOVE and GET SOP classes served (Patient Root, Study Root).
+RETRIEVE_SOP_CLASSES: tuple[UID, ...] = (
+    UID("1.2.840.10008.5.1.4.1.2.1.2"),
+    UID("1.2.840.10008.5.1.4.1.2.1.3"),
+    UID("1.2.840.10008.5.1.4.1.2.2.2"),
+    UID("1.2.840.10008.5.1.4.1.2.2.3"),
+)
+
 #: Root of the storage SOP classes of PS3.4 Annex B (images, SR, waveforms, RT, ...).
 _STORAGE_ROOT = "1.2.840.10008.5.1.4.1.1."
 
@@ -108,8 +116,15 @@ def _register_storage(uids: list[str]) -> None:
         register_uid(uid, keyword, StorageServiceClass)
 
 
-def supported_contexts() -> list[PresentationContext]:
+def supported_contexts(*, retrieve: bool = False) -> list[PresentationContext]:
     """The presentation contexts of the receiver, as acceptor.
+
+    Parameters
+    ----------
+    retrieve : bool
+        Also accept the C-MOVE and C-GET classes (:data:`RETRIEVE_SOP_CLASSES`), and
+        the SCP role a C-GET requester proposes for storage classes (SCP/SCU role
+        selection), so that sub-operations can run on its association.
 
     Returns
     -------
@@ -123,6 +138,14 @@ def supported_contexts() -> list[PresentationContext]:
         context = PresentationContext()
         context.abstract_syntax = uid
         context.transfer_syntax = list(STORAGE_TRANSFER_SYNTAXES if uid != Verification else _PLAIN_SYNTAXES)
+        if retrieve and uid != Verification:
+            context.scu_role = True
+            context.scp_role = True
+        contexts.append(context)
+    for uid in RETRIEVE_SOP_CLASSES if retrieve else ():
+        context = PresentationContext()
+        context.abstract_syntax = uid
+        context.transfer_syntax = list(_PLAIN_SYNTAXES)
         contexts.append(context)
     commitment = PresentationContext()
     commitment.abstract_syntax = StorageCommitmentPushModel

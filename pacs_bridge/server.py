@@ -22,6 +22,7 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, cast
@@ -36,6 +37,8 @@ from pacs_bridge.config import BridgeSettings, TLSSettings
 from pacs_bridge.contexts import refused_context_lines, supported_contexts
 from pacs_bridge.dul_loop import use_waiting_dul
 from pacs_bridge.pdu_guard import BAD_CALLING_AE_ATTRIBUTE, PduLimits
+from pacs_bridge.qr import service as retrieve
+from pacs_bridge.qr.suboperations import MoveDestination
 from pacs_bridge.reactor import use_waiting_reactor
 from pacs_bridge.store import Ingestor, StoreHandler, peer_of
 
@@ -58,7 +61,7 @@ def _association_alive(owner: object) -> bool:
     return owner.is_alive() or (isinstance(dul, threading.Thread) and dul.is_alive())
 
 
-class ReceivingArchive(Ingestor, CommitmentChecker, Protocol):
+class ReceivingArchive(Ingestor, CommitmentChecker, retrieve.RetrieveSource, Protocol):
     """What the receiver needs of ``archive.archive.Archive``."""
 
     @property
@@ -162,6 +165,10 @@ class BridgeServer:
         Network, access control and TLS settings.
     archive : ReceivingArchive
         An open ``archive.archive.Archive``; the caller owns and closes it.
+    destinations : mapping of str to MoveDestination, optional
+        The destination table (``[destinations.NAME]``) C-MOVE sends to, by AE title.
+        C-MOVE and C-GET are served on the tested pynetdicom only (see
+        :mod:`pacs_bridge._pynetdicom_compat`); who may use them is ``settings.access``.
 
     Examples
     --------
@@ -170,9 +177,17 @@ class BridgeServer:
     ...         print(server.port)
     """
 
-    def __init__(self, settings: BridgeSettings, archive: ReceivingArchive) -> None:
+    def __init__(
+        self,
+        settings: BridgeSettings,
+        archive: ReceivingArchive,
+        *,
+        destinations: Mapping[str, MoveDestination] | None = None,
+    ) -> None:
         self.settings = settings
         self.archive = archive
+        self.destinations = dict(destinations or {})
+        self._retrieves = _pynetdicom_compat.is_tested_version()
         self._ae: AccessControlledAE | None = None
         self._server: _ReceiverServer | None = None
         self._spool: spool.SpoolDirectory | None = None
@@ -215,6 +230,10 @@ class BridgeServer:
                 "use --allow SCANNER_AE[@host] to restrict"
             )
         _pynetdicom_compat.warn_if_untested()
+        if not self._retrieves:
+            LOGGER.warning(
+                "C-MOVE and C-GET are not served: they need pynetdicom %s.x", _pynetdicom_compat.TESTED_MINOR
+            )
         if not settings.pynetdicom_patches:
             LOGGER.warning(
                 "pynetdicom_patches = false: pynetdicom's own association loops and PDU reader run "
@@ -233,7 +252,7 @@ class BridgeServer:
         ae.network_timeout = settings.network_timeout_s
         ae.acse_timeout = settings.acse_timeout_s
         ae.dimse_timeout = settings.dimse_timeout_s
-        ae.supported_contexts = supported_contexts()
+        ae.supported_contexts = supported_contexts(retrieve=self._retrieves)
         handlers: list[Any] = [
             (evt.EVT_C_ECHO, self._on_echo),
             (evt.EVT_C_STORE, self._store),
@@ -246,6 +265,9 @@ class BridgeServer:
         ]
         ssl_context = make_ssl_context(settings.tls) if settings.tls is not None else None
         spool.register(ae, self._spool)
+        if self._retrieves:
+            _pynetdicom_compat.install_retrieve_patches(retrieve.RetrieveServiceClass)
+            retrieve.register(ae, retrieve.Retriever(self.archive, settings, self.destinations))
         try:
             server = ae.make_server(
                 (settings.host, settings.port),
@@ -254,6 +276,7 @@ class BridgeServer:
                 server_class=_ReceiverServer,
             )
         except BaseException:
+            self._stop_retrieves(ae)
             spool.unregister(ae)
             spool.uninstall()
             self._spool.close()
@@ -316,6 +339,7 @@ class BridgeServer:
             assoc.join(timeout=5.0)
         if self._commitment is not None:
             self._commitment.close()
+        self._stop_retrieves(ae)
         spool.unregister(ae)
         spool.uninstall()
         if self._spool is not None:
@@ -323,6 +347,11 @@ class BridgeServer:
         self._ae = None
         self._server = None
         LOGGER.info("stopped")
+
+    def _stop_retrieves(self, ae: AccessControlledAE) -> None:
+        if self._retrieves:
+            retrieve.unregister(ae)
+            _pynetdicom_compat.remove_retrieve_patches()
 
     def __enter__(self) -> BridgeServer:
         self.start()
