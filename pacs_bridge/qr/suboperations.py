@@ -193,7 +193,8 @@ def send_instance(
             )
         dataset = dcmread(item.path)
         if dataset.file_meta.TransferSyntaxUID.is_compressed:
-            dataset.decompress()  # to Explicit VR Little Endian; pynetdicom converts among uncompressed
+            # to Explicit VR Little Endian (pynetdicom converts among uncompressed); the same instance
+            dataset.decompress(generate_instance_uid=False)
         response = assoc.send_c_store(dataset, **kwargs)
         return _result(response, transcoded_to=str(targets[0]))
     except Exception as exc:  # a sub-operation failure is counted, never raised
