@@ -305,7 +305,7 @@ def test_cancel_mid_move_stops_and_reports_counts(
     finally:
         gate.set()
         slow.shutdown()
-    status, final, identifier = statuses[-1]
+    status, final, _ = statuses[-1]
     assert status == 0xFE00
     assert final.NumberOfCompletedSuboperations == 1
     assert final.NumberOfRemainingSuboperations == 4
