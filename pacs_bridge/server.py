@@ -252,7 +252,14 @@ class BridgeServer:
         ae.network_timeout = settings.network_timeout_s
         ae.acse_timeout = settings.acse_timeout_s
         ae.dimse_timeout = settings.dimse_timeout_s
-        ae.supported_contexts = supported_contexts(retrieve=self._retrieves)
+        for context in supported_contexts(retrieve=self._retrieves):
+            # not `ae.supported_contexts = ...`: pynetdicom's setter drops the SCP/SCU roles
+            ae.add_supported_context(
+                context.abstract_syntax,
+                context.transfer_syntax,
+                scu_role=context.scu_role,
+                scp_role=context.scp_role,
+            )
         handlers: list[Any] = [
             (evt.EVT_C_ECHO, self._on_echo),
             (evt.EVT_C_STORE, self._store),

@@ -16,7 +16,9 @@ instead (pynetdicom is told so in :mod:`pacs_bridge._pynetdicom_compat`):
   fails every sub-operation (0xA702 with the counts and the Failed SOP
   Instance UID List), it is not "unknown".
 * C-GET: the sub-operations run on the requester's association, on the
-  storage contexts it proposed with the SCP role (SCP/SCU role selection).
+  storage contexts it proposed with the SCP role (SCP/SCU role selection);
+  a file whose transfer syntax it did not accept goes transcoded losslessly
+  to an uncompressed syntax it accepted, else fails.
 * Both: a Pending response after each sub-operation (remaining, completed,
   failed, warning); C-CANCEL checked before each sub-operation (0xFE00 with
   the counts); the final response Success, Warning 0xB000 or Failure 0xA702
@@ -218,8 +220,10 @@ class Retriever:
             respond.final(SUCCESS, counts)
             _log("C-GET", calling_ae, address, None, counts, SUCCESS, started)
             return
+        # The requester's storage contexts decide: a file in a syntax it did not accept is sent
+        # transcoded losslessly to an uncompressed one it did accept, if any.
         status, comment = self._run(
-            scp, req, respond, scp.assoc, items, counts, transcode=False, originator=None
+            scp, req, respond, scp.assoc, items, counts, transcode=True, originator=None
         )
         _log("C-GET", calling_ae, address, None, counts, status, started, comment)
 

@@ -92,3 +92,9 @@ def storescp(output: Path, *, aet: str = "DEST", extra: Sequence[str] = ("+xa",)
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def failed_uids(identifier: object) -> list[str]:
+    """Failed SOP Instance UID List of a response identifier, as a list (one UID reads as a str)."""
+    value = getattr(identifier, "FailedSOPInstanceUIDList", [])
+    return [str(value)] if isinstance(value, str) else [str(v) for v in value]

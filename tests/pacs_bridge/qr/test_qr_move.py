@@ -18,7 +18,7 @@ from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelMove,
     StudyRootQueryRetrieveInformationModelMove,
 )
-from qr_helpers import Destination, free_port, ingest, storescp, write_study
+from qr_helpers import Destination, failed_uids, free_port, ingest, storescp, write_study
 
 from archive.archive import Archive
 from pacs_bridge.config import AllowedPeer, BridgeSettings, PeerRights
@@ -222,7 +222,7 @@ def test_destination_down_fails_every_suboperation_and_the_server_keeps_serving(
     assert (final.NumberOfFailedSuboperations, final.NumberOfCompletedSuboperations) == (2, 0)
     assert identifier is not None
     expected = {str(dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in files}
-    assert set(identifier.FailedSOPInstanceUIDList) == expected
+    assert set(failed_uids(identifier)) == expected
     assert echoscu(server.port, calling=WS).returncode == 0
 
 
@@ -256,7 +256,7 @@ def test_destination_refusing_the_files_syntax_gets_it_transcoded_only_when_allo
         assert status == 0xB000
         assert (final.NumberOfCompletedSuboperations, final.NumberOfFailedSuboperations) == (1, 2)
         assert identifier is not None
-        assert set(identifier.FailedSOPInstanceUIDList) == set(originals) - {implicit}
+        assert set(failed_uids(identifier)) == set(originals) - {implicit}
         assert set(received) == {implicit}
         return
     assert status == 0x0000 and final.NumberOfCompletedSuboperations == 3
