@@ -255,7 +255,7 @@ class BridgeServer:
         for context in supported_contexts(retrieve=self._retrieves):
             # not `ae.supported_contexts = ...`: pynetdicom's setter drops the SCP/SCU roles
             ae.add_supported_context(
-                context.abstract_syntax,
+                cast(str, context.abstract_syntax),
                 context.transfer_syntax,
                 scu_role=context.scu_role,
                 scp_role=context.scp_role,
