@@ -11,8 +11,9 @@ Ingest of one instance, in order:
 3. the rules classify level, side, technique and procedure type (a failure of
    the rules is logged and never loses the instance);
 4. in one write transaction: the instance row is inserted (the *claim* of its
-   SOP Instance UID), the staged file is renamed into place and its directory
-   fsynced, and the transaction commits. A process killed before the commit
+   SOP Instance UID), the forwarding tasks of the routes it matches are
+   inserted (the outbox, :mod:`archive.forward.sql`), the staged file is renamed
+   into place and its directory fsynced, and the transaction commits. A process killed before the commit
    leaves at most a file without a row, which ``verify --repair`` indexes;
    never a row without its file.
 
@@ -43,6 +44,10 @@ from archive.analysis.outcomes.store import OutcomeStore
 from archive.dicom_header import InstanceHeader, build_file_meta, peek_bare_dataset, read_header
 from archive.duplicates import Decision, Prepared, instance_result, resolve_existing
 from archive.errors import ArchiveError, ArchiveNotFoundError
+from archive.forward.config import ForwardSettings
+from archive.forward.routes import RouteFacts, matching_routes
+from archive.forward.sql import insert_routed_tasks
+from archive.forward.store import ForwardStore
 from archive.index import queries, schema, tags, uid_lookup
 from archive.index.engine import (
     autocommit_reads,
@@ -168,6 +173,7 @@ class Archive:
         self._known_series: dict[str, tuple[int, date]] = {}
         self._known_series_lock = threading.Lock()
         self.duplicate_policy: DuplicatePolicy = settings.duplicate_policy
+        self._forward_settings: ForwardSettings = settings.forward
         self._rules: RuleSet | None = None
         if settings.rules_path is not None or settings.rule_modalities:
             from archive.rules import default_rules, load_rules
@@ -238,6 +244,22 @@ class Archive:
     def outcomes(self) -> OutcomeStore:
         """Procedures' clinical outcomes and their history (see :mod:`archive.analysis.outcomes.store`)."""
         return OutcomeStore(self.engine)
+
+    @property
+    def forward_settings(self) -> ForwardSettings:
+        """The destination table and routes ingest and :attr:`forward` use (see :meth:`reload_forward`)."""
+        return self._forward_settings
+
+    def reload_forward(self, settings: ForwardSettings) -> None:
+        """Use new destinations and routes from now on (a forwarder's SIGHUP); ingest routes with them."""
+        self._forward_settings = settings
+
+    @property
+    def forward(self) -> ForwardStore:
+        """The forwarding outbox: tasks, claims, retries (see :mod:`archive.forward.store`)."""
+        return ForwardStore(
+            self.engine, self._forward_settings, self.store, self.settings.data_dir / "outbox"
+        )
 
     def close(self) -> None:
         """Release database connections."""
@@ -593,6 +615,7 @@ class Archive:
                 (savepoint.commit if pk is not None else savepoint.rollback)()
             if pk is not None:
                 insert_classification(connection, pk, item.classification, values["received_at"], sort_date)
+                self._enqueue_forwarding(connection, item, values["received_at"])
                 final = self.store.place(staged, relative, sync=item.sync)
                 return Decision(
                     instance_result(IngestOutcome.STORED, header, staged, final),
@@ -601,7 +624,29 @@ class Archive:
                 )
             existing = find_instance(connection, header.sop_instance_uid)
             assert existing is not None, "a claimed SOP Instance UID has a row"
-        return resolve_existing(connection, self.store, self.duplicate_policy, item, existing, values)
+        decision = resolve_existing(connection, self.store, self.duplicate_policy, item, existing, values)
+        if decision.result.outcome is IngestOutcome.REPLACED:
+            self._enqueue_forwarding(connection, item, values["received_at"], replacing=True)
+        return decision
+
+    def _enqueue_forwarding(
+        self, connection: Any, item: Prepared, now: datetime, *, replacing: bool = False
+    ) -> None:
+        """The outbox: the tasks of the routes the instance matches, in the transaction that indexes it."""
+        routes = self._forward_settings.routes
+        if not routes:
+            return
+        matched = matching_routes(routes, RouteFacts.of_ingest(item.header, item.classification, item.origin))
+        if matched:
+            insert_routed_tasks(
+                connection,
+                matched,
+                sop_instance_uid=item.header.sop_instance_uid,
+                sop_class_uid=item.header.sop_class_uid,
+                study_uid=item.header.study_instance_uid,
+                now=now,
+                replacing=replacing,
+            )
 
     # -- storage commitment ------------------------------------------------------------------------
 

@@ -12,8 +12,10 @@ and :class:`LogSettings`. The receiver's sections (``[server]``, ``[tls]``,
 ``[commitment_peers]``) are kept as parsed and validated by
 :mod:`pacs_bridge.config` (``archive`` does not depend on ``pacs_bridge``);
 :meth:`Configuration.locate` turns its errors into messages naming the file and
-line. ``[forward]``, ``[worklist]`` and ``[web]`` are reserved for the features
-that will add them. :data:`KEYS` is the one table of every archive-owned key
+line. The destination table and forwarding (``[destinations.NAME]``,
+``[forward]``, ``[[forward.routes]]``) are validated by :mod:`archive.forward.config`
+into :class:`~archive.forward.config.ForwardSettings`. ``[worklist]`` and ``[web]``
+are reserved for the features that will add them. :data:`KEYS` is the one table of every archive-owned key
 (README's configuration section and ``usarchive init``'s template follow it).
 """
 
@@ -28,6 +30,7 @@ from types import MappingProxyType
 from typing import Any
 
 from archive.errors import ConfigError
+from archive.forward.config import ForwardSettings, parse_forward, template_lines
 from archive.ingest import DuplicatePolicy
 from archive.settings import (
     ENV_DB,
@@ -54,8 +57,10 @@ DEFAULT_LOG_BACKUP_COUNT = 5
 
 #: Sections validated by the receiver (:mod:`pacs_bridge.config`).
 BRIDGE_SECTIONS = ("server", "tls", "commitment_peers", "access")
+#: Sections validated by :mod:`archive.forward.config` (``destinations`` holds ``[destinations.NAME]``).
+FORWARD_SECTIONS = ("destinations", "forward")
 #: Sections reserved for features to come; no keys are defined yet.
-RESERVED_SECTIONS = ("forward", "worklist", "web")
+RESERVED_SECTIONS = ("worklist", "web")
 
 
 @dataclass(frozen=True)
@@ -167,6 +172,8 @@ class Configuration:
         What the archive library needs.
     log : LogSettings
         Log file and rotation.
+    forward : ForwardSettings
+        The destination table and forwarding routes (also ``archive.forward``).
     path : Path or None
         The configuration file read, if any.
     tables : mapping
@@ -180,6 +187,7 @@ class Configuration:
 
     archive: ArchiveSettings
     log: LogSettings = LogSettings()
+    forward: ForwardSettings = field(default_factory=ForwardSettings)
     path: Path | None = None
     tables: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}))
     values: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
@@ -211,10 +219,21 @@ class Configuration:
 
 
 def key_lines(text: str) -> dict[tuple[str, str], int]:
-    """Line numbers (1-based) of each ``[section]`` header (key ``""``) and each ``key =`` in it."""
+    """Line numbers (1-based) of each ``[section]`` header (key ``""``) and each ``key =`` in it.
+
+    The ``i``-th ``[[name]]`` of an array of tables is section ``"name[i]"``.
+    """
     lines: dict[tuple[str, str], int] = {}
     section = ""
+    arrays: dict[str, int] = {}
     for number, line in enumerate(text.splitlines(), start=1):
+        array = re.match(r"\s*\[\[\s*([A-Za-z0-9_.-]+)\s*\]\]", line)
+        if array is not None:
+            index = arrays.get(array.group(1), 0)
+            arrays[array.group(1)] = index + 1
+            section = f"{array.group(1)}[{index}]"
+            lines.setdefault((section, ""), number)
+            continue
         header = re.match(r"\s*\[\s*([A-Za-z0-9_.-]+)\s*\]", line)
         if header is not None:
             section = header.group(1)
@@ -250,7 +269,14 @@ def find_config_file(
     return (candidate, "data directory") if candidate.is_file() else (None, "")
 
 
-def _read(path: Path) -> tuple[dict[str, Any], str]:
+def read_toml(path: Path) -> tuple[dict[str, Any], str]:
+    """The parsed TOML file ``path`` and its text.
+
+    Raises
+    ------
+    ConfigError
+        If it cannot be read as UTF-8 or is not valid TOML.
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -291,8 +317,10 @@ class _Builder:
                     f"{line}: [{section}]: this section is reserved for a later version and has no keys yet; "
                     "remove it"
                 )
+            if section in FORWARD_SECTIONS:
+                continue  # archive.forward.config validates them
             if section not in _OWNED and section not in BRIDGE_SECTIONS:
-                known = sorted(_OWNED | set(BRIDGE_SECTIONS))
+                known = sorted(_OWNED | set(BRIDGE_SECTIONS) | set(FORWARD_SECTIONS))
                 raise ConfigError(f"{line}: [{section}]: unknown section; expected one of {known}")
             if not isinstance(table, dict):
                 raise ConfigError(f"{line}: {section}: expected a table [{section}], but got {table!r}")
@@ -394,7 +422,7 @@ def load_configuration(
     document: dict[str, Any] = {}
     lines: dict[tuple[str, str], int] = {}
     if path is not None:
-        document, text = _read(path)
+        document, text = read_toml(path)
         lines = key_lines(text)
     builder = _Builder(path, document, lines)
     builder.check_tables()
@@ -433,6 +461,7 @@ def load_configuration(
     secret = _secret(builder, env)
     modalities = values["archive.rule_modalities"]
     assert isinstance(modalities, list)
+    forward = _forward(builder)
     settings = ArchiveSettings(
         resolved_dir,
         None if values["archive.db"] is None else str(values["archive.db"]),
@@ -442,6 +471,7 @@ def load_configuration(
         deid_secret=secret,
         reviewer=None if values["review.reviewer"] is None else str(values["review.reviewer"]),
         four_eyes=bool(values["review.four_eyes"]),
+        forward=forward,
     )
     max_bytes, backups = values["log.max_bytes"], values["log.backup_count"]
     assert isinstance(max_bytes, int) and isinstance(backups, int)
@@ -455,12 +485,30 @@ def load_configuration(
     return Configuration(
         archive=settings,
         log=log,
+        forward=forward,
         path=path,
         tables=MappingProxyType(tables),
         values=MappingProxyType(shown),
         sources=MappingProxyType(dict(builder.sources)),
         _lines=MappingProxyType(lines),
     )
+
+
+def _forward(builder: _Builder) -> ForwardSettings:
+    """``[destinations.*]`` and ``[forward]`` validated; their keys recorded for ``config show``."""
+    server = builder.document.get("server", {})
+    aet = server.get("aet") if isinstance(server, dict) else None
+
+    def where(section: str, key: str) -> str:
+        return builder.where(section, key) if builder.path is not None else ""
+
+    forward, shown = parse_forward(
+        builder.document, where, default_calling_ae=aet if isinstance(aet, str) else None
+    )
+    for dotted, value, source in shown:
+        builder.values[dotted] = sorted(value) if isinstance(value, frozenset) else value
+        builder.sources[dotted] = source
+    return forward
 
 
 def _secret(builder: _Builder, env: Mapping[str, str]) -> bytes | None:
@@ -481,6 +529,9 @@ def _secret(builder: _Builder, env: Mapping[str, str]) -> bytes | None:
 def render_show(config: Configuration) -> list[tuple[str, str, str]]:
     """Rows ``(source, key, value)`` of ``usarchive config show``: every key, then the receiver's tables."""
     rows = [(config.sources[key.dotted], key.dotted, _shown(config.values[key.dotted])) for key in KEYS]
+    for dotted, value in config.values.items():  # the destination table and forwarding
+        if dotted not in _BY_NAME:
+            rows.append((config.sources[dotted], dotted, _shown(value)))
     for section, table in config.tables.items():
         for name, value in table.items():
             rows.append((config.where(section, name), f"{section}.{name}", _shown(value)))
@@ -532,6 +583,7 @@ def template(data_dir: Path) -> str:
         "# [access.WORKSTATION1]  (an allowed AE not named here may echo and store)",
         '# services = ["echo", "store", "find", "move", "get"]',
         '# move_destinations = ["WORKSTATION1"]',
+        *template_lines(),
         "",
     ]
     return "\n".join(out)

@@ -13,6 +13,7 @@ from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 
 from archive.errors import ConfigError
+from archive.forward.config import ForwardSettings
 from archive.ingest import DuplicatePolicy
 
 #: Environment variable naming the data directory.
@@ -98,6 +99,9 @@ class ArchiveSettings:
         The person using this workstation (``[review] reviewer`` or ``USARCHIVE_REVIEWER``).
     four_eyes : bool
         Refuse approving one's own annotation (``[review] four_eyes``).
+    forward : ForwardSettings
+        The destination table and the forwarding routes (``[destinations.*]``,
+        ``[forward]``); ingest inserts the tasks of the routes an instance matches.
     """
 
     data_dir: Path
@@ -109,6 +113,7 @@ class ArchiveSettings:
     deid_secret: bytes | None = field(default=None, repr=False)
     reviewer: str | None = None
     four_eyes: bool = True
+    forward: ForwardSettings = field(default_factory=ForwardSettings)
 
     def __post_init__(self) -> None:
         if not isinstance(self.duplicate_policy, DuplicatePolicy):

@@ -7,6 +7,10 @@ killed between placing a file and committing its row leaves behind), and for
 temp files left in ``store/.tmp``. It also lists the studies whose instances
 disagree on the patient (:mod:`archive.index.patients`); they are data for a
 person to resolve, not a fault of the store, and do not make the report fail.
+Last, it lists the instances that match a forwarding route but have no task
+toward its destination (*unrouted*, :mod:`archive.forward.coverage`): the
+outbox makes that impossible for instances received while the route existed,
+so it means a route added or changed later, or a re-tagged instance.
 
 ``repair`` never deletes data it cannot account for:
 
@@ -17,6 +21,7 @@ person to resolve, not a fault of the store, and do not make the report fail.
   moved to ``store/.orphans/`` for a person to look at;
 - temp files older than ``stale_after_s`` are removed (younger ones may belong
   to an ingest running in another process);
+- unrouted instances get their missing forwarding tasks (they will be sent);
 - missing and corrupt files cannot be repaired here; they are reported (restore
   them from a backup) and make the report fail.
 """
@@ -52,13 +57,15 @@ class VerifyReport:
     repair: bool = False
     #: Studies whose instances disagree on the patient: listed for a person, never an error of the store.
     patient_conflicts: list[dict[str, str]] = field(default_factory=list)
+    #: SOP Instance UIDs that match a forwarding route and have no task toward its destination.
+    unrouted: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        """No missing or corrupt files, and no orphans or temp files left unrepaired."""
+        """No missing or corrupt files, and no orphans, temp files or unrouted instances left unrepaired."""
         if self.missing or self.corrupt:
             return False
-        return self.repair or not (self.orphans or self.stale_temp_files)
+        return self.repair or not (self.orphans or self.stale_temp_files or self.unrouted)
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict (see docs/json-output.md)."""
@@ -71,6 +78,7 @@ class VerifyReport:
             "stale_temp_files": self.stale_temp_files,
             "repaired": self.repaired,
             "patient_conflicts": self.patient_conflicts,
+            "unrouted": self.unrouted,
         }
 
 
@@ -127,6 +135,18 @@ def verify(
     ]
     if repair:
         _repair(archive, report)
+    report.unrouted = archive.forward.unrouted()
+    for uid in report.unrouted:
+        logger.error("unrouted: %s matches a forwarding route but has no task", uid)
+    if repair and report.unrouted:
+        queued = archive.forward.queue_unrouted()
+        report.repaired.append(
+            {
+                "path": "",
+                "action": f"queued {queued} missing forwarding task(s) "
+                f"for {len(report.unrouted)} instance(s)",
+            }
+        )
     report.patient_conflicts = [conflict.to_json() for conflict in archive.patient_conflicts()]
     for conflict in report.patient_conflicts:
         logger.warning("patient conflict in study %s: %s", conflict["study_instance_uid"], conflict["detail"])

@@ -51,6 +51,10 @@ ARCHIVE_COMMANDS: dict[str, tuple[str, str]] = {
         "archive.cli.find:find_command",
         "Find instances; a table, or with --json a list (see docs/json-output.md).",
     ),
+    "forward": (
+        "archive.cli.forward:forward",
+        "Forwarding to other DICOM nodes: the outbox's tasks per destination, retries and resends.",
+    ),
     "import": (
         "archive.cli.import_cmd:import_command",
         "Import DICOM files and directories (recursively) into the archive.",

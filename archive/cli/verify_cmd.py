@@ -29,17 +29,19 @@ def verify_command(ctx: click.Context, repair: bool, stale_after: float) -> None
     else:
         click.echo(
             f"checked {report.checked}: {len(report.missing)} missing, {len(report.corrupt)} corrupt, "
-            f"{len(report.orphans)} orphan(s), {len(report.stale_temp_files)} stale temp file(s)"
+            f"{len(report.orphans)} orphan(s), {len(report.stale_temp_files)} stale temp file(s), "
+            f"{len(report.unrouted)} unrouted"
         )
         for kind, paths in (
             ("missing", report.missing),
             ("corrupt", report.corrupt),
             ("orphan", report.orphans),
+            ("unrouted (matches a forwarding route, has no task)", report.unrouted),
         ):
             for path in paths:
                 click.echo(f"  {kind}: {path}")
         for item in report.repaired:
-            click.echo(f"  repaired {item['path']}: {item['action']}")
+            click.echo(f"  repaired {item['path'] or 'forwarding'}: {item['action']}")
         for conflict in report.patient_conflicts:
             click.echo(f"  patient conflict in study {conflict['study_instance_uid']}: {conflict['detail']}")
     if not report.ok:

@@ -29,6 +29,7 @@ from sqlalchemy import Connection, Engine, func, insert, inspect, select, text, 
 
 from archive.analysis.outcomes.sql import OUTCOME_TABLES
 from archive.errors import ArchiveError
+from archive.forward.sql import FORWARD_TABLES
 from archive.index import schema
 from archive.index.engine import write_transaction
 from archive.review.sql import ANNOTATION_TABLES
@@ -182,6 +183,11 @@ def _split_v6_approach(connection: Connection) -> None:
     )
 
 
+def _create_v7_forward_tables(connection: Connection) -> None:
+    for table in FORWARD_TABLES:
+        table.create(connection)
+
+
 MIGRATIONS: list[Migration] = [
     (1, "patient, study, series, instance, procedure attributes, histories", _create_v1_tables),
     (2, "annotation versions, review states and review comments", _create_v2_annotation_tables),
@@ -189,6 +195,7 @@ MIGRATIONS: list[Migration] = [
     (4, "technique copied onto instance_level for level + technique searches", _add_v4_level_technique),
     (5, "the instance's own Patient ID and Name, for patient conflicts", _add_v5_instance_patient),
     (6, "needle approach apart from technique; notes in the tag history", _split_v6_approach),
+    (7, "forwarding tasks (the outbox of issue 16)", _create_v7_forward_tables),
 ]
 
 #: The version an index has after :func:`migrate`.

@@ -16,6 +16,7 @@ from archive.archive import Archive
 from archive.cli.main import main
 from archive.config import ENV_CONFIG, ENV_DEID_SECRET, ENV_REVIEWER, KEYS, load_configuration
 from archive.errors import AnnotationError, ArchiveNotFoundError, ConfigError
+from archive.forward.config import FORWARD_KEYS
 from archive.index.engine import create_index_engine
 from archive.ingest import DuplicatePolicy, Origin
 from archive.model import ReviewStatus
@@ -123,7 +124,8 @@ def test_config_show_lists_every_key_with_its_source(tmp_path: Path) -> None:
     result = cli("--data-dir", str(tmp_path / "data"), "config", "show", env={ENV_DB: "sqlite:////tmp/i.db"})
     assert result.exit_code == 0, result.output
     rows = {line.split("\t")[1]: line.split("\t") for line in result.output.splitlines()[1:]}
-    assert set(rows) == {key.dotted for key in KEYS} | {"server.port"}
+    forward = {f"forward.{key.name}" for key in FORWARD_KEYS}  # shown with their defaults
+    assert set(rows) == {key.dotted for key in KEYS} | {"server.port"} | forward
     assert rows["archive.data_dir"][0] == "--data-dir"
     assert rows["archive.db"][0] == f"env {ENV_DB}"
     assert rows["review.reviewer"] == [f"{config}:2", "review.reviewer", "carol"]
