@@ -11,13 +11,18 @@ reference-counted, the originals restored when the last server stops):
 * ``pynetdicom.dimse_messages.NamedTemporaryFile`` replaced by the spool
   file factory (:mod:`pacs_bridge.spool`).
 
-Process-wide, while at least one server that retrieves runs
-(:func:`install_retrieve_patches` / :func:`remove_retrieve_patches`, the same
-way, only on the tested pynetdicom):
+Process-wide, once a forwarder exists (:func:`enable_chunked_send`):
 
-* ``pynetdicom._config.STORE_SEND_CHUNKED_DATASET = True``: a C-STORE of a
-  file path streams the file instead of reading it into memory (a C-STORE of
-  a data set is unchanged);
+* ``pynetdicom._config.STORE_SEND_CHUNKED_DATASET = True`` (a documented
+  flag): a C-STORE given a file path sends the file's data set bytes as stored,
+  read in chunks, instead of decoding and re-encoding it. Only calls that pass
+  a path are affected. It is also enabled by the first server
+  that retrieves (C-MOVE and C-GET send stored files the same way).
+
+Process-wide, while at least one server that retrieves runs
+(:func:`install_retrieve_patches` / :func:`remove_retrieve_patches`,
+reference-counted, only on the tested pynetdicom):
+
 * ``pynetdicom.association.uid_to_service_class`` answers the retrieve
   service class of :mod:`pacs_bridge.qr.service` where it would answer
   ``QueryRetrieveServiceClass``; that class is pynetdicom's except for C-MOVE
@@ -151,11 +156,21 @@ def remove_receiver_patches() -> None:
             _config.STORE_RECV_CHUNKED_DATASET = _originals.pop("STORE_RECV_CHUNKED_DATASET")
 
 
+def enable_chunked_send() -> None:
+    """Make ``send_c_store(path)`` stream the stored data set as is (see the module docstring)."""
+    if not hasattr(_config, "STORE_SEND_CHUNKED_DATASET"):
+        raise RuntimeError(
+            f"pynetdicom {pynetdicom.__version__} lacks _config.STORE_SEND_CHUNKED_DATASET: it cannot send "
+            f"a stored file as is; install pynetdicom {TESTED_MINOR}.x"
+        )
+    _config.STORE_SEND_CHUNKED_DATASET = True
+
+
 _retrieve_installed = 0
 
 
 def install_retrieve_patches(service_class: type[Any]) -> None:
-    """Serve Query/Retrieve requests with ``service_class`` and stream sent files (reference-counted).
+    """Serve Query/Retrieve requests with ``service_class`` (reference-counted); stream sent files.
 
     Parameters
     ----------
@@ -180,14 +195,13 @@ def install_retrieve_patches(service_class: type[Any]) -> None:
         if _retrieve_installed == 0:
             original = association.uid_to_service_class  # type: ignore[attr-defined]
             _originals["uid_to_service_class"] = original
-            _originals["STORE_SEND_CHUNKED_DATASET"] = _config.STORE_SEND_CHUNKED_DATASET
 
             def uid_to_service_class(uid: str) -> Any:
                 found = original(uid)
                 return service_class if found is QueryRetrieveServiceClass else found
 
             setattr(association, "uid_to_service_class", uid_to_service_class)  # noqa: B010
-            _config.STORE_SEND_CHUNKED_DATASET = True
+            enable_chunked_send()
         _retrieve_installed += 1
 
 
@@ -202,7 +216,6 @@ def remove_retrieve_patches() -> None:
         _retrieve_installed -= 1
         if _retrieve_installed == 0:
             setattr(association, "uid_to_service_class", _originals.pop("uid_to_service_class"))  # noqa: B010
-            _config.STORE_SEND_CHUNKED_DATASET = _originals.pop("STORE_SEND_CHUNKED_DATASET")
 
 
 def original_named_temporary_file() -> Any:

@@ -1,4 +1,4 @@
-"""``usarchive serve``: run the DICOM receiver until SIGTERM or Ctrl-C.
+"""``usarchive serve``: run the DICOM receiver (and the forwarder) until SIGTERM or Ctrl-C.
 
 Registered in the ``usarchive.commands`` entry-point group, so the root
 command (``archive.cli.main``) finds it without depending on this package.
@@ -20,6 +20,7 @@ import click
 from archive.cli.main import CliState
 from archive.errors import ArchiveError, ConfigError
 from pacs_bridge.config import load_settings
+from pacs_bridge.forward.cli import ReloadOnHangup, start_forwarder
 from pacs_bridge.server import DEFAULT_DRAIN_TIMEOUT_S, BridgeServer
 from pacs_bridge.spool import SpoolUnavailableError
 
@@ -103,6 +104,7 @@ def serve(
 
     Closed by default: allow each scanner with --allow SCANNER_AE (or SCANNER_AE@host).
     Stops cleanly on SIGTERM or Ctrl-C after finishing the stores in flight.
+    With [forward] enabled and destinations configured, also forwards (SIGHUP re-reads routes).
     """
     from archive.archive import Archive  # the archive is opened only when serving
 
@@ -168,11 +170,16 @@ def serve(
                     "choose another --port or stop the program using it"
                 ) from exc
             click.echo(f"usarchive serve: listening on {settings.host}:{server.port} as {settings.aet}")
+            forwarder = None
             try:
-                while not stop.wait(0.5):
-                    pass
+                forwarder = start_forwarder(archive, configuration.forward)
+                with ReloadOnHangup(forwarder, archive, configuration.path) as reloader:
+                    while not stop.wait(0.5):
+                        reloader.poll()
             finally:
                 server.stop(drain_timeout_s=drain_timeout)
+                if forwarder is not None:
+                    forwarder.stop()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

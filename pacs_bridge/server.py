@@ -3,7 +3,9 @@
 :class:`BridgeServer` wires the pieces together: access control
 (:mod:`pacs_bridge.access`), presentation contexts (:mod:`pacs_bridge.contexts`),
 streaming into spool files (:mod:`pacs_bridge.spool`), the C-STORE handler
-(:mod:`pacs_bridge.store`) and storage commitment (:mod:`pacs_bridge.commitment`).
+(:mod:`pacs_bridge.store`) and storage commitment (:mod:`pacs_bridge.commitment`;
+the reports of destinations we forward to arrive here too, as N-EVENT-REPORTs
+handed to :mod:`pacs_bridge.forward.commitment`).
 
 pynetdicom keeps some configuration in module globals (``pynetdicom._config``):
 :meth:`BridgeServer.start` sets ``STORE_RECV_CHUNKED_DATASET = True`` once for
@@ -265,6 +267,7 @@ class BridgeServer:
             (evt.EVT_C_STORE, self._store),
             (evt.EVT_N_ACTION, self._commitment.handle_action),
             (evt.EVT_DIMSE_SENT, self._commitment.handle_sent),
+            (evt.EVT_N_EVENT_REPORT, self._on_event_report),
             (evt.EVT_CONN_OPEN, self._on_connection),
             (evt.EVT_ACCEPTED, self._on_accepted),
             (evt.EVT_REJECTED, self._on_rejected),
@@ -410,6 +413,19 @@ class BridgeServer:
         calling_ae, address = peer_of(event)
         LOGGER.info("C-ECHO from %s@%s", calling_ae, address)
         return 0x0000
+
+    def _on_event_report(self, event: Event) -> tuple[int, Any]:
+        """Storage commitment results from a destination we forwarded to (:mod:`pacs_bridge.forward`)."""
+        ledger = getattr(self.archive, "forward", None)
+        if ledger is None:
+            calling_ae, address = peer_of(event)
+            LOGGER.warning(
+                "N-EVENT-REPORT from %s@%s refused: this archive does not forward", calling_ae, address
+            )
+            return 0x0110, None
+        from pacs_bridge.forward.commitment import CommitmentReports
+
+        return CommitmentReports(ledger)(event)
 
     def _on_connection(self, event: Event) -> None:
         # Before pynetdicom starts the association's DUL thread, which this loop replaces.
