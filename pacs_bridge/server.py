@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 from pynetdicom import evt
 from pynetdicom.transport import ThreadedAssociationServer
 
+from archive.forward.config import Destination
 from pacs_bridge import _pynetdicom_compat, spool
 from pacs_bridge.access import AccessControlledAE, AccessPolicy
 from pacs_bridge.commitment import CommitmentChecker, CommitmentService
@@ -40,7 +41,6 @@ from pacs_bridge.contexts import refused_context_lines, supported_contexts
 from pacs_bridge.dul_loop import use_waiting_dul
 from pacs_bridge.pdu_guard import BAD_CALLING_AE_ATTRIBUTE, PduLimits
 from pacs_bridge.qr import service as retrieve
-from pacs_bridge.qr.suboperations import MoveDestination
 from pacs_bridge.reactor import use_waiting_reactor
 from pacs_bridge.store import Ingestor, StoreHandler, peer_of
 
@@ -167,7 +167,7 @@ class BridgeServer:
         Network, access control and TLS settings.
     archive : ReceivingArchive
         An open ``archive.archive.Archive``; the caller owns and closes it.
-    destinations : mapping of str to MoveDestination, optional
+    destinations : mapping of str to archive.forward.config.Destination, optional
         The destination table (``[destinations.NAME]``) C-MOVE sends to, by AE title.
         C-MOVE and C-GET are served on the tested pynetdicom only (see
         :mod:`pacs_bridge._pynetdicom_compat`); who may use them is ``settings.access``.
@@ -184,7 +184,7 @@ class BridgeServer:
         settings: BridgeSettings,
         archive: ReceivingArchive,
         *,
-        destinations: Mapping[str, MoveDestination] | None = None,
+        destinations: Mapping[str, Destination] | None = None,
     ) -> None:
         self.settings = settings
         self.archive = archive

@@ -29,6 +29,7 @@ instead (pynetdicom is told so in :mod:`pacs_bridge._pynetdicom_compat`):
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 import time
 import weakref
@@ -37,20 +38,16 @@ from io import BytesIO
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pydicom.dataset import Dataset
-from pynetdicom import AE
 from pynetdicom.dimse_primitives import C_GET, C_MOVE
 from pynetdicom.dsutils import decode, encode
 from pynetdicom.service_class import QueryRetrieveServiceClass
 
+from archive.forward.config import Destination
 from archive.index.retrieve import RetrievableInstance, RetrieveKeys
 from pacs_bridge.config import BridgeSettings
+from pacs_bridge.forward.association import open_association, requested_contexts, split_for_contexts
 from pacs_bridge.qr.identifier import RETRIEVE_SOP_CLASSES, IdentifierError, retrieve_keys
-from pacs_bridge.qr.suboperations import (
-    MoveDestination,
-    SubOperations,
-    requested_contexts,
-    send_instance,
-)
+from pacs_bridge.qr.suboperations import SubOperations, send_instance
 
 if TYPE_CHECKING:
     from pynetdicom.association import Association
@@ -99,7 +96,7 @@ class Retriever:
         The open archive.
     settings : BridgeSettings
         Access rights per calling AE (:meth:`BridgeSettings.rights_of`) and timeouts.
-    destinations : mapping of str to MoveDestination
+    destinations : mapping of str to archive.forward.config.Destination
         The destination table (name → destination); C-MOVE finds the Move
         Destination by its ``ae_title``.
     """
@@ -108,14 +105,14 @@ class Retriever:
         self,
         archive: RetrieveSource,
         settings: BridgeSettings,
-        destinations: Mapping[str, MoveDestination],
+        destinations: Mapping[str, Destination],
     ) -> None:
         self.archive = archive
         self.settings = settings
         self.destinations = dict(destinations)
         self._lock = threading.Lock()
 
-    def destination_for(self, ae_title: str) -> MoveDestination | None:
+    def destination_for(self, ae_title: str) -> Destination | None:
         """The configured destination whose AE title is ``ae_title``, or ``None``."""
         title = ae_title.strip()
         for destination in self.destinations.values():
@@ -164,43 +161,51 @@ class Retriever:
         scp: QueryRetrieveServiceClass,
         req: C_MOVE,
         respond: _Responder,
-        destination: MoveDestination,
+        destination: Destination,
         items: Sequence[RetrievableInstance],
         counts: SubOperations,
     ) -> tuple[int, str]:
-        ae = AE(ae_title=destination.calling_ae)
-        ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = destination.timeout_s
-        ae.connection_timeout = destination.timeout_s
-        contexts = requested_contexts(items, transcode=destination.transcode)
+        """The sub-operations on new associations to ``destination`` (one unless >128 contexts)."""
         where = f"{destination.ae_title}@{destination.host}:{destination.port}"
-        try:
-            store_assoc = ae.associate(
-                destination.host, destination.port, contexts=contexts, ae_title=destination.ae_title
-            )
-        except Exception as exc:  # an unreachable destination fails the sub-operations
-            LOGGER.warning("C-MOVE: cannot associate with %s: %s", where, exc)
-            store_assoc = None
-        if store_assoc is None or not store_assoc.is_established:
-            counts.fail(item.sop_instance_uid for item in items)
-            comment = f"cannot associate with the move destination {where}"
-            status = respond.final_after(counts, comment)
-            return status, comment
-        try:
-            return self._run(
-                scp,
-                req,
-                respond,
-                store_assoc,
-                items,
-                counts,
-                transcode=destination.transcode,
-                originator=(str(scp.ae.ae_title), int(req.MessageID or 0)),
-            )
-        finally:
-            if store_assoc.is_established:
-                store_assoc.release()
-            else:
-                store_assoc.abort()
+        ssl_context = _client_ssl_context() if destination.tls else None
+        originator = (str(scp.ae.ae_title), int(req.MessageID or 0))
+        comment = ""
+        sent = 0
+        for group in split_for_contexts(items, transcode=destination.transcode, commitment=False):
+            contexts = requested_contexts(group, transcode=destination.transcode, commitment=False)
+            try:
+                store_assoc = open_association(destination, contexts, ssl_context=ssl_context)
+            except Exception as exc:  # an unreachable destination fails the sub-operations
+                LOGGER.warning("C-MOVE: cannot associate with %s: %s", where, exc)
+                store_assoc = None
+            if store_assoc is None or not store_assoc.is_established:
+                counts.fail(item.sop_instance_uid for item in group)
+                comment = f"cannot associate with the move destination {where}"
+                if counts.remaining:
+                    respond.pending(counts)
+                sent += len(group)
+                continue
+            try:
+                ended = self._send(
+                    scp,
+                    req,
+                    respond,
+                    store_assoc,
+                    group,
+                    counts,
+                    transcode=destination.transcode,
+                    originator=originator,
+                    first_index=sent,
+                )
+            finally:
+                if store_assoc.is_established:
+                    store_assoc.release()
+                else:
+                    store_assoc.abort()
+            if ended is not None:
+                return ended
+            sent += len(group)
+        return respond.final_after(counts, comment), comment
 
     # -- C-GET -------------------------------------------------------------------------------------
 
@@ -222,9 +227,10 @@ class Retriever:
             return
         # The requester's storage contexts decide: a file in a syntax it did not accept is sent
         # transcoded losslessly to an uncompressed one it did accept, if any.
-        status, comment = self._run(
-            scp, req, respond, scp.assoc, items, counts, transcode=True, originator=None
+        ended = self._send(
+            scp, req, respond, scp.assoc, items, counts, transcode=True, originator=None, first_index=0
         )
+        status, comment = ended if ended is not None else (respond.final_after(counts, ""), "")
         _log("C-GET", calling_ae, address, None, counts, status, started, comment)
 
     # -- shared ------------------------------------------------------------------------------------
@@ -269,7 +275,7 @@ class Retriever:
             )
         return items
 
-    def _run(
+    def _send(
         self,
         scp: QueryRetrieveServiceClass,
         req: C_MOVE | C_GET,
@@ -280,8 +286,17 @@ class Retriever:
         *,
         transcode: bool,
         originator: tuple[str, int] | None,
-    ) -> tuple[int, str]:
-        """The sub-operations, a Pending response after each, then the final response."""
+        first_index: int,
+    ) -> tuple[int, str] | None:
+        """The sub-operations of ``items``, a Pending response after each.
+
+        Returns
+        -------
+        (status, comment) or None
+            The final status when the retrieve ended early (C-CANCEL: its response
+            is sent; the requester gone; the sub-operations' association lost: the
+            rest fail and the final response is sent), else ``None``.
+        """
         message_id = int(req.MessageID or 0)
         for index, item in enumerate(items):
             if not scp.assoc.is_established:
@@ -297,7 +312,7 @@ class Retriever:
                 store_assoc,
                 item,
                 transcode=transcode,
-                msg_id=(message_id + index + 1) % 65536 or 1,
+                msg_id=(message_id + first_index + index + 1) % 65536 or 1,
                 originator_aet=originator[0] if originator else None,
                 originator_id=originator[1] if originator else None,
             )
@@ -311,7 +326,14 @@ class Retriever:
             counts.record(item.sop_instance_uid, result.status)
             if counts.remaining:
                 respond.pending(counts)
-        return respond.final_after(counts, ""), ""
+        return None
+
+
+def _client_ssl_context() -> ssl.SSLContext:
+    """TLS toward a destination with ``tls = true`` (as forwarding does: TLS 1.2 or later, verified)."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
 
 
 class _Responder:

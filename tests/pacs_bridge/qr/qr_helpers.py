@@ -6,7 +6,6 @@ import socket
 import subprocess
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 from bridge_helpers import make_dataset, port_open, wait_for
@@ -14,22 +13,6 @@ from pydicom.uid import generate_uid
 
 from archive.archive import Archive
 from archive.ingest import Origin
-
-
-@dataclass(frozen=True)
-class Destination:
-    """A move destination with the fields of the destination table (see FORWARD_CONTRACT)."""
-
-    name: str
-    ae_title: str
-    host: str
-    port: int
-    calling_ae: str = "USARCHIVE"
-    tls: bool = False
-    commitment: bool = False
-    transcode: bool = False
-    batch_size: int = 100
-    timeout_s: float = 10.0
 
 
 def free_port() -> int:

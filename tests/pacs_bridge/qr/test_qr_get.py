@@ -137,25 +137,28 @@ def test_get_counts_and_the_requesters_contexts_decide_the_syntax(
     originals = {str(dcmread(p).SOPInstanceUID): dcmread(p) for p in files}
     by_syntax = {str(ds.file_meta.TransferSyntaxUID): uid for uid, ds in originals.items()}
     uid = str(dcmread(files[0]).StudyInstanceUID)
-    # one context per syntax, so that each is accepted: RLE and Explicit VR Little Endian
-    responses, stored = _get(server.port, _study(uid), syntaxes=[[RLELossless], [ExplicitVRLittleEndian]])
+    # one context per syntax, so that each is accepted: JPEG Baseline and Explicit VR Little Endian
+    responses, stored = _get(
+        server.port, _study(uid), syntaxes=[[JPEGBaseline8Bit], [ExplicitVRLittleEndian]]
+    )
     pending = [s for status, s, _ in responses if status == 0xFF00]
     assert [s.NumberOfRemainingSuboperations for s in pending] == [2, 1]
     assert [s.NumberOfCompletedSuboperations for s in pending] == [1, 2]
     status, final, _ = responses[-1]
     assert status == 0x0000 and final.NumberOfCompletedSuboperations == 3
     assert set(stored) == set(originals)
-    for sop_uid in (by_syntax[ExplicitVRLittleEndian], by_syntax[RLELossless]):  # as stored
+    for sop_uid in (by_syntax[ExplicitVRLittleEndian], by_syntax[JPEGBaseline8Bit]):  # as stored
         assert stored[sop_uid].file_meta.TransferSyntaxUID == originals[sop_uid].file_meta.TransferSyntaxUID
         assert stored[sop_uid].PixelData == originals[sop_uid].PixelData
-    jpeg = stored[by_syntax[JPEGBaseline8Bit]]  # not offered: decoded once, sent uncompressed
-    assert jpeg.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
-    assert (jpeg.pixel_array == originals[by_syntax[JPEGBaseline8Bit]].pixel_array).all()
+    rle = stored[by_syntax[RLELossless]]  # RLE not offered: decoded (lossless), sent uncompressed
+    assert rle.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+    assert (rle.pixel_array == originals[by_syntax[RLELossless]].pixel_array).all()
 
 
 def test_get_fails_what_the_requester_cannot_take(
     archive: Archive, server: BridgeServer, tmp_path: Path
 ) -> None:
+    # only RLE offered: the JPEG Baseline clip cannot go (a lossy syntax is never decoded)
     files = write_study(tmp_path / "in", [RLELossless, JPEGBaseline8Bit])
     ingest(archive, files)
     by_syntax = {str(dcmread(p).file_meta.TransferSyntaxUID): str(dcmread(p).SOPInstanceUID) for p in files}

@@ -18,9 +18,10 @@ from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelMove,
     StudyRootQueryRetrieveInformationModelMove,
 )
-from qr_helpers import Destination, failed_uids, free_port, ingest, storescp, write_study
+from qr_helpers import failed_uids, free_port, ingest, storescp, write_study
 
 from archive.archive import Archive
+from archive.forward.config import Destination
 from pacs_bridge.config import AllowedPeer, BridgeSettings, PeerRights
 from pacs_bridge.server import BridgeServer
 
