@@ -56,7 +56,7 @@ DEFAULT_LOG_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_LOG_BACKUP_COUNT = 5
 
 #: Sections validated by the receiver (:mod:`pacs_bridge.config`).
-BRIDGE_SECTIONS = ("server", "tls", "commitment_peers", "access")
+BRIDGE_SECTIONS = ("server", "tls", "commitment_peers")
 #: Sections validated by :mod:`archive.forward.config` (``destinations`` holds ``[destinations.NAME]``).
 FORWARD_SECTIONS = ("destinations", "forward")
 #: Sections reserved for features to come; no keys are defined yet.
@@ -580,9 +580,6 @@ def template(data_dir: Path) -> str:
         '# key = "server.key"',
         "# [commitment_peers]",
         '# SCANNER1 = "10.0.0.5:104"',
-        "# [access.WORKSTATION1]  (an allowed AE not named here may echo and store)",
-        '# services = ["echo", "store", "find", "move", "get"]',
-        '# move_destinations = ["WORKSTATION1"]',
         *template_lines(),
         "",
     ]

@@ -19,8 +19,19 @@ command-line flags override. The tables look like::
     index_busy_timeout_s = 10.0 # a locked SQLite index: answer 0xA700 "index busy" after this long
     pynetdicom_patches = true  # false: pynetdicom's own loops and PDU reader (no PDU limits)
     poll_interval_ms = 10.0    # longest wait of an idle association's loops (traffic wakes them)
-    allow = ["SONOSITE1", "EDGE2@10.0.0.5"]   # calling AE titles, optionally @host
-    allow_any = false          # true accepts every calling AE (warned at start)
+    allow = ["SONOSITE1", "EDGE2@10.0.0.5"]   # calling AE titles, optionally @host: echo + store
+    allow_any = false          # true lets every calling AE echo and store (warned at start)
+    find_max_results = 1000    # a C-FIND matching more entities is refused (0xA700), nothing sent
+    find_pn_case_sensitive = false  # PN matching ignores case (as Orthanc; PS3.4 C.2.2.2.1 allows it)
+    find_header_keys = false   # true: keys the index lacks are read from one stored header per result
+
+    [server.permissions]       # what a calling AE may do besides the allow-list's echo + store
+    WORKSTATION = ["echo", "find", "move", "get"]
+    "HOROS@10.0.0.7" = ["find", "move"]
+    "*" = ["echo"]             # any calling AE title
+
+    [server.move_destinations] # C-MOVE destinations per calling AE (absent: any configured one)
+    WORKSTATION = ["WORKSTATION", "VIEWER2"]
 
     [tls]                      # optional; paths relative to the TOML file
     certificate = "server.crt"
@@ -29,14 +40,11 @@ command-line flags override. The tables look like::
 
     [commitment_peers]         # where to send a storage commitment result on a new
     SONOSITE1 = "10.0.0.5:104" # association (calling AE -> host:port)
-
-    [access.WORKSTATION1]      # what an allowed calling AE may do (default: echo and store)
-    services = ["echo", "store", "move", "get"]
-    move_destinations = ["WORKSTATION1"]   # AE titles of [destinations] it may C-MOVE to; "*" = any
 """
 
 from __future__ import annotations
 
+import enum
 import socket
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -45,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from archive.errors import ConfigError
+from archive.query import MatchSettings
 
 #: Default DICOM port used by ``usarchive serve``.
 DEFAULT_PORT = 11112
@@ -56,6 +65,21 @@ DEFAULT_MAX_PDU_BYTES = 4 * 1024 * 1024
 UNLIMITED_PDU_READ_BYTES = 64 * 1024 * 1024
 #: Largest command set (all its fragments) we buffer; a C-STORE's is a few hundred bytes.
 MAX_COMMAND_SET_BYTES = 64 * 1024
+
+
+class Permission(enum.StrEnum):
+    """What a calling AE may do (Orthanc's AllowEcho/AllowStore/AllowFind/AllowMove/AllowGet)."""
+
+    ECHO = "echo"
+    STORE = "store"  # C-STORE and storage commitment
+    FIND = "find"
+    MOVE = "move"
+    GET = "get"
+    WORKLIST = "worklist"
+
+
+#: What an entry of the allow-list (``allow``, ``--allow``, ``allow_any``) grants.
+ALLOW_LIST_PERMISSIONS = frozenset({Permission.ECHO, Permission.STORE})
 
 
 def validate_ae_title(value: str, *, what: str) -> str:
@@ -137,6 +161,34 @@ class AllowedPeer:
 
 
 @dataclass(frozen=True)
+class PeerPermissions:
+    """What one calling AE (optionally from one host), or every one (``peer is None``), may do."""
+
+    peer: AllowedPeer | None
+    permissions: frozenset[Permission]
+
+    @classmethod
+    def parse(cls, text: str, values: object) -> PeerPermissions:
+        """Parse one ``[server.permissions]`` entry: ``"AE[@host]" = ["echo", "find", ...]`` or ``"*"``."""
+        what = f"[server.permissions] {text!r}"
+        if not isinstance(values, list) or not all(isinstance(value, str) for value in values):
+            raise ConfigError(f"{what}: expected a list of permissions, but got {values!r}")
+        permissions: set[Permission] = set()
+        for value in values:
+            try:
+                permissions.add(Permission(value.strip().lower()))
+            except ValueError:
+                valid = ", ".join(f'"{p.value}"' for p in Permission)
+                raise ConfigError(f"{what}: expected permissions among {valid}, but got {value!r}") from None
+        peer = None if text.strip() == "*" else AllowedPeer.parse(text)
+        return cls(peer, frozenset(permissions))
+
+    def admits(self, ae_title: str, address: str) -> bool:
+        """Whether the entry applies to ``ae_title`` calling from ``address``."""
+        return self.peer is None or self.peer.admits(ae_title, address)
+
+
+@dataclass(frozen=True)
 class TLSSettings:
     """Certificate and key of the receiver, and optionally a CA to verify clients with.
 
@@ -173,66 +225,6 @@ class CommitmentPeer:
         return cls(validate_ae_title(ae_title, what="[commitment_peers]"), host, int(port_text))
 
 
-#: DIMSE services a calling AE may be granted under ``[access.AE]``.
-SERVICES = frozenset({"echo", "store", "find", "move", "get"})
-#: What a calling AE on the allow-list may do when ``[access]`` does not name it.
-DEFAULT_SERVICES = frozenset({"echo", "store"})
-
-
-@dataclass(frozen=True)
-class PeerRights:
-    """What one calling AE title may do once associated (Orthanc's AllowFind/AllowMove/AllowGet).
-
-    Attributes
-    ----------
-    ae_title : str
-    services : frozenset of str
-        Some of :data:`SERVICES`.
-    move_destinations : frozenset of str
-        Move Destination AE titles it may C-MOVE to; ``"*"`` allows every configured destination.
-    """
-
-    ae_title: str
-    services: frozenset[str] = DEFAULT_SERVICES
-    move_destinations: frozenset[str] = frozenset()
-
-    def may(self, service: str) -> bool:
-        """Whether this peer may use ``service`` (one of :data:`SERVICES`)."""
-        return service in self.services
-
-    def may_move_to(self, destination_ae: str) -> bool:
-        """Whether this peer may C-MOVE to the destination with AE title ``destination_ae``."""
-        return "move" in self.services and (
-            "*" in self.move_destinations or destination_ae.strip() in self.move_destinations
-        )
-
-    @classmethod
-    def from_table(cls, ae_title: str, table: Mapping[str, Any]) -> PeerRights:
-        """Build from an ``[access.AE]`` table (``services``, ``move_destinations``)."""
-        title = validate_ae_title(ae_title, what=f"[access.{ae_title}]")
-        unknown = set(table) - {"services", "move_destinations"}
-        if unknown:
-            raise ConfigError(
-                f"[access.{title}]: unknown keys {sorted(unknown)}; expected services and move_destinations"
-            )
-        services = table.get("services", sorted(DEFAULT_SERVICES))
-        if not isinstance(services, list) or not set(services) <= SERVICES:
-            raise ConfigError(
-                f"[access.{title}] services: expected a list of {sorted(SERVICES)}, but got {services!r}"
-            )
-        destinations = table.get("move_destinations", [])
-        if not isinstance(destinations, list) or not all(isinstance(d, str) for d in destinations):
-            raise ConfigError(
-                f'[access.{title}] move_destinations: expected a list of AE titles (or ["*"]), '
-                f"but got {destinations!r}"
-            )
-        titles = frozenset(
-            d if d == "*" else validate_ae_title(d, what=f"[access.{title}] move_destinations")
-            for d in destinations
-        )
-        return cls(title, frozenset(services), titles)
-
-
 @dataclass(frozen=True)
 class BridgeSettings:
     """Everything the DICOM receiver needs besides the archive's own settings.
@@ -248,7 +240,19 @@ class BridgeSettings:
     allow : tuple of AllowedPeer
         Calling AE titles (optionally with host) allowed to associate.
     allow_any : bool
-        Accept any calling AE title. Must be chosen explicitly.
+        Accept any calling AE title (to echo and store). Must be chosen explicitly.
+    permissions : tuple of PeerPermissions
+        More rights per calling AE (find, move, get, worklist, or echo/store for AEs
+        not on the allow-list); an AE's rights are the union of every entry that applies.
+    move_destinations : tuple of (str, tuple of str)
+        C-MOVE destinations each calling AE may name; an AE not listed may name any
+        configured destination.
+    find_max_results : int
+        A C-FIND matching more entities is refused with 0xA700 before any result.
+    find_pn_case_sensitive : bool
+        Match Person Names case-sensitively.
+    find_header_keys : bool
+        Answer requested keys the index lacks from one stored header per result.
     max_pdu_bytes : int
         Maximum P-DATA-TF PDU length we receive (advertised to the sender, and
         checked against each PDU's declared length before any of it is read;
@@ -277,9 +281,6 @@ class BridgeSettings:
         Serve DICOM over TLS when set.
     commitment_peers : tuple of CommitmentPeer
         Addresses for storage commitment results sent on a new association.
-    access : tuple of PeerRights
-        Services (and move destinations) per calling AE title; a title not named
-        here may echo and store (:data:`DEFAULT_SERVICES`).
     network_timeout_s, acse_timeout_s, dimse_timeout_s : float
         pynetdicom timeouts in seconds.
     poll_interval_ms : float
@@ -296,6 +297,11 @@ class BridgeSettings:
     port: int = DEFAULT_PORT
     allow: tuple[AllowedPeer, ...] = ()
     allow_any: bool = False
+    permissions: tuple[PeerPermissions, ...] = ()
+    move_destinations: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    find_max_results: int = 1000
+    find_pn_case_sensitive: bool = False
+    find_header_keys: bool = False
     max_pdu_bytes: int = DEFAULT_MAX_PDU_BYTES
     max_associations: int = 16
     associate_timeout_s: float = 10.0
@@ -306,7 +312,6 @@ class BridgeSettings:
     pynetdicom_patches: bool = True
     tls: TLSSettings | None = None
     commitment_peers: tuple[CommitmentPeer, ...] = field(default=())
-    access: tuple[PeerRights, ...] = ()
     network_timeout_s: float = 60.0
     acse_timeout_s: float = 30.0
     dimse_timeout_s: float = 60.0
@@ -341,6 +346,8 @@ class BridgeSettings:
             )
         if self.network_timeout_s <= 0:
             raise ConfigError(f"network_timeout_s: expected more than 0, but got {self.network_timeout_s}")
+        if not 1 <= self.find_max_results <= 1_000_000:
+            raise ConfigError(f"find_max_results: expected 1 to 1000000, but got {self.find_max_results}")
         if not 0 < self.poll_interval_ms <= 100:
             raise ConfigError(
                 f"poll_interval_ms: expected more than 0 and at most 100, but got {self.poll_interval_ms}"
@@ -364,13 +371,31 @@ class BridgeSettings:
             3 * self.pdu_read_limit + MAX_COMMAND_SET_BYTES
         )
 
-    def rights_of(self, ae_title: str) -> PeerRights:
-        """What the calling AE ``ae_title`` may do (``[access]``, else echo and store)."""
-        title = ae_title.strip()
-        for rights in self.access:
-            if rights.ae_title == title:
-                return rights
-        return PeerRights(title)
+    def permissions_of(self, ae_title: str, address: str) -> frozenset[Permission]:
+        """What ``ae_title`` calling from IP ``address`` may do (empty: the association is rejected)."""
+        granted: set[Permission] = set()
+        if self.allow_any or any(peer.admits(ae_title, address) for peer in self.allow):
+            granted |= ALLOW_LIST_PERMISSIONS
+        for entry in self.permissions:
+            if entry.admits(ae_title, address):
+                granted |= entry.permissions
+        return frozenset(granted)
+
+    def move_destinations_of(self, ae_title: str) -> tuple[str, ...] | None:
+        """The C-MOVE destinations ``ae_title`` may name, or ``None`` for any configured one."""
+        for calling, destinations in self.move_destinations:
+            if calling == ae_title.strip():
+                return destinations
+        return None
+
+    @property
+    def match_settings(self) -> MatchSettings:
+        """How C-FIND queries are matched and bounded."""
+        return MatchSettings(
+            case_sensitive_pn=self.find_pn_case_sensitive,
+            max_results=self.find_max_results,
+            header_keys=self.find_header_keys,
+        )
 
     def commitment_peer(self, ae_title: str) -> CommitmentPeer | None:
         """The configured address of ``ae_title`` for storage commitment results, if any."""
@@ -387,7 +412,7 @@ class BridgeSettings:
         ConfigError
             If neither an allow-list nor ``allow_any`` is set; the message says how to allow a scanner.
         """
-        if not self.allow and not self.allow_any:
+        if not self.allow and not self.allow_any and not self.permissions:
             raise ConfigError(
                 "access control: expected at least one allowed calling AE title, but the allow-list is "
                 "empty; allow a scanner with --allow SCANNER_AE (or --allow SCANNER_AE@host, repeatable, "
@@ -414,6 +439,11 @@ _SERVER_KEYS = {
     "acse_timeout_s",
     "dimse_timeout_s",
     "poll_interval_ms",
+    "permissions",
+    "move_destinations",
+    "find_max_results",
+    "find_pn_case_sensitive",
+    "find_header_keys",
 }
 
 
@@ -444,6 +474,17 @@ def _tls_from_table(table: Mapping[str, Any], base: Path) -> TLSSettings:
     return TLSSettings(paths["certificate"], paths["key"], paths.get("ca"))
 
 
+def _move_destinations(table: Mapping[str, Any]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    entries = []
+    for calling, destinations in table.items():
+        what = f"[server.move_destinations] {calling!r}"
+        if not isinstance(destinations, list) or not all(isinstance(d, str) for d in destinations):
+            raise ConfigError(f"{what}: expected a list of destination AE titles, but got {destinations!r}")
+        titles = tuple(validate_ae_title(d, what=what) for d in destinations)
+        entries.append((validate_ae_title(str(calling), what=what), titles))
+    return tuple(entries)
+
+
 def settings_from_mapping(data: Mapping[str, Any], *, base_dir: Path) -> BridgeSettings:
     """Build settings from a parsed TOML document.
 
@@ -459,11 +500,11 @@ def settings_from_mapping(data: Mapping[str, Any], *, base_dir: Path) -> BridgeS
     ConfigError
         For unknown tables or keys and values of the wrong type.
     """
-    unknown_tables = set(data) - {"server", "tls", "commitment_peers", "access"}
+    unknown_tables = set(data) - {"server", "tls", "commitment_peers"}
     if unknown_tables:
         raise ConfigError(
             f"bridge config: unknown tables {sorted(unknown_tables)}; expected [server], [tls], "
-            "[commitment_peers], [access]"
+            "[commitment_peers]"
         )
     server = data.get("server", {})
     unknown = set(server) - _SERVER_KEYS
@@ -482,6 +523,7 @@ def settings_from_mapping(data: Mapping[str, Any], *, base_dir: Path) -> BridgeS
         "max_associate_rq_bytes",
         "max_connections_per_address",
         "max_unassociated",
+        "find_max_results",
     ):
         if key in server:
             values[key] = _expect(server[key], int, key)
@@ -497,8 +539,16 @@ def settings_from_mapping(data: Mapping[str, Any], *, base_dir: Path) -> BridgeS
             values[key] = float(_expect(server[key], (int, float), key))
     if "pynetdicom_patches" in server:
         values["pynetdicom_patches"] = _expect(server["pynetdicom_patches"], bool, "pynetdicom_patches")
-    if "allow_any" in server:
-        values["allow_any"] = _expect(server["allow_any"], bool, "allow_any")
+    for key in ("allow_any", "find_pn_case_sensitive", "find_header_keys"):
+        if key in server:
+            values[key] = _expect(server[key], bool, key)
+    if "permissions" in server:
+        table = _expect(server["permissions"], dict, "permissions")
+        values["permissions"] = tuple(PeerPermissions.parse(str(ae), entry) for ae, entry in table.items())
+    if "move_destinations" in server:
+        values["move_destinations"] = _move_destinations(
+            _expect(server["move_destinations"], dict, "move_destinations")
+        )
     if "allow" in server:
         entries = _expect(server["allow"], list, "allow")
         values["allow"] = tuple(AllowedPeer.parse(str(entry)) for entry in entries)
@@ -506,10 +556,6 @@ def settings_from_mapping(data: Mapping[str, Any], *, base_dir: Path) -> BridgeS
         values["tls"] = _tls_from_table(data["tls"], base_dir)
     peers = data.get("commitment_peers", {})
     values["commitment_peers"] = tuple(CommitmentPeer.parse(ae, str(addr)) for ae, addr in peers.items())
-    access = data.get("access", {})
-    if not isinstance(access, Mapping) or not all(isinstance(t, Mapping) for t in access.values()):
-        raise ConfigError("[access]: expected one table per calling AE title, e.g. [access.WORKSTATION1]")
-    values["access"] = tuple(PeerRights.from_table(ae, table) for ae, table in access.items())
     return BridgeSettings(**values)
 
 

@@ -1,4 +1,4 @@
-"""Presentation contexts the receiver accepts: every storage SOP class (retired too), echo, commitment.
+"""Presentation contexts the receiver accepts: every storage SOP class (retired too), echo, commitment, FIND.
 
 Datasets are stored as received, so we accept the transfer syntaxes scanners
 send (including compressed ones) and never transcode.
@@ -7,6 +7,8 @@ send (including compressed ones) and never transcode.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any
 
 # pydicom's UID dictionary has no public name (pydicom.uid imports it from here, pydicom 1.0 to 3.x):
 # the one place we read it, to list the storage classes pynetdicom leaves out.
@@ -45,6 +47,11 @@ _REASONS = {
 Verification = UID("1.2.840.10008.1.1")
 #: Storage Commitment Push Model SOP Class.
 StorageCommitmentPushModel = UID("1.2.840.10008.1.20.1")
+
+#: Query/Retrieve FIND SOP classes (PS3.4 C.6): Patient Root and Study Root information models.
+PatientRootFind = UID("1.2.840.10008.5.1.4.1.2.1.1")
+StudyRootFind = UID("1.2.840.10008.5.1.4.1.2.2.1")
+QUERY_SOP_CLASSES: tuple[UID, ...] = (PatientRootFind, StudyRootFind)
 
 #: Query/Retrieve MOVE and GET SOP classes served (Patient Root, Study Root).
 RETRIEVE_SOP_CLASSES: tuple[UID, ...] = (
@@ -130,15 +137,18 @@ def supported_contexts(*, retrieve: bool = False) -> list[PresentationContext]:
     -------
     list of PresentationContext
         One per storage SOP class with :data:`STORAGE_TRANSFER_SYNTAXES`, plus
-        Verification and Storage Commitment Push Model (SCP role; we also accept
-        the SCU role the requester proposes, so results can come back on its association).
+        Verification, the Q/R FIND classes of :data:`QUERY_SOP_CLASSES` and Storage
+        Commitment Push Model (SCP role; we also accept the SCU role the requester
+        proposes, so results can come back on its association). Which of them a
+        requester is offered depends on its permissions (:func:`pacs_bridge.access.contexts_for`).
     """
     contexts: list[PresentationContext] = []
-    for uid in [*storage_sop_classes(), Verification]:
+    for uid in [*storage_sop_classes(), Verification, *QUERY_SOP_CLASSES]:
         context = PresentationContext()
         context.abstract_syntax = uid
-        context.transfer_syntax = list(STORAGE_TRANSFER_SYNTAXES if uid != Verification else _PLAIN_SYNTAXES)
-        if retrieve and uid != Verification:
+        plain = uid == Verification or uid in QUERY_SOP_CLASSES
+        context.transfer_syntax = list(_PLAIN_SYNTAXES if plain else STORAGE_TRANSFER_SYNTAXES)
+        if retrieve and not plain:
             context.scu_role = True
             context.scp_role = True
         contexts.append(context)
@@ -153,6 +163,40 @@ def supported_contexts(*, retrieve: bool = False) -> list[PresentationContext]:
     commitment.scu_role = True
     commitment.scp_role = True
     contexts.append(commitment)
+    return contexts
+
+
+def receiving_contexts(
+    supported: list[PresentationContext], role_selection: Mapping[UID, Any]
+) -> list[PresentationContext]:
+    """Storage contexts for a C-GET requester that may not store: it may only take the SCP role.
+
+    Parameters
+    ----------
+    supported : list of PresentationContext
+        The acceptor's supported contexts.
+    role_selection : mapping of SOP class UID to role selection item
+        The requester's SCP/SCU Role Selection items (``requestor.role_selection``).
+
+    Returns
+    -------
+    list of PresentationContext
+        A copy of each storage context whose SOP class the requester proposed
+        with the SCP role, accepting only that role (so it can receive C-GET
+        sub-operations but not send C-STORE on them).
+    """
+    contexts = []
+    for context in supported:
+        uid = UID(str(context.abstract_syntax))
+        item = role_selection.get(uid)
+        if not uid.startswith(_STORAGE_ROOT) or item is None or not getattr(item, "scp_role", False):
+            continue
+        receiving = PresentationContext()
+        receiving.abstract_syntax = context.abstract_syntax
+        receiving.transfer_syntax = list(context.transfer_syntax)
+        receiving.scu_role = False
+        receiving.scp_role = True
+        contexts.append(receiving)
     return contexts
 
 

@@ -1,1 +1,4 @@
-"""Query/Retrieve: the retrieve half (C-MOVE and C-GET SCP) of :class:`~pacs_bridge.server.BridgeServer`."""
+"""Query/Retrieve services of the receiver: C-FIND (:mod:`~pacs_bridge.qr.find`), C-MOVE and C-GET.
+
+C-MOVE and C-GET are served by :mod:`pacs_bridge.qr.service`.
+"""

@@ -9,7 +9,7 @@ instead (pynetdicom is told so in :mod:`pacs_bridge._pynetdicom_compat`):
 
 * C-MOVE: the Move Destination is looked up by AE title in the destination
   table (``[destinations.NAME]``, the one forwarding uses); unknown, or not
-  allowed for the calling AE (``[access.AE] move_destinations``) → 0xA801.
+  allowed for the calling AE (``[server.move_destinations]``) → 0xA801.
   The sub-operations run on a new association to it (timeouts
   ``destination.timeout_s``), each file in its own transfer syntax
   (:mod:`pacs_bridge.qr.suboperations`); a destination that cannot be reached
@@ -22,8 +22,10 @@ instead (pynetdicom is told so in :mod:`pacs_bridge._pynetdicom_compat`):
 * Both: a Pending response after each sub-operation (remaining, completed,
   failed, warning); C-CANCEL checked before each sub-operation (0xFE00 with
   the counts); the final response Success, Warning 0xB000 or Failure 0xA702
-  with the Failed SOP Instance UID List; a calling AE without the ``move`` /
-  ``get`` right is refused 0x0124 (Not Authorised); one log line per retrieve.
+  with the Failed SOP Instance UID List; one log line per retrieve. A calling
+  AE without the ``move`` / ``get`` permission (``[server.permissions]``) is
+  refused the context at negotiation, and 0x0124 (Not Authorised) should a
+  request reach us anyway.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from pynetdicom.service_class import QueryRetrieveServiceClass
 
 from archive.forward.config import Destination
 from archive.index.retrieve import RetrievableInstance, RetrieveKeys
-from pacs_bridge.config import BridgeSettings
+from pacs_bridge.config import BridgeSettings, Permission
 from pacs_bridge.forward.association import open_association, requested_contexts, split_for_contexts
 from pacs_bridge.qr.identifier import RETRIEVE_SOP_CLASSES, IdentifierError, retrieve_keys
 from pacs_bridge.qr.suboperations import SubOperations, send_instance
@@ -95,7 +97,8 @@ class Retriever:
     archive : RetrieveSource
         The open archive.
     settings : BridgeSettings
-        Access rights per calling AE (:meth:`BridgeSettings.rights_of`) and timeouts.
+        Permissions and move destinations per calling AE (:meth:`BridgeSettings.permissions_of`,
+        :meth:`BridgeSettings.move_destinations_of`).
     destinations : mapping of str to archive.forward.config.Destination
         The destination table (name → destination); C-MOVE finds the Move
         Destination by its ``ae_title``.
@@ -129,18 +132,19 @@ class Retriever:
         destination_ae = str(req.MoveDestination or "").strip()
         respond = _Responder(scp, req, context, C_MOVE)
         try:
-            items = self._items(scp, req, context, "move", calling_ae)
+            items = self._items(scp, req, context, Permission.MOVE, calling_ae)
             destination = self.destination_for(destination_ae)
             if destination is None:
                 raise _RefusalError(
                     MOVE_DESTINATION_UNKNOWN,
                     f"move destination {destination_ae!r} is not in the destination table",
                 )
-            if not self.settings.rights_of(calling_ae).may_move_to(destination_ae):
+            allowed = self.settings.move_destinations_of(calling_ae)
+            if allowed is not None and destination_ae not in allowed:
                 raise _RefusalError(
                     MOVE_DESTINATION_UNKNOWN,
                     f"move destination {destination_ae!r} is not allowed for calling AE {calling_ae!r} "
-                    "([access] move_destinations)",
+                    "([server.move_destinations])",
                 )
         except _RefusalError as refusal:
             respond.final(refusal.status, None, refusal.comment)
@@ -215,7 +219,7 @@ class Retriever:
         calling_ae, address = _peer(scp.assoc)
         respond = _Responder(scp, req, context, C_GET)
         try:
-            items = self._items(scp, req, context, "get", calling_ae)
+            items = self._items(scp, req, context, Permission.GET, calling_ae)
         except _RefusalError as refusal:
             respond.final(refusal.status, None, refusal.comment)
             _log("C-GET", calling_ae, address, None, None, refusal.status, started, refusal.comment)
@@ -240,13 +244,15 @@ class Retriever:
         scp: QueryRetrieveServiceClass,
         req: C_MOVE | C_GET,
         context: PresentationContext,
-        service: str,
+        service: Permission,
         calling_ae: str,
     ) -> list[RetrievableInstance]:
-        if not self.settings.rights_of(calling_ae).may(service):
+        # The negotiation already refused the context to an AE without the permission
+        # (pacs_bridge.access.contexts_for); checked again here, where the request is served.
+        if service not in self.settings.permissions_of(calling_ae, str(scp.assoc.requestor.address)):
             raise _RefusalError(
                 NOT_AUTHORISED,
-                f"calling AE {calling_ae!r} may not C-{service.upper()} ([access.{calling_ae}] services)",
+                f"calling AE {calling_ae!r} may not C-{service.value.upper()} ([server.permissions])",
             )
         model, _ = RETRIEVE_SOP_CLASSES[str(context.abstract_syntax)]
         syntax = context.transfer_syntax[0]

@@ -16,7 +16,8 @@ from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet  # ty
 from qr_helpers import failed_uids, ingest, write_study
 
 from archive.archive import Archive
-from pacs_bridge.config import AllowedPeer, BridgeSettings, PeerRights
+from archive.index.queries import Query
+from pacs_bridge.config import AllowedPeer, BridgeSettings, PeerPermissions
 from pacs_bridge.server import BridgeServer
 
 pytestmark = pytest.mark.network
@@ -29,8 +30,8 @@ def server(archive: Archive) -> Iterator[BridgeServer]:
     settings = BridgeSettings(
         host="127.0.0.1",
         port=0,
-        allow=(AllowedPeer(WS), AllowedPeer("NOGET")),
-        access=(PeerRights(WS, frozenset({"echo", "get"})), PeerRights("NOGET", frozenset({"echo", "move"}))),
+        allow=(AllowedPeer("NOGET"),),
+        permissions=(PeerPermissions.parse(WS, ["echo", "get"]),),
         dimse_timeout_s=20.0,
     )
     with BridgeServer(settings, archive) as running:
@@ -199,13 +200,54 @@ def test_cancel_mid_get(archive: Archive, server: BridgeServer, tmp_path: Path) 
     assert len(stored) == 1
 
 
-def test_calling_ae_without_get_right_is_refused(
+def test_calling_ae_without_get_permission_is_refused_the_get_context(
     archive: Archive, server: BridgeServer, tmp_path: Path
 ) -> None:
     files = write_study(tmp_path / "in", [ExplicitVRLittleEndian])
     ingest(archive, files)
-    uid = str(dcmread(files[0]).StudyInstanceUID)
-    responses, stored = _get(server.port, _study(uid), syntaxes=[[ExplicitVRLittleEndian]], calling="NOGET")
-    assert [status for status, _, _ in responses] == [0x0124]
-    assert "may not C-GET" in str(responses[0][1].ErrorComment)
-    assert not stored
+    ae = AE(ae_title="NOGET")
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
+    ae.add_requested_context(US_MULTIFRAME, [ExplicitVRLittleEndian])
+    assoc = ae.associate(
+        "127.0.0.1", server.port, ae_title="USARCHIVE", ext_neg=[build_role(US_MULTIFRAME, scp_role=True)]
+    )
+    assert assoc.is_established  # the allow-list lets it echo and store
+    refused = [
+        cx
+        for cx in assoc.rejected_contexts
+        if cx.abstract_syntax == StudyRootQueryRetrieveInformationModelGet
+    ]
+    assert [cx.result in (0x01, 0x03) for cx in refused] == [True]  # refused at negotiation
+    with pytest.raises(ValueError, match="presentation context"):
+        next(iter(assoc.send_c_get(_study("1.2.3"), StudyRootQueryRetrieveInformationModelGet)))
+    assoc.release()
+
+
+def test_get_permission_without_store_receives_but_cannot_store(
+    archive: Archive, server: BridgeServer, tmp_path: Path
+) -> None:
+    (clip,) = write_study(tmp_path / "in", [ExplicitVRLittleEndian])
+    ae = AE(ae_title=WS)  # get, not store
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
+    ae.add_requested_context(US_MULTIFRAME, [ExplicitVRLittleEndian])
+    assoc = ae.associate(
+        "127.0.0.1",
+        server.port,
+        ae_title="USARCHIVE",
+        ext_neg=[build_role(US_MULTIFRAME, scu_role=True, scp_role=True)],
+    )
+    assert assoc.is_established
+    storage = next(cx for cx in assoc.accepted_contexts if cx.abstract_syntax == US_MULTIFRAME)
+    assert (storage.as_scu, storage.as_scp) == (False, True)  # it may receive, not send
+    with pytest.raises(ValueError):
+        assoc.send_c_store(dcmread(clip))
+    assoc.release()
+    ae = AE(ae_title=WS)
+    ae.add_requested_context(US_MULTIFRAME, [ExplicitVRLittleEndian])
+    assoc = ae.associate("127.0.0.1", server.port, ae_title="USARCHIVE")  # no role selection: no storage
+    assert not assoc.is_established or not [
+        cx for cx in assoc.accepted_contexts if cx.abstract_syntax == US_MULTIFRAME
+    ]
+    if assoc.is_established:
+        assoc.release()
+    assert archive.find(Query()) == []
