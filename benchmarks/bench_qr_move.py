@@ -98,11 +98,11 @@ def _write_clips(directory: Path, clips: int, frames: int) -> list[Path]:
 
 
 @contextmanager
-def _storescp(output: Path) -> Iterator[int]:
+def _storescp(output: Path, max_pdu: int) -> Iterator[int]:
     output.mkdir(parents=True, exist_ok=True)
     port = _free_port()
     process = subprocess.Popen(
-        ["storescp", "-aet", "DEST", "-od", str(output), "+B", "+xa", str(port)],
+        ["storescp", "-aet", "DEST", "-od", str(output), "+B", "+xa", "-pdu", str(max_pdu), str(port)],
         env=ENV,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -176,7 +176,7 @@ def _cpu() -> dict[str, Any]:
     return {"model": model, "cpus": os.cpu_count(), "flags": [f for f in _INTERESTING_FLAGS if f in flags]}
 
 
-def bench(clips: int, frames: int, rounds: int, work: Path) -> dict[str, Any]:
+def bench(clips: int, frames: int, rounds: int, work: Path, max_pdu: int) -> dict[str, Any]:
     """Run the rounds; return the results (times in s, sizes in bytes)."""
     sources = work / "sources"
     sources.mkdir()
@@ -186,7 +186,7 @@ def bench(clips: int, frames: int, rounds: int, work: Path) -> dict[str, Any]:
     out = work / "received"
     move_s: list[float] = []
     send_s: list[float] = []
-    with _storescp(out) as dest_port:
+    with _storescp(out, max_pdu) as dest_port:
         config = work / "usarchive.toml"
         config.write_text(
             '[server]\nallow = ["BENCH"]\n'
@@ -221,6 +221,7 @@ def bench(clips: int, frames: int, rounds: int, work: Path) -> dict[str, Any]:
         "frames": frames,
         "bytes": total_bytes,
         "rounds": rounds,
+        "destination_max_pdu": max_pdu,
         "move_s": move_s,
         "dcmsend_s": send_s,
         "move_median_s": move_median,
@@ -244,7 +245,8 @@ def _markdown(result: dict[str, Any], command: str) -> str:
             "",
             f"{result['clips']} uncompressed clips of {result['frames']} frames 640×480 "
             f"({result['bytes'] / 1e6:.1f} MB, one study), stored by `usarchive serve` (SQLite). dcmtk "
-            "`movescu` asks for the study to be moved to a dcmtk `storescp` (`+B`); dcmtk `dcmsend` sends "
+            f"`movescu` asks for the study to be moved to a dcmtk `storescp` (`+B`, max PDU "
+            f"{result['destination_max_pdu']} bytes, which both senders fragment to); dcmtk `dcmsend` sends "
             "the archive's stored files to the same storescp. Medians of "
             f"{result['rounds']} rounds, alternating; every received data set checked byte-identical.",
             "",
@@ -266,11 +268,14 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=10)
     parser.add_argument("--frames", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--destination-pdu", type=int, default=16384, help="storescp's -pdu (its default: 16384)"
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
     load_start = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     with tempfile.TemporaryDirectory(prefix="bench-qr-move-") as tmp:
-        result = bench(args.clips, args.frames, args.rounds, Path(tmp))
+        result = bench(args.clips, args.frames, args.rounds, Path(tmp), args.destination_pdu)
     result["load_start"] = load_start
     result["load_end"] = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     result["date"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")

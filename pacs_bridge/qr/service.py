@@ -305,7 +305,7 @@ class Retriever:
         """
         message_id = int(req.MessageID or 0)
         for index, item in enumerate(items):
-            if not scp.assoc.is_established:
+            if _requester_gone(scp.assoc):
                 return UNABLE_TO_PROCESS, "the requester's association ended during the retrieve"
             if scp.is_cancelled(message_id):
                 respond.final(CANCEL, counts)
@@ -410,6 +410,15 @@ class _Responder:
             status = WARNING
         self.final(status, counts, comment)
         return status
+
+
+def _requester_gone(assoc: Association) -> bool:
+    """Whether the requester aborted or its connection closed (seen while we serve its request).
+
+    ``is_established`` changes only when the association's loop runs again, after
+    the request is served; an A-ABORT or a closed socket is seen by the DUL thread at once.
+    """
+    return not assoc.is_established or assoc.acse.is_aborted() or not assoc.dul.is_alive()
 
 
 def _peer(assoc: Association) -> tuple[str, str]:

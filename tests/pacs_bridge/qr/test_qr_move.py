@@ -320,3 +320,51 @@ def test_cancel_mid_move_stops_and_reports_counts(
     assert final.NumberOfRemainingSuboperations == 4
     assert final.NumberOfFailedSuboperations == 0
     assert len(stored) == 1
+
+
+def test_requester_gone_mid_move_stops_the_move_and_the_server_keeps_serving(
+    archive: Archive, serve: Callable[..., BridgeServer], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    files = write_study(tmp_path / "in", [ExplicitVRLittleEndian] * 5)
+    ingest(archive, files)
+    uid = str(dcmread(files[0]).StudyInstanceUID)
+    first_arrived, gate = threading.Event(), threading.Event()
+    stored: list[str] = []
+
+    def on_store(event: Any) -> int:
+        stored.append(str(event.request.AffectedSOPInstanceUID))
+        first_arrived.set()
+        gate.wait(20)
+        return 0x0000
+
+    slow = AE(ae_title="SLOW")
+    slow.supported_contexts = AllStoragePresentationContexts
+    slow_server = slow.start_server(("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    caplog.set_level(logging.INFO, logger="pacs_bridge")
+    try:
+        server = serve(Destination("slow", "SLOW", "127.0.0.1", slow_server.server_address[1]))
+        ae = AE(ae_title=WS)
+        ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
+        assoc = ae.associate("127.0.0.1", server.port, ae_title="USARCHIVE")
+        assert assoc.is_established
+        assoc.send_c_move(_study(uid), "SLOW", StudyRootQueryRetrieveInformationModelMove)
+        assert first_arrived.wait(20)
+        served = [a for a in server._ae.active_associations if a.is_acceptor]  # type: ignore[union-attr]
+        assoc.abort()  # while the first sub-operation waits at the destination
+        wait_for(
+            lambda: all(a.acse.is_aborted() or not a.dul.is_alive() for a in served),
+            what="the abort to arrive",
+        )
+        gate.set()
+        wait_for(
+            lambda: any("C-MOVE from WS1" in r.getMessage() for r in caplog.records),
+            what="the C-MOVE log line",
+        )
+    finally:
+        gate.set()
+        slow.shutdown()
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("C-MOVE from WS1"))
+    assert "completed 1, failed 0, warning 0, remaining 4" in line, line
+    assert "requester's association ended" in line
+    assert len(stored) == 1
+    assert echoscu(server.port, calling=WS).returncode == 0
