@@ -40,6 +40,7 @@ from io import BytesIO
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pydicom.dataset import Dataset
+from pynetdicom import evt
 from pynetdicom.dimse_primitives import C_GET, C_MOVE
 from pynetdicom.dsutils import decode, encode
 from pynetdicom.service_class import QueryRetrieveServiceClass
@@ -50,6 +51,7 @@ from pacs_bridge.config import BridgeSettings, Permission
 from pacs_bridge.forward.association import open_association, requested_contexts, split_for_contexts
 from pacs_bridge.qr.identifier import RETRIEVE_SOP_CLASSES, IdentifierError, retrieve_keys
 from pacs_bridge.qr.suboperations import SubOperations, send_instance
+from pacs_bridge.sockets import on_connection_open
 
 if TYPE_CHECKING:
     from pynetdicom.association import Association
@@ -178,7 +180,12 @@ class Retriever:
         for group in split_for_contexts(items, transcode=destination.transcode, commitment=False):
             contexts = requested_contexts(group, transcode=destination.transcode, commitment=False)
             try:
-                store_assoc = open_association(destination, contexts, ssl_context=ssl_context)
+                store_assoc = open_association(
+                    destination,
+                    contexts,
+                    ssl_context=ssl_context,
+                    evt_handlers=[(evt.EVT_CONN_OPEN, on_connection_open)],
+                )
             except Exception as exc:  # an unreachable destination fails the sub-operations
                 LOGGER.warning("C-MOVE: cannot associate with %s: %s", where, exc)
                 store_assoc = None
