@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import logging
 import ssl
-import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
@@ -115,7 +114,6 @@ class Retriever:
         self.archive = archive
         self.settings = settings
         self.destinations = dict(destinations)
-        self._lock = threading.Lock()
 
     def destination_for(self, ae_title: str) -> Destination | None:
         """The configured destination whose AE title is ``ae_title``, or ``None``."""
@@ -134,7 +132,7 @@ class Retriever:
         destination_ae = str(req.MoveDestination or "").strip()
         respond = _Responder(scp, req, context, C_MOVE)
         try:
-            items = self._items(scp, req, context, Permission.MOVE, calling_ae)
+            self._check_permission(scp, Permission.MOVE, calling_ae)
             destination = self.destination_for(destination_ae)
             if destination is None:
                 raise _RefusalError(
@@ -148,6 +146,7 @@ class Retriever:
                     f"move destination {destination_ae!r} is not allowed for calling AE {calling_ae!r} "
                     "([server.move_destinations])",
                 )
+            items = self._items(req, context)
         except _RefusalError as refusal:
             respond.final(refusal.status, None, refusal.comment)
             _log(
@@ -226,7 +225,8 @@ class Retriever:
         calling_ae, address = _peer(scp.assoc)
         respond = _Responder(scp, req, context, C_GET)
         try:
-            items = self._items(scp, req, context, Permission.GET, calling_ae)
+            self._check_permission(scp, Permission.GET, calling_ae)
+            items = self._items(req, context)
         except _RefusalError as refusal:
             respond.final(refusal.status, None, refusal.comment)
             _log("C-GET", calling_ae, address, None, None, refusal.status, started, refusal.comment)
@@ -246,14 +246,7 @@ class Retriever:
 
     # -- shared ------------------------------------------------------------------------------------
 
-    def _items(
-        self,
-        scp: QueryRetrieveServiceClass,
-        req: C_MOVE | C_GET,
-        context: PresentationContext,
-        service: Permission,
-        calling_ae: str,
-    ) -> list[RetrievableInstance]:
+    def _check_permission(self, scp: QueryRetrieveServiceClass, service: Permission, calling_ae: str) -> None:
         # The negotiation already refused the context to an AE without the permission
         # (pacs_bridge.access.contexts_for); checked again here, where the request is served.
         if service not in self.settings.permissions_of(calling_ae, str(scp.assoc.requestor.address)):
@@ -261,6 +254,9 @@ class Retriever:
                 NOT_AUTHORISED,
                 f"calling AE {calling_ae!r} may not C-{service.value.upper()} ([server.permissions])",
             )
+
+    def _items(self, req: C_MOVE | C_GET, context: PresentationContext) -> list[RetrievableInstance]:
+        """The instances the request's identifier names (refused: :class:`_RefusalError`)."""
         model, _ = RETRIEVE_SOP_CLASSES[str(context.abstract_syntax)]
         syntax = context.transfer_syntax[0]
         try:
