@@ -71,6 +71,8 @@ def _print_summary(summary: ExportSummary, console: Console) -> None:
         )
     if summary.sent:
         console.print(f"{summary.sent} report(s) stored on the PACS")
+    if summary.queued:
+        console.print(f"{summary.queued} report(s) queued for forwarding (usarchive forward status)")
     for problem in summary.skipped:
         console.print(f"skipped {problem.sop_instance_uid}: {problem.reason}", markup=False)
     for problem in summary.refused:
@@ -111,7 +113,11 @@ def _print_summary(summary: ExportSummary, console: Console) -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help=f"File holding the de-identification secret (default: {ENV_DEID_SECRET}, then {SECRET_OPTION}).",
 )
-@click.option("--send-to", help="sr only: also C-STORE each report to AE@host:port (the hospital PACS).")
+@click.option(
+    "--send-to",
+    help="sr only: also send each report to a destination of the destination table "
+    "([destinations.NAME], queued in the forwarding outbox and retried), or at once to AE@host:port.",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="hdf5: seed of the patient-level split.")
 @click.option(
     "--title", default="usarchive research export", show_default=True, help="hdf5: dataset card title."
@@ -159,7 +165,10 @@ def export_command(
             "or outcome; sr reports are not de-identified anyway)"
         )
     try:
-        destination = None if send_to is None else parse_destination(send_to)
+        destination = None if send_to is None or "@" not in send_to else parse_destination(send_to)
+        queue_to = None if send_to is None or "@" in send_to else send_to.strip()
+        if queue_to is not None:
+            state.settings.forward.destination(queue_to)  # refused before anything is written
         deid = None
         if fmt.deidentified:
             secret = resolve_secret(state.settings, secret_file)
@@ -181,6 +190,7 @@ def export_command(
         seed=seed,
         overwrite=overwrite,
         send_to=destination,
+        queue_to=queue_to,
         include_free_text=include_free_text,
     )
     console = Console(stderr=True)

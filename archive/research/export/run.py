@@ -130,7 +130,11 @@ class ExportOptions:
     overwrite : bool
         Replace an existing HDF5 file.
     send_to : tuple of (str, str, int), optional
-        ``(AE title, host, port)`` to C-STORE each report to (sr only).
+        ``(AE title, host, port)`` to C-STORE each report to, at once (sr only).
+    queue_to : str, optional
+        A destination of the destination table: each report is queued in the
+        forwarding outbox for it once the export is complete (sr only), and
+        sent with retries by the forwarder (docs/forwarding.md).
     include_free_text : bool
         hdf5 only: export adverse-event notes and outcomes' adverse-event
         descriptions verbatim (NOT de-identified; the card says so). By
@@ -146,6 +150,7 @@ class ExportOptions:
     overwrite: bool = False
     send_to: tuple[str, str, int] | None = None
     include_free_text: bool = False
+    queue_to: str | None = None
 
     def __post_init__(self) -> None:
         if self.export_format.deidentified and self.deid is None:
@@ -190,6 +195,8 @@ class ExportSummary:
         Clips exported with their pixels unchanged (``allow_uncalibrated``).
     sent : int
         Reports stored on the PACS (sr with ``send_to``).
+    queued : int
+        Reports queued in the forwarding outbox (sr with ``queue_to``).
     """
 
     export_format: ExportFormat
@@ -200,6 +207,7 @@ class ExportSummary:
     skipped: list[ClipProblem] = field(default_factory=list)
     not_pixel_cleaned: int = 0
     sent: int = 0
+    queued: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (the ``--json`` output of ``usarchive export``)."""
@@ -210,6 +218,7 @@ class ExportSummary:
             "written": self.written,
             "not_pixel_cleaned": self.not_pixel_cleaned,
             "sent": self.sent,
+            "queued": self.queued,
             "refused": [p.to_json() for p in self.refused],
             "skipped": [p.to_json() for p in self.skipped],
         }
@@ -530,4 +539,10 @@ def _export_sr(
                     _refuse(summary, clip, review.reviewer, exc)
             progress(done, len(clips), clip.sop_instance_uid)
         sent_to = None if options.send_to is None else "{}@{}:{}".format(*options.send_to)
-        writer.close(report_card_markdown(writer.files, selection=options.selection, sent_to=sent_to))
+        if options.queue_to is not None:
+            sent_to = f"{options.queue_to} (queued in the forwarding outbox)"
+        final = writer.close(report_card_markdown(writer.files, selection=options.selection, sent_to=sent_to))
+        if options.queue_to is not None:
+            for written in writer.files:
+                archive.forward.enqueue_file(final / written.relative_path, options.queue_to)
+                summary.queued += 1
