@@ -317,7 +317,7 @@ def _markdown(results: list[dict[str, Any]], command: str) -> str:
         "destination association. A C-MOVE sends through pynetdicom, whose cost per P-DATA PDU "
         "(Python, two threads per association) is what separates it from dcmtk: the gap narrows as "
         "the destination accepts larger PDUs. usarchive turns Nagle's algorithm off on its "
-        "association sockets (`pacs_bridge/sockets.py`); with it on, as pynetdicom ships, each "
+        "association sockets (`set_tcp_nodelay`); with it on, as pynetdicom ships, each "
         "C-STORE waited for a delayed ACK (40-90 ms per sub-operation on loopback), which the "
         "last row of each PDU size still pays.",
         "",

@@ -6,7 +6,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 
-# Orthanc is a peer of the receive benchmark only (not needed by the tests).
+# Orthanc is a peer of the receive and forward benchmarks (the tests install it too).
 if ! command -v Orthanc >/dev/null 2>&1; then
   if [ "$(id -u)" -eq 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq orthanc >/dev/null
@@ -25,6 +25,7 @@ run() {
 run find $PY -m benchmarks.bench_find
 run import $PY -m benchmarks.bench_archive_import
 run receive $PY -m benchmarks.bench_receive
+run forward $PY -m benchmarks.bench_forward
 run qr_move $PY -m benchmarks.bench_qr_move
 run export $PY benchmarks/bench_export.py
 run soak $PY -m benchmarks.bench_soak --rounds 40 --minutes 30

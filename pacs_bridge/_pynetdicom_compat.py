@@ -28,6 +28,13 @@ reference-counted, only on the tested pynetdicom):
   ``QueryRetrieveServiceClass``; that class is pynetdicom's except for C-MOVE
   and C-GET on a receiver's own AE.
 
+Per association, requested or accepted (:func:`set_tcp_nodelay`, from ``evt.EVT_CONN_OPEN``):
+
+* ``TCP_NODELAY`` on the association's socket (``assoc.dul.socket.socket``;
+  pynetdicom has no option for it): a C-STORE request is a small command PDU
+  followed by the data set, and with Nagle's algorithm the data set of a small
+  instance waits for the peer's delayed ACK of the command (about 40 ms each).
+
 Per association or server (:func:`replace_dul_loop`,
 :func:`replace_association_loop`, :func:`replace_pdu_reader`,
 :func:`register_server`):
@@ -164,6 +171,18 @@ def enable_chunked_send() -> None:
             f"a stored file as is; install pynetdicom {TESTED_MINOR}.x"
         )
     _config.STORE_SEND_CHUNKED_DATASET = True
+
+
+def set_tcp_nodelay(assoc: Any) -> None:
+    """Turn Nagle's algorithm off on ``assoc``'s TCP socket (see the module docstring)."""
+    import socket
+
+    raw = getattr(getattr(getattr(assoc, "dul", None), "socket", None), "socket", None)
+    if isinstance(raw, socket.socket):
+        try:
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError as exc:  # the connection may already be gone
+            LOGGER.debug("TCP_NODELAY not set: %s", exc)
 
 
 _retrieve_installed = 0

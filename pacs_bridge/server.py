@@ -43,7 +43,6 @@ from pacs_bridge.pdu_guard import BAD_CALLING_AE_ATTRIBUTE, PduLimits
 from pacs_bridge.qr import service as retrieve
 from pacs_bridge.qr.find import FindService, QueryableArchive, extended_negotiation_reply
 from pacs_bridge.reactor import use_waiting_reactor
-from pacs_bridge.sockets import set_no_delay
 from pacs_bridge.store import Ingestor, StoreHandler, peer_of
 
 if TYPE_CHECKING:
@@ -459,7 +458,7 @@ class BridgeServer:
         return extended_negotiation_reply(app_info)
 
     def _on_connection(self, event: Event) -> None:
-        set_no_delay(event.assoc)  # responses and C-GET sub-operations go out at once
+        _pynetdicom_compat.set_tcp_nodelay(event.assoc)  # responses and C-GET sub-operations at once
         # Before pynetdicom starts the association's DUL thread, which this loop replaces.
         if not self._patched:
             return

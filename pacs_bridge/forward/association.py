@@ -2,8 +2,11 @@
 
 Contexts are negotiated from the stored files themselves: one presentation
 context per (SOP class, transfer syntax) of the batch, so the PACS accepts or
-refuses each file's own syntax; when the destination allows transcoding, one
-more context per SOP class offers the uncompressed syntaxes to fall back to.
+refuses each file's own syntax, and one more context per SOP class offering
+the uncompressed syntaxes: the syntax to transcode to when the destination
+allows it, and in any case what tells a refused transfer syntax (that context
+accepted) from a refused SOP class (every context of the class refused; PACSs
+do not reliably say which in the A-ASSOCIATE-AC result).
 
 A file goes out **as stored** (its data set bytes, read from the file after its
 meta information; pynetdicom's ``STORE_SEND_CHUNKED_DATASET``) whenever its own
@@ -57,8 +60,6 @@ LOSSLESS_COMPRESSED = frozenset(
 )
 #: What a transcoded file is sent in, in order of preference.
 TRANSCODE_TARGETS = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
-#: A-ASSOCIATE-AC presentation context result (PS3.8 9.3.3.2): abstract syntax not supported.
-_ABSTRACT_SYNTAX_NOT_SUPPORTED = 0x03
 #: Presentation contexts one association may propose (PS3.8: odd IDs 1-255).
 MAX_CONTEXTS = 128
 
@@ -91,17 +92,13 @@ class SendPlan:
     transfer_syntax: str
 
 
-def requested_contexts(
-    tasks: Sequence[StoredFile], *, transcode: bool, commitment: bool
-) -> list[PresentationContext]:
+def requested_contexts(tasks: Sequence[StoredFile], *, commitment: bool) -> list[PresentationContext]:
     """Presentation contexts for a batch: each file's own (SOP class, syntax), fallbacks, commitment.
 
     Parameters
     ----------
     tasks : sequence of ForwardTask
         The batch (its SOP classes and the stored files' transfer syntaxes).
-    transcode : bool
-        Also offer :data:`TRANSCODE_TARGETS` per SOP class (the destination allows transcoding).
     commitment : bool
         Also request Storage Commitment Push Model (SCU role).
 
@@ -119,9 +116,8 @@ def requested_contexts(
     contexts: list[PresentationContext] = []
     for sop_class, syntax in pairs:
         contexts.append(_context(sop_class, [syntax]))
-    if transcode:
-        for sop_class in classes:
-            contexts.append(_context(sop_class, list(TRANSCODE_TARGETS)))
+    for sop_class in classes:
+        contexts.append(_context(sop_class, list(TRANSCODE_TARGETS)))
     if commitment:
         contexts.append(
             _context(StorageCommitmentPushModel, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
@@ -134,22 +130,19 @@ def requested_contexts(
     return contexts
 
 
-def contexts_needed(tasks: Sequence[StoredFile], *, transcode: bool, commitment: bool) -> int:
+def contexts_needed(tasks: Sequence[StoredFile], *, commitment: bool) -> int:
     """How many presentation contexts :func:`requested_contexts` would propose for ``tasks``."""
     pairs = {(task.sop_class_uid, task.transfer_syntax) for task in tasks}
     classes = {task.sop_class_uid for task in tasks}
-    return len(pairs) + (len(classes) if transcode else 0) + (1 if commitment else 0)
+    return len(pairs) + len(classes) + (1 if commitment else 0)
 
 
-def split_for_contexts(tasks: Sequence[_File], *, transcode: bool, commitment: bool) -> list[list[_File]]:
+def split_for_contexts(tasks: Sequence[_File], *, commitment: bool) -> list[list[_File]]:
     """Split a batch into groups whose contexts fit one association each (almost always one group)."""
     groups: list[list[_File]] = [[]]
     for task in tasks:
         candidate = [*groups[-1], task]
-        if (
-            groups[-1]
-            and contexts_needed(candidate, transcode=transcode, commitment=commitment) > MAX_CONTEXTS
-        ):
+        if groups[-1] and contexts_needed(candidate, commitment=commitment) > MAX_CONTEXTS:
             groups.append([task])
         else:
             groups[-1] = candidate
@@ -180,15 +173,11 @@ def plan_send(assoc: Association, task: StoredFile, *, transcode: bool) -> SendP
     if task.transfer_syntax in accepted:
         return SendPlan(as_stored=True, transfer_syntax=task.transfer_syntax)
     name = _name(task.transfer_syntax)
-    class_refused = any(
-        cx.abstract_syntax == task.sop_class_uid and cx.result == _ABSTRACT_SYNTAX_NOT_SUPPORTED
-        for cx in assoc.rejected_contexts
-    )
-    if not accepted and class_refused:
+    if not accepted:
         raise TranscodeRefusedError(
-            f"destination refused SOP class {task.sop_class_uid} ({_name(task.sop_class_uid)}): "
-            "abstract syntax not supported; expected a destination that stores this SOP class: "
-            "configure it there, then `usarchive forward retry`"
+            f"destination refused SOP class {task.sop_class_uid} ({_name(task.sop_class_uid)}) in "
+            f"{name} and in the uncompressed transfer syntaxes; expected a destination that stores "
+            "this SOP class: configure it there, then `usarchive forward retry`"
         )
     if not transcode:
         raise TranscodeRefusedError(

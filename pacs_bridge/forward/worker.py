@@ -22,6 +22,7 @@ routes (SIGHUP) between batches.
 
 from __future__ import annotations
 
+import enum
 import logging
 import os
 import socket
@@ -94,6 +95,14 @@ class ForwardingArchive(Protocol):
     def forward(self) -> Any:
         """The archive's ``ForwardStore`` (a :class:`TaskLedger`)."""
         ...
+
+
+class _Claimed(enum.Enum):
+    """What one claim brought."""
+
+    NOTHING = 0
+    PART = 1  # fewer tasks than the destination's batch_size
+    FULL = 2
 
 
 def default_worker_id() -> str:
@@ -173,25 +182,31 @@ class Forwarder:
         self._wake.set()
 
     def run(self) -> None:
-        """Claim and send batches until :meth:`stop`; wait ``poll_s`` when nothing is due."""
+        """Claim and send batches until :meth:`stop`; wait ``poll_s`` when nothing (or a part batch) was due.
+
+        After a batch of instance tasks smaller than its destination's ``batch_size``
+        the worker also waits ``poll_s``: while instances are arriving, the next batch fills up
+        instead of each instance taking a claim, an association and a finish of its
+        own (which would compete with the receiver for the index's write lock).
+        """
         LOGGER.info("forwarder %s started", self.worker_id)
         while not self._stop.is_set():
             try:
-                worked = self.run_once()
+                full = self.run_once() is _Claimed.FULL
             except Exception:  # a database hiccup must not end the worker
                 LOGGER.exception("forwarder %s: batch failed; trying again", self.worker_id)
-                worked = False
-            if not worked:
+                full = False
+            if not full:
                 self._wake.wait(self.settings.poll_s)
                 self._wake.clear()
         LOGGER.info("forwarder %s stopped", self.worker_id)
 
-    def run_once(self) -> bool:
-        """Claim one batch and send it; ``False`` when nothing was due."""
+    def run_once(self) -> _Claimed:
+        """Claim one batch and send it; say whether nothing, a part batch or a full batch was due."""
         ledger = self.ledger
         tasks = ledger.claim(self.worker_id)
         if not tasks:
-            return False
+            return _Claimed.NOTHING
         self.batches += 1
         settings = self.settings
         destination = settings.destinations.get(tasks[0].destination)
@@ -203,12 +218,13 @@ class Forwarder:
             ledger.finish(
                 [AttemptResult(t.id, AttemptKind.FAILED, None, comment) for t in tasks], self.worker_id
             )
-            return True
-        for group in split_for_contexts(
-            tasks, transcode=destination.transcode, commitment=destination.commitment
-        ):
+            return _Claimed.FULL
+        for group in split_for_contexts(tasks, commitment=destination.commitment):
             _Batch(self, destination, group, settings.lease_s).send()
-        return True
+        per_instance = all(t.batch_key == t.sop_instance_uid for t in tasks)
+        if per_instance and len(tasks) < destination.batch_size:
+            return _Claimed.PART  # a study's batch is whole; instance tasks may still be arriving
+        return _Claimed.FULL
 
     @property
     def stopping(self) -> bool:
@@ -220,6 +236,10 @@ class Forwarder:
         """The task store, with the archive's current destinations (``Archive.reload_forward``)."""
         ledger: TaskLedger = self._archive.forward
         return ledger
+
+
+def _no_delay(event: Any) -> None:
+    _pynetdicom_compat.set_tcp_nodelay(event.assoc)
 
 
 class _Batch:
@@ -250,9 +270,12 @@ class _Batch:
         if not unsent:
             self._flush()
             return
-        contexts = requested_contexts(unsent, transcode=dest.transcode, commitment=dest.commitment)
+        contexts = requested_contexts(unsent, commitment=dest.commitment)
         ssl_context = _client_ssl_context() if dest.tls else None
-        handlers = [(evt.EVT_N_EVENT_REPORT, CommitmentReports(self.ledger))]
+        handlers = [
+            (evt.EVT_N_EVENT_REPORT, CommitmentReports(self.ledger)),
+            (evt.EVT_CONN_OPEN, _no_delay),
+        ]
         try:
             assoc = open_association(dest, contexts, ssl_context=ssl_context, evt_handlers=handlers)
         except (OSError, ssl.SSLError) as exc:

@@ -46,11 +46,11 @@ from pynetdicom.service_class import QueryRetrieveServiceClass
 
 from archive.forward.config import Destination
 from archive.index.retrieve import RetrievableInstance, RetrieveKeys
+from pacs_bridge import _pynetdicom_compat
 from pacs_bridge.config import BridgeSettings, Permission
 from pacs_bridge.forward.association import open_association, requested_contexts, split_for_contexts
 from pacs_bridge.qr.identifier import RETRIEVE_SOP_CLASSES, IdentifierError, retrieve_keys
 from pacs_bridge.qr.suboperations import SubOperations, send_instance
-from pacs_bridge.sockets import on_connection_open
 
 if TYPE_CHECKING:
     from pynetdicom.association import Association
@@ -176,14 +176,14 @@ class Retriever:
         originator = (str(scp.ae.ae_title), int(req.MessageID or 0))
         comment = ""
         sent = 0
-        for group in split_for_contexts(items, transcode=destination.transcode, commitment=False):
-            contexts = requested_contexts(group, transcode=destination.transcode, commitment=False)
+        for group in split_for_contexts(items, commitment=False):
+            contexts = requested_contexts(group, commitment=False)
             try:
                 store_assoc = open_association(
                     destination,
                     contexts,
                     ssl_context=ssl_context,
-                    evt_handlers=[(evt.EVT_CONN_OPEN, on_connection_open)],
+                    evt_handlers=[(evt.EVT_CONN_OPEN, _no_delay)],
                 )
             except Exception as exc:  # an unreachable destination fails the sub-operations
                 LOGGER.warning("C-MOVE: cannot associate with %s: %s", where, exc)
@@ -336,6 +336,11 @@ class Retriever:
             if counts.remaining:
                 respond.pending(counts)
         return None
+
+
+def _no_delay(event: Any) -> None:
+    """``EVT_CONN_OPEN`` of a destination association: Nagle off (``set_tcp_nodelay``)."""
+    _pynetdicom_compat.set_tcp_nodelay(event.assoc)
 
 
 def _client_ssl_context() -> ssl.SSLContext:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import re
 import signal
+import subprocess
 from collections import Counter
 from datetime import timedelta
+from io import BytesIO
 from pathlib import Path
 
 import pydicom
 import pytest
-from bridge_helpers import wait_for, write_clip
+from bridge_helpers import run, wait_for, write_clip
 from forward_helpers import (
     assert_in_orthanc_identical,
     dcmsend,
@@ -18,6 +21,7 @@ from forward_helpers import (
     sop_uid,
     start_serve,
     stop_serve,
+    usarchive,
     write_config,
 )
 from support.orthanc import OrthancServer
@@ -147,13 +151,11 @@ def test_refused_syntax_fails_with_reason_then_retry_after_transcode_true(
         assert "refused transfer syntax 1.2.840.10008.1.2.1" in task.last_comment
         assert "transcode = true" in task.last_comment
         assert task.attempts == 1, "a refused syntax is permanent: no retry"
-        from bridge_helpers import run
-        from forward_helpers import usarchive
-
         status = run(usarchive(config, data_dir, "--json", "forward", "status"))
         assert status.returncode == 0, status.stderr
-        assert '"failed": 1' in status.stdout.replace(" ", "").replace('"failed":1', '"failed": 1')
-        assert "refused transfer syntax" in status.stdout
+        (line,) = json.loads(status.stdout)["destinations"]
+        assert line["destination"] == "PACS" and line["failed"] == 1
+        assert "refused transfer syntax 1.2.840.10008.1.2.1" in line["last_error"]
         # The configuration changes (transcode = true); SIGHUP re-reads it; forward retry re-schedules.
         write_config(
             config, implicit_only, destination={"transcode": True}, route={"granularity": "instance"}
@@ -173,8 +175,6 @@ def test_refused_syntax_fails_with_reason_then_retry_after_transcode_true(
     assert "transcoded 1.2.840.10008.1.2.1 to 1.2.840.10008.1.2" in task.last_comment
     found = implicit_only.client.find_instance(sop_uid(sample))
     assert found is not None
-    from io import BytesIO
-
     received = pydicom.dcmread(BytesIO(implicit_only.client.instance_file(found)))
     original = pydicom.dcmread(sample)
     assert received.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2"
@@ -257,6 +257,7 @@ def test_sop_class_refused_fails_with_the_reason(tmp_path: Path) -> None:
         server.shutdown()
     (task,) = _tasks(config, data_dir)
     assert "refused SOP class 1.2.840.10008.5.1.4.1.1.3.1" in task.last_comment
+    assert "uncompressed transfer syntaxes" in task.last_comment
     configuration = load_configuration(config_path=config, data_dir=data_dir)
     with Archive.open(configuration.archive, create=False) as archive:
         (summary,) = archive.forward.summary()
@@ -264,3 +265,41 @@ def test_sop_class_refused_fails_with_the_reason(tmp_path: Path) -> None:
         summary.failed == 1 and summary.last_error is not None and "refused SOP class" in summary.last_error
     )
     assert isinstance(configuration.archive, ArchiveSettings)
+
+
+def test_forward_run_alone_sends_what_serve_received(
+    orthanc: OrthancServer, sample_dir: Path, tmp_path: Path
+) -> None:
+    samples = sorted(sample_dir.glob("*.dcm"))[:3]
+    config = write_config(tmp_path / "usarchive.toml", orthanc, forward={"enabled": False}, route={})
+    data_dir = tmp_path / "data"
+    init_archive(config, data_dir)
+    process, port = start_serve(config, data_dir, tmp_path / "serve.log")
+    try:
+        dcmsend(port, samples)  # received and queued; [forward] enabled = false: serve does not send
+        wait_for(lambda: len(_tasks(config, data_dir)) == 3, what="three tasks")
+    finally:
+        stop_serve(process)
+    assert "forwarding disabled" in (tmp_path / "serve.log").read_text()
+    assert all(t.status is TaskStatus.SCHEDULED for t in _tasks(config, data_dir))
+    assert orthanc.client.instances() == []
+    with (tmp_path / "run.log").open("w") as log:
+        worker = subprocess.Popen(
+            usarchive(config, data_dir, "-v", "forward", "run", "--worker-id", "alone"),
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        )
+    try:
+        wait_for(lambda: _all_status(config, data_dir, 3, TaskStatus.COMPLETED), timeout_s=30, what="sent")
+        worker.send_signal(signal.SIGHUP)
+        wait_for(
+            lambda: "destinations and routes re-read" in (tmp_path / "run.log").read_text(), what="reload"
+        )
+    finally:
+        worker.terminate()
+        out, _ = worker.communicate(timeout=60)
+    assert worker.returncode == 0, (tmp_path / "run.log").read_text()[-2000:]
+    assert "forwarding as alone" in out and "stopped" in out
+    assert_in_orthanc_identical(orthanc, samples)
+    assert "forwarder alone started" in (tmp_path / "run.log").read_text()
