@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m benchmarks.bench_qr_move [--clips 10] [--frames 100] [--rounds 3] [--out benchmarks/results]
+    python -m benchmarks.bench_qr_move [--clips 10] [--frames 100] [--rounds 5] [--out benchmarks/results]
 
 ``--clips`` uncompressed clips of ``--frames`` frames of 640×480 (one study) are
 stored by ``usarchive serve`` (SQLite index). Each round, alternating the order,
@@ -266,6 +266,7 @@ def bench(clips: int, frames: int, rounds: int, work: Path, max_pdu: int) -> dic
         "move_mb_s": total_bytes / move_median / 1e6,
         "dcmsend_mb_s": total_bytes / send_median / 1e6,
         "ratio": send_median / move_median,
+        "ratio_best": min(send_s) / min(move_s),
     }
 
 
@@ -303,16 +304,21 @@ def _markdown(results: list[dict[str, Any]], command: str) -> str:
         ]
     lines += [
         "",
-        "| destination max PDU | dcmsend time / C-MOVE time | target ≥ 0.9 "
+        "| destination max PDU | dcmsend time / C-MOVE time | best / best | target ≥ 0.9 "
         "| pynetdicom as shipped / C-MOVE |",
     ]
-    lines += ["|---:|---:|---|---:|"]
+    lines += ["|---:|---:|---:|---|---:|"]
     for result in results:
         ok = "yes" if result["ratio"] >= TARGET_RATIO else "no"
         floor = result["pynetdicom_median_s"] / result["move_median_s"]
-        lines.append(f"| {result['destination_max_pdu']} | {result['ratio']:.2f} | {ok} | {floor:.2f} |")
+        lines.append(
+            f"| {result['destination_max_pdu']} | {result['ratio']:.2f} | {result['ratio_best']:.2f} "
+            f"| {ok} | {floor:.2f} |"
+        )
     lines += [
         "",
+        "The target is judged on the medians; *best / best* compares each sender's fastest round, "
+        "which the load of this shared machine disturbs least. "
         "The C-MOVE time includes movescu's association, the archive's index lookup and the "
         "destination association. A C-MOVE sends through pynetdicom, whose cost per P-DATA PDU "
         "(Python, two threads per association) is what separates it from dcmtk: the gap narrows as "
@@ -330,7 +336,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=10)
     parser.add_argument("--frames", type=int, default=100)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument(
         "--destination-pdu",
         type=int,
