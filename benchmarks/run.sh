@@ -27,6 +27,7 @@ run qr_find $PY -m benchmarks.bench_qr_find
 run import $PY -m benchmarks.bench_archive_import
 run receive $PY -m benchmarks.bench_receive
 run forward $PY -m benchmarks.bench_forward
+run qr_move $PY -m benchmarks.bench_qr_move
 run export $PY benchmarks/bench_export.py
 run soak $PY -m benchmarks.bench_soak --rounds 40 --minutes 30
 run annotator env QT_QPA_PLATFORM=xcb xvfb-run -a -s "-screen 0 1600x1000x24" $PY benchmarks/bench_annotator.py

@@ -16,9 +16,19 @@ Process-wide, once a forwarder exists (:func:`enable_chunked_send`):
 * ``pynetdicom._config.STORE_SEND_CHUNKED_DATASET = True`` (a documented
   flag): a C-STORE given a file path sends the file's data set bytes as stored,
   read in chunks, instead of decoding and re-encoding it. Only calls that pass
-  a path are affected.
+  a path are affected. It is also enabled by the first server
+  that retrieves (C-MOVE and C-GET send stored files the same way).
 
-Per requested association (:func:`set_tcp_nodelay`, from ``evt.EVT_CONN_OPEN``):
+Process-wide, while at least one server that retrieves runs
+(:func:`install_retrieve_patches` / :func:`remove_retrieve_patches`,
+reference-counted, only on the tested pynetdicom):
+
+* ``pynetdicom.association.uid_to_service_class`` answers the retrieve
+  service class of :mod:`pacs_bridge.qr.service` where it would answer
+  ``QueryRetrieveServiceClass``; that class is pynetdicom's except for C-MOVE
+  and C-GET on a receiver's own AE.
+
+Per association, requested or accepted (:func:`set_tcp_nodelay`, from ``evt.EVT_CONN_OPEN``):
 
 * ``TCP_NODELAY`` on the association's socket (``assoc.dul.socket.socket``;
   pynetdicom has no option for it): a C-STORE request is a small command PDU
@@ -94,6 +104,12 @@ PATCHED_SOURCES: dict[str, str] = {
     ),
     "pynetdicom.ae.ApplicationEntity.start_server": (
         "d3868a2df83d3cc08966b575dd8663ee18f101b03ec8d2766639c621b2d58841"
+    ),
+    "pynetdicom.association.Association._serve_request": (
+        "2f24c1759cdf6c8c433094f2a8dd8144f76f5547f03daed7b94e0f78bc12f877"
+    ),
+    "pynetdicom.service_class.QueryRetrieveServiceClass.SCP": (
+        "e59ba54b9071ffc378d9bc75ff4dcf151860e48c9e01b5fdbb4903880e2d85e4"
     ),
 }
 
@@ -173,6 +189,58 @@ def set_tcp_nodelay(assoc: Any) -> None:
             raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError as exc:  # the connection may already be gone
             LOGGER.debug("TCP_NODELAY not set: %s", exc)
+
+
+_retrieve_installed = 0
+
+
+def install_retrieve_patches(service_class: type[Any]) -> None:
+    """Serve Query/Retrieve requests with ``service_class`` (reference-counted); stream sent files.
+
+    Parameters
+    ----------
+    service_class : type
+        A subclass of pynetdicom's ``QueryRetrieveServiceClass``.
+
+    Raises
+    ------
+    RuntimeError
+        On a pynetdicom other than the tested minor version (check :func:`is_tested_version` first).
+    """
+    global _retrieve_installed
+    if not is_tested_version():
+        raise RuntimeError(
+            f"pynetdicom {pynetdicom.__version__} is not the tested {TESTED_MINOR}.x: C-MOVE and C-GET are "
+            f"served only on pynetdicom {TESTED_MINOR}.x"
+        )
+    from pynetdicom import association
+    from pynetdicom.service_class import QueryRetrieveServiceClass
+
+    with _lock:
+        if _retrieve_installed == 0:
+            original = association.uid_to_service_class  # type: ignore[attr-defined]
+            _originals["uid_to_service_class"] = original
+
+            def uid_to_service_class(uid: str) -> Any:
+                found = original(uid)
+                return service_class if found is QueryRetrieveServiceClass else found
+
+            setattr(association, "uid_to_service_class", uid_to_service_class)  # noqa: B010
+            enable_chunked_send()
+        _retrieve_installed += 1
+
+
+def remove_retrieve_patches() -> None:
+    """Undo :func:`install_retrieve_patches` once every server that installed them has stopped."""
+    global _retrieve_installed
+    from pynetdicom import association
+
+    with _lock:
+        if _retrieve_installed == 0:
+            return
+        _retrieve_installed -= 1
+        if _retrieve_installed == 0:
+            setattr(association, "uid_to_service_class", _originals.pop("uid_to_service_class"))  # noqa: B010
 
 
 def original_named_temporary_file() -> Any:

@@ -159,7 +159,7 @@ def serve(
                 state.settings.rules_path or "built-in",
                 state.settings.duplicate_policy.value,
             )
-            server = BridgeServer(settings, archive)
+            server = BridgeServer(settings, archive, destinations=configuration.forward.destinations)
             try:
                 server.start()
             except SpoolUnavailableError as exc:

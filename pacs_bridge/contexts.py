@@ -7,6 +7,8 @@ send (including compressed ones) and never transcode.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any
 
 # pydicom's UID dictionary has no public name (pydicom.uid imports it from here, pydicom 1.0 to 3.x):
 # the one place we read it, to list the storage classes pynetdicom leaves out.
@@ -50,6 +52,14 @@ StorageCommitmentPushModel = UID("1.2.840.10008.1.20.1")
 PatientRootFind = UID("1.2.840.10008.5.1.4.1.2.1.1")
 StudyRootFind = UID("1.2.840.10008.5.1.4.1.2.2.1")
 QUERY_SOP_CLASSES: tuple[UID, ...] = (PatientRootFind, StudyRootFind)
+
+#: Query/Retrieve MOVE and GET SOP classes served (Patient Root, Study Root).
+RETRIEVE_SOP_CLASSES: tuple[UID, ...] = (
+    UID("1.2.840.10008.5.1.4.1.2.1.2"),
+    UID("1.2.840.10008.5.1.4.1.2.1.3"),
+    UID("1.2.840.10008.5.1.4.1.2.2.2"),
+    UID("1.2.840.10008.5.1.4.1.2.2.3"),
+)
 
 #: Root of the storage SOP classes of PS3.4 Annex B (images, SR, waveforms, RT, ...).
 _STORAGE_ROOT = "1.2.840.10008.5.1.4.1.1."
@@ -113,8 +123,15 @@ def _register_storage(uids: list[str]) -> None:
         register_uid(uid, keyword, StorageServiceClass)
 
 
-def supported_contexts() -> list[PresentationContext]:
+def supported_contexts(*, retrieve: bool = False) -> list[PresentationContext]:
     """The presentation contexts of the receiver, as acceptor.
+
+    Parameters
+    ----------
+    retrieve : bool
+        Also accept the C-MOVE and C-GET classes (:data:`RETRIEVE_SOP_CLASSES`), and
+        the SCP role a C-GET requester proposes for storage classes (SCP/SCU role
+        selection), so that sub-operations can run on its association.
 
     Returns
     -------
@@ -131,6 +148,14 @@ def supported_contexts() -> list[PresentationContext]:
         context.abstract_syntax = uid
         plain = uid == Verification or uid in QUERY_SOP_CLASSES
         context.transfer_syntax = list(_PLAIN_SYNTAXES if plain else STORAGE_TRANSFER_SYNTAXES)
+        if retrieve and not plain:
+            context.scu_role = True
+            context.scp_role = True
+        contexts.append(context)
+    for uid in RETRIEVE_SOP_CLASSES if retrieve else ():
+        context = PresentationContext()
+        context.abstract_syntax = uid
+        context.transfer_syntax = list(_PLAIN_SYNTAXES)
         contexts.append(context)
     commitment = PresentationContext()
     commitment.abstract_syntax = StorageCommitmentPushModel
@@ -138,6 +163,40 @@ def supported_contexts() -> list[PresentationContext]:
     commitment.scu_role = True
     commitment.scp_role = True
     contexts.append(commitment)
+    return contexts
+
+
+def receiving_contexts(
+    supported: list[PresentationContext], role_selection: Mapping[UID, Any]
+) -> list[PresentationContext]:
+    """Storage contexts for a C-GET requester that may not store: it may only take the SCP role.
+
+    Parameters
+    ----------
+    supported : list of PresentationContext
+        The acceptor's supported contexts.
+    role_selection : mapping of SOP class UID to role selection item
+        The requester's SCP/SCU Role Selection items (``requestor.role_selection``).
+
+    Returns
+    -------
+    list of PresentationContext
+        A copy of each storage context whose SOP class the requester proposed
+        with the SCP role, accepting only that role (so it can receive C-GET
+        sub-operations but not send C-STORE on them).
+    """
+    contexts = []
+    for context in supported:
+        uid = UID(str(context.abstract_syntax))
+        item = role_selection.get(uid)
+        if not uid.startswith(_STORAGE_ROOT) or item is None or not getattr(item, "scp_role", False):
+            continue
+        receiving = PresentationContext()
+        receiving.abstract_syntax = context.abstract_syntax
+        receiving.transfer_syntax = list(context.transfer_syntax)
+        receiving.scu_role = False
+        receiving.scp_role = True
+        contexts.append(receiving)
     return contexts
 
 

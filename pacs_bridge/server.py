@@ -24,6 +24,7 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, cast
@@ -31,13 +32,15 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 from pynetdicom import evt
 from pynetdicom.transport import ThreadedAssociationServer
 
+from archive.forward.config import Destination
 from pacs_bridge import _pynetdicom_compat, spool
 from pacs_bridge.access import AccessControlledAE, AccessPolicy, contexts_for
 from pacs_bridge.commitment import CommitmentChecker, CommitmentService
-from pacs_bridge.config import BridgeSettings, TLSSettings
-from pacs_bridge.contexts import refused_context_lines, supported_contexts
+from pacs_bridge.config import BridgeSettings, Permission, TLSSettings
+from pacs_bridge.contexts import receiving_contexts, refused_context_lines, supported_contexts
 from pacs_bridge.dul_loop import use_waiting_dul
 from pacs_bridge.pdu_guard import BAD_CALLING_AE_ATTRIBUTE, PduLimits
+from pacs_bridge.qr import service as retrieve
 from pacs_bridge.qr.find import FindService, QueryableArchive, extended_negotiation_reply
 from pacs_bridge.reactor import use_waiting_reactor
 from pacs_bridge.store import Ingestor, StoreHandler, peer_of
@@ -61,7 +64,7 @@ def _association_alive(owner: object) -> bool:
     return owner.is_alive() or (isinstance(dul, threading.Thread) and dul.is_alive())
 
 
-class ReceivingArchive(Ingestor, CommitmentChecker, Protocol):
+class ReceivingArchive(Ingestor, CommitmentChecker, retrieve.RetrieveSource, Protocol):
     """What the receiver needs of ``archive.archive.Archive``."""
 
     @property
@@ -173,6 +176,10 @@ class BridgeServer:
         Network, access control and TLS settings.
     archive : ReceivingArchive
         An open ``archive.archive.Archive``; the caller owns and closes it.
+    destinations : mapping of str to archive.forward.config.Destination, optional
+        The destination table (``[destinations.NAME]``) C-MOVE sends to, by AE title.
+        C-MOVE and C-GET are served on the tested pynetdicom only (see
+        :mod:`pacs_bridge._pynetdicom_compat`); who may use them is ``settings.access``.
 
     Examples
     --------
@@ -181,9 +188,17 @@ class BridgeServer:
     ...         print(server.port)
     """
 
-    def __init__(self, settings: BridgeSettings, archive: ReceivingArchive) -> None:
+    def __init__(
+        self,
+        settings: BridgeSettings,
+        archive: ReceivingArchive,
+        *,
+        destinations: Mapping[str, Destination] | None = None,
+    ) -> None:
         self.settings = settings
         self.archive = archive
+        self.destinations = dict(destinations or {})
+        self._retrieves = _pynetdicom_compat.is_tested_version()
         self._ae: AccessControlledAE | None = None
         self._server: _ReceiverServer | None = None
         self._spool: spool.SpoolDirectory | None = None
@@ -226,6 +241,10 @@ class BridgeServer:
                 "use --allow SCANNER_AE[@host] to restrict"
             )
         _pynetdicom_compat.warn_if_untested()
+        if not self._retrieves:
+            LOGGER.warning(
+                "C-MOVE and C-GET are not served: they need pynetdicom %s.x", _pynetdicom_compat.TESTED_MINOR
+            )
         if not settings.pynetdicom_patches:
             LOGGER.warning(
                 "pynetdicom_patches = false: pynetdicom's own association loops and PDU reader run "
@@ -245,7 +264,14 @@ class BridgeServer:
         ae.network_timeout = settings.network_timeout_s
         ae.acse_timeout = settings.acse_timeout_s
         ae.dimse_timeout = settings.dimse_timeout_s
-        ae.supported_contexts = supported_contexts()
+        for context in supported_contexts(retrieve=self._retrieves):
+            # not `ae.supported_contexts = ...`: pynetdicom's setter drops the SCP/SCU roles
+            ae.add_supported_context(
+                cast(str, context.abstract_syntax),
+                context.transfer_syntax,
+                scu_role=context.scu_role,
+                scp_role=context.scp_role,
+            )
         handlers: list[Any] = [
             (evt.EVT_C_ECHO, self._on_echo),
             (evt.EVT_C_STORE, self._store),
@@ -263,6 +289,9 @@ class BridgeServer:
             handlers.append((evt.EVT_C_FIND, FindService(queryable, settings.match_settings, settings.aet)))
         ssl_context = make_ssl_context(settings.tls) if settings.tls is not None else None
         spool.register(ae, self._spool)
+        if self._retrieves:
+            _pynetdicom_compat.install_retrieve_patches(retrieve.RetrieveServiceClass)
+            retrieve.register(ae, retrieve.Retriever(self.archive, settings, self.destinations))
         try:
             server = ae.make_server(
                 (settings.host, settings.port),
@@ -271,6 +300,7 @@ class BridgeServer:
                 server_class=_ReceiverServer,
             )
         except BaseException:
+            self._stop_retrieves(ae)
             spool.unregister(ae)
             spool.uninstall()
             self._spool.close()
@@ -333,6 +363,7 @@ class BridgeServer:
             assoc.join(timeout=5.0)
         if self._commitment is not None:
             self._commitment.close()
+        self._stop_retrieves(ae)
         spool.unregister(ae)
         spool.uninstall()
         if self._spool is not None:
@@ -340,6 +371,11 @@ class BridgeServer:
         self._ae = None
         self._server = None
         LOGGER.info("stopped")
+
+    def _stop_retrieves(self, ae: AccessControlledAE) -> None:
+        if self._retrieves:
+            retrieve.unregister(ae)
+            _pynetdicom_compat.remove_retrieve_patches()
 
     def __enter__(self) -> BridgeServer:
         self.start()
@@ -407,7 +443,12 @@ class BridgeServer:
         requestor = event.assoc.requestor
         calling_ae = str(requestor.ae_title).strip()
         permissions = self.settings.permissions_of(calling_ae, str(requestor.address))
-        acceptor.supported_contexts = contexts_for(acceptor.supported_contexts, permissions)
+        offered = contexts_for(acceptor.supported_contexts, permissions)
+        if Permission.GET in permissions and Permission.STORE not in permissions:
+            # C-GET without store: storage contexts only where the requester asked the SCP role
+            # (to receive), and without accepting its SCU role (it cannot store through them).
+            offered += receiving_contexts(acceptor.supported_contexts, requestor.role_selection)
+        acceptor.supported_contexts = offered
         app_info: dict[Any, bytes] = getattr(event, "app_info", {}) or {}
         return extended_negotiation_reply(app_info)
 
@@ -425,6 +466,7 @@ class BridgeServer:
         return CommitmentReports(ledger)(event)
 
     def _on_connection(self, event: Event) -> None:
+        _pynetdicom_compat.set_tcp_nodelay(event.assoc)  # responses and C-GET sub-operations at once
         # Before pynetdicom starts the association's DUL thread, which this loop replaces.
         if not self._patched:
             return

@@ -22,6 +22,7 @@ from archive.index.describe import UidDescription
 from archive.index.engine import autocommit_reads, read_transaction, write_transaction
 from archive.index.patients import PatientConflict, patient_conflicts
 from archive.index.queries import InstanceRow, Query
+from archive.index.retrieve import RetrievableInstance, RetrieveKeys, retrievable_instances
 from archive.index.writes import StoredInstance, find_instance
 from archive.ingest import CommitCheck
 from archive.model import Approach, ProcedureType, Side, SpinalLevel, Technique
@@ -183,3 +184,21 @@ class IndexStore:
             logger.error("commitment check of %s: file hash differs from the index", sop_instance_uid)
             return CommitCheck.HASH_MISMATCH
         return CommitCheck.COMMITTED
+
+    def retrievable(self, keys: RetrieveKeys, *, limit: int) -> list[RetrievableInstance]:
+        """The instances a retrieve names (see :mod:`archive.index.retrieve`), with absolute paths.
+
+        Parameters
+        ----------
+        keys : RetrieveKeys
+            The unique keys of the retrieve identifier.
+        limit : int
+            At most this many instances.
+
+        Returns
+        -------
+        list of RetrievableInstance
+        """
+        with autocommit_reads(self.engine) as connection:
+            found = retrievable_instances(connection, keys, limit)
+        return [item._replace(path=str(self.store.absolute(item.path))) for item in found]

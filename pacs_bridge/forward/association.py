@@ -24,7 +24,8 @@ import logging
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import pydicom
 from pydicom.uid import (
@@ -42,7 +43,6 @@ from pynetdicom import AE
 from pynetdicom.presentation import PresentationContext
 
 from archive.forward.config import Destination
-from archive.forward.model import ForwardTask
 from pacs_bridge.contexts import StorageCommitmentPushModel
 
 if TYPE_CHECKING:
@@ -64,6 +64,22 @@ TRANSCODE_TARGETS = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
 MAX_CONTEXTS = 128
 
 
+class StoredFile(Protocol):
+    """What these functions need of a file to send: a ``ForwardTask``, or an instance a C-MOVE sends."""
+
+    @property
+    def sop_class_uid(self) -> str: ...
+
+    @property
+    def transfer_syntax(self) -> str: ...
+
+    @property
+    def path(self) -> Path | str: ...
+
+
+_File = TypeVar("_File", bound=StoredFile)
+
+
 class TranscodeRefusedError(Exception):
     """A file cannot be sent: its syntax was refused and no lossless transcoding is allowed."""
 
@@ -76,7 +92,7 @@ class SendPlan:
     transfer_syntax: str
 
 
-def requested_contexts(tasks: Sequence[ForwardTask], *, commitment: bool) -> list[PresentationContext]:
+def requested_contexts(tasks: Sequence[StoredFile], *, commitment: bool) -> list[PresentationContext]:
     """Presentation contexts for a batch: each file's own (SOP class, syntax), fallbacks, commitment.
 
     Parameters
@@ -114,16 +130,16 @@ def requested_contexts(tasks: Sequence[ForwardTask], *, commitment: bool) -> lis
     return contexts
 
 
-def contexts_needed(tasks: Sequence[ForwardTask], *, commitment: bool) -> int:
+def contexts_needed(tasks: Sequence[StoredFile], *, commitment: bool) -> int:
     """How many presentation contexts :func:`requested_contexts` would propose for ``tasks``."""
     pairs = {(task.sop_class_uid, task.transfer_syntax) for task in tasks}
     classes = {task.sop_class_uid for task in tasks}
     return len(pairs) + len(classes) + (1 if commitment else 0)
 
 
-def split_for_contexts(tasks: Sequence[ForwardTask], *, commitment: bool) -> list[list[ForwardTask]]:
+def split_for_contexts(tasks: Sequence[_File], *, commitment: bool) -> list[list[_File]]:
     """Split a batch into groups whose contexts fit one association each (almost always one group)."""
-    groups: list[list[ForwardTask]] = [[]]
+    groups: list[list[_File]] = [[]]
     for task in tasks:
         candidate = [*groups[-1], task]
         if groups[-1] and contexts_needed(candidate, commitment=commitment) > MAX_CONTEXTS:
@@ -140,7 +156,7 @@ def _context(abstract_syntax: str, syntaxes: list[str]) -> PresentationContext:
     return context
 
 
-def plan_send(assoc: Association, task: ForwardTask, *, transcode: bool) -> SendPlan:
+def plan_send(assoc: Association, task: StoredFile, *, transcode: bool) -> SendPlan:
     """How to send ``task``'s file on ``assoc``, given the contexts the destination accepted.
 
     Raises
@@ -184,7 +200,7 @@ def plan_send(assoc: Association, task: ForwardTask, *, transcode: bool) -> Send
     )
 
 
-def transcoded_dataset(task: ForwardTask, plan: SendPlan) -> pydicom.Dataset:
+def transcoded_dataset(task: StoredFile, plan: SendPlan) -> pydicom.Dataset:
     """The file of ``task`` read and re-encoded losslessly in ``plan.transfer_syntax``.
 
     Raises
@@ -197,7 +213,7 @@ def transcoded_dataset(task: ForwardTask, plan: SendPlan) -> pydicom.Dataset:
     target = UID(plan.transfer_syntax)
     if source.is_compressed:
         try:
-            dataset.decompress()
+            dataset.decompress(generate_instance_uid=False)  # the same instance, not a new one
         except (RuntimeError, NotImplementedError, ValueError) as exc:
             raise TranscodeRefusedError(
                 f"cannot decode {_name(source)} to transcode it losslessly: {exc}; install a decoder "

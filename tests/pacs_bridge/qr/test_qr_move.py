@@ -1,0 +1,370 @@
+"""C-MOVE SCP against real peers: dcmtk movescu and storescp, pynetdicom as SCU and as a slow destination."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bridge_helpers import dataset_bytes, echoscu, run, wait_for
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGBaseline8Bit, RLELossless
+from pynetdicom import AE, AllStoragePresentationContexts, evt
+from pynetdicom.sop_class import (
+    PatientRootQueryRetrieveInformationModelMove,
+    StudyRootQueryRetrieveInformationModelMove,
+)
+from qr_helpers import failed_uids, free_port, ingest, storescp, write_study
+
+from archive.archive import Archive
+from archive.forward.config import Destination
+from pacs_bridge.config import AllowedPeer, BridgeSettings, PeerPermissions
+from pacs_bridge.server import BridgeServer
+
+pytestmark = pytest.mark.network
+
+WS = "WS1"
+
+
+def _settings() -> BridgeSettings:
+    """WS1 may echo and move (to DEST, DOWN, SLOW); NOMOVE echo and store; OTHERWS move elsewhere."""
+    return BridgeSettings(
+        host="127.0.0.1",
+        port=0,
+        allow=(AllowedPeer("NOMOVE"),),
+        permissions=(
+            PeerPermissions.parse(WS, ["echo", "move"]),
+            PeerPermissions.parse("OTHERWS", ["move"]),
+        ),
+        move_destinations=((WS, ("DEST", "DOWN", "SLOW")), ("OTHERWS", ("ELSEWHERE",))),
+        dimse_timeout_s=20.0,
+    )
+
+
+@pytest.fixture
+def serve(archive: Archive) -> Iterator[Callable[..., BridgeServer]]:
+    servers: list[BridgeServer] = []
+
+    def start(*destinations: Destination) -> BridgeServer:
+        server = BridgeServer(_settings(), archive, destinations={d.name: d for d in destinations})
+        server.start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop(drain_timeout_s=5.0)
+
+
+def _received(directory: Path) -> dict[str, Path]:
+    found = {}
+    for path in directory.iterdir():
+        if path.is_file():
+            found[str(dcmread(path, stop_before_pixels=True).SOPInstanceUID)] = path
+    return found
+
+
+def _move(
+    port: int,
+    identifier: Dataset,
+    destination: str,
+    *,
+    calling: str = WS,
+    model: Any = StudyRootQueryRetrieveInformationModelMove,
+) -> list[tuple[int, Dataset, Dataset | None]]:
+    """Every response to one C-MOVE from a pynetdicom SCU: (status, status data set, identifier)."""
+    ae = AE(ae_title=calling)
+    ae.add_requested_context(model)
+    assoc = ae.associate("127.0.0.1", port, ae_title="USARCHIVE")
+    assert assoc.is_established
+    try:
+        return [(int(s.Status), s, i) for s, i in assoc.send_c_move(identifier, destination, model)]
+    finally:
+        assoc.release()
+
+
+def _study(uid: str) -> Dataset:
+    ds = Dataset()
+    ds.QueryRetrieveLevel = "STUDY"
+    ds.StudyInstanceUID = uid
+    return ds
+
+
+def test_movescu_to_storescp_sends_every_instance_byte_identical(
+    archive: Archive, serve: Callable[..., BridgeServer], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    files = write_study(
+        tmp_path / "in", [ExplicitVRLittleEndian, JPEGBaseline8Bit, RLELossless, ImplicitVRLittleEndian]
+    )
+    ingest(archive, files)
+    other = write_study(tmp_path / "other", [ExplicitVRLittleEndian])  # another study: must not be sent
+    ingest(archive, other)
+    study_uid = str(dcmread(files[0]).StudyInstanceUID)
+    with storescp(tmp_path / "out") as dest_port:
+        server = serve(Destination("dest", "DEST", "127.0.0.1", dest_port))
+        caplog.set_level(logging.INFO, logger="pacs_bridge")
+        result = run(
+            [
+                "movescu",
+                "-v",
+                "-S",
+                "-aet",
+                WS,
+                "-aec",
+                "USARCHIVE",
+                "-aem",
+                "DEST",
+                "-k",
+                "QueryRetrieveLevel=STUDY",
+                "-k",
+                f"StudyInstanceUID={study_uid}",
+                "127.0.0.1",
+                str(server.port),
+            ]
+        )
+        assert result.returncode == 0, result.stderr
+        assert "Success" in result.stdout + result.stderr
+        received = _received(tmp_path / "out")
+    originals = {str(dcmread(p, stop_before_pixels=True).SOPInstanceUID): p for p in files}
+    assert set(received) == set(originals)
+    for uid, path in originals.items():
+        assert dataset_bytes(received[uid]) == dataset_bytes(path), f"{uid} differs"
+        meta = dcmread(received[uid], stop_before_pixels=True).file_meta
+        assert meta.TransferSyntaxUID == dcmread(path, stop_before_pixels=True).file_meta.TransferSyntaxUID
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("C-MOVE from WS1")]
+    assert len(lines) == 1 and "to DEST: completed 4, failed 0, warning 0" in lines[0], lines
+
+
+def test_patient_root_move_reports_pending_counts_then_success(
+    archive: Archive, serve: Callable[..., BridgeServer], tmp_path: Path
+) -> None:
+    files = write_study(tmp_path / "in", [ExplicitVRLittleEndian] * 3, patient_id="PR-7")
+    ingest(archive, files)
+    with storescp(tmp_path / "out") as dest_port:
+        server = serve(Destination("dest", "DEST", "127.0.0.1", dest_port))
+        identifier = Dataset()
+        identifier.QueryRetrieveLevel = "PATIENT"
+        identifier.PatientID = "PR-7"
+        responses = _move(server.port, identifier, "DEST", model=PatientRootQueryRetrieveInformationModelMove)
+        assert len(_received(tmp_path / "out")) == 3
+    pending = [s for status, s, _ in responses if status == 0xFF00]
+    assert [s.NumberOfRemainingSuboperations for s in pending] == [2, 1]
+    assert [s.NumberOfCompletedSuboperations for s in pending] == [1, 2]
+    status, final, _ = responses[-1]
+    assert status == 0x0000
+    assert (final.NumberOfCompletedSuboperations, final.NumberOfFailedSuboperations) == (3, 0)
+    assert final.NumberOfWarningSuboperations == 0
+
+
+def test_unknown_destination_is_refused_a801(
+    archive: Archive, serve: Callable[..., BridgeServer], tmp_path: Path
+) -> None:
+    files = write_study(tmp_path / "in", [ExplicitVRLittleEndian])
+    ingest(archive, files)
+    server = serve(Destination("dest", "DEST", "127.0.0.1", free_port()))
+    uid = str(dcmread(files[0]).StudyInstanceUID)
+    responses = _move(server.port, _study(uid), "NOSUCHAE")
+    assert [status for status, _, _ in responses] == [0xA801]
+    assert "not in the destination table" in str(responses[0][1].ErrorComment)
+    # a configured destination the calling AE may not move to is refused the same way
+    responses = _move(server.port, _study(uid), "DEST", calling="OTHERWS")
+    assert [status for status, _, _ in responses] == [0xA801]
+    assert "not allowed" in str(responses[0][1].ErrorComment)
+
+
+def test_calling_ae_without_move_permission_is_refused_the_move_context(
+    archive: Archive, serve: Callable[..., BridgeServer], tmp_path: Path
+) -> None:
+    files = write_study(tmp_path / "in", [ExplicitVRLittleEndian])
+    ingest(archive, files)
+    with storescp(tmp_path / "out") as dest_port:
+        server = serve(Destination("dest", "DEST", "127.0.0.1", dest_port))
+        uid = str(dcmread(files[0]).StudyInstanceUID)
+        ae = AE(ae_title="NOMOVE")
+        ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
+        ae.add_requested_context("1.2.840.10008.1.1")
+        assoc = ae.associate("127.0.0.1", server.port, ae_title="USARCHIVE")
+        assert assoc.is_established  # it may echo and store
+        refused = [
+            cx
+            for cx in assoc.rejected_contexts
+            if cx.abstract_syntax == StudyRootQueryRetrieveInformationModelMove
+        ]
+        assert [cx.result in (0x01, 0x03) for cx in refused] == [True]  # refused at negotiation
+        assoc.release()
+        result = run(
+            [
+                "movescu",
+                "-S",
+                "-aet",
+                "NOMOVE",
+                "-aec",
+                "USARCHIVE",
+                "-aem",
+                "DEST",
+                "-k",
+                "QueryRetrieveLevel=STUDY",
+                "-k",
+                f"StudyInstanceUID={uid}",
+                "127.0.0.1",
+                str(server.port),
+            ]
+        )
+        assert result.returncode != 0
+        assert not list((tmp_path / "out").iterdir())
+
+
+def test_destination_down_fails_every_suboperation_and_the_server_keeps_serving(
+    archive: Archive, serve: Callable[..., BridgeServer], tmp_path: Path
+) -> None:
+    files = write_study(tmp_path / "in", [ExplicitVRLittleEndian, RLELossless])
+    ingest(archive, files)
+    server = serve(Destination("down", "DOWN", "127.0.0.1", free_port(), timeout_s=5.0))
+    uid = str(dcmread(files[0]).StudyInstanceUID)
+    responses = _move(server.port, _study(uid), "DOWN")
+    status, final, identifier = responses[-1]
+    assert status == 0xA702
+    assert (final.NumberOfFailedSuboperations, final.NumberOfCompletedSuboperations) == (2, 0)
+    assert identifier is not None
+    expected = {str(dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in files}
+    assert set(failed_uids(identifier)) == expected
+    assert echoscu(server.port, calling=WS).returncode == 0
+
+
+def test_bad_identifier_is_refused_a900(archive: Archive, serve: Callable[..., BridgeServer]) -> None:
+    server = serve(Destination("dest", "DEST", "127.0.0.1", free_port()))
+    identifier = Dataset()
+    identifier.QueryRetrieveLevel = "SERIES"
+    identifier.SeriesInstanceUID = "1.2.3"  # no Study Instance UID above it
+    responses = _move(server.port, identifier, "DEST")
+    assert [status for status, _, _ in responses] == [0xA900]
+    assert "StudyInstanceUID" in str(responses[0][1].ErrorComment)
+
+
+@pytest.mark.parametrize("transcode", [False, True])
+def test_destination_refusing_the_files_syntax_gets_it_transcoded_only_when_allowed(
+    archive: Archive, serve: Callable[..., BridgeServer], tmp_path: Path, transcode: bool
+) -> None:
+    files = write_study(tmp_path / "in", [ExplicitVRLittleEndian, RLELossless, ImplicitVRLittleEndian])
+    ingest(archive, files)
+    uid = str(dcmread(files[0]).StudyInstanceUID)
+    with storescp(tmp_path / "out", extra=["+xi"]) as dest_port:  # implicit VR little endian only
+        server = serve(Destination("dest", "DEST", "127.0.0.1", dest_port, transcode=transcode))
+        responses = _move(server.port, _study(uid), "DEST")
+        received = _received(tmp_path / "out")
+    status, final, identifier = responses[-1]
+    originals = {str(dcmread(p).SOPInstanceUID): dcmread(p) for p in files}
+    implicit = next(
+        u for u, ds in originals.items() if ds.file_meta.TransferSyntaxUID == ImplicitVRLittleEndian
+    )
+    if not transcode:
+        assert status == 0xB000
+        assert (final.NumberOfCompletedSuboperations, final.NumberOfFailedSuboperations) == (1, 2)
+        assert identifier is not None
+        assert set(failed_uids(identifier)) == set(originals) - {implicit}
+        assert set(received) == {implicit}
+        return
+    assert status == 0x0000 and final.NumberOfCompletedSuboperations == 3
+    assert set(received) == set(originals)
+    for uid_, path in received.items():
+        got = dcmread(path)
+        assert got.file_meta.TransferSyntaxUID == ImplicitVRLittleEndian
+        assert (got.pixel_array == originals[uid_].pixel_array).all(), "transcoding must be lossless"
+
+
+def test_cancel_mid_move_stops_and_reports_counts(
+    archive: Archive, serve: Callable[..., BridgeServer], tmp_path: Path
+) -> None:
+    files = write_study(tmp_path / "in", [ExplicitVRLittleEndian] * 5)
+    ingest(archive, files)
+    uid = str(dcmread(files[0]).StudyInstanceUID)
+    first_arrived, gate = threading.Event(), threading.Event()
+    stored: list[str] = []
+
+    def on_store(event: Any) -> int:
+        stored.append(str(event.request.AffectedSOPInstanceUID))
+        first_arrived.set()
+        gate.wait(20)
+        return 0x0000
+
+    slow = AE(ae_title="SLOW")
+    slow.supported_contexts = AllStoragePresentationContexts
+    slow_server = slow.start_server(("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    try:
+        server = serve(Destination("slow", "SLOW", "127.0.0.1", slow_server.server_address[1]))
+        ae = AE(ae_title=WS)
+        ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
+        assoc = ae.associate("127.0.0.1", server.port, ae_title="USARCHIVE")
+        assert assoc.is_established
+        responses = assoc.send_c_move(
+            _study(uid), "SLOW", StudyRootQueryRetrieveInformationModelMove, msg_id=7
+        )
+        assert first_arrived.wait(20)
+        context_id = assoc.accepted_contexts[0].context_id
+        assoc.send_c_cancel(7, context_id)
+        served = [a for a in server._ae.active_associations if a.is_acceptor]  # type: ignore[union-attr]
+        wait_for(lambda: any(7 in a.dimse.cancel_req for a in served), what="the C-CANCEL to arrive")
+        gate.set()
+        statuses = [(int(s.Status), s, i) for s, i in responses]
+        assoc.release()
+    finally:
+        gate.set()
+        slow.shutdown()
+    status, final, _ = statuses[-1]
+    assert status == 0xFE00
+    assert final.NumberOfCompletedSuboperations == 1
+    assert final.NumberOfRemainingSuboperations == 4
+    assert final.NumberOfFailedSuboperations == 0
+    assert len(stored) == 1
+
+
+def test_requester_gone_mid_move_stops_the_move_and_the_server_keeps_serving(
+    archive: Archive, serve: Callable[..., BridgeServer], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    files = write_study(tmp_path / "in", [ExplicitVRLittleEndian] * 5)
+    ingest(archive, files)
+    uid = str(dcmread(files[0]).StudyInstanceUID)
+    first_arrived, gate = threading.Event(), threading.Event()
+    stored: list[str] = []
+
+    def on_store(event: Any) -> int:
+        stored.append(str(event.request.AffectedSOPInstanceUID))
+        first_arrived.set()
+        gate.wait(20)
+        return 0x0000
+
+    slow = AE(ae_title="SLOW")
+    slow.supported_contexts = AllStoragePresentationContexts
+    slow_server = slow.start_server(("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    caplog.set_level(logging.INFO, logger="pacs_bridge")
+    try:
+        server = serve(Destination("slow", "SLOW", "127.0.0.1", slow_server.server_address[1]))
+        ae = AE(ae_title=WS)
+        ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
+        assoc = ae.associate("127.0.0.1", server.port, ae_title="USARCHIVE")
+        assert assoc.is_established
+        assoc.send_c_move(_study(uid), "SLOW", StudyRootQueryRetrieveInformationModelMove)
+        assert first_arrived.wait(20)
+        served = [a for a in server._ae.active_associations if a.is_acceptor]  # type: ignore[union-attr]
+        assoc.abort()  # while the first sub-operation waits at the destination
+        wait_for(
+            lambda: all(a.acse.is_aborted() or not a.dul.is_alive() for a in served),
+            what="the abort to arrive",
+        )
+        gate.set()
+        wait_for(
+            lambda: any("C-MOVE from WS1" in r.getMessage() for r in caplog.records),
+            what="the C-MOVE log line",
+        )
+    finally:
+        gate.set()
+        slow.shutdown()
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("C-MOVE from WS1"))
+    assert "completed 1, failed 0, warning 0, remaining 4" in line, line
+    assert "requester's association ended" in line
+    assert len(stored) == 1
+    assert echoscu(server.port, calling=WS).returncode == 0
