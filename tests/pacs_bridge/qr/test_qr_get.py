@@ -250,4 +250,4 @@ def test_get_permission_without_store_receives_but_cannot_store(
     ]
     if assoc.is_established:
         assoc.release()
-    assert archive.find(Query()) == []
+    assert archive.index.find(Query()) == []

@@ -51,7 +51,7 @@ def workstation(
 
 def _assert_identical(archive: Archive, orthanc: OrthancServer, sop_uids: set[str]) -> None:
     assert set(orthanc.client.sop_instance_uids()) == sop_uids
-    stored = {row.sop_instance_uid: row for row in archive.find(Query(limit=100))}
+    stored = {row.sop_instance_uid: row for row in archive.index.find(Query(limit=100))}
     for uid in sop_uids:
         orthanc_id = orthanc.client.find_instance(uid)
         assert orthanc_id is not None
