@@ -46,6 +46,7 @@ class WebServer:
             ssl_certfile=str(settings.certificate) if settings.certificate else None,
             ssl_keyfile=str(settings.key) if settings.key else None,
             timeout_keep_alive=30,
+            timeout_graceful_shutdown=10,
             limit_concurrency=256,
         )
         self.server = uvicorn.Server(config)

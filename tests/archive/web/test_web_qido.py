@@ -1,4 +1,4 @@
-"""QIDO-RS through dicomweb-client against a live ``usarchive web``: matches checked against the sample files."""
+"""QIDO-RS through dicomweb-client against a live ``usarchive web``, checked against the sample files."""
 
 from __future__ import annotations
 
