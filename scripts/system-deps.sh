@@ -13,6 +13,7 @@ declare -A NEED=(
   [chromium]=chromium
   [sqlite3]=sqlite3
   [systemd-analyze]=systemd
+  [Orthanc]=orthanc
 )
 # shared libraries napari's Qt needs on a bare machine → package
 declare -A NEED_LIB=(
@@ -46,6 +47,9 @@ done
 # Mesa's software GL driver for napari under Xvfb
 compgen -G "/usr/lib/*/dri/swrast_dri.so" >/dev/null 2>&1 || compgen -G "/usr/lib/*/dri/*_dri.so" >/dev/null 2>&1 \
   || missing+=(libgl1-mesa-dri)
+
+# Orthanc's DICOMweb plugin: the peer of the DICOMweb differential tests and benchmarks
+[ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || missing+=(orthanc-dicomweb)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
