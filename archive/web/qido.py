@@ -7,7 +7,9 @@ procedure attributes, by the keywords of the private block
 (``USArchiveSpinalLevels``, ``USArchiveSide``, ``USArchiveTechnique``,
 ``USArchiveApproach``, ``USArchiveProcedureType``) or their tags
 ``0011100x``. ``includefield`` (repeatable, comma-separated, or ``all``)
-adds return keys; ``limit`` / ``offset`` page (a limit above ``[web]
+adds return keys (an attribute the index does not hold, such as Referring
+Physician's Name, is read from one stored header per result, so it is not
+among the defaults: ask for it); ``limit`` / ``offset`` page (a limit above ``[web]
 max_results`` is cut to it, and a ``Warning: 299`` header says more matched);
 ``fuzzymatching=true`` matches Person Names by prefix of each component
 (``doe^j`` finds ``DOE^JOHN``), case-insensitively as always.
@@ -59,7 +61,6 @@ DEFAULT_KEYS: dict[Level, tuple[str, ...]] = {
         "AccessionNumber",
         "InstanceAvailability",
         "ModalitiesInStudy",
-        "ReferringPhysicianName",
         "PatientName",
         "PatientID",
         "PatientBirthDate",
@@ -98,7 +99,6 @@ UPPER_KEYS: dict[Level, tuple[str, ...]] = {
         "StudyDate",
         "StudyTime",
         "AccessionNumber",
-        "ReferringPhysicianName",
         "PatientName",
         "PatientID",
         "PatientBirthDate",
@@ -109,7 +109,6 @@ UPPER_KEYS: dict[Level, tuple[str, ...]] = {
         "StudyDate",
         "StudyTime",
         "AccessionNumber",
-        "ReferringPhysicianName",
         "PatientName",
         "PatientID",
         "PatientBirthDate",
@@ -123,7 +122,12 @@ UPPER_KEYS: dict[Level, tuple[str, ...]] = {
 
 #: ``includefield=all``: everything the index answers at or above the level.
 ALL_KEYS: dict[Level, tuple[str, ...]] = {
-    Level.STUDY: (*DEFAULT_KEYS[Level.STUDY], "IssuerOfPatientID", "SOPClassesInStudy"),
+    Level.STUDY: (
+        *DEFAULT_KEYS[Level.STUDY],
+        "IssuerOfPatientID",
+        "SOPClassesInStudy",
+        "ReferringPhysicianName",
+    ),
     Level.SERIES: (
         *DEFAULT_KEYS[Level.SERIES],
         "BodyPartExamined",
