@@ -58,7 +58,33 @@ def test_roles(served: Served) -> None:
     as_reviewer = requests.get(
         reviews, headers={"Authorization": f"Bearer {served.tokens['reviewer']}"}, timeout=30
     )
-    assert as_reviewer.status_code == 200 and as_reviewer.json() == []  # nothing reviewed in the samples
+    assert as_reviewer.status_code == 200
+    assert all(set(r) >= {"study", "instance", "reviewer", "status"} for r in as_reviewer.json())
+
+
+def test_reviewers_see_review_status_and_annotations(served: Served) -> None:
+    from archive.review import ClipAnnotation
+
+    h = served.sample("c45_danger_mono")
+    annotation = ClipAnnotation.new(h.SOPInstanceUID, "dr.web", int(h.NumberOfFrames), (h.Rows, h.Columns))
+    saved = served.archive.annotations.save(annotation, base_version=None)
+    reviews = f"{served.url}/usarchive/reviews"
+    annotations = f"{served.url}/usarchive/instances/{h.SOPInstanceUID}/annotations"
+
+    def get(url: str, role: str, **params: str) -> requests.Response:
+        return requests.get(
+            url, params=params, headers={"Authorization": f"Bearer {served.tokens[role]}"}, timeout=30
+        )
+
+    (state,) = get(reviews, "reviewer", study=h.StudyInstanceUID).json()
+    assert state["instance"] == h.SOPInstanceUID and state["reviewer"] == "dr.web"
+    assert state["version"] == saved.version and state["status"] == "draft"
+    (latest,) = get(annotations, "admin").json()
+    assert latest["reviewer"] == "dr.web" and latest["annotation"]["sop_instance_uid"] == h.SOPInstanceUID
+    refused = get(annotations, "reader")
+    assert refused.status_code == 403 and "dr.web" not in refused.text
+    missing = get(f"{served.url}/usarchive/instances/1.2.3/annotations", "reviewer")
+    assert missing.status_code == 404
 
 
 def test_revoking_takes_effect_at_once(served: Served) -> None:
