@@ -95,5 +95,8 @@ def _example(key: Key) -> str:
         "deid.secret_file": '"deid-secret.txt"',
         "review.reviewer": '"dr-smith"',
         "log.file": '"usarchive.log"',
+        "web.certificate": '"web.crt"',
+        "web.key": '"web.key"',
+        "web.access_log": '"web-access.log"',
     }
     return examples.get(key.dotted, '""')

@@ -57,6 +57,9 @@ done
 compgen -G "/usr/lib/*/dri/swrast_dri.so" >/dev/null 2>&1 || compgen -G "/usr/lib/*/dri/*_dri.so" >/dev/null 2>&1 \
   || missing+=(libgl1-mesa-dri)
 
+# Orthanc's DICOMweb plugin: the peer of the DICOMweb differential tests and benchmarks
+[ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || missing+=(orthanc-dicomweb)
+
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi

@@ -33,6 +33,7 @@ from archive.forward.sql import FORWARD_TABLES
 from archive.index import schema
 from archive.index.engine import write_transaction
 from archive.review.sql import ANNOTATION_TABLES
+from archive.web.tokens.sql import TOKEN_TABLES
 
 logger = logging.getLogger(__name__)
 
@@ -188,6 +189,11 @@ def _create_v7_forward_tables(connection: Connection) -> None:
         table.create(connection)
 
 
+def _create_v11_web_tokens(connection: Connection) -> None:
+    for table in TOKEN_TABLES:
+        table.create(connection, checkfirst=True)
+
+
 MIGRATIONS: list[Migration] = [
     (1, "patient, study, series, instance, procedure attributes, histories", _create_v1_tables),
     (2, "annotation versions, review states and review comments", _create_v2_annotation_tables),
@@ -196,6 +202,12 @@ MIGRATIONS: list[Migration] = [
     (5, "the instance's own Patient ID and Name, for patient conflicts", _add_v5_instance_patient),
     (6, "needle approach apart from technique; notes in the tag history", _split_v6_approach),
     (7, "forwarding tasks (the outbox of issue 16)", _create_v7_forward_tables),
+    # 8-10: numbers not used (reserved while several changes were written at once; gaps are allowed).
+    (
+        11,
+        "bearer tokens of usarchive web (hashed secrets, roles, expiry, revocation)",
+        _create_v11_web_tokens,
+    ),
 ]
 
 #: The version an index has after :func:`migrate`.

@@ -151,6 +151,7 @@ def find(
     resolve_path: Callable[[str], Path] | None = None,
     retrieve_aet: str | None = None,
     cancelled: Callable[[], bool] = lambda: False,
+    window: tuple[int, int] | None = None,
 ) -> Iterator[Dataset]:
     """The response identifiers of ``request``, one per matching entity, in index order.
 
@@ -169,6 +170,10 @@ def find(
         Returned as Retrieve AE Title when requested.
     cancelled : callable
         Checked before each page is read; ``True`` ends the iteration.
+    window : (int, int), optional
+        ``(offset, limit)``: skip the first ``offset`` matching entities and yield at most
+        ``limit`` (QIDO-RS paging). No query is refused for matching too many; the caller
+        bounds ``limit``.
 
     Yields
     ------
@@ -181,18 +186,30 @@ def find(
         ``settings.max_results`` entities match; the errors of
         :mod:`archive.query.matching` for invalid values.
     """
-    total = count_matches(engine, request, settings)
-    if total > settings.max_results:
-        raise QueryError(
-            QueryFailure.TOO_MANY_MATCHES,
-            f"the query matches more than {settings.max_results} {request.level.value.lower()} entities "
-            "(the archive's max_results); narrow it (a Patient ID, a date range) or raise find_max_results",
-        )
-    after = 0
-    while not cancelled():
+    after, remaining = 0, -1
+    if window is None:
+        total = count_matches(engine, request, settings)
+        if total > settings.max_results:
+            raise QueryError(
+                QueryFailure.TOO_MANY_MATCHES,
+                f"the query matches more than {settings.max_results} {request.level.value.lower()} entities "
+                "(the archive's max_results); narrow it (a Patient ID, a date range) or raise "
+                "find_max_results",
+            )
+    else:
+        offset, remaining = window
+        if offset > 0:
+            with autocommit_reads(engine) as connection:
+                compiled = CompiledQuery(request, settings, connection.dialect.name)
+                found = connection.execute(compiled.ids().offset(offset - 1).limit(1)).scalar()
+            if found is None:
+                return
+            after = int(found)
+    while remaining != 0 and not cancelled():
+        size = settings.page_size if remaining < 0 else min(settings.page_size, remaining)
         with autocommit_reads(engine) as connection:
             compiled = CompiledQuery(request, settings, connection.dialect.name)
-            rows = connection.execute(compiled.page(after, settings.page_size)).all()
+            rows = connection.execute(compiled.page(after, size)).all()
             if not rows:
                 return
             pks = [int(row.entity_pk) for row in rows]
@@ -202,6 +219,8 @@ def find(
         if len(rows) < settings.page_size:
             return
         after = pks[-1]
+        if remaining > 0:
+            remaining -= len(rows)
 
 
 def _page_extras(
