@@ -11,6 +11,8 @@ declare -A NEED=(
   [xauth]=xauth
   [initdb]=postgresql
   [chromium]=chromium
+  [npm]=npm
+  [node]=nodejs
   [sqlite3]=sqlite3
   [systemd-analyze]=systemd
 )
