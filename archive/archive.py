@@ -78,6 +78,7 @@ from archive.store import (
     sync_directories,
     sync_files,
 )
+from archive.web.tokens.store import TokenStore
 
 __all__ = [
     "Archive",
@@ -186,6 +187,11 @@ class Archive:
     def outcomes(self) -> OutcomeStore:
         """Procedures' clinical outcomes and their history (see :mod:`archive.analysis.outcomes.store`)."""
         return OutcomeStore(self.engine)
+
+    @property
+    def tokens(self) -> TokenStore:
+        """Bearer tokens of ``usarchive web`` (see :mod:`archive.web.tokens.store`)."""
+        return TokenStore(self.engine)
 
     @property
     def index(self) -> IndexStore:

@@ -12,8 +12,10 @@ and :class:`LogSettings`. The receiver's sections (``[server]``, ``[tls]``,
 ``[commitment_peers]``) are kept as parsed and validated by
 :mod:`pacs_bridge.config` (``archive`` does not depend on ``pacs_bridge``);
 :meth:`Configuration.locate` turns its errors into messages naming the file and
-line. ``[forward]``, ``[worklist]`` and ``[web]`` are reserved for the features
-that will add them. :data:`KEYS` is the one table of every archive-owned key
+line. ``[web]`` (``usarchive web``, DICOMweb) is validated into
+:class:`archive.web.settings.WebSettings` from :attr:`Configuration.values`.
+``[forward]`` and ``[worklist]`` are reserved for the features that will add
+them. :data:`KEYS` is the one table of every archive-owned key
 (README's configuration section and ``usarchive init``'s template follow it).
 """
 
@@ -55,7 +57,7 @@ DEFAULT_LOG_BACKUP_COUNT = 5
 #: Sections validated by the receiver (:mod:`pacs_bridge.config`).
 BRIDGE_SECTIONS = ("server", "tls", "commitment_peers")
 #: Sections reserved for features to come; no keys are defined yet.
-RESERVED_SECTIONS = ("forward", "worklist", "web")
+RESERVED_SECTIONS = ("forward", "worklist")
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,7 @@ class Key:
 
     section: str
     name: str
-    kind: str  # "path", "str", "bool", "int", "policy", "modalities", "secret-path"
+    kind: str  # "path", "str", "bool", "int", "policy", "modalities", "secret-path", "strings"
     default: object
     help: str
     env: str | None = None
@@ -152,6 +154,28 @@ KEYS: tuple[Key, ...] = (
     ),
     Key("log", "max_bytes", "int", DEFAULT_LOG_MAX_BYTES, "Size at which the log file is rotated."),
     Key("log", "backup_count", "int", DEFAULT_LOG_BACKUP_COUNT, "Rotated log files kept."),
+    Key("web", "host", "str", "127.0.0.1", "Address usarchive web listens on.", None, "web --host"),
+    Key("web", "port", "int", 8080, "TCP port of usarchive web.", None, "web --port"),
+    Key("web", "root", "str", "/dicomweb", "Path under which the DICOMweb endpoints are served."),
+    Key("web", "certificate", "path", None, "TLS certificate chain (PEM); with key, HTTPS."),
+    Key("web", "key", "path", None, "TLS private key (PEM) of the certificate."),
+    Key(
+        "web",
+        "allow_plain_http",
+        "bool",
+        False,
+        "Serve plain HTTP on a non-loopback address (false: refused, configure TLS).",
+    ),
+    Key(
+        "web",
+        "cors_origins",
+        "strings",
+        [],
+        'Browser origins allowed by CORS, e.g. ["https://viewer.example"].',
+    ),
+    Key("web", "max_request_bytes", "int", 2 * 1024**3, "Largest STOW-RS request body accepted."),
+    Key("web", "max_results", "int", 1000, "Most QIDO-RS results in one response (larger limits are cut)."),
+    Key("web", "access_log", "path", None, "Access log file (default <data_dir>/web-access.log)."),
 )
 
 _OWNED = {key.section for key in KEYS}
@@ -343,6 +367,10 @@ class _Builder:
                 value = DuplicatePolicy.parse(str(raw)).value
             except ValueError:
                 raise self.error(key, "'keep-first' or 'replace'", raw) from None
+        elif key.kind == "strings":
+            if not isinstance(raw, list) or not all(isinstance(m, str) and m.strip() for m in raw):
+                raise self.error(key, 'a list of strings such as ["https://viewer.example"]', raw)
+            value = [m.strip() for m in raw]
         else:  # modalities
             if not isinstance(raw, list) or not all(isinstance(m, str) and m.strip() for m in raw):
                 raise self.error(key, 'a list of modality codes such as ["US"]', raw)
@@ -561,5 +589,8 @@ def _example(key: Key) -> str:
         "deid.secret_file": '"deid-secret.txt"',
         "review.reviewer": '"dr-smith"',
         "log.file": '"usarchive.log"',
+        "web.certificate": '"web.crt"',
+        "web.key": '"web.key"',
+        "web.access_log": '"web-access.log"',
     }
     return examples.get(key.dotted, '""')

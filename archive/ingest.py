@@ -92,7 +92,8 @@ class Origin:
 
     Parameters
     ----------
-    kind : {"file", "network"}
+    kind : {"file", "network", "web"}
+        ``web``: STOW-RS through ``usarchive web`` (``path`` names the token, ``address`` the client).
     path : str, optional
         Source file of an import.
     calling_ae, called_ae : str, optional
@@ -101,7 +102,7 @@ class Origin:
         ``"host:port"`` of the network peer.
     """
 
-    kind: Literal["file", "network"]
+    kind: Literal["file", "network", "web"]
     path: str | None = None
     calling_ae: str | None = None
     address: str | None = None
@@ -111,6 +112,8 @@ class Origin:
         """A short human description, e.g. ``"file /x/a.dcm"`` or ``"network SCANNER@10.0.0.2:104"``."""
         if self.kind == "file":
             return f"file {self.path}"
+        if self.kind == "web":
+            return f"web {self.path or '?'} from {self.address or '?'}"
         return f"network {self.calling_ae or '?'}@{self.address or '?'}"
 
 

@@ -83,6 +83,10 @@ ARCHIVE_COMMANDS: dict[str, tuple[str, str]] = {
         "archive.cli.verify_cmd:verify_command",
         "Check every stored file against the index; exit status 1 on problems.",
     ),
+    "web": (
+        "archive.cli.web:web",
+        "Serve the archive as DICOMweb (QIDO-RS, WADO-RS, STOW-RS) with bearer tokens.",
+    ),
 }
 
 

@@ -32,6 +32,7 @@ from archive.errors import ArchiveError
 from archive.index import schema
 from archive.index.engine import write_transaction
 from archive.review.sql import ANNOTATION_TABLES
+from archive.web.tokens.sql import TOKEN_TABLES
 
 logger = logging.getLogger(__name__)
 
@@ -182,6 +183,11 @@ def _split_v6_approach(connection: Connection) -> None:
     )
 
 
+def _create_v11_web_tokens(connection: Connection) -> None:
+    for table in TOKEN_TABLES:
+        table.create(connection, checkfirst=True)
+
+
 MIGRATIONS: list[Migration] = [
     (1, "patient, study, series, instance, procedure attributes, histories", _create_v1_tables),
     (2, "annotation versions, review states and review comments", _create_v2_annotation_tables),
@@ -189,6 +195,12 @@ MIGRATIONS: list[Migration] = [
     (4, "technique copied onto instance_level for level + technique searches", _add_v4_level_technique),
     (5, "the instance's own Patient ID and Name, for patient conflicts", _add_v5_instance_patient),
     (6, "needle approach apart from technique; notes in the tag history", _split_v6_approach),
+    # 7-10 are reserved this session (forwarding, query/retrieve, proposals); the lead renumbers.
+    (
+        11,
+        "bearer tokens of usarchive web (hashed secrets, roles, expiry, revocation)",
+        _create_v11_web_tokens,
+    ),
 ]
 
 #: The version an index has after :func:`migrate`.

@@ -1,0 +1,57 @@
+"""Review states of a study's clips, for reviewers on the web (``GET /usarchive/reviews``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, select
+
+from archive.index import schema
+from archive.index.engine import autocommit_reads
+from archive.review.sql import review_state
+
+
+def review_states(engine: Engine, study: str | None) -> list[dict[str, Any]]:
+    """One entry per ``(instance, reviewer)``: UIDs, reviewer, status, latest version, when.
+
+    Parameters
+    ----------
+    engine : sqlalchemy.Engine
+        The index.
+    study : str, optional
+        Only this study's instances.
+    """
+    st, se, it = schema.study, schema.series, schema.instance
+    query = (
+        select(
+            st.c.study_instance_uid,
+            se.c.series_instance_uid,
+            it.c.sop_instance_uid,
+            review_state.c.reviewer,
+            review_state.c.status,
+            review_state.c.latest_version,
+            review_state.c.updated_at,
+        )
+        .select_from(
+            review_state.join(it, it.c.id == review_state.c.instance_pk)
+            .join(se, se.c.id == it.c.series_pk)
+            .join(st, st.c.id == se.c.study_pk)
+        )
+        .order_by(st.c.id, se.c.id, it.c.id, review_state.c.reviewer)
+    )
+    if study:
+        query = query.where(st.c.study_instance_uid == study)
+    with autocommit_reads(engine) as connection:
+        rows = connection.execute(query).all()
+    return [
+        {
+            "study": row.study_instance_uid,
+            "series": row.series_instance_uid,
+            "instance": row.sop_instance_uid,
+            "reviewer": row.reviewer,
+            "status": row.status,
+            "version": row.latest_version,
+            "updated_at": row.updated_at.isoformat(),
+        }
+        for row in rows
+    ]
