@@ -170,7 +170,9 @@ def npm_pack(pin: OhifPin, into: Path) -> Path:
     except subprocess.TimeoutExpired as exc:
         raise ViewerSetupError(f"npm pack {pin.spec}: no answer in {NPM_TIMEOUT_S:.0f} s; try again") from exc
     if done.returncode != 0:
-        raise ViewerSetupError(f"npm pack {pin.spec} failed ({done.returncode}): {done.stderr.strip()[-500:]}")
+        raise ViewerSetupError(
+            f"npm pack {pin.spec} failed ({done.returncode}): {done.stderr.strip()[-500:]}"
+        )
     filename = json.loads(done.stdout)[0]["filename"]
     return into / Path(filename).name
 
@@ -231,7 +233,7 @@ def install(pin: OhifPin | None = None, root: Path | None = None, *, tarball: Pa
         (staged / MARKER).write_text(pin.integrity + "\n", "ascii")
         if final.exists():
             shutil.rmtree(final)  # an unverified or damaged earlier install
-        os.replace(staged, final)
+        staged.replace(final)
     logger.info("OHIF viewer %s: %d files verified and installed in %s", pin.spec, count, final)
     return final / "dist"
 
