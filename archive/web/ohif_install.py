@@ -194,7 +194,13 @@ def extract_dist(tarball: Path, target: Path) -> int:
                 "none; pin a version of @ohif/app that ships dist/"
             )
         target.mkdir(parents=True)
-        tar.extractall(target, members=members, filter="data")
+        try:
+            tar.extractall(target, members=members, filter="data")
+        except tarfile.FilterError as exc:
+            raise ViewerSetupError(
+                f"{tarball.name}: refused to extract {exc.tarinfo.name!r} ({exc}); the tarball is not a "
+                "plain npm package, nothing was installed"
+            ) from exc
     return count
 
 

@@ -48,8 +48,13 @@ def viewer_dist() -> Path:
 
 
 @contextmanager
-def viewer_server(directory: Path, *, audit_report: Path | None = None) -> Iterator[ViewerServer]:
-    """An archive with the samples and a reader and a reviewer token, served with the viewer."""
+def viewer_server(
+    directory: Path, *, audit_report: Path | None = None, dist: Path | None = None
+) -> Iterator[ViewerServer]:
+    """An archive with the samples and a reader and a reviewer token, served with the viewer.
+
+    ``dist`` defaults to the installed OHIF build; tests of our routes alone pass a stand-in.
+    """
     archive = Archive.open(ArchiveSettings(directory / "data", f"sqlite:///{directory / 'index.sqlite'}"))
     samples = {}
     for path in sorted(SAMPLES.glob("*.dcm")):
@@ -58,9 +63,9 @@ def viewer_server(directory: Path, *, audit_report: Path | None = None) -> Itera
         samples[path.stem] = path
     tokens = {role: archive.tokens.create(role, role)[1] for role in ("reader", "reviewer")}
     settings = WebSettings(port=0, access_log=directory / "access.log")
-    dist = viewer_dist()
+    files = dist or viewer_dist()
     server = WebServer(
-        archive, settings, wrap=lambda app: with_viewer(app, settings, dist, audit_report=audit_report)
+        archive, settings, wrap=lambda app: with_viewer(app, settings, files, audit_report=audit_report)
     )
     server.start()
     try:
