@@ -213,7 +213,9 @@ def with_viewer(
     ----------
     dicomweb : Starlette
         :func:`archive.web.app.create_app`'s application; the landing page's
-        JSON route is added to it (so it is behind the token like the rest).
+        JSON route is added to it (so it is behind the token like the rest),
+        and the approved annotations of its archive are stored as SR
+        (:func:`archive.web.reports.publish_measurement_reports`) first.
     settings : WebSettings
         Its settings (the root path).
     dist : Path
@@ -228,10 +230,12 @@ def with_viewer(
         would shadow the viewer's files.
     """
     from archive.web.landing import landing_page, landing_routes
+    from archive.web.reports import publish_measurement_reports
 
     if not settings.root:
         raise _root_error()
     dicomweb.router.routes.extend(landing_routes(dicomweb, settings, audit_report))
+    publish_measurement_reports(dicomweb.state.context.archive)  # approved annotations as SR, for OHIF
     config = app_config_js(settings.root)
 
     def app_config(request: Request) -> Response:
