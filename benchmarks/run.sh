@@ -6,12 +6,12 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 
-# Orthanc is a peer of the receive benchmark only (not needed by the tests).
-if ! command -v Orthanc >/dev/null 2>&1; then
+# Orthanc (and its DICOMweb plugin) are peers of the receive and web benchmarks.
+if ! command -v Orthanc >/dev/null 2>&1 || [ ! -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ]; then
   if [ "$(id -u)" -eq 0 ]; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq orthanc >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq orthanc orthanc-dicomweb >/dev/null
   else
-    echo "the receive benchmark compares with Orthanc: sudo apt-get install -y orthanc" >&2
+    echo "the receive and web benchmarks compare with Orthanc: sudo apt-get install -y orthanc orthanc-dicomweb" >&2
   fi
 fi
 
@@ -23,9 +23,11 @@ run() {
 }
 
 run find $PY -m benchmarks.bench_find
+run qr_find $PY -m benchmarks.bench_qr_find
 run import $PY -m benchmarks.bench_archive_import
 run receive $PY -m benchmarks.bench_receive
 run export $PY benchmarks/bench_export.py
+run web $PY -m benchmarks.bench_web
 run soak $PY -m benchmarks.bench_soak --rounds 40 --minutes 30
 run annotator env QT_QPA_PLATFORM=xcb xvfb-run -a -s "-screen 0 1600x1000x24" $PY benchmarks/bench_annotator.py
 $PY -m benchmarks.collect

@@ -19,6 +19,7 @@ from pydicom.dataset import Dataset
 
 from archive.web.catalog import StoredInstance
 from archive.web.pixeldata import LayoutCache
+from archive.web.qido import dicom_json
 
 _PIXEL_DATA = "7FE00010"
 BULK_THRESHOLD = 1024
@@ -34,9 +35,7 @@ def _document(header: Dataset, url: str, has_pixels: bool) -> dict[str, Any]:
     def bulk(element: DataElement) -> str:
         return f"{url}/bulkdata/{int(element.tag):08X}"
 
-    document: dict[str, Any] = header.to_json_dict(
-        bulk_data_threshold=BULK_THRESHOLD, bulk_data_element_handler=bulk
-    )
+    document = dicom_json(header, bulk_data_threshold=BULK_THRESHOLD, bulk_data_element_handler=bulk)
     if has_pixels:
         bits = int(header.get("BitsAllocated", 8))
         encapsulated = header.file_meta.TransferSyntaxUID.is_encapsulated

@@ -7,7 +7,9 @@ procedure attributes, by the keywords of the private block
 (``USArchiveSpinalLevels``, ``USArchiveSide``, ``USArchiveTechnique``,
 ``USArchiveApproach``, ``USArchiveProcedureType``) or their tags
 ``0011100x``. ``includefield`` (repeatable, comma-separated, or ``all``)
-adds return keys; ``limit`` / ``offset`` page (a limit above ``[web]
+adds return keys (an attribute the index does not hold, such as Referring
+Physician's Name, is read from one stored header per result, so it is not
+among the defaults: ask for it); ``limit`` / ``offset`` page (a limit above ``[web]
 max_results`` is cut to it, and a ``Warning: 299`` header says more matched);
 ``fuzzymatching=true`` matches Person Names by prefix of each component
 (``doe^j`` finds ``DOE^JOHN``), case-insensitively as always.
@@ -59,7 +61,6 @@ DEFAULT_KEYS: dict[Level, tuple[str, ...]] = {
         "AccessionNumber",
         "InstanceAvailability",
         "ModalitiesInStudy",
-        "ReferringPhysicianName",
         "PatientName",
         "PatientID",
         "PatientBirthDate",
@@ -91,9 +92,42 @@ DEFAULT_KEYS: dict[Level, tuple[str, ...]] = {
     ),
 }
 
+#: Upper-level attributes added to ``/series`` and ``/instances`` searches not scoped by the path
+#: (PS3.18 10.6.3.3: the response carries the study's, and for instances the series', attributes).
+UPPER_KEYS: dict[Level, tuple[str, ...]] = {
+    Level.SERIES: (
+        "StudyDate",
+        "StudyTime",
+        "AccessionNumber",
+        "PatientName",
+        "PatientID",
+        "PatientBirthDate",
+        "PatientSex",
+        "StudyID",
+    ),
+    Level.IMAGE: (
+        "StudyDate",
+        "StudyTime",
+        "AccessionNumber",
+        "PatientName",
+        "PatientID",
+        "PatientBirthDate",
+        "PatientSex",
+        "StudyID",
+        "Modality",
+        "SeriesDescription",
+        "SeriesNumber",
+    ),
+}
+
 #: ``includefield=all``: everything the index answers at or above the level.
 ALL_KEYS: dict[Level, tuple[str, ...]] = {
-    Level.STUDY: (*DEFAULT_KEYS[Level.STUDY], "IssuerOfPatientID", "SOPClassesInStudy"),
+    Level.STUDY: (
+        *DEFAULT_KEYS[Level.STUDY],
+        "IssuerOfPatientID",
+        "SOPClassesInStudy",
+        "ReferringPhysicianName",
+    ),
     Level.SERIES: (
         *DEFAULT_KEYS[Level.SERIES],
         "BodyPartExamined",
@@ -195,6 +229,10 @@ def parse_qido(
     fuzzy = (params.get("fuzzymatching") or ["false"])[-1].strip().lower() == "true"
     keys: dict[int, str] = {}
     fields: list[str] = [*DEFAULT_KEYS[level]]
+    if study is None:
+        fields += UPPER_KEYS.get(level, ())
+    elif series is None and level is Level.IMAGE:
+        fields += UPPER_KEYS[Level.IMAGE][-3:]
     for value in params.get("includefield", []):
         for name in value.split(","):
             name = name.strip()
@@ -297,8 +335,27 @@ def _found(engine: Engine, query: QidoQuery, settings: MatchSettings, resolve_pa
 def _json(dataset: Dataset, level: Level, base_url: str) -> dict[str, Any]:
     del dataset.QueryRetrieveLevel
     dataset.add_new(_RETRIEVE_URL, "UR", retrieve_url(base_url, dataset, level))
-    document: dict[str, Any] = dataset.to_json_dict()
-    return dict(sorted(document.items()))
+    return dicom_json(dataset)
+
+
+def null_empty_values(document: dict[str, Any]) -> dict[str, Any]:
+    """Empty values of a multi-valued string as ``null`` (PS3.18 F.2.5), in place, nested too."""
+    for attribute in document.values():
+        values = attribute.get("Value")
+        if not isinstance(values, list):
+            continue
+        if attribute.get("vr") == "SQ":
+            for item in values:
+                null_empty_values(item)
+        elif len(values) > 1:
+            attribute["Value"] = [None if value == "" else value for value in values]
+    return document
+
+
+def dicom_json(dataset: Dataset, **options: Any) -> dict[str, Any]:
+    """The DICOM JSON of ``dataset`` (pydicom's), empty values of multi-valued strings ``null``, sorted."""
+    document: dict[str, Any] = dataset.to_json_dict(**options)
+    return dict(sorted(null_empty_values(document).items()))
 
 
 def store_resolver(root: Path) -> Any:

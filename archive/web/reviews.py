@@ -1,4 +1,10 @@
-"""Review states of a study's clips, for reviewers on the web (``GET /usarchive/reviews``)."""
+"""Review states and annotations of clips, for reviewer tokens on the web.
+
+``GET {root}/usarchive/reviews[?study=UID]``: one entry per clip and reviewer.
+``GET {root}/usarchive/instances/{uid}/annotations``: each reviewer's latest
+annotation of the clip (the JSON of :func:`archive.review.to_json`, as
+``usarchive review export`` writes it) with version and status.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ from sqlalchemy import Engine, select
 from archive.index import schema
 from archive.index.engine import autocommit_reads
 from archive.review.sql import review_state
+from archive.review.store import AnnotationStore
 
 
 def review_states(engine: Engine, study: str | None) -> list[dict[str, Any]]:
@@ -55,3 +62,22 @@ def review_states(engine: Engine, study: str | None) -> list[dict[str, Any]]:
         }
         for row in rows
     ]
+
+
+def latest_annotations(annotations: AnnotationStore, sop_instance_uid: str) -> list[dict[str, Any]]:
+    """Each reviewer's latest annotation of the clip: reviewer, version, status, saved_at, annotation."""
+    from archive.review import to_json
+
+    found = []
+    for reviewer in annotations.reviewers(sop_instance_uid):
+        loaded = annotations.load(sop_instance_uid, reviewer)
+        found.append(
+            {
+                "reviewer": reviewer,
+                "version": loaded.version,
+                "status": str(loaded.status.value),
+                "saved_at": loaded.saved_at.isoformat(),
+                "annotation": to_json(loaded.annotation),
+            }
+        )
+    return found

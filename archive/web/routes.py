@@ -12,6 +12,7 @@ Paths (under ``[web] root``)::
     GET  …/rendered, …/thumbnail, …/frames/{list}/rendered      :mod:`archive.web.rendered`
     POST /studies[/{s}]                                         STOW-RS (:mod:`archive.web.stow`)
     GET  /usarchive/reviews?study=…                             review states (reviewer)
+    GET  /usarchive/instances/{i}/annotations                   latest annotations (reviewer)
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from archive.archive import Archive
+from archive.errors import AnnotationError
 from archive.query import Level, MatchSettings
 from archive.web.catalog import StoredInstance, stored_instances
 from archive.web.errors import WebRequestError
@@ -294,6 +296,24 @@ def _reviews(context: WebContext) -> Callable[[Request], Response]:
     return handler
 
 
+def _annotations(context: WebContext) -> Callable[[Request], Response]:
+    def handler(request: Request) -> Response:
+        from archive.web.app import caller_of, json_response
+        from archive.web.reviews import latest_annotations
+
+        caller_of(request).require(Role.REVIEWER)
+        uid = request.path_params["instance"]
+        try:
+            found = latest_annotations(context.archive.annotations, uid)
+        except AnnotationError as exc:
+            raise WebRequestError(404, str(exc)) from None
+        if not found:
+            raise WebRequestError(404, f"instance {uid}: no annotation stored")
+        return json_response(found)
+
+    return handler
+
+
 def routes(context: WebContext) -> list[Route]:
     """Every route of the application, under ``context.settings.root``."""
     from archive.web.rendered import rendered_routes
@@ -320,6 +340,7 @@ def routes(context: WebContext) -> list[Route]:
         ("/studies", stow_handler(context), ["POST"]),
         (s, stow_handler(context), ["POST"]),
         ("/usarchive/reviews", _reviews(context), get),
+        ("/usarchive/instances/{instance}/annotations", _annotations(context), get),
         *rendered_routes(context),
     ]
     return [Route(root + path, handler, methods=methods) for path, handler, methods in table]

@@ -10,6 +10,7 @@ unless ``allow_plain_http = true`` (bearer tokens would travel in clear).
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -113,7 +114,10 @@ class WebSettings:
         try:
             return settings.check()
         except ConfigError as exc:
-            raise config.locate(exc) from None
+            if config.path is None:
+                raise
+            key = re.match(r"\[web\] (\w+)", str(exc))
+            raise ConfigError(f"{config.where('web', key.group(1) if key else None)}: {exc}") from None
 
     def with_address(self, host: str | None, port: int | None) -> WebSettings:
         """These settings with ``--host`` / ``--port`` applied, checked again."""

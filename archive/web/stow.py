@@ -13,7 +13,9 @@ before the response is written, so a 200 means stored.
 The answer is DICOM JSON: Referenced SOP Sequence for the stored (and
 identical duplicates, as C-STORE treats them), Failed SOP Sequence with a
 Failure Reason (the C-STORE status codes of PS3.4 and PS3.18 Table 10.5.3-2)
-and the reason text in Error Comment (0000,0902). 200 when all were stored,
+and the reason text in Error Comment (0000,0902, as LT: the reasons say what to do and are longer
+than LO allows). A part that is neither a Part 10 file, nor file meta without
+preamble, nor a data set starting in group 0008 is rejected as not DICOM. 200 when all were stored,
 202 when some failed, 409 when none was.
 """
 
@@ -59,6 +61,8 @@ def _as_part10(data: bytes, part_syntax: str | None) -> tuple[bytes, str | None]
         return data, None
     if data[:2] == b"\x02\x00":
         return b"\x00" * 128 + b"DICM" + data, None
+    if data[:2] != b"\x08\x00":  # a data set without file meta starts in group 0008
+        return data, None  # not DICOM: ingest rejects it as such, with the reason
     if part_syntax:
         return data, part_syntax
     explicit = len(data) >= 6 and data[4:6].isalpha() and data[4:6].isupper()
@@ -86,7 +90,7 @@ def _failed(sop_class: str | None, sop_instance: str | None, reason: int, text: 
     item.ReferencedSOPClassUID = sop_class or ""
     item.ReferencedSOPInstanceUID = sop_instance or ""
     item.FailureReason = reason
-    item.add_new(0x00000902, "LO", text[: 64 * 16])
+    item.add_new(0x00000902, "LT", text)  # Error Comment as LT: the reasons are longer than 64
     return item
 
 
