@@ -67,8 +67,9 @@ def test_web_ohif_serves_viewer_landing_and_audit_link(tmp_path: Path) -> None:
         text=True,
     )
     try:
-        line = _wait_for(process, "OHIF viewer at ")
-        origin = line.split("OHIF viewer at ", 1)[1].split("/ohif/", 1)[0]
+        # the first line only: a later one may already sit in the pipe's text buffer, unseen by select
+        line = _wait_for(process, "serving DICOMweb at ")
+        origin = line.split("serving DICOMweb at ", 1)[1].strip().removesuffix("/dicomweb")
         assert origin.startswith("http://127.0.0.1:")
         assert "<title>usarchive" in requests.get(origin + "/", timeout=30).text
         assert "qidoSupportsIncludeField" in requests.get(origin + "/app-config.js", timeout=30).text
