@@ -35,6 +35,8 @@ from archive.web.errors import WebRequestError
 from archive.web.settings import WebSettings
 from archive.web.tokens import Role
 
+#: Structured Report storage classes (PS3.4 B.5: 1.2.840.10008.5.1.4.1.1.88.x).
+SR_CLASS_PREFIX = "1.2.840.10008.5.1.4.1.1.88."
 OVERVIEW_PATH = "/usarchive/overview"
 AUDIT_PATH = "/usarchive/audit-report"
 
@@ -59,7 +61,7 @@ def landing_page(root: str) -> Callable[[Request], Response]:
 def study_overview(
     rows: list[InstanceRow], reviews: dict[str, dict[str, str]] | None
 ) -> list[dict[str, Any]]:
-    """Clips grouped by study, newest study first (the order of ``rows``).
+    """Clips grouped by study, newest study first (the order of ``rows``); SR documents left out.
 
     Parameters
     ----------
@@ -71,6 +73,8 @@ def study_overview(
     studies: dict[str, dict[str, Any]] = {}
     clips: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
+        if row.sop_class_uid.startswith(SR_CLASS_PREFIX):
+            continue  # our measurement reports (archive.web.reports) are not clips
         studies.setdefault(
             row.study_instance_uid,
             {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,11 +49,16 @@ def viewer_dist() -> Path:
 
 @contextmanager
 def viewer_server(
-    directory: Path, *, audit_report: Path | None = None, dist: Path | None = None
+    directory: Path,
+    *,
+    audit_report: Path | None = None,
+    dist: Path | None = None,
+    prepare: Callable[[Archive], None] | None = None,
 ) -> Iterator[ViewerServer]:
     """An archive with the samples and a reader and a reviewer token, served with the viewer.
 
     ``dist`` defaults to the installed OHIF build; tests of our routes alone pass a stand-in.
+    ``prepare`` runs on the archive before the server starts (e.g. to approve annotations).
     """
     archive = Archive.open(ArchiveSettings(directory / "data", f"sqlite:///{directory / 'index.sqlite'}"))
     samples = {}
@@ -62,6 +67,8 @@ def viewer_server(
         assert result.path is not None, result.reason
         samples[path.stem] = path
     tokens = {role: archive.tokens.create(role, role)[1] for role in ("reader", "reviewer")}
+    if prepare is not None:
+        prepare(archive)
     settings = WebSettings(port=0, access_log=directory / "access.log")
     files = dist or viewer_dist()
     server = WebServer(
@@ -75,6 +82,20 @@ def viewer_server(
     finally:
         server.stop()
         archive.close()
+
+
+def approve_sample(archive: Archive, sample: str, reviewer: str) -> str:
+    """Save the sample's ground truth as ``reviewer``'s annotation and approve it; the clip's UID."""
+    from archive.model import ReviewStatus
+    from archive.phantom import GroundTruth
+    from archive.phantom.to_annotation import annotation_from_truth
+
+    annotation = annotation_from_truth(GroundTruth.read(SAMPLES / f"{sample}.json"), reviewer)
+    archive.annotations.save(annotation, base_version=None)
+    uid = str(annotation.sop_instance_uid)
+    archive.annotations.set_status(uid, reviewer, ReviewStatus.SUBMITTED, by=reviewer)
+    archive.annotations.set_status(uid, reviewer, ReviewStatus.APPROVED, by="chief")
+    return uid
 
 
 @contextmanager

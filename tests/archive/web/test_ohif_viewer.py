@@ -31,7 +31,7 @@ _HERE = str(Path(__file__).resolve().parent)
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
-from ohif_served import ViewerServer, chromium, loopback_page, viewer_server  # noqa: E402
+from ohif_served import ViewerServer, approve_sample, chromium, loopback_page, viewer_server  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -41,11 +41,16 @@ IMAGES = Path(__file__).resolve().parents[3] / "docs" / "images"
 #: Playwright's waits (ms): the first load compiles OHIF's bundles and codecs.
 LOAD_MS = 90_000
 STEP_MS = 20_000
+#: The clip whose approved annotation is published as SR.
+SR_SAMPLE = "l3_tt_inplane_jpeg"
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ViewerServer]:
-    with viewer_server(tmp_path_factory.mktemp("ohif")) as running:
+    # one approved annotation: --ohif publishes it as SR in the clip's study
+    with viewer_server(
+        tmp_path_factory.mktemp("ohif"), prepare=lambda archive: approve_sample(archive, SR_SAMPLE, "rev.a")
+    ) as running:
         yield running
 
 
@@ -96,12 +101,14 @@ def test_landing_page_lists_every_sample_clip_with_its_procedure_keys(
     expected = {
         (row.study_instance_uid, ", ".join(row.levels), row.side, row.technique, row.approach)
         for row in served.archive.index.find(_all())
+        if row.modality != "SR"
     }
     shown = set()
     for i in range(rows.count()):
         cells = rows.nth(i).locator("td").all_inner_texts()
         shown.add((rows.nth(i).get_attribute("data-study"), cells[2], cells[3], cells[4], cells[5]))
-        assert cells[7] == "not reviewed"  # a reviewer token sees review status; nothing is reviewed yet
+        approved = rows.nth(i).get_attribute("data-sop") == _sr_clip(served)
+        assert cells[7] == ("rev.a: approved" if approved else "not reviewed")  # reviewer token: status
     assert shown == {(s, lv, side, t, a) for s, lv, side, t, a in expected}
     link = rows.first.locator("a.open")
     assert link.get_attribute("href").startswith("/ohif/viewer?StudyInstanceUIDs=")
@@ -183,6 +190,52 @@ def test_clip_opens_steps_frames_and_the_length_tool_reads_calibrated_mm(
         track.first.click()
     page.screenshot(path=str(shots / f"ohif-length-{sample}.png"))
     page.close()
+
+
+def test_ohif_reads_the_published_sr_measurements(served: ViewerServer, browser: Any) -> None:
+    header = pydicom.dcmread(served.samples[SR_SAMPLE], stop_before_pixels=True)
+    page = loopback_page(browser, served.origin)
+    _with_token(page, served)
+    page.goto(f"{served.origin}/ohif/viewer?StudyInstanceUIDs={header.StudyInstanceUID}")
+    page.wait_for_function(_SR_PRESENT, timeout=LOAD_MS)
+    measurements = page.evaluate(_SR_MEASUREMENTS)
+    # OHIF's dicom-sr handler reads what our builder wrote (values and units of TID 300 NUM items)
+    sr = _published_sr(served, str(header.SOPInstanceUID))
+    ours = sorted(
+        f"{float(v.NumericValue):.2f} {v.MeasurementUnitsCodeSequence[0].CodeValue}"
+        for item in sr.iterall()
+        if item.keyword == "MeasuredValueSequence"
+        for v in item.value
+    )
+    assert sorted(m["value"] for m in measurements) == ours
+    assert {m["label"] for m in measurements} == {"Length", "Area", "Angle"}
+    assert any(m["value"].endswith(" mm") for m in measurements)
+    page.close()
+
+
+def _sr_clip(served: ViewerServer) -> str:
+    return str(pydicom.dcmread(served.samples[SR_SAMPLE], stop_before_pixels=True).SOPInstanceUID)
+
+
+def _published_sr(served: ViewerServer, clip: str) -> pydicom.Dataset:
+    from archive.model import ReviewStatus
+    from archive.web.reports import report_uids
+
+    (review,) = served.archive.annotations.list_reviews(status=ReviewStatus.APPROVED)
+    _, instance = report_uids(clip, "rev.a", review.latest_version)
+    rows = [r for r in served.archive.index.find(_all()) if r.sop_instance_uid == instance]
+    assert len(rows) == 1, "the approved annotation was not published as SR"
+    return pydicom.dcmread(served.archive.store.absolute(rows[0].path))
+
+
+_SR_PRESENT = """() => !!(window.services && window.services.displaySetService
+  .getActiveDisplaySets().some((d) => d.Modality === 'SR'))"""
+
+_SR_MEASUREMENTS = """async () => {
+  const sr = window.services.displaySetService.getActiveDisplaySets().find((d) => d.Modality === 'SR');
+  await sr.load({ headers: window.services.userAuthenticationService.getAuthorizationHeader() });
+  return sr.measurements.flatMap((m) => m.labels);
+}"""
 
 
 def _all() -> Any:
