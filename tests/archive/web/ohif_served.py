@@ -53,7 +53,7 @@ def viewer_server(
     *,
     audit_report: Path | None = None,
     dist: Path | None = None,
-    prepare: Callable[[Archive], None] | None = None,
+    prepare: Callable[[Archive], object] | None = None,
 ) -> Iterator[ViewerServer]:
     """An archive with the samples and a reader and a reviewer token, served with the viewer.
 
