@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO_HOME ?= $(CURDIR)/.demo
 
-.PHONY: run test lint bench samples review clean venv dev-venv system-deps
+.PHONY: run test lint bench samples review clean venv dev-venv system-deps ohif
 
 # --- environments -----------------------------------------------------------
 $(BIN)/python:
@@ -26,6 +26,10 @@ dev-venv: $(VENV)/.installed-dev
 system-deps:
 	bash scripts/system-deps.sh
 
+# the OHIF viewer (pinned npm @ohif/app, sha512-verified) into the cache, for `usarchive web --ohif` and its tests
+ohif: system-deps venv
+	PYTHON=$(BIN)/python bash scripts/ohif-setup.sh
+
 # --- the main job on the embedded default (SQLite + local files) -------------
 run: venv
 	USARCHIVE_HOME=$(DEMO_HOME) bash scripts/demo.sh
@@ -44,7 +48,7 @@ lint: dev-venv
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: system-deps dev-venv lint
+test: system-deps dev-venv lint ohif
 	QT_QPA_PLATFORM=xcb xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: dev-venv system-deps

@@ -181,6 +181,13 @@ KEYS: tuple[Key, ...] = (
     Key("web", "max_request_bytes", "int", 2 * 1024**3, "Largest STOW-RS request body accepted."),
     Key("web", "max_results", "int", 1000, "Most QIDO-RS results in one response (larger limits are cut)."),
     Key("web", "access_log", "path", None, "Access log file (default <data_dir>/web-access.log)."),
+    Key(
+        "web",
+        "audit_report",
+        "path",
+        None,
+        "HTML audit report (usarchive audit --html) the landing page of usarchive web --ohif links.",
+    ),
 )
 
 _OWNED = {key.section for key in KEYS}

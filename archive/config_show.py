@@ -98,5 +98,6 @@ def _example(key: Key) -> str:
         "web.certificate": '"web.crt"',
         "web.key": '"web.key"',
         "web.access_log": '"web-access.log"',
+        "web.audit_report": '"reports/audit.html"',
     }
     return examples.get(key.dotted, '""')

@@ -32,8 +32,14 @@ def _expiry(text: str | None) -> datetime | None:
 @click.group("web", invoke_without_command=True)
 @click.option("--host", default=None, help="Address to listen on (default [web] host, 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port (default [web] port; 0: a free one, printed).")
+@click.option(
+    "--ohif",
+    is_flag=True,
+    help="Also serve the OHIF viewer (/ohif/) and a landing page (/); set up once with "
+    "`bash scripts/ohif-setup.sh` (docs/ohif.md).",
+)
 @click.pass_context
-def web(ctx: click.Context, host: str | None, port: int | None) -> None:
+def web(ctx: click.Context, host: str | None, port: int | None, ohif: bool) -> None:
     """Serve the archive as DICOMweb (QIDO-RS, WADO-RS, STOW-RS) with bearer tokens.
 
     Every request needs a token (`usarchive web token create`). The address,
@@ -49,15 +55,26 @@ def web(ctx: click.Context, host: str | None, port: int | None) -> None:
         settings = WebSettings.from_configuration(state.configuration).with_address(host, port)
     except ArchiveError as exc:
         raise click.ClickException(str(exc)) from exc
+    wrap = None
+    if ohif:
+        from archive.web.ohif import viewer_for
+
+        try:
+            wrap = viewer_for(state.configuration, settings)
+        except ArchiveError as exc:
+            raise click.ClickException(str(exc)) from exc
     with open_archive(ctx) as archive:
         try:
-            server = WebServer(archive, settings)
+            server = WebServer(archive, settings, wrap=wrap)
         except OSError as exc:
             raise click.ClickException(
                 f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}; "
                 "choose another --port or [web] port"
             ) from exc
         click.echo(f"usarchive web: serving DICOMweb at {server.url}", err=True)
+        if ohif:
+            origin = server.url.removesuffix(settings.root)
+            click.echo(f"usarchive web: OHIF viewer at {origin}/ohif/, studies at {origin}/", err=True)
         click.echo(f"usarchive web: access log {settings.access_log}", err=True)
         server.serve()
 

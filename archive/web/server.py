@@ -11,8 +11,11 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
+from collections.abc import Callable
 
 import uvicorn
+from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
 from archive.archive import Archive
 from archive.web.access import open_access_log
@@ -28,11 +31,17 @@ class WebServer:
     archive : Archive
         Open while the server runs (the caller closes it).
     settings : WebSettings
+    wrap : callable, optional
+        Puts more in front of the DICOMweb application (``--ohif``:
+        :func:`archive.web.ohif.with_viewer`); uvicorn serves what it returns.
     """
 
-    def __init__(self, archive: Archive, settings: WebSettings) -> None:
+    def __init__(
+        self, archive: Archive, settings: WebSettings, *, wrap: Callable[[Starlette], ASGIApp] | None = None
+    ) -> None:
         self.settings = settings
         self.app = create_app(archive, settings)
+        served: ASGIApp = self.app if wrap is None else wrap(self.app)
         family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
         # IPPROTO_TCP named, so asyncio sets TCP_NODELAY on accepted connections (it checks the
         # protocol); set on the listener too (inherited). Without it a keep-alive request waits
@@ -44,7 +53,7 @@ class WebServer:
         self.socket.listen(128)
         open_access_log(settings.access_log)
         config = uvicorn.Config(
-            self.app,
+            served,
             log_config=None,
             access_log=False,
             ssl_certfile=str(settings.certificate) if settings.certificate else None,
