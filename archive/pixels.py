@@ -228,12 +228,13 @@ def to_grey_uint8(frame: npt.NDArray[Any], photometric: str) -> npt.NDArray[np.u
         top = float(info.max) - float(info.min)
     else:
         top = float(np.iinfo(values.dtype).max) if values.dtype.kind == "u" else 255.0
-    grey = values @ _LUMA if values.ndim == 3 else values.astype(np.float64)
+    grey: npt.NDArray[np.float64] = values @ _LUMA if values.ndim == 3 else values.astype(np.float64)
     if top != 255.0:
         grey = grey * (255.0 / top)
     if photometric == "MONOCHROME1":
         grey = 255.0 - grey
-    return np.clip(np.rint(grey), 0, 255).astype(np.uint8)
+    out: npt.NDArray[np.uint8] = np.clip(np.rint(grey), 0, 255).astype(np.uint8)
+    return out
 
 
 def grey_frames(path: Path, ds: Dataset, *, last: int | None = None) -> npt.NDArray[np.uint8]:

@@ -244,9 +244,7 @@ class ProposalRun:
                 {
                     "frame": int(f.frame),
                     "tip": None if f.tip is None else [float(f.tip[0]), float(f.tip[1])],
-                    "shaft": None
-                    if f.shaft is None
-                    else [[float(p[0]), float(p[1])] for p in f.shaft],
+                    "shaft": None if f.shaft is None else [[float(p[0]), float(p[1])] for p in f.shaft],
                     "score": float(f.score),
                 }
                 for f in self.proposal.frames
@@ -306,8 +304,22 @@ class ProposalStore:
         try:
             header = pydicom.dcmread(path, stop_before_pixels=True)
         except (OSError, pydicom.errors.InvalidDicomError) as exc:
-            raise AnnotationError(f"propose: the stored file of {sop_instance_uid} is unreadable: {exc}") from exc
+            raise AnnotationError(
+                f"propose: the stored file of {sop_instance_uid} is unreadable: {exc}; "
+                "check it with 'usarchive verify'"
+            ) from exc
         return path, header, found.data
+
+    def frame_count(self, sop_instance_uid: str) -> int:
+        """Number of frames of an archived clip (from its stored header).
+
+        Raises
+        ------
+        AnnotationError
+            If the clip is not archived or its file is unreadable.
+        """
+        _, header, _ = self._clip(sop_instance_uid)
+        return int(header.get("NumberOfFrames", 1) or 1)
 
     def run(
         self,
@@ -424,7 +436,7 @@ class ProposalStore:
         last: int | None = None,
         saved_by: str | None = None,
     ) -> AcceptedProposal:
-        """Copy the stored proposal on frames ``first`` .. ``last`` into ``reviewer``'s annotation and save it.
+        """Copy the stored proposal on frames ``first`` .. ``last`` into ``reviewer``'s annotation; save.
 
         Parameters
         ----------
@@ -462,7 +474,8 @@ class ProposalStore:
             loaded = store.load(sop_instance_uid, reviewer)
             mine, base = loaded.annotation, loaded.version
         else:
-            mine, base = ClipAnnotation.new(sop_instance_uid, reviewer, marks.n_frames, marks.frame_shape), None
+            mine = ClipAnnotation.new(sop_instance_uid, reviewer, marks.n_frames, marks.frame_shape)
+            base = None
         updated, needle, spread = accept_proposal(mine, marks, range(start, end + 1))
         saved = store.save(updated, base_version=base, saved_by=saved_by)
         return AcceptedProposal(saved, proposal.version, needle, spread)

@@ -307,7 +307,7 @@ class AnnotationStore:
         return self._save(annotation, _LATEST, saved_by)
 
     def _save(
-        self, annotation: ClipAnnotation, base_version: int | None | _Latest, saved_by: str | None
+        self, annotation: ClipAnnotation, base_version: int | _Latest | None, saved_by: str | None
     ) -> SavedVersion:
         uid, reviewer = annotation.sop_instance_uid, annotation.reviewer
         content = canonical_json(annotation)

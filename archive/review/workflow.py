@@ -42,6 +42,7 @@ def is_proposal_reviewer(reviewer: str) -> bool:
     """Whether ``reviewer`` names the proposals' identity (:data:`PROPOSAL_REVIEWER`, any case)."""
     return reviewer.strip().casefold() == PROPOSAL_REVIEWER
 
+
 #: Allowed transitions: for each current status, the statuses it may move to.
 TRANSITIONS: MappingProxyType[ReviewStatus, frozenset[ReviewStatus]] = MappingProxyType(
     {
