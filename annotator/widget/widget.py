@@ -35,6 +35,7 @@ from annotator.widget.clip_list import ClipList
 from annotator.widget.draw_skip import EmptyMarkSkip
 from annotator.widget.layers import MarkLayers
 from annotator.widget.panel import DEFAULT_TARGET_NAME, EVENT_BUTTONS, ReviewPanel, ScrolledPage, event_action
+from annotator.widget.proposals import ProposalReview
 from annotator.widget.readout import FrameReadout, frame_readout
 from annotator.widget.session import ReviewSession, archived_clip_levels, archived_clip_path
 from annotator.widget.shortcuts import bind_shortcuts, help_text
@@ -153,6 +154,8 @@ class ProcedureReviewWidget(QWidget):
         )
         self.panel = ReviewPanel(actions)
         self.panel.owner.textActivated.connect(self.show_annotation_of)
+        self.proposals = ProposalReview(self)
+        self.panel.add_section(self.proposals.panel)
         self.tabs.addTab(ScrolledPage(self.panel), "Review")
         self.help = QPlainTextEdit(help_text())
         self.help.setObjectName("help")
@@ -230,6 +233,9 @@ class ProcedureReviewWidget(QWidget):
             [self.panel.danger_class.itemText(i) for i in range(self.panel.danger_class.count())],
             units=(str(kwargs["units"][1]), str(kwargs["units"][2])),
         )
+        self.proposals.open(
+            self.image, (rows, cols), scale, (str(kwargs["units"][1]), str(kwargs["units"][2]))
+        )
         self.marks.needle.events.data.connect(self._on_needle_edit)
         self.marks.needle_dot.events.data.connect(self._on_needle_dot_edit)
         self.marks.target.events.data.connect(self._on_target_edit)
@@ -304,6 +310,7 @@ class ProcedureReviewWidget(QWidget):
             self._mark_skip.disconnect()
             self._mark_skip = None
         self._undo_napari.clear()
+        self.proposals.close()
         for layer in (*(self.marks.all if self.marks else ()), *([self.image] if self.image else [])):
             if layer in self.viewer.layers:
                 self.viewer.layers.remove(layer)
@@ -629,6 +636,7 @@ class ProcedureReviewWidget(QWidget):
         if self.session is not None and self.marks is not None:
             self._shown_frame = self.current_frame()
             self.marks.show(self.session.annotation, self._shown_frame)
+            self.proposals.show(self._shown_frame)
         self._update_panel()
 
     def _update_panel(self) -> None:
@@ -646,6 +654,7 @@ class ProcedureReviewWidget(QWidget):
             self._frame_times_ms,
             frame_readout(session.annotation, self.calibration, frame),
             version + unsaved,
+            self.proposals.readout(self.calibration, frame),
         )
 
 
