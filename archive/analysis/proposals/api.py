@@ -22,7 +22,12 @@ from archive.analysis.proposals.background import (
     brightening,
     darkening,
     estimate_shift,
+    imaged_area,
+    noise_map,
+    occluded_background,
     reference_image,
+    registration_window,
+    shift_image,
     widen,
 )
 from archive.analysis.proposals.errors import ProposalCancelled, ProposalInputError
@@ -266,8 +271,13 @@ class _ClipRun:
         row0, col0, _, _ = region
         self.offset = (float(row0), float(col0))
         n_ref = min(params.reference_frames, stack.shape[0])
-        self.reference = reference_image(np.stack([self._crop(i) for i in range(n_ref)]))
+        reference_frames = np.stack([self._crop(i) for i in range(n_ref)])
+        self.reference = reference_image(reference_frames)
+        self.noise = noise_map(reference_frames, self.reference, 4.0 * params.shaft_sigma)
         self.reference_bright = widen(self.reference, brighter=True)
+        self.valid = imaged_area(self.reference, params.motion_margin)
+        self.window = registration_window(self.valid)
+        self.occluded = occluded_background(self.reference_bright, self.valid)
         self.tracker = ShaftTracker(params)
         self.frame_proposals: list[FrameProposal] = []
         self.spread_proposals: list[SpreadProposal] = []
@@ -285,8 +295,9 @@ class _ClipRun:
 
     def step(self, index: int) -> None:
         frame = self._crop(index)
-        shift = estimate_shift(self.reference, frame)
-        smoothed = smooth(brightening(self.reference_bright, frame, shift), self.params)
+        shift = estimate_shift(self.reference[self.window], frame[self.window])
+        valid = self.valid * shift_image(self.valid, *shift) / shift_image(self.noise, *shift)
+        smoothed = smooth(brightening(self.reference_bright, frame, shift) * valid, self.params)
         noise = noise_level(smoothed)
         tip_region: tuple[float, float] | None = None
         if self.approach == "in-plane":
@@ -316,11 +327,11 @@ class _ClipRun:
 
     def _shaft(self, smoothed: F32, noise: tuple[float, float]) -> ShaftMeasurement | None:
         prior = self.tracker.prior()
-        measurement = measure_shaft(smoothed, self.params, noise=noise, prior=prior)
+        measurement = measure_shaft(smoothed, self.params, noise=noise, prior=prior, occluded=self.occluded)
         if measurement is not None and not self.tracker.gate(measurement):
             measurement = None
         if measurement is None and prior is not None:
-            measurement = measure_shaft(smoothed, self.params, noise=noise)
+            measurement = measure_shaft(smoothed, self.params, noise=noise, occluded=self.occluded)
             if measurement is not None and not self.tracker.gate(measurement):
                 measurement = None
         if measurement is None or _confidence(measurement.contrast) < CLAIM_SCORE:
@@ -352,7 +363,7 @@ class _ClipRun:
         if self.seed is None:
             self.spread_proposals.append(SpreadProposal(index + 1, None, None))
             return
-        shift = estimate_shift(self.spread_reference, frame)
+        shift = estimate_shift(self.spread_reference[self.window], frame[self.window])
         dark = smooth_darkening(darkening(self.spread_reference_dark, frame, shift), self.params)
         seed = self.seed
         if self.grown is not None:
@@ -388,7 +399,7 @@ class _ClipRun:
             self.spread_reference_dark = widen(self.spread_reference, brighter=False)
             return
         assert self.spread_reference_dark is not None
-        shift = estimate_shift(self.spread_reference, frame)
+        shift = estimate_shift(self.spread_reference[self.window], frame[self.window])
         dark = smooth_darkening(darkening(self.spread_reference_dark, frame, shift), self.params)
         if onset_area(dark, tip, self.params) >= self.params.spread_min_area:
             self.injection_index = index

@@ -124,3 +124,91 @@ def widen(reference: F32, *, brighter: bool) -> F32:
     else:
         widened = ndimage.grey_erosion(reference, size=(3, 3))
     return widened
+
+
+def imaged_area(reference: F32, margin: int) -> npt.NDArray[np.float32]:
+    """1 inside the imaged sector less ``margin`` pixels, 0 outside (as float32, to multiply).
+
+    The sector (non-zero pixels of the reference, holes filled) does not move
+    with the probe, the anatomy does: after registration its edge would show
+    as change, so it is cut away.
+    """
+    inside = ndimage.binary_fill_holes(reference > 0)
+    if margin > 0:
+        inside = ndimage.binary_erosion(inside, iterations=margin, border_value=1)
+    area: npt.NDArray[np.float32] = inside.astype(np.float32)
+    return area
+
+
+def registration_window(area: npt.NDArray[np.float32]) -> tuple[slice, slice]:
+    """A rectangle well inside the imaged sector, where registration sees only anatomy.
+
+    The central half (in each direction) of the sector's bounding box, moved
+    down into the sector if its top corners fall outside (a convex probe's
+    fan is narrow at the top). Registering on the whole frame would lock onto
+    the static sector edge instead of the moving anatomy.
+    """
+    rows = np.nonzero(area.any(axis=1))[0]
+    cols = np.nonzero(area.any(axis=0))[0]
+    if rows.size == 0 or cols.size == 0:
+        return slice(None), slice(None)
+    r0, r1 = int(rows[0]), int(rows[-1]) + 1
+    c0, c1 = int(cols[0]), int(cols[-1]) + 1
+    height, width = r1 - r0, c1 - c0
+    top, bottom = r0 + height // 4, r1 - height // 4
+    left, right = c0 + width // 4, c1 - width // 4
+    while top < bottom - 16 and not (area[top, left] and area[top, right - 1]):
+        top += 1
+    while bottom > top + 16 and not (area[bottom - 1, left] and area[bottom - 1, right - 1]):
+        bottom -= 1
+    return slice(top, bottom), slice(left, right)
+
+
+#: Percentile of the widened reference above which a needle adds no visible change.
+OCCLUSION_PERCENTILE = 92.0
+
+
+def occluded_background(reference_widened: F32, area: npt.NDArray[np.float32]) -> npt.NDArray[np.bool_]:
+    """Where the background is brightest (fascia, bone): a needle crossing it barely shows as change.
+
+    Log compression and saturation leave little room above a bright echo,
+    so the change a needle makes there is small; these stretches are bridged,
+    not taken as the end of the shaft.
+    """
+    inside = area > 0
+    values = reference_widened[inside] if inside.any() else reference_widened.ravel()
+    level = float(np.percentile(values[::7], OCCLUSION_PERCENTILE))
+    occluded: npt.NDArray[np.bool_] = reference_widened >= level
+    return occluded
+
+
+#: Smallest local noise level (grey levels) of the difference images.
+NOISE_FLOOR = 2.0
+
+
+def noise_map(frames: F32, reference: F32, sigma: float) -> F32:
+    """Local standard deviation of frame-to-reference differences over the reference frames.
+
+    Dark regions (acoustic shadow, deep tissue) are dominated by electronic
+    noise that log compression magnifies; there a change means less than in
+    bright, stable tissue. Dividing the brightening by this map makes one
+    threshold fit the whole image.
+
+    Parameters
+    ----------
+    frames : ndarray of shape (N, rows, cols), float32
+        The reference frames.
+    reference : ndarray of shape (rows, cols), float32
+        Their median.
+    sigma : float
+        Spatial smoothing of the variance, pixels.
+
+    Returns
+    -------
+    ndarray of shape (rows, cols), float32
+        At least :data:`NOISE_FLOOR`.
+    """
+    variance = np.mean((frames - reference[None]) ** 2, axis=0) * (len(frames) / max(1, len(frames) - 1))
+    smoothed = ndimage.gaussian_filter(variance.astype(np.float32), sigma)
+    local: F32 = np.maximum(np.sqrt(smoothed), np.float32(NOISE_FLOOR)).astype(np.float32)
+    return local

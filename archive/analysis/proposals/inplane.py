@@ -100,6 +100,7 @@ def measure_shaft(
     *,
     noise: tuple[float, float],
     prior: LinePrior | None = None,
+    occluded: npt.NDArray[np.bool_] | None = None,
     rng: np.random.Generator | None = None,
 ) -> ShaftMeasurement | None:
     """Fit the shaft and find the tip in one frame.
@@ -114,6 +115,10 @@ def measure_shaft(
         ``(median, sigma)`` of the smoothed brightening (:func:`noise_level`).
     prior : LinePrior, optional
         Search only within ``params.search_radius`` of this line.
+    occluded : ndarray of shape (rows, cols), bool, optional
+        Where the background is so bright that a needle crossing it adds no
+        visible change (fascia, bone surface); the walk to the tip bridges
+        these stretches, but the tip is never put inside one.
     rng : numpy.random.Generator, optional
         RANSAC's sampling (deterministic by default).
 
@@ -159,7 +164,7 @@ def measure_shaft(
     if not ANGLE_RANGE_DEG[0] <= folded <= ANGLE_RANGE_DEG[1]:
         return None
     origin = _shallowest_parallel(smoothed, origin, direction, points[inliers], params)
-    return _walk_to_tip(smoothed, origin, direction, points[inliers], params, noise)
+    return _walk_to_tip(smoothed, origin, direction, points[inliers], params, noise, occluded)
 
 
 def _line_of(model: LineModelND, inlier_points: F64) -> tuple[F64, F64]:
@@ -228,6 +233,7 @@ def _walk_to_tip(
     inliers: F64,
     params: PixelParameters,
     noise: tuple[float, float],
+    occluded: npt.NDArray[np.bool_] | None,
 ) -> ShaftMeasurement | None:
     """Find the visible span of the shaft along the line; None if too short or too faint."""
     along = (inliers - origin) @ direction
@@ -254,10 +260,13 @@ def _walk_to_tip(
     above = profile >= half
     # the connected run (gaps bridged) containing the strongest core sample
     gap = math.ceil(params.tip_gap / step)
-    bridged = ndimage.binary_closing(above, structure=np.ones(2 * gap + 1, dtype=bool)) | above
+    hidden = np.zeros_like(above)
+    if occluded is not None:
+        hidden = ndimage.map_coordinates(occluded, [points[:, 0], points[:, 1]], order=0).astype(bool)
+    bridged = ndimage.binary_closing(above | hidden, structure=np.ones(2 * gap + 1, dtype=bool)) | above
     labels, _ = ndimage.label(bridged)
     seed = int(np.argmax(np.where(core, profile, -np.inf)))
-    run = np.nonzero(labels == labels[seed])[0]
+    run = np.nonzero((labels == labels[seed]) & above)[0]
     first, last = int(run[0]), int(run[-1])
     # sub-sample crossing of the half level at both ends
     s_entry = _crossing(s, profile, half, first, -1)

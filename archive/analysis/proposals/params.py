@@ -61,6 +61,10 @@ class MethodParameters:
         How long the tip must stay put before an injection onset is looked for.
     rest_mm : float
         How far the tip may move and still count as at rest.
+    motion_margin_mm : float
+        Band along the edge of the imaged sector left out of the needle
+        search (the static sector edge shows as change once probe motion is
+        compensated).
     """
 
     reference_s: float = 0.25
@@ -76,6 +80,7 @@ class MethodParameters:
     spread_min_area_mm2: float = 3.0
     rest_s: float = 0.3
     rest_mm: float = 1.0
+    motion_margin_mm: float = 1.5
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,7 @@ class PixelParameters:
     spread_min_area: float
     rest_frames: int
     rest: float
+    motion_margin: int
     pixel_area_mm2: float | None
     spacing_mm: tuple[float, float] | None
 
@@ -171,6 +177,7 @@ def to_pixels(
         spread_min_area=params.spread_min_area_mm2 / mm_per_px**2,
         rest_frames=_frames(params.rest_s, interval, 3),
         rest=px(params.rest_mm),
+        motion_margin=math.ceil(px(params.motion_margin_mm)),
         pixel_area_mm2=None if spacing_mm is None else spacing_mm[0] * spacing_mm[1],
         spacing_mm=spacing_mm,
     )
