@@ -21,6 +21,7 @@ import numpy.typing as npt
 from archive.analysis.proposals.background import (
     brightening,
     darkening,
+    downsample,
     estimate_shift,
     imaged_area,
     noise_map,
@@ -29,6 +30,7 @@ from archive.analysis.proposals.background import (
     registration_window,
     shift_image,
     widen,
+    working_factor,
 )
 from archive.analysis.proposals.errors import ProposalCancelled, ProposalInputError
 from archive.analysis.proposals.inplane import ShaftMeasurement, measure_shaft, noise_level, smooth
@@ -202,8 +204,10 @@ def propose_clip(
             f"injection_start: expected a 1-based frame from 1 to {count}, but got {injection_start!r}; "
             "pass the injection start event's frame, or None to detect it"
         )
-    pixels = to_pixels(params, spacing_mm, frame_interval_s)
-    run = _ClipRun(stack, bounds, pixels, approach, injection_start)
+    factor = working_factor(spacing_mm)
+    working = None if spacing_mm is None else (spacing_mm[0] * factor, spacing_mm[1] * factor)
+    pixels = to_pixels(params, working, frame_interval_s)
+    run = _ClipRun(stack, bounds, pixels, approach, injection_start, factor)
     total = stop - first + 1
     for done, index in enumerate(range(first - 1, stop), start=1):
         if cancelled is not None and cancelled():
@@ -263,8 +267,10 @@ class _ClipRun:
         params: PixelParameters,
         approach: str,
         injection_start: int | None,
+        factor: int,
     ) -> None:
         self.stack = stack
+        self.factor = factor
         self.region = region
         self.params = params
         self.approach = approach
@@ -290,8 +296,7 @@ class _ClipRun:
 
     def _crop(self, index: int) -> F32:
         row0, col0, row1, col1 = self.region
-        crop: F32 = self.stack[index, row0 : row1 + 1, col0 : col1 + 1].astype(np.float32)
-        return crop
+        return downsample(self.stack[index, row0 : row1 + 1, col0 : col1 + 1], self.factor)
 
     def step(self, index: int) -> None:
         frame = self._crop(index)
@@ -340,7 +345,9 @@ class _ClipRun:
         return self.tracker.update(measurement)
 
     def _image(self, point: tuple[float, float]) -> tuple[float, float]:
-        return (point[0] + self.offset[0], point[1] + self.offset[1])
+        k = self.factor
+        centre = 0.5 * (k - 1)  # working pixel i covers full pixels k*i .. k*i + k - 1
+        return (point[0] * k + centre + self.offset[0], point[1] * k + centre + self.offset[1])
 
     def _spread(self, index: int, frame: F32, tip: tuple[float, float] | None) -> None:
         if tip is not None and self.grown is None:
@@ -377,10 +384,16 @@ class _ClipRun:
             return SpreadProposal(index + 1, None, None)
         full = np.zeros(self.stack.shape[1:], dtype=bool)
         row0, col0, row1, col1 = self.region
-        full[row0 : row1 + 1, col0 : col1 + 1] = region_mask
+        k = self.factor
+        upsampled = np.repeat(np.repeat(region_mask, k, axis=0), k, axis=1) if k > 1 else region_mask
+        height, width = row1 - row0 + 1, col1 - col0 + 1
+        full[row0 : row0 + min(height, upsampled.shape[0]), col0 : col0 + min(width, upsampled.shape[1])] = (
+            upsampled[:height, :width]
+        )
         area = None
         if self.params.pixel_area_mm2 is not None:
-            area = float(np.count_nonzero(region_mask)) * self.params.pixel_area_mm2
+            # the working pixel area is factor² full pixels; count full pixels
+            area = float(np.count_nonzero(full)) * self.params.pixel_area_mm2 / k**2
         return SpreadProposal(index + 1, full, area)
 
     def _look_for_onset(self, index: int, frame: F32, tip: tuple[float, float] | None) -> None:

@@ -23,6 +23,33 @@ F32 = npt.NDArray[np.float32]
 MAX_SHIFT_FRACTION = 0.1
 
 
+#: Working pixel size the frames are reduced to (block means) when finer, mm.
+WORKING_SPACING_MM = 0.3
+
+
+def working_factor(spacing_mm: tuple[float, float] | None) -> int:
+    """Integer block size that brings the pixels near :data:`WORKING_SPACING_MM` (1 if uncalibrated).
+
+    A needle echo is about 0.5-1 mm thick; finer pixels only cost time.
+    """
+    if spacing_mm is None:
+        return 1
+    return max(1, round(WORKING_SPACING_MM / max(spacing_mm)))
+
+
+def downsample(image: npt.NDArray[np.uint8], factor: int) -> F32:
+    """Block means of ``factor`` × ``factor`` pixels (partial blocks at the edge dropped), float32."""
+    if factor == 1:
+        return image.astype(np.float32)
+    rows, cols = image.shape[0] // factor, image.shape[1] // factor
+    total = np.zeros((rows, cols), dtype=np.uint16)
+    for dr in range(factor):
+        for dc in range(factor):
+            total += image[dr : rows * factor : factor, dc : cols * factor : factor]
+    reduced: F32 = total.astype(np.float32) * np.float32(1.0 / factor**2)
+    return reduced
+
+
 def reference_image(frames: npt.NDArray[np.uint8] | F32) -> F32:
     """Pixel-wise median of a stack of frames.
 
