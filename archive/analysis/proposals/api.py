@@ -328,7 +328,7 @@ class _ClipRun:
                 self.frame_proposals.append(FrameProposal(index + 1, self._image(dot.tip), None, score))
             else:
                 self.frame_proposals.append(FrameProposal(index + 1, None, None, 0.0))
-        self._spread(index, frame, tip_region)
+        self._spread(index, frame, tip_region, smoothed > noise[0] + 4.0 * noise[1])
 
     def _shaft(self, smoothed: F32, noise: tuple[float, float]) -> ShaftMeasurement | None:
         prior = self.tracker.prior()
@@ -349,7 +349,13 @@ class _ClipRun:
         centre = 0.5 * (k - 1)  # working pixel i covers full pixels k*i .. k*i + k - 1
         return (point[0] * k + centre + self.offset[0], point[1] * k + centre + self.offset[1])
 
-    def _spread(self, index: int, frame: F32, tip: tuple[float, float] | None) -> None:
+    def _spread(
+        self,
+        index: int,
+        frame: F32,
+        tip: tuple[float, float] | None,
+        hidden: npt.NDArray[np.bool_],
+    ) -> None:
         if tip is not None and self.grown is None:
             self.seed = tip
         if self.injection_index is None:
@@ -375,7 +381,7 @@ class _ClipRun:
         seed = self.seed
         if self.grown is not None:
             seed = (self.seed[0] + shift[0], self.seed[1] + shift[1])
-        self.grown = segment_spread(dark, seed, self.grown, shift, self.params)
+        self.grown = segment_spread(dark, seed, self.grown, shift, self.params, hidden=hidden)
         on_frame = shift_mask(self.grown, *shift)
         self.spread_proposals.append(self._spread_proposal(index, on_frame))
 
