@@ -21,9 +21,16 @@ import numpy.typing as npt
 from archive.analysis.proposals.background import (
     brightening,
     darkening,
+    downsample,
     estimate_shift,
+    imaged_area,
+    noise_map,
+    occluded_background,
     reference_image,
+    registration_window,
+    shift_image,
     widen,
+    working_factor,
 )
 from archive.analysis.proposals.errors import ProposalCancelled, ProposalInputError
 from archive.analysis.proposals.inplane import ShaftMeasurement, measure_shaft, noise_level, smooth
@@ -197,8 +204,10 @@ def propose_clip(
             f"injection_start: expected a 1-based frame from 1 to {count}, but got {injection_start!r}; "
             "pass the injection start event's frame, or None to detect it"
         )
-    pixels = to_pixels(params, spacing_mm, frame_interval_s)
-    run = _ClipRun(stack, bounds, pixels, approach, injection_start)
+    factor = working_factor(spacing_mm)
+    working = None if spacing_mm is None else (spacing_mm[0] * factor, spacing_mm[1] * factor)
+    pixels = to_pixels(params, working, frame_interval_s)
+    run = _ClipRun(stack, bounds, pixels, approach, injection_start, factor)
     total = stop - first + 1
     for done, index in enumerate(range(first - 1, stop), start=1):
         if cancelled is not None and cancelled():
@@ -258,16 +267,23 @@ class _ClipRun:
         params: PixelParameters,
         approach: str,
         injection_start: int | None,
+        factor: int,
     ) -> None:
         self.stack = stack
+        self.factor = factor
         self.region = region
         self.params = params
         self.approach = approach
         row0, col0, _, _ = region
         self.offset = (float(row0), float(col0))
         n_ref = min(params.reference_frames, stack.shape[0])
-        self.reference = reference_image(np.stack([self._crop(i) for i in range(n_ref)]))
+        reference_frames = np.stack([self._crop(i) for i in range(n_ref)])
+        self.reference = reference_image(reference_frames)
+        self.noise = noise_map(reference_frames, self.reference, 4.0 * params.shaft_sigma)
         self.reference_bright = widen(self.reference, brighter=True)
+        self.valid = imaged_area(self.reference, params.motion_margin)
+        self.window = registration_window(self.valid)
+        self.occluded = occluded_background(self.reference_bright, self.valid)
         self.tracker = ShaftTracker(params)
         self.frame_proposals: list[FrameProposal] = []
         self.spread_proposals: list[SpreadProposal] = []
@@ -280,13 +296,13 @@ class _ClipRun:
 
     def _crop(self, index: int) -> F32:
         row0, col0, row1, col1 = self.region
-        crop: F32 = self.stack[index, row0 : row1 + 1, col0 : col1 + 1].astype(np.float32)
-        return crop
+        return downsample(self.stack[index, row0 : row1 + 1, col0 : col1 + 1], self.factor)
 
     def step(self, index: int) -> None:
         frame = self._crop(index)
-        shift = estimate_shift(self.reference, frame)
-        smoothed = smooth(brightening(self.reference_bright, frame, shift), self.params)
+        shift = estimate_shift(self.reference[self.window], frame[self.window])
+        valid = self.valid * shift_image(self.valid, *shift) / shift_image(self.noise, *shift)
+        smoothed = smooth(brightening(self.reference_bright, frame, shift) * valid, self.params)
         noise = noise_level(smoothed)
         tip_region: tuple[float, float] | None = None
         if self.approach == "in-plane":
@@ -312,15 +328,15 @@ class _ClipRun:
                 self.frame_proposals.append(FrameProposal(index + 1, self._image(dot.tip), None, score))
             else:
                 self.frame_proposals.append(FrameProposal(index + 1, None, None, 0.0))
-        self._spread(index, frame, tip_region)
+        self._spread(index, frame, tip_region, smoothed > noise[0] + 4.0 * noise[1])
 
     def _shaft(self, smoothed: F32, noise: tuple[float, float]) -> ShaftMeasurement | None:
         prior = self.tracker.prior()
-        measurement = measure_shaft(smoothed, self.params, noise=noise, prior=prior)
+        measurement = measure_shaft(smoothed, self.params, noise=noise, prior=prior, occluded=self.occluded)
         if measurement is not None and not self.tracker.gate(measurement):
             measurement = None
         if measurement is None and prior is not None:
-            measurement = measure_shaft(smoothed, self.params, noise=noise)
+            measurement = measure_shaft(smoothed, self.params, noise=noise, occluded=self.occluded)
             if measurement is not None and not self.tracker.gate(measurement):
                 measurement = None
         if measurement is None or _confidence(measurement.contrast) < CLAIM_SCORE:
@@ -329,9 +345,17 @@ class _ClipRun:
         return self.tracker.update(measurement)
 
     def _image(self, point: tuple[float, float]) -> tuple[float, float]:
-        return (point[0] + self.offset[0], point[1] + self.offset[1])
+        k = self.factor
+        centre = 0.5 * (k - 1)  # working pixel i covers full pixels k*i .. k*i + k - 1
+        return (point[0] * k + centre + self.offset[0], point[1] * k + centre + self.offset[1])
 
-    def _spread(self, index: int, frame: F32, tip: tuple[float, float] | None) -> None:
+    def _spread(
+        self,
+        index: int,
+        frame: F32,
+        tip: tuple[float, float] | None,
+        hidden: npt.NDArray[np.bool_],
+    ) -> None:
         if tip is not None and self.grown is None:
             self.seed = tip
         if self.injection_index is None:
@@ -352,12 +376,12 @@ class _ClipRun:
         if self.seed is None:
             self.spread_proposals.append(SpreadProposal(index + 1, None, None))
             return
-        shift = estimate_shift(self.spread_reference, frame)
+        shift = estimate_shift(self.spread_reference[self.window], frame[self.window])
         dark = smooth_darkening(darkening(self.spread_reference_dark, frame, shift), self.params)
         seed = self.seed
         if self.grown is not None:
             seed = (self.seed[0] + shift[0], self.seed[1] + shift[1])
-        self.grown = segment_spread(dark, seed, self.grown, shift, self.params)
+        self.grown = segment_spread(dark, seed, self.grown, shift, self.params, hidden=hidden)
         on_frame = shift_mask(self.grown, *shift)
         self.spread_proposals.append(self._spread_proposal(index, on_frame))
 
@@ -366,10 +390,16 @@ class _ClipRun:
             return SpreadProposal(index + 1, None, None)
         full = np.zeros(self.stack.shape[1:], dtype=bool)
         row0, col0, row1, col1 = self.region
-        full[row0 : row1 + 1, col0 : col1 + 1] = region_mask
+        k = self.factor
+        upsampled = np.repeat(np.repeat(region_mask, k, axis=0), k, axis=1) if k > 1 else region_mask
+        height, width = row1 - row0 + 1, col1 - col0 + 1
+        full[row0 : row0 + min(height, upsampled.shape[0]), col0 : col0 + min(width, upsampled.shape[1])] = (
+            upsampled[:height, :width]
+        )
         area = None
         if self.params.pixel_area_mm2 is not None:
-            area = float(np.count_nonzero(region_mask)) * self.params.pixel_area_mm2
+            # the working pixel area is factor² full pixels; count full pixels
+            area = float(np.count_nonzero(full)) * self.params.pixel_area_mm2 / k**2
         return SpreadProposal(index + 1, full, area)
 
     def _look_for_onset(self, index: int, frame: F32, tip: tuple[float, float] | None) -> None:
@@ -388,7 +418,7 @@ class _ClipRun:
             self.spread_reference_dark = widen(self.spread_reference, brighter=False)
             return
         assert self.spread_reference_dark is not None
-        shift = estimate_shift(self.spread_reference, frame)
+        shift = estimate_shift(self.spread_reference[self.window], frame[self.window])
         dark = smooth_darkening(darkening(self.spread_reference_dark, frame, shift), self.params)
         if onset_area(dark, tip, self.params) >= self.params.spread_min_area:
             self.injection_index = index

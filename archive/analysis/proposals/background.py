@@ -23,6 +23,33 @@ F32 = npt.NDArray[np.float32]
 MAX_SHIFT_FRACTION = 0.1
 
 
+#: Working pixel size the frames are reduced to (block means) when finer, mm.
+WORKING_SPACING_MM = 0.3
+
+
+def working_factor(spacing_mm: tuple[float, float] | None) -> int:
+    """Integer block size that brings the pixels near :data:`WORKING_SPACING_MM` (1 if uncalibrated).
+
+    A needle echo is about 0.5-1 mm thick; finer pixels only cost time.
+    """
+    if spacing_mm is None:
+        return 1
+    return max(1, round(WORKING_SPACING_MM / max(spacing_mm)))
+
+
+def downsample(image: npt.NDArray[np.uint8], factor: int) -> F32:
+    """Block means of ``factor`` × ``factor`` pixels (partial blocks at the edge dropped), float32."""
+    if factor == 1:
+        return image.astype(np.float32)
+    rows, cols = image.shape[0] // factor, image.shape[1] // factor
+    total = np.zeros((rows, cols), dtype=np.uint16)
+    for dr in range(factor):
+        for dc in range(factor):
+            total += image[dr : rows * factor : factor, dc : cols * factor : factor]
+    reduced: F32 = total.astype(np.float32) * np.float32(1.0 / factor**2)
+    return reduced
+
+
 def reference_image(frames: npt.NDArray[np.uint8] | F32) -> F32:
     """Pixel-wise median of a stack of frames.
 
@@ -124,3 +151,91 @@ def widen(reference: F32, *, brighter: bool) -> F32:
     else:
         widened = ndimage.grey_erosion(reference, size=(3, 3))
     return widened
+
+
+def imaged_area(reference: F32, margin: int) -> npt.NDArray[np.float32]:
+    """1 inside the imaged sector less ``margin`` pixels, 0 outside (as float32, to multiply).
+
+    The sector (non-zero pixels of the reference, holes filled) does not move
+    with the probe, the anatomy does: after registration its edge would show
+    as change, so it is cut away.
+    """
+    inside = ndimage.binary_fill_holes(reference > 0)
+    if margin > 0:
+        inside = ndimage.binary_erosion(inside, iterations=margin, border_value=1)
+    area: npt.NDArray[np.float32] = inside.astype(np.float32)
+    return area
+
+
+def registration_window(area: npt.NDArray[np.float32]) -> tuple[slice, slice]:
+    """A rectangle well inside the imaged sector, where registration sees only anatomy.
+
+    The central half (in each direction) of the sector's bounding box, moved
+    down into the sector if its top corners fall outside (a convex probe's
+    fan is narrow at the top). Registering on the whole frame would lock onto
+    the static sector edge instead of the moving anatomy.
+    """
+    rows = np.nonzero(area.any(axis=1))[0]
+    cols = np.nonzero(area.any(axis=0))[0]
+    if rows.size == 0 or cols.size == 0:
+        return slice(None), slice(None)
+    r0, r1 = int(rows[0]), int(rows[-1]) + 1
+    c0, c1 = int(cols[0]), int(cols[-1]) + 1
+    height, width = r1 - r0, c1 - c0
+    top, bottom = r0 + height // 4, r1 - height // 4
+    left, right = c0 + width // 4, c1 - width // 4
+    while top < bottom - 16 and not (area[top, left] and area[top, right - 1]):
+        top += 1
+    while bottom > top + 16 and not (area[bottom - 1, left] and area[bottom - 1, right - 1]):
+        bottom -= 1
+    return slice(top, bottom), slice(left, right)
+
+
+#: Percentile of the widened reference above which a needle adds no visible change.
+OCCLUSION_PERCENTILE = 92.0
+
+
+def occluded_background(reference_widened: F32, area: npt.NDArray[np.float32]) -> npt.NDArray[np.bool_]:
+    """Where the background is brightest (fascia, bone): a needle crossing it barely shows as change.
+
+    Log compression and saturation leave little room above a bright echo,
+    so the change a needle makes there is small; these stretches are bridged,
+    not taken as the end of the shaft.
+    """
+    inside = area > 0
+    values = reference_widened[inside] if inside.any() else reference_widened.ravel()
+    level = float(np.percentile(values[::7], OCCLUSION_PERCENTILE))
+    occluded: npt.NDArray[np.bool_] = reference_widened >= level
+    return occluded
+
+
+#: Smallest local noise level (grey levels) of the difference images.
+NOISE_FLOOR = 2.0
+
+
+def noise_map(frames: F32, reference: F32, sigma: float) -> F32:
+    """Local standard deviation of frame-to-reference differences over the reference frames.
+
+    Dark regions (acoustic shadow, deep tissue) are dominated by electronic
+    noise that log compression magnifies; there a change means less than in
+    bright, stable tissue. Dividing the brightening by this map makes one
+    threshold fit the whole image.
+
+    Parameters
+    ----------
+    frames : ndarray of shape (N, rows, cols), float32
+        The reference frames.
+    reference : ndarray of shape (rows, cols), float32
+        Their median.
+    sigma : float
+        Spatial smoothing of the variance, pixels.
+
+    Returns
+    -------
+    ndarray of shape (rows, cols), float32
+        At least :data:`NOISE_FLOOR`.
+    """
+    variance = np.mean((frames - reference[None]) ** 2, axis=0) * (len(frames) / max(1, len(frames) - 1))
+    smoothed = ndimage.gaussian_filter(variance.astype(np.float32), sigma)
+    local: F32 = np.maximum(np.sqrt(smoothed), np.float32(NOISE_FLOOR)).astype(np.float32)
+    return local

@@ -61,6 +61,13 @@ class MethodParameters:
         How long the tip must stay put before an injection onset is looked for.
     rest_mm : float
         How far the tip may move and still count as at rest.
+    spread_bridge_mm : float
+        Radius of the closing that bridges the needle and its reverberations
+        where they cross the pool (no darkening can show under them).
+    motion_margin_mm : float
+        Band along the edge of the imaged sector left out of the needle
+        search (the static sector edge shows as change once probe motion is
+        compensated).
     """
 
     reference_s: float = 0.25
@@ -76,6 +83,8 @@ class MethodParameters:
     spread_min_area_mm2: float = 3.0
     rest_s: float = 0.3
     rest_mm: float = 1.0
+    spread_bridge_mm: float = 2.5
+    motion_margin_mm: float = 1.5
 
 
 @dataclass(frozen=True)
@@ -95,6 +104,8 @@ class PixelParameters:
     spread_min_area: float
     rest_frames: int
     rest: float
+    spread_bridge: float
+    motion_margin: int
     pixel_area_mm2: float | None
     spacing_mm: tuple[float, float] | None
 
@@ -171,6 +182,8 @@ def to_pixels(
         spread_min_area=params.spread_min_area_mm2 / mm_per_px**2,
         rest_frames=_frames(params.rest_s, interval, 3),
         rest=px(params.rest_mm),
+        spread_bridge=px(params.spread_bridge_mm),
+        motion_margin=math.ceil(px(params.motion_margin_mm)),
         pixel_area_mm2=None if spacing_mm is None else spacing_mm[0] * spacing_mm[1],
         spacing_mm=spacing_mm,
     )

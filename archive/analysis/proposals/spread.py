@@ -21,6 +21,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
+from skimage.measure import EllipseModel
+from skimage.morphology import disk
 from skimage.segmentation import morphological_chan_vese
 
 from archive.analysis.proposals.params import PixelParameters
@@ -30,6 +32,10 @@ Mask = npt.NDArray[np.bool_]
 
 #: Chan-Vese iterations per frame (the level set starts from the previous pool).
 CHAN_VESE_ITERATIONS = 12
+#: Seed of the pool: darkening above this fraction of its peak (over the median).
+SEED_FRACTION = 0.5
+#: Largest growth of the pool in one frame relative to its seed; beyond it the contour leaked.
+RUNAWAY_FACTOR = 3.0
 #: Darkening threshold of the onset test, in robust standard deviations.
 ONSET_K = 4.0
 
@@ -95,6 +101,7 @@ def segment_spread(
     grown: Mask | None,
     shift: tuple[int, int],
     params: PixelParameters,
+    hidden: Mask | None = None,
 ) -> Mask:
     """The pool in one frame, constrained to contain every earlier frame's pool.
 
@@ -110,6 +117,9 @@ def segment_spread(
         Motion of this frame against the reference.
     params : PixelParameters
         Scales in pixels.
+    hidden : ndarray of shape (rows, cols), bool, optional
+        Where this frame got brighter (the needle): no darkening can show
+        there, so such pixels enclosed by the pool are taken as pool.
 
     Returns
     -------
@@ -120,19 +130,34 @@ def segment_spread(
     box = tip_box((shape[0], shape[1]), tip, params.spread_radius)
     patch = smoothed[box]
     previous = None if grown is None else shift_mask(grown, *shift)[box]
-    if previous is not None and previous.any():
-        init = previous
+    median = float(np.median(patch))
+    sigma = max(0.5, 1.4826 * float(np.median(np.abs(patch - median))))
+    peak = float(np.percentile(patch, 99.5))
+    seed = np.zeros(patch.shape, dtype=bool)
+    if peak - median >= ONSET_K * sigma:
+        threshold = max(median + ONSET_K * sigma, median + SEED_FRACTION * (peak - median))
+        seed = _near_tip(patch > threshold, tip, box, params)
+    init = seed if previous is None else seed | previous
+    if not init.any():
+        level = init
     else:
-        rows, cols = np.ogrid[0 : patch.shape[0], 0 : patch.shape[1]]
-        r, c = tip[0] - box[0].start, tip[1] - box[1].start
-        init = (rows - r) ** 2 + (cols - c) ** 2 <= max(3.0, 3.0 * params.shaft_sigma) ** 2
-    scale = max(float(np.percentile(patch, 99)), 1e-3)
-    level = morphological_chan_vese(  # type: ignore[no-untyped-call]
-        patch / scale, num_iter=CHAN_VESE_ITERATIONS, init_level_set=init.astype(np.int8), smoothing=1
-    ).astype(bool)
-    if level.any() and float(patch[level].mean()) < float(patch[~level].mean() if (~level).any() else 0.0):
-        level = ~level  # the pool is the darker-than-before phase
+        scale = max(peak, 1e-3)
+        level = morphological_chan_vese(  # type: ignore[no-untyped-call]
+            patch / scale, num_iter=CHAN_VESE_ITERATIONS, init_level_set=init.astype(np.int8), smoothing=2
+        ).astype(bool)
+        if level.any() and (~level).any() and float(patch[level].mean()) < float(patch[~level].mean()):
+            level = ~level  # the pool is the darker-than-before phase
+        # the contour may leak into speckle; a pool does not triple its area in one frame
+        if np.count_nonzero(level) > RUNAWAY_FACTOR * np.count_nonzero(init):
+            level = init
+    if hidden is not None and level.any():
+        # the needle and its reverberations cross the pool: brighter there, so no darkening
+        # shows; needle pixels between pool pixels (a closing bridges them) count as pool
+        reach = disk(max(1, round(params.spread_bridge)))
+        level = level | (ndimage.binary_closing(level, reach, border_value=0) & hidden[box])
     pool = _near_tip(level, tip, box, params)
+    if hidden is not None:
+        pool |= _complete_under_needle(pool, hidden[box])
     if previous is not None:
         pool |= previous
     pool = ndimage.binary_fill_holes(pool)
@@ -142,3 +167,64 @@ def segment_spread(
     if grown is not None:
         result |= grown
     return result
+
+
+#: Smallest pool (pixels) whose shape is completed under the needle.
+MIN_COMPLETION_PIXELS = 24
+#: Largest completed area relative to the seen pool.
+MAX_COMPLETION_RATIO = 1.8
+
+
+def _complete_under_needle(pool: Mask, hidden: Mask) -> Mask:
+    """Pool pixels hidden under the needle, from an ellipse fitted to the pool's seen edge.
+
+    Where the needle (or its reverberation) crosses the pool, the image got
+    brighter, not darker, so the pool's edge there is not an edge of the
+    pool. An ellipse is fitted (:class:`skimage.measure.EllipseModel`) to the
+    edge pixels away from the needle; its pixels under the needle are
+    returned. Bone and shadow are *not* completed: injectate does not enter bone.
+    """
+    empty = np.zeros_like(pool)
+    if np.count_nonzero(pool) < MIN_COMPLETION_PIXELS or not hidden.any():
+        return empty
+    edge = pool & ~ndimage.binary_erosion(pool)
+    near_needle = ndimage.binary_dilation(hidden, iterations=2)
+    free = edge & ~near_needle
+    rows, cols = np.nonzero(free)
+    if rows.size < 8 or np.count_nonzero(edge & near_needle) == 0:
+        return empty
+    fitted = _fit_ellipse(np.column_stack([cols, rows]).astype(np.float64))
+    if fitted is None:
+        return empty
+    xc, yc, a, b, theta = fitted
+    grid_r, grid_c = np.mgrid[0 : pool.shape[0], 0 : pool.shape[1]]
+    dx, dy = grid_c - xc, grid_r - yc
+    u = dx * np.cos(theta) + dy * np.sin(theta)
+    v = -dx * np.sin(theta) + dy * np.cos(theta)
+    inside = (u / max(a, 1e-6)) ** 2 + (v / max(b, 1e-6)) ** 2 <= 1.0
+    if np.count_nonzero(inside) > MAX_COMPLETION_RATIO * np.count_nonzero(pool):
+        return empty
+    completed: Mask = inside & ndimage.binary_dilation(hidden, iterations=2)
+    return completed
+
+
+def _fit_ellipse(points: npt.NDArray[np.float64]) -> tuple[float, float, float, float, float] | None:
+    """``(xc, yc, a, b, theta)`` of the ellipse through ``points`` (x, y), or None.
+
+    scikit-image 0.26 replaced ``EllipseModel().estimate`` by
+    ``EllipseModel.from_estimate``; both are handled here, in one place.
+    """
+    if hasattr(EllipseModel, "from_estimate"):
+        model = EllipseModel.from_estimate(points)
+        if not model:
+            return None
+        (xc, yc), (a, b), theta = model.center, model.axis_lengths, model.theta
+    else:  # pragma: no cover - scikit-image < 0.26
+        model = EllipseModel()
+        if not model.estimate(points):
+            return None
+        xc, yc, a, b, theta = model.params
+    values = (float(xc), float(yc), float(a), float(b), float(theta))
+    if not all(np.isfinite(values)):
+        return None
+    return values
