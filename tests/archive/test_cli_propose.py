@@ -6,8 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pydicom
 import pytest
 from click.testing import CliRunner, Result
+from pydicom.uid import generate_uid
 
 from archive.archive import Archive
 from archive.cli.main import main
@@ -125,3 +127,25 @@ def test_accept_proposal_copies_a_range_into_the_reviewers_annotation(
     assert anonymous.exit_code == 2 and "--by NAME" in anonymous.output
     as_auto = run(data, db_url, "review", "accept-proposal", uid, "--by", "auto")
     assert as_auto.exit_code == 1 and "reserved for automatic proposals" in as_auto.output
+
+
+def test_an_uncalibrated_clip_is_proposed_in_pixels_and_says_so(
+    tmp_path: Path, db_url: str, sample_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(ENV_REVIEWER, raising=False)
+    ds = pydicom.dcmread(sample_dir / f"{CLIP}.dcm")
+    del ds.SequenceOfUltrasoundRegions
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.SeriesInstanceUID = generate_uid()
+    source = tmp_path / "uncalibrated.dcm"
+    ds.save_as(source)
+    data = tmp_path / "data"
+    assert run(data, db_url, "import", str(source)).exit_code == 0
+    text = run(data, db_url, "propose", str(ds.SOPInstanceUID))
+    assert text.exit_code == 0, text.output
+    assert "units px" in text.output
+    document = json.loads(run(data, db_url, "--json", "propose", str(ds.SOPInstanceUID)).output)
+    _check_shape(document, str(ds.SOPInstanceUID), list(range(1, 31)))
+    assert all(s["area_mm2"] is None for s in document["spread"])
+    assert any(f["tip"] is not None for f in document["frames"])
