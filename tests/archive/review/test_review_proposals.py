@@ -22,6 +22,7 @@ from archive.index.queries import Query
 from archive.ingest import IngestOutcome, Origin
 from archive.model import NeedleView, ReviewStatus
 from archive.phantom.truth import GroundTruth
+from archive.research.export.gather import select_clips
 from archive.review import PROPOSAL_REVIEWER, ClipAnnotation, NeedleMark, is_proposal_reviewer
 from archive.review.proposals import accept_proposal, frame_range, proposal_annotation
 from archive.settings import ArchiveSettings
@@ -194,6 +195,9 @@ def test_listings_find_audit_and_agreement_leave_proposals_out(archive: Archive,
     # the audit, over every status, has no input from the proposal
     gathered = gather_inputs(archive, Query(), status=None)
     assert gathered.inputs == () and len(gathered.archived) == 1
+    # research exports of any status select the clip without the proposal as a review
+    assert [clip.reviews for clip in select_clips(archive, Query(), status=None)] == [()]
+    assert select_clips(archive, Query(), status=ReviewStatus.DRAFT) == []
 
     accepted = archive.proposals.accept(uid, "carol", first=10, last=20)
     assert accepted.saved.reviewer == "carol" and accepted.saved.version == 1
