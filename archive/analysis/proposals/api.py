@@ -338,7 +338,10 @@ class _ClipRun:
         if measurement is None and prior is not None:
             measurement = measure_shaft(smoothed, self.params, noise=noise, occluded=self.occluded)
             if measurement is not None and not self.tracker.gate(measurement):
-                measurement = None
+                if self.tracker.outgrown(measurement):
+                    self.tracker.reset()  # the track was born from a short, wrong stub
+                else:
+                    measurement = None
         if measurement is None or _confidence(measurement.contrast) < CLAIM_SCORE:
             self.tracker.miss()
             return None
