@@ -52,7 +52,7 @@ class ProposalTruth:
     injection_end: int | None
     spacing_mm: tuple[float, float]
     observable: npt.NDArray[np.bool_] | None = None
-    """Where a pool could show in the image at all (out of the acoustic shadow); see :func:`observable_area`."""
+    """Where a pool could show at all (out of the acoustic shadow); see :func:`observable_area`."""
 
 
 #: Grey level (pre-injection frame smoothed over 1 mm) below which a pixel is acoustic shadow.

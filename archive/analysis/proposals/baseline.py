@@ -95,8 +95,10 @@ def _frame_line(
     bright = crop > level
     if np.count_nonzero(bright) < min_shaft:
         return None
-    accumulator, thetas, distances = hough_line(bright, theta=angles)
-    votes, peak_thetas, peak_distances = hough_line_peaks(accumulator, thetas, distances, num_peaks=1)
+    accumulator, thetas, distances = hough_line(bright, theta=angles)  # type: ignore[no-untyped-call]
+    votes, peak_thetas, peak_distances = hough_line_peaks(  # type: ignore[no-untyped-call]
+        accumulator, thetas, distances, num_peaks=1
+    )
     if len(votes) == 0:
         return None
     theta, rho = float(peak_thetas[0]), float(peak_distances[0])

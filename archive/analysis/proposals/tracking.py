@@ -55,9 +55,7 @@ class ShaftTracker:
         self.length = 0.0
 
     def outgrown(self, measurement: ShaftMeasurement) -> bool:
-        """Whether a measurement the gate rejected is so much longer than the track's shaft
-        that the track, not the measurement, is the likelier error.
-        """
+        """Whether a rejected measurement is so much longer than the track's shaft that the track is wrong."""
         return measurement.length > OUTGROWN_FACTOR * max(self.length, 1.0)
 
     def prior(self) -> LinePrior | None:
