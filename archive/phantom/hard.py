@@ -379,8 +379,11 @@ def _echo_strength(spec: HardSpec, f_vis: int) -> npt.NDArray[np.float64]:
 
 def _gain(spec: HardSpec, rng: np.random.Generator) -> npt.NDArray[np.float64]:
     t = np.linspace(0.0, 1.0, spec.frames)
-    drift = 0.5 * spec.gain_drift_db * np.sin(2 * np.pi * (0.6 * t + rng.uniform(0, 1)))
-    return drift - drift[0]
+    drift: npt.NDArray[np.float64] = (
+        0.5 * spec.gain_drift_db * np.sin(2 * np.pi * (0.6 * t + rng.uniform(0, 1)))
+    )
+    relative: npt.NDArray[np.float64] = drift - float(drift[0])
+    return relative
 
 
 def _needle(gx: F32, gy: F32, entry: Point, tip: Point, angle_deg: float, sp: float) -> F32:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
+from scipy import ndimage
 
 from archive.analysis.proposals import ClipProposal
 from archive.phantom.hard import HardClip
@@ -50,10 +51,45 @@ class ProposalTruth:
     spread_end: npt.NDArray[np.bool_] | None
     injection_end: int | None
     spacing_mm: tuple[float, float]
+    observable: npt.NDArray[np.bool_] | None = None
+    """Where a pool could show at all (out of the acoustic shadow); see :func:`observable_area`."""
 
 
-def truth_from_phantom(truth: GroundTruth) -> ProposalTruth:
-    """The :class:`ProposalTruth` of a phantom clip (visible = the truth has a needle)."""
+#: Grey level (pre-injection frame smoothed over 1 mm) below which a pixel is acoustic shadow.
+SHADOW_GREY = 40.0
+
+
+def observable_area(before: npt.NDArray[np.uint8], spacing_mm: float) -> npt.NDArray[np.bool_]:
+    """Pixels where an injectate pool can change the image: not in the acoustic shadow.
+
+    In the shadow under a bone surface only electronic noise remains (grey
+    levels of about 10-25 in the phantom), so a pool there darkens nothing.
+    The phantom's spread truth nevertheless extends under the bone surface;
+    the Dice on the observable part of the truth shows what any
+    image-based segmentation can reach.
+
+    Parameters
+    ----------
+    before : ndarray of shape (rows, cols), uint8
+        A frame just before the injection starts.
+    spacing_mm : float
+        Pixel size (the smoothing is 1 mm).
+
+    Returns
+    -------
+    ndarray of shape (rows, cols), bool
+    """
+    smoothed = ndimage.gaussian_filter(before.astype(np.float32), 1.0 / spacing_mm)
+    observable: npt.NDArray[np.bool_] = smoothed >= SHADOW_GREY
+    return observable
+
+
+def truth_from_phantom(truth: GroundTruth, frames: npt.NDArray[np.uint8] | None = None) -> ProposalTruth:
+    """The :class:`ProposalTruth` of a phantom clip (visible = the truth has a needle).
+
+    ``frames`` (the clip's grey frames), when given, yield the observable area
+    (:func:`observable_area`) from the frame before the injection start.
+    """
     spacing = float(truth.calibration["spacing_mm"])
     tips: list[Point | None] = []
     entries: list[Point | None] = []
@@ -66,6 +102,10 @@ def truth_from_phantom(truth: GroundTruth) -> ProposalTruth:
         entries.append((float(line[0][0]), float(line[0][1])) if len(line) > 1 else None)
     present = np.array([t is not None for t in tips])
     end = truth.events.get("injection end")
+    start = truth.events.get("injection start")
+    observable = None
+    if frames is not None and start is not None:
+        observable = observable_area(frames[max(0, start - 1)], spacing)
     return ProposalTruth(
         tips=tips,
         entries=entries,
@@ -74,12 +114,14 @@ def truth_from_phantom(truth: GroundTruth) -> ProposalTruth:
         spread_end=None if end is None else truth.spread[end],
         injection_end=end,
         spacing_mm=(spacing, spacing),
+        observable=observable,
     )
 
 
 def truth_from_hard(clip: HardClip) -> ProposalTruth:
-    """The :class:`ProposalTruth` of a hard-corpus clip."""
+    """The :class:`ProposalTruth` of a hard-corpus clip (its pool never enters bone or shadow)."""
     end = clip.injection_end
+    start = clip.injection_start
     return ProposalTruth(
         tips=clip.tips,
         entries=clip.entries,
@@ -88,6 +130,9 @@ def truth_from_hard(clip: HardClip) -> ProposalTruth:
         spread_end=None if end is None else clip.spread[end],
         injection_end=end,
         spacing_mm=clip.spacing_mm,
+        observable=None
+        if start is None
+        else observable_area(clip.frames[max(0, start - 1)], clip.spacing_mm[0]),
     )
 
 
@@ -112,6 +157,7 @@ class ClipScore:
     absent: int = 0
     claimed: int = 0
     dice: float | None = None
+    dice_observable: float | None = None
 
 
 def _angle(a: Point, b: Point, spacing: tuple[float, float]) -> float:
@@ -133,7 +179,7 @@ def dice(a: npt.NDArray[np.bool_], b: npt.NDArray[np.bool_]) -> float:
     return 2.0 * int(np.count_nonzero(a & b)) / total
 
 
-def score_clip(name: str, proposal: ClipProposal, truth: ProposalTruth) -> ClipScore:
+def score_clip(name: str, proposal: ClipProposal, truth: ProposalTruth, *, spread: bool = True) -> ClipScore:
     """Compare one clip's proposal with its truth.
 
     Parameters
@@ -144,6 +190,8 @@ def score_clip(name: str, proposal: ClipProposal, truth: ProposalTruth) -> ClipS
         From :func:`archive.analysis.proposals.propose_clip` (or the baseline).
     truth : ProposalTruth
         What the clip shows.
+    spread : bool
+        Score the spread (False for a method that proposes none, the baseline).
 
     Returns
     -------
@@ -169,13 +217,14 @@ def score_clip(name: str, proposal: ClipProposal, truth: ProposalTruth) -> ClipS
             if frame.tip is not None:
                 score.claimed += 1
     end = truth.injection_end
-    if truth.spread_end is not None and end is not None:
+    if spread and truth.spread_end is not None and end is not None:
         masks = {s.frame - 1: s.mask for s in proposal.spread}
         if end in {f.frame - 1 for f in proposal.frames}:
             found = masks.get(end)
-            score.dice = dice(
-                truth.spread_end, found if found is not None else np.zeros_like(truth.spread_end)
-            )
+            mask = found if found is not None else np.zeros_like(truth.spread_end)
+            score.dice = dice(truth.spread_end, mask)
+            if truth.observable is not None:
+                score.dice_observable = dice(truth.spread_end & truth.observable, mask)
     return score
 
 
@@ -190,6 +239,7 @@ class Summary:
     claimed_fraction: float | None
     dice_median: float | None
     dice_min: float | None
+    dice_observable_median: float | None
     visible_frames: int
     absent_frames: int
 
@@ -205,6 +255,7 @@ def summarise(scores: list[ClipScore]) -> Summary:
     visible = sum(s.visible for s in scores)
     absent = sum(s.absent for s in scores)
     dices = [s.dice for s in scores if s.dice is not None]
+    observable = [s.dice_observable for s in scores if s.dice_observable is not None]
     return Summary(
         tip_median_mm=float(np.median(tip)) if tip.size else None,
         tip_p90_mm=float(np.percentile(tip, 90)) if tip.size else None,
@@ -213,6 +264,7 @@ def summarise(scores: list[ClipScore]) -> Summary:
         claimed_fraction=sum(s.claimed for s in scores) / absent if absent else None,
         dice_median=float(np.median(dices)) if dices else None,
         dice_min=float(min(dices)) if dices else None,
+        dice_observable_median=float(np.median(observable)) if observable else None,
         visible_frames=visible,
         absent_frames=absent,
     )

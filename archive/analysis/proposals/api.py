@@ -293,6 +293,8 @@ class _ClipRun:
         self.grown: npt.NDArray[np.bool_] | None = None
         self.seed: tuple[float, float] | None = None
         self.rest: list[tuple[int, tuple[float, float]]] = []
+        self.last_dot: tuple[float, float] | None = None
+        self.dot_missed = 0
 
     def _crop(self, index: int) -> F32:
         row0, col0, row1, col1 = self.region
@@ -321,12 +323,16 @@ class _ClipRun:
             else:
                 self.frame_proposals.append(FrameProposal(index + 1, None, None, 0.0))
         else:
-            dot = measure_dot(smoothed, self.params, noise=noise)
+            near = self.last_dot if self.dot_missed == 0 else None
+            dot = measure_dot(smoothed, self.params, noise=noise, near=near)
             score = 0.0 if dot is None else _confidence(dot.contrast)
             if dot is not None and score >= CLAIM_SCORE:
                 tip_region = dot.tip
+                self.last_dot = dot.tip
+                self.dot_missed = 0
                 self.frame_proposals.append(FrameProposal(index + 1, self._image(dot.tip), None, score))
             else:
+                self.dot_missed += 1
                 self.frame_proposals.append(FrameProposal(index + 1, None, None, 0.0))
         self._spread(index, frame, tip_region, smoothed > noise[0] + 4.0 * noise[1])
 
@@ -338,7 +344,10 @@ class _ClipRun:
         if measurement is None and prior is not None:
             measurement = measure_shaft(smoothed, self.params, noise=noise, occluded=self.occluded)
             if measurement is not None and not self.tracker.gate(measurement):
-                measurement = None
+                if self.tracker.outgrown(measurement):
+                    self.tracker.reset()  # the track was born from a short, wrong stub
+                else:
+                    measurement = None
         if measurement is None or _confidence(measurement.contrast) < CLAIM_SCORE:
             self.tracker.miss()
             return None

@@ -133,6 +133,7 @@ def brightening(reference_dilated: F32, frame: F32, shift: tuple[int, int]) -> F
     diff = frame - shift_image(reference_dilated, *shift)
     diff -= np.float32(np.median(diff[::4, ::4]))
     out: F32 = np.maximum(diff, np.float32(0.0))
+    _clear_uncovered(out, shift)
     return out
 
 
@@ -141,7 +142,22 @@ def darkening(reference_eroded: F32, frame: F32, shift: tuple[int, int]) -> F32:
     diff = shift_image(reference_eroded, *shift) - frame
     diff -= np.float32(np.median(diff[::4, ::4]))
     out: F32 = np.maximum(diff, np.float32(0.0))
+    _clear_uncovered(out, shift)
     return out
+
+
+def _clear_uncovered(diff: F32, shift: tuple[int, int]) -> None:
+    """Zero the edge bands the shifted reference does not cover (it repeats its edge there)."""
+    d_row, d_col = shift
+    band_r, band_c = abs(d_row) + 1 if d_row else 0, abs(d_col) + 1 if d_col else 0
+    if d_row > 0:
+        diff[:band_r] = 0.0
+    elif d_row < 0:
+        diff[-band_r:] = 0.0
+    if d_col > 0:
+        diff[:, :band_c] = 0.0
+    elif d_col < 0:
+        diff[:, -band_c:] = 0.0
 
 
 def widen(reference: F32, *, brighter: bool) -> F32:

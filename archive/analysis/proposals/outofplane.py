@@ -34,7 +34,11 @@ class DotMeasurement:
 
 
 def measure_dot(
-    smoothed: F32, params: PixelParameters, *, noise: tuple[float, float]
+    smoothed: F32,
+    params: PixelParameters,
+    *,
+    noise: tuple[float, float],
+    near: tuple[float, float] | None = None,
 ) -> DotMeasurement | None:
     """Find the needle dot in one frame.
 
@@ -46,6 +50,10 @@ def measure_dot(
         ``dot_sigma`` gives the blob scales.
     noise : tuple of float
         ``(median, sigma)`` of ``smoothed``.
+    near : tuple of float, optional
+        The previous frame's dot: if there are blobs within
+        ``params.search_radius`` of it, only they are considered (the needle
+        moves little between frames).
 
     Returns
     -------
@@ -70,6 +78,10 @@ def measure_dot(
     best: DotMeasurement | None = None
     best_score = -math.inf
     rows = smoothed.shape[0]
+    if near is not None:
+        close = np.hypot(blobs[:, 0] - near[0], blobs[:, 1] - near[1]) <= params.search_radius
+        if close.any():
+            blobs = blobs[close]
     strength = smoothed[blobs[:, 0].astype(np.intp), blobs[:, 1].astype(np.intp)]
     blobs = blobs[np.argsort(strength)[::-1][:MAX_BLOBS]]
     for row, col, blob_sigma in blobs:

@@ -55,15 +55,15 @@ class MethodParameters:
         Smallest and largest scale of an out-of-plane needle dot.
     spread_radius_mm : float
         Half size of the box around the tip in which the spread is segmented.
+    spread_reach_mm : float
+        Parts of the segmented pool (the needle may cut it) are kept when they
+        come this close to the tip.
     spread_min_area_mm2 : float
         Darkened area near the tip that marks the onset of injection.
     rest_s : float
         How long the tip must stay put before an injection onset is looked for.
     rest_mm : float
         How far the tip may move and still count as at rest.
-    spread_bridge_mm : float
-        Radius of the closing that bridges the needle and its reverberations
-        where they cross the pool (no darkening can show under them).
     motion_margin_mm : float
         Band along the edge of the imaged sector left out of the needle
         search (the static sector edge shows as change once probe motion is
@@ -80,10 +80,10 @@ class MethodParameters:
     max_angle_rate_deg_s: float = 90.0
     dot_sigma_mm: tuple[float, float] = (0.3, 1.0)
     spread_radius_mm: float = 14.0
+    spread_reach_mm: float = 2.5
     spread_min_area_mm2: float = 3.0
     rest_s: float = 0.3
     rest_mm: float = 1.0
-    spread_bridge_mm: float = 2.5
     motion_margin_mm: float = 1.5
 
 
@@ -101,10 +101,10 @@ class PixelParameters:
     max_angle_step_deg: float
     dot_sigma: tuple[float, float]
     spread_radius: float
+    spread_reach: float
     spread_min_area: float
     rest_frames: int
     rest: float
-    spread_bridge: float
     motion_margin: int
     pixel_area_mm2: float | None
     spacing_mm: tuple[float, float] | None
@@ -179,10 +179,10 @@ def to_pixels(
         max_angle_step_deg=params.max_angle_rate_deg_s * interval,
         dot_sigma=(max(1.0, px(params.dot_sigma_mm[0])), max(1.5, px(params.dot_sigma_mm[1]))),
         spread_radius=px(params.spread_radius_mm),
+        spread_reach=px(params.spread_reach_mm),
         spread_min_area=params.spread_min_area_mm2 / mm_per_px**2,
         rest_frames=_frames(params.rest_s, interval, 3),
         rest=px(params.rest_mm),
-        spread_bridge=px(params.spread_bridge_mm),
         motion_margin=math.ceil(px(params.motion_margin_mm)),
         pixel_area_mm2=None if spacing_mm is None else spacing_mm[0] * spacing_mm[1],
         spacing_mm=spacing_mm,

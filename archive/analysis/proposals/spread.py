@@ -22,7 +22,6 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 from skimage.measure import EllipseModel
-from skimage.morphology import disk
 from skimage.segmentation import morphological_chan_vese
 
 from archive.analysis.proposals.params import PixelParameters
@@ -79,15 +78,20 @@ def onset_area(smoothed: F32, tip: tuple[float, float], params: PixelParameters)
 
 
 def _near_tip(
-    mask: Mask, tip: tuple[float, float], box: tuple[slice, slice], params: PixelParameters
+    mask: Mask,
+    tip: tuple[float, float],
+    box: tuple[slice, slice],
+    params: PixelParameters,
+    reach: float | None = None,
 ) -> Mask:
-    """Components of ``mask`` (a box crop) that come within a few shaft scales of the tip."""
+    """Components of ``mask`` (a box crop) within ``reach`` (default a few shaft scales) of the tip."""
     labels, count = ndimage.label(mask)
     if count == 0:
         return mask
     r = tip[0] - box[0].start
     c = tip[1] - box[1].start
-    reach = max(3.0, 6.0 * params.shaft_sigma)
+    if reach is None:
+        reach = max(3.0, 6.0 * params.shaft_sigma)
     rows, cols = np.ogrid[0 : mask.shape[0], 0 : mask.shape[1]]
     near = (rows - r) ** 2 + (cols - c) ** 2 <= reach**2
     keep = np.unique(labels[near & mask])
@@ -119,7 +123,8 @@ def segment_spread(
         Scales in pixels.
     hidden : ndarray of shape (rows, cols), bool, optional
         Where this frame got brighter (the needle): no darkening can show
-        there, so such pixels enclosed by the pool are taken as pool.
+        there, so the pool's shape is completed under it (see
+        :func:`_complete_under_needle`).
 
     Returns
     -------
@@ -129,6 +134,8 @@ def segment_spread(
     shape = smoothed.shape
     box = tip_box((shape[0], shape[1]), tip, params.spread_radius)
     patch = smoothed[box]
+    if hidden is not None and hidden[box].any():
+        patch = _fill_hidden(patch, hidden[box], params.spread_reach)
     previous = None if grown is None else shift_mask(grown, *shift)[box]
     median = float(np.median(patch))
     sigma = max(0.5, 1.4826 * float(np.median(np.abs(patch - median))))
@@ -150,12 +157,8 @@ def segment_spread(
         # the contour may leak into speckle; a pool does not triple its area in one frame
         if np.count_nonzero(level) > RUNAWAY_FACTOR * np.count_nonzero(init):
             level = init
-    if hidden is not None and level.any():
-        # the needle and its reverberations cross the pool: brighter there, so no darkening
-        # shows; needle pixels between pool pixels (a closing bridges them) count as pool
-        reach = disk(max(1, round(params.spread_bridge)))
-        level = level | (ndimage.binary_closing(level, reach, border_value=0) & hidden[box])
-    pool = _near_tip(level, tip, box, params)
+    # the needle may cut the pool in parts: keep every part that comes near the tip
+    pool = _near_tip(level, tip, box, params, reach=params.spread_reach)
     if hidden is not None:
         pool |= _complete_under_needle(pool, hidden[box])
     if previous is not None:
@@ -173,6 +176,21 @@ def segment_spread(
 MIN_COMPLETION_PIXELS = 24
 #: Largest completed area relative to the seen pool.
 MAX_COMPLETION_RATIO = 1.8
+
+
+def _fill_hidden(patch: F32, hidden: Mask, sigma: float) -> F32:
+    """Darkening under the needle replaced by the mean of what is seen around it.
+
+    Normalised convolution: a Gaussian-weighted mean of the pixels not under
+    the needle, so the contour can grow across the needle where the pool
+    lies on both sides, instead of stopping at it.
+    """
+    seen = (~hidden).astype(np.float32)
+    numerator = ndimage.gaussian_filter(patch * seen, sigma)
+    denominator = ndimage.gaussian_filter(seen, sigma)
+    filled = np.where(hidden, numerator / np.maximum(denominator, np.float32(1e-3)), patch)
+    out: F32 = filled.astype(np.float32)
+    return out
 
 
 def _complete_under_needle(pool: Mask, hidden: Mask) -> Mask:
@@ -215,7 +233,7 @@ def _fit_ellipse(points: npt.NDArray[np.float64]) -> tuple[float, float, float, 
     ``EllipseModel.from_estimate``; both are handled here, in one place.
     """
     if hasattr(EllipseModel, "from_estimate"):
-        model = EllipseModel.from_estimate(points)
+        model = EllipseModel.from_estimate(points)  # type: ignore[no-untyped-call]
         if not model:
             return None
         (xc, yc), (a, b), theta = model.center, model.axis_lengths, model.theta

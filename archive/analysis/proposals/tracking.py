@@ -20,6 +20,8 @@ from archive.analysis.proposals.params import PixelParameters
 
 #: Frames without a measurement after which the track is dropped.
 MAX_MISSED = 3
+#: A rejected measurement this many times longer than the track's longest shaft restarts the track.
+OUTGROWN_FACTOR = 2.0
 
 
 def _wrap(angle_deg: float) -> float:
@@ -42,6 +44,19 @@ class ShaftTracker:
     variance: float = 0.0
     point: tuple[float, float] | None = None
     missed: int = 0
+    length: float = 0.0
+
+    def reset(self) -> None:
+        """Forget the track."""
+        self.angle_deg = None
+        self.point = None
+        self.variance = 0.0
+        self.missed = 0
+        self.length = 0.0
+
+    def outgrown(self, measurement: ShaftMeasurement) -> bool:
+        """Whether a rejected measurement is so much longer than the track's shaft that the track is wrong."""
+        return measurement.length > OUTGROWN_FACTOR * max(self.length, 1.0)
 
     def prior(self) -> LinePrior | None:
         """The expected line, or None when there is no live track."""
@@ -82,6 +97,7 @@ class ShaftTracker:
             self.angle_deg = self.angle_deg + gain * _wrap(measurement.angle_deg - self.angle_deg)
             self.variance = (1.0 - gain) * p
         self.missed = 0
+        self.length = max(self.length, measurement.length)
         rad = math.radians(self.angle_deg)
         direction = (math.sin(rad), math.cos(rad))
         mid = (
