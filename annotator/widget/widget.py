@@ -149,9 +149,11 @@ class ProcedureReviewWidget(QWidget):
         actions["set_status"] = lambda: self.set_status(
             self.panel.status_combo.currentText(), self.panel.comment.text()
         )
+        self.proposals = ProposalReview(self)
+        actions["accept_proposal_frame"] = self.proposals.accept_frame
+        actions["reject_proposal_frame"] = self.proposals.reject_frame
         self.panel = ReviewPanel(actions)
         self.panel.owner.textActivated.connect(self.show_annotation_of)
-        self.proposals = ProposalReview(self)
         self.panel.add_section(self.proposals.panel)
         self.tabs.addTab(ScrolledPage(self.panel), "Review")
         self.help = QPlainTextEdit(help_text())

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pydicom
 import pytest
+from app_model.types import KeyBinding
 from widget_fixtures import ViewerFactory, click, ingest, open_clip_from_list, open_widget
 
 from annotator.widget.layers import KEYFRAME_COLOUR
@@ -126,13 +127,19 @@ def test_reject_frame_and_reject_all_hide_the_proposal_and_accept_all_skips_reje
     proposal = widget.proposals.proposal
     assert proposal is not None
     frames = sorted(proposal.keyframes("needle"))
-    rejected, kept = frames[0], frames[1]
+    rejected, kept, by_key = frames[0], frames[1], frames[2]
     widget.go_to_frame(rejected)
     layer = widget.viewer.layers[PROPOSAL_NEEDLE_LAYER]
     assert len(layer.data) == 1
     click(qtbot, widget, "reject_proposal_frame")
     assert len(layer.data) == 0 and rejected not in widget.proposals.pending()
     assert widget.annotation is not None and widget.annotation.needle == {}
+    # the keys: Alt-A accepts the frame's proposal, Alt-X rejects it
+    widget.go_to_frame(by_key)
+    widget.viewer.keymap[KeyBinding.from_str("Alt-A")](widget.viewer)
+    assert widget.annotation is not None and widget.annotation.needle == {by_key: proposal.needle[by_key]}
+    widget.viewer.keymap[KeyBinding.from_str("Alt-X")](widget.viewer)
+    assert by_key not in widget.proposals.pending()
 
     click(qtbot, widget, "accept_proposal_all")
     annotation = widget.annotation
