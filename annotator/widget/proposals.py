@@ -92,6 +92,7 @@ class ProposalLayers:
 
         self.viewer = viewer
         self.frame_shape = frame_shape
+        self._shown: tuple[Any, Any] | None = None  # (needle mark, mask object) last written
         colours = DirectLabelColormap(
             color_dict={None: "transparent", 0: "transparent", 1: PROPOSAL_SPREAD_COLOUR}
         )
@@ -132,9 +133,17 @@ class ProposalLayers:
         return (self.spread, self.needle, self.dot)
 
     def show(self, proposal: ClipAnnotation | None, frame: int) -> None:
-        """Draw ``proposal``'s keyframes of ``frame`` (nothing when ``None``)."""
+        """Draw ``proposal``'s keyframes of ``frame`` (nothing when ``None``).
+
+        The layers are rewritten only when what they show changes (rewriting a
+        Labels layer re-uploads its texture), so stepping through frames
+        without a proposal costs them nothing.
+        """
         mark = None if proposal is None else proposal.needle.get(frame)
         mask = None if proposal is None else proposal.spread.get(frame)
+        if self._shown is not None and self._shown[0] == mark and self._shown[1] is mask:
+            return
+        self._shown = (mark, mask)
         self.needle.data = []
         self.dot.data = np.empty((0, 2))
         if mark is not None and mark.view is NeedleView.IN_PLANE:
@@ -309,6 +318,11 @@ class ProposalReview:
         """Draw the proposal of ``frame`` unless the reviewer decided it in this session."""
         if self.layers is not None:
             self.layers.show(self.proposal if frame not in self.decided else None, frame)
+
+    @property
+    def drawn_layers(self) -> tuple[Any, ...]:
+        """The proposal layers of the open clip (none when no clip is open)."""
+        return () if self.layers is None else self.layers.all
 
     def shown_on(self, frame: int) -> bool:
         """Whether a proposal is drawn on ``frame``."""

@@ -240,7 +240,9 @@ class ProcedureReviewWidget(QWidget):
             self.viewer, self.image, napari_patches=self.napari_patches
         )
         self.viewer.layers.selection.active = self.marks.needle
-        self._mark_skip = EmptyMarkSkip(self.viewer, self.marks.all, enabled=self.napari_patches)
+        self._mark_skip = EmptyMarkSkip(
+            self.viewer, (*self.marks.all, *self.proposals.drawn_layers), enabled=self.napari_patches
+        )
         self._undo_napari[:] = [self._detach_overlay, self._mark_skip.disconnect]
         self.panel.clip_label.setText(f"{kwargs['name']} — {sop_instance_uid}")
         self.tabs.setCurrentIndex(1)

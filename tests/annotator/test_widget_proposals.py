@@ -70,6 +70,16 @@ def test_round_trip_propose_accept_range_correct_save_audit(
     names = [lay.name for lay in widget.viewer.layers]
     assert names.index(PROPOSAL_NEEDLE_LAYER) < names.index(widget.marks.needle.name)
     assert names.index(PROPOSAL_SPREAD_LAYER) > names.index(widget.image.name)
+    # empty proposal layers are left out of the canvas draw like the working layers
+    assert widget._mark_skip is not None and layer in widget._mark_skip.layers
+    # stepping between frames without a proposal does not rewrite the proposal layers
+    spread_layer = widget.viewer.layers[PROPOSAL_SPREAD_LAYER]
+    assert not {0, 1} & (proposed | set(proposal.keyframes("spread")))
+    widget.go_to_frame(0)
+    written = spread_layer.data
+    widget.go_to_frame(1)
+    assert spread_layer.data is written
+    widget.go_to_frame(frame)
     # the readout tells the reviewed value (none yet) from the proposed one
     angle = widget.panel.readout_labels["needle_angle_deg"].text()
     assert angle.startswith("reviewed: — (no needle on this frame) · proposed: ") and angle.endswith("°")
