@@ -65,7 +65,7 @@ ARCHIVE_COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "review": (
         "archive.cli.review:review",
-        "Reviewers' annotations: status, history, JSON export and import.",
+        "Reviewers' annotations: status, history, JSON export and import, accepting proposals.",
     ),
     "sample": (
         "archive.cli.sample:sample",

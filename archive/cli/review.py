@@ -1,4 +1,4 @@
-"""``usarchive review``: list, change status, show history, export and import reviewers' annotations."""
+"""``usarchive review``: list, change status, show history, export and import reviewers' annotations; accept proposals."""
 
 from __future__ import annotations
 
@@ -97,7 +97,7 @@ def _identity(ctx: click.Context, given: str | None, option: str) -> str:
 
 @click.group("review")
 def review() -> None:
-    """Reviewers' annotations: status, history, JSON export and import."""
+    """Reviewers' annotations: status, history, JSON export and import, accepting proposals."""
 
 
 @review.command("accept-proposal")
