@@ -1,4 +1,4 @@
-"""``usarchive review``: list, change status, show history, export and import reviewers' annotations; accept proposals."""
+"""``usarchive review``: status, history, JSON export and import of annotations; accepting proposals."""
 
 from __future__ import annotations
 
