@@ -379,7 +379,9 @@ class ProposalStore:
         region = None
         if calibration is not None:
             r = calibration.primary_region
-            region = (r.min_y0, r.min_x0, r.max_y1, r.max_x1)
+            # scanners write a maximum one past the last pixel now and then: keep it inside the frame
+            rows, cols = frame_shape
+            region = (max(0, r.min_y0), max(0, r.min_x0), min(r.max_y1, rows - 1), min(r.max_x1, cols - 1))
         try:
             frames = grey_frames(path, header, last=end)
         except ValueError as exc:

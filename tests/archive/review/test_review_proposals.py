@@ -11,7 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
+from pydicom.uid import generate_uid
 
 from archive.analysis.audit.gather import gather_inputs
 from archive.analysis.metrics import agreement
@@ -249,3 +251,18 @@ def test_a_cancelled_run_stores_nothing(archive: Archive, uid: str) -> None:
     with pytest.raises(ProposalCancelled):
         archive.proposals.run(uid, requested_by="alice", cancelled=lambda: True)
     assert archive.proposals.load(uid) is None
+
+
+def test_a_region_one_past_the_frame_is_kept_inside_it(
+    archive: Archive, sample_dir: Path, tmp_path: Path
+) -> None:
+    ds = pydicom.dcmread(sample_dir / f"{CLIP}.dcm")
+    region = ds.SequenceOfUltrasoundRegions[0]
+    region.RegionLocationMaxX1, region.RegionLocationMaxY1 = int(ds.Columns), int(ds.Rows)
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    path = tmp_path / "wide_region.dcm"
+    ds.save_as(path)
+    assert archive.ingest(path, origin=Origin("file")).outcome is IngestOutcome.STORED
+    run = archive.proposals.run(str(ds.SOPInstanceUID), requested_by="alice", first=1, last=3)
+    assert [f.frame for f in run.proposal.frames] == [1, 2, 3] and run.proposal.units == "mm"
