@@ -169,6 +169,10 @@ def widen(reference: F32, *, brighter: bool) -> F32:
     return widened
 
 
+#: Fraction of exactly black reference pixels from which the region is taken to hold a sector.
+SECTOR_FRACTION = 0.05
+
+
 def imaged_area(reference: F32, margin: int) -> npt.NDArray[np.float32]:
     """1 inside the imaged sector less ``margin`` pixels, 0 outside (as float32, to multiply).
 
@@ -178,7 +182,10 @@ def imaged_area(reference: F32, margin: int) -> npt.NDArray[np.float32]:
     """
     inside = ndimage.binary_fill_holes(reference > 0)
     if margin > 0:
-        inside = ndimage.binary_erosion(inside, iterations=margin, border_value=1)
+        # a sector that reaches the region's edge (the skin line of a convex probe) ends
+        # there too; a region that is all image (no sector) keeps its edges
+        sector = float(np.mean(reference == 0)) > SECTOR_FRACTION
+        inside = ndimage.binary_erosion(inside, iterations=margin, border_value=0 if sector else 1)
     area: npt.NDArray[np.float32] = inside.astype(np.float32)
     return area
 

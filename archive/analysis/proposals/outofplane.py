@@ -21,6 +21,8 @@ from archive.analysis.proposals.params import PixelParameters
 
 F32 = npt.NDArray[np.float32]
 
+#: Smallest brightening of a needle dot, in noise units.
+MIN_DOT_SIGMA = 6.0
 #: Most blobs scored per frame.
 MAX_BLOBS = 12
 
@@ -100,6 +102,8 @@ def measure_dot(
         if below.size and (side_l.size or side_r.size):
             sides = np.concatenate([side_l.ravel(), side_r.ravel()])
             tail = max(0.0, float(np.mean(below)) - float(np.mean(sides)))
+        if own < MIN_DOT_SIGMA * sigma:
+            continue  # the largest of many speckle or noise maxima reaches about 5 noise units
         score = own + 2.0 * tail
         if score > best_score:
             best_score = score
