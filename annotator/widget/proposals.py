@@ -38,7 +38,7 @@ from qtpy.QtWidgets import (
     QSpinBox,
 )
 
-from annotator.widget.readout import FrameReadout, frame_readout
+from annotator.widget.readout import FrameReadout, proposed_readout
 from archive.calibration import Calibration
 from archive.errors import ArchiveError
 from archive.model import ClipEvent, NeedleView
@@ -336,20 +336,7 @@ class ProposalReview:
         session = self.host.session
         if session is None or self.proposal is None or not self.shown_on(frame):
             return None
-        mine = session.annotation
-        needle = {frame: self.proposal.needle[frame]} if frame in self.proposal.needle else {}
-        spread = {frame: self.proposal.spread[frame]} if frame in self.proposal.spread else {}
-        proposed = ClipAnnotation(
-            mine.sop_instance_uid,
-            mine.reviewer,
-            mine.n_frames,
-            mine.frame_shape,
-            needle=needle,
-            target=mine.target,
-            spread=spread,
-            danger=mine.danger,
-        )
-        return frame_readout(proposed, calibration, frame)
+        return proposed_readout(session.annotation, self.proposal, calibration, frame)
 
     # -- running ------------------------------------------------------------------------------
 
