@@ -384,8 +384,11 @@ class ProposalStore:
             region = (max(0, r.min_y0), max(0, r.min_x0), min(r.max_y1, rows - 1), min(r.max_x1, cols - 1))
         try:
             frames = grey_frames(path, header, last=end)
-        except ValueError as exc:
-            raise AnnotationError(f"propose: cannot decode clip {sop_instance_uid}: {exc}") from exc
+        except (ValueError, NotImplementedError, RuntimeError, OSError) as exc:  # pydicom's decoders
+            raise AnnotationError(
+                f"propose: expected pixel data this installation can decode, but clip {sop_instance_uid} "
+                f"fails: {exc}; check the decoders ('usarchive verify' checks the stored file)"
+            ) from exc
         proposal = propose_clip(
             frames,
             spacing_mm=None if calibration is None else calibration.pixel_size_mm,

@@ -149,3 +149,23 @@ def test_an_uncalibrated_clip_is_proposed_in_pixels_and_says_so(
     _check_shape(document, str(ds.SOPInstanceUID), list(range(1, 31)))
     assert all(s["area_mm2"] is None for s in document["spread"])
     assert any(f["tip"] is not None for f in document["frames"])
+
+
+def test_a_clip_whose_pixels_do_not_decode_is_a_one_line_error(
+    tmp_path: Path, db_url: str, sample_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(ENV_REVIEWER, raising=False)
+    ds = pydicom.dcmread(sample_dir / f"{CLIP}.dcm")
+    ds.PixelData = bytes(ds.PixelData)[: len(ds.PixelData) // 2]  # half the frames' bytes
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    source = tmp_path / "truncated.dcm"
+    ds.save_as(source)
+    data = tmp_path / "data"
+    assert run(data, db_url, "import", str(source)).exit_code == 0
+    result = run(data, db_url, "propose", str(ds.SOPInstanceUID))
+    assert result.exit_code == 1
+    assert "expected pixel data this installation can decode" in result.output
+    assert "Traceback" not in result.output
+    with Archive.open(ArchiveSettings(data, db_url)) as archive:
+        assert archive.proposals.load(str(ds.SOPInstanceUID)) is None
