@@ -74,10 +74,11 @@ def test_round_trip_propose_accept_range_correct_save_audit(
     assert widget._mark_skip is not None and layer in widget._mark_skip.layers
     # stepping between frames without a proposal does not rewrite the proposal layers
     spread_layer = widget.viewer.layers[PROPOSAL_SPREAD_LAYER]
-    assert not {0, 1} & (proposed | set(proposal.keyframes("spread")))
-    widget.go_to_frame(0)
+    busy = proposed | set(proposal.keyframes("spread"))
+    quiet = next(f for f in range(29) if not {f, f + 1} & busy)  # the phantom's needle enters at frame 5
+    widget.go_to_frame(quiet)
     written = spread_layer.data
-    widget.go_to_frame(1)
+    widget.go_to_frame(quiet + 1)
     assert spread_layer.data is written
     widget.go_to_frame(frame)
     # the readout tells the reviewed value (none yet) from the proposed one
