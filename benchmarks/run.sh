@@ -27,6 +27,7 @@ run import $PY -m benchmarks.bench_archive_import
 run receive $PY -m benchmarks.bench_receive
 run export $PY benchmarks/bench_export.py
 run soak $PY -m benchmarks.bench_soak --rounds 40 --minutes 30
+run proposals $PY -m benchmarks.bench_proposals
 run annotator env QT_QPA_PLATFORM=xcb xvfb-run -a -s "-screen 0 1600x1000x24" $PY benchmarks/bench_annotator.py
 $PY -m benchmarks.collect
 
