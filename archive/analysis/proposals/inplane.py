@@ -40,7 +40,7 @@ F64 = npt.NDArray[np.float64]
 #: Candidate threshold in robust standard deviations above the median.
 CANDIDATE_K = 4.0
 #: RANSAC sees only pixels above this fraction of the strongest change (the needle is the brightest).
-PEAK_FRACTION = 0.4
+PEAK_FRACTION = 0.55
 #: Lines tried per frame (sequential RANSAC: each next one on the points the previous left).
 LINE_CANDIDATES = 3
 #: Contrast (noise units) of a line so clear that no further line is tried.
