@@ -207,7 +207,7 @@ def main() -> int:
         "versions": {
             "python": platform.python_version(),
             "numpy": np.__version__,
-            "skimage": skimage.__version__,
+            "skimage": str(getattr(skimage, "__version__", "unknown")),
         },
         "ms_per_frame_cpu": ms_cpu,
         "ms_per_frame_wall": ms_wall,
