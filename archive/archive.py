@@ -97,6 +97,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from archive.review.proposals import ProposalStore
     from archive.rules import Classification, RuleSet
 
 logger = logging.getLogger(__name__)
@@ -187,6 +188,13 @@ class Archive:
     def annotations(self) -> AnnotationStore:
         """Reviewers' versioned annotations of the archived clips (see :mod:`archive.review.store`)."""
         return AnnotationStore(self.engine, four_eyes=self.settings.four_eyes)
+
+    @property
+    def proposals(self) -> ProposalStore:
+        """Automatic needle and spread proposals of the clips (see :mod:`archive.review.proposals`)."""
+        from archive.review.proposals import ProposalStore  # loads scikit-image only when used
+
+        return ProposalStore(self)
 
     @property
     def outcomes(self) -> OutcomeStore:

@@ -202,6 +202,83 @@ def iter_rgb_frames(path: Path, ds: Dataset) -> Iterator[npt.NDArray[Any]]:
         yield palette_to_rgb(native, ds) if palette else native
 
 
+#: ITU-R BT.601 luma weights: an RGB ultrasound frame (grey B-mode, colour overlays) to grey.
+_LUMA = np.array([0.299, 0.587, 0.114])
+
+
+def to_grey_uint8(frame: npt.NDArray[Any], photometric: str) -> npt.NDArray[np.uint8]:
+    """One decoded frame (as :func:`iter_rgb_frames` yields it) as ``uint8`` grey, 0 black.
+
+    Parameters
+    ----------
+    frame : ndarray
+        ``(H, W)`` grey or ``(H, W, 3)`` RGB, any of the dtypes :func:`output_form` names.
+    photometric : str
+        Of the decoded frame (:attr:`OutputForm.photometric`): MONOCHROME1 is inverted.
+
+    Returns
+    -------
+    ndarray of shape (H, W), uint8
+        RGB by BT.601 luma; 16-bit and signed data scaled from their dtype's range.
+    """
+    values = np.asarray(frame)
+    if values.dtype.kind == "i":  # signed: shift to unsigned of the same width
+        info = np.iinfo(values.dtype)
+        values = values.astype(np.int64) - int(info.min)
+        top = float(info.max) - float(info.min)
+    else:
+        top = float(np.iinfo(values.dtype).max) if values.dtype.kind == "u" else 255.0
+    grey: npt.NDArray[np.float64] = values @ _LUMA if values.ndim == 3 else values.astype(np.float64)
+    if top != 255.0:
+        grey = grey * (255.0 / top)
+    if photometric == "MONOCHROME1":
+        grey = 255.0 - grey
+    out: npt.NDArray[np.uint8] = np.clip(np.rint(grey), 0, 255).astype(np.uint8)
+    return out
+
+
+def grey_frames(path: Path, ds: Dataset, *, last: int | None = None) -> npt.NDArray[np.uint8]:
+    """Decode frames 1 .. ``last`` of a clip as ``uint8`` grey (for detection on B-mode).
+
+    Parameters
+    ----------
+    path : Path
+        The DICOM file.
+    ds : pydicom.dataset.Dataset
+        Its header.
+    last : int, optional
+        Last frame wanted (1-based); decoding stops there. Default: every frame.
+
+    Returns
+    -------
+    ndarray of shape (T, H, W), uint8
+
+    Raises
+    ------
+    ValueError
+        If the image is not one :func:`output_form` can decode, or has fewer
+        frames than its header says.
+    """
+    form = output_form(ds)
+    total = int(ds.get("NumberOfFrames", 1) or 1)
+    count = total if last is None else max(0, min(last, total))
+    rows, cols = form.frame_shape[:2]
+    out = np.empty((count, rows, cols), dtype=np.uint8)
+    if count == 0:
+        return out
+    decoded = 0
+    for frame in iter_rgb_frames(path, ds):
+        out[decoded] = to_grey_uint8(frame, form.photometric)
+        decoded += 1
+        if decoded == count:
+            break
+    if decoded < count:
+        raise ValueError(
+            f"{path}: expected {count} frame(s) as Number of Frames says, but only {decoded} decoded"
+        )
+    return out
+
+
 def to_little_endian(ds: Dataset) -> None:
     """Re-encode a data set read from a big-endian file as Explicit VR Little Endian, in place.
 

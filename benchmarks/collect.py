@@ -15,7 +15,19 @@ import argparse
 from pathlib import Path
 
 #: Order of sections in BENCHMARKS.md; any other result follows alphabetically.
-ORDER = ("find", "qr_find", "import", "receive", "forward", "qr_move", "web", "annotator", "export", "soak")
+ORDER = (
+    "find",
+    "qr_find",
+    "import",
+    "receive",
+    "forward",
+    "qr_move",
+    "web",
+    "annotator",
+    "export",
+    "soak",
+    "proposals",
+)
 
 HEADER = """# Benchmarks
 

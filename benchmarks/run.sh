@@ -31,6 +31,7 @@ run qr_move $PY -m benchmarks.bench_qr_move
 run export $PY benchmarks/bench_export.py
 run web $PY -m benchmarks.bench_web
 run soak $PY -m benchmarks.bench_soak --rounds 40 --minutes 30
+run proposals $PY -m benchmarks.bench_proposals
 run annotator env QT_QPA_PLATFORM=xcb xvfb-run -a -s "-screen 0 1600x1000x24" $PY benchmarks/bench_annotator.py
 $PY -m benchmarks.collect
 

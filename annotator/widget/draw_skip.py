@@ -1,6 +1,7 @@
 """Leave the visuals of empty mark layers out of the canvas draw.
 
 The review widget's five mark layers (:class:`~annotator.widget.layers.MarkLayers`)
+and three proposal layers (:class:`~annotator.widget.proposals.ProposalLayers`)
 are empty on most frames of most clips, yet napari draws every shown layer's
 visual in every canvas draw: about 2 ms per layer and frame step with software
 OpenGL, for no pixel. :class:`EmptyMarkSkip` hides the vispy node of a mark

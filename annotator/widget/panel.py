@@ -58,6 +58,14 @@ def event_action(event: ClipEvent) -> str:
     return "event_" + event.value.replace(" ", "_")
 
 
+def readout_text(reading: FrameReadout, proposed: FrameReadout | None, field: str) -> str:
+    """One readout line: the reviewed value, and the proposed one beside it when a proposal is shown."""
+    reviewed: str = getattr(reading, field).text
+    if proposed is None:
+        return reviewed
+    return f"reviewed: {reviewed} · proposed: {getattr(proposed, field).text}"
+
+
 def _label(name: str, text: str = "") -> QLabel:
     label = QLabel(text)
     label.setObjectName(name)
@@ -203,6 +211,12 @@ class ReviewPanel(QWidget):
         layout.addWidget(review)
         layout.addStretch(1)
 
+    def add_section(self, section: QWidget) -> None:
+        """Add a group of controls (e.g. the proposals') after the readout."""
+        layout = self.layout()
+        assert isinstance(layout, QVBoxLayout)
+        layout.insertWidget(layout.count() - 2, section)  # before "Save and review" and the stretch
+
     def offer(self, danger_classes: Sequence[str], target_names: Sequence[str]) -> None:
         """Refill the danger class and target name boxes with the choices for the open clip.
 
@@ -247,6 +261,7 @@ class ReviewPanel(QWidget):
         frame_times_ms: Sequence[float] | None,
         reading: FrameReadout,
         version_text: str,
+        proposed: FrameReadout | None = None,
     ) -> None:
         """Write the current frame's state into the labels.
 
@@ -264,6 +279,9 @@ class ReviewPanel(QWidget):
             The frame's measurements.
         version_text : str
             E.g. ``"version 3 · UNSAVED CHANGES"``.
+        proposed : FrameReadout, optional
+            The measurements of the automatic proposal drawn on this frame:
+            each line then reads ``reviewed: … · proposed: …``.
         """
         if calibration is None:
             self.calibration_label.setText("UNCALIBRATED: no ultrasound regions, mm readouts unavailable")
@@ -285,7 +303,7 @@ class ReviewPanel(QWidget):
         self.events_label.setText("events (frame): " + (", ".join(events) or "none"))
         self.status_label.setText(f"{annotation.reviewer}: {annotation.status.value}, {version_text}")
         for field, label in self.readout_labels.items():
-            label.setText(getattr(reading, field).text)
+            label.setText(readout_text(reading, proposed, field))
 
 
 class ScrolledPage(QScrollArea):

@@ -9,6 +9,10 @@ reviewer sees while marking is what the audit will report.
 
 A clip without calibration gets no number at all: each measurement says it
 is unavailable instead of showing a pixel count that could be read as mm.
+
+:func:`proposed_readout` measures an automatic proposal's needle and spread of
+the frame the same way, so the widget can show the reviewed and the proposed
+value side by side (``reviewed: … · proposed: …``).
 """
 
 from __future__ import annotations
@@ -174,3 +178,43 @@ def frame_readout(annotation: ClipAnnotation, calibration: Calibration | None, f
         nearest_danger_mm=danger,
         nearest_danger_class=danger_class,
     )
+
+
+def proposed_readout(
+    annotation: ClipAnnotation, proposal: ClipAnnotation, calibration: Calibration | None, frame: int
+) -> FrameReadout | None:
+    """Measure what an automatic proposal shows on one frame, with the reviewer's anatomy.
+
+    Parameters
+    ----------
+    annotation : ClipAnnotation
+        The reviewer's marks: their target and danger structures are used.
+    proposal : ClipAnnotation
+        The stored proposal (reviewer ``auto``): its needle and spread
+        keyframe of ``frame`` replace the reviewer's.
+    calibration : Calibration or None
+        The clip's calibration.
+    frame : int
+        0-based frame index.
+
+    Returns
+    -------
+    FrameReadout or None
+        ``None`` when the proposal has neither a needle nor a spread keyframe
+        on ``frame`` (nothing proposed to measure).
+    """
+    needle = {frame: proposal.needle[frame]} if frame in proposal.needle else {}
+    spread = {frame: proposal.spread[frame]} if frame in proposal.spread else {}
+    if not needle and not spread:
+        return None
+    proposed = ClipAnnotation(
+        annotation.sop_instance_uid,
+        annotation.reviewer,
+        annotation.n_frames,
+        annotation.frame_shape,
+        needle=needle,
+        target=annotation.target,
+        spread=spread,
+        danger=annotation.danger,
+    )
+    return frame_readout(proposed, calibration, frame)

@@ -55,6 +55,8 @@ SHORTCUTS: tuple[Shortcut, ...] = (
     Shortcut("Alt-2", "event_target_reached", "event: target reached on this frame"),
     Shortcut("Alt-3", "event_injection_start", "event: injection start on this frame"),
     Shortcut("Alt-4", "event_injection_end", "event: injection end on this frame"),
+    Shortcut("Alt-A", "accept_proposal_frame", "accept the automatic proposal on this frame"),
+    Shortcut("Alt-X", "reject_proposal_frame", "reject (hide) the automatic proposal on this frame"),
     Shortcut("Alt-S", "save", "save a new version to the archive"),
 )
 

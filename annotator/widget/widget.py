@@ -6,7 +6,9 @@ annotation being edited, the single source of truth) and the
 it. Every edit goes ``layer event -> ClipAnnotation.with_… -> session``; the
 layers are then refilled from the annotation, so what is on screen is always
 what will be saved. Buttons, shortcuts and tests call the same small public
-methods (``tool_needle``, ``mark_event``, ``save``, ...).
+methods (``tool_needle``, ``mark_event``, ``save``, ...). The layers' edits are
+read by :class:`~annotator.widget.edits.LayerEdits`; automatic proposals are
+run, drawn and accepted by :class:`~annotator.widget.proposals.ProposalReview`.
 """
 
 from __future__ import annotations
@@ -33,8 +35,10 @@ from annotator.overlay import attach_time_overlay, current_frame_index
 from annotator.reader import notify_frame_error, read_clip
 from annotator.widget.clip_list import ClipList
 from annotator.widget.draw_skip import EmptyMarkSkip
+from annotator.widget.edits import LayerEdits
 from annotator.widget.layers import MarkLayers
-from annotator.widget.panel import DEFAULT_TARGET_NAME, EVENT_BUTTONS, ReviewPanel, ScrolledPage, event_action
+from annotator.widget.panel import EVENT_BUTTONS, ReviewPanel, ScrolledPage, event_action
+from annotator.widget.proposals import ProposalReview
 from annotator.widget.readout import FrameReadout, frame_readout
 from annotator.widget.session import ReviewSession, archived_clip_levels, archived_clip_path
 from annotator.widget.shortcuts import bind_shortcuts, help_text
@@ -42,8 +46,8 @@ from archive.anatomy import danger_classes_for, target_names_for
 from archive.archive import Archive
 from archive.calibration import Calibration, calibration_or_none
 from archive.errors import AnnotationError, StaleAnnotationError
-from archive.model import ClipEvent, NeedleView, ReviewStatus
-from archive.review import ClipAnnotation, MarkKind, NeedleMark, TargetMark
+from archive.model import ClipEvent, ReviewStatus
+from archive.review import ClipAnnotation, MarkKind
 from archive.review.store import resolve_reviewer
 from archive.settings import ArchiveSettings
 
@@ -52,9 +56,6 @@ if TYPE_CHECKING:
     from napari.viewer import Viewer
 
 logger = logging.getLogger(__name__)
-
-#: Layer events that mean an edit is finished (napari ActionType values).
-_DONE = {"added", "changed", "removed"}
 
 
 def _run_and_clear(undo: list[Callable[[], None]]) -> None:
@@ -107,14 +108,11 @@ class ProcedureReviewWidget(QWidget):
         self._undo_napari: list[Callable[[], None]] = []
         self._frame_times_ms: tuple[float, ...] | None = None
         self._shown_frame = 0
-        self._pending_paint: set[MarkKind] = set()
         # Timers owned by the widget: they die with it, and several requests in one loop turn coalesce.
         self._refill_timer = QTimer(self)
         self._refill_timer.setSingleShot(True)
         self._refill_timer.timeout.connect(self.refresh)
-        self._paint_timer = QTimer(self)
-        self._paint_timer.setSingleShot(True)
-        self._paint_timer.timeout.connect(self._flush_paint)
+        self.edits = LayerEdits(self)
 
         self.reviewer_field = QLineEdit(reviewer or resolve_reviewer(self.archive.settings) or "")
         self.reviewer_field.setObjectName("reviewer")
@@ -151,8 +149,12 @@ class ProcedureReviewWidget(QWidget):
         actions["set_status"] = lambda: self.set_status(
             self.panel.status_combo.currentText(), self.panel.comment.text()
         )
+        self.proposals = ProposalReview(self)
+        actions["accept_proposal_frame"] = self.proposals.accept_frame
+        actions["reject_proposal_frame"] = self.proposals.reject_frame
         self.panel = ReviewPanel(actions)
         self.panel.owner.textActivated.connect(self.show_annotation_of)
+        self.panel.add_section(self.proposals.panel)
         self.tabs.addTab(ScrolledPage(self.panel), "Review")
         self.help = QPlainTextEdit(help_text())
         self.help.setObjectName("help")
@@ -230,16 +232,17 @@ class ProcedureReviewWidget(QWidget):
             [self.panel.danger_class.itemText(i) for i in range(self.panel.danger_class.count())],
             units=(str(kwargs["units"][1]), str(kwargs["units"][2])),
         )
-        self.marks.needle.events.data.connect(self._on_needle_edit)
-        self.marks.needle_dot.events.data.connect(self._on_needle_dot_edit)
-        self.marks.target.events.data.connect(self._on_target_edit)
-        self.marks.spread.events.paint.connect(self._on_spread_paint)
-        self.marks.danger.events.paint.connect(self._on_danger_paint)
+        self.proposals.open(
+            self.image, (rows, cols), scale, (str(kwargs["units"][1]), str(kwargs["units"][2]))
+        )
+        self.edits.connect(self.marks)
         self._detach_overlay = attach_time_overlay(
             self.viewer, self.image, napari_patches=self.napari_patches
         )
         self.viewer.layers.selection.active = self.marks.needle
-        self._mark_skip = EmptyMarkSkip(self.viewer, self.marks.all, enabled=self.napari_patches)
+        self._mark_skip = EmptyMarkSkip(
+            self.viewer, (*self.marks.all, *self.proposals.drawn_layers), enabled=self.napari_patches
+        )
         self._undo_napari[:] = [self._detach_overlay, self._mark_skip.disconnect]
         self.panel.clip_label.setText(f"{kwargs['name']} — {sop_instance_uid}")
         self.tabs.setCurrentIndex(1)
@@ -274,7 +277,7 @@ class ProcedureReviewWidget(QWidget):
             ``False`` (nothing changes) when no clip is open or the shown
             annotation has unsaved edits.
         """
-        self._flush_paint()
+        self.edits.flush_paint()
         session = self.session
         if session is None:
             return False
@@ -304,6 +307,7 @@ class ProcedureReviewWidget(QWidget):
             self._mark_skip.disconnect()
             self._mark_skip = None
         self._undo_napari.clear()
+        self.proposals.close()
         for layer in (*(self.marks.all if self.marks else ()), *([self.image] if self.image else [])):
             if layer in self.viewer.layers:
                 self.viewer.layers.remove(layer)
@@ -472,79 +476,6 @@ class ProcedureReviewWidget(QWidget):
         ):
             self.panel.adverse_note.clear()
 
-    # -- layer edits --------------------------------------------------------------------------
-
-    def _on_needle_edit(self, event: Any) -> None:
-        if self.marks is None or self.marks.syncing or str(event.action) not in _DONE:
-            return
-        frame, points = self._shown_frame, self.marks.read_needle_path()
-        if points is None:
-            self._remove_needle(frame, NeedleView.IN_PLANE)
-        else:
-            self._apply(lambda a: a.with_needle(frame, NeedleMark.oriented(points, NeedleView.IN_PLANE)))
-
-    def _on_needle_dot_edit(self, event: Any) -> None:
-        if self.marks is None or self.marks.syncing or str(event.action) not in _DONE:
-            return
-        frame, point = self._shown_frame, self.marks.read_needle_dot()
-        if point is None:
-            self._remove_needle(frame, NeedleView.OUT_OF_PLANE)
-        else:
-            self._apply(lambda a: a.with_needle(frame, NeedleMark((point,), NeedleView.OUT_OF_PLANE)))
-
-    def _remove_needle(self, frame: int, view: NeedleView) -> None:
-        stored = self.annotation.needle.get(frame) if self.annotation is not None else None
-        if stored is not None and stored.view is view:
-            self._apply(lambda a: a.without_needle(frame))
-        else:
-            self._refill_later()
-
-    def _on_target_edit(self, event: Any) -> None:
-        if self.marks is None or self.marks.syncing or str(event.action) not in _DONE:
-            return
-        frame, point = self._shown_frame, self.marks.read_target()
-        if point is None:
-            if self.annotation is not None and self.annotation.is_keyframe(MarkKind.TARGET, frame):
-                self._apply(lambda a: a.without_target(frame))
-            return
-        # Moving a shown target keeps its name (interpolation needs equal names); a new one takes the field's.
-        shown = self.annotation.target_at(frame) if self.annotation is not None else None
-        typed = self.panel.target_name.currentText().strip() or DEFAULT_TARGET_NAME
-        name = shown.name if shown is not None and str(event.action) == "changed" else typed
-        self._apply(lambda a: a.with_target(frame, TargetMark(point, name)))
-
-    # napari emits ``paint`` before it writes the painted pixels: the layer is read on the next
-    # loop turn, or earlier if the layers are about to be refilled (:meth:`refresh` flushes first).
-
-    def _on_spread_paint(self, event: Any) -> None:
-        if self.marks is not None and not self.marks.syncing:
-            self._pending_paint.add(MarkKind.SPREAD)
-            self._paint_timer.start(0)
-
-    def _on_danger_paint(self, event: Any) -> None:
-        if self.marks is not None and not self.marks.syncing:
-            self._pending_paint.add(MarkKind.DANGER)
-            self._paint_timer.start(0)
-
-    def _flush_paint(self) -> None:
-        pending, self._pending_paint = self._pending_paint, set()
-        if self.marks is None or self.annotation is None or not pending:
-            return
-        frame = self._shown_frame
-        if MarkKind.SPREAD in pending:
-            mask = self.marks.read_spread()
-            self._apply(lambda a: a.with_spread(frame, mask), refill=False)
-        if MarkKind.DANGER in pending:
-            self._apply_danger(frame, self.marks.read_danger(self.annotation.danger_at(frame)))
-
-    def _apply_danger(self, frame: int, masks: dict[str, Any]) -> None:
-        def edit(a: ClipAnnotation) -> ClipAnnotation:
-            for name, mask in masks.items():
-                a = a.with_danger(frame, name, mask)
-            return a
-
-        self._apply(edit, refill=False)
-
     def _apply(self, edit: Callable[[ClipAnnotation], ClipAnnotation], *, refill: bool = True) -> None:
         """Apply an edit to the annotation; on refusal say why and show the annotation again.
 
@@ -625,10 +556,11 @@ class ProcedureReviewWidget(QWidget):
 
     def refresh(self) -> None:
         """Show the annotation on the current frame: layers, readout and labels."""
-        self._flush_paint()
+        self.edits.flush_paint()
         if self.session is not None and self.marks is not None:
             self._shown_frame = self.current_frame()
             self.marks.show(self.session.annotation, self._shown_frame)
+            self.proposals.show(self._shown_frame)
         self._update_panel()
 
     def _update_panel(self) -> None:
@@ -646,6 +578,7 @@ class ProcedureReviewWidget(QWidget):
             self._frame_times_ms,
             frame_readout(session.annotation, self.calibration, frame),
             version + unsaved,
+            self.proposals.readout(self.calibration, frame),
         )
 
 

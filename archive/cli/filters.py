@@ -168,3 +168,33 @@ def describe_query(query: Query) -> str:
     if query.reviewer:
         parts.append(f"--reviewer {query.reviewer}")
     return " ".join(parts)
+
+
+class FrameRangeType(click.ParamType[tuple[int | None, int | None], Any]):
+    """``FIRST-LAST`` (1-based, inclusive) or a single frame ``N``; either end may be left out."""
+
+    name = "FIRST-LAST"
+
+    def convert(  # noqa: D102 (click's ParamType API)
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[int | None, int | None]:
+        if isinstance(value, tuple):
+            return value  # already converted (a default)
+        text = str(value).strip()
+        first_text, dash, last_text = text.partition("-")
+        try:
+            first = int(first_text) if first_text.strip() else None
+            last = (int(last_text) if last_text.strip() else None) if dash else first
+        except ValueError:
+            self.fail(
+                "expected FIRST-LAST with 1-based frame numbers (e.g. 10-20, 10-, -20 or 15), "
+                f"but got {text!r}",
+                param,
+                ctx,
+            )
+        if (first is not None and first < 1) or (last is not None and last < 1):
+            self.fail(f"expected frame numbers from 1, but got {text!r}", param, ctx)
+        return first, last
+
+
+FRAMES = FrameRangeType()

@@ -63,9 +63,13 @@ ARCHIVE_COMMANDS: dict[str, tuple[str, str]] = {
         "archive.cli.outcome:outcome",
         "Clinical outcomes per procedure (study and side): VAS, ODI and adverse events.",
     ),
+    "propose": (
+        "archive.cli.propose:propose_command",
+        "Propose needle and spread marks on clip UID and store them as its proposal (reviewer 'auto').",
+    ),
     "review": (
         "archive.cli.review:review",
-        "Reviewers' annotations: status, history, JSON export and import.",
+        "Reviewers' annotations: status, history, JSON export and import, accepting proposals.",
     ),
     "sample": (
         "archive.cli.sample:sample",

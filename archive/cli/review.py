@@ -1,4 +1,4 @@
-"""``usarchive review``: list, change status, show history, export and import reviewers' annotations."""
+"""``usarchive review``: status, history, JSON export and import of annotations; accepting proposals."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from archive.cli.common import cli_state, open_archive, plain_output, print_json, print_table
+from archive.cli.filters import FRAMES
 from archive.errors import AnnotationError, ArchiveError
 from archive.index.engine import read_transaction
 from archive.index.uid_lookup import AmbiguousUidError, UnknownUidError, resolve_uid_prefix
@@ -96,17 +97,60 @@ def _identity(ctx: click.Context, given: str | None, option: str) -> str:
 
 @click.group("review")
 def review() -> None:
-    """Reviewers' annotations: status, history, JSON export and import."""
+    """Reviewers' annotations: status, history, JSON export and import, accepting proposals."""
+
+
+@review.command("accept-proposal")
+@click.argument("uid")
+@click.option(
+    "--frames", type=FRAMES, help="1-based frame range FIRST-LAST to accept (default: every frame)."
+)
+@click.option("--reviewer", help="Whose annotation receives the marks (default: --by, [review] reviewer).")
+@click.option("--by", help="Who accepts (default: [review] reviewer or USARCHIVE_REVIEWER).")
+@click.pass_context
+def accept_proposal_command(
+    ctx: click.Context,
+    uid: str,
+    frames: tuple[int | None, int | None] | None,
+    reviewer: str | None,
+    by: str | None,
+) -> None:
+    """Copy clip UID's proposal (from 'usarchive propose') into your annotation as keyframes.
+
+    The proposed needle and spread on each frame of the range become keyframes
+    of the reviewer's own annotation, saved as its next version; frames
+    without a proposal keep the reviewer's marks. Only the reviewer's
+    annotation counts as a review.
+    """
+    author = _identity(ctx, by, "--by")
+    owner = reviewer or author
+    first, last = frames if frames is not None else (None, None)
+    with open_archive(ctx) as archive:
+        try:
+            full = _full_uid(archive.annotations, uid)
+            accepted = archive.proposals.accept(full, owner, first=first, last=last, saved_by=author)
+        except ArchiveError as exc:
+            raise click.ClickException(str(exc)) from exc
+    if cli_state(ctx).json_output:
+        print_json(accepted.to_json())
+        return
+    outcome = "saved as" if accepted.saved.created else "identical to"
+    click.echo(
+        f"{accepted.saved.sop_instance_uid} {accepted.saved.reviewer}: accepted proposal version "
+        f"{accepted.proposal_version} (needle on {len(accepted.needle_frames)} frame(s), spread on "
+        f"{len(accepted.spread_frames)}); {outcome} version {accepted.saved.version}"
+    )
 
 
 @review.command("list")
 @click.option("--status", type=click.Choice(_STATUSES), help="Only annotations in this review status.")
 @click.option("--reviewer", help="Only this reviewer's annotations.")
+@click.option("--proposals", is_flag=True, help="Also list the automatic proposals (reviewer 'auto').")
 @click.pass_context
-def list_command(ctx: click.Context, status: str | None, reviewer: str | None) -> None:
+def list_command(ctx: click.Context, status: str | None, reviewer: str | None, proposals: bool) -> None:
     """List each reviewer's annotation of each clip with its status, newest change first."""
     with _store(ctx) as store:
-        rows = store.list_reviews(status=status, reviewer=reviewer)
+        rows = store.list_reviews(status=status, reviewer=reviewer, proposals=proposals)
     if cli_state(ctx).json_output:
         print_json([row.to_json() for row in rows])
         return
@@ -170,7 +214,7 @@ def history_command(ctx: click.Context, uid: str, reviewer: str | None) -> None:
     """Show the versions and review comments of the annotations of clip UID."""
     with _store(ctx) as store:
         uid = _full_uid(store, uid)
-        names = [reviewer] if reviewer else store.reviewers(uid)
+        names = [reviewer] if reviewer else store.reviewers(uid, proposals=True)
         entries = [(name, store.history(uid, name), store.comments(uid, name)) for name in names]
     if cli_state(ctx).json_output:
         print_json(

@@ -28,13 +28,21 @@ from archive.review.serialise import (
     from_json,
     to_json,
 )
-from archive.review.workflow import EDITABLE_STATUSES, TRANSITIONS, allowed_transitions, transition
+from archive.review.workflow import (
+    EDITABLE_STATUSES,
+    PROPOSAL_REVIEWER,
+    TRANSITIONS,
+    allowed_transitions,
+    is_proposal_reviewer,
+    transition,
+)
 
 __all__ = [
     "DANGER_CLASSES",
     "EDITABLE_STATUSES",
     "EVENT_ORDER",
     "FORMAT_VERSION",
+    "PROPOSAL_REVIEWER",
     "TRANSITIONS",
     "AdverseEvent",
     "ClipAnnotation",
@@ -48,6 +56,7 @@ __all__ = [
     "decode_mask",
     "encode_mask",
     "from_json",
+    "is_proposal_reviewer",
     "to_json",
     "transition",
 ]

@@ -45,6 +45,7 @@ from sqlalchemy import (
 
 from archive.index import schema
 from archive.model import ReviewStatus
+from archive.review.workflow import PROPOSAL_REVIEWER
 
 _USER = 80
 
@@ -353,11 +354,14 @@ def review_filter(instance_id: Any, *, status: ReviewStatus | Any | None, review
     instance_id : SQL column expression
         The instance id to test, e.g. ``schema.instance.c.id``.
     status, reviewer : optional
-        A value, or a SQL expression such as a bound parameter; ``None`` means any.
+        A value, or a SQL expression such as a bound parameter; ``None`` means any
+        (for ``reviewer``: any person, not the proposals' identity ``auto``).
     """
     conditions: list[Any] = [_s.c.instance_pk == instance_id]
     if status is not None:
         conditions.append(_s.c.status == (status.value if isinstance(status, ReviewStatus) else status))
     if reviewer is not None:
         conditions.append(_s.c.reviewer == reviewer)
+    else:  # a proposal is never a review (archive.review.workflow)
+        conditions.append(_s.c.reviewer != PROPOSAL_REVIEWER)
     return select(_s.c.instance_pk).where(*conditions).exists()

@@ -42,10 +42,12 @@ from archive.index.engine import write_transaction
 from archive.model import ReviewStatus
 from archive.review import (
     EDITABLE_STATUSES,
+    PROPOSAL_REVIEWER,
     ClipAnnotation,
     ReviewComment,
     canonical_json,
     from_json,
+    is_proposal_reviewer,
     transition,
 )
 from archive.review import sql as idx
@@ -161,6 +163,13 @@ class VersionInfo:
         }
 
 
+class _Latest:
+    """Marker base version of :meth:`AnnotationStore.save_proposal`: whatever is stored latest."""
+
+
+_LATEST = _Latest()
+
+
 def _clip_name(uid: str, reviewer: str) -> str:
     return f"annotation of clip {uid} by reviewer {reviewer!r}"
 
@@ -251,9 +260,55 @@ class AnnotationStore:
         AnnotationError
             If the clip is not in the archive or has another size; if the status
             in ``annotation`` differs from the stored one by a transition the
-            workflow does not allow; or if the marks were changed while the
-            stored annotation is submitted or approved (not editable).
+            workflow does not allow; if the marks were changed while the
+            stored annotation is submitted or approved (not editable); or if
+            the reviewer is the proposals' reserved identity
+            (:data:`~archive.review.PROPOSAL_REVIEWER`; see :meth:`save_proposal`).
         """
+        if is_proposal_reviewer(annotation.reviewer):
+            raise AnnotationError(
+                f"{_clip_name(annotation.sop_instance_uid, annotation.reviewer)}: the reviewer name "
+                f"{PROPOSAL_REVIEWER!r} is reserved for automatic proposals, which are never a review; "
+                "nothing was saved: save under your own user name (accept a proposal into it with "
+                "'usarchive review accept-proposal')"
+            )
+        return self._save(annotation, base_version, saved_by)
+
+    def save_proposal(self, annotation: ClipAnnotation, *, saved_by: str) -> SavedVersion:
+        """Store an automatic proposal as the next version of the clip's proposal annotation.
+
+        A proposal is machine output: a new run replaces the previous proposal
+        (as a new version, the old ones are kept) without a stale check.
+
+        Parameters
+        ----------
+        annotation : ClipAnnotation
+            Reviewer :data:`~archive.review.PROPOSAL_REVIEWER`, status draft
+            (built by :func:`archive.review.proposals.proposal_annotation`).
+        saved_by : str
+            Who ran the proposal.
+
+        Returns
+        -------
+        SavedVersion
+
+        Raises
+        ------
+        AnnotationError
+            If the annotation is not the proposals' identity's, not a draft, or
+            does not fit the archived clip.
+        """
+        if annotation.reviewer != PROPOSAL_REVIEWER or annotation.status is not ReviewStatus.DRAFT:
+            raise AnnotationError(
+                f"{_clip_name(annotation.sop_instance_uid, annotation.reviewer)}: expected a proposal "
+                f"(reviewer {PROPOSAL_REVIEWER!r}, status draft), but got reviewer "
+                f"{annotation.reviewer!r} in status {annotation.status.value!r}; save reviews with save()"
+            )
+        return self._save(annotation, _LATEST, saved_by)
+
+    def _save(
+        self, annotation: ClipAnnotation, base_version: int | _Latest | None, saved_by: str | None
+    ) -> SavedVersion:
         uid, reviewer = annotation.sop_instance_uid, annotation.reviewer
         content = canonical_json(annotation)
         sha = _sha256(content)
@@ -275,6 +330,8 @@ class AnnotationStore:
                     uid, reviewer, latest.version, sha, latest.status, latest.created_at, False
                 )
             latest_version = None if latest is None else latest.version
+            if isinstance(base_version, _Latest):
+                base_version = latest_version
             if base_version != latest_version:
                 raise self._stale(uid, reviewer, base_version, latest)
             old_status = ReviewStatus.DRAFT if latest is None else latest.status
@@ -364,6 +421,12 @@ class AnnotationStore:
             If ``new_status`` names no status.
         """
         wanted = ReviewStatus.parse(new_status)
+        if is_proposal_reviewer(reviewer):
+            raise AnnotationError(
+                f"{_clip_name(sop_instance_uid, reviewer)}: a proposal is never a review and stays a "
+                "draft; nothing was changed: accept it into your own annotation "
+                "('usarchive review accept-proposal') and submit that"
+            )
         if (
             self.four_eyes
             and wanted is ReviewStatus.APPROVED
@@ -464,8 +527,15 @@ class AnnotationStore:
             for r in rows
         ]
 
-    def reviewers(self, sop_instance_uid: str) -> list[str]:
+    def reviewers(self, sop_instance_uid: str, *, proposals: bool = False) -> list[str]:
         """Reviewers who saved an annotation of the clip, sorted.
+
+        Parameters
+        ----------
+        sop_instance_uid : str
+            The clip.
+        proposals : bool
+            Also list :data:`~archive.review.PROPOSAL_REVIEWER` when the clip has a proposal.
 
         Raises
         ------
@@ -474,7 +544,8 @@ class AnnotationStore:
         """
         with self.engine.connect() as connection:
             ref = self._instance(connection, sop_instance_uid)
-            return idx.list_reviewers(connection, ref.pk)
+            names = idx.list_reviewers(connection, ref.pk)
+        return [name for name in names if proposals or not is_proposal_reviewer(name)]
 
     def comments(self, sop_instance_uid: str, reviewer: str) -> list[CommentRow]:
         """Review comments and status changes of a reviewer's annotation of a clip, oldest first.
@@ -489,7 +560,11 @@ class AnnotationStore:
             return idx.list_comments(connection, ref.pk, reviewer)
 
     def list_reviews(
-        self, status: ReviewStatus | str | None = None, reviewer: str | None = None
+        self,
+        status: ReviewStatus | str | None = None,
+        reviewer: str | None = None,
+        *,
+        proposals: bool = False,
     ) -> list[ReviewRow]:
         """Each reviewer's annotation of each clip with its status, newest change first.
 
@@ -499,7 +574,13 @@ class AnnotationStore:
             Only annotations in this status.
         reviewer : str, optional
             Only this reviewer's annotations.
+        proposals : bool
+            Also list the automatic proposals (reviewer
+            :data:`~archive.review.PROPOSAL_REVIEWER`); they are left out by
+            default, even when ``reviewer`` names that identity, so nothing
+            that counts reviews (audit, exports) can count one.
         """
         wanted = None if status is None else ReviewStatus.parse(status)
         with self.engine.connect() as connection:
-            return idx.list_reviews(connection, status=wanted, reviewer=reviewer)
+            rows = idx.list_reviews(connection, status=wanted, reviewer=reviewer)
+        return [row for row in rows if proposals or not is_proposal_reviewer(row.reviewer)]

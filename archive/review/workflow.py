@@ -17,6 +17,12 @@ approved        needs-rework                           the approver re-opens it 
 
 Every other pair is refused. Marks may be edited only in the *editable* states,
 draft and needs-rework.
+
+Automatic proposals (:mod:`archive.review.proposals`) are stored as the
+annotation of the reserved reviewer :data:`PROPOSAL_REVIEWER` (``auto``),
+always in draft: they are never a review. No person may save under that name,
+and listings, ``usarchive find --status``, the audit, research exports and
+inter-reviewer agreement leave it out (:func:`is_proposal_reviewer`).
 """
 
 from __future__ import annotations
@@ -27,6 +33,15 @@ from archive.errors import AnnotationError
 from archive.model import ReviewStatus
 
 _S = ReviewStatus
+
+#: The reviewer identity automatic proposals are stored under; reserved, never a person.
+PROPOSAL_REVIEWER = "auto"
+
+
+def is_proposal_reviewer(reviewer: str) -> bool:
+    """Whether ``reviewer`` names the proposals' identity (:data:`PROPOSAL_REVIEWER`, any case)."""
+    return reviewer.strip().casefold() == PROPOSAL_REVIEWER
+
 
 #: Allowed transitions: for each current status, the statuses it may move to.
 TRANSITIONS: MappingProxyType[ReviewStatus, frozenset[ReviewStatus]] = MappingProxyType(

@@ -19,7 +19,7 @@ from archive.analysis.geometry import dice, tip_to_point_mm
 from archive.analysis.metrics.clip import UNCALIBRATED_NOTE, find_breaches, to_plain
 from archive.calibration import Calibration
 from archive.errors import CalibrationError, MetricsError
-from archive.review import ClipAnnotation
+from archive.review import ClipAnnotation, is_proposal_reviewer
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +100,13 @@ class AgreementMetrics:
 
 
 def _check_same_clip(a: ClipAnnotation, b: ClipAnnotation) -> None:
+    proposals = [x.reviewer for x in (a, b) if is_proposal_reviewer(x.reviewer)]
+    if proposals:
+        raise MetricsError(
+            f"agreement: expected two reviewers' annotations, but {proposals[0]!r} is the automatic "
+            "proposals' identity, which is never a review; compare people's annotations (a proposal "
+            "accepted by a reviewer is part of that reviewer's annotation)"
+        )
     mine = (a.sop_instance_uid, a.n_frames, a.frame_shape)
     theirs = (b.sop_instance_uid, b.n_frames, b.frame_shape)
     if mine != theirs:
@@ -128,7 +135,8 @@ def agreement(a: ClipAnnotation, b: ClipAnnotation, calibration: Calibration | N
     Raises
     ------
     MetricsError
-        If the annotations are not of the same clip.
+        If the annotations are not of the same clip, or one is an automatic
+        proposal (:data:`~archive.review.PROPOSAL_REVIEWER`).
     """
     _check_same_clip(a, b)
     notes: list[str] = []

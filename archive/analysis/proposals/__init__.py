@@ -1,0 +1,28 @@
+"""Assisted review: needle and injectate-spread proposals computed from the pixels.
+
+Pure functions (arrays in, marks out). :func:`propose_clip` is the entry
+point; the method and its measured accuracy are in ``docs/proposals.md``.
+"""
+
+from archive.analysis.proposals.api import (
+    METHOD,
+    ClipProposal,
+    FrameProposal,
+    SpreadProposal,
+    propose_clip,
+)
+from archive.analysis.proposals.errors import ProposalCancelled, ProposalInputError
+from archive.analysis.proposals.params import DEFAULTS, PIXEL_DEFAULTS, MethodParameters
+
+__all__ = [
+    "DEFAULTS",
+    "METHOD",
+    "PIXEL_DEFAULTS",
+    "ClipProposal",
+    "FrameProposal",
+    "MethodParameters",
+    "ProposalCancelled",
+    "ProposalInputError",
+    "SpreadProposal",
+    "propose_clip",
+]

@@ -1,0 +1,434 @@
+"""Needle and injectate-spread proposals for a whole clip: the public entry point.
+
+:func:`propose_clip` takes the grey frames of a clip (arrays in, marks out,
+no I/O) and returns a :class:`ClipProposal`: per frame a needle tip and shaft
+(in-plane) or tip (out-of-plane) with a confidence, and per frame after the
+injection start a spread mask with its area. Everything is in full-image
+pixel coordinates ``(row, col)``, frames are numbered from 1. The method is
+described in ``docs/proposals.md``; its parameters are physical
+(:class:`~archive.analysis.proposals.params.MethodParameters`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from archive.analysis.proposals.background import (
+    brightening,
+    darkening,
+    downsample,
+    estimate_shift,
+    imaged_area,
+    noise_map,
+    occluded_background,
+    reference_image,
+    registration_window,
+    shift_image,
+    widen,
+    working_factor,
+)
+from archive.analysis.proposals.errors import ProposalCancelled, ProposalInputError
+from archive.analysis.proposals.inplane import ShaftMeasurement, measure_shaft, noise_level, smooth
+from archive.analysis.proposals.outofplane import measure_dot
+from archive.analysis.proposals.params import DEFAULTS, MethodParameters, PixelParameters, to_pixels
+from archive.analysis.proposals.spread import (
+    onset_area,
+    segment_spread,
+    shift_mask,
+    smooth_darkening,
+)
+from archive.analysis.proposals.tracking import ShaftTracker
+
+#: Name and version of the method, stored with every proposal.
+METHOD = "diff-sato-ransac-kalman/1"
+#: Approaches (needle views) the detector knows.
+APPROACHES = ("in-plane", "out-of-plane")
+#: Confidence from which a needle is claimed on a frame.
+CLAIM_SCORE = 0.5
+#: Contrast (noise units) at which the confidence is 1 - 1/e.
+CONTRAST_SCALE = 6.0
+
+F32 = npt.NDArray[np.float32]
+Region = tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class FrameProposal:
+    """The proposed needle of one frame.
+
+    Attributes
+    ----------
+    frame : int
+        1-based frame number.
+    tip : tuple of float or None
+        ``(row, col)`` image pixels; None where no needle is found.
+    shaft : tuple of tuple of float or None
+        ``(entry point, tip)``, each ``(row, col)``: the superficial end of the
+        visible shaft and the tip (in-plane); None out-of-plane or without a needle.
+    score : float
+        Confidence 0..1 that a needle is at ``tip``; 0.0 when ``tip`` is None.
+    """
+
+    frame: int
+    tip: tuple[float, float] | None
+    shaft: tuple[tuple[float, float], tuple[float, float]] | None
+    score: float
+
+
+@dataclass(frozen=True)
+class SpreadProposal:
+    """The proposed injectate spread of one frame.
+
+    Attributes
+    ----------
+    frame : int
+        1-based frame number.
+    mask : ndarray of shape (rows, cols), bool, or None
+        The pool in full-image pixels; None before a pool is found.
+    area_mm2 : float or None
+        Pool area; None when the clip is uncalibrated or there is no pool.
+    """
+
+    frame: int
+    mask: npt.NDArray[np.bool_] | None = field(repr=False)
+    area_mm2: float | None
+
+
+@dataclass(frozen=True)
+class ClipProposal:
+    """Proposals for a range of frames of one clip.
+
+    Attributes
+    ----------
+    frames : tuple of FrameProposal
+        One per frame of the range, in order.
+    spread : tuple of SpreadProposal
+        One per frame of the range from the injection start (given or
+        detected) on; empty when no injection was found.
+    approach : str
+        ``"in-plane"`` or ``"out-of-plane"``.
+    units : str
+        ``"mm"`` for a calibrated clip, ``"px"`` when uncalibrated (the pixel
+        defaults of the parameters were used).
+    method : str
+        Short name and version of the method (:data:`METHOD`).
+    injection_start : int or None
+        1-based frame of the injection start used (given or detected).
+    """
+
+    frames: tuple[FrameProposal, ...]
+    spread: tuple[SpreadProposal, ...]
+    approach: str
+    units: str
+    method: str
+    injection_start: int | None = None
+
+
+def propose_clip(
+    frames: npt.NDArray[np.generic],
+    *,
+    spacing_mm: tuple[float, float] | None,
+    frame_interval_s: float | None,
+    region: Region | None = None,
+    approach: str = "in-plane",
+    first: int = 1,
+    last: int | None = None,
+    injection_start: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    cancelled: Callable[[], bool] | None = None,
+    params: MethodParameters = DEFAULTS,
+) -> ClipProposal:
+    """Propose needle marks and spread masks for frames ``first``..``last`` of a clip.
+
+    Parameters
+    ----------
+    frames : ndarray of shape (T, rows, cols), uint8
+        Greyscale frames (convert RGB or palette to grey first).
+    spacing_mm : tuple of float or None
+        ``(row, col)`` mm per pixel of the imaging region
+        (:attr:`archive.calibration.Calibration.pixel_size_mm`); None for an
+        uncalibrated clip, which then works in pixels (``units="px"``).
+    frame_interval_s : float or None
+        Seconds between frames; None uses frame-count defaults.
+    region : tuple of int, optional
+        ``(row0, col0, row1, col1)`` inclusive bounds of the imaging region
+        (DICOM ``RegionLocationMinY0, MinX0, MaxY1, MaxX1``); None = whole frame.
+    approach : {"in-plane", "out-of-plane"}
+        Needle view.
+    first, last : int
+        1-based inclusive frame range; ``last`` None = the last frame.
+        Frames before ``first`` still serve as the background reference.
+    injection_start : int, optional
+        1-based frame of the injection start event; None = detect the onset.
+    progress : callable, optional
+        Called as ``progress(done, total)`` after each frame.
+    cancelled : callable, optional
+        Polled before each frame; when it returns True,
+        :class:`ProposalCancelled` is raised.
+    params : MethodParameters, optional
+        Physical parameters of the method.
+
+    Returns
+    -------
+    ClipProposal
+
+    Raises
+    ------
+    ProposalInputError
+        If an argument is out of range (the message names it).
+    ProposalCancelled
+        If ``cancelled()`` returned True.
+    """
+    stack = _check_frames(frames)
+    count = stack.shape[0]
+    bounds = _check_region(region, stack.shape[1:])
+    if approach not in APPROACHES:
+        raise ProposalInputError(
+            f"approach: expected one of {', '.join(APPROACHES)}, but got {approach!r}; pick the needle view"
+        )
+    stop = count if last is None else last
+    if not (isinstance(first, int) and isinstance(stop, int) and 1 <= first <= stop <= count):
+        raise ProposalInputError(
+            f"frame range: expected 1 <= first <= last <= {count} (1-based, inclusive), "
+            f"but got first={first!r}, last={last!r}; choose frames inside the clip"
+        )
+    if injection_start is not None and not (
+        isinstance(injection_start, int) and 1 <= injection_start <= count
+    ):
+        raise ProposalInputError(
+            f"injection_start: expected a 1-based frame from 1 to {count}, but got {injection_start!r}; "
+            "pass the injection start event's frame, or None to detect it"
+        )
+    factor = working_factor(spacing_mm)
+    working = None if spacing_mm is None else (spacing_mm[0] * factor, spacing_mm[1] * factor)
+    pixels = to_pixels(params, working, frame_interval_s)
+    run = _ClipRun(stack, bounds, pixels, approach, injection_start, factor)
+    total = stop - first + 1
+    for done, index in enumerate(range(first - 1, stop), start=1):
+        if cancelled is not None and cancelled():
+            raise ProposalCancelled(
+                f"proposal cancelled after {done - 1} of {total} frames; nothing was stored"
+            )
+        run.step(index)
+        if progress is not None:
+            progress(done, total)
+    return ClipProposal(
+        frames=tuple(run.frame_proposals),
+        spread=tuple(run.spread_proposals),
+        approach=approach,
+        units="mm" if spacing_mm is not None else "px",
+        method=METHOD,
+        injection_start=None if run.injection_index is None else run.injection_index + 1,
+    )
+
+
+def _check_frames(frames: npt.NDArray[np.generic]) -> npt.NDArray[np.uint8]:
+    array = np.asarray(frames)
+    if array.ndim != 3 or array.dtype != np.uint8 or 0 in array.shape:
+        raise ProposalInputError(
+            "frames: expected a (T, rows, cols) uint8 greyscale stack, but got "
+            f"shape {array.shape} dtype {array.dtype}; convert RGB or palette frames to grey first"
+        )
+    stack: npt.NDArray[np.uint8] = array
+    return stack
+
+
+def _check_region(region: Region | None, shape: tuple[int, ...]) -> Region:
+    rows, cols = int(shape[0]), int(shape[1])
+    if region is None:
+        return (0, 0, rows - 1, cols - 1)
+    if len(region) != 4:
+        raise ProposalInputError(f"region: expected (row0, col0, row1, col1), but got {region!r}")
+    row0, col0, row1, col1 = (int(v) for v in region)
+    if not (0 <= row0 < row1 < rows and 0 <= col0 < col1 < cols):
+        raise ProposalInputError(
+            f"region: expected inclusive bounds inside the {rows}x{cols} frame with row0 < row1 and "
+            f"col0 < col1, but got {region!r}; pass the imaging region's pixel rectangle"
+        )
+    return (row0, col0, row1, col1)
+
+
+def _confidence(contrast: float) -> float:
+    return float(1.0 - math.exp(-max(contrast, 0.0) / CONTRAST_SCALE))
+
+
+class _ClipRun:
+    """State of one :func:`propose_clip` call: references, tracker, spread."""
+
+    def __init__(
+        self,
+        stack: npt.NDArray[np.uint8],
+        region: Region,
+        params: PixelParameters,
+        approach: str,
+        injection_start: int | None,
+        factor: int,
+    ) -> None:
+        self.stack = stack
+        self.factor = factor
+        self.region = region
+        self.params = params
+        self.approach = approach
+        row0, col0, _, _ = region
+        self.offset = (float(row0), float(col0))
+        n_ref = min(params.reference_frames, stack.shape[0])
+        reference_frames = np.stack([self._crop(i) for i in range(n_ref)])
+        self.reference = reference_image(reference_frames)
+        self.noise = noise_map(reference_frames, self.reference, 4.0 * params.shaft_sigma)
+        self.reference_bright = widen(self.reference, brighter=True)
+        self.valid = imaged_area(self.reference, params.motion_margin)
+        self.window = registration_window(self.valid)
+        self.occluded = occluded_background(self.reference_bright, self.valid)
+        self.tracker = ShaftTracker(params)
+        self.frame_proposals: list[FrameProposal] = []
+        self.spread_proposals: list[SpreadProposal] = []
+        self.injection_index: int | None = None if injection_start is None else injection_start - 1
+        self.spread_reference: F32 | None = None
+        self.spread_reference_dark: F32 | None = None
+        self.grown: npt.NDArray[np.bool_] | None = None
+        self.seed: tuple[float, float] | None = None
+        self.rest: list[tuple[int, tuple[float, float]]] = []
+        self.last_dot: tuple[float, float] | None = None
+        self.dot_missed = 0
+
+    def _crop(self, index: int) -> F32:
+        row0, col0, row1, col1 = self.region
+        return downsample(self.stack[index, row0 : row1 + 1, col0 : col1 + 1], self.factor)
+
+    def step(self, index: int) -> None:
+        frame = self._crop(index)
+        shift = estimate_shift(self.reference[self.window], frame[self.window])
+        valid = self.valid * shift_image(self.valid, *shift) / shift_image(self.noise, *shift)
+        smoothed = smooth(brightening(self.reference_bright, frame, shift) * valid, self.params)
+        noise = noise_level(smoothed)
+        tip_region: tuple[float, float] | None = None
+        if self.approach == "in-plane":
+            shaft = self._shaft(smoothed, noise)
+            if shaft is not None:
+                tip_region = shaft.tip
+                score = _confidence(shaft.contrast)
+                self.frame_proposals.append(
+                    FrameProposal(
+                        frame=index + 1,
+                        tip=self._image(shaft.tip),
+                        shaft=(self._image(shaft.entry), self._image(shaft.tip)),
+                        score=score,
+                    )
+                )
+            else:
+                self.frame_proposals.append(FrameProposal(index + 1, None, None, 0.0))
+        else:
+            near = self.last_dot if self.dot_missed == 0 else None
+            dot = measure_dot(smoothed, self.params, noise=noise, near=near)
+            score = 0.0 if dot is None else _confidence(dot.contrast)
+            if dot is not None and score >= CLAIM_SCORE:
+                tip_region = dot.tip
+                self.last_dot = dot.tip
+                self.dot_missed = 0
+                self.frame_proposals.append(FrameProposal(index + 1, self._image(dot.tip), None, score))
+            else:
+                self.dot_missed += 1
+                self.frame_proposals.append(FrameProposal(index + 1, None, None, 0.0))
+        self._spread(index, frame, tip_region, smoothed > noise[0] + 4.0 * noise[1])
+
+    def _shaft(self, smoothed: F32, noise: tuple[float, float]) -> ShaftMeasurement | None:
+        prior = self.tracker.prior()
+        measurement = measure_shaft(smoothed, self.params, noise=noise, prior=prior, occluded=self.occluded)
+        if measurement is not None and not self.tracker.gate(measurement):
+            measurement = None
+        if measurement is None and prior is not None:
+            measurement = measure_shaft(smoothed, self.params, noise=noise, occluded=self.occluded)
+            if measurement is not None and not self.tracker.gate(measurement):
+                if self.tracker.outgrown(measurement):
+                    self.tracker.reset()  # the track was born from a short, wrong stub
+                else:
+                    measurement = None
+        if measurement is None or _confidence(measurement.contrast) < CLAIM_SCORE:
+            self.tracker.miss()
+            return None
+        return self.tracker.update(measurement)
+
+    def _image(self, point: tuple[float, float]) -> tuple[float, float]:
+        k = self.factor
+        centre = 0.5 * (k - 1)  # working pixel i covers full pixels k*i .. k*i + k - 1
+        return (point[0] * k + centre + self.offset[0], point[1] * k + centre + self.offset[1])
+
+    def _spread(
+        self,
+        index: int,
+        frame: F32,
+        tip: tuple[float, float] | None,
+        hidden: npt.NDArray[np.bool_],
+    ) -> None:
+        if tip is not None and self.grown is None:
+            self.seed = tip
+        if self.injection_index is None:
+            self._look_for_onset(index, frame, tip)
+            if self.injection_index is None:
+                return
+        if index < self.injection_index:
+            return
+        if self.spread_reference is None:
+            start = self.injection_index
+            n_pre = min(self.params.rest_frames, start) if start > 0 else 1
+            lo = max(0, start - n_pre)
+            self.spread_reference = reference_image(
+                np.stack([self._crop(i) for i in range(lo, max(lo + 1, start))])
+            )
+            self.spread_reference_dark = widen(self.spread_reference, brighter=False)
+        assert self.spread_reference_dark is not None
+        if self.seed is None:
+            self.spread_proposals.append(SpreadProposal(index + 1, None, None))
+            return
+        shift = estimate_shift(self.spread_reference[self.window], frame[self.window])
+        dark = smooth_darkening(darkening(self.spread_reference_dark, frame, shift), self.params)
+        seed = self.seed
+        if self.grown is not None:
+            seed = (self.seed[0] + shift[0], self.seed[1] + shift[1])
+        self.grown = segment_spread(dark, seed, self.grown, shift, self.params, hidden=hidden)
+        on_frame = shift_mask(self.grown, *shift)
+        self.spread_proposals.append(self._spread_proposal(index, on_frame))
+
+    def _spread_proposal(self, index: int, region_mask: npt.NDArray[np.bool_]) -> SpreadProposal:
+        if not region_mask.any():
+            return SpreadProposal(index + 1, None, None)
+        full = np.zeros(self.stack.shape[1:], dtype=bool)
+        row0, col0, row1, col1 = self.region
+        k = self.factor
+        upsampled = np.repeat(np.repeat(region_mask, k, axis=0), k, axis=1) if k > 1 else region_mask
+        height, width = row1 - row0 + 1, col1 - col0 + 1
+        full[row0 : row0 + min(height, upsampled.shape[0]), col0 : col0 + min(width, upsampled.shape[1])] = (
+            upsampled[:height, :width]
+        )
+        area = None
+        if self.params.pixel_area_mm2 is not None:
+            # the working pixel area is factor² full pixels; count full pixels
+            area = float(np.count_nonzero(full)) * self.params.pixel_area_mm2 / k**2
+        return SpreadProposal(index + 1, full, area)
+
+    def _look_for_onset(self, index: int, frame: F32, tip: tuple[float, float] | None) -> None:
+        """Detect the injection start: darkening at a tip that has been at rest."""
+        if tip is None:
+            return
+        if self.rest and math.dist(self.rest[0][1], tip) > self.params.rest:
+            self.rest = []
+            self.spread_reference = None
+        self.rest.append((index, tip))
+        if len(self.rest) < self.params.rest_frames:
+            return
+        if self.spread_reference is None:
+            indices = [i for i, _ in self.rest[: self.params.rest_frames]]
+            self.spread_reference = reference_image(np.stack([self._crop(i) for i in indices]))
+            self.spread_reference_dark = widen(self.spread_reference, brighter=False)
+            return
+        assert self.spread_reference_dark is not None
+        shift = estimate_shift(self.spread_reference[self.window], frame[self.window])
+        dark = smooth_darkening(darkening(self.spread_reference_dark, frame, shift), self.params)
+        if onset_area(dark, tip, self.params) >= self.params.spread_min_area:
+            self.injection_index = index
+            self.seed = tip
