@@ -39,13 +39,12 @@ from pydicom.uid import AllTransferSyntaxes
 from sqlalchemy import Engine, inspect, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from archive.analysis.outcomes.store import OutcomeStore
 from archive.dicom_header import InstanceHeader, build_file_meta, peek_bare_dataset, read_header
+from archive.domains import ArchiveDomains
 from archive.duplicates import Decision, Prepared, instance_result, resolve_existing
 from archive.forward.config import ForwardSettings
 from archive.forward.routes import RouteFacts
 from archive.forward.sql import enqueue_routed
-from archive.forward.store import ForwardStore
 from archive.index import schema
 from archive.index.engine import (
     create_index_engine,
@@ -73,7 +72,6 @@ from archive.ingest import (
 )
 from archive.ingest_checks import check_trusted_inputs, storage_failure
 from archive.placement import take_back_uncommitted
-from archive.review.store import AnnotationStore
 from archive.settings import ArchiveSettings, archive_not_found, missing_archive_reason, redact_url
 from archive.store import (
     FileStore,
@@ -82,7 +80,6 @@ from archive.store import (
     sync_directories,
     sync_files,
 )
-from archive.web.tokens.store import TokenStore
 
 __all__ = [
     "Archive",
@@ -97,13 +94,12 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from archive.review.proposals import ProposalStore
     from archive.rules import Classification, RuleSet
 
 logger = logging.getLogger(__name__)
 
 
-class Archive:
+class Archive(ArchiveDomains):
     """An open archive: file store under ``settings.data_dir / "store"`` and its index.
 
     Use :meth:`open`; the object is a context manager and safe to share between
@@ -183,49 +179,6 @@ class Archive:
     def staging_dir(self) -> Path:
         """A directory on the store's filesystem for files to ingest with ``move=True``."""
         return self.store.staging_dir
-
-    @property
-    def annotations(self) -> AnnotationStore:
-        """Reviewers' versioned annotations of the archived clips (see :mod:`archive.review.store`)."""
-        return AnnotationStore(self.engine, four_eyes=self.settings.four_eyes)
-
-    @property
-    def proposals(self) -> ProposalStore:
-        """Automatic needle and spread proposals of the clips (see :mod:`archive.review.proposals`)."""
-        from archive.review.proposals import ProposalStore  # loads scikit-image only when used
-
-        return ProposalStore(self)
-
-    @property
-    def outcomes(self) -> OutcomeStore:
-        """Procedures' clinical outcomes and their history (see :mod:`archive.analysis.outcomes.store`)."""
-        return OutcomeStore(self.engine)
-
-    @property
-    def tokens(self) -> TokenStore:
-        """Bearer tokens of ``usarchive web`` (see :mod:`archive.web.tokens.store`)."""
-        return TokenStore(self.engine)
-
-    @property
-    def index(self) -> IndexStore:
-        """Finding, describing, counting and tagging indexed instances (:mod:`archive.index.store`)."""
-        return self._index
-
-    @property
-    def forward_settings(self) -> ForwardSettings:
-        """The destination table and routes ingest and :attr:`forward` use (see :meth:`reload_forward`)."""
-        return self._forward_settings
-
-    def reload_forward(self, settings: ForwardSettings) -> None:
-        """Use new destinations and routes from now on (a forwarder's SIGHUP); ingest routes with them."""
-        self._forward_settings = settings
-
-    @property
-    def forward(self) -> ForwardStore:
-        """The forwarding outbox: tasks, claims, retries (see :mod:`archive.forward.store`)."""
-        return ForwardStore(
-            self.engine, self._forward_settings, self.store, self.settings.data_dir / "outbox"
-        )
 
     def close(self) -> None:
         """Release database connections."""

@@ -45,7 +45,7 @@ from archive.review.store import LoadedAnnotation, SavedVersion
 from archive.timing import frame_times_or_unknown
 
 if TYPE_CHECKING:
-    from archive.archive import Archive
+    from archive.domains import ArchiveDomains
 
 __all__ = [
     "AcceptedProposal",
@@ -285,11 +285,11 @@ class ProposalStore:
 
     Parameters
     ----------
-    archive : Archive
+    archive : ArchiveDomains
         The open archive (its stored files, index and annotation store).
     """
 
-    def __init__(self, archive: Archive) -> None:
+    def __init__(self, archive: ArchiveDomains) -> None:
         self.archive = archive
 
     def _clip(self, sop_instance_uid: str) -> tuple[Any, pydicom.Dataset, dict[str, Any]]:
