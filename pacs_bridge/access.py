@@ -7,6 +7,16 @@ AE title is not ours and ``require_called_aet`` is set. It reads that list on
 the association's own thread while negotiating, so :class:`AccessControlledAE`
 answers with the titles allowed *from the requester's address*, which adds the
 optional ``CALLING_AE@host`` restriction to the same standard rejection.
+
+Per service, a calling AE's rights (:meth:`BridgeSettings.permissions_of
+<pacs_bridge.config.BridgeSettings.permissions_of>`: the allow-list grants
+echo and store, ``[server.permissions]`` more) decide which presentation
+contexts it is offered: :func:`contexts_for` leaves out the contexts of the
+services it may not use, so pynetdicom refuses them in the A-ASSOCIATE-AC
+(result 0x01, user rejection; PS3.8 9.3.3.2). A workstation without ``find``
+is thus told at association time that the archive offers it no C-FIND,
+before it sends a query, and the association itself is rejected (reason 3,
+calling AE title not recognized) only when the AE may do nothing at all.
 """
 
 from __future__ import annotations
@@ -16,8 +26,9 @@ from collections.abc import Sequence
 
 from pynetdicom import AE
 from pynetdicom.association import Association
+from pynetdicom.presentation import PresentationContext
 
-from pacs_bridge.config import AllowedPeer
+from pacs_bridge.config import AllowedPeer, PeerPermissions, Permission
 from pacs_bridge.pdu_guard import BAD_CALLING_AE_ATTRIBUTE
 
 #: A "title" no peer can send (AE titles cannot contain a backslash): the list
@@ -34,15 +45,33 @@ class AccessPolicy:
         Allowed calling AE titles, each optionally bound to a host.
     allow_any : bool
         Admit every calling AE title (the allow-list is then ignored).
+    permissions : sequence of PeerPermissions
+        Further calling AE titles admitted (those with at least one permission).
     """
 
-    def __init__(self, allow: Sequence[AllowedPeer], *, allow_any: bool) -> None:
+    def __init__(
+        self,
+        allow: Sequence[AllowedPeer],
+        *,
+        allow_any: bool,
+        permissions: Sequence[PeerPermissions] = (),
+    ) -> None:
         self.allow = tuple(allow)
         self.allow_any = allow_any
+        self.permissions = tuple(entry for entry in permissions if entry.permissions)
+        self._anyone = allow_any or any(entry.peer is None for entry in self.permissions)
 
     def admits(self, calling_ae: str, address: str) -> bool:
         """Whether ``calling_ae`` connecting from IP ``address`` may associate."""
-        return self.allow_any or any(peer.admits(calling_ae, address) for peer in self.allow)
+        return (
+            self._anyone
+            or any(peer.admits(calling_ae, address) for peer in self.allow)
+            or any(entry.admits(calling_ae, address) for entry in self.permissions)
+        )
+
+    def peers(self) -> list[AllowedPeer]:
+        """Every calling AE entry admitted by name (the allow-list's and the permission table's)."""
+        return [*self.allow, *(entry.peer for entry in self.permissions if entry.peer is not None)]
 
     def titles_for(self, address: str) -> list[str]:
         """Calling AE titles admitted from ``address``, in pynetdicom's ``require_calling_aet`` form.
@@ -53,10 +82,10 @@ class AccessPolicy:
             Empty when any title is admitted; a list with one impossible title when
             none is.
         """
-        if self.allow_any:
+        if self._anyone:
             return []
         titles = sorted(
-            {peer.ae_title for peer in self.allow if peer.host is None or address in peer.addresses}
+            {peer.ae_title for peer in self.peers() if peer.host is None or address in peer.addresses}
         )
         return titles or [_NOBODY]
 
@@ -104,9 +133,9 @@ class AccessControlledAE(AE):
             if getattr(current, BAD_CALLING_AE_ATTRIBUTE, None) is not None:
                 return [_NOBODY]  # control characters in the calling AE title: reason 3
             return self.policy.titles_for(str(current.requestor.address))
-        if self.policy.allow_any:
+        if self.policy.titles_for("") == []:
             return []
-        return sorted({peer.ae_title for peer in self.policy.allow}) or [_NOBODY]
+        return sorted({peer.ae_title for peer in self.policy.peers()}) or [_NOBODY]
 
     @require_calling_aet.setter
     def require_calling_aet(self, ae_titles: list[str]) -> None:
@@ -114,3 +143,40 @@ class AccessControlledAE(AE):
             "require_calling_aet is derived from the AccessPolicy of this receiver; "
             "set BridgeSettings.allow instead"
         )
+
+
+#: Verification SOP Class.
+_VERIFICATION = "1.2.840.10008.1.1"
+#: Storage Commitment Push Model SOP Class.
+_COMMITMENT = "1.2.840.10008.1.20.1"
+#: Query/Retrieve and worklist SOP classes (PS3.4 C.6, K.6) and the permission each needs.
+SERVICE_PERMISSIONS: dict[str, Permission] = {
+    "1.2.840.10008.5.1.4.1.2.1.1": Permission.FIND,  # Patient Root Q/R Information Model - FIND
+    "1.2.840.10008.5.1.4.1.2.2.1": Permission.FIND,  # Study Root Q/R Information Model - FIND
+    "1.2.840.10008.5.1.4.1.2.1.2": Permission.MOVE,  # Patient Root - MOVE
+    "1.2.840.10008.5.1.4.1.2.2.2": Permission.MOVE,  # Study Root - MOVE
+    "1.2.840.10008.5.1.4.1.2.1.3": Permission.GET,  # Patient Root - GET
+    "1.2.840.10008.5.1.4.1.2.2.3": Permission.GET,  # Study Root - GET
+    "1.2.840.10008.5.1.4.31": Permission.WORKLIST,  # Modality Worklist Information Model - FIND
+    _VERIFICATION: Permission.ECHO,
+    _COMMITMENT: Permission.STORE,
+}
+
+
+def required_permission(abstract_syntax: str) -> Permission:
+    """The permission a presentation context of ``abstract_syntax`` needs (storage classes: ``store``).
+
+    A storage context proposed for C-GET (the requester in the Storage SCP
+    role, to receive) maps to ``store`` here too: C-GET extends
+    :func:`contexts_for` for that case.
+    """
+    return SERVICE_PERMISSIONS.get(str(abstract_syntax), Permission.STORE)
+
+
+def contexts_for(
+    contexts: Sequence[PresentationContext], permissions: frozenset[Permission]
+) -> list[PresentationContext]:
+    """The contexts of ``contexts`` a requester with ``permissions`` may use."""
+    return [
+        context for context in contexts if required_permission(str(context.abstract_syntax)) in permissions
+    ]

@@ -19,8 +19,19 @@ command-line flags override. The tables look like::
     index_busy_timeout_s = 10.0 # a locked SQLite index: answer 0xA700 "index busy" after this long
     pynetdicom_patches = true  # false: pynetdicom's own loops and PDU reader (no PDU limits)
     poll_interval_ms = 10.0    # longest wait of an idle association's loops (traffic wakes them)
-    allow = ["SONOSITE1", "EDGE2@10.0.0.5"]   # calling AE titles, optionally @host
-    allow_any = false          # true accepts every calling AE (warned at start)
+    allow = ["SONOSITE1", "EDGE2@10.0.0.5"]   # calling AE titles, optionally @host: echo + store
+    allow_any = false          # true lets every calling AE echo and store (warned at start)
+    find_max_results = 1000    # a C-FIND matching more entities is refused (0xA700), nothing sent
+    find_pn_case_sensitive = false  # PN matching ignores case (as Orthanc; PS3.4 C.2.2.2.1 allows it)
+    find_header_keys = false   # true: keys the index lacks are read from one stored header per result
+
+    [server.permissions]       # what a calling AE may do besides the allow-list's echo + store
+    WORKSTATION = ["echo", "find", "move", "get"]
+    "HOROS@10.0.0.7" = ["find", "move"]
+    "*" = ["echo"]             # any calling AE title
+
+    [server.move_destinations] # C-MOVE destinations per calling AE (absent: any configured one)
+    WORKSTATION = ["WORKSTATION", "VIEWER2"]
 
     [tls]                      # optional; paths relative to the TOML file
     certificate = "server.crt"
@@ -33,6 +44,7 @@ command-line flags override. The tables look like::
 
 from __future__ import annotations
 
+import enum
 import socket
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -41,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from archive.errors import ConfigError
+from archive.query import MatchSettings
 
 #: Default DICOM port used by ``usarchive serve``.
 DEFAULT_PORT = 11112
@@ -52,6 +65,21 @@ DEFAULT_MAX_PDU_BYTES = 4 * 1024 * 1024
 UNLIMITED_PDU_READ_BYTES = 64 * 1024 * 1024
 #: Largest command set (all its fragments) we buffer; a C-STORE's is a few hundred bytes.
 MAX_COMMAND_SET_BYTES = 64 * 1024
+
+
+class Permission(enum.StrEnum):
+    """What a calling AE may do (Orthanc's AllowEcho/AllowStore/AllowFind/AllowMove/AllowGet)."""
+
+    ECHO = "echo"
+    STORE = "store"  # C-STORE and storage commitment
+    FIND = "find"
+    MOVE = "move"
+    GET = "get"
+    WORKLIST = "worklist"
+
+
+#: What an entry of the allow-list (``allow``, ``--allow``, ``allow_any``) grants.
+ALLOW_LIST_PERMISSIONS = frozenset({Permission.ECHO, Permission.STORE})
 
 
 def validate_ae_title(value: str, *, what: str) -> str:
@@ -133,6 +161,34 @@ class AllowedPeer:
 
 
 @dataclass(frozen=True)
+class PeerPermissions:
+    """What one calling AE (optionally from one host), or every one (``peer is None``), may do."""
+
+    peer: AllowedPeer | None
+    permissions: frozenset[Permission]
+
+    @classmethod
+    def parse(cls, text: str, values: object) -> PeerPermissions:
+        """Parse one ``[server.permissions]`` entry: ``"AE[@host]" = ["echo", "find", ...]`` or ``"*"``."""
+        what = f"[server.permissions] {text!r}"
+        if not isinstance(values, list) or not all(isinstance(value, str) for value in values):
+            raise ConfigError(f"{what}: expected a list of permissions, but got {values!r}")
+        permissions: set[Permission] = set()
+        for value in values:
+            try:
+                permissions.add(Permission(value.strip().lower()))
+            except ValueError:
+                valid = ", ".join(f'"{p.value}"' for p in Permission)
+                raise ConfigError(f"{what}: expected permissions among {valid}, but got {value!r}") from None
+        peer = None if text.strip() == "*" else AllowedPeer.parse(text)
+        return cls(peer, frozenset(permissions))
+
+    def admits(self, ae_title: str, address: str) -> bool:
+        """Whether the entry applies to ``ae_title`` calling from ``address``."""
+        return self.peer is None or self.peer.admits(ae_title, address)
+
+
+@dataclass(frozen=True)
 class TLSSettings:
     """Certificate and key of the receiver, and optionally a CA to verify clients with.
 
@@ -184,7 +240,19 @@ class BridgeSettings:
     allow : tuple of AllowedPeer
         Calling AE titles (optionally with host) allowed to associate.
     allow_any : bool
-        Accept any calling AE title. Must be chosen explicitly.
+        Accept any calling AE title (to echo and store). Must be chosen explicitly.
+    permissions : tuple of PeerPermissions
+        More rights per calling AE (find, move, get, worklist, or echo/store for AEs
+        not on the allow-list); an AE's rights are the union of every entry that applies.
+    move_destinations : tuple of (str, tuple of str)
+        C-MOVE destinations each calling AE may name; an AE not listed may name any
+        configured destination.
+    find_max_results : int
+        A C-FIND matching more entities is refused with 0xA700 before any result.
+    find_pn_case_sensitive : bool
+        Match Person Names case-sensitively.
+    find_header_keys : bool
+        Answer requested keys the index lacks from one stored header per result.
     max_pdu_bytes : int
         Maximum P-DATA-TF PDU length we receive (advertised to the sender, and
         checked against each PDU's declared length before any of it is read;
@@ -229,6 +297,11 @@ class BridgeSettings:
     port: int = DEFAULT_PORT
     allow: tuple[AllowedPeer, ...] = ()
     allow_any: bool = False
+    permissions: tuple[PeerPermissions, ...] = ()
+    move_destinations: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    find_max_results: int = 1000
+    find_pn_case_sensitive: bool = False
+    find_header_keys: bool = False
     max_pdu_bytes: int = DEFAULT_MAX_PDU_BYTES
     max_associations: int = 16
     associate_timeout_s: float = 10.0
@@ -273,6 +346,8 @@ class BridgeSettings:
             )
         if self.network_timeout_s <= 0:
             raise ConfigError(f"network_timeout_s: expected more than 0, but got {self.network_timeout_s}")
+        if not 1 <= self.find_max_results <= 1_000_000:
+            raise ConfigError(f"find_max_results: expected 1 to 1000000, but got {self.find_max_results}")
         if not 0 < self.poll_interval_ms <= 100:
             raise ConfigError(
                 f"poll_interval_ms: expected more than 0 and at most 100, but got {self.poll_interval_ms}"
@@ -296,6 +371,32 @@ class BridgeSettings:
             3 * self.pdu_read_limit + MAX_COMMAND_SET_BYTES
         )
 
+    def permissions_of(self, ae_title: str, address: str) -> frozenset[Permission]:
+        """What ``ae_title`` calling from IP ``address`` may do (empty: the association is rejected)."""
+        granted: set[Permission] = set()
+        if self.allow_any or any(peer.admits(ae_title, address) for peer in self.allow):
+            granted |= ALLOW_LIST_PERMISSIONS
+        for entry in self.permissions:
+            if entry.admits(ae_title, address):
+                granted |= entry.permissions
+        return frozenset(granted)
+
+    def move_destinations_of(self, ae_title: str) -> tuple[str, ...] | None:
+        """The C-MOVE destinations ``ae_title`` may name, or ``None`` for any configured one."""
+        for calling, destinations in self.move_destinations:
+            if calling == ae_title.strip():
+                return destinations
+        return None
+
+    @property
+    def match_settings(self) -> MatchSettings:
+        """How C-FIND queries are matched and bounded."""
+        return MatchSettings(
+            case_sensitive_pn=self.find_pn_case_sensitive,
+            max_results=self.find_max_results,
+            header_keys=self.find_header_keys,
+        )
+
     def commitment_peer(self, ae_title: str) -> CommitmentPeer | None:
         """The configured address of ``ae_title`` for storage commitment results, if any."""
         for peer in self.commitment_peers:
@@ -311,7 +412,7 @@ class BridgeSettings:
         ConfigError
             If neither an allow-list nor ``allow_any`` is set; the message says how to allow a scanner.
         """
-        if not self.allow and not self.allow_any:
+        if not self.allow and not self.allow_any and not self.permissions:
             raise ConfigError(
                 "access control: expected at least one allowed calling AE title, but the allow-list is "
                 "empty; allow a scanner with --allow SCANNER_AE (or --allow SCANNER_AE@host, repeatable, "
@@ -338,6 +439,11 @@ _SERVER_KEYS = {
     "acse_timeout_s",
     "dimse_timeout_s",
     "poll_interval_ms",
+    "permissions",
+    "move_destinations",
+    "find_max_results",
+    "find_pn_case_sensitive",
+    "find_header_keys",
 }
 
 
@@ -366,6 +472,17 @@ def _tls_from_table(table: Mapping[str, Any], base: Path) -> TLSSettings:
     if "certificate" not in paths or "key" not in paths:
         raise ConfigError("[tls]: expected both 'certificate' and 'key' (PEM files)")
     return TLSSettings(paths["certificate"], paths["key"], paths.get("ca"))
+
+
+def _move_destinations(table: Mapping[str, Any]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    entries = []
+    for calling, destinations in table.items():
+        what = f"[server.move_destinations] {calling!r}"
+        if not isinstance(destinations, list) or not all(isinstance(d, str) for d in destinations):
+            raise ConfigError(f"{what}: expected a list of destination AE titles, but got {destinations!r}")
+        titles = tuple(validate_ae_title(d, what=what) for d in destinations)
+        entries.append((validate_ae_title(str(calling), what=what), titles))
+    return tuple(entries)
 
 
 def settings_from_mapping(data: Mapping[str, Any], *, base_dir: Path) -> BridgeSettings:
@@ -406,6 +523,7 @@ def settings_from_mapping(data: Mapping[str, Any], *, base_dir: Path) -> BridgeS
         "max_associate_rq_bytes",
         "max_connections_per_address",
         "max_unassociated",
+        "find_max_results",
     ):
         if key in server:
             values[key] = _expect(server[key], int, key)
@@ -421,8 +539,16 @@ def settings_from_mapping(data: Mapping[str, Any], *, base_dir: Path) -> BridgeS
             values[key] = float(_expect(server[key], (int, float), key))
     if "pynetdicom_patches" in server:
         values["pynetdicom_patches"] = _expect(server["pynetdicom_patches"], bool, "pynetdicom_patches")
-    if "allow_any" in server:
-        values["allow_any"] = _expect(server["allow_any"], bool, "allow_any")
+    for key in ("allow_any", "find_pn_case_sensitive", "find_header_keys"):
+        if key in server:
+            values[key] = _expect(server[key], bool, key)
+    if "permissions" in server:
+        table = _expect(server["permissions"], dict, "permissions")
+        values["permissions"] = tuple(PeerPermissions.parse(str(ae), entry) for ae, entry in table.items())
+    if "move_destinations" in server:
+        values["move_destinations"] = _move_destinations(
+            _expect(server["move_destinations"], dict, "move_destinations")
+        )
     if "allow" in server:
         entries = _expect(server["allow"], list, "allow")
         values["allow"] = tuple(AllowedPeer.parse(str(entry)) for entry in entries)

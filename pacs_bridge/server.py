@@ -30,12 +30,13 @@ from pynetdicom import evt
 from pynetdicom.transport import ThreadedAssociationServer
 
 from pacs_bridge import _pynetdicom_compat, spool
-from pacs_bridge.access import AccessControlledAE, AccessPolicy
+from pacs_bridge.access import AccessControlledAE, AccessPolicy, contexts_for
 from pacs_bridge.commitment import CommitmentChecker, CommitmentService
 from pacs_bridge.config import BridgeSettings, TLSSettings
 from pacs_bridge.contexts import refused_context_lines, supported_contexts
 from pacs_bridge.dul_loop import use_waiting_dul
 from pacs_bridge.pdu_guard import BAD_CALLING_AE_ATTRIBUTE, PduLimits
+from pacs_bridge.qr.find import FindService, QueryableArchive, extended_negotiation_reply
 from pacs_bridge.reactor import use_waiting_reactor
 from pacs_bridge.store import Ingestor, StoreHandler, peer_of
 
@@ -227,7 +228,8 @@ class BridgeServer:
         )
         self._commitment = CommitmentService(self.archive, settings)
 
-        ae = AccessControlledAE(settings.aet, AccessPolicy(settings.allow, allow_any=settings.allow_any))
+        policy = AccessPolicy(settings.allow, allow_any=settings.allow_any, permissions=settings.permissions)
+        ae = AccessControlledAE(settings.aet, policy)
         ae.maximum_pdu_size = settings.max_pdu_bytes
         ae.maximum_associations = settings.max_associations
         ae.network_timeout = settings.network_timeout_s
@@ -237,6 +239,7 @@ class BridgeServer:
         handlers: list[Any] = [
             (evt.EVT_C_ECHO, self._on_echo),
             (evt.EVT_C_STORE, self._store),
+            (evt.EVT_SOP_EXTENDED, self._on_negotiation),
             (evt.EVT_N_ACTION, self._commitment.handle_action),
             (evt.EVT_DIMSE_SENT, self._commitment.handle_sent),
             (evt.EVT_CONN_OPEN, self._on_connection),
@@ -244,6 +247,9 @@ class BridgeServer:
             (evt.EVT_REJECTED, self._on_rejected),
             (evt.EVT_CONN_CLOSE, self._on_closed),
         ]
+        if hasattr(self.archive, "engine") and hasattr(self.archive, "store"):
+            queryable = cast(QueryableArchive, self.archive)
+            handlers.append((evt.EVT_C_FIND, FindService(queryable, settings.match_settings, settings.aet)))
         ssl_context = make_ssl_context(settings.tls) if settings.tls is not None else None
         spool.register(ae, self._spool)
         try:
@@ -374,6 +380,25 @@ class BridgeServer:
         calling_ae, address = peer_of(event)
         LOGGER.info("C-ECHO from %s@%s", calling_ae, address)
         return 0x0000
+
+    def _on_negotiation(self, event: Event) -> dict[Any, bytes]:
+        """Offer the requester only the contexts of services it may use; answer extended negotiation.
+
+        pynetdicom triggers EVT_SOP_EXTENDED on the association's thread while
+        negotiating as acceptor, after reading the calling AE title and before
+        negotiating presentation contexts (``ACSE._negotiate_as_acceptor``,
+        whose source :mod:`pacs_bridge._pynetdicom_compat` pins), so this is
+        where the acceptor's supported contexts are narrowed to the
+        requester's permissions (the refused ones get result 0x01, user
+        rejection, in the A-ASSOCIATE-AC).
+        """
+        acceptor = event.assoc.acceptor
+        requestor = event.assoc.requestor
+        calling_ae = str(requestor.ae_title).strip()
+        permissions = self.settings.permissions_of(calling_ae, str(requestor.address))
+        acceptor.supported_contexts = contexts_for(acceptor.supported_contexts, permissions)
+        app_info: dict[Any, bytes] = getattr(event, "app_info", {}) or {}
+        return extended_negotiation_reply(app_info)
 
     def _on_connection(self, event: Event) -> None:
         # Before pynetdicom starts the association's DUL thread, which this loop replaces.

@@ -1,0 +1,300 @@
+"""Running a :class:`~archive.query.request.FindRequest`: response identifiers, one per entity.
+
+:func:`find` is the one way in for C-FIND (and the worklist and QIDO-RS to
+come): it checks the result limit with a bounded count (no response is sent
+for a query over the limit: a partial list would look complete), then reads
+matching entities a page at a time (:class:`~archive.query.sql.CompiledQuery`)
+and yields one ``Dataset`` per entity, built from the row, the computed keys
+of the page (one grouped query per requested computed key), the procedure
+values of the page and, when configured, the stored header of one instance
+per entity for keys the index does not hold.
+
+Responses carry the requested attributes in the identifier's order, empty
+when the archive has no value, our private block when a procedure key was
+asked, and a Specific Character Set: the query's when it can encode every
+value (else ISO_IR 192), none when every value is ASCII and the query named
+none.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pydicom
+from pydicom.charset import convert_encodings, encode_string
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence as DicomSequence
+from sqlalchemy import Engine
+
+from archive.index.engine import autocommit_reads
+from archive.model import SpinalLevel, sort_levels
+from archive.query.errors import QueryError, QueryFailure
+from archive.query.keys import PRIVATE_CREATOR, PRIVATE_GROUP, KeyKind, Level
+from archive.query.matching import MatchSettings
+from archive.query.request import FindRequest, RequestedKey
+from archive.query.sql import CompiledQuery, computed_query, procedure_value_query, representative_instances
+
+logger = logging.getLogger(__name__)
+
+_RETRIEVE_AE_TITLE = 0x00080054
+_INSTANCE_AVAILABILITY = 0x00080056
+#: The private creator element written when the request had no block of ours (``(0011,0010)``).
+_DEFAULT_BLOCK = 0x10
+
+
+@dataclass
+class _Page:
+    """What one page of entities needs besides its rows."""
+
+    computed: dict[str, dict[int, Any]]
+    procedure: dict[str, dict[int, list[str]]]
+    headers: dict[int, Dataset]
+
+
+def _format(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, date):
+        return value.strftime("%Y%m%d")
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
+def count_matches(engine: Engine, request: FindRequest, settings: MatchSettings) -> int:
+    """How many entities match, counted up to ``settings.max_results + 1``."""
+    with autocommit_reads(engine) as connection:
+        compiled = CompiledQuery(request, settings, connection.dialect.name)
+        return int(connection.execute(compiled.count_at_most(settings.max_results + 1)).scalar_one())
+
+
+def matching_ids(engine: Engine, request: FindRequest, settings: MatchSettings) -> Iterator[int]:
+    """Ids of the matching entities (rows of the level's table), a page at a time, in order.
+
+    For C-MOVE / C-GET: the instances to send are those under these entities.
+    """
+    after = 0
+    while True:
+        with autocommit_reads(engine) as connection:
+            compiled = CompiledQuery(request, settings, connection.dialect.name)
+            rows = connection.execute(compiled.page(after, settings.page_size)).all()
+        if not rows:
+            return
+        for row in rows:
+            yield int(row.entity_pk)
+        after = int(rows[-1].entity_pk)
+
+
+def find(
+    engine: Engine,
+    request: FindRequest,
+    settings: MatchSettings,
+    *,
+    resolve_path: Callable[[str], Path] | None = None,
+    retrieve_aet: str | None = None,
+    cancelled: Callable[[], bool] = lambda: False,
+) -> Iterator[Dataset]:
+    """The response identifiers of ``request``, one per matching entity, in index order.
+
+    Parameters
+    ----------
+    engine : sqlalchemy.Engine
+        The index.
+    request : FindRequest
+        The parsed query.
+    settings : MatchSettings
+        Case rules, limit, page size, header reads.
+    resolve_path : callable, optional
+        Relative stored path → absolute path (``FileStore.absolute``); needed
+        for ``settings.header_keys``.
+    retrieve_aet : str, optional
+        Returned as Retrieve AE Title when requested.
+    cancelled : callable
+        Checked before each page is read; ``True`` ends the iteration.
+
+    Yields
+    ------
+    pydicom.dataset.Dataset
+
+    Raises
+    ------
+    QueryError
+        ``TOO_MANY_MATCHES`` (before anything is yielded) when more than
+        ``settings.max_results`` entities match; the errors of
+        :mod:`archive.query.matching` for invalid values.
+    """
+    total = count_matches(engine, request, settings)
+    if total > settings.max_results:
+        raise QueryError(
+            QueryFailure.TOO_MANY_MATCHES,
+            f"the query matches more than {settings.max_results} {request.level.value.lower()} entities "
+            "(the archive's max_results); narrow it (a Patient ID, a date range) or raise find_max_results",
+        )
+    after = 0
+    while not cancelled():
+        with autocommit_reads(engine) as connection:
+            compiled = CompiledQuery(request, settings, connection.dialect.name)
+            rows = connection.execute(compiled.page(after, settings.page_size)).all()
+            if not rows:
+                return
+            pks = [int(row.entity_pk) for row in rows]
+            page = _page_extras(connection, request, pks, settings, resolve_path)
+        for row in rows:
+            yield _response(request, compiled, row, page, retrieve_aet)
+        after = pks[-1]
+
+
+def _page_extras(
+    connection: Any,
+    request: FindRequest,
+    pks: Sequence[int],
+    settings: MatchSettings,
+    resolve_path: Callable[[str], Path] | None,
+) -> _Page:
+    level = request.level
+    computed: dict[str, dict[int, Any]] = {}
+    procedure_keys = []
+    wanted_headers: list[int] = []
+    for rk in request.keys:
+        key = rk.key
+        if key is None:
+            if rk.tag not in (_RETRIEVE_AE_TITLE, _INSTANCE_AVAILABILITY):
+                wanted_headers.append(rk.tag)
+        elif key.kind is KeyKind.COMPUTED and key.level is level and key.keyword not in computed:
+            statement, is_list = computed_query(key.keyword, pks)
+            values: dict[int, Any] = defaultdict(list) if is_list else {}
+            for entity, value in connection.execute(statement):
+                if is_list:
+                    values[int(entity)].append(str(value))
+                else:
+                    values[int(entity)] = int(value)
+            computed[key.keyword] = values
+        elif key.kind is KeyKind.PROCEDURE:
+            procedure_keys.append(key)
+    procedure: dict[str, dict[int, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for statement in procedure_value_query(level, pks, procedure_keys):
+        for entity, value, name in connection.execute(statement):
+            procedure[name][int(entity)].append(str(value))
+    headers: dict[int, Dataset] = {}
+    if wanted_headers and settings.header_keys and resolve_path is not None:
+        headers = _read_headers(connection, level, pks, wanted_headers, resolve_path)
+    return _Page(computed, procedure, headers)
+
+
+def _read_headers(
+    connection: Any,
+    level: Level,
+    pks: Sequence[int],
+    tags: Sequence[int],
+    resolve_path: Callable[[str], Path],
+) -> dict[int, Dataset]:
+    headers: dict[int, Dataset] = {}
+    for entity, path in connection.execute(representative_instances(level, pks)).all():
+        try:
+            headers[int(entity)] = pydicom.dcmread(
+                resolve_path(str(path)), stop_before_pixels=True, specific_tags=[0x00080005, *tags]
+            )
+        except (OSError, pydicom.errors.InvalidDicomError) as exc:
+            logger.warning("query: header of %s not readable (%s); its keys are returned empty", path, exc)
+    return headers
+
+
+def _procedure_values(name: str, values: list[str]) -> list[str]:
+    if name == "levels":
+        known = [SpinalLevel(value) for value in values if value in SpinalLevel.__members__]
+        return [str(level) for level in sort_levels(known)] + sorted(
+            {value for value in values if value not in SpinalLevel.__members__}
+        )
+    return sorted(set(values))
+
+
+def _response(
+    request: FindRequest, compiled: CompiledQuery, row: Any, page: _Page, retrieve_aet: str | None
+) -> Dataset:
+    entity = int(row.entity_pk)
+    response = Dataset()
+    response.QueryRetrieveLevel = request.level.value
+    private = False
+    block = request.private_block or _DEFAULT_BLOCK
+    for rk in request.keys:
+        key = rk.key
+        if key is not None and key.kind is KeyKind.PROCEDURE:
+            private = True
+            values = _procedure_values(key.keyword, page.procedure.get(key.keyword, {}).get(entity, []))
+            response.add_new((PRIVATE_GROUP << 16) | (block << 8) | (rk.tag & 0xFF), "LO", values or None)
+        elif rk.tag in compiled.columns:
+            response.add_new(rk.tag, rk.vr, _format(getattr(row, f"k{rk.tag:08x}")))
+        elif key is not None and key.keyword in page.computed:
+            response.add_new(
+                rk.tag, key.vr, page.computed[key.keyword].get(entity, [] if key.vr != "IS" else 0)
+            )
+        elif rk.tag == _RETRIEVE_AE_TITLE:
+            response.add_new(rk.tag, "AE", retrieve_aet)
+        elif rk.tag == _INSTANCE_AVAILABILITY:
+            response.add_new(rk.tag, "CS", "ONLINE")
+        elif key is None:
+            _from_header(response, rk, page.headers.get(entity))
+        else:  # a key below the level, or a computed key of another level
+            response.add_new(rk.tag, rk.vr, None)
+    if private:
+        response.add_new((PRIVATE_GROUP << 16) | block, "LO", PRIVATE_CREATOR)
+    charset = response_character_set(request.character_set, response)
+    if charset:
+        response.SpecificCharacterSet = charset if len(charset) > 1 else charset[0]
+    return response
+
+
+def _from_header(response: Dataset, rk: RequestedKey, header: Dataset | None) -> None:
+    if header is not None and rk.tag in header:
+        response[rk.tag] = header[rk.tag]
+        return
+    response.add_new(rk.tag, rk.vr, DicomSequence([]) if rk.vr == "SQ" else None)
+
+
+def _texts(dataset: Dataset) -> Iterator[str]:
+    for element in dataset:
+        if element.VR == "SQ":
+            for item in element.value:
+                yield from _texts(item)
+        elif isinstance(element.value, str):
+            yield element.value
+        elif element.VR == "PN" and element.value is not None:
+            yield str(element.value)
+        elif isinstance(element.value, (list, tuple)) or type(element.value).__name__ == "MultiValue":
+            yield from (str(item) for item in element.value)
+
+
+def _encodable(texts: Sequence[str], charset: Sequence[str]) -> bool:
+    try:
+        encodings = convert_encodings(list(charset))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            for text in texts:
+                encode_string(text, encodings)
+    except (UnicodeError, LookupError, UserWarning, ValueError):
+        return False
+    return True
+
+
+def response_character_set(requested: Sequence[str], response: Dataset) -> list[str]:
+    """The Specific Character Set of a response: the query's if it can encode it, else ISO_IR 192.
+
+    Returns
+    -------
+    list of str
+        Empty when every value is ASCII and the query named no character set.
+    """
+    texts = [text for text in _texts(response) if text]
+    ascii_only = all(text.isascii() for text in texts)
+    if ascii_only:
+        return list(requested)
+    if requested and _encodable(texts, requested):
+        return list(requested)
+    return ["ISO_IR 192"]
