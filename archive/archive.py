@@ -78,6 +78,7 @@ from archive.store import (
     sync_directories,
     sync_files,
 )
+from archive.worklist.store import WorklistStore
 
 __all__ = [
     "Archive",
@@ -186,6 +187,11 @@ class Archive:
     def outcomes(self) -> OutcomeStore:
         """Procedures' clinical outcomes and their history (see :mod:`archive.analysis.outcomes.store`)."""
         return OutcomeStore(self.engine)
+
+    @property
+    def worklist(self) -> WorklistStore:
+        """Scheduled procedures (Modality Worklist) and performed steps (:mod:`archive.worklist.store`)."""
+        return WorklistStore(self.engine, self.settings.worklist)
 
     @property
     def index(self) -> IndexStore:

@@ -12,8 +12,10 @@ and :class:`LogSettings`. The receiver's sections (``[server]``, ``[tls]``,
 ``[commitment_peers]``) are kept as parsed and validated by
 :mod:`pacs_bridge.config` (``archive`` does not depend on ``pacs_bridge``);
 :meth:`Configuration.locate` turns its errors into messages naming the file and
-line. ``[forward]``, ``[worklist]`` and ``[web]`` are reserved for the features
-that will add them. :data:`KEYS` is the one table of every archive-owned key
+line. ``[worklist]`` (entry expiry, the MWL result limit) is validated here too,
+into :class:`~archive.worklist.model.WorklistSettings` (``ArchiveSettings.worklist``).
+``[forward]`` and ``[web]`` are reserved for the features that will add them.
+:data:`KEYS` is the one table of every archive-owned key
 (README's configuration section and ``usarchive init``'s template follow it).
 """
 
@@ -38,6 +40,7 @@ from archive.settings import (
     read_secret_file,
     redact_url,
 )
+from archive.worklist.model import WorklistSettings
 
 #: Environment variable naming the configuration file.
 ENV_CONFIG = "USARCHIVE_CONFIG"
@@ -55,7 +58,7 @@ DEFAULT_LOG_BACKUP_COUNT = 5
 #: Sections validated by the receiver (:mod:`pacs_bridge.config`).
 BRIDGE_SECTIONS = ("server", "tls", "commitment_peers")
 #: Sections reserved for features to come; no keys are defined yet.
-RESERVED_SECTIONS = ("forward", "worklist", "web")
+RESERVED_SECTIONS = ("forward", "web")
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,20 @@ KEYS: tuple[Key, ...] = (
         "Reach into napari's internals (1-based slider, fast frame steps); false: napari's stock behaviour.",
         None,
         "annotate --[no-]napari-patches",
+    ),
+    Key(
+        "worklist",
+        "expire_after_hours",
+        "int",
+        24,
+        "A scheduled worklist entry this many hours past its start is expired (not offered to scanners).",
+    ),
+    Key(
+        "worklist",
+        "max_results",
+        "int",
+        500,
+        "A Modality Worklist query matching more entries is refused (0xA700), nothing sent.",
     ),
     Key(
         "log",
@@ -442,6 +459,8 @@ def load_configuration(
     secret = _secret(builder, env)
     modalities = values["archive.rule_modalities"]
     assert isinstance(modalities, list)
+    expire, limit = values["worklist.expire_after_hours"], values["worklist.max_results"]
+    assert isinstance(expire, int) and isinstance(limit, int)
     settings = ArchiveSettings(
         resolved_dir,
         None if values["archive.db"] is None else str(values["archive.db"]),
@@ -452,7 +471,9 @@ def load_configuration(
         reviewer=None if values["review.reviewer"] is None else str(values["review.reviewer"]),
         four_eyes=bool(values["review.four_eyes"]),
         napari_patches=bool(values["review.napari_patches"]),
+        worklist=WorklistSettings(expire_after_hours=expire, max_results=limit),
     )
+
     max_bytes, backups = values["log.max_bytes"], values["log.backup_count"]
     assert isinstance(max_bytes, int) and isinstance(backups, int)
     log = LogSettings(

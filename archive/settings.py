@@ -14,6 +14,7 @@ from pathlib import Path
 
 from archive.errors import ArchiveNotFoundError, ConfigError
 from archive.ingest import DuplicatePolicy
+from archive.worklist.model import WorklistSettings
 
 #: Environment variable naming the data directory.
 ENV_HOME = "USARCHIVE_HOME"
@@ -101,6 +102,8 @@ class ArchiveSettings:
     napari_patches : bool
         Let the annotator reach into napari's internals (``[review] napari_patches``;
         ``annotate --no-napari-patches`` overrides it).
+    worklist : WorklistSettings
+        ``[worklist]``: expiry of scheduled entries and the MWL result limit.
     """
 
     data_dir: Path
@@ -113,6 +116,7 @@ class ArchiveSettings:
     reviewer: str | None = None
     four_eyes: bool = True
     napari_patches: bool = True
+    worklist: WorklistSettings = field(default_factory=WorklistSettings)
 
     def __post_init__(self) -> None:
         if not isinstance(self.duplicate_policy, DuplicatePolicy):

@@ -32,6 +32,7 @@ from archive.errors import ArchiveError
 from archive.index import schema
 from archive.index.engine import write_transaction
 from archive.review.sql import ANNOTATION_TABLES
+from archive.worklist.sql import WORKLIST_TABLES
 
 logger = logging.getLogger(__name__)
 
@@ -182,6 +183,13 @@ def _split_v6_approach(connection: Connection) -> None:
     )
 
 
+def _create_v10_worklist_tables(connection: Connection) -> None:
+    # Numbers 7-9 are taken by other work of the same release (forwarding, query/retrieve,
+    # proposals); each migration only creates its own tables, so the order between them is free.
+    for table in WORKLIST_TABLES:
+        table.create(connection, checkfirst=True)
+
+
 MIGRATIONS: list[Migration] = [
     (1, "patient, study, series, instance, procedure attributes, histories", _create_v1_tables),
     (2, "annotation versions, review states and review comments", _create_v2_annotation_tables),
@@ -189,6 +197,7 @@ MIGRATIONS: list[Migration] = [
     (4, "technique copied onto instance_level for level + technique searches", _add_v4_level_technique),
     (5, "the instance's own Patient ID and Name, for patient conflicts", _add_v5_instance_patient),
     (6, "needle approach apart from technique; notes in the tag history", _split_v6_approach),
+    (10, "worklist entries, performed procedure steps (MPPS), their instances", _create_v10_worklist_tables),
 ]
 
 #: The version an index has after :func:`migrate`.
