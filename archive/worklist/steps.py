@@ -174,7 +174,7 @@ def create_step(
         if connection.execute(select(table.c.id).where(table.c.sop_instance_uid == sop_instance_uid)).first():
             raise StepError(
                 DUPLICATE_INSTANCE,
-                f"MPPS {sop_instance_uid}: expected a new SOP Instance UID, but this step exists; use N-SET",
+                f"step exists: expected a new SOP Instance UID; use N-SET (MPPS {sop_instance_uid})",
             )
         pk = connection.execute(
             insert(table)
@@ -223,13 +223,13 @@ def set_step(engine: Engine, sop_instance_uid: str, modification: Dataset) -> Pe
         if row is None:
             raise StepError(
                 NO_SUCH_INSTANCE,
-                f"MPPS {sop_instance_uid}: expected a step made by N-CREATE, but there is none",
+                f"no such step: expected one made by N-CREATE (MPPS {sop_instance_uid})",
             )
         current = StepStatus(row.status)
         if current is not StepStatus.IN_PROGRESS:
             raise StepError(
                 PROCESSING_FAILURE,
-                f"MPPS {sop_instance_uid}: the step is {current.value}; it may no longer be updated",
+                f"step {current.value}: may no longer be updated (MPPS {sop_instance_uid})",
                 MAY_NO_LONGER_BE_UPDATED,
             )
         status = _status(modification) if "PerformedProcedureStepStatus" in modification else current
@@ -248,8 +248,8 @@ def set_step(engine: Engine, sop_instance_uid: str, modification: Dataset) -> Pe
             if end_date is None or end_time is None:
                 raise StepError(
                     PROCESSING_FAILURE,
-                    f"MPPS {sop_instance_uid}: expected End Date and End Time with status {status.value}, "
-                    "but they are missing",
+                    f"End Date and Time missing: expected both with status {status.value} "
+                    f"(MPPS {sop_instance_uid})",
                 )
         values.update(_reason(modification))
         connection.execute(update(table).where(table.c.id == row.id).values(**values))
