@@ -30,6 +30,7 @@ from pydicom.uid import (
 
 from archive.phantom.geometry import Layout
 from archive.phantom.spec import ClipSpec, Encoding
+from archive.worklist.dataset import copy_into
 
 #: Implementation Class UID of the phantom writer (fixed, so files are reproducible).
 #: Namespace of the name-based (version 5) UUIDs behind the phantom's ``2.25`` UIDs.
@@ -158,6 +159,10 @@ def _identity(ds: Dataset, spec: ClipSpec, study: UID, series: UID, instance: UI
     ds.PatientOrientation = ""
     ds.ImageLaterality = spec.side.laterality
     ds.BurnedInAnnotation = "YES"
+    if spec.worklist is not None:
+        copy_into(ds, spec.worklist)
+        if not spec.worklist.procedure.patient_name.isascii():
+            ds.SpecificCharacterSet = "ISO_IR 192"
     if not spec.single_frame:
         ds.FrameTime = f"{spec.frame_time_ms:g}"
         ds.CineRate = round(1000.0 / spec.frame_time_ms)

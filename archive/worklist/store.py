@@ -122,6 +122,41 @@ def schedule_in(connection: Connection, procedures: Sequence[ScheduledProcedure]
     return pks
 
 
+def entry_for_in(
+    connection: Connection,
+    *,
+    study_instance_uid: str = "",
+    accession_numbers: Sequence[str] = (),
+    requested_procedure_ids: Sequence[str] = (),
+    step_ids: Sequence[str] = (),
+) -> WorklistEntry | None:
+    """The entry an instance carrying these identifiers was made for, or ``None``.
+
+    The most specific identifier wins: Scheduled Procedure Step ID, then
+    Requested Procedure ID, then Study Instance UID, then accession number
+    (an accession shared by several entries matches none of them). A
+    cancelled entry is never matched.
+    """
+    table = sql.worklist_entry
+    tests = [
+        (table.c.step_id, [v for v in step_ids if v]),
+        (table.c.requested_procedure_id, [v for v in requested_procedure_ids if v]),
+        (table.c.study_instance_uid, [study_instance_uid] if study_instance_uid else []),
+        (table.c.accession_number, [v for v in accession_numbers if v]),
+    ]
+    wanted = [column.in_(values) for column, values in tests if values]
+    if not wanted:
+        return None
+    rows = connection.execute(
+        select(table).where(or_(*wanted), table.c.status != EntryStatus.CANCELLED.value).limit(20)
+    ).all()
+    for column, values in tests:
+        found = [row for row in rows if getattr(row, column.name) in values]
+        if len(found) == 1:
+            return entry_of(found[0])
+    return None
+
+
 class WorklistStore:
     """Scheduled procedures and their performed steps, in the index at ``engine``.
 
@@ -247,32 +282,15 @@ class WorklistStore:
         requested_procedure_ids: Sequence[str] = (),
         step_ids: Sequence[str] = (),
     ) -> WorklistEntry | None:
-        """The entry an instance carrying these identifiers was made for, or ``None``.
-
-        The most specific identifier wins: Scheduled Procedure Step ID, then
-        Requested Procedure ID, then Study Instance UID, then accession number
-        (an accession shared by several entries matches none of them). A
-        cancelled entry is never matched.
-        """
-        table = sql.worklist_entry
-        tests = [
-            (table.c.step_id, [v for v in step_ids if v]),
-            (table.c.requested_procedure_id, [v for v in requested_procedure_ids if v]),
-            (table.c.study_instance_uid, [study_instance_uid] if study_instance_uid else []),
-            (table.c.accession_number, [v for v in accession_numbers if v]),
-        ]
-        wanted = [column.in_(values) for column, values in tests if values]
-        if not wanted:
-            return None
+        """The entry an instance carrying these identifiers was made for (:func:`entry_for_in`)."""
         with read_transaction(self.engine) as connection:
-            rows = connection.execute(
-                select(table).where(or_(*wanted), table.c.status != EntryStatus.CANCELLED.value).limit(20)
-            ).all()
-        for column, values in tests:
-            found = [row for row in rows if getattr(row, column.name) in values]
-            if len(found) == 1:
-                return entry_of(found[0])
-        return None
+            return entry_for_in(
+                connection,
+                study_instance_uid=study_instance_uid,
+                accession_numbers=accession_numbers,
+                requested_procedure_ids=requested_procedure_ids,
+                step_ids=step_ids,
+            )
 
     def has_entries(self) -> bool:
         """Whether any entry was ever scheduled (ingest skips the look-up otherwise)."""
