@@ -83,6 +83,10 @@ ARCHIVE_COMMANDS: dict[str, tuple[str, str]] = {
         "archive.cli.verify_cmd:verify_command",
         "Check every stored file against the index; exit status 1 on problems.",
     ),
+    "worklist": (
+        "archive.cli.worklist:worklist",
+        "Scheduled procedures offered to scanners (Modality Worklist) and their performed steps (MPPS).",
+    ),
 }
 
 

@@ -17,7 +17,10 @@ def test_worklist_keys_are_read_into_the_archive_settings(tmp_path: Path) -> Non
     assert loaded.archive.worklist.expire_after_hours == 6
     assert loaded.archive.worklist.max_results == 50
     assert loaded.sources["worklist.expire_after_hours"] == f"{config}:2"
-    assert load_configuration(environ={}, data_dir=tmp_path / "elsewhere").archive.worklist.expire_after_hours == 24
+    assert (
+        load_configuration(environ={}, data_dir=tmp_path / "elsewhere").archive.worklist.expire_after_hours
+        == 24
+    )
 
 
 @pytest.mark.parametrize(
