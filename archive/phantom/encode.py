@@ -55,9 +55,13 @@ def clip_uids(spec: ClipSpec, seed: int) -> tuple[UID, UID, UID]:
 
     Clips with the same patient, accession and ``study_key`` share the study;
     the series adds the series number; the instance adds instance number and seed.
+    A clip for a worklist entry belongs to the entry's study (its series and
+    instance UIDs derive from it: a scanner makes new series in that study).
     """
     who = spec.identity
     study_src = ["usarchive-phantom", who.patient_id, who.accession, spec.study_key]
+    if spec.worklist is not None:
+        study_src.append(spec.worklist.study_instance_uid)
     study = derived_uid(*study_src, "study")
     series = derived_uid(*study_src, str(spec.series_number), "series")
     instance = derived_uid(

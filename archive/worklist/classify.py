@@ -121,7 +121,9 @@ def with_worklist(rules: Classification | None, entry: WorklistEntry, dataset: D
         if said not in (None, (), unknown.get(name)) and said != value:
             note = f"; the rules said {_shown(said)}" + (f": {found}" if found else "")
         elif found:
-            note = f"; the rules agree: {found}"  # with what the other sources (free text) said, if it differed
+            note = (
+                f"; the rules agree: {found}"  # with what the other sources (free text) said, if it differed
+            )
         provenance[name] = base + note
         sources[name] = entry.provenance
         chosen[name] = value
