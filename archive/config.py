@@ -525,6 +525,8 @@ def _shown(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, list):
         return "[" + ", ".join(f'"{v}"' for v in value) + "]"
+    if isinstance(value, dict):  # a sub-table such as [server.permissions]
+        return "{" + ", ".join(f"{k} = {_shown(v)}" for k, v in value.items()) + "}"
     return str(value)
 
 
@@ -554,7 +556,10 @@ def template(data_dir: Path) -> str:
         "# [server]",
         '# aet = "USARCHIVE"',
         "# port = 11112",
-        '# allow = ["SCANNER1"]',
+        '# allow = ["SCANNER1"]                 # may echo and store',
+        "# find_max_results = 1000               # C-FIND: more matches are refused (0xA700)",
+        "# [server.permissions]                  # echo, store, find, move, get, worklist",
+        '# WORKSTATION = ["echo", "find", "move"]',
         "# [tls]",
         '# certificate = "server.crt"',
         '# key = "server.key"',

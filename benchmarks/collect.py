@@ -15,7 +15,7 @@ import argparse
 from pathlib import Path
 
 #: Order of sections in BENCHMARKS.md; any other result follows alphabetically.
-ORDER = ("find", "import", "receive", "annotator", "export", "soak")
+ORDER = ("find", "qr_find", "import", "receive", "annotator", "export", "soak")
 
 HEADER = """# Benchmarks
 

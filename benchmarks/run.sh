@@ -23,6 +23,7 @@ run() {
 }
 
 run find $PY -m benchmarks.bench_find
+run qr_find $PY -m benchmarks.bench_qr_find
 run import $PY -m benchmarks.bench_archive_import
 run receive $PY -m benchmarks.bench_receive
 run export $PY benchmarks/bench_export.py

@@ -21,6 +21,12 @@ Per association or server (:func:`replace_dul_loop`,
 * the acceptor's ``Association._run_reactor`` (:mod:`pacs_bridge.reactor`);
 * ``ApplicationEntity._servers`` (as ``AE.start_server(block=False)`` does).
 
+Relied on without a patch: ``ACSE._negotiate_as_acceptor`` triggers
+``EVT_SOP_EXTENDED`` after reading the calling AE title and before
+negotiating presentation contexts, which is where the receiver narrows the
+acceptor's contexts to the requester's permissions
+(``BridgeServer._on_negotiation``); its hash is in :data:`PATCHED_SOURCES`.
+
 :data:`PATCHED_SOURCES` holds the SHA-256 of the source of every pynetdicom
 function these replace or copy; ``tests/pacs_bridge/test_pynetdicom_compat.py``
 fails when one changes, so an upgrade cannot silently run a copy of code

@@ -13,6 +13,7 @@ declare -A NEED=(
   [chromium]=chromium
   [sqlite3]=sqlite3
   [systemd-analyze]=systemd
+  [Orthanc]=orthanc
 )
 # shared libraries napari's Qt needs on a bare machine → package
 declare -A NEED_LIB=(
@@ -32,6 +33,8 @@ declare -A NEED_LIB=(
 
 has_cmd() {
   command -v "$1" >/dev/null 2>&1 && return 0
+  # Orthanc is in /usr/sbin, outside a normal user's PATH
+  [ -x "/usr/sbin/$1" ] && return 0
   # PostgreSQL's server binaries live outside PATH on Debian
   compgen -G "/usr/lib/postgresql/*/bin/$1" >/dev/null 2>&1
 }
@@ -42,6 +45,13 @@ for cmd in "${!NEED[@]}"; do
 done
 for lib in "${!NEED_LIB[@]}"; do
   ldconfig -p 2>/dev/null | grep -q "$lib" || missing+=("${NEED_LIB[$lib]}")
+done
+# plugin files (not commands) → package
+declare -A NEED_FILE=(
+  [/usr/share/orthanc/plugins/libOrthancDicomWeb.so]=orthanc-dicomweb
+)
+for file in "${!NEED_FILE[@]}"; do
+  [ -e "$file" ] || missing+=("${NEED_FILE[$file]}")
 done
 # Mesa's software GL driver for napari under Xvfb
 compgen -G "/usr/lib/*/dri/swrast_dri.so" >/dev/null 2>&1 || compgen -G "/usr/lib/*/dri/*_dri.so" >/dev/null 2>&1 \

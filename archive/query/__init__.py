@@ -14,7 +14,14 @@ through it and builds the responses.
 """
 
 from archive.query.errors import QueryError, QueryFailure
-from archive.query.find import count_matches, find, matching_ids, response_character_set
+from archive.query.find import (
+    InstanceRef,
+    count_matches,
+    find,
+    matching_ids,
+    matching_instances,
+    response_character_set,
+)
 from archive.query.keys import (
     PRIVATE_CREATOR,
     PRIVATE_GROUP,
@@ -33,6 +40,7 @@ __all__ = [
     "PROCEDURE_ELEMENTS",
     "FindRequest",
     "InformationModel",
+    "InstanceRef",
     "Key",
     "KeyKind",
     "Level",
@@ -43,5 +51,6 @@ __all__ = [
     "count_matches",
     "find",
     "matching_ids",
+    "matching_instances",
     "response_character_set",
 ]

@@ -28,18 +28,28 @@ from pathlib import Path
 from typing import Any
 
 import pydicom
+import pydicom.config
 from pydicom.charset import convert_encodings, encode_string
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
-from sqlalchemy import Engine
+from pydicom.tag import BaseTag
+from sqlalchemy import Engine, select
 
+from archive.index import schema
 from archive.index.engine import autocommit_reads
 from archive.model import SpinalLevel, sort_levels
 from archive.query.errors import QueryError, QueryFailure
 from archive.query.keys import PRIVATE_CREATOR, PRIVATE_GROUP, KeyKind, Level
 from archive.query.matching import MatchSettings
 from archive.query.request import FindRequest, RequestedKey
-from archive.query.sql import CompiledQuery, computed_query, procedure_value_query, representative_instances
+from archive.query.sql import (
+    CompiledQuery,
+    computed_query,
+    entity_of_instance,
+    procedure_value_query,
+    representative_instances,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +99,48 @@ def matching_ids(engine: Engine, request: FindRequest, settings: MatchSettings) 
             return
         for row in rows:
             yield int(row.entity_pk)
+        if len(rows) < settings.page_size:
+            return
         after = int(rows[-1].entity_pk)
+
+
+@dataclass(frozen=True)
+class InstanceRef:
+    """A stored instance a retrieve (C-MOVE, C-GET) sends."""
+
+    sop_class_uid: str
+    sop_instance_uid: str
+    path: str
+    transfer_syntax: str
+    size: int
+
+
+def matching_instances(
+    engine: Engine, request: FindRequest, settings: MatchSettings
+) -> Iterator[InstanceRef]:
+    """Every stored instance under the entities ``request`` matches, a page of entities at a time.
+
+    For C-MOVE / C-GET: the same matching as C-FIND at the request's level
+    (a STUDY-level identifier with a list of Study Instance UIDs gives every
+    instance of those studies), in index order.
+    """
+    clause, entity = entity_of_instance(request.level)
+    i = schema.instance
+    columns = (i.c.sop_class_uid, i.c.sop_instance_uid, i.c.path, i.c.transfer_syntax, i.c.size)
+    batch: list[int] = []
+    for pk in [*matching_ids(engine, request, settings), None]:
+        if pk is not None:
+            batch.append(pk)
+            if len(batch) < settings.page_size:
+                continue
+        if not batch:
+            return
+        with autocommit_reads(engine) as connection:
+            statement = select(*columns).select_from(clause).where(entity.in_(batch)).order_by(i.c.id)
+            rows = connection.execute(statement).all()
+        for row in rows:
+            yield InstanceRef(str(row[0]), str(row[1]), str(row[2]), str(row[3]), int(row[4]))
+        batch = []
 
 
 def find(
@@ -148,6 +199,8 @@ def find(
             page = _page_extras(connection, request, pks, settings, resolve_path)
         for row in rows:
             yield _response(request, compiled, row, page, retrieve_aet)
+        if len(rows) < settings.page_size:
+            return
         after = pks[-1]
 
 
@@ -215,6 +268,11 @@ def _procedure_values(name: str, values: list[str]) -> list[str]:
     return sorted(set(values))
 
 
+def _put(dataset: Dataset, tag: int, vr: str, value: Any) -> None:
+    """Add one element, skipping pydicom's per-value validation (values come from the index: typed)."""
+    dataset[tag] = DataElement(BaseTag(tag), vr, value, validation_mode=pydicom.config.IGNORE)
+
+
 def _response(
     request: FindRequest, compiled: CompiledQuery, row: Any, page: _Page, retrieve_aet: str | None
 ) -> Dataset:
@@ -228,23 +286,23 @@ def _response(
         if key is not None and key.kind is KeyKind.PROCEDURE:
             private = True
             values = _procedure_values(key.keyword, page.procedure.get(key.keyword, {}).get(entity, []))
-            response.add_new((PRIVATE_GROUP << 16) | (block << 8) | (rk.tag & 0xFF), "LO", values or None)
+            _put(response, (PRIVATE_GROUP << 16) | (block << 8) | (rk.tag & 0xFF), "LO", values or None)
         elif rk.tag in compiled.columns:
-            response.add_new(rk.tag, rk.vr, _format(getattr(row, f"k{rk.tag:08x}")))
+            _put(response, rk.tag, rk.vr, _format(getattr(row, f"k{rk.tag:08x}")))
         elif key is not None and key.keyword in page.computed:
-            response.add_new(
-                rk.tag, key.vr, page.computed[key.keyword].get(entity, [] if key.vr != "IS" else 0)
+            _put(
+                response, rk.tag, key.vr, page.computed[key.keyword].get(entity, [] if key.vr != "IS" else 0)
             )
         elif rk.tag == _RETRIEVE_AE_TITLE:
-            response.add_new(rk.tag, "AE", retrieve_aet)
+            _put(response, rk.tag, "AE", retrieve_aet)
         elif rk.tag == _INSTANCE_AVAILABILITY:
-            response.add_new(rk.tag, "CS", "ONLINE")
+            _put(response, rk.tag, "CS", "ONLINE")
         elif key is None:
             _from_header(response, rk, page.headers.get(entity))
         else:  # a key below the level, or a computed key of another level
-            response.add_new(rk.tag, rk.vr, None)
+            _put(response, rk.tag, rk.vr, None)
     if private:
-        response.add_new((PRIVATE_GROUP << 16) | block, "LO", PRIVATE_CREATOR)
+        _put(response, (PRIVATE_GROUP << 16) | block, "LO", PRIVATE_CREATOR)
     charset = response_character_set(request.character_set, response)
     if charset:
         response.SpecificCharacterSet = charset if len(charset) > 1 else charset[0]

@@ -220,8 +220,9 @@ class CompiledQuery:
         return statement if limit is None else statement.limit(limit)
 
     def count_at_most(self, limit: int) -> Select[Any]:
-        """How many entities match, counted up to ``limit`` (a bounded count)."""
-        return select(func.count()).select_from(self.ids(limit).subquery())
+        """How many entities match, counted up to ``limit`` (a bounded count, in no particular order)."""
+        matching = select(self.pk).select_from(upward_from(self.level)).where(*self.conditions).limit(limit)
+        return select(func.count()).select_from(matching.subquery())
 
 
 def procedure_value_query(level: Level, pks: Sequence[int], keys: Sequence[Key]) -> list[Select[Any]]:

@@ -159,7 +159,7 @@ class FindService:
         started = time.monotonic()
         sop_class = str(event.request.AffectedSOPClassUID)
         model = FIND_MODELS.get(sop_class)
-        outcome = "success"
+        outcome = "stopped: the association ended"  # unless the query runs to its end
         level = "?"
         count = 0
         try:
@@ -195,6 +195,8 @@ class FindService:
             if cancelled():
                 outcome = "cancelled"
                 yield _CANCEL, None
+            else:
+                outcome = "success"
         except QueryError as exc:
             outcome = f"failed 0x{exc.status:04X}: {exc}"
             yield failure_reply(exc.status, str(exc)), None

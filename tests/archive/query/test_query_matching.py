@@ -359,3 +359,43 @@ def test_response_character_set(sample: Sample) -> None:
     )
     (ds,) = _run(sample, identifier)
     assert list(ds.SpecificCharacterSet) == ["", "ISO 2022 IR 87"]
+
+
+def test_results_stream_a_page_at_a_time(sample: Sample) -> None:
+    from sqlalchemy import event
+
+    statements: list[str] = []
+
+    def remember(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    engine = sample.archive.engine
+    event.listen(engine, "before_cursor_execute", remember)
+    try:
+        request = FindRequest.parse(_identifier("STUDY", StudyInstanceUID=""), InformationModel.STUDY_ROOT)
+        results = find(engine, request, MatchSettings(page_size=2))
+        first = next(results)
+        pages_read = sum("LIMIT" in s and "count" not in s.lower() for s in statements)
+        assert pages_read == 1  # one page of 2 read so far, not all 5 studies
+        rest = list(results)
+    finally:
+        event.remove(engine, "before_cursor_execute", remember)
+    assert len([first, *rest]) == 5
+    pages = [s for s in statements if "LIMIT" in s and "count" not in s.lower()]
+    assert len(pages) == 3  # 2 + 2 + 1 (a short page is the last)
+
+
+def test_matching_instances_for_retrieve(sample: Sample) -> None:
+    from archive.query import matching_instances
+
+    uids = "\\".join([sample.studies["A"], sample.studies["B"]])
+    request = FindRequest.parse(_identifier("STUDY", StudyInstanceUID=uids), InformationModel.STUDY_ROOT)
+    found = list(matching_instances(sample.archive.engine, request, MatchSettings(page_size=1)))
+    assert len(found) == 4  # A has 3 instances, B one
+    assert len({ref.sop_instance_uid for ref in found}) == 4
+    assert all(sample.archive.store.absolute(ref.path).is_file() for ref in found)
+    series = FindRequest.parse(
+        _identifier("SERIES", StudyInstanceUID=sample.studies["A"], SeriesInstanceUID=sample.series["A"][0]),
+        InformationModel.STUDY_ROOT,
+    )
+    assert len(list(matching_instances(sample.archive.engine, series, MatchSettings()))) == 2

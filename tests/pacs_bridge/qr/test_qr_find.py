@@ -14,22 +14,13 @@ from pathlib import Path
 import pytest
 from pydicom.dataset import Dataset
 from qr_peers import FindResult, findscu
-from qr_samples import CHINESE, JAPANESE, Samples, bulk_index, write_samples
+from qr_samples import CHINESE, JAPANESE, Samples, bulk_index
 
 from archive.archive import Archive
-from archive.ingest import Origin
 from pacs_bridge.config import AllowedPeer, BridgeSettings, PeerPermissions, Permission
 from pacs_bridge.server import BridgeServer
 
 FINDER = PeerPermissions(AllowedPeer("FINDER"), frozenset({Permission.ECHO, Permission.FIND}))
-
-
-@pytest.fixture
-def samples(archive: Archive, tmp_path: Path) -> Samples:
-    written = write_samples(tmp_path / "samples")
-    for path in written.files:
-        archive.ingest(path, origin=Origin("file"))
-    return written
 
 
 @pytest.fixture
@@ -251,3 +242,28 @@ def test_one_log_line_per_query(
     lines = [r.getMessage() for r in caplog.records if "C-FIND from" in r.getMessage()]
     assert len(lines) == 1
     assert "study-root STUDY, 2 matches in" in lines[0] and lines[0].endswith("success")
+
+
+def test_keys_outside_the_index_empty_or_from_the_header(
+    start_bridge: Callable[..., BridgeServer],
+    bridge_settings: BridgeSettings,
+    samples: Samples,
+    tmp_path: Path,
+) -> None:
+    keys = ["0008,0052=STUDY", f"0020,000D={samples.studies['B']}", "0008,0080", "0008,0090"]
+    plain = start_bridge(bridge_settings, permissions=(FINDER,))
+    result = findscu(plain.port, keys, tmp_path / "f")
+    (ds,) = result.responses
+    assert "InstitutionName" in ds and not ds.InstitutionName
+    assert "Received Find Response 1 (Pending: WarningUnsupportedOptionalKeys)" in result.output, (
+        result.output
+    )
+    with_headers = start_bridge(bridge_settings, permissions=(FINDER,), find_header_keys=True)
+    result = findscu(with_headers.port, keys, tmp_path / "f")
+    (ds,) = result.responses
+    assert ds.InstitutionName == "Pain Clinic"
+    assert str(ds.ReferringPhysicianName) == "Referring^Doctor"
+    assert "Received Find Response 1 (Pending)" in result.output, result.output
+    refused = findscu(plain.port, [*keys[:2], "0008,0080=Pain*"], tmp_path / "f")
+    assert refused.responses == []
+    assert "Unable to Process" in refused.output or "UnableToProcess" in refused.output, refused.output
