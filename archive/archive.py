@@ -80,6 +80,7 @@ from archive.store import (
     sync_directories,
     sync_files,
 )
+from archive.worklist.store import WorklistStore
 
 __all__ = [
     "Archive",
@@ -461,10 +462,13 @@ class Archive(ArchiveDomains):
             study: list[str] = []
             if not in_scope(header.dataset, rules):
                 study = self._study_modalities(header.study_instance_uid)
-            return classify(header.dataset, rules, study_modalities=study)
+            found = classify(header.dataset, rules, study_modalities=study)
         except Exception:  # a bug in the rules must never lose an instance
             logger.exception("rules failed on %s; storing it unclassified", header.sop_instance_uid)
-            return None
+            found = None
+        from archive.worklist.classify import worklist_classification  # ranked above the rules
+
+        return worklist_classification(self.engine, header.dataset, found)
 
     def _row_values(
         self, header: InstanceHeader, staged: StagedFile, origin: Origin, path: str

@@ -16,8 +16,9 @@ line. The destination table and forwarding (``[destinations.NAME]``,
 ``[forward]``, ``[[forward.routes]]``) are validated by :mod:`archive.forward.config`
 into :class:`~archive.forward.config.ForwardSettings`. ``[web]`` (``usarchive web``,
 DICOMweb) is validated into :class:`archive.web.settings.WebSettings` from
-:attr:`Configuration.values`. ``[worklist]`` is reserved for the feature that will
-add it. :data:`KEYS` is the one table of every archive-owned key
+:attr:`Configuration.values`. ``[worklist]`` (entry expiry, the MWL result limit)
+is validated here, into :class:`~archive.worklist.model.WorklistSettings`
+(``ArchiveSettings.worklist``). :data:`KEYS` is the one table of every archive-owned key
 (README's configuration section and ``usarchive init``'s template follow it).
 """
 
@@ -43,6 +44,7 @@ from archive.settings import (
     read_secret_file,
     redact_url,
 )
+from archive.worklist.model import WorklistSettings
 
 #: Environment variable naming the configuration file.
 ENV_CONFIG = "USARCHIVE_CONFIG"
@@ -62,7 +64,7 @@ BRIDGE_SECTIONS = ("server", "tls", "commitment_peers")
 #: Sections validated by :mod:`archive.forward.config` (``destinations`` holds ``[destinations.NAME]``).
 FORWARD_SECTIONS = ("destinations", "forward")
 #: Sections reserved for features to come; no keys are defined yet.
-RESERVED_SECTIONS = ("worklist",)
+RESERVED_SECTIONS: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,20 @@ KEYS: tuple[Key, ...] = (
         "Reach into napari's internals (1-based slider, fast frame steps); false: napari's stock behaviour.",
         None,
         "annotate --[no-]napari-patches",
+    ),
+    Key(
+        "worklist",
+        "expire_after_hours",
+        "int",
+        24,
+        "A scheduled worklist entry this many hours past its start is expired (not offered to scanners).",
+    ),
+    Key(
+        "worklist",
+        "max_results",
+        "int",
+        500,
+        "A Modality Worklist query matching more entries is refused (0xA700), nothing sent.",
     ),
     Key(
         "log",
@@ -507,6 +523,8 @@ def load_configuration(
     modalities = values["archive.rule_modalities"]
     assert isinstance(modalities, list)
     forward = _forward(builder)
+    expire, limit = values["worklist.expire_after_hours"], values["worklist.max_results"]
+    assert isinstance(expire, int) and isinstance(limit, int)
     settings = ArchiveSettings(
         resolved_dir,
         None if values["archive.db"] is None else str(values["archive.db"]),
@@ -518,7 +536,9 @@ def load_configuration(
         four_eyes=bool(values["review.four_eyes"]),
         napari_patches=bool(values["review.napari_patches"]),
         forward=forward,
+        worklist=WorklistSettings(expire_after_hours=expire, max_results=limit),
     )
+
     max_bytes, backups = values["log.max_bytes"], values["log.backup_count"]
     assert isinstance(max_bytes, int) and isinstance(backups, int)
     log = LogSettings(

@@ -20,6 +20,7 @@ from archive.review.store import AnnotationStore
 from archive.settings import ArchiveSettings
 from archive.store import FileStore
 from archive.web.tokens.store import TokenStore
+from archive.worklist.store import WorklistStore
 
 if TYPE_CHECKING:
     from archive.review.proposals import ProposalStore
@@ -50,6 +51,11 @@ class ArchiveDomains:
     def outcomes(self) -> OutcomeStore:
         """Procedures' clinical outcomes and their history (see :mod:`archive.analysis.outcomes.store`)."""
         return OutcomeStore(self.engine)
+
+    @property
+    def worklist(self) -> WorklistStore:
+        """Scheduled procedures (Modality Worklist) and performed steps (:mod:`archive.worklist.store`)."""
+        return WorklistStore(self.engine, self.settings.worklist)
 
     @property
     def tokens(self) -> TokenStore:

@@ -1,7 +1,8 @@
 """What the rules derive now for stored instances, for ``usarchive tag --clear``.
 
 The stored file's header is read again (``stop_before_pixels``) and
-classified with the archive's rules; an instance whose file cannot be read or
+classified with the archive's rules, then with its worklist entry when it
+names one (:mod:`archive.worklist.classify`); an instance whose file cannot be read or
 classified clears to "nothing found" (the rules' defaults), with a warning.
 """
 
@@ -41,6 +42,7 @@ def rule_classifications(
     dict of int to Classification or None
     """
     from archive.rules import classify
+    from archive.worklist.classify import applies_to, entry_of_instance, with_worklist
 
     table = schema.instance
     paths = dict(connection.execute(select(table.c.id, table.c.path).where(table.c.id.in_(list(pks)))).all())
@@ -49,6 +51,9 @@ def rule_classifications(
         try:
             dataset = pydicom.dcmread(store.absolute(str(paths[pk])), stop_before_pixels=True)
             found[pk] = classify(dataset, rules)
+            entry = entry_of_instance(connection, dataset)
+            if entry is not None and applies_to(entry, dataset):
+                found[pk] = with_worklist(found[pk], entry, dataset)
         except Exception as exc:  # an unreadable file clears to "nothing found"
             logger.warning("tag --clear: instance %d: rules could not be applied (%s)", pk, exc)
             found[pk] = None

@@ -15,6 +15,7 @@ from pathlib import Path
 from archive.errors import ArchiveNotFoundError, ConfigError
 from archive.forward.config import ForwardSettings
 from archive.ingest import DuplicatePolicy
+from archive.worklist.model import WorklistSettings
 
 #: Environment variable naming the data directory.
 ENV_HOME = "USARCHIVE_HOME"
@@ -105,6 +106,8 @@ class ArchiveSettings:
     forward : ForwardSettings
         The destination table and the forwarding routes (``[destinations.*]``,
         ``[forward]``); ingest inserts the tasks of the routes an instance matches.
+    worklist : WorklistSettings
+        ``[worklist]``: expiry of scheduled entries and the MWL result limit.
     """
 
     data_dir: Path
@@ -118,6 +121,7 @@ class ArchiveSettings:
     four_eyes: bool = True
     napari_patches: bool = True
     forward: ForwardSettings = field(default_factory=ForwardSettings)
+    worklist: WorklistSettings = field(default_factory=WorklistSettings)
 
     def __post_init__(self) -> None:
         if not isinstance(self.duplicate_policy, DuplicatePolicy):

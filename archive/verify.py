@@ -59,6 +59,9 @@ class VerifyReport:
     patient_conflicts: list[dict[str, str]] = field(default_factory=list)
     #: SOP Instance UIDs that match a forwarding route and have no task toward its destination.
     unrouted: list[str] = field(default_factory=list)
+    #: Instances a COMPLETED MPPS lists that the archive never received (made, not sent): listed, for a
+    #: person to fetch from the scanner; the store itself is not at fault, so ``ok`` does not change.
+    not_received: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -79,6 +82,7 @@ class VerifyReport:
             "repaired": self.repaired,
             "patient_conflicts": self.patient_conflicts,
             "unrouted": self.unrouted,
+            "not_received": self.not_received,
         }
 
 
@@ -150,6 +154,11 @@ def verify(
     report.patient_conflicts = [conflict.to_json() for conflict in archive.index.patient_conflicts()]
     for conflict in report.patient_conflicts:
         logger.warning("patient conflict in study %s: %s", conflict["study_instance_uid"], conflict["detail"])
+    report.not_received = [
+        {"mpps": mpps, "sop_instance_uid": uid} for mpps, uid in archive.worklist.all_unsent_instances()
+    ]
+    for item in report.not_received:
+        logger.warning("not received: %s (listed by MPPS %s)", item["sop_instance_uid"], item["mpps"])
     return report
 
 

@@ -158,6 +158,7 @@ SERVICE_PERMISSIONS: dict[str, Permission] = {
     "1.2.840.10008.5.1.4.1.2.1.3": Permission.GET,  # Patient Root - GET
     "1.2.840.10008.5.1.4.1.2.2.3": Permission.GET,  # Study Root - GET
     "1.2.840.10008.5.1.4.31": Permission.WORKLIST,  # Modality Worklist Information Model - FIND
+    "1.2.840.10008.3.1.2.3.3": Permission.MPPS,  # Modality Performed Procedure Step
     _VERIFICATION: Permission.ECHO,
     _COMMITMENT: Permission.STORE,
 }

@@ -27,6 +27,7 @@ command-line flags override. The tables look like::
 
     [server.permissions]       # what a calling AE may do besides the allow-list's echo + store
     WORKSTATION = ["echo", "find", "move", "get"]
+    SONOSITE1 = ["echo", "store", "worklist", "mpps"]   # a scanner: worklist and MPPS as well
     "HOROS@10.0.0.7" = ["find", "move"]
     "*" = ["echo"]             # any calling AE title
 
@@ -75,7 +76,8 @@ class Permission(enum.StrEnum):
     FIND = "find"
     MOVE = "move"
     GET = "get"
-    WORKLIST = "worklist"
+    WORKLIST = "worklist"  # Modality Worklist C-FIND
+    MPPS = "mpps"  # Modality Performed Procedure Step N-CREATE / N-SET
 
 
 #: What an entry of the allow-list (``allow``, ``--allow``, ``allow_any``) grants.

@@ -1,4 +1,4 @@
-"""Presentation contexts the receiver accepts: every storage SOP class (retired too), echo, commitment, FIND.
+"""Presentation contexts the receiver accepts: every storage SOP class, echo, commitment, FIND, MPPS.
 
 Datasets are stored as received, so we accept the transfer syntaxes scanners
 send (including compressed ones) and never transcode.
@@ -51,7 +51,13 @@ StorageCommitmentPushModel = UID("1.2.840.10008.1.20.1")
 #: Query/Retrieve FIND SOP classes (PS3.4 C.6): Patient Root and Study Root information models.
 PatientRootFind = UID("1.2.840.10008.5.1.4.1.2.1.1")
 StudyRootFind = UID("1.2.840.10008.5.1.4.1.2.2.1")
-QUERY_SOP_CLASSES: tuple[UID, ...] = (PatientRootFind, StudyRootFind)
+#: Modality Worklist Information Model - FIND (PS3.4 K.6).
+ModalityWorklistFind = UID("1.2.840.10008.5.1.4.31")
+#: Modality Performed Procedure Step SOP Class (PS3.4 F.7).
+ModalityPerformedProcedureStep = UID("1.2.840.10008.3.1.2.3.3")
+QUERY_SOP_CLASSES: tuple[UID, ...] = (PatientRootFind, StudyRootFind, ModalityWorklistFind)
+#: Normalized (N-CREATE / N-SET) classes we serve besides storage commitment.
+PROCEDURE_STEP_SOP_CLASSES: tuple[UID, ...] = (ModalityPerformedProcedureStep,)
 
 #: Query/Retrieve MOVE and GET SOP classes served (Patient Root, Study Root).
 RETRIEVE_SOP_CLASSES: tuple[UID, ...] = (
@@ -137,16 +143,17 @@ def supported_contexts(*, retrieve: bool = False) -> list[PresentationContext]:
     -------
     list of PresentationContext
         One per storage SOP class with :data:`STORAGE_TRANSFER_SYNTAXES`, plus
-        Verification, the Q/R FIND classes of :data:`QUERY_SOP_CLASSES` and Storage
+        Verification, the FIND classes of :data:`QUERY_SOP_CLASSES` (Q/R and
+        Modality Worklist), MPPS (:data:`PROCEDURE_STEP_SOP_CLASSES`) and Storage
         Commitment Push Model (SCP role; we also accept the SCU role the requester
         proposes, so results can come back on its association). Which of them a
         requester is offered depends on its permissions (:func:`pacs_bridge.access.contexts_for`).
     """
     contexts: list[PresentationContext] = []
-    for uid in [*storage_sop_classes(), Verification, *QUERY_SOP_CLASSES]:
+    for uid in [*storage_sop_classes(), Verification, *QUERY_SOP_CLASSES, *PROCEDURE_STEP_SOP_CLASSES]:
         context = PresentationContext()
         context.abstract_syntax = uid
-        plain = uid == Verification or uid in QUERY_SOP_CLASSES
+        plain = uid == Verification or uid in QUERY_SOP_CLASSES or uid in PROCEDURE_STEP_SOP_CLASSES
         context.transfer_syntax = list(_PLAIN_SYNTAXES if plain else STORAGE_TRANSFER_SYNTAXES)
         if retrieve and not plain:
             context.scu_role = True

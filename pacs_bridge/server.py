@@ -33,6 +33,7 @@ from pynetdicom import evt
 from pynetdicom.transport import ThreadedAssociationServer
 
 from archive.forward.config import Destination
+from archive.worklist.model import WorklistSettings
 from pacs_bridge import _pynetdicom_compat, spool
 from pacs_bridge.access import AccessControlledAE, AccessPolicy, contexts_for
 from pacs_bridge.commitment import CommitmentChecker, CommitmentService
@@ -44,6 +45,8 @@ from pacs_bridge.qr import service as retrieve
 from pacs_bridge.qr.find import FindService, QueryableArchive, extended_negotiation_reply
 from pacs_bridge.reactor import use_waiting_reactor
 from pacs_bridge.store import Ingestor, StoreHandler, peer_of
+from pacs_bridge.worklist.find import WorklistService, find_dispatcher
+from pacs_bridge.worklist.mpps import StepService
 
 if TYPE_CHECKING:
     from pynetdicom.events import Event
@@ -286,7 +289,16 @@ class BridgeServer:
         ]
         if hasattr(self.archive, "engine") and hasattr(self.archive, "store"):
             queryable = cast(QueryableArchive, self.archive)
-            handlers.append((evt.EVT_C_FIND, FindService(queryable, settings.match_settings, settings.aet)))
+            find = FindService(queryable, settings.match_settings, settings.aet)
+            archive_settings = getattr(self.archive, "settings", None)
+            worklist_settings = getattr(archive_settings, "worklist", None) or WorklistSettings()
+            worklist = WorklistService(queryable, settings.match_settings, worklist_settings)
+            steps = StepService(queryable)
+            handlers += [
+                (evt.EVT_C_FIND, find_dispatcher(find, worklist)),
+                (evt.EVT_N_CREATE, steps.create),
+                (evt.EVT_N_SET, steps.set),
+            ]
         ssl_context = make_ssl_context(settings.tls) if settings.tls is not None else None
         spool.register(ae, self._spool)
         if self._retrieves:

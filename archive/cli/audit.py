@@ -214,7 +214,12 @@ def audit_command(
                 raise click.ClickException(str(exc)) from exc
         advance()
         report = run_audit(
-            gathered.inputs, gathered.outcomes, config, _filters(query, status), archived=gathered.archived
+            gathered.inputs,
+            gathered.outcomes,
+            config,
+            _filters(query, status),
+            archived=gathered.archived,
+            step_times=gathered.step_times,
         )
         report = dataclasses.replace(report, notes=gathered.notes + report.notes)
         advance()

@@ -95,6 +95,10 @@ ARCHIVE_COMMANDS: dict[str, tuple[str, str]] = {
         "archive.cli.web:web",
         "Serve the archive as DICOMweb (QIDO-RS, WADO-RS, STOW-RS) with bearer tokens.",
     ),
+    "worklist": (
+        "archive.cli.worklist:worklist",
+        "Scheduled procedures offered to scanners (Modality Worklist) and their performed steps (MPPS).",
+    ),
 }
 
 

@@ -44,5 +44,10 @@ def verify_command(ctx: click.Context, repair: bool, stale_after: float) -> None
             click.echo(f"  repaired {item['path'] or 'forwarding'}: {item['action']}")
         for conflict in report.patient_conflicts:
             click.echo(f"  patient conflict in study {conflict['study_instance_uid']}: {conflict['detail']}")
+        for item in report.not_received:
+            click.echo(
+                f"  not received: {item['sop_instance_uid']} (a COMPLETED MPPS {item['mpps']} lists it; "
+                "the scanner made it but never sent it)"
+            )
     if not report.ok:
         ctx.exit(1)

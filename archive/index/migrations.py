@@ -34,6 +34,7 @@ from archive.index import schema
 from archive.index.engine import write_transaction
 from archive.review.sql import ANNOTATION_TABLES
 from archive.web.tokens.sql import TOKEN_TABLES
+from archive.worklist.sql import WORKLIST_TABLES
 
 logger = logging.getLogger(__name__)
 
@@ -189,6 +190,11 @@ def _create_v7_forward_tables(connection: Connection) -> None:
         table.create(connection)
 
 
+def _create_v10_worklist_tables(connection: Connection) -> None:
+    for table in WORKLIST_TABLES:
+        table.create(connection, checkfirst=True)
+
+
 def _create_v11_web_tokens(connection: Connection) -> None:
     for table in TOKEN_TABLES:
         table.create(connection, checkfirst=True)
@@ -202,7 +208,9 @@ MIGRATIONS: list[Migration] = [
     (5, "the instance's own Patient ID and Name, for patient conflicts", _add_v5_instance_patient),
     (6, "needle approach apart from technique; notes in the tag history", _split_v6_approach),
     (7, "forwarding tasks (the outbox of issue 16)", _create_v7_forward_tables),
-    # 8-10: numbers not used (reserved while several changes were written at once; gaps are allowed).
+    # 8 and 9: numbers not used (reserved while several changes were written at once; gaps are allowed,
+    # each migration only creates its own tables).
+    (10, "worklist entries, performed procedure steps (MPPS), their instances", _create_v10_worklist_tables),
     (
         11,
         "bearer tokens of usarchive web (hashed secrets, roles, expiry, revocation)",

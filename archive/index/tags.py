@@ -110,6 +110,12 @@ def _levels_text(levels: tuple[SpinalLevel, ...]) -> str:
     return ",".join(level.value for level in sort_levels(list(levels)))
 
 
+def _derived_source(derived: Any, name: str) -> str:
+    """Where a cleared field's value comes from: the rules, or the worklist entry (``worklist:<entry>``)."""
+    sources: Mapping[str, str] = getattr(derived, "sources", None) or {}
+    return str(sources.get(name, RULE_SOURCE))
+
+
 def _rule_value(derived: Any, name: str) -> tuple[str | None, str | None]:
     """The value (and provenance) the rules give attribute ``name``; ``derived`` may be ``None``."""
     member = getattr(derived, name, None) if derived is not None else None
@@ -154,7 +160,7 @@ def _tag_instance(
             new, new_source, detail = member.value, source, note
         elif name in edit.clear:
             new, detail = _rule_value(derived, name)
-            new_source = RULE_SOURCE if new is not None else None
+            new_source = _derived_source(derived, name) if new is not None else None
         else:
             continue
         old = getattr(row, name)
@@ -165,10 +171,12 @@ def _tag_instance(
         derived_levels = tuple(getattr(derived, "levels", ()) or ())
         current_levels = _current_levels(connection, pk)
         provenance: Mapping[str, str] = getattr(derived, "provenance", None) or {}
-        levels_source = RULE_SOURCE if derived_levels else None
+        levels_source = _derived_source(derived, "levels") if derived_levels else None
         old_text, new_text = _levels_text(current_levels), _levels_text(derived_levels)
         if old_text != new_text or row.levels_source != levels_source:
-            write_levels(connection, pk, derived_levels, RULE_SOURCE, provenance.get("levels"), now)
+            write_levels(
+                connection, pk, derived_levels, levels_source or RULE_SOURCE, provenance.get("levels"), now
+            )
             values["levels_source"] = levels_source
             changes.append(("levels", old_text, new_text))
     if edit.levels is not None:

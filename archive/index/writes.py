@@ -215,9 +215,17 @@ def _classification_fields(
     return fields, provenance
 
 
-def _rule_columns(row: dict[str, Any], name: str, value: str | None, detail: str | None) -> None:
+def _source_of(classification: Classification | None, name: str) -> str:
+    """The source a field of ``classification`` is recorded with: the rules', or e.g. ``worklist:12``."""
+    sources = getattr(classification, "sources", None) or {}
+    return str(sources.get(name, RULE_SOURCE))
+
+
+def _rule_columns(
+    row: dict[str, Any], name: str, value: str | None, detail: str | None, source: str = RULE_SOURCE
+) -> None:
     row[name] = value
-    row[f"{name}_source"] = RULE_SOURCE if value is not None else None
+    row[f"{name}_source"] = source if value is not None else None
     row[f"{name}_detail"] = detail if value is not None else None
 
 
@@ -244,10 +252,11 @@ def apply_classification(
     for name, (value, detail) in fields.items():
         if existing is not None and _is_user(getattr(existing, f"{name}_source")):
             continue
-        _rule_columns(row, name, value, detail)
+        _rule_columns(row, name, value, detail, _source_of(classification, name))
     user_levels = existing is not None and _is_user(existing.levels_source)
+    levels_source = _source_of(classification, "levels")
     if not user_levels:
-        row["levels_source"] = RULE_SOURCE if levels else None
+        row["levels_source"] = levels_source if levels else None
     if existing is None:
         connection.execute(_INSERT_PROCEDURE, {"instance_pk": pk, **row})
     else:
@@ -255,7 +264,7 @@ def apply_classification(
     if user_levels:
         sync_level_technique(connection, pk)
     else:
-        write_levels(connection, pk, levels, RULE_SOURCE, provenance.get("levels"), now)
+        write_levels(connection, pk, levels, levels_source, provenance.get("levels"), now)
 
 
 def insert_classification(
@@ -283,11 +292,12 @@ def insert_classification(
     levels: tuple[SpinalLevel, ...] = () if classification is None else classification.levels
     row: dict[str, Any] = {"instance_pk": pk, "updated_at": now}
     for name, (value, detail) in fields.items():
-        _rule_columns(row, name, value, detail)
-    row["levels_source"] = RULE_SOURCE if levels else None
+        _rule_columns(row, name, value, detail, _source_of(classification, name))
+    levels_source = _source_of(classification, "levels")
+    row["levels_source"] = levels_source if levels else None
     connection.execute(_INSERT_PROCEDURE, row)
     _insert_levels(
-        connection, pk, levels, RULE_SOURCE, provenance.get("levels"), now, sort_date, row["technique"]
+        connection, pk, levels, levels_source, provenance.get("levels"), now, sort_date, row["technique"]
     )
 
 

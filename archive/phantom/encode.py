@@ -30,6 +30,7 @@ from pydicom.uid import (
 
 from archive.phantom.geometry import Layout
 from archive.phantom.spec import ClipSpec, Encoding
+from archive.worklist.dataset import copy_into
 
 #: Implementation Class UID of the phantom writer (fixed, so files are reproducible).
 #: Namespace of the name-based (version 5) UUIDs behind the phantom's ``2.25`` UIDs.
@@ -54,9 +55,13 @@ def clip_uids(spec: ClipSpec, seed: int) -> tuple[UID, UID, UID]:
 
     Clips with the same patient, accession and ``study_key`` share the study;
     the series adds the series number; the instance adds instance number and seed.
+    A clip for a worklist entry belongs to the entry's study (its series and
+    instance UIDs derive from it: a scanner makes new series in that study).
     """
     who = spec.identity
     study_src = ["usarchive-phantom", who.patient_id, who.accession, spec.study_key]
+    if spec.worklist is not None:
+        study_src.append(spec.worklist.study_instance_uid)
     study = derived_uid(*study_src, "study")
     series = derived_uid(*study_src, str(spec.series_number), "series")
     instance = derived_uid(
@@ -158,6 +163,10 @@ def _identity(ds: Dataset, spec: ClipSpec, study: UID, series: UID, instance: UI
     ds.PatientOrientation = ""
     ds.ImageLaterality = spec.side.laterality
     ds.BurnedInAnnotation = "YES"
+    if spec.worklist is not None:
+        copy_into(ds, spec.worklist)
+        if not spec.worklist.procedure.patient_name.isascii():
+            ds.SpecificCharacterSet = "ISO_IR 192"
     if not spec.single_frame:
         ds.FrameTime = f"{spec.frame_time_ms:g}"
         ds.CineRate = round(1000.0 / spec.frame_time_ms)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from archive.errors import PhantomError
 from archive.model import NeedleView, Side, SpinalLevel, Technique
+from archive.worklist.model import WorklistEntry
 
 #: Target levels the anatomy model can draw.
 SUPPORTED_LEVELS = (SpinalLevel.L3, SpinalLevel.L4, SpinalLevel.L5, SpinalLevel.C4)
@@ -160,6 +161,11 @@ class ClipSpec:
         Series Number (1-9999) and Instance Number (1-9999).
     study_key : str
         Extra entropy for the Study Instance UID so clips of one study share it.
+    worklist : WorklistEntry or None
+        The worklist entry the scanner picked: its patient, Accession Number,
+        Study Instance UID and Request Attributes Sequence are written as a
+        scanner copies them (:func:`archive.worklist.dataset.copy_into`);
+        the descriptions stay what the operator typed.
     """
 
     level: SpinalLevel = SpinalLevel.L4
@@ -184,6 +190,7 @@ class ClipSpec:
     series_number: int = 1
     instance_number: int = 1
     study_key: str = ""
+    worklist: WorklistEntry | None = None
 
     def __post_init__(self) -> None:
         _require(self.level in SUPPORTED_LEVELS, "level", "one of L3, L4, L5, C4", self.level)

@@ -14,6 +14,7 @@ yields only "other"; within one source the same holds for its several matches.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import unicodedata
@@ -64,6 +65,11 @@ class Classification:
         gave it.
     region : str or None
         "cervical", "thoracic", "lumbar" or "sacral".
+    approach : Approach
+    sources : dict of str to str
+        The source recorded in the index for a field (e.g. ``"worklist:12"``,
+        :mod:`archive.worklist.classify`); a field not listed is the rules'
+        (``"rule"``).
     """
 
     levels: tuple[SpinalLevel, ...]
@@ -73,6 +79,7 @@ class Classification:
     provenance: dict[str, str]
     region: str | None
     approach: Approach = Approach.UNKNOWN
+    sources: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclass(frozen=True)

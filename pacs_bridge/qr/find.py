@@ -125,7 +125,8 @@ class _Cancellation:
         return self.requested
 
 
-def _failure(status: int, message: str) -> Dataset:
+def failure_reply(status: int, message: str) -> Dataset:
+    """A failure status dataset with the message as Error Comment (cut to 64 characters)."""
     reply = Dataset()
     reply.Status = status
     reply.ErrorComment = (
@@ -198,11 +199,11 @@ class FindService:
                 outcome = "success"
         except QueryError as exc:
             outcome = f"failed 0x{exc.status:04X}: {exc}"
-            yield _failure(exc.status, str(exc)), None
+            yield failure_reply(exc.status, str(exc)), None
         except SQLAlchemyError as exc:
             reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
             outcome = f"failed 0x{_OUT_OF_RESOURCES:04X}: index not readable: {reason}"
-            yield _failure(_OUT_OF_RESOURCES, "index not readable; try again later"), None
+            yield failure_reply(_OUT_OF_RESOURCES, "index not readable; try again later"), None
         finally:
             LOGGER.info(
                 "C-FIND from %s@%s: %s %s, %d match%s in %.0f ms, %s",

@@ -33,6 +33,7 @@ from archive.analysis.audit.model import (
     OUTCOME_SCORES,
     RATE_METRICS,
     TIME_FROM_CLIP_SPAN,
+    TIME_FROM_MPPS,
     TIME_POINTS,
     ArchivedClip,
     AuditConfig,
@@ -471,6 +472,7 @@ def run_audit(
     config: AuditConfig | None = None,
     filters: Mapping[str, Any] | None = None,
     archived: Sequence[ArchivedClip] | None = None,
+    step_times: Mapping[str, float] | None = None,
 ) -> AuditReport:
     """Audit clips and their procedures' outcomes, grouped by technique × level.
 
@@ -490,6 +492,8 @@ def run_audit(
         Every archived clip the filters select, reviewed or not: procedures,
         outcomes, techniques and the safety denominators come from these.
         Without them only the reviewed clips (``inputs``) make procedures.
+    step_times : mapping of str to float, optional
+        Study Instance UID → seconds from its MPPS start to end (procedure time, source MPPS).
 
     Returns
     -------
@@ -497,7 +501,7 @@ def run_audit(
         Groups, comparisons, safety section, procedures, outcomes and clips.
     """
     config = config if config is not None else AuditConfig()
-    procedures, notes = group_procedures(inputs, archived)
+    procedures, notes = group_procedures(inputs, archived, step_times)
     ids: dict[str, CaseIds] = {p.study_uid: p.ids for p in procedures}
     for clip in archived or ():
         ids.setdefault(clip.study_uid, clip.ids)
@@ -515,7 +519,8 @@ def run_audit(
     notes.append(
         "procedure times: "
         + "; ".join(f"{count} from {name}" for name, count in sorted(sources.items()))
-        + f" (events when marked, else the clip span: {TIME_FROM_CLIP_SPAN})"
+        + f" ({TIME_FROM_MPPS} when the scanner sent one, else events when marked, "
+        f"else the clip span: {TIME_FROM_CLIP_SPAN})"
     )
 
     techniques = sorted(

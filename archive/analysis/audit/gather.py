@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import pydicom
@@ -49,6 +50,7 @@ class GatheredInputs:
     outcomes: tuple[Outcome, ...]
     notes: tuple[str, ...]
     archived: tuple[ArchivedClip, ...] = ()
+    step_times: Mapping[str, float] = field(default_factory=dict)
 
 
 def _parse_or_none(
@@ -199,4 +201,11 @@ def gather_inputs(
         len(inputs),
         len(outcomes),
     )
-    return GatheredInputs(tuple(inputs), tuple(outcomes), tuple(notes), tuple(archived))
+    from archive.worklist.steps import timed_studies
+
+    step_times = {
+        study: step.duration_s
+        for study, step in timed_studies(archive.engine).items()
+        if study in studies and step.duration_s is not None and step.duration_s >= 0
+    }
+    return GatheredInputs(tuple(inputs), tuple(outcomes), tuple(notes), tuple(archived), step_times)

@@ -54,6 +54,8 @@ ALL_LEVELS = "all"
 TIME_FROM_EVENTS = "events"
 #: Source of a procedure time measured as the acquisition span of the clips (no events marked).
 TIME_FROM_CLIP_SPAN = "clip span, no events marked"
+#: :attr:`Procedure.time_source` of a time from the procedure's MPPS (Performed Procedure Step start to end).
+TIME_FROM_MPPS = "MPPS start to end"
 
 
 def json_float(value: float | None) -> float | None:
@@ -224,7 +226,8 @@ class Procedure:
     time_note : str or None
         Why :attr:`time_s` is ``None``.
     time_source : str or None
-        Where :attr:`time_s` comes from: :data:`TIME_FROM_EVENTS` (marked
+        Where :attr:`time_s` comes from: :data:`TIME_FROM_MPPS` (the scanner's
+        performed procedure step), :data:`TIME_FROM_EVENTS` (marked
         needle-visible and injection-end events) or :data:`TIME_FROM_CLIP_SPAN`
         (first frame of the earliest clip to last frame of the latest, when no
         events are marked); ``None`` when :attr:`time_s` is ``None``.

@@ -12,18 +12,26 @@ its clips, from the first frame of the earliest clip to the last frame of the
 latest (source :data:`TIME_FROM_CLIP_SPAN`). Each frame is placed in absolute
 time by its clip's Content Date/Time (+ Frame Delay) and frame offsets
 (:meth:`archive.timing.FrameTimes.absolute`).
+
+When the scanner sent an MPPS COMPLETED with start and end for the study
+(``step_times``, :func:`archive.worklist.steps.timed_studies`), that is the
+procedure's time (source :data:`TIME_FROM_MPPS`): the scanner's own record of
+the procedure. It is used only for a study with one procedure (one side):
+one step of a bilateral study does not time each side.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 
 from archive.analysis.audit.model import (
     MIXED_TECHNIQUE,
     TIME_FROM_CLIP_SPAN,
     TIME_FROM_EVENTS,
+    TIME_FROM_MPPS,
     ArchivedClip,
     CaseIds,
     ClipAuditInput,
@@ -222,7 +230,9 @@ def _archived_sort_key(item: ArchivedClip) -> tuple[int, datetime, str]:
 
 
 def group_procedures(
-    inputs: Iterable[ClipAuditInput], archived: Iterable[ArchivedClip] | None = None
+    inputs: Iterable[ClipAuditInput],
+    archived: Iterable[ArchivedClip] | None = None,
+    step_times: Mapping[str, float] | None = None,
 ) -> tuple[list[Procedure], list[str]]:
     """Group clips into procedures by (study, side) and time each procedure.
 
@@ -235,6 +245,9 @@ def group_procedures(
         Every archived clip the audit covers, reviewed or not; the procedures
         are made from these (plus any reviewed clip missing here). Without
         them, only the reviewed clips make procedures.
+    step_times : mapping of str to float, optional
+        Study Instance UID → seconds from its MPPS start to end; the time of
+        the study's procedure when it has one side only.
 
     Returns
     -------
@@ -256,12 +269,16 @@ def group_procedures(
             continue
         by_key.setdefault((clip.study_uid, clip.side), []).append(clip)
     procedures: list[Procedure] = []
+    sides = Counter(study for study, _ in by_key)
     for (study_uid, side), clips in sorted(by_key.items(), key=lambda kv: (kv[0][0], kv[0][1].value)):
         clips.sort(key=_archived_sort_key)
         reviewed = [primaries[c.sop_instance_uid] for c in clips if c.sop_instance_uid in primaries]
         levels: set[SpinalLevel] = {lv for c in clips for lv in c.levels}
         technique, technique_note = _technique(clips)
         time_s, time_note, time_source = _time(clips, reviewed)
+        mpps_s = (step_times or {}).get(study_uid)
+        if mpps_s is not None and sides[study_uid] == 1:
+            time_s, time_note, time_source = mpps_s, None, TIME_FROM_MPPS
         if time_note:
             logger.info("procedure %s %s: no time: %s", study_uid, side.value, time_note)
         procedures.append(

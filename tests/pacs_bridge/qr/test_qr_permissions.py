@@ -78,7 +78,7 @@ def test_policy_admits_permission_peers_and_contexts_follow_rights() -> None:
     }
     store = contexts_for(contexts, frozenset({Permission.ECHO, Permission.STORE}))
     assert all(required_permission(str(cx.abstract_syntax)) is not Permission.FIND for cx in store)
-    assert len(store) == len(contexts) - 2
+    assert len(store) == len(contexts) - 4  # all but Q/R FIND (2), MWL FIND and MPPS
 
 
 def _query(port: int, identifier: Dataset, flags: bytes | None) -> tuple[list[Dataset], bytes, int]:
