@@ -80,7 +80,6 @@ from archive.store import (
     sync_directories,
     sync_files,
 )
-from archive.worklist.store import WorklistStore
 
 __all__ = [
     "Archive",

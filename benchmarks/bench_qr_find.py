@@ -53,7 +53,8 @@ from archive.archive import Archive
 from archive.ingest import Origin
 from archive.settings import ArchiveSettings
 from benchmarks.bench_find import DAYS, FIRST_DAY, cpu_speed_probe_s, populate
-from pacs_bridge.config import AllowedPeer, BridgeSettings, PeerPermissions, Permission
+from pacs_bridge.config import BridgeSettings
+from pacs_bridge.peers import AllowedPeer, PeerPermissions, Permission
 from pacs_bridge.server import BridgeServer
 
 ROOT = Path(__file__).resolve().parent.parent

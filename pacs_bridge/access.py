@@ -28,8 +28,8 @@ from pynetdicom import AE
 from pynetdicom.association import Association
 from pynetdicom.presentation import PresentationContext
 
-from pacs_bridge.config import AllowedPeer, PeerPermissions, Permission
 from pacs_bridge.pdu_guard import BAD_CALLING_AE_ATTRIBUTE
+from pacs_bridge.peers import AllowedPeer, PeerPermissions, Permission
 
 #: A "title" no peer can send (AE titles cannot contain a backslash): the list
 #: pynetdicom checks must not be empty, since an empty list means "anyone".

@@ -37,10 +37,11 @@ from archive.worklist.model import WorklistSettings
 from pacs_bridge import _pynetdicom_compat, spool
 from pacs_bridge.access import AccessControlledAE, AccessPolicy, contexts_for
 from pacs_bridge.commitment import CommitmentChecker, CommitmentService
-from pacs_bridge.config import BridgeSettings, Permission, TLSSettings
+from pacs_bridge.config import BridgeSettings, TLSSettings
 from pacs_bridge.contexts import receiving_contexts, refused_context_lines, supported_contexts
 from pacs_bridge.dul_loop import use_waiting_dul
 from pacs_bridge.pdu_guard import BAD_CALLING_AE_ATTRIBUTE, PduLimits
+from pacs_bridge.peers import Permission
 from pacs_bridge.qr import service as retrieve
 from pacs_bridge.qr.find import FindService, QueryableArchive, extended_negotiation_reply
 from pacs_bridge.reactor import use_waiting_reactor

@@ -47,8 +47,9 @@ from pynetdicom.service_class import QueryRetrieveServiceClass
 from archive.forward.config import Destination
 from archive.index.retrieve import RetrievableInstance, RetrieveKeys
 from pacs_bridge import _pynetdicom_compat
-from pacs_bridge.config import BridgeSettings, Permission
+from pacs_bridge.config import BridgeSettings
 from pacs_bridge.forward.association import open_association, requested_contexts, split_for_contexts
+from pacs_bridge.peers import Permission
 from pacs_bridge.qr.identifier import RETRIEVE_SOP_CLASSES, IdentifierError, retrieve_keys
 from pacs_bridge.qr.suboperations import SubOperations, send_instance
 

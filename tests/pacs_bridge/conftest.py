@@ -11,7 +11,8 @@ from bridge_helpers import CLIP_SYNTAXES, write_clip
 
 from archive.archive import Archive
 from archive.settings import ArchiveSettings
-from pacs_bridge.config import AllowedPeer, BridgeSettings
+from pacs_bridge.config import BridgeSettings
+from pacs_bridge.peers import AllowedPeer
 from pacs_bridge.server import BridgeServer
 
 

@@ -8,7 +8,8 @@ import pytest
 
 from archive.errors import ConfigError
 from pacs_bridge.access import AccessPolicy
-from pacs_bridge.config import AllowedPeer, BridgeSettings, CommitmentPeer, load_settings
+from pacs_bridge.config import BridgeSettings, CommitmentPeer, load_settings
+from pacs_bridge.peers import AllowedPeer
 
 
 def _write(tmp_path: Path, text: str) -> Path:

@@ -24,7 +24,8 @@ from pynetdicom.sop_class import UltrasoundMultiFrameImageStorage, Verification 
 from archive.archive import Archive
 from archive.errors import ConfigError
 from archive.index.queries import Query
-from pacs_bridge.config import AllowedPeer, BridgeSettings
+from pacs_bridge.config import BridgeSettings
+from pacs_bridge.peers import AllowedPeer
 from pacs_bridge.server import BridgeServer
 
 pytestmark = pytest.mark.network

@@ -17,7 +17,8 @@ from qr_peers import FindResult, findscu
 from qr_samples import CHINESE, JAPANESE, Samples, bulk_index
 
 from archive.archive import Archive
-from pacs_bridge.config import AllowedPeer, BridgeSettings, PeerPermissions, Permission
+from pacs_bridge.config import BridgeSettings
+from pacs_bridge.peers import AllowedPeer, PeerPermissions, Permission
 from pacs_bridge.server import BridgeServer
 
 FINDER = PeerPermissions(AllowedPeer("FINDER"), frozenset({Permission.ECHO, Permission.FIND}))

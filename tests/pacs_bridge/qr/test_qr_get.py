@@ -17,7 +17,8 @@ from qr_helpers import failed_uids, ingest, write_study
 
 from archive.archive import Archive
 from archive.index.queries import Query
-from pacs_bridge.config import AllowedPeer, BridgeSettings, PeerPermissions
+from pacs_bridge.config import BridgeSettings
+from pacs_bridge.peers import AllowedPeer, PeerPermissions
 from pacs_bridge.server import BridgeServer
 
 pytestmark = pytest.mark.network

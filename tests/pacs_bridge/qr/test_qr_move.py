@@ -22,7 +22,8 @@ from qr_helpers import failed_uids, free_port, ingest, storescp, write_study
 
 from archive.archive import Archive
 from archive.forward.config import Destination
-from pacs_bridge.config import AllowedPeer, BridgeSettings, PeerPermissions
+from pacs_bridge.config import BridgeSettings
+from pacs_bridge.peers import AllowedPeer, PeerPermissions
 from pacs_bridge.server import BridgeServer
 
 pytestmark = pytest.mark.network

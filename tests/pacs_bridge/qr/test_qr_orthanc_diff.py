@@ -23,7 +23,8 @@ from support.orthanc import OrthancServer, available
 from archive.archive import Archive
 from archive.ingest import Origin
 from archive.settings import ArchiveSettings
-from pacs_bridge.config import AllowedPeer, BridgeSettings, PeerPermissions, Permission
+from pacs_bridge.config import BridgeSettings
+from pacs_bridge.peers import AllowedPeer, PeerPermissions, Permission
 from pacs_bridge.server import BridgeServer
 
 UNIQUE = {

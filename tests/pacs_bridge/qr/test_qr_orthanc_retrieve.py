@@ -22,7 +22,8 @@ from support.orthanc import dataset_bytes as orthanc_dataset_bytes
 from archive.archive import Archive
 from archive.forward.config import Destination
 from archive.index.queries import Query
-from pacs_bridge.config import BridgeSettings, PeerPermissions
+from pacs_bridge.config import BridgeSettings
+from pacs_bridge.peers import PeerPermissions
 from pacs_bridge.server import BridgeServer
 
 pytestmark = pytest.mark.network

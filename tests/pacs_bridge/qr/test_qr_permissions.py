@@ -13,8 +13,9 @@ from qr_samples import Samples
 
 from archive.errors import ConfigError
 from pacs_bridge.access import AccessPolicy, contexts_for, required_permission
-from pacs_bridge.config import AllowedPeer, BridgeSettings, PeerPermissions, Permission, settings_from_mapping
+from pacs_bridge.config import BridgeSettings, settings_from_mapping
 from pacs_bridge.contexts import StudyRootFind, supported_contexts
+from pacs_bridge.peers import AllowedPeer, PeerPermissions, Permission
 from pacs_bridge.server import BridgeServer
 
 

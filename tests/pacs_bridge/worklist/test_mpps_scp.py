@@ -21,7 +21,8 @@ from archive.archive import Archive
 from archive.model import ProcedureType, Side, SpinalLevel, Technique
 from archive.worklist.model import EntryStatus, ScheduledProcedure, StepStatus, WorklistEntry
 from archive.worklist.steps import get_step, steps_of_entry
-from pacs_bridge.config import AllowedPeer, BridgeSettings, PeerPermissions, Permission
+from pacs_bridge.config import BridgeSettings
+from pacs_bridge.peers import AllowedPeer, PeerPermissions, Permission
 from pacs_bridge.server import BridgeServer
 
 START = datetime(2026, 12, 2, 9, 30, 0)

@@ -21,7 +21,8 @@ from worklist_peers import SCANNER, mwl_find, with_value
 from archive.archive import Archive
 from archive.model import Approach, ProcedureType, Side, SpinalLevel, Technique
 from archive.worklist.model import ScheduledProcedure, WorklistEntry
-from pacs_bridge.config import AllowedPeer, BridgeSettings, PeerPermissions, Permission
+from pacs_bridge.config import BridgeSettings
+from pacs_bridge.peers import AllowedPeer, PeerPermissions, Permission
 from pacs_bridge.server import BridgeServer
 
 NOW = datetime.now().replace(microsecond=0)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pydicom
 from pydicom.dataset import Dataset
 
-from pacs_bridge.config import AllowedPeer, PeerPermissions, Permission
+from pacs_bridge.peers import AllowedPeer, PeerPermissions, Permission
 
 #: The scanner: it stores, queries the worklist and sends MPPS.
 SCANNER = PeerPermissions(

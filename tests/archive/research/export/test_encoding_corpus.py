@@ -48,7 +48,8 @@ from archive.research.deid.pixels import keep_mask, tissue_regions
 from archive.research.deid.uids import replace_uid
 from archive.research.export.hdf5_read import read_dataset
 from archive.settings import ArchiveSettings
-from pacs_bridge.config import AllowedPeer, BridgeSettings
+from pacs_bridge.config import BridgeSettings
+from pacs_bridge.peers import AllowedPeer
 from pacs_bridge.server import BridgeServer
 
 SECRET = bytes.fromhex(SECRET_HEX)
