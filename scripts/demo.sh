@@ -5,11 +5,15 @@
 #   1. the sample clips (generated when missing);
 #   2. capture: `usarchive serve` receives them from dcmtk's storescu, then the
 #      archive's index of what arrived is printed;
-#   3. review: each sample's ground truth is saved as a reviewer's annotation
+#   3. worklist: two procedures are scheduled (`usarchive worklist add`), the
+#      scanner stand-in makes a clip for each carrying the entry (as a scanner
+#      that picked it from the Modality Worklist does) and sends it to `serve`;
+#      the archive indexes level, side and technique with source `worklist:<entry>`;
+#   4. review: each sample's ground truth is saved as a reviewer's annotation
 #      and approved (what an expert does in `make review`);
-#   4. a synthetic cohort (TT vs OT) with its clinical outcomes is imported, and
+#   5. a synthetic cohort (TT vs OT) with its clinical outcomes is imported, and
 #      `usarchive audit` writes an HTML report;
-#   5. a de-identified research dataset (HDF5) is exported.
+#   6. a de-identified research dataset (HDF5) is exported.
 #
 # USARCHIVE_HOME (set by the Makefile to .demo/) is the archive; it is made anew.
 set -euo pipefail
@@ -34,6 +38,23 @@ fi
 
 say "Capture: the scanner (dcmtk storescu, or pynetdicom without dcmtk) sends sample_dicom/ to usarchive serve"
 "$BIN/python" -m pacs_bridge.demo sample_dicom
+
+say "Worklist: two procedures scheduled, then captured carrying their entries"
+today=$(date +%F)
+schedule() {  # patient-id name accession time levels side technique → the entry's number
+  "$BIN/usarchive" --json worklist add --patient-id "$1" --patient-name "$2" --accession "$3" \
+    --date "$today" --time "$4" --station-aet USDEMO --procedure "medial branch block" \
+    --levels "$5" --side "$6" --technique "$7" | "$BIN/python" -c 'import json,sys; print(json.load(sys.stdin)["entry"])'
+}
+entry_ot=$(schedule DEMO-W1 "WANG^LI" WL0001 09:00 L4,L5 right OT)
+entry_tt=$(schedule DEMO-W2 "SATO^HANAKO" WL0002 10:30 L5 left TT)
+"$BIN/usarchive" worklist list
+# the scanner's free text says L3 / TT; the worklist entry wins (and `show` keeps both)
+"$BIN/usarchive" sample generate "$OUT/worklist" --worklist "$entry_ot" --seed 11 --level L3 --technique TT >/dev/null
+"$BIN/usarchive" sample generate "$OUT/worklist" --worklist "$entry_tt" --seed 12 --level L3 --technique TT >/dev/null
+"$BIN/python" -m pacs_bridge.demo "$OUT/worklist" >/dev/null
+"$BIN/usarchive" find --accession WL0001
+"$BIN/usarchive" find --accession WL0002
 
 say "Review: each sample's ground truth saved as $USARCHIVE_REVIEWER's annotation, then approved"
 approve_truths() {

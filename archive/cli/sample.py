@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from archive.cli.common import progress_bar
-from archive.errors import PhantomError
+from archive.errors import ArchiveError, PhantomError
 from archive.model import NeedleView, Side, SpinalLevel, Technique
+
+if TYPE_CHECKING:
+    from archive.worklist.model import WorklistEntry
 
 _ENCODINGS = ("explicit-mono", "explicit-rgb", "jpeg-baseline")
 
@@ -62,7 +66,18 @@ def sample() -> None:
     show_default=True,
     help="Transfer syntax.",
 )
+@click.option(
+    "--worklist",
+    "worklist_entry",
+    type=int,
+    default=None,
+    help="A worklist entry of the archive (usarchive worklist add): the clip carries it as a scanner that "
+    "picked it copies it (patient, accession, study, Request Attributes Sequence); its first level, side "
+    "and technique are drawn. The header's free text stays that of --level/--technique.",
+)
+@click.pass_context
 def generate(
+    ctx: click.Context,
     out: Path,
     seed: int,
     n_patients: int | None,
@@ -78,6 +93,7 @@ def generate(
     depth_mm: float | None,
     frame_time_ms: float | None,
     encoding: str,
+    worklist_entry: int | None,
 ) -> None:
     """Write one clip (OUT/<level>_<side>_<seed>.dcm + .json) or, with --cohort, a cohort into OUT."""
     from archive.phantom import ClipSpec, Descriptions, Encoding, write_clip
@@ -101,16 +117,22 @@ def generate(
                 f"wrote {len(clips)} clips of {n_patients} patients, outcomes.csv and manifest.json to {out}"
             )
             return
-        lvl = SpinalLevel(level)
+        entry = _worklist_entry(ctx, worklist_entry) if worklist_entry is not None else None
+        lvl = SpinalLevel(level) if entry is None else entry.procedure.levels[0]
+        drawn_side = Side(side) if entry is None else entry.procedure.side
+        drawn_technique = Technique(technique)
+        if entry is not None and entry.procedure.technique in (Technique.TT, Technique.OT):
+            drawn_technique = entry.procedure.technique
         cervical = lvl is SpinalLevel.C4
         spec = ClipSpec(
             level=lvl,
-            side=Side(side),
-            technique=Technique(technique),
+            side=drawn_side,
+            technique=drawn_technique,
+            worklist=entry,
             needle_view=NeedleView(needle_view),
             needle_angle_deg=angle_deg,
             danger=danger,
-            oblique=technique == "OT" and lvl is SpinalLevel.L5,
+            oblique=drawn_technique is Technique.OT and lvl is SpinalLevel.L5,
             frames=frames or 40,
             rows=rows or 400,
             cols=cols or 560,
@@ -138,3 +160,14 @@ def samples(out: Path) -> None:
 
     for dcm, _ in write_samples(out):
         click.echo(str(dcm))
+
+
+def _worklist_entry(ctx: click.Context, pk: int) -> WorklistEntry:
+    """Entry ``pk`` of the archive the configuration names (refused when there is no archive)."""
+    from archive.cli.common import open_archive
+
+    with open_archive(ctx) as archive:
+        try:
+            return archive.worklist.get(pk)
+        except ArchiveError as exc:
+            raise click.ClickException(str(exc)) from exc

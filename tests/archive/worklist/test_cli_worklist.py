@@ -79,3 +79,25 @@ def test_bad_options_and_a_bad_csv_are_refused_with_reasons(tmp_path: Path, db_u
     csv_file.write_text(csv_file.read_text(encoding="utf-8").replace("25:00", "10:00"), encoding="utf-8")
     imported = json.loads(_run(data, db_url, "--json", "worklist", "import", str(csv_file)).output)
     assert [e["accession_number"] for e in imported["scheduled"]] == ["A1", "A2"]
+
+
+def test_sample_generate_for_a_worklist_entry_is_indexed_from_the_entry(tmp_path: Path, db_url: str) -> None:
+    """``sample generate --worklist N`` (the demo scanner): the clip carries the entry, not its free text."""
+    data = tmp_path / "data"
+    entry = json.loads(_run(data, db_url, "--json", *_ADD).output)
+    made = _run(
+        data, db_url, "sample", "generate", str(tmp_path / "clips"), "--worklist", str(entry["entry"]),
+        "--level", "L3", "--technique", "TT", "--frames", "8", "--rows", "160", "--cols", "200",
+    )  # fmt: skip
+    assert made.exit_code == 0, made.output
+    clip = Path(json.loads(made.output)["dicom"])
+    assert clip.name.startswith("L4_R_")  # the entry's first level and side are drawn
+    assert _run(data, db_url, "import", str(clip)).exit_code == 0
+    (row,) = json.loads(_run(data, db_url, "--json", "find", "--accession", "ACC1").output)
+    assert row["study_instance_uid"] == entry["study_instance_uid"]
+    assert (row["levels"], row["side"], row["technique"]) == (["L4", "L5"], "right", "OT")
+    shown = json.loads(_run(data, db_url, "--json", "show", row["sop_instance_uid"]).output)
+    assert shown["procedure"]["technique_source"] == f"worklist:{entry['entry']}"
+    assert "L3" in shown["levels"][0]["detail"]  # what the free text said is kept beside it
+    missing = _run(data, db_url, "sample", "generate", str(tmp_path / "x"), "--worklist", "99")
+    assert missing.exit_code == 1 and "99" in missing.output
