@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from archive.config import load_configuration, template
+from archive.config import load_configuration
+from archive.config_show import template
 from archive.errors import ConfigError
 
 
