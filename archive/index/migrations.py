@@ -187,7 +187,7 @@ def _split_v6_approach(connection: Connection) -> None:
 
 def _create_v7_forward_tables(connection: Connection) -> None:
     for table in FORWARD_TABLES:
-        table.create(connection)
+        table.create(connection, checkfirst=True)
 
 
 def _create_v10_worklist_tables(connection: Connection) -> None:

@@ -97,7 +97,7 @@ def test_the_file_in_the_data_directory_is_found(tmp_path: Path) -> None:
         ('[archive]\ndatadir = "x"\n', ":2: [archive] datadir: unknown key; expected some of"),
         ("[log]\nmax_bytes = 0\n", ":2: [log] max_bytes: expected a whole number of at least 1"),
         ("[archive]\n[forwarding]\n", ":2: [forwarding]: unknown section"),
-        ("[worklist]\n", ":1: [worklist]: this section is reserved"),
+        ("[worklist]\nmax_results = 0\n", ":2: [worklist] max_results: expected a whole number of at least"),
         ("[archive\n", "expected valid TOML"),
     ],
 )

@@ -102,8 +102,9 @@ def test_without_a_header_ingest_still_rejects_a_bad_file(archive: Archive) -> N
 
 def test_a_new_instance_in_a_known_series_takes_three_statements(archive: Archive) -> None:
     # The index work of one instance: the instance row and its two classification rows, in one
-    # write transaction (BEGIN IMMEDIATE on SQLite). No lookups: the series is known from the
-    # previous instance, and the claim itself tells a new UID from a taken one.
+    # write transaction (BEGIN IMMEDIATE on SQLite). No lookups there: the series is known from the
+    # previous instance, and the claim itself tells a new UID from a taken one. Before it, outside
+    # the write lock, one indexed read looks for the instance's worklist entry (issue 18).
     study, series = "1.2.826.0.1.9.1", "1.2.826.0.1.9.2"
     first = us_dataset(frames=1, study_uid=study, series_uid=series, sop_uid="1.2.826.0.1.9.3")
     second = us_dataset(frames=1, study_uid=study, series_uid=series, sop_uid="1.2.826.0.1.9.4")
@@ -120,7 +121,8 @@ def test_a_new_instance_in_a_known_series_takes_three_statements(archive: Archiv
         event.remove(archive.engine, "before_cursor_execute", record)
     assert result.outcome is IngestOutcome.STORED
     writes = [s for s in statements if not s.startswith(("BEGIN", "SAVEPOINT", "RELEASE"))]
-    assert writes == [
+    assert writes[0].startswith("SELECT WORKLIST_ENTRY."), statements
+    assert writes[1:] == [
         "INSERT INTO INSTANCE",
         "INSERT INTO INSTANCE_PROCEDURE",
         "INSERT INTO INSTANCE_LEVEL",
