@@ -135,6 +135,30 @@ def failure_reply(status: int, message: str) -> Dataset:
     return reply
 
 
+def query_failure(exc: QueryError | SQLAlchemyError) -> tuple[str, Dataset]:
+    """How a failed C-FIND (Q/R or worklist) is logged and answered: a bad identifier or an unreadable index.
+
+    Parameters
+    ----------
+    exc : QueryError or SQLAlchemyError
+        The matcher's refusal (with its status), or the index failing.
+
+    Returns
+    -------
+    outcome : str
+        For the query's log line.
+    reply : Dataset
+        The final failure response (0xA700 for an index that cannot be read now).
+    """
+    if isinstance(exc, QueryError):
+        return f"failed 0x{exc.status:04X}: {exc}", failure_reply(exc.status, str(exc))
+    reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+    return (
+        f"failed 0x{_OUT_OF_RESOURCES:04X}: index not readable: {reason}",
+        failure_reply(_OUT_OF_RESOURCES, "index not readable; try again later"),
+    )
+
+
 class FindService:
     """The EVT_C_FIND handler of the receiver.
 
@@ -197,13 +221,9 @@ class FindService:
                 yield _CANCEL, None
             else:
                 outcome = "success"
-        except QueryError as exc:
-            outcome = f"failed 0x{exc.status:04X}: {exc}"
-            yield failure_reply(exc.status, str(exc)), None
-        except SQLAlchemyError as exc:
-            reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-            outcome = f"failed 0x{_OUT_OF_RESOURCES:04X}: index not readable: {reason}"
-            yield failure_reply(_OUT_OF_RESOURCES, "index not readable; try again later"), None
+        except (QueryError, SQLAlchemyError) as exc:
+            outcome, reply = query_failure(exc)
+            yield reply, None
         finally:
             LOGGER.info(
                 "C-FIND from %s@%s: %s %s, %d match%s in %.0f ms, %s",

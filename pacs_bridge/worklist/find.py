@@ -27,7 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from archive.query import MatchSettings, QueryError, QueryFailure
 from archive.worklist.model import WorklistSettings
 from archive.worklist.query import WorklistQuery, find_entries
-from pacs_bridge.qr.find import failure_reply
+from pacs_bridge.qr.find import query_failure
 from pacs_bridge.store import peer_of
 
 if TYPE_CHECKING:
@@ -40,7 +40,6 @@ MODALITY_WORKLIST_FIND = "1.2.840.10008.5.1.4.31"
 _PENDING = 0xFF00
 _PENDING_UNSUPPORTED_KEYS = 0xFF01
 _CANCEL = 0xFE00
-_OUT_OF_RESOURCES = 0xA700
 
 
 class WorklistArchive(Protocol):
@@ -89,13 +88,9 @@ class WorklistService:
                     return
                 yield status, response
                 count += 1
-        except QueryError as exc:
-            outcome = f"failed 0x{exc.status:04X}: {exc}"
-            yield failure_reply(exc.status, str(exc)), None
-        except SQLAlchemyError as exc:
-            reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-            outcome = f"failed 0x{_OUT_OF_RESOURCES:04X}: index not readable: {reason}"
-            yield failure_reply(_OUT_OF_RESOURCES, "index not readable; try again later"), None
+        except (QueryError, SQLAlchemyError) as exc:
+            outcome, reply = query_failure(exc)
+            yield reply, None
         finally:
             LOGGER.info(
                 "MWL C-FIND from %s@%s: %d entr%s in %.0f ms, %s",
