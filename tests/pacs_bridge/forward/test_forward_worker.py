@@ -123,7 +123,7 @@ def test_a_long_batch_renews_its_lease_so_no_other_worker_sends_it_again(tmp_pat
     lock = threading.Lock()
 
     def slow_store(event: evt.Event) -> int:
-        time.sleep(0.3)  # a slow PACS: ten instances take longer than the lease
+        time.sleep(0.6)  # a slow PACS: ten instances (6 s) take twice the lease
         with lock:
             received[str(event.request.AffectedSOPInstanceUID)] += 1
         return 0x0000
@@ -136,7 +136,7 @@ def test_a_long_batch_renews_its_lease_so_no_other_worker_sends_it_again(tmp_pat
         destination = Destination(
             name="PACS", ae_title="SLOW", host="127.0.0.1", port=int(server.server_address[1]), batch_size=10
         )
-        settings = _settings(tmp_path, destination, lease_s=1.2)
+        settings = _settings(tmp_path, destination, lease_s=3.0)  # renewed every 1 s
         clips = [write_clip(tmp_path / f"c{i}.dcm", frames=1, rows=8, cols=8, seed=i) for i in range(10)]
         with Archive.open(settings) as first_archive, Archive.open(settings) as second_archive:
             for path in clips:
