@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, select, update
@@ -25,6 +26,7 @@ from archive.forward.config import Destination, ForwardSettings, RetryPolicy
 from archive.forward.model import AttemptKind, AttemptResult, ForwardTask, TaskStatus
 from archive.forward.retry import next_delay
 from archive.index.engine import write_transaction
+from archive.store import FileStore
 
 logger = logging.getLogger("archive.forward.store")
 
@@ -43,13 +45,48 @@ def status_text(status: int | None) -> str:
 
 
 class WorkerOperations:
-    """What forwarding workers do with tasks; needs ``engine``, ``settings`` and ``_read`` of the store."""
+    """Reading tasks and what workers do with them; needs the store's ``engine``, ``settings``, ``store``."""
 
     engine: Engine
     settings: ForwardSettings
+    store: FileStore
+
+    def _task(self, values: Mapping[str, Any]) -> ForwardTask:
+        if values["source_path"]:
+            path = Path(values["source_path"])
+            syntax = values["transfer_syntax"] or ""
+        else:
+            stored = values["stored_path"]
+            path = self.store.absolute(stored) if stored else Path()
+            syntax = values["stored_transfer_syntax"] or values["transfer_syntax"] or ""
+        return ForwardTask(
+            id=values["id"],
+            destination=values["destination"],
+            sop_instance_uid=values["sop_instance_uid"],
+            sop_class_uid=values["sop_class_uid"],
+            study_uid=values["study_uid"],
+            batch_key=values["batch_key"],
+            status=TaskStatus(values["status"]),
+            scheduled_at=values["scheduled_at"],
+            attempts=values["attempts"],
+            last_status=values["last_status"],
+            last_comment=values["last_comment"],
+            lease_owner=values["lease_owner"],
+            lease_expires=values["lease_expires"],
+            path=path,
+            transfer_syntax=syntax,
+            route=values["route"],
+            commitment_uid=values["commitment_uid"],
+            created_at=values["created_at"],
+            updated_at=values["updated_at"],
+            completed_at=values["completed_at"],
+        )
 
     def _read(self, connection: Connection, where: Any, limit: int | None = None) -> list[ForwardTask]:
-        raise NotImplementedError  # ForwardStore's
+        query = sql.task_query().where(where).order_by(_T.id)
+        if limit is not None:
+            query = query.limit(limit)
+        return [self._task(sql.row_values(row)) for row in connection.execute(query)]
 
     def claim(
         self, worker: str, *, now: datetime | None = None, limit: int | None = None

@@ -19,7 +19,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -75,45 +75,6 @@ class ForwardStore(WorkerOperations):
         self.outbox_dir = outbox_dir
 
     # -- reading -----------------------------------------------------------------------------------
-
-    def _task(self, values: Mapping[str, Any]) -> ForwardTask:
-        if values["source_path"]:
-            path = Path(values["source_path"])
-            syntax = values["transfer_syntax"] or ""
-        else:
-            stored = values["stored_path"]
-            path = self.store.absolute(stored) if stored else Path()
-            syntax = values["stored_transfer_syntax"] or values["transfer_syntax"] or ""
-        return ForwardTask(
-            id=values["id"],
-            destination=values["destination"],
-            sop_instance_uid=values["sop_instance_uid"],
-            sop_class_uid=values["sop_class_uid"],
-            study_uid=values["study_uid"],
-            batch_key=values["batch_key"],
-            status=TaskStatus(values["status"]),
-            scheduled_at=values["scheduled_at"],
-            attempts=values["attempts"],
-            last_status=values["last_status"],
-            last_comment=values["last_comment"],
-            lease_owner=values["lease_owner"],
-            lease_expires=values["lease_expires"],
-            path=path,
-            transfer_syntax=syntax,
-            route=values["route"],
-            commitment_uid=values["commitment_uid"],
-            created_at=values["created_at"],
-            updated_at=values["updated_at"],
-            completed_at=values["completed_at"],
-        )
-
-    def _read(
-        self, connection: Connection, where: Any, limit: int | None = None
-    ) -> builtins.list[ForwardTask]:
-        query = sql.task_query().where(where).order_by(_T.id)
-        if limit is not None:
-            query = query.limit(limit)
-        return [self._task(sql.row_values(row)) for row in connection.execute(query)]
 
     def get(self, task_ids: Iterable[int]) -> builtins.list[ForwardTask]:
         """The tasks with these ids (those that exist), in id order."""
