@@ -16,10 +16,11 @@ from pynetdicom.association import Association
 from pynetdicom.events import Event
 from pynetdicom.sop_class import ModalityPerformedProcedureStep  # type: ignore[attr-defined]
 from worklist_peers import SCANNER
+from worklist_peers import scheduled as scheduled_procedure
 
 from archive.archive import Archive
-from archive.model import ProcedureType, Side, SpinalLevel, Technique
-from archive.worklist.model import EntryStatus, ScheduledProcedure, StepStatus, WorklistEntry
+from archive.model import Side, Technique
+from archive.worklist.model import EntryStatus, StepStatus, WorklistEntry
 from archive.worklist.steps import get_step, steps_of_entry
 from pacs_bridge.config import BridgeSettings
 from pacs_bridge.peers import AllowedPeer, PeerPermissions, Permission
@@ -30,24 +31,8 @@ START = datetime(2026, 12, 2, 9, 30, 0)
 
 @pytest.fixture
 def entry(archive: Archive) -> WorklistEntry:
-    (scheduled,) = archive.worklist.schedule(
-        [
-            ScheduledProcedure(
-                patient_id="P1",
-                patient_name="DOE^JANE",
-                birth_date=None,
-                sex="F",
-                accession_number="ACC1",
-                start=START,
-                station_aet="SCANNER",
-                modality="US",
-                procedure_type=ProcedureType.MEDIAL_BRANCH_BLOCK,
-                levels=(SpinalLevel.L4, SpinalLevel.L5),
-                side=Side.LEFT,
-                technique=Technique.TT,
-            )
-        ]
-    )
+    procedure = scheduled_procedure(start=START, side=Side.LEFT, technique=Technique.TT)
+    (scheduled,) = archive.worklist.schedule([procedure])
     return scheduled
 
 

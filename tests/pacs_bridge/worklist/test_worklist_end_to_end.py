@@ -21,15 +21,16 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 from worklist_peers import SCANNER, mwl_find, with_value
+from worklist_peers import scheduled as scheduled_procedure
 
 from archive.archive import Archive
 from archive.cli.main import main
 from archive.index import schema
-from archive.model import ProcedureType, Side, SpinalLevel, Technique
+from archive.model import Side, SpinalLevel
 from archive.phantom.generate import write_clip
 from archive.phantom.spec import ClipSpec, Descriptions
 from archive.settings import ArchiveSettings
-from archive.worklist.model import ScheduledProcedure, WorklistEntry
+from archive.worklist.model import WorklistEntry
 from pacs_bridge.config import BridgeSettings
 from pacs_bridge.server import BridgeServer
 
@@ -40,19 +41,8 @@ NOW = datetime.now().replace(microsecond=0)
 def entry(archive: Archive) -> WorklistEntry:
     (scheduled,) = archive.worklist.schedule(
         [
-            ScheduledProcedure(
-                patient_id="PW0001",
-                patient_name="WORK^LIST",
-                birth_date=None,
-                sex="M",
-                accession_number="ACCW01",
-                start=NOW,
-                station_aet="SCANNER",
-                modality="US",
-                procedure_type=ProcedureType.MEDIAL_BRANCH_BLOCK,
-                levels=(SpinalLevel.L4, SpinalLevel.L5),
-                side=Side.RIGHT,
-                technique=Technique.OT,
+            scheduled_procedure(
+                patient_id="PW0001", patient_name="WORK^LIST", sex="M", accession_number="ACCW01", start=NOW
             )
         ]
     )

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import pydicom
 from pydicom.dataset import Dataset
 
+from archive.model import ProcedureType, Side, SpinalLevel, Technique
+from archive.worklist.model import ScheduledProcedure
 from pacs_bridge.peers import AllowedPeer, PeerPermissions, Permission
 
 #: The scanner: it stores, queries the worklist and sends MPPS.
@@ -16,6 +20,25 @@ SCANNER = PeerPermissions(
     AllowedPeer("SCANNER"),
     frozenset({Permission.ECHO, Permission.STORE, Permission.WORKLIST, Permission.MPPS}),
 )
+
+
+def scheduled(**changes: object) -> ScheduledProcedure:
+    """A medial branch block, L4+L5 right, OT, for ``SCANNER`` now; ``changes`` override."""
+    base = ScheduledProcedure(
+        patient_id="P1",
+        patient_name="DOE^JANE",
+        birth_date=None,
+        sex="F",
+        accession_number="ACC1",
+        start=datetime.now().replace(microsecond=0),
+        station_aet="SCANNER",
+        modality="US",
+        procedure_type=ProcedureType.MEDIAL_BRANCH_BLOCK,
+        levels=(SpinalLevel.L4, SpinalLevel.L5),
+        side=Side.RIGHT,
+        technique=Technique.OT,
+    )
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
