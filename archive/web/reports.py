@@ -40,13 +40,15 @@ import anyio.to_thread
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
+from sqlalchemy import Engine, or_, select
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from archive.analysis.metrics import clip_metrics
 from archive.archive import Archive
 from archive.calibration import calibration_or_none
 from archive.errors import ArchiveError
-from archive.index.queries import Query
+from archive.index import schema
+from archive.index.engine import autocommit_reads
 from archive.ingest import IngestOutcome, Origin
 from archive.model import ReviewStatus
 from archive.research.export.sr import build_measurement_report
@@ -95,14 +97,15 @@ def publish_measurement_reports(archive: Archive) -> PublishedReports:
     PublishedReports
     """
     result = PublishedReports()
-    rows = archive.index.find(Query(limit=2**62))
-    paths = {row.sop_instance_uid: row.path for row in rows}
-    by_series: dict[str, list[str]] = {}
-    for row in rows:
-        by_series.setdefault(row.series_instance_uid, []).append(row.path)
-    for review in archive.annotations.list_reviews(status=ReviewStatus.APPROVED):
+    reviews = archive.annotations.list_reviews(status=ReviewStatus.APPROVED)
+    wanted = [(r, *report_uids(r.sop_instance_uid, r.reviewer, r.latest_version)) for r in reviews]
+    paths, by_series = _stored(
+        archive.engine,
+        {r.sop_instance_uid for r, _, _ in wanted} | {instance for _, _, instance in wanted},
+        {series for _, series, _ in wanted},
+    )
+    for review, series, instance in wanted:
         clip, reviewer = review.sop_instance_uid, review.reviewer
-        series, instance = report_uids(clip, reviewer, review.latest_version)
         if instance in paths:
             result.already.append(instance)
             continue
@@ -142,6 +145,28 @@ def publish_measurement_reports(archive: Archive) -> PublishedReports:
         len(result.skipped),
     )
     return result
+
+
+def _stored(
+    engine: Engine, instances: set[str], series: set[str]
+) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """Store paths of these instances, and of every instance of these series (by series); one query."""
+    it, se = schema.instance, schema.series
+    query = (
+        select(it.c.sop_instance_uid, it.c.path, se.c.series_instance_uid)
+        .select_from(it.join(se, se.c.id == it.c.series_pk))
+        .where(or_(it.c.sop_instance_uid.in_(instances), se.c.series_instance_uid.in_(series)))
+    )
+    paths: dict[str, str] = {}
+    by_series: dict[str, list[str]] = {}
+    if not instances and not series:
+        return paths, by_series
+    with autocommit_reads(engine) as connection:
+        for uid, path, series_uid in connection.execute(query):
+            paths[uid] = path
+            if series_uid in series:
+                by_series.setdefault(series_uid, []).append(path)
+    return paths, by_series
 
 
 def _earlier_reports(archive: Archive, paths: list[str]) -> list[Dataset]:
