@@ -215,7 +215,9 @@ def with_viewer(
         :func:`archive.web.app.create_app`'s application; the landing page's
         JSON route is added to it (so it is behind the token like the rest),
         and the approved annotations of its archive are stored as SR
-        (:func:`archive.web.reports.publish_measurement_reports`) first.
+        (:func:`archive.web.reports.publish_measurement_reports`) first and
+        again before study requests once approvals changed
+        (:class:`archive.web.reports.PublishingReports`).
     settings : WebSettings
         Its settings (the root path).
     dist : Path
@@ -230,12 +232,13 @@ def with_viewer(
         would shadow the viewer's files.
     """
     from archive.web.landing import landing_page, landing_routes
-    from archive.web.reports import publish_measurement_reports
+    from archive.web.reports import PublishingReports, ReportPublisher
 
     if not settings.root:
         raise _root_error()
     dicomweb.router.routes.extend(landing_routes(dicomweb, settings, audit_report))
-    publish_measurement_reports(dicomweb.state.context.archive)  # approved annotations as SR, for OHIF
+    publisher = ReportPublisher(dicomweb.state.context.archive)
+    publisher.refresh()  # approved annotations as SR, for OHIF; new approvals before study requests
     config = app_config_js(settings.root)
 
     def app_config(request: Request) -> Response:
@@ -253,7 +256,7 @@ def with_viewer(
         ]
     )
     logger.info("web: OHIF viewer from %s at %s/, DICOMweb at %s", dist, VIEWER_BASE, settings.root)
-    return _ByRoot(settings.root, dicomweb, frontend)
+    return _ByRoot(settings.root, PublishingReports(dicomweb, publisher), frontend)
 
 
 def viewer_for(configuration: Configuration, settings: WebSettings) -> Callable[[Starlette], ASGIApp]:

@@ -16,26 +16,44 @@ series (one series per reviewer and clip, Series Number 900).
 
 Annotations that yield no report (an uncalibrated clip, nothing measurable)
 are listed in the result with the builder's reason, never half-stored.
+
+A report supersedes the reviewer's earlier reports of the clip: they stay
+stored (the archive deletes nothing) and are named in its Predecessor
+Documents Sequence; OHIF shows a series' highest Instance Number, the newest
+approved version.
+
+While the server runs, :class:`ReportPublisher` publishes approvals made
+since it last looked (by the CLI, the annotator, another process): before a
+QIDO-RS or ``/metadata`` request, one aggregate query
+(:func:`archive.web.reviews.approvals_marker`) says whether approvals changed,
+and only then is :func:`publish_measurement_reports` run again.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import threading
 from dataclasses import dataclass, field
 
+import anyio.to_thread
 from pydicom import dcmread
+from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
+from sqlalchemy import Engine, or_, select
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from archive.analysis.metrics import clip_metrics
 from archive.archive import Archive
 from archive.calibration import calibration_or_none
 from archive.errors import ArchiveError
-from archive.index.queries import Query
+from archive.index import schema
+from archive.index.engine import autocommit_reads
 from archive.ingest import IngestOutcome, Origin
 from archive.model import ReviewStatus
 from archive.research.export.sr import build_measurement_report
 from archive.timing import frame_times_or_unknown
+from archive.web.reviews import approvals_marker
 
 logger = logging.getLogger(__name__)
 
@@ -79,10 +97,15 @@ def publish_measurement_reports(archive: Archive) -> PublishedReports:
     PublishedReports
     """
     result = PublishedReports()
-    paths = {row.sop_instance_uid: row.path for row in archive.index.find(Query(limit=2**62))}
-    for review in archive.annotations.list_reviews(status=ReviewStatus.APPROVED):
+    reviews = archive.annotations.list_reviews(status=ReviewStatus.APPROVED)
+    wanted = [(r, *report_uids(r.sop_instance_uid, r.reviewer, r.latest_version)) for r in reviews]
+    paths, by_series = _stored(
+        archive.engine,
+        {r.sop_instance_uid for r, _, _ in wanted} | {instance for _, _, instance in wanted},
+        {series for _, series, _ in wanted},
+    )
+    for review, series, instance in wanted:
         clip, reviewer = review.sop_instance_uid, review.reviewer
-        series, instance = report_uids(clip, reviewer, review.latest_version)
         if instance in paths:
             result.already.append(instance)
             continue
@@ -100,6 +123,7 @@ def publish_measurement_reports(archive: Archive) -> PublishedReports:
                 series_instance_uid=series,
                 sop_instance_uid=instance,
                 instance_number=review.latest_version,
+                previous_versions=_earlier_reports(archive, by_series.get(series, [])),
             )
         except ArchiveError as exc:
             result.skipped.append((clip, reviewer, str(exc)))
@@ -121,3 +145,97 @@ def publish_measurement_reports(archive: Archive) -> PublishedReports:
         len(result.skipped),
     )
     return result
+
+
+def _stored(
+    engine: Engine, instances: set[str], series: set[str]
+) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """Store paths of these instances, and of every instance of these series (by series); one query."""
+    it, se = schema.instance, schema.series
+    query = (
+        select(it.c.sop_instance_uid, it.c.path, se.c.series_instance_uid)
+        .select_from(it.join(se, se.c.id == it.c.series_pk))
+        .where(or_(it.c.sop_instance_uid.in_(instances), se.c.series_instance_uid.in_(series)))
+    )
+    paths: dict[str, str] = {}
+    by_series: dict[str, list[str]] = {}
+    if not instances and not series:
+        return paths, by_series
+    with autocommit_reads(engine) as connection:
+        for uid, path, series_uid in connection.execute(query):
+            paths[uid] = path
+            if series_uid in series:
+                by_series.setdefault(series_uid, []).append(path)
+    return paths, by_series
+
+
+def _earlier_reports(archive: Archive, paths: list[str]) -> list[Dataset]:
+    """The reports stored in a report series before (the reviewer's earlier approved versions)."""
+    return [dcmread(archive.store.absolute(path)) for path in paths]
+
+
+class ReportPublisher:
+    """Publishes approved annotations as SR again whenever approvals changed since it last did.
+
+    Thread-safe: request handlers call :meth:`refresh` from Starlette's
+    thread pool; one publication runs at a time.
+
+    Parameters
+    ----------
+    archive : Archive
+        The open archive the server serves.
+    """
+
+    def __init__(self, archive: Archive) -> None:
+        self._archive = archive
+        self._lock = threading.Lock()
+        self._published: tuple[int, int, str] | None = None
+
+    def refresh(self) -> PublishedReports | None:
+        """Publish if approvals changed since the last publication; ``None`` if they did not."""
+        if approvals_marker(self._archive.engine) == self._published:
+            return None
+        with self._lock:
+            marker = approvals_marker(self._archive.engine)
+            if marker == self._published:
+                return None  # another thread published while this one waited
+            result = publish_measurement_reports(self._archive)
+            self._published = marker
+            return result
+
+
+#: Last path segments of the requests before which :class:`PublishingReports` refreshes.
+_STUDY_REQUESTS = frozenset({"studies", "series", "instances", "metadata", "overview"})
+
+
+class PublishingReports:
+    """ASGI: refresh the published reports before QIDO-RS, ``/metadata`` and the landing page's data.
+
+    Frames, bulk data and retrievals pass straight through (no query per
+    frame). A failure to publish is logged and the request served anyway: a
+    study query must not fail because a report could not be built.
+
+    Parameters
+    ----------
+    app : ASGIApp
+        The DICOMweb application.
+    publisher : ReportPublisher
+        What to refresh.
+    """
+
+    def __init__(self, app: ASGIApp, publisher: ReportPublisher) -> None:
+        self.app = app
+        self.publisher = publisher
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Refresh (in a worker thread) if this is a study request, then serve it."""
+        if (
+            scope["type"] == "http"
+            and scope["method"] == "GET"
+            and str(scope["path"]).rstrip("/").rpartition("/")[2] in _STUDY_REQUESTS
+        ):
+            try:
+                await anyio.to_thread.run_sync(self.publisher.refresh)
+            except Exception:  # logged; the query itself is still answered
+                logger.exception("measurement reports: publishing new approvals failed")
+        await self.app(scope, receive, send)

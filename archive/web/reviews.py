@@ -4,16 +4,19 @@
 ``GET {root}/usarchive/instances/{uid}/annotations``: each reviewer's latest
 annotation of the clip (the JSON of :func:`archive.review.to_json`, as
 ``usarchive review export`` writes it) with version and status.
+:func:`approvals_marker` tells :class:`archive.web.reports.ReportPublisher`
+cheaply whether approvals changed.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
 from archive.index import schema
 from archive.index.engine import autocommit_reads
+from archive.model import ReviewStatus
 from archive.review.sql import review_state
 from archive.review.store import AnnotationStore
 
@@ -81,3 +84,24 @@ def latest_annotations(annotations: AnnotationStore, sop_instance_uid: str) -> l
             }
         )
     return found
+
+
+def approvals_marker(engine: Engine) -> tuple[int, int, str]:
+    """What changes whenever an annotation is approved or leaves approval: one aggregate query.
+
+    ``(approved count, sum of their latest versions, latest change)`` over
+    ``review_state`` rows in status approved. A new approval sets its row's
+    ``updated_at`` to now, so the last member changes even when the other two
+    do not (one approval re-opened as another is approved).
+
+    Parameters
+    ----------
+    engine : sqlalchemy.Engine
+        The index.
+    """
+    versions = func.coalesce(func.sum(review_state.c.latest_version), 0)
+    approved = review_state.c.status == ReviewStatus.APPROVED.value
+    query = select(func.count(), versions, func.max(review_state.c.updated_at)).where(approved)
+    with autocommit_reads(engine) as connection:
+        count, version_sum, latest = connection.execute(query).one()
+    return int(count), int(version_sum), "" if latest is None else str(latest)

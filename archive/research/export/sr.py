@@ -443,6 +443,7 @@ def build_measurement_report(
     institution: str | None = None,
     series_instance_uid: str | None = None,
     sop_instance_uid: str | None = None,
+    previous_versions: Sequence[Dataset] = (),
 ) -> hd.sr.ComprehensiveSR:
     """A DICOM SR measurement report (TID 1500) of one reviewer's audit of one clip.
 
@@ -466,6 +467,9 @@ def build_measurement_report(
         Institution Name of the report.
     series_instance_uid, sop_instance_uid : str, optional
         UIDs of the report; new ones by default.
+    previous_versions : sequence of pydicom.dataset.Dataset
+        Earlier reports this one supersedes (a reviewer's earlier approved
+        version); listed in the Predecessor Documents Sequence.
 
     Returns
     -------
@@ -505,6 +509,7 @@ def build_measurement_report(
         institution_name=institution,
         is_complete=True,
         series_description=f"usarchive measurements by {annotation.reviewer}"[:64],
+        previous_versions=list(previous_versions) or None,
     )
     document.CodingSchemeIdentificationSequence = [_local_scheme_item()]
     if evidence is not source:

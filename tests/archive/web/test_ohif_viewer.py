@@ -11,7 +11,13 @@ in image pixel coordinates as cornerstone reports them, are measured by
 :meth:`archive.calibration.Calibration.distance_mm` from the clip's own US
 regions, and OHIF's reading must agree. OHIF (cornerstone3D) labels a length
 calibrated by US regions in the regions' physical unit (cm, PS3.3 C.8.5.5.1.15
-code 3) as "cm US Region"; the test converts to mm.
+code 3) as "cm US Region"; that is correct (it is the unit the scanner
+calibrated in) and OHIF 3.13 has no setting for mm here, so the test checks
+the unit against the clip's regions and converts to mm.
+
+Approved annotations are published as SR; the study browser lists the SR
+series and opening it draws each measurement group on the clip's frame it
+references, at the SCOORD points of the document.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import highdicom as hd
+import numpy as np
 import pydicom
 import pytest
 
@@ -43,6 +51,10 @@ LOAD_MS = 90_000
 STEP_MS = 20_000
 #: The clip whose approved annotation is published as SR.
 SR_SAMPLE = "l3_tt_inplane_jpeg"
+#: Physical Units X/Y Direction codes (PS3.3 C.8.5.5.1.15) of spatial US regions, as cornerstone3D
+#: names them, and millimetres per unit. Scanners write 3 (cm) for B-mode regions.
+_REGION_UNITS = {3: "cm"}
+_MM_PER = {"cm": 10.0}
 
 
 @pytest.fixture(scope="module")
@@ -178,13 +190,16 @@ def test_clip_opens_steps_frames_and_the_length_tool_reads_calibrated_mm(
     page.mouse.up()
     page.wait_for_function(_LENGTH_READY, timeout=STEP_MS)
     reading = page.evaluate(_LENGTH_READING)
-    assert reading["unit"] == "cm US Region", reading
+    # OHIF states the length in the unit of the clip's US regions (their Physical Units code), not mm
+    (unit,) = {_REGION_UNITS[int(r.PhysicalUnitsXDirection)] for r in header.SequenceOfUltrasoundRegions}
+    assert reading["unit"] == f"{unit} US Region", reading
     (x0, y0), (x1, y1) = reading["points"]
     ours = Calibration.from_dataset(header).distance_mm((y0, x0), (y1, x1))
     assert ours > 5.0  # a line of real length, not a click
-    assert reading["length"] * 10.0 == pytest.approx(ours, abs=0.01)
-    # the label drawn on the image says the same (2 decimals in cm), once the SVG layer has caught up
-    page.locator("svg text", has_text=f"{ours / 10.0:.2f} cm US Region").first.wait_for(timeout=STEP_MS)
+    assert reading["length"] * _MM_PER[unit] == pytest.approx(ours, abs=0.01)
+    # the label drawn on the image says the same (2 decimals), once the SVG layer has caught up
+    label = f"{ours / _MM_PER[unit]:.2f} {unit} US Region"
+    page.locator("svg text", has_text=label).first.wait_for(timeout=STEP_MS)
     track = page.get_by_role("button", name="Yes", exact=True)
     if track.count():  # OHIF offers to track the measurement: accept, so the panel lists it
         track.first.click()
@@ -192,25 +207,61 @@ def test_clip_opens_steps_frames_and_the_length_tool_reads_calibrated_mm(
     page.close()
 
 
-def test_ohif_reads_the_published_sr_measurements(served: ViewerServer, browser: Any) -> None:
+def test_the_study_browser_lists_the_sr_and_opening_it_draws_the_measurements_on_their_frames(
+    served: ViewerServer, browser: Any, shots: Path
+) -> None:
     header = pydicom.dcmread(served.samples[SR_SAMPLE], stop_before_pixels=True)
+    sr = _published_sr(served, str(header.SOPInstanceUID))
+    groups = _sr_groups(sr)
     page = loopback_page(browser, served.origin)
     _with_token(page, served)
     page.goto(f"{served.origin}/ohif/viewer?StudyInstanceUIDs={header.StudyInstanceUID}")
-    page.wait_for_function(_SR_PRESENT, timeout=LOAD_MS)
-    measurements = page.evaluate(_SR_MEASUREMENTS)
-    # OHIF's dicom-sr handler reads what our builder wrote (values and units of TID 300 NUM items)
-    sr = _published_sr(served, str(header.SOPInstanceUID))
-    ours = sorted(
-        f"{float(v.NumericValue):.2f} {v.MeasurementUnitsCodeSequence[0].CodeValue}"
-        for item in sr.iterall()
-        if item.keyword == "MeasuredValueSequence"
-        for v in item.value
-    )
-    assert sorted(m["value"] for m in measurements) == ours
-    assert {m["label"] for m in measurements} == {"Length", "Area", "Angle"}
-    assert any(m["value"].endswith(" mm") for m in measurements)
+    page.locator("canvas.cornerstone-canvas").first.wait_for(timeout=LOAD_MS)
+    _skip_tour(page)
+    # the SR series is an entry of the study browser (OHIF lists SR without a thumbnail image)
+    entry = page.get_by_text(str(sr.SeriesDescription), exact=True).first
+    entry.wait_for(timeout=LOAD_MS)
+    entry.dblclick()
+    page.wait_for_function(_SR_DRAWN, arg=len(groups), timeout=LOAD_MS)
+    drawn = page.evaluate(_SR_DRAWN_MEASUREMENTS)
+    # every measurement group is drawn on the clip's frame it references, at its SCOORD points
+    assert len(drawn) == len(groups)
+    by_label = {d["label"]: d for d in drawn}
+    assert sorted(by_label) == sorted(g["label"] for g in groups)
+    for group in groups:
+        shown = by_label[group["label"]]
+        assert f"/instances/{header.SOPInstanceUID}/frames/{group['frame']}" in shown["imageId"]
+        np.testing.assert_allclose(np.array(shown["points"]), group["points"], atol=1e-3)
+    # the viewer opened the clip at the first measurement's frame, and the SVG layer shows the values
+    first = min(group["frame"] for group in groups)
+    frames = int(header.NumberOfFrames)
+    overlay = page.locator("[data-cy=viewport-overlay-bottom-right]").first
+    overlay.filter(has_text=f"({first}/{frames})").wait_for(timeout=STEP_MS)
+    for group in groups:
+        if group["frame"] == first:
+            page.locator("svg text", has_text=group["label"]).first.wait_for(timeout=STEP_MS)
+    page.screenshot(path=str(shots / "ohif-sr-measurements.png"))
     page.close()
+
+
+def _sr_groups(sr: pydicom.Dataset) -> list[dict[str, Any]]:
+    """Each measurement group of our report: OHIF's label ("5.32 mm"), 1-based frame, SCOORD (x, y) points."""
+    report = hd.sr.ComprehensiveSR.from_dataset(sr)
+    content = report.content
+    assert isinstance(content, hd.sr.MeasurementReport)
+    groups = []
+    for group in content.get_planar_roi_measurement_groups():
+        (measurement,) = group.get_measurements()
+        region = group.roi
+        assert region is not None
+        groups.append(
+            {
+                "label": f"{measurement.value:.2f} {measurement.unit.value}",
+                "frame": int(region.ContentSequence[0].ReferencedSOPSequence[0].ReferencedFrameNumber),
+                "points": np.asarray(region.value, dtype=np.float64).reshape(-1, 2),
+            }
+        )
+    return groups
 
 
 def _sr_clip(served: ViewerServer) -> str:
@@ -228,14 +279,22 @@ def _published_sr(served: ViewerServer, clip: str) -> pydicom.Dataset:
     return pydicom.dcmread(served.archive.store.absolute(rows[0].path))
 
 
-_SR_PRESENT = """() => !!(window.services && window.services.displaySetService
-  .getActiveDisplaySets().some((d) => d.Modality === 'SR'))"""
-
-_SR_MEASUREMENTS = """async () => {
-  const sr = window.services.displaySetService.getActiveDisplaySets().find((d) => d.Modality === 'SR');
-  await sr.load({ headers: window.services.userAuthenticationService.getAuthorizationHeader() });
-  return sr.measurements.flatMap((m) => m.labels);
+_SR_DRAWN = """(count) => {
+  const state = window.cornerstoneTools && window.cornerstoneTools.annotation.state;
+  return !!state && state.getAllAnnotations()
+    .filter((a) => a.metadata.toolName === 'DICOMSRDisplay').length === count;
 }"""
+
+_SR_DRAWN_MEASUREMENTS = """() => window.cornerstoneTools.annotation.state.getAllAnnotations()
+  .filter((a) => a.metadata.toolName === 'DICOMSRDisplay')
+  .map((a) => {
+    const imageId = a.metadata.referencedImageId;
+    return {
+      label: a.data.label,
+      imageId,
+      points: a.data.handles.points.map((p) => window.cornerstone.utilities.worldToImageCoords(imageId, p)),
+    };
+  })"""
 
 
 def _all() -> Any:

@@ -99,3 +99,61 @@ def test_the_report_is_in_the_clips_study_for_qido_and_wado(served: ViewerServer
     truth = GroundTruth.read(SAMPLES / f"{CLIP}.json").metrics
     tip_to_target = truth.tip_to_target_at_injection_start_mm
     assert any(unit == "mm" and value == pytest.approx(tip_to_target, abs=0.5) for unit, value in values)
+
+
+@pytest.fixture
+def live(tmp_path: Path) -> Iterator[ViewerServer]:
+    """A running server with the sample clips and no approval yet."""
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    (dist / "index.html").write_text("<html></html>")
+    with viewer_server(tmp_path, dist=dist) as running:
+        yield running
+
+
+def _report_series(client: DICOMwebClient, study: str) -> list[str]:
+    return sorted(
+        s["0020000E"]["Value"][0]
+        for s in client.search_for_series(study_instance_uid=study)
+        if s["00080060"]["Value"][0] == "SR"
+    )
+
+
+def test_an_approval_made_while_the_server_runs_is_listed_without_a_restart(live: ViewerServer) -> None:
+    header = dcmread(live.samples[CLIP], stop_before_pixels=True)
+    study, clip = str(header.StudyInstanceUID), str(header.SOPInstanceUID)
+    client = DICOMwebClient(live.dicomweb, headers={"Authorization": f"Bearer {live.tokens['reader']}"})
+    assert _report_series(client, study) == []
+    # approved through a second connection to the archive, as `usarchive review approve` does
+    with Archive.open(live.archive.settings) as other:
+        _approve(other, "rev.b")
+        (review,) = other.annotations.list_reviews(status=ReviewStatus.APPROVED)
+    series, instance = report_uids(clip, "rev.b", review.latest_version)
+    assert _report_series(client, study) == [series]
+    (found,) = client.search_for_instances(study_instance_uid=study, series_instance_uid=series)
+    assert found["00080018"]["Value"][0] == instance
+
+
+def test_a_newly_approved_version_supersedes_the_earlier_report(live: ViewerServer) -> None:
+    header = dcmread(live.samples[CLIP], stop_before_pixels=True)
+    study, clip = str(header.StudyInstanceUID), str(header.SOPInstanceUID)
+    client = DICOMwebClient(live.dicomweb, headers={"Authorization": f"Bearer {live.tokens['reader']}"})
+    with Archive.open(live.archive.settings) as other:
+        _approve(other, "rev.a")
+        first = other.annotations.list_reviews(status=ReviewStatus.APPROVED)[0].latest_version
+        (series,) = _report_series(client, study)
+        other.annotations.set_status(clip, "rev.a", ReviewStatus.NEEDS_REWORK, by="chief", comment="recheck")
+        other.annotations.set_status(clip, "rev.a", ReviewStatus.SUBMITTED, by="rev.a")
+        other.annotations.set_status(clip, "rev.a", ReviewStatus.APPROVED, by="chief")
+        second = other.annotations.list_reviews(status=ReviewStatus.APPROVED)[0].latest_version
+    assert second > first
+    assert _report_series(client, study) == [series]  # the same series: one per reviewer and clip
+    found = client.search_for_instances(study_instance_uid=study, series_instance_uid=series)
+    numbers = {int(f["00200013"]["Value"][0]): f["00080018"]["Value"][0] for f in found}
+    old, new = report_uids(clip, "rev.a", first)[1], report_uids(clip, "rev.a", second)[1]
+    assert numbers == {first: old, second: new}  # OHIF shows the highest Instance Number
+    newer = client.retrieve_instance(study, series, new)
+    (predecessor,) = newer.PredecessorDocumentsSequence
+    named = predecessor.ReferencedSeriesSequence[0].ReferencedSOPSequence[0]
+    assert named.ReferencedSOPInstanceUID == old
+    assert "PredecessorDocumentsSequence" not in client.retrieve_instance(study, series, old)

@@ -144,6 +144,31 @@ def test_report_passes_dciodvfy(reviewed: dict[str, Reviewed], name: str, tmp_pa
     assert errors == []
 
 
+def test_a_report_superseding_an_earlier_one_names_it_and_passes_dciodvfy(
+    reviewed: dict[str, Reviewed], tmp_path: Path
+) -> None:
+    r = next(iter(reviewed.values()))
+    earlier = build_measurement_report(r.header, r.annotation, r.metrics, instance_number=1)
+    later = build_measurement_report(
+        r.header,
+        r.annotation,
+        r.metrics,
+        series_instance_uid=earlier.SeriesInstanceUID,
+        instance_number=2,
+        previous_versions=[earlier],
+    )
+    (predecessor,) = later.PredecessorDocumentsSequence
+    assert predecessor.StudyInstanceUID == r.header.StudyInstanceUID
+    named = predecessor.ReferencedSeriesSequence[0].ReferencedSOPSequence[0]
+    assert named.ReferencedSOPInstanceUID == earlier.SOPInstanceUID
+    assert "PredecessorDocumentsSequence" not in earlier
+    path = tmp_path / "later.dcm"
+    later.save_as(path, enforce_file_format=True)
+    output = run_dciodvfy(path)
+    assert "ComprehensiveSR" in output, output
+    assert [line for line in output.splitlines() if line.startswith("Error")] == []
+
+
 @pytest.mark.parametrize("name", list(SPECS))
 def test_round_trip_tip_to_target(reviewed: dict[str, Reviewed], name: str) -> None:
     r = reviewed[name]
