@@ -222,6 +222,13 @@ KEYS: tuple[Key, ...] = (
     Key("web", "keep_alive_timeout_s", "int", 30, "Seconds an idle kept-alive connection stays open."),
     Key(
         "web",
+        "uvicorn_patches",
+        "bool",
+        True,
+        "Head timeout and connection cap in uvicorn's h11 protocol (false: uvicorn's stock protocol).",
+    ),
+    Key(
+        "web",
         "audit_report",
         "path",
         None,

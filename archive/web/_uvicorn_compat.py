@@ -35,8 +35,9 @@ fails when one changes. On a uvicorn minor version other than
 :data:`TESTED_MINOR`, :func:`http_protocol` logs a warning and gives
 uvicorn's stock h11 protocol (no head timeout, no connection cap: the body
 bound of :mod:`archive.web.limits` still applies, and uvicorn's
-``limit_concurrency`` still refuses requests beyond the cap);
-``pyproject.toml`` pins the tested minor version.
+``limit_concurrency`` still refuses requests beyond the cap), as it does
+with ``[web] uvicorn_patches = false``; ``pyproject.toml`` pins the tested
+minor version.
 """
 
 from __future__ import annotations
@@ -195,20 +196,29 @@ def changed_sources() -> list[str]:
     return changed
 
 
-def http_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
+def http_protocol(limits: ConnectionLimits, *, enabled: bool = True) -> type[asyncio.Protocol]:
     """The HTTP protocol class for ``uvicorn.Config(http=...)`` with ``limits``.
 
     Parameters
     ----------
     limits : ConnectionLimits
         The bounds every connection of the server gets.
+    enabled : bool, optional
+        ``[web] uvicorn_patches``; ``False`` gives the stock protocol (and a warning).
 
     Returns
     -------
     type
         A subclass of :class:`BoundedH11Protocol` bound to ``limits`` on the tested
-        uvicorn; uvicorn's stock ``H11Protocol`` (and a warning in the log) on another.
+        uvicorn; uvicorn's stock ``H11Protocol`` (and a warning in the log) on another
+        or when not ``enabled``.
     """
+    if not enabled:
+        LOGGER.warning(
+            "web: [web] uvicorn_patches = false: request heads are not timed and connections not capped "
+            "(uvicorn's stock h11 protocol)"
+        )
+        return H11Protocol
     if not tested():
         LOGGER.warning(
             "web: uvicorn %s is not the tested %s.x: request heads are not timed and connections not "

@@ -59,7 +59,8 @@ class WebServer:
             access_log=False,
             ssl_certfile=str(settings.certificate) if settings.certificate else None,
             ssl_keyfile=str(settings.key) if settings.key else None,
-            http=http_protocol(settings.limits),  # h11 always, with the head timer and connection cap
+            # h11 always (never httptools), with the head timer and connection cap
+            http=http_protocol(settings.limits, enabled=settings.uvicorn_patches),
             timeout_keep_alive=max(1, round(settings.limits.keep_alive_timeout_s)),
             timeout_graceful_shutdown=10,
             # the protocol refuses connection max + 1 itself; uvicorn's request check (>=) stays

@@ -58,6 +58,9 @@ class WebSettings:
     limits : ConnectionLimits
         Time and connection bounds (``header_timeout_s``, ``body_timeout_s``,
         ``body_min_rate``, ``max_connections``, ``keep_alive_timeout_s``).
+    uvicorn_patches : bool
+        The head timer and connection cap of :mod:`archive.web._uvicorn_compat`
+        (``False``: uvicorn's stock h11 protocol, a warning in the log).
     """
 
     host: str = "127.0.0.1"
@@ -71,6 +74,7 @@ class WebSettings:
     max_results: int = 1000
     access_log: Path = Path(ACCESS_LOG_NAME)
     limits: ConnectionLimits = field(default_factory=ConnectionLimits)
+    uvicorn_patches: bool = True
 
     @property
     def tls(self) -> bool:
@@ -130,6 +134,7 @@ class WebSettings:
             max_results=max_results,
             access_log=path("access_log") or config.archive.data_dir / ACCESS_LOG_NAME,
             limits=limits,
+            uvicorn_patches=bool(values.get("web.uvicorn_patches", True)),
         )
         try:
             return settings.check()

@@ -42,3 +42,10 @@ def test_an_untested_uvicorn_gets_the_stock_protocol_and_a_warning(
         protocol = compat.http_protocol(ConnectionLimits())
     assert protocol is H11Protocol
     assert "uvicorn 0.99.1 is not the tested" in caplog.text and "header_timeout_s" in caplog.text
+
+
+def test_switched_off_the_stock_protocol_and_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger=compat.__name__):
+        protocol = compat.http_protocol(ConnectionLimits(), enabled=False)
+    assert protocol is H11Protocol
+    assert "uvicorn_patches = false" in caplog.text

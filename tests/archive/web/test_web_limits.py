@@ -277,15 +277,16 @@ def test_the_bounds_come_from_the_web_section_and_are_checked(tmp_path: Path) ->
     config = tmp_path / "usarchive.toml"
     config.write_text(
         "[web]\nheader_timeout_s = 5\nbody_timeout_s = 7\n"
-        "body_min_rate = 1\nmax_connections = 12\nkeep_alive_timeout_s = 9\n",
+        "body_min_rate = 1\nmax_connections = 12\nkeep_alive_timeout_s = 9\nuvicorn_patches = false\n",
         encoding="utf-8",
     )
-    limits = WebSettings.from_configuration(load_configuration(config_path=config, environ={})).limits
-    assert limits == ConnectionLimits(
+    settings = WebSettings.from_configuration(load_configuration(config_path=config, environ={}))
+    assert not settings.uvicorn_patches
+    assert settings.limits == ConnectionLimits(
         header_timeout_s=5, body_timeout_s=7, body_min_rate=1, max_connections=12, keep_alive_timeout_s=9
     )
-    defaults = WebSettings.from_configuration(load_configuration(data_dir=tmp_path / "d", environ={})).limits
-    assert defaults == ConnectionLimits()
+    defaults = WebSettings.from_configuration(load_configuration(data_dir=tmp_path / "d", environ={}))
+    assert defaults.limits == ConnectionLimits() and defaults.uvicorn_patches
     config.write_text(
         config.read_text(encoding="utf-8").replace("max_connections = 12", "max_connections = 0")
     )
