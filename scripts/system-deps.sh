@@ -51,6 +51,9 @@ done
 # plugin files (not commands) → package
 declare -A NEED_FILE=(
   [/usr/share/orthanc/plugins/libOrthancDicomWeb.so]=orthanc-dicomweb
+  # a CJK font for headless Chromium: OHIF and the landing page show Japanese and Chinese names and
+  # descriptions (the samples have one), as boxes ("tofu") without it
+  [/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc]=fonts-noto-cjk
 )
 for file in "${!NEED_FILE[@]}"; do
   [ -e "$file" ] || missing+=("${NEED_FILE[$file]}")

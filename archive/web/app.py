@@ -2,7 +2,8 @@
 
 Layers, outside in: CORS (only for the configured origins; preflights answered
 without a token), then :class:`_Guard` (the bearer token, the request-size
-limit, the access log line), then the routes of :mod:`archive.web.routes`.
+limit, the body's time bounds of :func:`~archive.web.limits.bounded_receive`,
+the access log line), then the routes of :mod:`archive.web.routes`.
 Handlers are plain functions run in Starlette's thread pool (the index and
 the files are read synchronously); large answers stream.
 """
@@ -26,6 +27,7 @@ from archive.archive import Archive
 from archive.query import MatchSettings
 from archive.web.access import ACCESS_LOGGER, Caller, access_line, authenticate
 from archive.web.errors import WebRequestError
+from archive.web.limits import bounded_receive
 from archive.web.metadata import MetadataCache
 from archive.web.pixeldata import LayoutCache
 from archive.web.routes import WebContext, routes
@@ -36,6 +38,8 @@ logger = logging.getLogger(__name__)
 
 def _error_response(exc: WebRequestError) -> Response:
     headers = {"WWW-Authenticate": 'Bearer realm="usarchive"'} if exc.status == 401 else {}
+    if exc.status in (408, 413):  # the body may still be coming: answer, then close (h11 does on this)
+        headers["Connection"] = "close"
     return PlainTextResponse(str(exc) + "\n", status_code=exc.status, headers=headers)
 
 
@@ -84,7 +88,7 @@ class _Guard:
                 await _error_response(exc)(scope, receive, logged_send)
                 return
             scope.setdefault("state", {})["caller"] = caller
-            await self.app(scope, receive, logged_send)
+            await self.app(scope, bounded_receive(receive, self.context.settings.limits), logged_send)
         finally:
             self.log.info(
                 access_line(

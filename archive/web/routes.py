@@ -1,5 +1,7 @@
 """The PS3.18 endpoints: QIDO-RS searches, WADO-RS retrieval, metadata, frames, bulk data.
 
+Metadata carries our private procedure block (:mod:`archive.web.procedure`).
+
 Paths (under ``[web] root``)::
 
     GET  /studies | /series | /instances                       QIDO-RS
@@ -42,6 +44,7 @@ from archive.web.media import (
 )
 from archive.web.metadata import MetadataCache, instance_url
 from archive.web.pixeldata import NATIVE_MEDIA_TYPES, LayoutCache, PixelLayout, frame_numbers, read_range
+from archive.web.procedure import procedure_values, with_procedure
 from archive.web.qido import parse_qido, run_qido, store_resolver
 from archive.web.settings import WebSettings
 from archive.web.tokens import Role
@@ -155,7 +158,14 @@ def _metadata(context: WebContext) -> Callable[[Request], Response]:
         p = request.path_params
         base = context.base_url(request)
         instances = context.instances(p["study"], p.get("series"), p.get("instance"))
-        return json_response([context.metadata.metadata(instance, base) for instance in instances])
+        procedure = procedure_values(context.archive.engine, p["study"], p.get("series"), p.get("instance"))
+        documents = [context.metadata.metadata(instance, base) for instance in instances]
+        return json_response(
+            [
+                with_procedure(document, procedure.get(instance.sop_instance_uid, {}))
+                for document, instance in zip(documents, instances, strict=True)
+            ]
+        )
 
     return handler
 

@@ -18,6 +18,7 @@ from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
 from archive.archive import Archive
+from archive.web._uvicorn_compat import http_protocol
 from archive.web.access import open_access_log
 from archive.web.app import create_app
 from archive.web.settings import WebSettings
@@ -58,9 +59,13 @@ class WebServer:
             access_log=False,
             ssl_certfile=str(settings.certificate) if settings.certificate else None,
             ssl_keyfile=str(settings.key) if settings.key else None,
-            timeout_keep_alive=30,
+            # h11 always (never httptools), with the head timer and connection cap
+            http=http_protocol(settings.limits, enabled=settings.uvicorn_patches),
+            timeout_keep_alive=max(1, round(settings.limits.keep_alive_timeout_s)),
             timeout_graceful_shutdown=10,
-            limit_concurrency=256,
+            # the protocol refuses connection max + 1 itself; uvicorn's request check (>=) stays
+            # behind it, and is the only cap with uvicorn's stock protocol (untested version)
+            limit_concurrency=settings.limits.max_connections + 1,
         )
         self.server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None

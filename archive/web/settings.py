@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from archive.config import Configuration
 from archive.errors import ConfigError
+from archive.web.limits import ConnectionLimits
 
 #: Name of the access log in the data directory when ``[web] access_log`` is unset.
 ACCESS_LOG_NAME = "web-access.log"
@@ -54,6 +55,12 @@ class WebSettings:
         Most QIDO-RS results in one response.
     access_log : Path
         One line per request.
+    limits : ConnectionLimits
+        Time and connection bounds (``header_timeout_s``, ``body_timeout_s``,
+        ``body_min_rate``, ``max_connections``, ``keep_alive_timeout_s``).
+    uvicorn_patches : bool
+        The head timer and connection cap of :mod:`archive.web._uvicorn_compat`
+        (``False``: uvicorn's stock h11 protocol, a warning in the log).
     """
 
     host: str = "127.0.0.1"
@@ -66,6 +73,8 @@ class WebSettings:
     max_request_bytes: int = 2 * 1024**3
     max_results: int = 1000
     access_log: Path = Path(ACCESS_LOG_NAME)
+    limits: ConnectionLimits = field(default_factory=ConnectionLimits)
+    uvicorn_patches: bool = True
 
     @property
     def tls(self) -> bool:
@@ -99,6 +108,20 @@ class WebSettings:
         max_bytes = values.get("web.max_request_bytes", 2 * 1024**3)
         max_results = values.get("web.max_results", 1000)
         assert isinstance(port, int) and isinstance(max_bytes, int) and isinstance(max_results, int)
+        defaults = ConnectionLimits()
+
+        def number(name: str) -> int:
+            value = values.get(f"web.{name}", getattr(defaults, name))
+            assert isinstance(value, int | float)
+            return int(value)
+
+        limits = ConnectionLimits(
+            header_timeout_s=number("header_timeout_s"),
+            body_timeout_s=number("body_timeout_s"),
+            body_min_rate=number("body_min_rate"),
+            max_connections=number("max_connections"),
+            keep_alive_timeout_s=number("keep_alive_timeout_s"),
+        )
         settings = cls(
             host=str(values.get("web.host", "127.0.0.1")).strip(),
             port=port,
@@ -110,6 +133,8 @@ class WebSettings:
             max_request_bytes=max_bytes,
             max_results=max_results,
             access_log=path("access_log") or config.archive.data_dir / ACCESS_LOG_NAME,
+            limits=limits,
+            uvicorn_patches=bool(values.get("web.uvicorn_patches", True)),
         )
         try:
             return settings.check()
@@ -133,8 +158,13 @@ class WebSettings:
         ------
         ConfigError
             For a root path that does not start with ``/``, half a TLS pair, a TLS file that
-            does not exist, or plain HTTP on a non-loopback host without ``allow_plain_http``.
+            does not exist, plain HTTP on a non-loopback host without ``allow_plain_http``, or
+            a time or connection bound that is not positive.
         """
+        try:
+            self.limits.check()
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         if self.root and (not self.root.startswith("/") or self.root.endswith("/") or "//" in self.root):
             raise ConfigError(
                 f"[web] root: expected a path such as '/dicomweb' (leading slash, none at the end) or '', "

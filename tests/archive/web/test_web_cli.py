@@ -1,10 +1,11 @@
-"""``usarchive web`` as a command: token create/list/revoke, and the server in a subprocess over TLS."""
+"""``usarchive web`` as a command: token create/list/revoke; the server in a subprocess (TLS, bounds)."""
 
 from __future__ import annotations
 
 import json
 import os
 import select
+import socket
 import subprocess
 import sys
 import time
@@ -142,3 +143,30 @@ def test_plain_http_off_loopback_refused_at_start(tmp_path: Path, sample_dir: Pa
     (data / "usarchive.toml").write_text('[web]\nhost = "0.0.0.0"\n', encoding="utf-8")
     code, _, err = _cli("--data-dir", str(data), "web", "--port", "0")
     assert code != 0 and "usarchive.toml" in err and "allow_plain_http" in err
+
+
+def test_the_command_takes_its_time_and_connection_bounds_from_the_configuration(
+    tmp_path: Path, sample_dir: Path
+) -> None:
+    data = _archive(tmp_path, sample_dir)
+    config = "[web]\nheader_timeout_s = 1\nmax_connections = 1\n"
+    (data / "usarchive.toml").write_text(config, encoding="utf-8")
+    env = {**os.environ, ENV_HOME: str(data), ENV_DB: "", ENV_CONFIG: ""}
+    process = subprocess.Popen(
+        [str(Path(sys.executable).with_name("usarchive")), "web", "--port", "0"],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        port = int(_wait_for_url(process).rsplit(":", 1)[1].split("/", 1)[0])
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as idle:
+            idle.sendall(b"GET /dicomweb/studies HTTP/1.1\r\n")  # half a head
+            with socket.create_connection(("127.0.0.1", port), timeout=30) as second:
+                assert second.recv(65536).startswith(b"HTTP/1.1 503 ")  # max_connections = 1
+            started = time.monotonic()
+            assert idle.recv(65536).startswith(b"HTTP/1.1 408 ")  # header_timeout_s = 1
+            assert time.monotonic() - started < 1 + 5
+    finally:
+        process.terminate()
+        process.wait(30)
