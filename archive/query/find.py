@@ -40,7 +40,7 @@ from archive.index import schema
 from archive.index.engine import autocommit_reads
 from archive.model import SpinalLevel, sort_levels
 from archive.query.errors import QueryError, QueryFailure
-from archive.query.keys import PRIVATE_CREATOR, PRIVATE_GROUP, KeyKind, Level
+from archive.query.keys import PRIVATE_CREATOR, PRIVATE_GROUP, KeyKind, Level, computed_level
 from archive.query.matching import MatchSettings
 from archive.query.request import FindRequest, RequestedKey
 from archive.query.sql import (
@@ -239,8 +239,12 @@ def _page_extras(
         if key is None:
             if rk.tag not in (_RETRIEVE_AE_TITLE, _INSTANCE_AVAILABILITY):
                 wanted_headers.append(rk.tag)
-        elif key.kind is KeyKind.COMPUTED and key.level is level and key.keyword not in computed:
-            statement, is_list = computed_query(key.keyword, pks)
+        elif (
+            key.kind is KeyKind.COMPUTED
+            and computed_level(key, request.model) is level
+            and key.keyword not in computed
+        ):
+            statement, is_list = computed_query(key.keyword, pks, level)
             values: dict[int, Any] = defaultdict(list) if is_list else {}
             for entity, value in connection.execute(statement):
                 if is_list:

@@ -205,6 +205,26 @@ _COMPUTED: list[Key] = [
     Key("NumberOfSeriesRelatedInstances", "IS", Level.SERIES, KeyKind.COMPUTED),
 ]
 
+#: The computed keys of patients: a PATIENT-level key in the Patient Root model, a STUDY-level one in
+#: the Study Root model, where patient attributes are attributes of the study (PS3.4 C.6.2.1).
+PATIENT_COMPUTED = frozenset(
+    {"NumberOfPatientRelatedStudies", "NumberOfPatientRelatedSeries", "NumberOfPatientRelatedInstances"}
+)
+
+
+def computed_level(key: Key, model: InformationModel) -> Level:
+    """The one level at which ``model`` lists the computed ``key`` (PS3.4 Tables C.6-1 to C.6-6).
+
+    Patient Root: the patient counts at PATIENT, the study counts and lists at STUDY,
+    Number of Series Related Instances at SERIES. Study Root: the same, except that
+    the patient counts are STUDY keys (of the study's patient). At any other level a
+    computed key is not a key of the model and is returned empty.
+    """
+    if key.keyword in PATIENT_COMPUTED and model is InformationModel.STUDY_ROOT:
+        return Level.STUDY
+    return key.level
+
+
 #: Procedure keys belong to instances but are matched and returned at every level.
 PROCEDURE_KEYS: tuple[Key, ...] = tuple(
     Key(name, "LO", Level.IMAGE, KeyKind.PROCEDURE) for name in PROCEDURE_ELEMENTS

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, FromClause, Select, Table, and_, exists, func, literal, select
 
 from archive.index import schema
-from archive.query.keys import Key, KeyKind, Level
+from archive.query.keys import PATIENT_COMPUTED, Key, KeyKind, Level
 from archive.query.matching import MatchSettings, combined_datetime_condition, condition
 from archive.query.request import FindRequest, RequestedKey
 
@@ -250,31 +250,44 @@ def procedure_value_query(level: Level, pks: Sequence[int], keys: Sequence[Key])
     return statements
 
 
-def computed_query(keyword: str, pks: Sequence[int]) -> tuple[Select[Any], bool]:
+def _patient_count_query(keyword: str, level: Level, pks: Sequence[int]) -> Select[Any]:
+    """A patient count (studies, series, instances) per entity: a patient, or a study (of its patient)."""
+    st, se, i = schema.study, schema.series, schema.instance
+    clause: FromClause = st
+    if keyword != "NumberOfPatientRelatedStudies":
+        clause = clause.join(se, se.c.study_pk == st.c.id)
+    if keyword == "NumberOfPatientRelatedInstances":
+        clause = clause.join(i, i.c.series_pk == se.c.id)
+    entity: Any = st.c.patient_pk
+    if level is Level.STUDY:  # Study Root: the count of the study's patient
+        own = st.alias("c_own_study")
+        clause = own.join(clause, st.c.patient_pk == own.c.patient_pk)
+        entity = own.c.id
+    return select(entity, func.count()).select_from(clause).where(entity.in_(pks)).group_by(entity)
+
+
+def computed_query(keyword: str, pks: Sequence[int], level: Level | None = None) -> tuple[Select[Any], bool]:
     """The query of one computed key for entities ``pks``: rows ``(entity id, value)``.
+
+    Parameters
+    ----------
+    keyword : str
+        The computed key.
+    pks : sequence of int
+        Ids of entities of ``level``.
+    level : Level, optional
+        The entities' level (default: the key's own). Only the patient counts are
+        answered at another level: STUDY, in the Study Root model
+        (:func:`archive.query.keys.computed_level`).
 
     Returns
     -------
     tuple of (Select, bool)
         The statement and whether it gives a list of values (``True``) or one count per entity.
     """
-    st, se, i = schema.study, schema.series, schema.instance
-    if keyword == "NumberOfPatientRelatedStudies":
-        return select(st.c.patient_pk, func.count()).where(st.c.patient_pk.in_(pks)).group_by(
-            st.c.patient_pk
-        ), False
-    if keyword == "NumberOfPatientRelatedSeries":
-        joined = se.join(st, st.c.id == se.c.study_pk)
-        return (
-            select(st.c.patient_pk, func.count())
-            .select_from(joined)
-            .where(st.c.patient_pk.in_(pks))
-            .group_by(st.c.patient_pk),
-            False,
-        )
-    if keyword == "NumberOfPatientRelatedInstances":
-        clause, entity = entity_of_instance(Level.PATIENT)
-        return select(entity, func.count()).select_from(clause).where(entity.in_(pks)).group_by(entity), False
+    se, i = schema.series, schema.instance
+    if keyword in PATIENT_COMPUTED:
+        return _patient_count_query(keyword, level or Level.PATIENT, pks), False
     if keyword == "NumberOfStudyRelatedSeries":
         return select(se.c.study_pk, func.count()).where(se.c.study_pk.in_(pks)).group_by(
             se.c.study_pk
