@@ -8,6 +8,9 @@ it belongs to and how it is answered:
 * ``COMPUTED``: the counts and lists of PS3.4 C.3 (Number of Study Related
   Instances, Modalities in Study, ...), computed per page of results with one
   grouped query each;
+* ``SEQUENCE``: a sequence whose items the index keeps
+  (:data:`archive.index.items.SEQUENCES`), matched per PS3.4 C.2.2.2.6 by
+  :mod:`archive.query.sequences`;
 * ``PROCEDURE``: our procedure attributes (spinal levels, side, technique,
   approach, procedure type) in the private block :data:`PRIVATE_CREATOR` of
   group :data:`PRIVATE_GROUP`. They belong to instances; at the study and
@@ -66,6 +69,7 @@ class KeyKind(enum.Enum):
     INDEXED = "indexed"
     COMPUTED = "computed"
     PROCEDURE = "procedure"
+    SEQUENCE = "sequence"
 
 
 #: Creator of our private block (PS3.5 7.8.1).

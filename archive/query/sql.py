@@ -18,10 +18,11 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, FromClause, Select, Table, and_, exists, func, literal, select
 
-from archive.index import schema
+from archive.index import items, schema
 from archive.query.keys import PATIENT_COMPUTED, Key, KeyKind, Level
 from archive.query.matching import MatchSettings, combined_datetime_condition, condition
 from archive.query.request import FindRequest, RequestedKey
+from archive.query.sequences import SequenceQuery, item_conditions
 
 _TABLES: dict[Level, Table] = {
     Level.PATIENT: schema.patient,
@@ -126,7 +127,18 @@ class CompiledQuery:
                     parts.append(found)
         if below or procedure:
             parts.extend(self._descendants_condition(below, procedure))
+        for rk in request.sequences:
+            assert rk.sequence is not None
+            parts.append(self._sequence_condition(rk.sequence))
         return parts
+
+    def _sequence_condition(self, query: SequenceQuery) -> ColumnElement[bool]:
+        # One of the entity's instances has an item matching every key of the query's item.
+        instance, clause, entity = aliased_instances(self.level, "sq")
+        item = items.sequence_item_value.alias("sq_item")
+        clause = clause.join(item, item.c.instance_pk == instance.c.id)
+        found = item_conditions(items.sequence_item_value, item, query, self.dialect)
+        return exists(select(literal(1)).select_from(clause).where(entity == self.pk, *found))
 
     def _modalities_condition(self, rk: RequestedKey) -> list[ColumnElement[bool]]:
         # Modalities in Study (the one computed key that matches): a study with a series of any of them.
@@ -223,6 +235,53 @@ class CompiledQuery:
         """How many entities match, counted up to ``limit`` (a bounded count, in no particular order)."""
         matching = select(self.pk).select_from(upward_from(self.level)).where(*self.conditions).limit(limit)
         return select(func.count()).select_from(matching.subquery())
+
+
+def aliased_instances(level: Level, prefix: str) -> tuple[Any, FromClause, Any]:
+    """``(instance alias, it joined up to level, the entity id expression)`` with aliases of ``prefix``.
+
+    For subqueries correlated with (or beside) :func:`upward_from`, whose tables they must not reuse.
+    """
+    i = schema.instance.alias(f"{prefix}_i")
+    if level is Level.IMAGE:
+        return i, i, i.c.id
+    if level is Level.SERIES:
+        return i, i, i.c.series_pk
+    se = schema.series.alias(f"{prefix}_se")
+    clause: FromClause = i.join(se, se.c.id == i.c.series_pk)
+    if level is Level.STUDY:
+        return i, clause, se.c.study_pk
+    st = schema.study.alias(f"{prefix}_st")
+    return i, clause.join(st, st.c.id == se.c.study_pk), st.c.patient_pk
+
+
+def sequence_item_query(level: Level, pks: Sequence[int], query: SequenceQuery, dialect: str) -> Select[Any]:
+    """``(entity id, instance id, item)`` of the items of entities ``pks`` that match ``query``.
+
+    Every item of the sequence when the query's item has no value to match.
+    """
+    instance, clause, entity = aliased_instances(level, "sr")
+    item = items.sequence_item_value.alias("sr_item")
+    clause = clause.join(item, item.c.instance_pk == instance.c.id)
+    found = (
+        item_conditions(items.sequence_item_value, item, query, dialect)
+        if query.matched
+        else [item.c.sequence == query.sequence.tag]
+    )
+    return (
+        select(entity.label("entity_pk"), item.c.instance_pk, item.c.item)
+        .select_from(clause)
+        .where(entity.in_(pks), *found)
+        .distinct()
+    )
+
+
+def sequence_value_query(instance_pks: Sequence[int], sequence_tag: int) -> Select[Any]:
+    """Rows ``(instance id, item, nested, nested item, tag, value)`` of one sequence of some instances."""
+    v = items.sequence_item_value
+    return select(v.c.instance_pk, v.c.item, v.c.nested, v.c.nested_item, v.c.tag, v.c.value).where(
+        v.c.instance_pk.in_(instance_pks), v.c.sequence == sequence_tag
+    )
 
 
 def procedure_value_query(level: Level, pks: Sequence[int], keys: Sequence[Key]) -> list[Select[Any]]:
