@@ -20,7 +20,7 @@ no sequence key).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,6 +80,12 @@ _CODE = {
     0x00080104: ("CodeMeaning", "LO"),
 }
 _SCHEDULED_PROTOCOL = ItemSequence("ScheduledProtocolCodeSequence", 0x00400008, "SERIES", _CODE)
+
+
+def code_sequence(keyword: str, tag: int, level: str = "") -> ItemSequence:
+    """A code sequence (Code Value, Coding Scheme Designator and Version, Code Meaning) kept by a table."""
+    return ItemSequence(keyword, tag, level, _CODE)
+
 
 #: The sequences kept, by tag.
 SEQUENCES: dict[int, ItemSequence] = {
@@ -161,10 +167,12 @@ def _values(item: Dataset, attributes: dict[int, tuple[str, str]]) -> Iterator[t
             yield tag, text
 
 
-def item_values(dataset: Dataset) -> list[dict[str, int | str]]:
-    """The rows of every kept value of ``dataset`` (without the owner column)."""
+def item_values(
+    dataset: Dataset, sequences: Mapping[int, ItemSequence] = SEQUENCES
+) -> list[dict[str, int | str]]:
+    """The rows of every kept value of ``dataset``'s ``sequences`` (without the owner column)."""
     rows: list[dict[str, int | str]] = []
-    for sequence in SEQUENCES.values():
+    for sequence in sequences.values():
         try:
             element = dataset.get(sequence.tag)
             items: list[Dataset] = [] if element is None else list(element.value or [])

@@ -35,7 +35,9 @@ from archive.index.engine import write_transaction
 from archive.index.items import ITEM_TABLES, sequence_item_pending
 from archive.review.sql import ANNOTATION_TABLES
 from archive.web.tokens.sql import TOKEN_TABLES
-from archive.worklist.sql import WORKLIST_TABLES
+from archive.worklist.dataset import write_entry_items
+from archive.worklist.sql import WORKLIST_TABLES, worklist_entry, worklist_item_value
+from archive.worklist.store import entry_of
 
 logger = logging.getLogger(__name__)
 
@@ -202,8 +204,10 @@ def _create_v11_web_tokens(connection: Connection) -> None:
 
 
 def _create_v12_sequence_items(connection: Connection) -> None:
-    for table in ITEM_TABLES:
+    for table in (*ITEM_TABLES, worklist_item_value):
         table.create(connection, checkfirst=True)
+    for row in connection.execute(select(worklist_entry)).all():  # the worklist's codes, from its columns
+        write_entry_items(connection, int(row.id), entry_of(row).procedure)
     # instances indexed before: their items are read once from the stored headers (items.backfill_items)
     connection.execute(
         insert(sequence_item_pending).from_select(["instance_pk"], select(schema.instance.c.id))

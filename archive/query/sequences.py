@@ -65,11 +65,15 @@ class SequenceQuery:
         The item's attributes in the identifier's order.
     nested : tuple of SequenceQuery
         Sequences inside the item (their ``nested`` is empty).
+    every_attribute : bool
+        The key had no item: every kept attribute is requested (PS3.4 C.2.2.2.6), and
+        returned when the item has a value.
     """
 
     sequence: ItemSequence
     keys: tuple[ItemKey, ...]
     nested: tuple[SequenceQuery, ...] = ()
+    every_attribute: bool = False
 
     @property
     def matched(self) -> bool:
@@ -115,9 +119,15 @@ def parse_sequence(
 def _parse(sequence: ItemSequence, items: list[Dataset], path: str, text_of: Any) -> SequenceQuery:
     if len(items) > 1:
         raise _refused(path, f"expected one item in a sequence key (PS3.4 C.2.2.2.6), but got {len(items)}")
+    if not items:  # no item: every attribute of the sequence is requested
+        every = tuple(ItemKey(tag, kw, vr, "", True) for tag, (kw, vr) in sequence.attributes.items())
+        every_nested = tuple(
+            _parse(n, [], f"{path} > {n.keyword}", text_of) for n in sequence.nested.values()
+        )
+        return SequenceQuery(sequence, every, every_nested, every_attribute=True)
     keys: list[ItemKey] = []
     nested: list[SequenceQuery] = []
-    for element in items[0] if items else ():
+    for element in items[0]:
         tag = int(element.tag)
         name = f"{path} > {element.keyword or element.tag}"
         if element.VR == "SQ":
@@ -257,6 +267,8 @@ def _item_dataset(
 ) -> Dataset:
     ds = Dataset()
     for key in query.keys:
+        if query.every_attribute and key.tag not in values:
+            continue
         if key.vr == "SQ":
             ds.add_new(key.tag, "SQ", DicomSequence([]))
         else:
@@ -265,3 +277,39 @@ def _item_dataset(
         inner_items = [_item_dataset(inner, v, {}) for v in nested.get(inner.sequence.tag, [])]
         ds.add_new(inner.sequence.tag, "SQ", DicomSequence(inner_items))
     return ds
+
+
+def owner_items(
+    connection: Any, table: Table, owners: Sequence[int], query: SequenceQuery
+) -> dict[int, DicomSequence]:
+    """The response sequence of each owner (a row of the table the items belong to) of ``owners``.
+
+    For a table whose owner is the entity answered (the worklist's entries): the
+    items matching ``query`` (all its items when it has no value to match).
+    """
+    owner = table.c[table.c.keys()[1]]
+    item = table.alias("so_item")
+    found = (
+        item_conditions(table, item, query, connection.dialect.name)
+        if query.matched
+        else [item.c.sequence == query.sequence.tag]
+    )
+    item_owner = item.c[table.c.keys()[1]]
+    pairs = connection.execute(
+        select(item_owner, item.c.item).where(item_owner.in_(owners), *found).distinct()
+    ).all()
+    if not pairs:
+        return {}
+    rows = connection.execute(
+        select(owner, table.c.item, table.c.nested, table.c.nested_item, table.c.tag, table.c.value).where(
+            owner.in_(sorted({int(p[0]) for p in pairs})), table.c.sequence == query.sequence.tag
+        )
+    )
+    kept = kept_items(rows)
+    by_owner: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    for entity, number in pairs:
+        by_owner[int(entity)].append((int(entity), int(number)))
+    return {
+        entity: response_items(query, [kept[pair] for pair in sorted(found_pairs) if pair in kept])
+        for entity, found_pairs in by_owner.items()
+    }
