@@ -268,7 +268,7 @@ def resolve_existing(
         {**values, "path": new_relative, "series_pk": series_pk, "sort_date": sort_date},
     )
     apply_classification(connection, existing.pk, item.classification, now)
-    write_items(connection, existing.pk, header.dataset)
+    write_items(connection, existing.pk, header.dataset, replace=True)
     record_instance_event(
         connection,
         {

@@ -192,9 +192,11 @@ def item_values(
     return rows
 
 
-def write_items(connection: Connection, instance_pk: int, dataset: Dataset) -> None:
-    """Replace the kept sequence values of instance ``instance_pk`` with those of ``dataset``."""
-    connection.execute(delete(sequence_item_value).where(sequence_item_value.c.instance_pk == instance_pk))
+def write_items(connection: Connection, instance_pk: int, dataset: Dataset, *, replace: bool = False) -> None:
+    """Keep the sequence values of ``dataset`` for instance ``instance_pk`` (``replace``: drop old ones)."""
+    table = sequence_item_value
+    if replace:
+        connection.execute(delete(table).where(table.c.instance_pk == instance_pk))
     rows = item_values(dataset)
     if rows:
         connection.execute(insert(sequence_item_value), [{**row, "instance_pk": instance_pk} for row in rows])
@@ -231,7 +233,7 @@ def backfill_items(engine: Engine, resolve_path: Callable[[str], Path]) -> int:
                 logger.warning("sequence items: %s not readable (%s); it matches no sequence key", path, exc)
         with write_transaction(engine) as connection:
             for pk, dataset in headers.items():
-                write_items(connection, pk, dataset)
+                write_items(connection, pk, dataset, replace=True)
             ids = [int(pk) for pk, _ in pending]
             connection.execute(
                 delete(sequence_item_pending).where(sequence_item_pending.c.instance_pk.in_(ids))

@@ -23,7 +23,7 @@ from sqlalchemy import delete, insert, select
 
 from archive.archive import Archive
 from archive.index import items, schema
-from archive.ingest import Origin
+from archive.ingest import DuplicatePolicy, IngestOutcome, Origin
 from archive.query import FindRequest, InformationModel, MatchSettings, QueryError, QueryFailure, find
 from archive.settings import ArchiveSettings
 
@@ -216,3 +216,24 @@ def test_backfill_reads_items_of_instances_indexed_before_migration_12(sample: S
     assert ds.StudyInstanceUID == sample.studies["X"]
     with engine.connect() as connection:
         assert connection.execute(select(items.sequence_item_pending)).all() == []
+
+
+def test_a_replaced_instance_matches_its_new_items_only(tmp_path: Path, db_url: str) -> None:
+    settings = ArchiveSettings(tmp_path / "other", db_url, duplicate_policy=DuplicatePolicy.REPLACE)
+    with Archive.open(settings) as archive:
+        ds = us_dataset(ProcedureCodeSequence=DicomSequence([_code("OLD", "99USARCH", "old code")]))
+        archive.ingest(part10_bytes(ds), origin=Origin("file"))
+        ds.ProcedureCodeSequence = DicomSequence([_code("NEW", "99USARCH", "new code")])
+        replaced = archive.ingest(part10_bytes(ds), origin=Origin("file"))
+        assert replaced.outcome is IngestOutcome.REPLACED
+
+        def codes(value: str) -> list[str]:
+            identifier = _identifier(
+                "STUDY", StudyInstanceUID="", ProcedureCodeSequence=_item(CodeValue=value, CodeMeaning="")
+            )
+            request = FindRequest.parse(identifier, InformationModel.STUDY_ROOT)
+            found = find(archive.engine, request, MatchSettings())
+            return [str(item.CodeMeaning) for response in found for item in response.ProcedureCodeSequence]
+
+        assert codes("OLD") == []
+        assert codes("NEW") == ["new code"]
