@@ -51,6 +51,7 @@ from archive.index.engine import (
     is_lock_error,
     write_transaction,
 )
+from archive.index.items import backfill_items, write_items
 from archive.index.migrations import migrate
 from archive.index.queries import InstanceRow, Query
 from archive.index.store import IndexStore
@@ -165,6 +166,7 @@ class Archive(ArchiveDomains):
                     settings, f"the index {redact_url(settings.resolved_db_url)} has no tables"
                 )
             migrate(engine)
+            backfill_items(engine, store.absolute)  # once, for instances indexed before migration 12
             return cls(settings, engine, store)
         except BaseException:
             engine.dispose()
@@ -537,6 +539,7 @@ class Archive(ArchiveDomains):
                 (savepoint.commit if pk is not None else savepoint.rollback)()
             if pk is not None:
                 insert_classification(connection, pk, item.classification, values["received_at"], sort_date)
+                write_items(connection, pk, header.dataset)
                 self._enqueue_forwarding(connection, item, values["received_at"])
                 final = self.store.place(staged, relative, sync=item.sync)
                 return Decision(

@@ -34,6 +34,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
 from archive.dicom_header import InstanceHeader, dataset_start
+from archive.index.items import write_items
 from archive.index.writes import (
     StoredInstance,
     apply_classification,
@@ -267,6 +268,7 @@ def resolve_existing(
         {**values, "path": new_relative, "series_pk": series_pk, "sort_date": sort_date},
     )
     apply_classification(connection, existing.pk, item.classification, now)
+    write_items(connection, existing.pk, header.dataset, replace=True)
     record_instance_event(
         connection,
         {

@@ -18,9 +18,11 @@ from typing import Any
 import click
 
 from archive.cli.main import CliState
+from archive.config import BRIDGE_SECTIONS, read_toml
 from archive.errors import ArchiveError, ConfigError
-from pacs_bridge.config import load_settings
+from pacs_bridge.config import BridgeSettings, load_settings
 from pacs_bridge.forward.cli import ReloadOnHangup, start_forwarder
+from pacs_bridge.reload import AccessReload
 from pacs_bridge.server import DEFAULT_DRAIN_TIMEOUT_S, BridgeServer
 from pacs_bridge.spool import SpoolUnavailableError
 
@@ -51,6 +53,19 @@ def _open_archive(archive_class: Any, state: CliState) -> Iterator[Any]:
         ) from exc
     with opened as archive:
         yield archive
+
+
+def _reread_settings(
+    config_path: Path | None, configuration_path: Path | None, overrides: dict[str, Any]
+) -> BridgeSettings:
+    """The receiver's settings read again from its file (SIGHUP), with the same command-line overrides."""
+    if config_path is not None:
+        return load_settings(config_path, **overrides)
+    if configuration_path is None:
+        return load_settings(**overrides)
+    document, _ = read_toml(configuration_path)
+    tables = {name: document[name] for name in BRIDGE_SECTIONS if name in document}
+    return load_settings(tables=tables, base_dir=configuration_path.parent, **overrides)
 
 
 @click.command("serve")
@@ -123,16 +138,16 @@ def serve(
                     f"{configuration.path} has them too; remove serve --config and keep them in "
                     f"{configuration.path}"
                 )
+        overrides: dict[str, Any] = {
+            "aet": aet,
+            "host": host,
+            "port": port,
+            "allow": allow,
+            "allow_any": allow_any,
+            "max_pdu_bytes": max_pdu,
+        }
         settings = load_settings(
-            config_path,
-            tables=configuration.tables,
-            base_dir=configuration.base_dir,
-            aet=aet,
-            host=host,
-            port=port,
-            allow=allow,
-            allow_any=allow_any,
-            max_pdu_bytes=max_pdu,
+            config_path, tables=configuration.tables, base_dir=configuration.base_dir, **overrides
         )
         settings.check_access_policy()
     except ConfigError as exc:
@@ -170,7 +185,9 @@ def serve(
                     "choose another --port or stop the program using it"
                 ) from exc
             click.echo(f"usarchive serve: listening on {settings.host}:{server.port} as {settings.aet}")
-            reloader = ReloadOnHangup(None, archive, configuration.path)
+            path = configuration.path
+            access = AccessReload(server, lambda: _reread_settings(config_path, path, overrides))
+            reloader = ReloadOnHangup(None, archive, configuration.path, access.prepare)
             try:
                 reloader.forwarder = start_forwarder(archive, configuration.forward)
                 with reloader:

@@ -208,6 +208,7 @@ class BridgeServer:
         self._spool: spool.SpoolDirectory | None = None
         self._store: StoreHandler | None = None
         self._commitment: CommitmentService | None = None
+        self._retriever: retrieve.Retriever | None = None
         self._accepted: set[int] = set()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -304,7 +305,8 @@ class BridgeServer:
         spool.register(ae, self._spool)
         if self._retrieves:
             _pynetdicom_compat.install_retrieve_patches(retrieve.RetrieveServiceClass)
-            retrieve.register(ae, retrieve.Retriever(self.archive, settings, self.destinations))
+            self._retriever = retrieve.Retriever(self.archive, settings, self.destinations)
+            retrieve.register(ae, self._retriever)
         try:
             server = ae.make_server(
                 (settings.host, settings.port),
@@ -345,6 +347,22 @@ class BridgeServer:
             settings.buffered_memory_bound() // (1024 * 1024),
             self._spool.path,
         )
+
+    def reload_access(self, settings: BridgeSettings, destinations: Mapping[str, Destination]) -> None:
+        """Serve new associations and retrieves with ``settings``' access tables and ``destinations``.
+
+        For SIGHUP (:mod:`pacs_bridge.reload`): only the allow-list, the permissions and
+        the move destinations of ``settings`` are new; established associations keep
+        the contexts they negotiated.
+        """
+        policy = AccessPolicy(settings.allow, allow_any=settings.allow_any, permissions=settings.permissions)
+        self.settings, self.destinations = settings, dict(destinations)
+        if self._server is not None:
+            self._server.bridge_settings = settings
+        if self._ae is not None:
+            self._ae.policy = policy
+        if self._retriever is not None:
+            self._retriever.settings, self._retriever.destinations = settings, dict(destinations)
 
     def stop(self, drain_timeout_s: float = DEFAULT_DRAIN_TIMEOUT_S) -> None:
         """Stop accepting, let data sets being received finish, then close everything.

@@ -32,9 +32,12 @@ from archive.errors import ArchiveError
 from archive.forward.sql import FORWARD_TABLES
 from archive.index import schema
 from archive.index.engine import write_transaction
+from archive.index.items import ITEM_TABLES, sequence_item_pending
 from archive.review.sql import ANNOTATION_TABLES
 from archive.web.tokens.sql import TOKEN_TABLES
-from archive.worklist.sql import WORKLIST_TABLES
+from archive.worklist.dataset import write_entry_items
+from archive.worklist.sql import WORKLIST_TABLES, worklist_entry, worklist_item_value
+from archive.worklist.store import entry_of
 
 logger = logging.getLogger(__name__)
 
@@ -200,6 +203,17 @@ def _create_v11_web_tokens(connection: Connection) -> None:
         table.create(connection, checkfirst=True)
 
 
+def _create_v12_sequence_items(connection: Connection) -> None:
+    for table in (*ITEM_TABLES, worklist_item_value):
+        table.create(connection, checkfirst=True)
+    for row in connection.execute(select(worklist_entry)).all():  # the worklist's codes, from its columns
+        write_entry_items(connection, int(row.id), entry_of(row).procedure)
+    # instances indexed before: their items are read once from the stored headers (items.backfill_items)
+    connection.execute(
+        insert(sequence_item_pending).from_select(["instance_pk"], select(schema.instance.c.id))
+    )
+
+
 MIGRATIONS: list[Migration] = [
     (1, "patient, study, series, instance, procedure attributes, histories", _create_v1_tables),
     (2, "annotation versions, review states and review comments", _create_v2_annotation_tables),
@@ -215,6 +229,11 @@ MIGRATIONS: list[Migration] = [
         11,
         "bearer tokens of usarchive web (hashed secrets, roles, expiry, revocation)",
         _create_v11_web_tokens,
+    ),
+    (
+        12,
+        "sequence items kept for C-FIND sequence matching (procedure codes, request attributes, ...)",
+        _create_v12_sequence_items,
     ),
 ]
 

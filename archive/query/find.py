@@ -40,15 +40,18 @@ from archive.index import schema
 from archive.index.engine import autocommit_reads
 from archive.model import SpinalLevel, sort_levels
 from archive.query.errors import QueryError, QueryFailure
-from archive.query.keys import PRIVATE_CREATOR, PRIVATE_GROUP, KeyKind, Level
+from archive.query.keys import PRIVATE_CREATOR, PRIVATE_GROUP, KeyKind, Level, computed_level
 from archive.query.matching import MatchSettings
 from archive.query.request import FindRequest, RequestedKey
+from archive.query.sequences import SequenceQuery, kept_items, response_items
 from archive.query.sql import (
     CompiledQuery,
     computed_query,
     entity_of_instance,
     procedure_value_query,
     representative_instances,
+    sequence_item_query,
+    sequence_value_query,
 )
 
 logger = logging.getLogger(__name__)
@@ -66,6 +69,7 @@ class _Page:
     computed: dict[str, dict[int, Any]]
     procedure: dict[str, dict[int, list[str]]]
     headers: dict[int, Dataset]
+    sequences: dict[int, dict[int, DicomSequence]]
 
 
 def _format(value: Any) -> Any:
@@ -239,8 +243,12 @@ def _page_extras(
         if key is None:
             if rk.tag not in (_RETRIEVE_AE_TITLE, _INSTANCE_AVAILABILITY):
                 wanted_headers.append(rk.tag)
-        elif key.kind is KeyKind.COMPUTED and key.level is level and key.keyword not in computed:
-            statement, is_list = computed_query(key.keyword, pks)
+        elif (
+            key.kind is KeyKind.COMPUTED
+            and computed_level(key, request.model) is level
+            and key.keyword not in computed
+        ):
+            statement, is_list = computed_query(key.keyword, pks, level)
             values: dict[int, Any] = defaultdict(list) if is_list else {}
             for entity, value in connection.execute(statement):
                 if is_list:
@@ -257,7 +265,35 @@ def _page_extras(
     headers: dict[int, Dataset] = {}
     if wanted_headers and settings.header_keys and resolve_path is not None:
         headers = _read_headers(connection, level, pks, wanted_headers, resolve_path)
-    return _Page(computed, procedure, headers)
+    sequences = {
+        rk.tag: _sequence_items(connection, level, pks, rk.sequence)
+        for rk in request.keys
+        if rk.sequence is not None and _answered(request, rk)
+    }
+    return _Page(computed, procedure, headers, sequences)
+
+
+def _answered(request: FindRequest, rk: RequestedKey) -> bool:
+    """A kept sequence is answered at its level and below, and above it in a relational query."""
+    assert rk.key is not None
+    return request.relational or rk.key.level.depth <= request.level.depth
+
+
+def _sequence_items(
+    connection: Any, level: Level, pks: Sequence[int], query: SequenceQuery
+) -> dict[int, DicomSequence]:
+    matches = connection.execute(sequence_item_query(level, pks, query, connection.dialect.name)).all()
+    if not matches:
+        return {}
+    instance_pks = sorted({int(row[1]) for row in matches})
+    kept = kept_items(connection.execute(sequence_value_query(instance_pks, query.sequence.tag)))
+    by_entity: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    for entity, instance_pk, item in matches:
+        by_entity[int(entity)].append((int(instance_pk), int(item)))
+    return {
+        entity: response_items(query, [kept[pair] for pair in sorted(pairs) if pair in kept])
+        for entity, pairs in by_entity.items()
+    }
 
 
 def _read_headers(
@@ -312,6 +348,9 @@ def _response(
             _put(
                 response, rk.tag, key.vr, page.computed[key.keyword].get(entity, [] if key.vr != "IS" else 0)
             )
+        elif rk.sequence is not None:
+            items = page.sequences.get(rk.tag, {}).get(entity)
+            response.add_new(rk.tag, "SQ", items if items is not None else DicomSequence([]))
         elif rk.tag == _RETRIEVE_AE_TITLE:
             _put(response, rk.tag, "AE", retrieve_aet)
         elif rk.tag == _INSTANCE_AVAILABILITY:

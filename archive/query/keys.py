@@ -8,6 +8,9 @@ it belongs to and how it is answered:
 * ``COMPUTED``: the counts and lists of PS3.4 C.3 (Number of Study Related
   Instances, Modalities in Study, ...), computed per page of results with one
   grouped query each;
+* ``SEQUENCE``: a sequence whose items the index keeps
+  (:data:`archive.index.items.SEQUENCES`), matched per PS3.4 C.2.2.2.6 by
+  :mod:`archive.query.sequences`;
 * ``PROCEDURE``: our procedure attributes (spinal levels, side, technique,
   approach, procedure type) in the private block :data:`PRIVATE_CREATOR` of
   group :data:`PRIVATE_GROUP`. They belong to instances; at the study and
@@ -66,6 +69,7 @@ class KeyKind(enum.Enum):
     INDEXED = "indexed"
     COMPUTED = "computed"
     PROCEDURE = "procedure"
+    SEQUENCE = "sequence"
 
 
 #: Creator of our private block (PS3.5 7.8.1).
@@ -204,6 +208,26 @@ _COMPUTED: list[Key] = [
     Key("NumberOfStudyRelatedInstances", "IS", Level.STUDY, KeyKind.COMPUTED),
     Key("NumberOfSeriesRelatedInstances", "IS", Level.SERIES, KeyKind.COMPUTED),
 ]
+
+#: The computed keys of patients: a PATIENT-level key in the Patient Root model, a STUDY-level one in
+#: the Study Root model, where patient attributes are attributes of the study (PS3.4 C.6.2.1).
+PATIENT_COMPUTED = frozenset(
+    {"NumberOfPatientRelatedStudies", "NumberOfPatientRelatedSeries", "NumberOfPatientRelatedInstances"}
+)
+
+
+def computed_level(key: Key, model: InformationModel) -> Level:
+    """The one level at which ``model`` lists the computed ``key`` (PS3.4 Tables C.6-1 to C.6-6).
+
+    Patient Root: the patient counts at PATIENT, the study counts and lists at STUDY,
+    Number of Series Related Instances at SERIES. Study Root: the same, except that
+    the patient counts are STUDY keys (of the study's patient). At any other level a
+    computed key is not a key of the model and is returned empty.
+    """
+    if key.keyword in PATIENT_COMPUTED and model is InformationModel.STUDY_ROOT:
+        return Level.STUDY
+    return key.level
+
 
 #: Procedure keys belong to instances but are matched and returned at every level.
 PROCEDURE_KEYS: tuple[Key, ...] = tuple(

@@ -15,10 +15,13 @@ Character Set, as pydicom does when values are read). Each element becomes a
 * any other attribute: returned (from the stored header when configured,
   else empty); with a value, refused (0xC000) rather than silently matched
   as universal, naming the attribute;
-* a sequence: an empty sequence, or one item of empty attributes, is a
-  return key (returned empty, or from the header); an item with values asks
-  for sequence matching, which only keys of an information model's map support
-  (none of the C-FIND maps have sequences), so it is refused the same way.
+* a sequence the index keeps items of (:data:`archive.index.items.SEQUENCES`:
+  Procedure Code, Referenced Study, Request Attributes): matched on its one
+  item's values (PS3.4 C.2.2.2.6, :mod:`archive.query.sequences`) and
+  returned from the index, like a key of its level;
+* any other sequence: an empty sequence, or one item of empty attributes, is a
+  return key (returned empty, or from the header); an item with values is
+  refused (0xC000) naming the sequence.
 
 Upper-level unique keys (Patient ID in a Patient Root STUDY query, the Study
 Instance UID in a SERIES query) are not required: without them the query
@@ -36,6 +39,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence as DicomSequence
 
+from archive.index.items import SEQUENCES
 from archive.query.errors import QueryError, QueryFailure
 from archive.query.keys import (
     CONTROL_TAGS,
@@ -49,6 +53,7 @@ from archive.query.keys import (
     KeyKind,
     Level,
 )
+from archive.query.sequences import SequenceQuery, parse_sequence
 
 _PROCEDURE_BY_OFFSET = {PROCEDURE_ELEMENTS[key.keyword]: key for key in PROCEDURE_KEYS}
 _TEXT_DELIMITERS = {0x5C}
@@ -72,6 +77,8 @@ class RequestedKey:
         Whether the value takes part in matching (``False`` for a key only returned).
     returned : bool
         Whether the attribute is in the responses.
+    sequence : SequenceQuery or None
+        For a kept sequence (``key.kind`` ``SEQUENCE``): its item's keys.
     """
 
     tag: int
@@ -80,6 +87,7 @@ class RequestedKey:
     key: Key | None
     matched: bool = True
     returned: bool = True
+    sequence: SequenceQuery | None = None
 
 
 @dataclass(frozen=True)
@@ -115,6 +123,11 @@ class FindRequest:
     def matching(self) -> list[RequestedKey]:
         """Keys with a value that take part in matching."""
         return [rk for rk in self.keys if rk.matched and rk.value.strip() not in ("", "*")]
+
+    @property
+    def sequences(self) -> list[RequestedKey]:
+        """Kept sequence keys whose item has a value to match."""
+        return [rk for rk in self.keys if rk.sequence is not None and rk.matched]
 
     def value_of(self, keyword: str) -> str:
         """The value given for a standard key (``""`` when absent)."""
@@ -251,17 +264,13 @@ def _requested(
     if element.tag.is_private:
         return _private_key(element, encodings, block)
     if element.VR == "SQ":
+        kept = parse_sequence(element, SEQUENCES, lambda item: _decoded(item, encodings))
+        if kept is not None:
+            return _sequence_key(element, kept, level, relational=relational)
         if not _no_values(element.value):
             raise _unsupported(element, "sequence matching on this attribute is not supported")
         return RequestedKey(tag, "SQ", "", None, matched=False)
-    try:
-        value = text_of(element, encodings)
-    except (UnicodeError, LookupError) as exc:
-        raise QueryError(
-            QueryFailure.INVALID_IDENTIFIER,
-            f"{element.tag} {element.keyword}: value not decodable with Specific Character Set "
-            f"{list(encodings)} ({exc}); fix (0008,0005) or the value",
-        ) from exc
+    value = _decoded(element, encodings)
     key = STANDARD_KEYS.get(tag)
     if key is None:
         if value.strip() not in ("", "*"):
@@ -281,6 +290,34 @@ def _requested(
     if key.kind is KeyKind.COMPUTED and key.keyword != "ModalitiesInStudy" and value.strip() not in ("", "*"):
         raise _unsupported(element, "matching on a computed count or list is not supported")
     return RequestedKey(tag, key.vr, value, key)
+
+
+def _decoded(element: DataElement, encodings: Sequence[str]) -> str:
+    try:
+        return text_of(element, encodings)
+    except (UnicodeError, LookupError) as exc:
+        raise QueryError(
+            QueryFailure.INVALID_IDENTIFIER,
+            f"{element.tag} {element.keyword}: value not decodable with Specific Character Set "
+            f"{list(encodings)} ({exc}); fix (0008,0005) or the value",
+        ) from exc
+
+
+def _sequence_key(
+    element: DataElement, kept: SequenceQuery, level: Level, *, relational: bool
+) -> RequestedKey:
+    key = Key(kept.sequence.keyword, "SQ", Level(kept.sequence.level), KeyKind.SEQUENCE)
+    tag = int(element.tag)
+    if key.level.depth > level.depth and not relational:
+        if kept.matched:
+            raise QueryError(
+                QueryFailure.INVALID_IDENTIFIER,
+                f"{element.tag} {key.keyword} is a {key.level.value}-level key, but the query is at the "
+                f"{level.value} level (hierarchical: no matching below the level); query at the "
+                f"{key.level.value} level, or negotiate relational queries",
+            )
+        return RequestedKey(tag, "SQ", "", key, matched=False, sequence=kept)
+    return RequestedKey(tag, "SQ", "", key, matched=kept.matched, sequence=kept)
 
 
 def _private_key(element: DataElement, encodings: Sequence[str], block: int | None) -> RequestedKey | None:

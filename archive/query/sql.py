@@ -18,10 +18,11 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, FromClause, Select, Table, and_, exists, func, literal, select
 
-from archive.index import schema
-from archive.query.keys import Key, KeyKind, Level
+from archive.index import items, schema
+from archive.query.keys import PATIENT_COMPUTED, Key, KeyKind, Level
 from archive.query.matching import MatchSettings, combined_datetime_condition, condition
 from archive.query.request import FindRequest, RequestedKey
+from archive.query.sequences import SequenceQuery, item_conditions
 
 _TABLES: dict[Level, Table] = {
     Level.PATIENT: schema.patient,
@@ -126,7 +127,18 @@ class CompiledQuery:
                     parts.append(found)
         if below or procedure:
             parts.extend(self._descendants_condition(below, procedure))
+        for rk in request.sequences:
+            assert rk.sequence is not None
+            parts.append(self._sequence_condition(rk.sequence))
         return parts
+
+    def _sequence_condition(self, query: SequenceQuery) -> ColumnElement[bool]:
+        # One of the entity's instances has an item matching every key of the query's item.
+        instance, clause, entity = aliased_instances(self.level, "sq")
+        item = items.sequence_item_value.alias("sq_item")
+        clause = clause.join(item, item.c.instance_pk == instance.c.id)
+        found = item_conditions(items.sequence_item_value, item, query, self.dialect)
+        return exists(select(literal(1)).select_from(clause).where(entity == self.pk, *found))
 
     def _modalities_condition(self, rk: RequestedKey) -> list[ColumnElement[bool]]:
         # Modalities in Study (the one computed key that matches): a study with a series of any of them.
@@ -225,6 +237,53 @@ class CompiledQuery:
         return select(func.count()).select_from(matching.subquery())
 
 
+def aliased_instances(level: Level, prefix: str) -> tuple[Any, FromClause, Any]:
+    """``(instance alias, it joined up to level, the entity id expression)`` with aliases of ``prefix``.
+
+    For subqueries correlated with (or beside) :func:`upward_from`, whose tables they must not reuse.
+    """
+    i = schema.instance.alias(f"{prefix}_i")
+    if level is Level.IMAGE:
+        return i, i, i.c.id
+    if level is Level.SERIES:
+        return i, i, i.c.series_pk
+    se = schema.series.alias(f"{prefix}_se")
+    clause: FromClause = i.join(se, se.c.id == i.c.series_pk)
+    if level is Level.STUDY:
+        return i, clause, se.c.study_pk
+    st = schema.study.alias(f"{prefix}_st")
+    return i, clause.join(st, st.c.id == se.c.study_pk), st.c.patient_pk
+
+
+def sequence_item_query(level: Level, pks: Sequence[int], query: SequenceQuery, dialect: str) -> Select[Any]:
+    """``(entity id, instance id, item)`` of the items of entities ``pks`` that match ``query``.
+
+    Every item of the sequence when the query's item has no value to match.
+    """
+    instance, clause, entity = aliased_instances(level, "sr")
+    item = items.sequence_item_value.alias("sr_item")
+    clause = clause.join(item, item.c.instance_pk == instance.c.id)
+    found = (
+        item_conditions(items.sequence_item_value, item, query, dialect)
+        if query.matched
+        else [item.c.sequence == query.sequence.tag]
+    )
+    return (
+        select(entity.label("entity_pk"), item.c.instance_pk, item.c.item)
+        .select_from(clause)
+        .where(entity.in_(pks), *found)
+        .distinct()
+    )
+
+
+def sequence_value_query(instance_pks: Sequence[int], sequence_tag: int) -> Select[Any]:
+    """Rows ``(instance id, item, nested, nested item, tag, value)`` of one sequence of some instances."""
+    v = items.sequence_item_value
+    return select(v.c.instance_pk, v.c.item, v.c.nested, v.c.nested_item, v.c.tag, v.c.value).where(
+        v.c.instance_pk.in_(instance_pks), v.c.sequence == sequence_tag
+    )
+
+
 def procedure_value_query(level: Level, pks: Sequence[int], keys: Sequence[Key]) -> list[Select[Any]]:
     """Queries giving ``(entity id, value, name)`` rows of the procedure ``keys`` for entities ``pks``."""
     clause, entity = entity_of_instance(level)
@@ -250,31 +309,44 @@ def procedure_value_query(level: Level, pks: Sequence[int], keys: Sequence[Key])
     return statements
 
 
-def computed_query(keyword: str, pks: Sequence[int]) -> tuple[Select[Any], bool]:
+def _patient_count_query(keyword: str, level: Level, pks: Sequence[int]) -> Select[Any]:
+    """A patient count (studies, series, instances) per entity: a patient, or a study (of its patient)."""
+    st, se, i = schema.study, schema.series, schema.instance
+    clause: FromClause = st
+    if keyword != "NumberOfPatientRelatedStudies":
+        clause = clause.join(se, se.c.study_pk == st.c.id)
+    if keyword == "NumberOfPatientRelatedInstances":
+        clause = clause.join(i, i.c.series_pk == se.c.id)
+    entity: Any = st.c.patient_pk
+    if level is Level.STUDY:  # Study Root: the count of the study's patient
+        own = st.alias("c_own_study")
+        clause = own.join(clause, st.c.patient_pk == own.c.patient_pk)
+        entity = own.c.id
+    return select(entity, func.count()).select_from(clause).where(entity.in_(pks)).group_by(entity)
+
+
+def computed_query(keyword: str, pks: Sequence[int], level: Level | None = None) -> tuple[Select[Any], bool]:
     """The query of one computed key for entities ``pks``: rows ``(entity id, value)``.
+
+    Parameters
+    ----------
+    keyword : str
+        The computed key.
+    pks : sequence of int
+        Ids of entities of ``level``.
+    level : Level, optional
+        The entities' level (default: the key's own). Only the patient counts are
+        answered at another level: STUDY, in the Study Root model
+        (:func:`archive.query.keys.computed_level`).
 
     Returns
     -------
     tuple of (Select, bool)
         The statement and whether it gives a list of values (``True``) or one count per entity.
     """
-    st, se, i = schema.study, schema.series, schema.instance
-    if keyword == "NumberOfPatientRelatedStudies":
-        return select(st.c.patient_pk, func.count()).where(st.c.patient_pk.in_(pks)).group_by(
-            st.c.patient_pk
-        ), False
-    if keyword == "NumberOfPatientRelatedSeries":
-        joined = se.join(st, st.c.id == se.c.study_pk)
-        return (
-            select(st.c.patient_pk, func.count())
-            .select_from(joined)
-            .where(st.c.patient_pk.in_(pks))
-            .group_by(st.c.patient_pk),
-            False,
-        )
-    if keyword == "NumberOfPatientRelatedInstances":
-        clause, entity = entity_of_instance(Level.PATIENT)
-        return select(entity, func.count()).select_from(clause).where(entity.in_(pks)).group_by(entity), False
+    se, i = schema.series, schema.instance
+    if keyword in PATIENT_COMPUTED:
+        return _patient_count_query(keyword, level or Level.PATIENT, pks), False
     if keyword == "NumberOfStudyRelatedSeries":
         return select(se.c.study_pk, func.count()).where(se.c.study_pk.in_(pks)).group_by(
             se.c.study_pk

@@ -16,8 +16,11 @@ from __future__ import annotations
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
+from sqlalchemy import Connection, delete, insert
 
-from archive.worklist.model import Code, WorklistEntry
+from archive.index.items import ItemSequence, code_sequence, item_values
+from archive.worklist import sql
+from archive.worklist.model import Code, ScheduledProcedure, WorklistEntry
 
 _LO_MAX = 64
 
@@ -60,6 +63,33 @@ def code_item(code: Code) -> Dataset:
     return item
 
 
+#: The sequences whose items the worklist keeps for matching: at the top level, in the step item.
+TOP_SEQUENCES: dict[int, ItemSequence] = {
+    0x00321064: code_sequence("RequestedProcedureCodeSequence", 0x00321064)
+}
+STEP_SEQUENCES: dict[int, ItemSequence] = {
+    0x00400008: code_sequence("ScheduledProtocolCodeSequence", 0x00400008)
+}
+
+
+def code_sequences(procedure: ScheduledProcedure) -> tuple[DicomSequence, DicomSequence]:
+    """``(Requested Procedure Code Sequence, Scheduled Protocol Code Sequence)`` of a procedure."""
+    codes = procedure.protocol_codes
+    return DicomSequence([code_item(codes[0])]), DicomSequence([code_item(code) for code in codes])
+
+
+def write_entry_items(connection: Connection, entry_pk: int, procedure: ScheduledProcedure) -> None:
+    """Keep the codes of entry ``entry_pk`` in ``worklist_item_value`` (replacing any)."""
+    table = sql.worklist_item_value
+    connection.execute(delete(table).where(table.c.entry_pk == entry_pk))
+    requested, protocol = code_sequences(procedure)
+    top, step = Dataset(), Dataset()
+    top.RequestedProcedureCodeSequence, step.ScheduledProtocolCodeSequence = requested, protocol
+    rows = [*item_values(top, TOP_SEQUENCES), *item_values(step, STEP_SEQUENCES)]
+    if rows:
+        connection.execute(insert(table), [{**row, "entry_pk": entry_pk} for row in rows])
+
+
 def _description(entry: WorklistEntry) -> str:
     return entry.procedure.description[:_LO_MAX]
 
@@ -76,7 +106,8 @@ def entry_attributes(entry: WorklistEntry) -> tuple[Dataset, Dataset]:
     top.StudyInstanceUID = entry.study_instance_uid
     top.RequestedProcedureID = entry.requested_procedure_id
     top.RequestedProcedureDescription = _description(entry)
-    top.RequestedProcedureCodeSequence = DicomSequence([code_item(p.protocol_codes[0])])
+    requested, protocol = code_sequences(p)
+    top.RequestedProcedureCodeSequence = requested
     step = Dataset()
     step.ScheduledStationAETitle = p.station_aet
     step.ScheduledProcedureStepStartDate = p.start.strftime("%Y%m%d")
@@ -84,7 +115,7 @@ def entry_attributes(entry: WorklistEntry) -> tuple[Dataset, Dataset]:
     step.Modality = p.modality
     step.ScheduledPerformingPhysicianName = p.physician
     step.ScheduledProcedureStepDescription = _description(entry)
-    step.ScheduledProtocolCodeSequence = DicomSequence([code_item(code) for code in p.protocol_codes])
+    step.ScheduledProtocolCodeSequence = protocol
     step.ScheduledProcedureStepID = entry.step_id
     step.ScheduledProcedureStepStatus = entry.status.dicom
     return top, step

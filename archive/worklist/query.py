@@ -18,6 +18,12 @@ Other attributes are return keys: the archive's value when it holds one
 an attribute the archive cannot match is refused (0xC000) rather than
 silently ignored, as in C-FIND.
 
+Sequence matching (PS3.4 C.2.2.2.6) on the Requested Procedure Code Sequence
+and, in the step item, the Scheduled Protocol Code Sequence: the entry's
+codes are kept in ``worklist_item_value`` and matched by
+:mod:`archive.query.sequences`, the code C-FIND uses on the instances' items;
+the response then carries the matching codes only.
+
 Status. Without a Scheduled Procedure Step Status value a query sees only
 *scheduled*, unexpired entries (what a scanner picks from). With one
 (``SCHEDULED``, ``STARTED``, ``COMPLETED``, ``DISCONTINUED``, ``CANCELED``)
@@ -26,7 +32,7 @@ it sees entries of those statuses, expired or not.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -36,14 +42,16 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence as DicomSequence
-from sqlalchemy import ColumnElement, Engine, and_, false, func, or_, select
+from sqlalchemy import ColumnElement, Engine, and_, exists, false, func, literal, or_, select
 
 from archive.index.engine import autocommit_reads
+from archive.index.items import ItemSequence
 from archive.query import MatchSettings, QueryError, QueryFailure, response_character_set
 from archive.query.matching import combined_datetime_condition, condition
 from archive.query.request import text_of
+from archive.query.sequences import SequenceQuery, item_conditions, owner_items, parse_sequence
 from archive.worklist import sql
-from archive.worklist.dataset import HELD_TAGS, entry_attributes
+from archive.worklist.dataset import HELD_TAGS, STEP_SEQUENCES, TOP_SEQUENCES, entry_attributes
 from archive.worklist.model import EntryStatus, WorklistSettings
 from archive.worklist.store import entry_of
 
@@ -99,6 +107,7 @@ class Requested:
     vr: str
     value: str
     key: WorklistKey | None
+    sequence: SequenceQuery | None = None
 
 
 @dataclass(frozen=True)
@@ -144,14 +153,14 @@ class WorklistQuery:
         """
         charset = _charset(identifier)
         encodings = convert_encodings(list(charset) or None)
-        top = tuple(_read(identifier, TOP_KEYS, encodings))
+        top = tuple(_read(identifier, TOP_KEYS, encodings, TOP_SEQUENCES))
         step: tuple[Requested, ...] | None = None
         statuses: tuple[EntryStatus, ...] | None = None
         if _SPS_SEQUENCE in identifier:
             items = identifier[_SPS_SEQUENCE].value or []
             if len(items) > 1:
                 raise _unsupported("ScheduledProcedureStepSequence", "expected at most one item")
-            step = tuple(_read(items[0], STEP_KEYS, encodings, status=True)) if items else ()
+            step = tuple(_read(items[0], STEP_KEYS, encodings, STEP_SEQUENCES, status=True)) if items else ()
             status = next((r for r in step if r.tag == _STATUS), None)
             if status is not None and status.value.strip() not in ("", "*"):
                 given = [v.strip() for v in status.value.split("\\") if v.strip()]
@@ -175,11 +184,24 @@ def _unsupported(keyword: str, why: str) -> QueryError:
 
 
 def _read(
-    dataset: Dataset, keys: dict[int, WorklistKey], encodings: Sequence[str], *, status: bool = False
+    dataset: Dataset,
+    keys: dict[int, WorklistKey],
+    encodings: Sequence[str],
+    sequences: Mapping[int, ItemSequence],
+    *,
+    status: bool = False,
 ) -> Iterator[Requested]:
     for element in dataset:
         tag = int(element.tag)
         if tag in _IGNORED or element.tag.group in (0x0000, 0x0002) or element.tag.is_private:
+            continue
+        kept = (
+            parse_sequence(element, sequences, lambda item: _text(item, encodings))
+            if element.VR == "SQ"
+            else None
+        )
+        if kept is not None:
+            yield Requested(tag, "SQ", "", None, kept)
             continue
         if element.VR == "SQ":
             if tag != _SPS_SEQUENCE and not _empty(element.value):
@@ -222,6 +244,10 @@ def _conditions(
             parts.append(combined)
             skip = {_DATE, _TIME}
     for requested in (*query.top, *step):
+        if requested.sequence is not None and requested.sequence.matched:
+            item = sql.worklist_item_value.alias("wl_item")
+            found_items = item_conditions(sql.worklist_item_value, item, requested.sequence, dialect)
+            parts.append(exists(select(literal(1)).where(item.c.entry_pk == table.c.id, *found_items)))
         key = requested.key
         if key is None or requested.tag in skip:
             continue
@@ -258,15 +284,21 @@ def _value(source: Dataset, requested: Requested) -> DataElement:
     return DataElement(requested.tag, requested.vr, DicomSequence([]) if requested.vr == "SQ" else None)
 
 
-def _response(query: WorklistQuery, row: Any) -> Dataset:
+def _kept(requested: Requested, items: Mapping[int, Mapping[int, DicomSequence]], pk: int) -> DataElement:
+    return DataElement(requested.tag, "SQ", items.get(requested.tag, {}).get(pk, DicomSequence([])))
+
+
+def _response(query: WorklistQuery, row: Any, items: Mapping[int, Mapping[int, DicomSequence]]) -> Dataset:
     top, step = entry_attributes(entry_of(row))
     response = Dataset()
     for requested in query.top:
         if requested.tag == _SPS_SEQUENCE:
             item = Dataset()
             for sub in query.step or ():
-                item[sub.tag] = _value(step, sub)
+                item[sub.tag] = _kept(sub, items, int(row.id)) if sub.sequence else _value(step, sub)
             response[_SPS_SEQUENCE] = DataElement(_SPS_SEQUENCE, "SQ", DicomSequence([item]))
+        elif requested.sequence is not None:
+            response[requested.tag] = _kept(requested, items, int(row.id))
         else:
             response[requested.tag] = _value(top, requested)
     charset = response_character_set(query.character_set, response)
@@ -318,4 +350,10 @@ def find_entries(
         rows = connection.execute(
             select(table).where(*parts).order_by(table.c.start_date, table.c.start_time, table.c.id)
         ).all()
-    return [_response(query, row) for row in rows]
+        pks = [int(row.id) for row in rows]
+        items = {
+            r.tag: owner_items(connection, sql.worklist_item_value, pks, r.sequence)
+            for r in (*query.top, *(query.step or ()))
+            if r.sequence is not None and pks
+        }
+    return [_response(query, row, items) for row in rows]

@@ -17,6 +17,11 @@ Tables
 ``mpps_instance``
     The instances an MPPS lists (Performed Series Sequence > Referenced Image
     Sequence), one row each.
+``worklist_item_value`` (migration 12)
+    The codes of each entry's Requested Procedure Code Sequence and Scheduled
+    Protocol Code Sequence, one row per value, in the shape of
+    :data:`archive.index.items.sequence_item_value`, for sequence matching
+    (:mod:`archive.query.sequences`).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from sqlalchemy import (
 )
 
 from archive.index import schema
+from archive.index.items import make_item_value_table
 
 _UID = 64
 
@@ -109,3 +115,5 @@ mpps_instance = Table(
 
 #: Created by migration 10, in this order.
 WORKLIST_TABLES = (worklist_entry, mpps_step, mpps_instance)
+
+worklist_item_value = make_item_value_table("worklist_item_value", "entry_pk", "worklist_entry.id")

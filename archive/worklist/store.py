@@ -35,6 +35,7 @@ from archive.index import schema
 from archive.index.engine import read_transaction, write_transaction
 from archive.model import Approach, ProcedureType, Side, SpinalLevel, Technique
 from archive.worklist import sql
+from archive.worklist.dataset import write_entry_items
 from archive.worklist.errors import WorklistError
 from archive.worklist.model import (
     EntryStatus,
@@ -118,7 +119,9 @@ def schedule_in(connection: Connection, procedures: Sequence[ScheduledProcedure]
         statement = (
             insert(sql.worklist_entry).values(**_row(procedure, now)).returning(sql.worklist_entry.c.id)
         )
-        pks.append(int(connection.execute(statement).scalar_one()))
+        pk = int(connection.execute(statement).scalar_one())
+        write_entry_items(connection, pk, procedure)
+        pks.append(pk)
     return pks
 
 

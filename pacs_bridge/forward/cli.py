@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -31,12 +32,23 @@ class ReloadOnHangup:
     reading, so a bad file is logged and the running settings stay. A reload that
     disables forwarding stops the forwarder; one that enables it (or adds the
     first destination) starts one.
+
+    ``prepare`` (``usarchive serve``: :meth:`pacs_bridge.reload.AccessReload.prepare`)
+    reads the rest of what a reload changes from the re-read forwarding settings and
+    returns how to apply it; a ``ConfigError`` from it leaves everything as it runs.
     """
 
-    def __init__(self, forwarder: Forwarder | None, archive: Any, config_path: Path | None) -> None:
+    def __init__(
+        self,
+        forwarder: Forwarder | None,
+        archive: Any,
+        config_path: Path | None,
+        prepare: Callable[[ForwardSettings], Callable[[], None]] | None = None,
+    ) -> None:
         self.forwarder = forwarder
         self.archive = archive
         self.config_path = config_path
+        self.prepare = prepare
         self._requested = threading.Event()
         self._previous: Any = None
 
@@ -60,10 +72,13 @@ class ReloadOnHangup:
             return
         try:
             settings = load_forward_settings(self.config_path)
+            apply_also = self.prepare(settings) if self.prepare is not None else None
         except (ConfigError, OSError) as exc:
-            LOGGER.error("SIGHUP: %s; the running destinations and routes stay", exc)
+            LOGGER.error("SIGHUP: %s; the running configuration stays", exc)
             return
         apply_forward_settings(self.archive, settings)
+        if apply_also is not None:
+            apply_also()
         if self.forwarder is not None and not settings.enabled:
             LOGGER.info("SIGHUP: [forward] enabled = false: stopping the forwarder")
             self.forwarder.stop()

@@ -307,6 +307,42 @@ def test_patient_level_counts_one_per_patient(sample: Sample) -> None:
     assert caught.value.failure is QueryFailure.INVALID_IDENTIFIER
 
 
+def test_computed_keys_at_the_levels_each_model_lists_them(sample: Sample) -> None:
+    patient_counts = {
+        "NumberOfPatientRelatedStudies": "",
+        "NumberOfPatientRelatedSeries": "",
+        "NumberOfPatientRelatedInstances": "",
+    }
+    keys = {"StudyInstanceUID": sample.studies["D"], **patient_counts, "NumberOfStudyRelatedSeries": ""}
+    # Study Root: patient attributes are study attributes, the counts those of the study's patient
+    (ds,) = _run(sample, _identifier("STUDY", **keys))
+    assert (ds.NumberOfPatientRelatedStudies, ds.NumberOfPatientRelatedSeries) == (2, 3)
+    assert (ds.NumberOfPatientRelatedInstances, ds.NumberOfStudyRelatedSeries) == (4, 1)
+    # Patient Root: they are PATIENT keys (Table C.6-1), not STUDY keys (C.6-2): returned empty
+    (ds,) = _run(sample, _identifier("STUDY", **keys), InformationModel.PATIENT_ROOT)
+    assert ds.NumberOfStudyRelatedSeries == 1
+    assert all(keyword in ds and ds[keyword].value in (None, "") for keyword in patient_counts)
+    # Number of Series Related Instances at SERIES in both models; study counts are not SERIES keys
+    for model in InformationModel:
+        series = _run(
+            sample,
+            _identifier(
+                "SERIES",
+                StudyInstanceUID=sample.studies["A"],
+                SeriesInstanceUID="",
+                NumberOfSeriesRelatedInstances="",
+                NumberOfStudyRelatedInstances="",
+            ),
+            model,
+        )
+        by_uid = {str(ds.SeriesInstanceUID): ds for ds in series}
+        assert {uid: int(ds.NumberOfSeriesRelatedInstances) for uid, ds in by_uid.items()} == {
+            sample.series["A"][0]: 2,
+            sample.series["A"][1]: 1,
+        }
+        assert all(ds.NumberOfStudyRelatedInstances in (None, "") for ds in series)
+
+
 def test_modalities_in_study_matches(sample: Sample) -> None:
     assert _study(sample, ModalitiesInStudy="OT") == {"E"}
     assert _study(sample, ModalitiesInStudy="OT\\US") == set("ABCDE")

@@ -1,0 +1,146 @@
+"""Sequence matching through dcmtk ``findscu`` (PS3.4 C.2.2.2.6), on clips that carry worklist entries.
+
+Two procedures are scheduled in the archive's worklist (L5 right OT, L4 left
+TT); a clip of each is made the way a scanner makes it from the MWL response
+(``copy_into``: Request Attributes Sequence with the Requested Procedure ID,
+the Scheduled Procedure Step ID and the Scheduled Protocol Code Sequence),
+and the L5 clip's study also gets a Procedure Code Sequence. The expected
+matches are written from the entries themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from bridge_helpers import make_dataset
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence as DicomSequence
+from pydicom.uid import generate_uid
+from qr_peers import findscu
+
+from archive.archive import Archive
+from archive.ingest import Origin
+from archive.model import ProcedureType, Side, SpinalLevel, Technique
+from archive.worklist.dataset import copy_into
+from archive.worklist.model import LEVEL_CODES, ScheduledProcedure, WorklistEntry
+from pacs_bridge.config import BridgeSettings
+from pacs_bridge.peers import AllowedPeer, PeerPermissions, Permission
+from pacs_bridge.server import BridgeServer
+
+FINDER = PeerPermissions(AllowedPeer("FINDER"), frozenset({Permission.ECHO, Permission.FIND}))
+_RAS = "0040,0275[0]"
+_PROTOCOL = f"{_RAS}.0040,0008[0]"
+
+
+def _scheduled(accession: str, level: SpinalLevel, side: Side, technique: Technique) -> ScheduledProcedure:
+    return ScheduledProcedure(
+        patient_id=f"P-{accession}",
+        patient_name="DOE^JANE",
+        birth_date=None,
+        sex="F",
+        accession_number=accession,
+        start=datetime(2030, 1, 1, 9, 0),
+        station_aet="SCANNER",
+        modality="US",
+        procedure_type=ProcedureType.MEDIAL_BRANCH_BLOCK,
+        levels=(level,),
+        side=side,
+        technique=technique,
+    )
+
+
+@pytest.fixture
+def entries(archive: Archive, tmp_path: Path) -> dict[str, tuple[WorklistEntry, str]]:
+    """``L5`` / ``L4`` → (the entry, the Series Instance UID of its clip)."""
+    l5, l4 = archive.worklist.schedule(
+        [
+            _scheduled("ACC-L5", SpinalLevel.L5, Side.RIGHT, Technique.OT),
+            _scheduled("ACC-L4", SpinalLevel.L4, Side.LEFT, Technique.TT),
+        ]
+    )
+    found = {}
+    for name, entry in (("L5", l5), ("L4", l4)):
+        ds = make_dataset(seed=len(found))
+        copy_into(ds, entry)
+        ds.SeriesInstanceUID = generate_uid()
+        if name == "L5":
+            code = Dataset()
+            code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = (
+                "MBB",
+                "99USARCH",
+                "Medial branch block",
+            )
+            ds.ProcedureCodeSequence = DicomSequence([code])
+        path = tmp_path / f"{name}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        archive.ingest(path, origin=Origin("file"))
+        found[name] = (entry, str(ds.SeriesInstanceUID))
+    return found
+
+
+@pytest.fixture
+def find_server(start_bridge: Callable[..., BridgeServer], bridge_settings: BridgeSettings) -> BridgeServer:
+    return start_bridge(bridge_settings, permissions=(FINDER,))
+
+
+def _series(server: BridgeServer, tmp_path: Path, *keys: str) -> list[Dataset]:
+    result = findscu(server.port, ["0008,0052=SERIES", "0020,000E", *keys], tmp_path / "f")
+    assert result.ok, result.output
+    return result.responses
+
+
+def test_request_attributes_and_protocol_codes_match_per_item(
+    find_server: BridgeServer, entries: dict[str, tuple[WorklistEntry, str]], tmp_path: Path
+) -> None:
+    l5, l5_series = entries["L5"]
+    l4, l4_series = entries["L4"]
+    found = _series(find_server, tmp_path, f"{_RAS}.0040,1001={l5.requested_procedure_id}")
+    assert [str(ds.SeriesInstanceUID) for ds in found] == [l5_series]
+    found = _series(find_server, tmp_path, f"{_RAS}.0040,0009={l4.step_id}", f"{_RAS}.0040,1001")
+    assert [str(ds.SeriesInstanceUID) for ds in found] == [l4_series]
+    (item,) = found[0].RequestAttributesSequence
+    assert (item.ScheduledProcedureStepID, item.RequestedProcedureID) == (
+        l4.step_id,
+        l4.requested_procedure_id,
+    )
+    # the SNOMED code of L5 in the Scheduled Protocol Code Sequence: only the L5 clip
+    l5_code = LEVEL_CODES[SpinalLevel.L5].value
+    found = _series(find_server, tmp_path, f"{_PROTOCOL}.0008,0100={l5_code}", f"{_PROTOCOL}.0008,0102")
+    assert [str(ds.SeriesInstanceUID) for ds in found] == [l5_series]
+    codes = [
+        (c.CodeValue, c.CodingSchemeDesignator)
+        for c in found[0].RequestAttributesSequence[0].ScheduledProtocolCodeSequence
+    ]
+    assert codes == [(c.value, c.scheme) for c in l5.procedure.protocol_codes]
+    # OT and TT are local codes of the two entries: a list matches both
+    both = _series(find_server, tmp_path, f"{_PROTOCOL}.0008,0100=OT\\TT")
+    assert sorted(str(ds.SeriesInstanceUID) for ds in both) == sorted([l5_series, l4_series])
+    # the item's keys hold together: L4's step with L5's level code matches nothing
+    none = _series(
+        find_server, tmp_path, f"{_RAS}.0040,0009={l4.step_id}", f"{_PROTOCOL}.0008,0100={l5_code}"
+    )
+    assert none == []
+
+
+def test_procedure_code_sequence_at_study_level_and_refusals(
+    find_server: BridgeServer, entries: dict[str, tuple[WorklistEntry, str]], tmp_path: Path
+) -> None:
+    l5, _ = entries["L5"]
+    result = findscu(
+        find_server.port,
+        ["0008,0052=STUDY", "0020,000D", "0008,1032[0].0008,0100=MB?", "0008,1032[0].0008,0104"],
+        tmp_path / "f",
+    )
+    assert result.ok, result.output
+    (ds,) = result.responses
+    assert ds.StudyInstanceUID == l5.study_instance_uid
+    assert ds.ProcedureCodeSequence[0].CodeMeaning == "Medial branch block"
+    # a sequence the index does not keep: refused (0xC000), not silently universal
+    refused = findscu(
+        find_server.port, ["0008,0052=STUDY", "0020,000D", "0010,1002[0].0010,0020=P-ACC-L5"], tmp_path / "f"
+    )
+    assert refused.responses == []
+    assert "unabletoprocess" in refused.output.lower().replace(" ", ""), refused.output
