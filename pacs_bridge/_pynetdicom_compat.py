@@ -35,6 +35,23 @@ Per association, requested or accepted (:func:`set_tcp_nodelay`, from ``evt.EVT_
   followed by the data set, and with Nagle's algorithm the data set of a small
   instance waits for the peer's delayed ACK of the command (about 40 ms each).
 
+Per association, requested or accepted, on the tested pynetdicom only
+(:func:`install_send_guard`, from ``EVT_CONN_OPEN``: C-MOVE destinations unless
+``pynetdicom_patches = false``, the receiver's associations when its loops are
+replaced, forwarding):
+
+* the DUL's ``send_pdu`` (counts the P-DATA primitives queued) and ``_send``
+  (writes each PDU under the association's :class:`SendGuard` lock) wrapped, so
+  :func:`fast_send_c_store` can write a whole C-STORE request onto the socket
+  from the calling thread (:mod:`pacs_bridge.pdata_writer`) once the DUL thread
+  has written everything queued before it, and the DUL thread writes nothing
+  until it is done. It copies ``Association.send_c_store`` for a file path
+  (context, request, reactor pause, response) and replaces only
+  ``DIMSEServiceProvider.send_msg``; a TLS socket or an association without
+  the guard gets ``None`` back and the caller sends the stock way. Abort paths
+  that write directly (pynetdicom's loop after an unexpected error, the receiver's
+  ``dul_loop._abort``) do not take the lock: they end the association anyway.
+
 Per association or server (:func:`replace_dul_loop`,
 :func:`replace_association_loop`, :func:`replace_pdu_reader`,
 :func:`register_server`):
