@@ -14,7 +14,9 @@ stored by ``usarchive serve`` (SQLite index). Each round, alternating the order,
     same ``storescp`` (one association, each file in its own transfer syntax).
 
 (c) pynetdicom as shipped sends the same files by path to the same storescp
-    (Nagle's algorithm on, as pynetdicom leaves it).
+    (Nagle's algorithm on, as pynetdicom leaves it; each P-DATA PDU queued to
+    its DUL thread), the reference for what usarchive's fast sender
+    (``pacs_bridge._pynetdicom_compat.fast_send_c_store``) gains.
 
 Each is run for every ``--destination-pdu`` (storescp's ``-pdu``: the PDU size
 every sender fragments to). The figure is the median over ``--rounds`` of each;
@@ -320,12 +322,15 @@ def _markdown(results: list[dict[str, Any]], command: str) -> str:
         "The target is judged on the medians; *best / best* compares each sender's fastest round, "
         "which the load of this shared machine disturbs least. "
         "The C-MOVE time includes movescu's association, the archive's index lookup and the "
-        "destination association. A C-MOVE sends through pynetdicom, whose cost per P-DATA PDU "
-        "(Python, two threads per association) is what separates it from dcmtk: the gap narrows as "
-        "the destination accepts larger PDUs. usarchive turns Nagle's algorithm off on its "
-        "association sockets (`set_tcp_nodelay`); with it on, as pynetdicom ships, each "
-        "C-STORE waited for a delayed ACK (40-90 ms per sub-operation on loopback), which the "
-        "last row of each PDU size still pays.",
+        "destination association. A C-MOVE sends each stored file by usarchive's fast sender "
+        "(`fast_send_c_store`): the sending thread writes the P-DATA PDUs itself, a block of the "
+        "file (about 4 MiB) per batch of scatter-gather `sendmsg` calls, with the association's "
+        "DUL thread held off. pynetdicom as shipped queues every PDU to that thread, one at a "
+        "time, and its cost per PDU (Python, two threads per association) is what its rows "
+        "show: it grows as the destination's PDUs get smaller. usarchive also turns Nagle's "
+        "algorithm off on its association sockets (`set_tcp_nodelay`); with it on, as "
+        "pynetdicom ships, each C-STORE can wait for a delayed ACK (40-90 ms per sub-operation "
+        "on loopback), which pynetdicom's rows still pay.",
         "",
     ]
     return "\n".join(lines)

@@ -507,6 +507,8 @@ class BridgeServer:
             limits=self._limits,
             on_exit=self._on_transport_gone,
         )
+        # C-GET sub-operations go out on this association by the fast sender.
+        _pynetdicom_compat.install_send_guard(event.assoc)
 
     def _on_transport_gone(self, assoc: Any) -> None:
         # The DUL loop has ended and closed the socket: however the association ended (also

@@ -9,12 +9,12 @@ accepted) from a refused SOP class (every context of the class refused; PACSs
 do not reliably say which in the A-ASSOCIATE-AC result).
 
 A file goes out **as stored** (its data set bytes, read from the file after its
-meta information; pynetdicom's ``STORE_SEND_CHUNKED_DATASET``) whenever its own
-syntax was accepted. Otherwise it is transcoded only when the destination's
-``transcode`` is on *and* the change is lossless: between uncompressed syntaxes,
-or decoding a losslessly compressed one (RLE, JPEG lossless, JPEG-LS lossless,
-JPEG 2000 lossless). Decoding a lossy syntax (JPEG baseline, MPEG, ...) is
-refused: lossy decoders are not bit-exact, so the PACS would not hold what we
+meta information, :func:`send_stored`) whenever its own syntax was accepted.
+Otherwise it is transcoded only when the destination's ``transcode`` is on
+*and* the change is lossless: between uncompressed syntaxes, or decoding a
+losslessly compressed one (RLE, JPEG lossless, JPEG-LS lossless, JPEG 2000
+lossless). Decoding a lossy syntax (JPEG baseline, MPEG, ...) is refused:
+lossy decoders are not bit-exact, so the PACS would not hold what we
 hold. Anything else fails the task with the reason.
 """
 
@@ -43,6 +43,7 @@ from pynetdicom import AE
 from pynetdicom.presentation import PresentationContext
 
 from archive.forward.config import Destination
+from pacs_bridge import _pynetdicom_compat
 from pacs_bridge.contexts import StorageCommitmentPushModel
 
 if TYPE_CHECKING:
@@ -261,6 +262,21 @@ def open_association(
     )
 
 
+def send_stored(assoc: Association, path: Path | str, **kwargs: Any) -> Any:
+    """C-STORE the stored file at ``path`` as stored; the peer's status data set (empty: none came).
+
+    By the fast sender (:func:`pacs_bridge._pynetdicom_compat.fast_send_c_store`: the
+    PDUs written from this thread, many per system call) on an association that has
+    its guard (installed from ``EVT_CONN_OPEN``, tested pynetdicom, plain TCP), else
+    by pynetdicom's ``send_c_store`` (the file streamed, ``STORE_SEND_CHUNKED_DATASET``).
+    ``kwargs`` are ``send_c_store``'s (``msg_id``, ``originator_aet``, ...).
+    """
+    response = _pynetdicom_compat.fast_send_c_store(assoc, Path(path), **kwargs)
+    if response is None:
+        response = assoc.send_c_store(Path(path), **kwargs)
+    return response
+
+
 def rejection_reason(assoc: Association) -> tuple[str, bool]:
     """Why an association was not established, and whether the refusal is permanent."""
     if assoc.is_rejected:
@@ -292,6 +308,7 @@ __all__ = [
     "plan_send",
     "rejection_reason",
     "requested_contexts",
+    "send_stored",
     "split_for_contexts",
     "transcoded_dataset",
 ]

@@ -46,6 +46,7 @@ from pacs_bridge.forward.association import (
     plan_send,
     rejection_reason,
     requested_contexts,
+    send_stored,
     split_for_contexts,
     transcoded_dataset,
 )
@@ -239,7 +240,9 @@ class Forwarder:
 
 
 def _no_delay(event: Any) -> None:
+    # Nagle off, and files as stored go out by the fast sender (tested pynetdicom only).
     _pynetdicom_compat.set_tcp_nodelay(event.assoc)
+    _pynetdicom_compat.install_send_guard(event.assoc)
 
 
 class _Batch:
@@ -335,7 +338,7 @@ class _Batch:
             self._result(task, AttemptKind.FAILED, None, f"cannot read {task.path}: {exc}")
             return
         try:
-            status = assoc.send_c_store(payload)
+            status = send_stored(assoc, task.path) if plan.as_stored else assoc.send_c_store(payload)
         except (RuntimeError, ValueError, AttributeError, OSError) as exc:
             self._result(task, AttemptKind.RETRY, None, f"C-STORE not sent: {exc}")
             return

@@ -193,7 +193,7 @@ class Retriever:
                     destination,
                     contexts,
                     ssl_context=ssl_context,
-                    evt_handlers=[(evt.EVT_CONN_OPEN, _no_delay)],
+                    evt_handlers=[(evt.EVT_CONN_OPEN, self._on_destination_open)],
                 )
             except Exception as exc:  # an unreachable destination fails the sub-operations
                 LOGGER.warning("C-MOVE: cannot associate with %s: %s", where, exc)
@@ -226,6 +226,16 @@ class Retriever:
                 return ended
             sent += len(group)
         return respond.final_after(counts, comment), comment
+
+    def _on_destination_open(self, event: Any) -> None:
+        """``EVT_CONN_OPEN`` of a destination association: Nagle off, the fast C-STORE sender on.
+
+        The sender (:func:`pacs_bridge._pynetdicom_compat.fast_send_c_store`) is used
+        unless ``pynetdicom_patches = false`` (or pynetdicom is not the tested version).
+        """
+        _pynetdicom_compat.set_tcp_nodelay(event.assoc)
+        if self.settings.pynetdicom_patches:
+            _pynetdicom_compat.install_send_guard(event.assoc)
 
     # -- C-GET -------------------------------------------------------------------------------------
 
@@ -346,11 +356,6 @@ class Retriever:
             if counts.remaining:
                 respond.pending(counts)
         return None
-
-
-def _no_delay(event: Any) -> None:
-    """``EVT_CONN_OPEN`` of a destination association: Nagle off (``set_tcp_nodelay``)."""
-    _pynetdicom_compat.set_tcp_nodelay(event.assoc)
 
 
 def _client_ssl_context() -> ssl.SSLContext:

@@ -3,8 +3,9 @@
 The presentation contexts and the transcoding decisions are forwarding's
 (:mod:`pacs_bridge.forward.association`), so a C-MOVE sends exactly as a
 forwarded file goes: each stored file in its own transfer syntax, streamed
-from disk by pynetdicom (``_config.STORE_SEND_CHUNKED_DATASET``; the data set
-is never held in memory). Only when the peer accepted no context for the
+from disk (:func:`pacs_bridge.forward.association.send_stored`: the fast
+sender, else pynetdicom's ``STORE_SEND_CHUNKED_DATASET``; the data set is
+never held in memory). Only when the peer accepted no context for the
 file's syntax, and transcoding is allowed, the file is read once with pydicom
 and re-encoded losslessly: between uncompressed syntaxes, or decoding a
 losslessly compressed one; a lossy syntax is never decoded. That path holds
@@ -17,11 +18,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from archive.index.retrieve import RetrievableInstance
-from pacs_bridge.forward.association import TranscodeRefusedError, plan_send, transcoded_dataset
+from pacs_bridge.forward.association import TranscodeRefusedError, plan_send, send_stored, transcoded_dataset
 
 if TYPE_CHECKING:
     from pynetdicom.association import Association
@@ -103,7 +103,7 @@ def send_instance(
     try:
         plan = plan_send(assoc, item, transcode=transcode)
         if plan.as_stored:
-            return _result(assoc.send_c_store(Path(item.path), **kwargs))
+            return _result(send_stored(assoc, item.path, **kwargs))
         dataset = transcoded_dataset(item, plan)
         return _result(assoc.send_c_store(dataset, **kwargs), transcoded_to=plan.transfer_syntax)
     except TranscodeRefusedError as exc:

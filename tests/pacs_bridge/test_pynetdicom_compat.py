@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pynetdicom
 import pytest
@@ -96,3 +99,38 @@ def test_the_patches_can_be_turned_off(
     assert assoc.send_c_echo().Status == 0x0000
     assoc.release()
     assert installed == [], "no loop of ours was installed"
+
+
+def _fake_association() -> tuple[Any, list[Any], list[Any]]:
+    queued: list[Any] = []
+    written: list[Any] = []
+    dul = SimpleNamespace(send_pdu=queued.append, _send=written.append, socket=None)
+    return SimpleNamespace(dul=dul), queued, written
+
+
+def test_the_send_guard_counts_queued_p_data_until_the_dul_writes_it() -> None:
+    from pynetdicom.pdu import P_DATA_TF
+    from pynetdicom.pdu_primitives import A_ABORT, P_DATA
+
+    assoc, queued, written = _fake_association()
+    assert compat.install_send_guard(assoc)
+    guard = compat.send_guard(assoc)
+    assert guard is not None
+    assoc.dul.send_pdu(P_DATA())
+    assoc.dul.send_pdu(A_ABORT())
+    assert guard.pending == 1 and len(queued) == 2, "only P-DATA is counted; everything is queued"
+    assoc.dul._send(P_DATA_TF())
+    assert guard.pending == 0 and len(written) == 1
+    assert compat.install_send_guard(assoc) and compat.send_guard(assoc) is guard, "installed once"
+
+
+def test_without_the_guard_the_fast_sender_declines(tmp_path: Path) -> None:
+    assoc, _, _ = _fake_association()
+    assert compat.fast_send_c_store(assoc, tmp_path / "any.dcm") is None
+
+
+def test_an_untested_pynetdicom_gets_no_send_guard(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(compat, "TESTED_MINOR", "0.0")
+    assoc, _, _ = _fake_association()
+    assert not compat.install_send_guard(assoc)
+    assert compat.send_guard(assoc) is None
