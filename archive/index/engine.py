@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 #: Seconds SQLite waits for a lock before reporting "database is locked".
 SQLITE_BUSY_TIMEOUT_S = 60.0
 _WRITE_OPTION = "usarchive_write"
+_AUTOCOMMIT_OPTION = "usarchive_autocommit"
 _BEGIN_ATTEMPTS = 20
 
 
@@ -61,6 +62,8 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
+        if connection.get_execution_options().get(_AUTOCOMMIT_OPTION, False):
+            return  # autocommit_reads: the driver runs each statement in its own implicit transaction
         immediate = connection.get_execution_options().get(_WRITE_OPTION, False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
@@ -143,7 +146,14 @@ def autocommit_reads(engine: Engine) -> Iterator[Connection]:
     ------
     sqlalchemy.Connection
     """
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+    if is_sqlite(engine):
+        # The driver is in autocommit already (isolation_level None, set on connect); only the "begin"
+        # listener's BEGIN is skipped. AUTOCOMMIT would issue BEGIN and ROLLBACK anyway (the listener)
+        # plus a PRAGMA each way to switch the isolation level.
+        options: dict[str, Any] = {_AUTOCOMMIT_OPTION: True}
+    else:
+        options = {"isolation_level": "AUTOCOMMIT"}
+    with engine.connect().execution_options(**options) as connection:
         yield connection
 
 

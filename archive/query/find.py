@@ -191,16 +191,8 @@ def find(
         :mod:`archive.query.matching` for invalid values.
     """
     after, remaining = 0, -1
-    if window is None:
-        total = count_matches(engine, request, settings)
-        if total > settings.max_results:
-            raise QueryError(
-                QueryFailure.TOO_MANY_MATCHES,
-                f"the query matches more than {settings.max_results} {request.level.value.lower()} entities "
-                "(the archive's max_results); narrow it (a Patient ID, a date range) or raise "
-                "find_max_results",
-            )
-    else:
+    limited = window is None  # the result limit is checked on the first page, before anything is yielded
+    if window is not None:
         offset, remaining = window
         if offset > 0:
             with autocommit_reads(engine) as connection:
@@ -216,6 +208,11 @@ def find(
             rows = connection.execute(compiled.page(after, size)).all()
             if not rows:
                 return
+            if limited:
+                # A short first page is every match: no counting query (most queries, e.g. by Patient ID).
+                total = len(rows) if len(rows) < size else count_matches(engine, request, settings)
+                _check_limit(total, request, settings)
+                limited = False
             pks = [int(row.entity_pk) for row in rows]
             page = _page_extras(connection, request, pks, settings, resolve_path)
         for row in rows:
@@ -225,6 +222,16 @@ def find(
         after = pks[-1]
         if remaining > 0:
             remaining -= len(rows)
+
+
+def _check_limit(total: int, request: FindRequest, settings: MatchSettings) -> None:
+    if total > settings.max_results:
+        raise QueryError(
+            QueryFailure.TOO_MANY_MATCHES,
+            f"the query matches more than {settings.max_results} {request.level.value.lower()} entities "
+            "(the archive's max_results); narrow it (a Patient ID, a date range) or raise "
+            "find_max_results",
+        )
 
 
 def _page_extras(

@@ -367,6 +367,14 @@ def test_result_limit_refuses_before_any_result(sample: Sample) -> None:
     )
 
 
+def test_result_limit_counted_when_the_first_page_is_full(sample: Sample) -> None:
+    identifier = _identifier("STUDY", StudyInstanceUID="")
+    with pytest.raises(QueryError) as caught:
+        _run(sample, identifier, settings=MatchSettings(max_results=3, page_size=2))
+    assert caught.value.failure is QueryFailure.TOO_MANY_MATCHES
+    assert len(_run(sample, identifier, settings=MatchSettings(max_results=5, page_size=2))) == 5
+
+
 def test_header_keys_answered_from_the_stored_file_when_configured(sample: Sample) -> None:
     identifier = _identifier("STUDY", StudyInstanceUID=sample.studies["B"], InstitutionName="")
     request = FindRequest.parse(identifier, InformationModel.STUDY_ROOT)
