@@ -453,7 +453,10 @@ class _ClipRun:
         The tip is judged by the median of its last ``rest_frames``
         positions: a single frame on which the detector slips (onto a
         reverberation copy, say) is an error of the measurement, not a
-        movement of the needle, and must not restart the rest.
+        movement of the needle, and must not restart the rest. The darkening
+        must persist for ``spread_persist_frames`` frames; the injection
+        start is the first of them, and the spread is proposed from the frame
+        that confirms it on.
         """
         if tip is None:
             return
