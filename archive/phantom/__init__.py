@@ -3,6 +3,13 @@
 Deterministic: the same :class:`ClipSpec` and seed give the same DICOM file
 and JSON ground truth. The generator is independent of the archive's
 calibration and metrics code; it *puts in* the truth those are tested against.
+
+The injectate is fluid placed on the bone: it pools in the soft tissue above
+and around the bone surface and never inside the bone or below its surface.
+The course's pool ellipse is therefore clipped to soft tissue
+(:meth:`~archive.phantom.anatomy.Anatomy.soft_tissue`) in the ground truth,
+in the rendering and in ``max_spread_area_mm2`` alike; fluid is anechoic, so
+wherever the beam reaches it the pool is drawn hypoechoic.
 """
 
 from archive.phantom.cohort import CohortClip, generate_cohort

@@ -5,6 +5,11 @@ superior articular process, transverse process or sacral ala, iliac crest) and
 of the cervical spine at C4/5 (articular pillar, laminae, the spinal canal with
 the cord in the interlaminar window). Bone surfaces are polylines; the renderer
 draws them bright and shadows everything deeper along the beam.
+
+Each bone polyline runs from medial to lateral with its lateral coordinate
+strictly monotone, so it is a depth profile over its lateral span: what lies
+deeper than the profile is bone (or tissue that can only be reached through
+bone). :meth:`Anatomy.soft_tissue` is the rest, where injectate can pool.
 """
 
 from __future__ import annotations
@@ -81,6 +86,42 @@ class Anatomy:
     fascia_depths_mm: tuple[float, ...]
     danger: Ellipse | None
     danger_name: str
+
+    def soft_tissue(self, x_mm: npt.ArrayLike, y_mm: npt.ArrayLike) -> npt.NDArray[np.bool_]:
+        """Whether points (mm) lie in soft tissue: above every bone surface over them.
+
+        A point is in bone (or behind it) when, over its lateral position, a
+        bone surface lies shallower than the point. Injectate placed on the
+        bone stays on this side of the surface.
+
+        Parameters
+        ----------
+        x_mm, y_mm : array_like of float
+            Lateral and depth coordinates; broadcast like numpy.
+
+        Returns
+        -------
+        ndarray of bool, broadcast shape
+        """
+        x, y = np.broadcast_arrays(np.asarray(x_mm, dtype=np.float64), np.asarray(y_mm, dtype=np.float64))
+        soft = np.ones(x.shape, dtype=bool)
+        for polyline in self.bones:
+            order = np.argsort(polyline[:, 0])
+            xs, ys = polyline[order, 0], polyline[order, 1]
+            over = (x >= xs[0]) & (x <= xs[-1])
+            surface = np.interp(x, xs, ys)
+            soft &= ~(over & (y > surface))
+        return soft
+
+    def fluid_area_mm2(self, pool: Ellipse, step_mm: float = 0.02) -> float:
+        """Area (mm²) of the part of ``pool`` in soft tissue, by sampling on a ``step_mm`` grid."""
+        cx, cy = pool.centre_mm
+        ax, ay = pool.semi_axes_mm
+        xs = np.arange(cx - ax, cx + ax + step_mm, step_mm)
+        ys = np.arange(cy - ay, cy + ay + step_mm, step_mm)
+        grid_x, grid_y = np.meshgrid(xs, ys)
+        inside = pool.contains(grid_x, grid_y) & self.soft_tissue(grid_x, grid_y)
+        return float(np.count_nonzero(inside)) * step_mm**2
 
 
 _TARGET_NAMES = {

@@ -53,7 +53,8 @@ class Course:
     direction : tuple of float
         Unit vector of needle advance in mm (in-plane); ``(0, 1)`` out-of-plane.
     spreads : tuple of (Ellipse or None)
-        Injectate pool per frame, anatomy coordinates.
+        Injectate pool per frame, anatomy coordinates; the fluid is the part
+        in soft tissue (:meth:`~archive.phantom.anatomy.Anatomy.soft_tissue`).
     events : Events
     tip_final_mm : tuple of float
         Where the tip rests from "target reached" on.

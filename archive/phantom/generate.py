@@ -129,7 +129,8 @@ def _truth(spec: ClipSpec, seed: int, layout: Layout, anatomy: Anatomy, course: 
         needle.append(_needle_polyline(layout, course, spec.needle_view, t, (d_row, d_col)))
         shape = course.spreads[t]
         if shape is not None:
-            spread[t] = _mask(shape, full_x - shift_x, full_y - shift_y) & fan
+            x_mm, y_mm = full_x - shift_x, full_y - shift_y
+            spread[t] = _mask(shape, x_mm, y_mm) & anatomy.soft_tissue(x_mm, y_mm) & fan
         if danger is not None and anatomy.danger is not None:
             danger[t] = _mask(anatomy.danger, full_x - shift_x, full_y - shift_y) & fan
 
@@ -148,7 +149,7 @@ def _truth(spec: ClipSpec, seed: int, layout: Layout, anatomy: Anatomy, course: 
         tip_to_target_at_injection_start_mm=tip_at_start,
         tip_to_target_final_mm=float(np.hypot(*(np.array(course.tip_final_mm) - target))),
         needle_angle_to_skin_deg=spec.needle_angle_deg if spec.needle_view is NeedleView.IN_PLANE else None,
-        max_spread_area_mm2=None if course.spread_max is None else course.spread_max.area_mm2,
+        max_spread_area_mm2=None if course.spread_max is None else anatomy.fluid_area_mm2(course.spread_max),
         min_tip_to_danger_mm=min_danger,
         needle_visible_to_injection_end_s=duration,
         frame_time_ms=spec.frame_time_ms,

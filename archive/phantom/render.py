@@ -6,6 +6,13 @@ the region and cut out per frame at the probe-motion shift. Per frame the
 injectate pool darkens the tissue, the needle (shaft with reverberation, or an
 out-of-plane dot) is added, then depth attenuation, electronic noise, log
 compression and the fan mask are applied.
+
+The injectate is fluid in soft tissue: the pool is the course's ellipse
+clipped to :meth:`~archive.phantom.anatomy.Anatomy.soft_tissue` (it does not
+enter bone), the same region the ground truth records. Fluid is anechoic, so
+the pool removes the tissue echo wherever it lies; where it lies in the
+acoustic shadow the beam does not reach it and nothing changes there. The
+bone surface's own echo is kept (the interface still reflects).
 """
 
 from __future__ import annotations
@@ -86,7 +93,8 @@ def render_region(
         spread = course.spreads[t]
         if spread is not None:
             box = _ellipse_box(layout, spread, (min_row - d_row, min_col - d_col), (height, width))
-            pool = _ellipse_mask(spread, region_x[box] - shift_x, region_y[box] - shift_y).astype(np.float32)
+            x_mm, y_mm = region_x[box] - shift_x, region_y[box] - shift_y
+            pool = (_ellipse_mask(spread, x_mm, y_mm) & anatomy.soft_tissue(x_mm, y_mm)).astype(np.float32)
             soft = ndimage.gaussian_filter(pool, 1.0)
             amp[box] *= 1.0 - 0.92 * soft * (1.0 - bone_weight[rows, cols][box])
         tip = course.tips_mm[t]

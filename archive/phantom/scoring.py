@@ -64,9 +64,10 @@ def observable_area(before: npt.NDArray[np.uint8], spacing_mm: float) -> npt.NDA
 
     In the shadow under a bone surface only electronic noise remains (grey
     levels of about 10-25 in the phantom), so a pool there darkens nothing.
-    The phantom's spread truth nevertheless extends under the bone surface;
-    the Dice on the observable part of the truth shows what any
-    image-based segmentation can reach.
+    Both corpora keep their pools in soft tissue, above the bone surface,
+    but soft tissue can still lie in the shadow of a steep bone wall; the
+    Dice on the observable part of the truth shows what any image-based
+    segmentation can reach.
 
     Parameters
     ----------

@@ -8,6 +8,7 @@ proposal itself).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import numpy as np
 import pydicom
 import pytest
 from app_model.types import KeyBinding
+from PIL import Image
 from widget_fixtures import ViewerFactory, click, ingest, open_clip_from_list, open_widget
 
 from annotator.widget.layers import KEYFRAME_COLOUR
@@ -42,7 +44,7 @@ def _propose(qtbot: Any, widget: Any) -> None:
 
 
 def test_round_trip_propose_accept_range_correct_save_audit(
-    make_napari_viewer: ViewerFactory, qtbot: Any, archive: Archive, sample_dir: Path
+    make_napari_viewer: ViewerFactory, qtbot: Any, archive: Archive, sample_dir: Path, tmp_path: Path
 ) -> None:
     uid = ingest(archive, sample_dir / f"{LUMBAR}.dcm")
     widget = open_widget(make_napari_viewer(), archive)
@@ -84,6 +86,8 @@ def test_round_trip_propose_accept_range_correct_save_audit(
     # the readout tells the reviewed value (none yet) from the proposed one
     angle = widget.panel.readout_labels["needle_angle_deg"].text()
     assert angle.startswith("reviewed: — (no needle on this frame) · proposed: ") and angle.endswith("°")
+    _screenshot(widget, proposal, proposed, tmp_path)
+    widget.go_to_frame(frame)
 
     # accept frames 10–20 (1-based) with the range boxes
     widget.proposals.panel.first.setValue(10)
@@ -183,6 +187,24 @@ def test_cancel_stops_the_run_and_stores_nothing(
     assert "proposal cancelled: nothing was stored" in widget.panel.message.text()
     assert archive.proposals.load(uid) is None and widget.proposals.proposal is None
     assert widget.proposals.panel.buttons["propose"].isEnabled()
+
+
+def _screenshot(widget: Any, proposal: Any, proposed: set[int], tmp_path: Path) -> None:
+    """The widget on the last frame with a proposed needle and spread (docs/images/review-proposals.png).
+
+    Written to docs/images with ``USARCHIVE_UPDATE_DOCS=1``, else to ``tmp_path``.
+    """
+    both = proposed & set(proposal.keyframes("spread"))
+    assert both, "the phantom's pool is proposed on frames with a proposed needle"
+    widget.go_to_frame(max(both))
+    assert np.asarray(widget.viewer.layers[PROPOSAL_SPREAD_LAYER].data).any()
+    shots = Path("docs/images") if os.environ.get("USARCHIVE_UPDATE_DOCS") == "1" else tmp_path
+    shots.mkdir(parents=True, exist_ok=True)
+    widget.viewer.window.resize(1500, 950)  # the size of docs/images/review-widget.png
+    widget.viewer.reset_view()
+    widget.viewer.window._qt_window.grab().save(str(shots / "review-proposals.png"))
+    with Image.open(shots / "review-proposals.png") as shot:
+        assert shot.width >= 1000 and shot.height >= 600
 
 
 def _rgba(colour: str) -> list[float]:

@@ -290,9 +290,13 @@ class _ClipRun:
         self.injection_index: int | None = None if injection_start is None else injection_start - 1
         self.spread_reference: F32 | None = None
         self.spread_reference_dark: F32 | None = None
+        self.spread_hidden: npt.NDArray[np.bool_] | None = None
+        self.dark_history: list[F32] = []
         self.grown: npt.NDArray[np.bool_] | None = None
         self.seed: tuple[float, float] | None = None
         self.rest: list[tuple[int, tuple[float, float]]] = []
+        self.rest_anchor: tuple[float, float] | None = None
+        self.onset_frames: list[int] = []
         self.last_dot: tuple[float, float] | None = None
         self.dot_missed = 0
 
@@ -377,22 +381,37 @@ class _ClipRun:
             start = self.injection_index
             n_pre = min(self.params.rest_frames, start) if start > 0 else 1
             lo = max(0, start - n_pre)
-            self.spread_reference = reference_image(
-                np.stack([self._crop(i) for i in range(lo, max(lo + 1, start))])
-            )
-            self.spread_reference_dark = widen(self.spread_reference, brighter=False)
-        assert self.spread_reference_dark is not None
+            self._set_spread_reference(list(range(lo, max(lo + 1, start))))
+        assert self.spread_reference is not None and self.spread_reference_dark is not None
         if self.seed is None:
             self.spread_proposals.append(SpreadProposal(index + 1, None, None))
             return
         shift = estimate_shift(self.spread_reference[self.window], frame[self.window])
-        dark = smooth_darkening(darkening(self.spread_reference_dark, frame, shift), self.params)
+        dark = self._persistent(
+            smooth_darkening(darkening(self.spread_reference_dark, frame, shift), self.params), shift
+        )
         seed = self.seed
         if self.grown is not None:
             seed = (self.seed[0] + shift[0], self.seed[1] + shift[1])
+        if self.spread_hidden is not None:
+            hidden = hidden | shift_mask(self.spread_hidden, *shift)
         self.grown = segment_spread(dark, seed, self.grown, shift, self.params, hidden=hidden)
         on_frame = shift_mask(self.grown, *shift)
         self.spread_proposals.append(self._spread_proposal(index, on_frame))
+
+    def _persistent(self, dark: F32, shift: tuple[int, int]) -> F32:
+        """The darkening every one of the last ``spread_persist_frames`` frames shows (their minimum).
+
+        Fluid stays where it pooled; darkening from decorrelating speckle
+        comes and goes. The minimum is taken in the reference's coordinates
+        (probe motion removed) and returned in the frame's.
+        """
+        n = self.params.spread_persist_frames
+        if n <= 1:
+            return dark
+        self.dark_history = [*self.dark_history[-(n - 1) :], shift_image(dark, -shift[0], -shift[1])]
+        persistent: F32 = np.min(np.stack(self.dark_history), axis=0)
+        return shift_image(persistent, *shift)
 
     def _spread_proposal(self, index: int, region_mask: npt.NDArray[np.bool_]) -> SpreadProposal:
         if not region_mask.any():
@@ -411,24 +430,65 @@ class _ClipRun:
             area = float(np.count_nonzero(full)) * self.params.pixel_area_mm2 / k**2
         return SpreadProposal(index + 1, full, area)
 
+    def _set_spread_reference(self, indices: list[int]) -> None:
+        """The frames before the injection as its reference, and where the needle's echo hides a pool.
+
+        The needle at rest and its reverberation copies are bright in the
+        reference and stay bright over a pool (fluid removes the tissue
+        echo, not the needle's): there no darkening can show, so
+        :func:`segment_spread` treats those pixels as unseen.
+        """
+        reference = reference_image(np.stack([self._crop(i) for i in indices]))
+        self.spread_reference = reference
+        self.spread_reference_dark = widen(reference, brighter=False)
+        shift = estimate_shift(self.reference[self.window], reference[self.window])
+        valid = self.valid * shift_image(self.valid, *shift) / shift_image(self.noise, *shift)
+        smoothed = smooth(brightening(self.reference_bright, reference, shift) * valid, self.params)
+        noise = noise_level(smoothed)
+        self.spread_hidden = smoothed > noise[0] + 4.0 * noise[1]
+
     def _look_for_onset(self, index: int, frame: F32, tip: tuple[float, float] | None) -> None:
-        """Detect the injection start: darkening at a tip that has been at rest."""
+        """Detect the injection start: darkening at a tip that has been at rest.
+
+        The tip is judged by the median of its last ``rest_frames``
+        positions: a single frame on which the detector slips (onto a
+        reverberation copy, say) is an error of the measurement, not a
+        movement of the needle, and must not restart the rest. The darkening
+        must persist for ``spread_persist_frames`` frames; the injection
+        start is the first of them, and the spread is proposed from the frame
+        that confirms it on.
+        """
         if tip is None:
             return
-        if self.rest and math.dist(self.rest[0][1], tip) > self.params.rest:
-            self.rest = []
+        n = self.params.rest_frames
+        self.rest = [*self.rest[-(n - 1) :], (index, tip)] if n > 1 else [(index, tip)]
+        if len(self.rest) < n:
+            return
+        recent = _median_point([t for _, t in self.rest])
+        if self.rest_anchor is not None and math.dist(self.rest_anchor, recent) > self.params.rest:
+            self.rest_anchor = None
             self.spread_reference = None
-        self.rest.append((index, tip))
-        if len(self.rest) < self.params.rest_frames:
-            return
+            self.onset_frames = []
         if self.spread_reference is None:
-            indices = [i for i, _ in self.rest[: self.params.rest_frames]]
-            self.spread_reference = reference_image(np.stack([self._crop(i) for i in indices]))
-            self.spread_reference_dark = widen(self.spread_reference, brighter=False)
+            spread = float(np.median([math.dist(recent, t) for _, t in self.rest]))
+            if spread <= self.params.rest:
+                self._set_spread_reference([i for i, _ in self.rest])
+                self.rest_anchor = recent
             return
-        assert self.spread_reference_dark is not None
+        assert self.spread_reference_dark is not None and self.rest_anchor is not None
         shift = estimate_shift(self.spread_reference[self.window], frame[self.window])
         dark = smooth_darkening(darkening(self.spread_reference_dark, frame, shift), self.params)
-        if onset_area(dark, tip, self.params) >= self.params.spread_min_area:
-            self.injection_index = index
-            self.seed = tip
+        if onset_area(dark, self.rest_anchor, self.params) < self.params.spread_min_area:
+            self.onset_frames = []
+            return
+        # fluid stays: the darkening must persist, as in the segmentation (see _persistent)
+        self.onset_frames.append(index)
+        if len(self.onset_frames) >= self.params.spread_persist_frames:
+            self.injection_index = self.onset_frames[0]
+            self.seed = self.rest_anchor
+
+
+def _median_point(points: list[tuple[float, float]]) -> tuple[float, float]:
+    """Component-wise median of ``(row, col)`` points."""
+    array = np.asarray(points, dtype=np.float64)
+    return float(np.median(array[:, 0])), float(np.median(array[:, 1]))

@@ -60,6 +60,9 @@ class MethodParameters:
         come this close to the tip.
     spread_min_area_mm2 : float
         Darkened area near the tip that marks the onset of injection.
+    spread_persist_s : float
+        How long a pixel must stay darker before it counts as pool (fluid
+        stays where it pooled, speckle decorrelation comes and goes).
     rest_s : float
         How long the tip must stay put before an injection onset is looked for.
     rest_mm : float
@@ -82,6 +85,7 @@ class MethodParameters:
     spread_radius_mm: float = 14.0
     spread_reach_mm: float = 2.5
     spread_min_area_mm2: float = 3.0
+    spread_persist_s: float = 0.1
     rest_s: float = 0.3
     rest_mm: float = 1.0
     motion_margin_mm: float = 1.5
@@ -103,6 +107,7 @@ class PixelParameters:
     spread_radius: float
     spread_reach: float
     spread_min_area: float
+    spread_persist_frames: int
     rest_frames: int
     rest: float
     motion_margin: int
@@ -181,6 +186,7 @@ def to_pixels(
         spread_radius=px(params.spread_radius_mm),
         spread_reach=px(params.spread_reach_mm),
         spread_min_area=params.spread_min_area_mm2 / mm_per_px**2,
+        spread_persist_frames=_frames(params.spread_persist_s, interval, 1),
         rest_frames=_frames(params.rest_s, interval, 3),
         rest=px(params.rest_mm),
         motion_margin=math.ceil(px(params.motion_margin_mm)),

@@ -74,7 +74,7 @@ def onset_area(smoothed: F32, tip: tuple[float, float], params: PixelParameters)
     median = float(np.median(patch))
     sigma = max(0.5, 1.4826 * float(np.median(np.abs(patch - median))))
     dark = patch > median + ONSET_K * sigma
-    return float(np.count_nonzero(_near_tip(dark, tip, box, params)))
+    return float(np.count_nonzero(_near_tip(dark, tip, box, params, reach=params.spread_reach)))
 
 
 def _near_tip(
@@ -143,14 +143,19 @@ def segment_spread(
     seed = np.zeros(patch.shape, dtype=bool)
     if peak - median >= ONSET_K * sigma:
         threshold = max(median + ONSET_K * sigma, median + SEED_FRACTION * (peak - median))
-        seed = _near_tip(patch > threshold, tip, box, params)
+        seed = _near_tip(patch > threshold, tip, box, params, reach=params.spread_reach)
     init = seed if previous is None else seed | previous
     if not init.any():
         level = init
     else:
         scale = max(peak, 1e-3)
         level = morphological_chan_vese(  # type: ignore[no-untyped-call]
-            patch / scale, num_iter=CHAN_VESE_ITERATIONS, init_level_set=init.astype(np.int8), smoothing=2
+            patch / scale,
+            num_iter=CHAN_VESE_ITERATIONS,
+            init_level_set=init.astype(np.int8),
+            smoothing=2,
+            lambda1=1.0,
+            lambda2=_variance_ratio(patch, init),
         ).astype(bool)
         if level.any() and (~level).any() and float(patch[level].mean()) < float(patch[~level].mean()):
             level = ~level  # the pool is the darker-than-before phase
@@ -170,6 +175,28 @@ def segment_spread(
     if grown is not None:
         result |= grown
     return result
+
+
+#: Bounds of the Chan-Vese weight ratio (pool variance over background variance).
+VARIANCE_RATIO_BOUNDS = (1.0, 16.0)
+
+
+def _variance_ratio(patch: F32, pool: Mask) -> float:
+    """Chan-Vese weight of the background phase relative to the pool's: their variance ratio.
+
+    Chan-Vese is the maximum-likelihood split of two Gaussian phases when
+    each phase's weight is the inverse of its variance. The darkening inside
+    a pool varies with the echo of the tissue it replaced; outside it is
+    zero-mean noise. Equal weights put the boundary halfway between the
+    phase means and cut off the pool's weaker parts; the ratio, measured on
+    the current pool and its box, puts it where the likelihoods meet.
+    """
+    if not pool.any() or pool.all():
+        return 1.0
+    inside = float(np.var(patch[pool]))
+    outside = max(float(np.var(patch[~pool])), 1e-6)
+    low, high = VARIANCE_RATIO_BOUNDS
+    return float(np.clip(inside / outside, low, high))
 
 
 #: Smallest pool (pixels) whose shape is completed under the needle.

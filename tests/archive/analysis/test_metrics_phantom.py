@@ -6,7 +6,7 @@ by a perfect reviewer, and every metric must match the generator's number
 within 0.2 mm, 0.5 degrees or one frame time. The maximum spread area (mm²)
 is compared within 0.2 mm times the perimeter of a circle of that area, the
 smallest perimeter the spread can have: the pixel mask's edge may lie 0.2 mm
-off the generator's ellipse.
+off the generator's pool (its ellipse clipped to soft tissue).
 """
 
 from __future__ import annotations

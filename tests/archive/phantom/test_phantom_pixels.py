@@ -18,6 +18,7 @@ from archive.model import ClipEvent
 from archive.phantom import GroundTruth, PatientIdentity, generate_clip
 from archive.phantom.banner import draw_annotation
 from archive.phantom.geometry import make_layout
+from archive.phantom.scoring import observable_area
 
 IN_PLANE = ["l4_mono_in_plane", "l3_jpeg_in_plane", "c4_danger_chinese"]
 
@@ -89,6 +90,19 @@ def test_spread_is_darker_than_before_injection(generated: dict[str, Generated],
     # the pool grows
     areas = gen.truth.spread[start : end + 1].sum(axis=(1, 2))
     assert np.all(np.diff(areas) >= -5) and areas[-1] > areas[0]
+
+
+@pytest.mark.parametrize("name", ["l4_mono_in_plane", "l3_jpeg_in_plane", "c4_danger_chinese"])
+def test_spread_truth_lies_where_the_beam_shows_tissue(generated: dict[str, Generated], name: str) -> None:
+    """Injectate pools in soft tissue: its truth is not in bone or the acoustic shadow behind it."""
+    gen = generated[name]
+    frames = grey_frames(gen)
+    start, end = gen.truth.events["injection start"], gen.truth.events["injection end"]
+    assert start is not None and end is not None
+    mask = gen.truth.spread[end]
+    observable = observable_area(frames[start - 1].astype(np.uint8), gen.truth.calibration["spacing_mm"])
+    assert mask.sum() > 50
+    assert np.count_nonzero(mask & observable) >= 0.95 * np.count_nonzero(mask)
 
 
 def test_black_outside_fan_and_region_without_banner(generated: dict[str, Generated]) -> None:

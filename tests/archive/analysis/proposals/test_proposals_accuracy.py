@@ -92,16 +92,12 @@ def test_hard_corpus_spread_dice_at_injection_end(hard) -> None:
     assert summary.dice_min is not None and summary.dice_min >= 0.45, summary.as_dict()
 
 
-def test_phantom_spread_dice_floor(phantom) -> None:
-    """Below the 0.7 target on the phantom (see docs/proposals.md, *Limits*).
-
-    The phantom's spread truth extends into the bone and its acoustic shadow,
-    where injectate cannot be and the image cannot change; this records the
-    measured floor so a regression shows.
-    """
+def test_phantom_spread_dice_at_injection_end(phantom) -> None:
+    """The phantom's pool lies in soft tissue, where the image shows it (see docs/proposals.md)."""
     method, _ = phantom
     summary = summarise(method)
-    assert summary.dice_median is not None and summary.dice_median >= 0.5, summary.as_dict()
+    assert summary.dice_median is not None and summary.dice_median >= 0.7, summary.as_dict()
+    assert summary.dice_min is not None and summary.dice_min >= 0.45, summary.as_dict()
     assert summary.dice_observable_median is not None
     assert summary.dice_observable_median >= summary.dice_median, summary.as_dict()
 
