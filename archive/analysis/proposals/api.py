@@ -124,8 +124,7 @@ class SpreadProposal:
     ) -> SpreadProposal:
         """A pool given as the mask ``box`` whose top-left pixel is ``origin`` of a ``shape`` frame."""
         made = cls(frame, None, area_mm2)
-        made._shape = shape
-        made._box = (origin[0], origin[1], box)
+        made._shape, made._box = shape, (origin[0], origin[1], box)
         return made
 
     @property
