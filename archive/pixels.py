@@ -222,6 +222,9 @@ def to_grey_uint8(frame: npt.NDArray[Any], photometric: str) -> npt.NDArray[np.u
         RGB by BT.601 luma; 16-bit and signed data scaled from their dtype's range.
     """
     values = np.asarray(frame)
+    if values.dtype == np.uint8 and values.ndim == 2:  # already 8-bit grey: no float copy
+        same: npt.NDArray[np.uint8] = 255 - values if photometric == "MONOCHROME1" else values
+        return same
     if values.dtype.kind == "i":  # signed: shift to unsigned of the same width
         info = np.iinfo(values.dtype)
         values = values.astype(np.int64) - int(info.min)
@@ -237,8 +240,49 @@ def to_grey_uint8(frame: npt.NDArray[Any], photometric: str) -> npt.NDArray[np.u
     return out
 
 
+def iter_grey_frames(path: Path, ds: Dataset, *, last: int | None = None) -> Iterator[npt.NDArray[np.uint8]]:
+    """Decode frames 1 .. ``last`` of a clip one at a time as ``uint8`` grey (for detection on B-mode).
+
+    Only the frame in hand is held: pydicom's :func:`~pydicom.pixels.iter_pixels`
+    reads and decodes the Pixel Data frame by frame from the file.
+
+    Parameters
+    ----------
+    path : Path
+        The DICOM file.
+    ds : pydicom.dataset.Dataset
+        Its header.
+    last : int, optional
+        Last frame wanted (1-based); decoding stops there. Default: every frame.
+
+    Yields
+    ------
+    ndarray of shape (H, W), uint8
+
+    Raises
+    ------
+    ValueError
+        If the image is not one :func:`output_form` can decode, or has fewer
+        frames than its header says.
+    """
+    form = output_form(ds)
+    total = int(ds.get("NumberOfFrames", 1) or 1)
+    count = total if last is None else max(0, min(last, total))
+    if count == 0:
+        return
+    decoded = 0
+    for frame in iter_rgb_frames(path, ds):
+        yield to_grey_uint8(frame, form.photometric)
+        decoded += 1
+        if decoded == count:
+            return
+    raise ValueError(
+        f"{path}: expected {count} frame(s) as Number of Frames says, but only {decoded} decoded"
+    )
+
+
 def grey_frames(path: Path, ds: Dataset, *, last: int | None = None) -> npt.NDArray[np.uint8]:
-    """Decode frames 1 .. ``last`` of a clip as ``uint8`` grey (for detection on B-mode).
+    """Decode frames 1 .. ``last`` of a clip as one ``uint8`` grey stack (:func:`iter_grey_frames`).
 
     Parameters
     ----------
@@ -264,18 +308,8 @@ def grey_frames(path: Path, ds: Dataset, *, last: int | None = None) -> npt.NDAr
     count = total if last is None else max(0, min(last, total))
     rows, cols = form.frame_shape[:2]
     out = np.empty((count, rows, cols), dtype=np.uint8)
-    if count == 0:
-        return out
-    decoded = 0
-    for frame in iter_rgb_frames(path, ds):
-        out[decoded] = to_grey_uint8(frame, form.photometric)
-        decoded += 1
-        if decoded == count:
-            break
-    if decoded < count:
-        raise ValueError(
-            f"{path}: expected {count} frame(s) as Number of Frames says, but only {decoded} decoded"
-        )
+    for decoded, frame in enumerate(iter_grey_frames(path, ds, last=count)):
+        out[decoded] = frame
     return out
 
 

@@ -1,6 +1,6 @@
 """Automatic proposals of needle and spread marks: run on a stored clip, store, accept into a review.
 
-A *proposal* is what :func:`archive.analysis.proposals.propose_clip` finds on
+A *proposal* is what :func:`archive.analysis.proposals.propose_frames` finds on
 a clip's frames, stored as the annotation of the reserved reviewer
 :data:`~archive.review.PROPOSAL_REVIEWER` (``auto``), always in draft, so it
 is kept, versioned and listed like any annotation but never counted as a
@@ -35,11 +35,11 @@ from typing import TYPE_CHECKING, Any
 
 import pydicom
 
-from archive.analysis.proposals import ClipProposal, FrameProposal, propose_clip
+from archive.analysis.proposals import ClipProposal, FrameProposal, ProposalInputError, propose_frames
 from archive.calibration import calibration_or_none
 from archive.errors import AnnotationError
 from archive.model import NeedleView, ReviewStatus
-from archive.pixels import grey_frames
+from archive.pixels import iter_grey_frames
 from archive.review import PROPOSAL_REVIEWER, ClipAnnotation, NeedleMark, ReviewComment
 from archive.review.store import LoadedAnnotation, SavedVersion
 from archive.timing import frame_times_or_unknown
@@ -383,24 +383,27 @@ class ProposalStore:
             rows, cols = frame_shape
             region = (max(0, r.min_y0), max(0, r.min_x0), min(r.max_y1, rows - 1), min(r.max_x1, cols - 1))
         try:
-            frames = grey_frames(path, header, last=end)
+            # decoded frame by frame as the detector asks for them: a long clip is never held whole
+            proposal = propose_frames(
+                iter_grey_frames(path, header, last=end),
+                count=end,
+                spacing_mm=None if calibration is None else calibration.pixel_size_mm,
+                frame_interval_s=interval_s,
+                region=region,
+                approach=view.value,
+                first=start,
+                last=end,
+                injection_start=injection_start,
+                progress=progress,
+                cancelled=cancelled,
+            )
+        except ProposalInputError:
+            raise
         except (ValueError, NotImplementedError, RuntimeError, OSError) as exc:  # pydicom's decoders
             raise AnnotationError(
                 f"propose: expected pixel data this installation can decode, but clip {sop_instance_uid} "
                 f"fails: {exc}; check the decoders ('usarchive verify' checks the stored file)"
             ) from exc
-        proposal = propose_clip(
-            frames,
-            spacing_mm=None if calibration is None else calibration.pixel_size_mm,
-            frame_interval_s=interval_s,
-            region=region,
-            approach=view.value,
-            first=start,
-            last=end,
-            injection_start=injection_start,
-            progress=progress,
-            cancelled=cancelled,
-        )
         annotation = proposal_annotation(
             proposal,
             sop_instance_uid=sop_instance_uid,

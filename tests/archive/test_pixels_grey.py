@@ -1,14 +1,15 @@
-"""archive.pixels.grey_frames / to_grey_uint8: frames as 8-bit grey for the proposal detector."""
+"""archive.pixels grey frames (stacked, or one at a time) and to_grey_uint8, for the proposal detector."""
 
 from __future__ import annotations
 
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
 import pytest
 from pydicom import dcmread
 
-from archive.pixels import grey_frames, iter_rgb_frames, to_grey_uint8
+from archive.pixels import grey_frames, iter_grey_frames, iter_rgb_frames, to_grey_uint8
 
 
 def test_grey_rgb_monochrome1_and_16_bit_conversions() -> None:
@@ -42,3 +43,22 @@ def test_a_header_promising_more_frames_than_decoded_is_refused(sample_dir: Path
     pixels.NumberOfFrames = 31
     with pytest.raises(ValueError, match="expected 31 frame"):
         grey_frames(source, pixels)
+
+
+def test_frames_are_decoded_one_at_a_time(sample_dir: Path) -> None:
+    source = sample_dir / "l4_tt_inplane_mono.dcm"  # 30 frames of 280 x 380, native
+    header = dcmread(source, stop_before_pixels=True)
+    frame_bytes = int(header.Rows) * int(header.Columns)
+    tracemalloc.start()
+    try:
+        decoded = 0
+        for frame in iter_grey_frames(source, header):
+            assert frame.shape == (280, 380) and frame.dtype == np.uint8
+            decoded += 1
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert decoded == 30
+    assert peak < 10 * frame_bytes, peak  # a few frames' worth, not the clip's 30
+    first_five = list(iter_grey_frames(source, header, last=5))
+    np.testing.assert_array_equal(np.stack(first_five), grey_frames(source, header, last=5))

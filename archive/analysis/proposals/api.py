@@ -12,8 +12,8 @@ described in ``docs/proposals.md``; its parameters are physical
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections import deque
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import numpy.typing as npt
@@ -36,6 +36,7 @@ from archive.analysis.proposals.errors import ProposalCancelled, ProposalInputEr
 from archive.analysis.proposals.inplane import ShaftMeasurement, measure_shaft, noise_level, smooth
 from archive.analysis.proposals.outofplane import measure_dot
 from archive.analysis.proposals.params import DEFAULTS, MethodParameters, PixelParameters, to_pixels
+from archive.analysis.proposals.results import ClipProposal, FrameProposal, SpreadProposal
 from archive.analysis.proposals.spread import (
     onset_area,
     segment_spread,
@@ -55,78 +56,6 @@ CONTRAST_SCALE = 6.0
 
 F32 = npt.NDArray[np.float32]
 Region = tuple[int, int, int, int]
-
-
-@dataclass(frozen=True)
-class FrameProposal:
-    """The proposed needle of one frame.
-
-    Attributes
-    ----------
-    frame : int
-        1-based frame number.
-    tip : tuple of float or None
-        ``(row, col)`` image pixels; None where no needle is found.
-    shaft : tuple of tuple of float or None
-        ``(entry point, tip)``, each ``(row, col)``: the superficial end of the
-        visible shaft and the tip (in-plane); None out-of-plane or without a needle.
-    score : float
-        Confidence 0..1 that a needle is at ``tip``; 0.0 when ``tip`` is None.
-    """
-
-    frame: int
-    tip: tuple[float, float] | None
-    shaft: tuple[tuple[float, float], tuple[float, float]] | None
-    score: float
-
-
-@dataclass(frozen=True)
-class SpreadProposal:
-    """The proposed injectate spread of one frame.
-
-    Attributes
-    ----------
-    frame : int
-        1-based frame number.
-    mask : ndarray of shape (rows, cols), bool, or None
-        The pool in full-image pixels; None before a pool is found.
-    area_mm2 : float or None
-        Pool area; None when the clip is uncalibrated or there is no pool.
-    """
-
-    frame: int
-    mask: npt.NDArray[np.bool_] | None = field(repr=False)
-    area_mm2: float | None
-
-
-@dataclass(frozen=True)
-class ClipProposal:
-    """Proposals for a range of frames of one clip.
-
-    Attributes
-    ----------
-    frames : tuple of FrameProposal
-        One per frame of the range, in order.
-    spread : tuple of SpreadProposal
-        One per frame of the range from the injection start (given or
-        detected) on; empty when no injection was found.
-    approach : str
-        ``"in-plane"`` or ``"out-of-plane"``.
-    units : str
-        ``"mm"`` for a calibrated clip, ``"px"`` when uncalibrated (the pixel
-        defaults of the parameters were used).
-    method : str
-        Short name and version of the method (:data:`METHOD`).
-    injection_start : int or None
-        1-based frame of the injection start used (given or detected).
-    """
-
-    frames: tuple[FrameProposal, ...]
-    spread: tuple[SpreadProposal, ...]
-    approach: str
-    units: str
-    method: str
-    injection_start: int | None = None
 
 
 def propose_clip(
@@ -185,8 +114,70 @@ def propose_clip(
         If ``cancelled()`` returned True.
     """
     stack = _check_frames(frames)
-    count = stack.shape[0]
-    bounds = _check_region(region, stack.shape[1:])
+    return propose_frames(
+        iter(stack),
+        count=stack.shape[0],
+        spacing_mm=spacing_mm,
+        frame_interval_s=frame_interval_s,
+        region=region,
+        approach=approach,
+        first=first,
+        last=last,
+        injection_start=injection_start,
+        progress=progress,
+        cancelled=cancelled,
+        params=params,
+    )
+
+
+def propose_frames(
+    frames: Iterable[npt.NDArray[np.generic]],
+    *,
+    count: int,
+    spacing_mm: tuple[float, float] | None,
+    frame_interval_s: float | None,
+    region: Region | None = None,
+    approach: str = "in-plane",
+    first: int = 1,
+    last: int | None = None,
+    injection_start: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    cancelled: Callable[[], bool] | None = None,
+    params: MethodParameters = DEFAULTS,
+) -> ClipProposal:
+    """:func:`propose_clip` on frames that arrive one at a time (decoded as they are needed).
+
+    Memory stays bounded whatever the clip's length: besides the frame in
+    hand, only the reference frames at the start of the clip, the last few
+    frames the injection onset needs (``rest_s``) and the state of the
+    tracker and the spread are kept, all at the working resolution. Frames
+    after ``last`` are not read from ``frames``.
+
+    Parameters
+    ----------
+    frames : iterable of ndarray of shape (rows, cols), uint8
+        The clip's greyscale frames in order, from frame 1 (e.g.
+        :func:`archive.pixels.iter_grey_frames`).
+    count : int
+        Number of frames of the clip (the frame range and ``injection_start``
+        are checked against it).
+    spacing_mm, frame_interval_s, region, approach, first, last, injection_start, progress, cancelled, params
+        As for :func:`propose_clip`.
+
+    Returns
+    -------
+    ClipProposal
+
+    Raises
+    ------
+    ProposalInputError
+        If an argument is out of range, a frame is not a 2-D uint8 array of
+        the first frame's shape, or ``frames`` ends before the frames needed.
+    ProposalCancelled
+        If ``cancelled()`` returned True.
+    """
+    if not isinstance(count, int) or count < 1:
+        raise ProposalInputError(f"count: expected the clip's number of frames (>= 1), but got {count!r}")
     if approach not in APPROACHES:
         raise ProposalInputError(
             f"approach: expected one of {', '.join(APPROACHES)}, but got {approach!r}; pick the needle view"
@@ -207,16 +198,52 @@ def propose_clip(
     factor = working_factor(spacing_mm)
     working = None if spacing_mm is None else (spacing_mm[0] * factor, spacing_mm[1] * factor)
     pixels = to_pixels(params, working, frame_interval_s)
-    run = _ClipRun(stack, bounds, pixels, approach, injection_start, factor)
+    n_ref = min(pixels.reference_frames, count)
+    needed = max(stop, n_ref)
     total = stop - first + 1
-    for done, index in enumerate(range(first - 1, stop), start=1):
-        if cancelled is not None and cancelled():
-            raise ProposalCancelled(
-                f"proposal cancelled after {done - 1} of {total} frames; nothing was stored"
+    shape: tuple[int, int] | None = None
+    bounds: Region = (0, 0, 0, 0)
+    references: list[F32] = []
+    # the last frames read: the spread reference before a given injection start is made of them
+    recent: deque[tuple[int, F32]] = deque(maxlen=max(pixels.rest_frames, n_ref) + 1)
+    pending: list[tuple[int, F32]] = []
+    run: _ClipRun | None = None
+    done = 0
+    index = -1
+    for index, raw in enumerate(frames):
+        frame = _check_frame(raw, index, shape)
+        if shape is None:
+            shape = (int(frame.shape[0]), int(frame.shape[1]))
+            bounds = _check_region(region, shape)
+        crop = _crop(frame, bounds, factor)
+        recent.append((index, crop))
+        if index < n_ref:
+            references.append(crop)
+        if index >= first - 1:
+            pending.append((index, crop))
+        if run is None and index == n_ref - 1:
+            run = _ClipRun(
+                shape, bounds, pixels, approach, injection_start, factor, np.stack(references), recent
             )
-        run.step(index)
-        if progress is not None:
-            progress(done, total)
+            references = []
+        if run is not None:
+            for step_index, step_crop in pending:
+                if cancelled is not None and cancelled():
+                    raise ProposalCancelled(
+                        f"proposal cancelled after {done} of {total} frames; nothing was stored"
+                    )
+                run.step(step_index, step_crop)
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+            pending = []
+        if index == needed - 1:
+            break
+    if run is None or index < needed - 1:
+        raise ProposalInputError(
+            f"frames: expected {needed} frame(s) (the clip has {count}), but only {index + 1} came; "
+            "pass count as the number of frames the source yields"
+        )
     return ClipProposal(
         frames=tuple(run.frame_proposals),
         spread=tuple(run.spread_proposals),
@@ -225,6 +252,30 @@ def propose_clip(
         method=METHOD,
         injection_start=None if run.injection_index is None else run.injection_index + 1,
     )
+
+
+def _check_frame(
+    raw: npt.NDArray[np.generic], index: int, shape: tuple[int, int] | None
+) -> npt.NDArray[np.uint8]:
+    frame = np.asarray(raw)
+    if (
+        frame.ndim != 2
+        or frame.dtype != np.uint8
+        or 0 in frame.shape
+        or (shape is not None and frame.shape != shape)
+    ):
+        expected = "a 2-D uint8 greyscale frame" + ("" if shape is None else f" of shape {shape}")
+        raise ProposalInputError(
+            f"frames: expected {expected}, but frame {index + 1} has shape {frame.shape} dtype "
+            f"{frame.dtype}; convert RGB or palette frames to grey first"
+        )
+    checked: npt.NDArray[np.uint8] = frame
+    return checked
+
+
+def _crop(frame: npt.NDArray[np.uint8], region: Region, factor: int) -> F32:
+    row0, col0, row1, col1 = region
+    return downsample(frame[row0 : row1 + 1, col0 : col1 + 1], factor)
 
 
 def _check_frames(frames: npt.NDArray[np.generic]) -> npt.NDArray[np.uint8]:
@@ -262,22 +313,24 @@ class _ClipRun:
 
     def __init__(
         self,
-        stack: npt.NDArray[np.uint8],
+        shape: tuple[int, int],
         region: Region,
         params: PixelParameters,
         approach: str,
         injection_start: int | None,
         factor: int,
+        reference_frames: F32,
+        recent: deque[tuple[int, F32]],
     ) -> None:
-        self.stack = stack
+        self.shape = shape
         self.factor = factor
         self.region = region
         self.params = params
         self.approach = approach
         row0, col0, _, _ = region
         self.offset = (float(row0), float(col0))
-        n_ref = min(params.reference_frames, stack.shape[0])
-        reference_frames = np.stack([self._crop(i) for i in range(n_ref)])
+        #: the last frames read (working resolution), for the spread reference before an injection start
+        self.recent = recent
         self.reference = reference_image(reference_frames)
         self.noise = noise_map(reference_frames, self.reference, 4.0 * params.shaft_sigma)
         self.reference_bright = widen(self.reference, brighter=True)
@@ -300,12 +353,7 @@ class _ClipRun:
         self.last_dot: tuple[float, float] | None = None
         self.dot_missed = 0
 
-    def _crop(self, index: int) -> F32:
-        row0, col0, row1, col1 = self.region
-        return downsample(self.stack[index, row0 : row1 + 1, col0 : col1 + 1], self.factor)
-
-    def step(self, index: int) -> None:
-        frame = self._crop(index)
+    def step(self, index: int, frame: F32) -> None:
         shift = estimate_shift(self.reference[self.window], frame[self.window])
         valid = self.valid * shift_image(self.valid, *shift) / shift_image(self.noise, *shift)
         smoothed = smooth(brightening(self.reference_bright, frame, shift) * valid, self.params)
@@ -381,7 +429,8 @@ class _ClipRun:
             start = self.injection_index
             n_pre = min(self.params.rest_frames, start) if start > 0 else 1
             lo = max(0, start - n_pre)
-            self._set_spread_reference(list(range(lo, max(lo + 1, start))))
+            before = [f for i, f in self.recent if lo <= i < max(lo + 1, start)]
+            self._set_spread_reference(before or [frame])
         assert self.spread_reference is not None and self.spread_reference_dark is not None
         if self.seed is None:
             self.spread_proposals.append(SpreadProposal(index + 1, None, None))
@@ -416,21 +465,23 @@ class _ClipRun:
     def _spread_proposal(self, index: int, region_mask: npt.NDArray[np.bool_]) -> SpreadProposal:
         if not region_mask.any():
             return SpreadProposal(index + 1, None, None)
-        full = np.zeros(self.stack.shape[1:], dtype=bool)
-        row0, col0, row1, col1 = self.region
+        rows = np.nonzero(region_mask.any(axis=1))[0]
+        cols = np.nonzero(region_mask.any(axis=0))[0]
+        r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
         k = self.factor
-        upsampled = np.repeat(np.repeat(region_mask, k, axis=0), k, axis=1) if k > 1 else region_mask
-        height, width = row1 - row0 + 1, col1 - col0 + 1
-        full[row0 : row0 + min(height, upsampled.shape[0]), col0 : col0 + min(width, upsampled.shape[1])] = (
-            upsampled[:height, :width]
-        )
+        box = region_mask[r0:r1, c0:c1]
+        upsampled = np.repeat(np.repeat(box, k, axis=0), k, axis=1) if k > 1 else box
+        row0, col0, row1, col1 = self.region
+        # working pixel i covers full pixels k*i .. k*i + k - 1; nothing past the region
+        top, left = row0 + k * r0, col0 + k * c0
+        upsampled = upsampled[: row1 + 1 - top, : col1 + 1 - left]
         area = None
         if self.params.pixel_area_mm2 is not None:
             # the working pixel area is factor² full pixels; count full pixels
-            area = float(np.count_nonzero(full)) * self.params.pixel_area_mm2 / k**2
-        return SpreadProposal(index + 1, full, area)
+            area = float(np.count_nonzero(upsampled)) * self.params.pixel_area_mm2 / k**2
+        return SpreadProposal.from_box(index + 1, self.shape, (top, left), upsampled.copy(), area)
 
-    def _set_spread_reference(self, indices: list[int]) -> None:
+    def _set_spread_reference(self, frames: list[F32]) -> None:
         """The frames before the injection as its reference, and where the needle's echo hides a pool.
 
         The needle at rest and its reverberation copies are bright in the
@@ -438,7 +489,7 @@ class _ClipRun:
         echo, not the needle's): there no darkening can show, so
         :func:`segment_spread` treats those pixels as unseen.
         """
-        reference = reference_image(np.stack([self._crop(i) for i in indices]))
+        reference = reference_image(np.stack(frames))
         self.spread_reference = reference
         self.spread_reference_dark = widen(reference, brighter=False)
         shift = estimate_shift(self.reference[self.window], reference[self.window])
@@ -472,7 +523,8 @@ class _ClipRun:
         if self.spread_reference is None:
             spread = float(np.median([math.dist(recent, t) for _, t in self.rest]))
             if spread <= self.params.rest:
-                self._set_spread_reference([i for i, _ in self.rest])
+                at_rest = {i for i, _ in self.rest}
+                self._set_spread_reference([f for i, f in self.recent if i in at_rest])
                 self.rest_anchor = recent
             return
         assert self.spread_reference_dark is not None and self.rest_anchor is not None

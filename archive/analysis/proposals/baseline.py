@@ -17,9 +17,10 @@ import numpy as np
 import numpy.typing as npt
 from skimage.transform import hough_line, hough_line_peaks
 
-from archive.analysis.proposals.api import ClipProposal, FrameProposal, Region, _check_frames, _check_region
+from archive.analysis.proposals.api import Region, _check_frames, _check_region
 from archive.analysis.proposals.inplane import ANGLE_RANGE_DEG
 from archive.analysis.proposals.params import DEFAULTS, MethodParameters, to_pixels
+from archive.analysis.proposals.results import ClipProposal, FrameProposal
 
 #: Name and version of the baseline.
 BASELINE_METHOD = "hough-raw/1"

@@ -51,6 +51,14 @@ RANSAC_TRIALS = 40
 MAX_RANSAC_POINTS = 600
 #: A parallel line counts as the shaft above its reverberations at this fraction of the best.
 REVERB_FRACTION = 0.6
+#: Most ridge pixels the angle refinement projects.
+MAX_ANGLE_POINTS = 1500
+#: Angles tried around the RANSAC fit by the refinement: half range and step, degrees.
+ANGLE_SEARCH_DEG = (6.0, 0.25)
+#: A parallel line below the shaft counts as its reverberation copy from this fraction of its level.
+COPY_FRACTION = 0.3
+#: Fewest reverberation copies that may stand in for a hidden stretch of the shaft.
+MIN_COPIES = 2
 #: Plausible in-plane shaft angles to the image rows, degrees.
 ANGLE_RANGE_DEG = (3.0, 85.0)
 
@@ -156,6 +164,13 @@ def measure_shaft(
         keep = np.argsort(weights)[-MAX_RANSAC_POINTS:]
         rows, cols, weights = rows[keep], cols[keep], weights[keep]
     points = np.column_stack([rows, cols]).astype(np.float64)
+    # the angle refinement sees every ridge pixel of the frame, not only the strongest
+    c_rows, c_cols = np.nonzero(candidates & (ridge_full > 0.25 * float(ridge.max())))
+    if c_rows.size > MAX_ANGLE_POINTS:
+        pick = np.linspace(0, c_rows.size - 1, MAX_ANGLE_POINTS).astype(np.intp)
+        c_rows, c_cols = c_rows[pick], c_cols[pick]
+    candidate_points = np.column_stack([c_rows, c_cols]).astype(np.float64)
+    candidate_weights = smoothed[c_rows, c_cols].astype(np.float64)
     generator = rng if rng is not None else np.random.default_rng(0)
     best: ShaftMeasurement | None = None
     for _ in range(LINE_CANDIDATES):
@@ -163,8 +178,9 @@ def measure_shaft(
         if found is None:
             break
         origin, direction, inliers = found
-        origin = _shallowest_parallel(smoothed, origin, direction, points[inliers], params)
-        measured = _walk_to_tip(smoothed, origin, direction, points[inliers], params, noise, occluded)
+        direction = _sharpest_direction(origin, direction, candidate_points, candidate_weights, params)
+        origin, copies = _shallowest_parallel(smoothed, origin, direction, points[inliers], params, noise)
+        measured = _walk_to_tip(smoothed, origin, direction, points[inliers], params, noise, occluded, copies)
         if measured is not None and (best is None or measured.contrast > best.contrast):
             best = measured
         if prior is not None or (best is not None and best.contrast >= CLEAR_CONTRAST):
@@ -239,31 +255,98 @@ def _sample(image: F32, rows: F64, cols: F64) -> F64:
     return values
 
 
-def _shallowest_parallel(
-    smoothed: F32, origin: F64, direction: F64, inliers: F64, params: PixelParameters
-) -> F64:
-    """Move the line up to the shaft if the fit locked onto a reverberation copy below it."""
-    along = (inliers - origin) @ direction
-    s = np.linspace(float(along.min()), float(along.max()), 48)
+def _normal_up(direction: F64) -> F64:
+    """Unit normal of the line pointing up (towards smaller rows)."""
     normal = np.array([-direction[1], direction[0]])
-    if normal[0] > 0:
-        normal = -normal  # pointing up (towards smaller rows)
-    offsets = np.arange(0.0, params.reverb_search + 0.5, max(0.5, 0.5 * params.shaft_sigma))
-    levels = []
-    for offset in offsets:
-        points = origin + np.outer(s, direction) + offset * normal
-        levels.append(float(np.median(_sample(smoothed, points[:, 0], points[:, 1]))))
-    level = np.array(levels)
-    # local maxima of the level over the offsets, shallowest strong one wins
-    best = float(level.max())
-    chosen = 0
-    for k in range(len(level)):
-        left = level[k - 1] if k > 0 else -np.inf
-        right = level[k + 1] if k + 1 < len(level) else -np.inf
-        if level[k] >= left and level[k] >= right and level[k] >= REVERB_FRACTION * best:
-            chosen = k
+    return -normal if normal[0] > 0 else normal
+
+
+def _sharpest_direction(
+    origin: F64, direction: F64, points: F64, weights: F64, params: PixelParameters
+) -> F64:
+    """The direction near the fit along which the ridge pixels stack up sharpest.
+
+    The shaft and its reverberation copies are exactly parallel; a fit that
+    joins the shaft's near part to a copy's far part (the copies are brighter
+    over an acoustic shadow) is tilted against all of them. Projected onto the
+    normal of the right direction the ridge pixels pile up in narrow peaks
+    (one per copy), so the weighted sum of squares of that projection's
+    histogram is largest there (a local Radon transform around the fit).
+    """
+    if len(points) < 8:
+        return direction
+    rel = points - origin
+    half = params.reverb_search + 2.0 * params.line_tolerance
+    bin_size = max(0.5, 0.5 * params.line_tolerance)
+    base = math.atan2(direction[0], direction[1])
+    width, step = ANGLE_SEARCH_DEG
+
+    def sharpness(delta: float) -> float:
+        angle = base + math.radians(delta)
+        offset = rel @ np.array([-math.cos(angle), math.sin(angle)])
+        near = np.abs(offset) <= half
+        bins = np.floor((offset[near] + half) / bin_size).astype(np.intp)
+        return float(np.sum(np.bincount(bins, weights=weights[near]) ** 2))
+
+    # coarse to fine: whole degrees over the range, then quarter steps around the best
+    coarse = max(np.arange(-width, width + 0.5, 1.0), key=lambda d: sharpness(float(d)))
+    fine = max(np.arange(coarse - 1.0, coarse + 1.0 + 0.5 * step, step), key=lambda d: sharpness(float(d)))
+    angle = base + math.radians(float(fine))
+    best = np.array([math.sin(angle), math.cos(angle)])
+    if best[0] < 0:
+        best = -best
+    return best
+
+
+def _shallowest_parallel(
+    smoothed: F32,
+    origin: F64,
+    direction: F64,
+    span_points: F64,
+    params: PixelParameters,
+    noise: tuple[float, float],
+) -> tuple[F64, list[F64]]:
+    """The shaft among the parallel lines around the fit, and its reverberation copies below it.
+
+    Returns the line's new origin (moved up to the shaft if the fit locked
+    onto a reverberation copy) and the displacements (rows down the beam,
+    same columns) of the copies found below the shaft (each a local maximum of the level over the
+    normal offset, at least :data:`COPY_FRACTION` of the shaft's level above
+    the noise).
+    """
+    along = (span_points - origin) @ direction
+    s = np.linspace(float(along.min()), float(along.max()), 48)
+    normal = _normal_up(direction)
+    step = max(0.5, 0.5 * params.shaft_sigma)
+    offsets = np.arange(-params.reverb_search, params.reverb_search + 0.5 * step, step)
+    grid = origin + np.outer(s, direction)[None] + offsets[:, None, None] * normal
+    values = _sample(smoothed, grid[..., 0].ravel(), grid[..., 1].ravel()).reshape(len(offsets), len(s))
+    # the 75th percentile: a copy bright over only part of the line still counts
+    level = np.percentile(values, 75, axis=1)
+    peaks = [
+        k
+        for k in range(len(level))
+        if level[k] >= (level[k - 1] if k > 0 else -np.inf)
+        and level[k] >= (level[k + 1] if k + 1 < len(level) else -np.inf)
+    ]
+    at_fit = int(np.argmin(np.abs(offsets)))
+    best = float(level[offsets >= -0.5 * step].max())
+    # the shallowest strong maximum at or above the fit (reverberations lie below the shaft)
+    chosen = max(
+        (k for k in peaks if offsets[k] >= -step and level[k] >= REVERB_FRACTION * best),
+        key=lambda k: offsets[k],
+        default=at_fit,
+    )
+    median = noise[0]
+    floor = median + COPY_FRACTION * (level[chosen] - median)
+    # a copy is the shaft moved down the beam (along the columns): the same columns, rows lower
+    copies = [
+        np.array([(offsets[chosen] - offsets[k]) / max(abs(float(normal[0])), 0.2), 0.0])
+        for k in peaks
+        if offsets[k] < offsets[chosen] - 1.5 * params.shaft_sigma and level[k] >= floor
+    ]
     result: F64 = origin + offsets[chosen] * normal
-    return result
+    return result, copies
 
 
 def _walk_to_tip(
@@ -274,8 +357,20 @@ def _walk_to_tip(
     params: PixelParameters,
     noise: tuple[float, float],
     occluded: npt.NDArray[np.bool_] | None,
+    copies: list[F64] | None = None,
 ) -> ShaftMeasurement | None:
-    """Find the visible span of the shaft along the line; None if too short or too faint."""
+    """Find the visible span of the shaft along the line; None if too short or too faint.
+
+    The shaft spans where its profile, or the median profile of its
+    reverberation copies (at least :data:`MIN_COPIES`; each sampled at the
+    same columns ``copies`` rows lower, as its excess over the level half a
+    copy spacing above and below it), stays above half its level (the
+    shaft's own level, or the copy's where the copy is brighter). Copies over
+    an acoustic shadow show the shaft's far end where the shaft itself lies
+    on a bright echo (bone surface) and barely changes the image; copies
+    weaker than the shaft extend it only where they are as bright as half
+    the shaft.
+    """
     along = (inliers - origin) @ direction
     rows, cols = smoothed.shape
     reach = float(np.hypot(rows, cols))
@@ -294,9 +389,27 @@ def _walk_to_tip(
         return None
     median, sigma = noise
     level = float(np.percentile(profile[core], 75))
-    half = median + 0.5 * (level - median)
     if level - median < CANDIDATE_K * sigma:
         return None
+    profile = (profile - median) / (level - median)
+    if copies is not None and len(copies) >= MIN_COPIES:
+        lines = []
+        # a copy counts where it is a ridge down the beam: above the level half a copy spacing off it
+        half_gap = np.array([0.5 * min(float(c[0]) for c in copies), 0.0])
+        for copy in copies:
+            moved = points + copy
+            line = _sample(smoothed, moved[:, 0], moved[:, 1])
+            above_it, below_it = moved - half_gap, moved + half_gap
+            beside = np.maximum(
+                _sample(smoothed, above_it[:, 0], above_it[:, 1]),
+                _sample(smoothed, below_it[:, 0], below_it[:, 1]),
+            )
+            ridge = np.maximum(line - beside, 0.0) + median
+            copy_level = max(level, float(np.percentile(ridge[core], 75)))
+            lines.append((ridge - median) / (copy_level - median))
+        # the median over the copies: one stray echo next to one copy (a bone surface) does not count
+        profile = np.maximum(profile, np.median(np.array(lines), axis=0))
+    half = 0.5
     above = profile >= half
     # the connected run (gaps bridged) containing the strongest core sample
     gap = math.ceil(params.tip_gap / step)
