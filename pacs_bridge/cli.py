@@ -187,9 +187,9 @@ def serve(
             click.echo(f"usarchive serve: listening on {settings.host}:{server.port} as {settings.aet}")
             path = configuration.path
             access = AccessReload(server, lambda: _reread_settings(config_path, path, overrides))
-            reloader = ReloadOnHangup(None, archive, configuration.path, access.prepare)
+            reloader = ReloadOnHangup(None, archive, configuration.path, access.prepare, settings.tls)
             try:
-                reloader.forwarder = start_forwarder(archive, configuration.forward)
+                reloader.forwarder = start_forwarder(archive, configuration.forward, settings.tls)
                 with reloader:
                     while not stop.wait(0.5):
                         reloader.poll()

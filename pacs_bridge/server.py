@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import ssl
 import threading
 import time
 from collections.abc import Mapping
@@ -37,7 +36,7 @@ from archive.worklist.model import WorklistSettings
 from pacs_bridge import _pynetdicom_compat, spool
 from pacs_bridge.access import AccessControlledAE, AccessPolicy, contexts_for
 from pacs_bridge.commitment import CommitmentChecker, CommitmentService
-from pacs_bridge.config import BridgeSettings, TLSSettings
+from pacs_bridge.config import BridgeSettings
 from pacs_bridge.contexts import receiving_contexts, refused_context_lines, supported_contexts
 from pacs_bridge.dul_loop import use_waiting_dul
 from pacs_bridge.pdu_guard import BAD_CALLING_AE_ATTRIBUTE, PduLimits
@@ -46,6 +45,7 @@ from pacs_bridge.qr import service as retrieve
 from pacs_bridge.qr.find import FindService, QueryableArchive, extended_negotiation_reply
 from pacs_bridge.reactor import use_waiting_reactor
 from pacs_bridge.store import Ingestor, StoreHandler, peer_of
+from pacs_bridge.tls import server_context
 from pacs_bridge.worklist.find import WorklistService, find_dispatcher
 from pacs_bridge.worklist.mpps import StepService
 
@@ -153,22 +153,6 @@ class _ReceiverServer(ThreadedAssociationServer):
         if self.ssl_context:
             client = self.ssl_context.wrap_socket(client, server_side=True, do_handshake_on_connect=False)
         return client, address
-
-
-def make_ssl_context(tls: TLSSettings) -> ssl.SSLContext:
-    """A server-side TLS context (TLS 1.2 or later) from the configured PEM files.
-
-    When ``tls.ca`` is set, clients must present a certificate signed by it.
-    """
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(certfile=tls.certificate, keyfile=tls.key)
-    if tls.ca is not None:
-        context.load_verify_locations(cafile=tls.ca)
-        context.verify_mode = ssl.CERT_REQUIRED
-    else:
-        context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 class BridgeServer:
@@ -301,7 +285,7 @@ class BridgeServer:
                 (evt.EVT_N_CREATE, steps.create),
                 (evt.EVT_N_SET, steps.set),
             ]
-        ssl_context = make_ssl_context(settings.tls) if settings.tls is not None else None
+        ssl_context = server_context(settings.tls) if settings.tls is not None else None
         spool.register(ae, self._spool)
         if self._retrieves:
             _pynetdicom_compat.install_retrieve_patches(retrieve.RetrieveServiceClass)

@@ -20,6 +20,7 @@ import click
 from archive.cli.main import CliState
 from archive.errors import ArchiveError, ConfigError
 from archive.forward.config import ForwardSettings, load_forward_settings
+from pacs_bridge.config import TLSSettings, load_settings
 from pacs_bridge.forward.worker import Forwarder
 
 LOGGER = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ class ReloadOnHangup:
     ``prepare`` (``usarchive serve``: :meth:`pacs_bridge.reload.AccessReload.prepare`)
     reads the rest of what a reload changes from the re-read forwarding settings and
     returns how to apply it; a ``ConfigError`` from it leaves everything as it runs.
+    ``tls`` is the ``[tls]`` section a forwarder it starts uses toward destinations.
     """
 
     def __init__(
@@ -44,8 +46,10 @@ class ReloadOnHangup:
         archive: Any,
         config_path: Path | None,
         prepare: Callable[[ForwardSettings], Callable[[], None]] | None = None,
+        tls: TLSSettings | None = None,
     ) -> None:
         self.forwarder = forwarder
+        self.tls = tls
         self.archive = archive
         self.config_path = config_path
         self.prepare = prepare
@@ -86,7 +90,7 @@ class ReloadOnHangup:
         elif self.forwarder is not None:
             self.forwarder.reload(settings)
         else:
-            self.forwarder = start_forwarder(self.archive, settings)
+            self.forwarder = start_forwarder(self.archive, settings, self.tls)
         LOGGER.info("SIGHUP: destinations and routes re-read from %s", self.config_path)
 
     def stop_forwarder(self) -> None:
@@ -101,15 +105,20 @@ def apply_forward_settings(archive: Any, settings: ForwardSettings) -> None:
     archive.reload_forward(settings)
 
 
-def start_forwarder(archive: Any, settings: ForwardSettings) -> Forwarder | None:
-    """Start a forwarder thread when forwarding is enabled and has destinations; else ``None``."""
+def start_forwarder(
+    archive: Any, settings: ForwardSettings, tls: TLSSettings | None = None
+) -> Forwarder | None:
+    """Start a forwarder thread when forwarding is enabled and has destinations; else ``None``.
+
+    ``tls`` (the ``[tls]`` section) is presented to and trusted for destinations with ``tls = true``.
+    """
     if not settings.enabled:
         LOGGER.info("forwarding disabled ([forward] enabled = false)")
         return None
     if not settings.destinations:
         LOGGER.info("forwarding: no [destinations.*] configured; no forwarder runs")
         return None
-    forwarder = Forwarder(archive, settings)
+    forwarder = Forwarder(archive, settings, tls=tls)
     forwarder.start()
     return forwarder
 
@@ -127,6 +136,12 @@ def run(state: CliState, worker_id: str | None) -> None:
     from pacs_bridge.cli import _open_archive
 
     settings = state.configuration.forward
+    try:
+        tls = load_settings(
+            None, tables=state.configuration.tables, base_dir=state.configuration.base_dir
+        ).tls
+    except ConfigError as exc:
+        raise click.ClickException(str(state.configuration.locate(exc))) from exc
     if not settings.destinations:
         raise click.ClickException(
             "forward run: no destination configured; expected [destinations.NAME] tables in "
@@ -144,10 +159,10 @@ def run(state: CliState, worker_id: str | None) -> None:
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         with _open_archive(Archive, state) as archive:
-            forwarder = Forwarder(archive, settings, worker_id)
+            forwarder = Forwarder(archive, settings, worker_id, tls=tls)
             forwarder.start()
             click.echo(f"usarchive forward run: forwarding as {forwarder.worker_id}")
-            reloader = ReloadOnHangup(forwarder, archive, state.configuration.path)
+            reloader = ReloadOnHangup(forwarder, archive, state.configuration.path, tls=tls)
             try:
                 with reloader:
                     while not stop.wait(0.5):

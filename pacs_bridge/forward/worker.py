@@ -40,6 +40,7 @@ from archive.forward.config import Destination, ForwardSettings
 from archive.forward.model import AttemptKind, AttemptResult, ForwardTask
 from archive.forward.retry import classify_store_status
 from pacs_bridge import _pynetdicom_compat
+from pacs_bridge.config import TLSSettings
 from pacs_bridge.forward.association import (
     TranscodeRefusedError,
     open_association,
@@ -51,6 +52,7 @@ from pacs_bridge.forward.association import (
     transcoded_dataset,
 )
 from pacs_bridge.forward.commitment import CommitmentReports, new_transaction_uid, request_commitment
+from pacs_bridge.tls import client_context
 
 if TYPE_CHECKING:
     from pynetdicom.association import Association
@@ -111,12 +113,6 @@ def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
 
 
-def _client_ssl_context() -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    return context
-
-
 class Forwarder:
     """Sends the archive's forwarding tasks to their destinations until stopped.
 
@@ -128,12 +124,21 @@ class Forwarder:
         Destinations, lease and poll interval.
     worker_id : str, optional
         This worker's name in the task table (default :func:`default_worker_id`).
+    tls : TLSSettings, optional
+        The ``[tls]`` section: presented to and trusted for destinations with
+        ``tls = true`` (:func:`pacs_bridge.tls.client_context`).
     """
 
     def __init__(
-        self, archive: ForwardingArchive, settings: ForwardSettings, worker_id: str | None = None
+        self,
+        archive: ForwardingArchive,
+        settings: ForwardSettings,
+        worker_id: str | None = None,
+        *,
+        tls: TLSSettings | None = None,
     ) -> None:
         self._archive = archive
+        self.tls = tls
         self._settings = settings
         self.worker_id = worker_id or default_worker_id()
         self._stop = threading.Event()
@@ -274,7 +279,7 @@ class _Batch:
             self._flush()
             return
         contexts = requested_contexts(unsent, commitment=dest.commitment)
-        ssl_context = _client_ssl_context() if dest.tls else None
+        ssl_context = client_context(self.forwarder.tls) if dest.tls else None
         handlers = [
             (evt.EVT_N_EVENT_REPORT, CommitmentReports(self.ledger)),
             (evt.EVT_CONN_OPEN, _no_delay),

@@ -31,7 +31,6 @@ instead (pynetdicom is told so in :mod:`pacs_bridge._pynetdicom_compat`):
 from __future__ import annotations
 
 import logging
-import ssl
 import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
@@ -52,6 +51,7 @@ from pacs_bridge.forward.association import open_association, requested_contexts
 from pacs_bridge.peers import Permission
 from pacs_bridge.qr.identifier import RETRIEVE_SOP_CLASSES, IdentifierError, retrieve_keys
 from pacs_bridge.qr.suboperations import SubOperations, send_instance
+from pacs_bridge.tls import client_context
 
 if TYPE_CHECKING:
     from pynetdicom.association import Association
@@ -182,7 +182,7 @@ class Retriever:
     ) -> tuple[int, str]:
         """The sub-operations on new associations to ``destination`` (one unless >128 contexts)."""
         where = f"{destination.ae_title}@{destination.host}:{destination.port}"
-        ssl_context = _client_ssl_context() if destination.tls else None
+        ssl_context = client_context(self.settings.tls) if destination.tls else None
         originator = (str(scp.ae.ae_title), int(req.MessageID or 0))
         comment = ""
         sent = 0
@@ -356,13 +356,6 @@ class Retriever:
             if counts.remaining:
                 respond.pending(counts)
         return None
-
-
-def _client_ssl_context() -> ssl.SSLContext:
-    """TLS toward a destination with ``tls = true`` (as forwarding does: TLS 1.2 or later, verified)."""
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    return context
 
 
 class _Responder:
