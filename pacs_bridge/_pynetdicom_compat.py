@@ -518,10 +518,30 @@ def fast_send_c_store(
         _, rsp = assoc.dimse.get_msg(block=True)
     finally:
         assoc._reactor_checkpoint.set()
+        _until_resumed(assoc)
     if rsp is None:
         assoc._handle_no_response()
         return Dataset()
     return assoc._check_received_status(rsp)
+
+
+def _until_resumed(assoc: Any, timeout_s: float = 1.0) -> None:
+    """Wait until the association's loop has left its pause (it reports ``_is_paused`` False).
+
+    pynetdicom's pause protocol has a stale-flag race that a fast sender hits:
+    the loop, woken by ``set()``, may not have run yet when the next send
+    clears the checkpoint and still reads ``_is_paused`` True; the loop then
+    resumes for one pass and takes that send's C-STORE response as an
+    unexpected message (the sender then times out and the instance is sent
+    again). Waiting here for the loop to resume makes the next pause a fresh
+    one. Not from the loop's own thread (a C-GET handler: the loop is the
+    caller and stays "paused" until the handler returns), and bounded.
+    """
+    if threading.current_thread() is assoc:
+        return
+    deadline = time.monotonic() + timeout_s
+    while assoc._is_paused and assoc.is_alive() and not assoc._kill and time.monotonic() < deadline:
+        time.sleep(0.0001)
 
 
 def _write_guarded(
