@@ -266,8 +266,7 @@ def iter_grey_frames(path: Path, ds: Dataset, *, last: int | None = None) -> Ite
         frames than its header says.
     """
     form = output_form(ds)
-    total = int(ds.get("NumberOfFrames", 1) or 1)
-    count = total if last is None else max(0, min(last, total))
+    count = _frames_wanted(ds, last)
     if count == 0:
         return
     decoded = 0
@@ -304,13 +303,18 @@ def grey_frames(path: Path, ds: Dataset, *, last: int | None = None) -> npt.NDAr
         frames than its header says.
     """
     form = output_form(ds)
-    total = int(ds.get("NumberOfFrames", 1) or 1)
-    count = total if last is None else max(0, min(last, total))
+    count = _frames_wanted(ds, last)
     rows, cols = form.frame_shape[:2]
     out = np.empty((count, rows, cols), dtype=np.uint8)
     for decoded, frame in enumerate(iter_grey_frames(path, ds, last=count)):
         out[decoded] = frame
     return out
+
+
+def _frames_wanted(ds: Dataset, last: int | None) -> int:
+    """Frames 1 .. ``last`` that the clip has (all of them when ``last`` is ``None``)."""
+    total = int(ds.get("NumberOfFrames", 1) or 1)
+    return total if last is None else max(0, min(last, total))
 
 
 def to_little_endian(ds: Dataset) -> None:
