@@ -307,6 +307,7 @@ class BridgeServer:
             raise
         # As AE.start_server(block=False) does: register the server with the AE, serve in a thread.
         _pynetdicom_compat.register_server(ae, server)
+        _pynetdicom_compat.use_cheap_context_copies(server)
         threading.Thread(
             target=server.serve_forever, name=f"bridge-accept-{settings.aet}", daemon=True
         ).start()

@@ -134,3 +134,31 @@ def test_an_untested_pynetdicom_gets_no_send_guard(monkeypatch: pytest.MonkeyPat
     assoc, _, _ = _fake_association()
     assert not compat.install_send_guard(assoc)
     assert compat.send_guard(assoc) is None
+
+
+def test_each_association_gets_its_own_copy_of_the_servers_contexts_without_a_deep_copy(
+    start_bridge: Callable[..., BridgeServer], bridge_settings: BridgeSettings
+) -> None:
+    import copy
+
+    server = start_bridge(bridge_settings)
+    templates = server._server.contexts if server._server is not None else []
+    assert isinstance(templates, compat._ContextTemplates)
+    copies = copy.deepcopy(templates)
+    assert type(copies) is list and len(copies) == len(templates) > 100
+    for template, context in zip(templates, copies, strict=True):
+        assert context is not template and vars(context) == vars(template)
+        assert context.transfer_syntax is not template.transfer_syntax
+    copies[0].transfer_syntax.append("1.2.3")
+    copies[0].context_id = 7
+    assert "1.2.3" not in templates[0].transfer_syntax and templates[0].context_id is None
+
+
+def test_contexts_of_another_shape_keep_pynetdicoms_deep_copy() -> None:
+    from pynetdicom.presentation import build_context
+
+    context = build_context("1.2.840.10008.1.1")
+    context.extra = ["not a pynetdicom 3.0 attribute"]  # type: ignore[attr-defined]
+    server = SimpleNamespace(contexts=[context])
+    compat.use_cheap_context_copies(server)
+    assert type(server.contexts) is list

@@ -110,3 +110,38 @@ def test_a_sender_that_pauses_the_loop_just_after_its_wait_keeps_its_response() 
     checkpoint.event.set()  # the sender is done: the loop runs on
     loop.join(timeout=10)
     assert not loop.is_alive()
+
+
+def test_a_release_handed_over_by_the_dul_ends_the_loop_without_waiting_out_its_wait() -> None:
+    # The loop waits up to a minute for a DIMSE message; the release primitive's put wakes it.
+    to_user: queue.Queue[str] = queue.Queue()
+    messages: queue.Queue[tuple[int, object]] = queue.Queue()
+    released: list[bool] = []
+    wake = threading.Event()
+    acse = SimpleNamespace(
+        is_release_requested=lambda: not to_user.empty() and bool(to_user.get()),
+        is_aborted=lambda *_: False,
+        send_release=lambda is_response: released.append(is_response),
+    )
+    assoc = SimpleNamespace(
+        dimse=SimpleNamespace(msg_queue=messages),
+        _kill=False,
+        _is_paused=False,
+        _reactor_checkpoint=SimpleNamespace(wait=lambda: True, is_set=lambda: True),
+        is_established=True,
+        acse=acse,
+        dul=SimpleNamespace(is_alive=lambda: True, to_user_queue=to_user),
+        kill=lambda: released.append(False),
+        get_handlers=lambda _event: [],
+    )
+    from pacs_bridge import reactor
+
+    reactor._set_after_put(to_user, wake)
+    reactor._set_after_put(messages, wake)
+    loop = threading.Thread(target=waiting_reactor, args=(assoc, 60.0, wake), daemon=True)
+    loop.start()
+    wait_for(lambda: assoc._is_paused is False and not wake.is_set(), what="the loop to wait")
+    to_user.put("A-RELEASE")
+    loop.join(timeout=10)
+    assert not loop.is_alive(), "the release did not wake the loop"
+    assert released == [True, False], "the loop answered the release, then ended the association"

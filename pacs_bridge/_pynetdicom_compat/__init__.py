@@ -61,6 +61,9 @@ Per association or server (:func:`replace_dul_loop`,
 * the DUL's ``_read_pdu_data`` (:mod:`pacs_bridge.pdu_guard`);
 * the acceptor's ``Association._run_reactor`` (:mod:`pacs_bridge.reactor`);
 * ``ApplicationEntity._servers`` (as ``AE.start_server(block=False)`` does).
+* the server's ``contexts`` made a list whose deep copy copies each context's
+  attributes and transfer syntax list (:func:`use_cheap_context_copies`):
+  pynetdicom deep-copies them for every association (25 ms of its set-up).
 
 Relied on without a patch: ``ACSE._negotiate_as_acceptor`` triggers
 ``EVT_SOP_EXTENDED`` after reading the calling AE title and before
@@ -80,15 +83,12 @@ pins the tested minor version.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import inspect
 import logging
 import socket
 import threading
-import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pynetdicom
@@ -122,6 +122,9 @@ PATCHED_SOURCES: dict[str, str] = {
     ),
     "pynetdicom.transport.AssociationServer.process_request": (
         "4fa44ac5b54b4498035cc1d8b32e1c3035ffee46a054fb2abffad634997b7f18"
+    ),
+    "pynetdicom.transport.RequestHandler._create_association": (
+        "05c8d12b79863cdbdb901ce37187b7030a0434c5cd89d219ed0bedbda679a61e"
     ),
     "pynetdicom.ae.ApplicationEntity.start_server": (
         "d3868a2df83d3cc08966b575dd8663ee18f101b03ec8d2766639c621b2d58841"
@@ -342,248 +345,84 @@ def register_server(ae: Any, server: Any) -> None:
     ae._servers.append(server)
 
 
-# -- fast C-STORE of a stored file ----------------------------------------------------------------
+class _ContextTemplates(list[Any]):
+    """A server's supported presentation contexts whose deep copy is a cheap one.
 
-
-class SendGuard:
-    """What keeps the DUL thread from writing while :func:`fast_send_c_store` writes.
-
-    ``lock`` is held by the DUL's every ``_send`` (each PDU it writes) and by a
-    fast send for its whole message; ``pending`` counts the P-DATA primitives
-    queued to the DUL thread and not yet written (a fast send starts only at
-    0, so a message queued before it is not interleaved with it); ``broken`` is
-    set when a fast send failed part-way (the stream is no longer whole).
+    pynetdicom gives every accepted association ``deepcopy(server.contexts)``
+    (``RequestHandler._create_association``). For the receiver's ~200
+    contexts and ~2,600 transfer syntaxes that deep copy took 25 ms of every
+    association's set-up. A context holds only strings, ``None`` and its
+    list of transfer syntax UIDs (immutable strings), so a copy of its
+    attributes with that list copied is as independent as the deep copy.
     """
 
-    def __init__(self) -> None:
-        self.lock = threading.Condition()
-        self.pending = 0
-        self.broken = False
+    def __deepcopy__(self, memo: dict[int, Any]) -> list[Any]:
+        copies = []
+        for context in self:
+            copy = object.__new__(type(context))
+            copy.__dict__.update(context.__dict__)
+            copy._transfer_syntax = list(context._transfer_syntax)
+            copies.append(copy)
+        return copies
 
 
-_GUARD_ATTRIBUTE = "_usarchive_send_guard"
+def use_cheap_context_copies(server: Any) -> None:
+    """Make each association's copy of ``server.contexts`` cheap (see :class:`_ContextTemplates`)."""
+    from pynetdicom.presentation import PresentationContext
+
+    contexts = list(server.contexts)
+    plain = all(type(c) is PresentationContext and set(vars(c)) == _CONTEXT_ATTRIBUTES for c in contexts)
+    if is_tested_version() and plain:
+        server.contexts = _ContextTemplates(contexts)
 
 
-def install_send_guard(assoc: Any) -> bool:
-    """Let :func:`fast_send_c_store` write on ``assoc`` (call from ``EVT_CONN_OPEN``; tested pynetdicom only).
-
-    Wraps the DUL's ``send_pdu`` (counts queued P-DATA) and ``_send`` (writes
-    under :class:`SendGuard` ``.lock``) on this association's DUL only. It must
-    run before any P-DATA is queued: ``EVT_CONN_OPEN`` is before the
-    association is negotiated.
-
-    Returns
-    -------
-    bool
-        Whether the guard is installed (``False`` on an untested pynetdicom).
-    """
-    from pynetdicom.pdu import P_DATA_TF
-    from pynetdicom.pdu_primitives import P_DATA
-
-    dul = getattr(assoc, "dul", None)
-    if not is_tested_version() or dul is None or not all(hasattr(dul, n) for n in ("send_pdu", "_send")):
-        return False
-    if getattr(dul, _GUARD_ATTRIBUTE, None) is not None:
-        return True
-    guard = SendGuard()
-    send_pdu, write_pdu = dul.send_pdu, dul._send
-
-    def counted_send_pdu(primitive: Any) -> None:
-        if isinstance(primitive, P_DATA):
-            with guard.lock:  # waits while a fast send writes
-                guard.pending += 1
-        send_pdu(primitive)
-
-    def guarded_send(pdu: Any) -> None:
-        with guard.lock:
-            try:
-                write_pdu(pdu)
-            finally:
-                if isinstance(pdu, P_DATA_TF):
-                    guard.pending = max(0, guard.pending - 1)
-                    guard.lock.notify_all()
-
-    dul.send_pdu = counted_send_pdu
-    dul._send = guarded_send
-    setattr(dul, _GUARD_ATTRIBUTE, guard)
-    return True
+#: A PresentationContext's attributes in pynetdicom 3.0 (all immutable but the transfer syntax list).
+_CONTEXT_ATTRIBUTES = frozenset(
+    {
+        "_context_id",
+        "_abstract_syntax",
+        "_transfer_syntax",
+        "result",
+        "_scu_role",
+        "_scp_role",
+        "_as_scp",
+        "_as_scu",
+    }
+)
 
 
-def send_guard(assoc: Any) -> SendGuard | None:
-    """The :class:`SendGuard` of ``assoc``'s DUL, if :func:`install_send_guard` installed one."""
-    guard = getattr(getattr(assoc, "dul", None), _GUARD_ATTRIBUTE, None)
-    return guard if isinstance(guard, SendGuard) else None
+# The fast C-STORE sender lives in its own module; imported last, as it uses the gate above.
+from pacs_bridge._pynetdicom_compat.fast_send import (  # noqa: E402
+    DEFAULT_STALL_TIMEOUT_S,
+    SendGuard,
+    fast_send_c_store,
+    install_send_guard,
+    send_guard,
+)
 
-
-#: When the association has neither a network nor a DIMSE timeout (pynetdicom would wait forever).
-DEFAULT_STALL_TIMEOUT_S = 60.0
-
-
-def fast_send_c_store(
-    assoc: Any,
-    path: Path,
-    *,
-    msg_id: int = 1,
-    priority: int = 2,
-    originator_aet: str | None = None,
-    originator_id: int | None = None,
-) -> Any:
-    """``assoc.send_c_store(path)`` with the P-DATA PDUs written from this thread, many per call.
-
-    pynetdicom 3.0's ``Association.send_c_store`` for a file path with
-    ``STORE_SEND_CHUNKED_DATASET`` (the request, its context, the reactor
-    paused, the response awaited and checked: the same code, copied), except
-    that ``DIMSEServiceProvider.send_msg`` (each PDU queued to the DUL thread)
-    becomes :func:`pacs_bridge.pdata_writer.write_stored_message` on the
-    association's socket, under the association's :class:`SendGuard`.
-
-    Parameters
-    ----------
-    assoc : pynetdicom.association.Association
-        An established association with a guard (:func:`install_send_guard`).
-    path : Path
-        The stored file, sent as stored (its own transfer syntax must be accepted).
-    msg_id, priority, originator_aet, originator_id
-        As ``send_c_store``.
-
-    Returns
-    -------
-    pydicom.dataset.Dataset or None
-        As ``send_c_store`` (an empty data set: no response, the association
-        aborted), or ``None`` when the fast path cannot be used here (no
-        guard, a TLS socket), so the caller sends the stock way.
-
-    Raises
-    ------
-    RuntimeError, AttributeError, ValueError, OSError
-        As ``send_c_store`` does, before anything is sent (no association, file
-        meta missing, no accepted context, unreadable file).
-    """
-    from pydicom.dataset import Dataset
-    from pynetdicom import evt
-    from pynetdicom.dimse_messages import C_STORE_RQ
-    from pynetdicom.dimse_primitives import C_STORE
-    from pynetdicom.dsutils import split_dataset
-    from pynetdicom.pdu import P_DATA_TF
-
-    from pacs_bridge import pdata_writer
-
-    guard = send_guard(assoc)
-    raw = getattr(getattr(assoc.dul, "socket", None), "socket", None)
-    if guard is None or not pdata_writer.supported(raw):
-        return None
-    if not assoc.is_established:
-        raise RuntimeError(
-            "The association with a peer SCP must be established before sending a C-STORE request"
-        )
-    req = C_STORE()
-    req.MessageID = msg_id
-    req.Priority = priority
-    req.MoveOriginatorApplicationEntityTitle = originator_aet
-    req.MoveOriginatorMessageID = originator_id
-    file_meta, offset = split_dataset(path)
-    missing = [
-        kw
-        for kw in ("MediaStorageSOPClassUID", "MediaStorageSOPInstanceUID", "TransferSyntaxUID")
-        if kw not in file_meta
-    ]
-    if missing:
-        raise AttributeError(f"{path}: file meta information lacks {', '.join(missing)}")
-    req._dataset_path = (path, offset)
-    context = assoc._get_valid_context(
-        file_meta.MediaStorageSOPClassUID, file_meta.TransferSyntaxUID, "scu", allow_conversion=False
-    )
-    req.AffectedSOPClassUID = file_meta.MediaStorageSOPClassUID
-    req.AffectedSOPInstanceUID = file_meta.MediaStorageSOPInstanceUID
-    context_id = int(context.context_id)
-
-    message = C_STORE_RQ()
-    message.primitive_to_message(req)
-    message.context_id = context_id
-    max_pdu = int(assoc.dimse.maximum_pdu_size or 0)
-    # The command set's PDUs as pynetdicom encodes them: the message without its data set.
-    message._data_set_path, message.data_set = None, None
-    command = [P_DATA_TF(p).encode() for p in message.encode_msg(context_id, max_pdu)]
-    message._data_set_path = (path, offset)
-    stall_s = float(assoc.network_timeout or assoc.dimse_timeout or DEFAULT_STALL_TIMEOUT_S)
-
-    # Pause the reactor as send_c_store does (a no-op wait inside a handler, where it is paused).
-    assoc._reactor_checkpoint.clear()
-    try:
-        while not assoc._is_paused:
-            time.sleep(0.0001)
-        evt.trigger(assoc, evt.EVT_DIMSE_SENT, {"message": message})
-        if not _write_guarded(assoc, guard, raw, command, path, offset, context_id, max_pdu, stall_s):
-            return Dataset()
-        _, rsp = assoc.dimse.get_msg(block=True)
-    finally:
-        assoc._reactor_checkpoint.set()
-        _until_resumed(assoc)
-    if rsp is None:
-        assoc._handle_no_response()
-        return Dataset()
-    return assoc._check_received_status(rsp)
-
-
-def _until_resumed(assoc: Any, timeout_s: float = 1.0) -> None:
-    """Wait until the association's loop has left its pause (it reports ``_is_paused`` False).
-
-    pynetdicom's pause protocol has a stale-flag race that a fast sender hits:
-    the loop, woken by ``set()``, may not have run yet when the next send
-    clears the checkpoint and still reads ``_is_paused`` True; the loop then
-    resumes for one pass and takes that send's C-STORE response as an
-    unexpected message (the sender then times out and the instance is sent
-    again). Waiting here for the loop to resume makes the next pause a fresh
-    one. Not from the loop's own thread (a C-GET handler: the loop is the
-    caller and stays "paused" until the handler returns), and bounded.
-    """
-    if threading.current_thread() is assoc:
-        return
-    deadline = time.monotonic() + timeout_s
-    while assoc._is_paused and assoc.is_alive() and not assoc._kill and time.monotonic() < deadline:
-        time.sleep(0.0001)
-
-
-def _write_guarded(
-    assoc: Any,
-    guard: SendGuard,
-    raw: Any,
-    command: list[bytes],
-    path: Path,
-    offset: int,
-    context_id: int,
-    max_pdu: int,
-    stall_s: float,
-) -> bool:
-    """Write the message once the DUL thread has written all it had; on failure end the association."""
-    from pacs_bridge import pdata_writer
-
-    deadline = time.monotonic() + stall_s
-    with guard.lock:
-        while guard.pending and not guard.broken and assoc.is_established and assoc.dul.is_alive():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            guard.lock.wait(min(left, 0.05))
-        if guard.broken or not assoc.is_established:
-            LOGGER.warning("C-STORE of %s not sent: the association is no longer usable", path)
-            return False
-        if guard.pending:
-            LOGGER.warning("C-STORE of %s not sent: the DUL thread wrote nothing for %g s", path, stall_s)
-        else:
-            try:
-                pdata_writer.write_stored_message(raw, command, path, offset, context_id, max_pdu, stall_s)
-                return True
-            except OSError as exc:
-                LOGGER.warning("C-STORE of %s: sending failed part-way: %s", path, exc)
-        guard.broken = True
-    # Half a PDU may be out: nothing more may go on this stream. Shutting the socket down
-    # ends the association (the DUL thread sees the connection closed) without writing.
-    with contextlib.suppress(OSError):
-        raw.shutdown(socket.SHUT_RDWR)
-    assoc.abort()  # returns once the DUL thread has stopped
-    if not assoc.dul.is_alive():
-        # pynetdicom skips close() when shutdown() fails, as it does on a reset connection.
-        with contextlib.suppress(OSError):
-            raw.close()
-    return False
+__all__ = [
+    "DEFAULT_STALL_TIMEOUT_S",
+    "PATCHED_SOURCES",
+    "TESTED_MINOR",
+    "SendGuard",
+    "enable_chunked_send",
+    "fast_send_c_store",
+    "install_receiver_patches",
+    "install_retrieve_patches",
+    "install_send_guard",
+    "is_tested_version",
+    "original_named_temporary_file",
+    "per_association_patches_enabled",
+    "pynetdicom_minor",
+    "register_server",
+    "remove_receiver_patches",
+    "remove_retrieve_patches",
+    "replace_association_loop",
+    "replace_dul_loop",
+    "replace_pdu_reader",
+    "send_guard",
+    "set_tcp_nodelay",
+    "source_hash",
+    "use_cheap_context_copies",
+    "warn_if_untested",
+]
