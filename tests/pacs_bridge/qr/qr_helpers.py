@@ -1,18 +1,28 @@
-"""Helpers of the retrieve tests: studies of small clips, storescp destinations, a destination record."""
+"""Helpers of the retrieve tests: studies of small clips, dcmtk and pynetdicom peers, ``serve`` configs."""
 
 from __future__ import annotations
 
 import socket
 import subprocess
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from bridge_helpers import make_dataset, port_open, wait_for
+from bridge_helpers import make_dataset, port_open, run, wait_for
+from pydicom import dcmread
+from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
+from pynetdicom import AE, AllStoragePresentationContexts, evt
+from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove  # type: ignore[attr-defined]
 
 from archive.archive import Archive
+from archive.forward.config import Destination
 from archive.ingest import Origin
+from pacs_bridge.config import BridgeSettings
+from pacs_bridge.server import BridgeServer
 
 
 def free_port() -> int:
@@ -81,3 +91,140 @@ def failed_uids(identifier: object) -> list[str]:
     """Failed SOP Instance UID List of a response identifier, as a list (one UID reads as a str)."""
     value = getattr(identifier, "FailedSOPInstanceUIDList", [])
     return [str(value)] if isinstance(value, str) else [str(v) for v in value]
+
+
+def by_uid(paths: Iterable[Path]) -> dict[str, Path]:
+    """The files among ``paths`` by their SOP Instance UID (directories skipped)."""
+    return {str(dcmread(p, stop_before_pixels=True).SOPInstanceUID): p for p in paths if p.is_file()}
+
+
+def study_identifier(uid: str) -> Dataset:
+    """A STUDY-level retrieve identifier for Study Instance UID ``uid``."""
+    ds = Dataset()
+    ds.QueryRetrieveLevel = "STUDY"
+    ds.StudyInstanceUID = uid
+    return ds
+
+
+def _study_keys(study_uid: str) -> list[str]:
+    return ["-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study_uid}"]
+
+
+def movescu(
+    port: int, study_uid: str, *, calling: str = "WS1", destination: str = "DEST", verbose: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """dcmtk ``movescu`` (Study Root) moving study ``study_uid`` at ``127.0.0.1:port`` to ``destination``."""
+    args = ["movescu", *(["-v"] if verbose else []), "-S", "-aet", calling, "-aec", "USARCHIVE"]
+    return run([*args, "-aem", destination, *_study_keys(study_uid), "127.0.0.1", str(port)])
+
+
+def getscu(
+    port: int,
+    study_uid: str,
+    output: Path,
+    *,
+    calling: str = "WS1",
+    verbose: bool = True,
+    extra: Sequence[str] = (),
+) -> subprocess.CompletedProcess[str]:
+    """dcmtk ``getscu`` (Study Root) getting study ``study_uid`` bit-preserved into ``output``."""
+    args = ["getscu", *(["-v"] if verbose else []), "-S", "-aet", calling, "-aec", "USARCHIVE"]
+    args += ["-od", str(output), "+B", *extra]
+    return run([*args, *_study_keys(study_uid), "127.0.0.1", str(port)])
+
+
+def write_serve_config(
+    path: Path, dest_port: int | None, *, rights: Sequence[str] = ("move",), move_to: str | None = None
+) -> None:
+    """A ``usarchive.toml``: SCANNER admitted, WS1 with ``rights`` (to ``move_to``), DEST at ``dest_port``.
+
+    ``dest_port`` None leaves ``[destinations.DEST]`` out; ``move_to`` None, ``[server.move_destinations]``.
+    """
+    lines = ["[server]", 'allow = ["SCANNER"]', "[server.permissions]"]
+    lines.append("WS1 = [" + ", ".join(f'"{right}"' for right in rights) + "]")
+    if move_to is not None:
+        lines += ["[server.move_destinations]", f'WS1 = ["{move_to}"]']
+    if dest_port is not None:
+        lines += [
+            "[destinations.DEST]",
+            'ae_title = "DEST"',
+            'host = "127.0.0.1"',
+            f"port = {dest_port}",
+            "timeout_s = 10.0",
+        ]
+    path.write_text("\n".join([*lines, ""]))
+
+
+@dataclass
+class HeldDestination:
+    """A pynetdicom storage SCP whose every C-STORE waits until :attr:`gate` is set (or 20 s)."""
+
+    aet: str
+    port: int = 0
+    stored: list[str] = field(default_factory=list)
+    first_arrived: threading.Event = field(default_factory=threading.Event)
+    gate: threading.Event = field(default_factory=threading.Event)
+
+    def on_store(self, event: Any) -> int:
+        self.stored.append(str(event.request.AffectedSOPInstanceUID))
+        self.first_arrived.set()
+        self.gate.wait(20)
+        return 0x0000
+
+
+@contextmanager
+def held_destination(aet: str) -> Iterator[HeldDestination]:
+    """A :class:`HeldDestination` titled ``aet`` on a free loopback port; released and shut down on exit."""
+    held = HeldDestination(aet)
+    ae = AE(ae_title=aet)
+    ae.supported_contexts = AllStoragePresentationContexts
+    scp = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_STORE, held.on_store)])
+    assert scp is not None  # block=False returns the running server
+    held.port = int(scp.server_address[1])
+    try:
+        yield held
+    finally:
+        held.gate.set()
+        ae.shutdown()
+
+
+def move_cancelled_at_first(
+    server: BridgeServer, identifier: Dataset, held: HeldDestination, *, calling: str = "WS1", msg_id: int = 7
+) -> list[tuple[int, Dataset, Dataset | None]]:
+    """A C-MOVE to ``held``, C-CANCEL once its first sub-operation arrives: every response received."""
+    ae = AE(ae_title=calling)
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
+    assoc = ae.associate("127.0.0.1", server.port, ae_title="USARCHIVE")
+    assert assoc.is_established
+    model = StudyRootQueryRetrieveInformationModelMove
+    responses = assoc.send_c_move(identifier, held.aet, model, msg_id=msg_id)
+    assert held.first_arrived.wait(20)
+    assoc.send_c_cancel(msg_id, assoc.accepted_contexts[0].context_id)
+    served = [a for a in server._ae.active_associations if a.is_acceptor]  # type: ignore[union-attr]
+    wait_for(lambda: any(msg_id in a.dimse.cancel_req for a in served), what="the C-CANCEL to arrive")
+    held.gate.set()
+    statuses = [(int(s.Status), s, i) for s, i in responses]
+    assoc.release()
+    return statuses
+
+
+#: ``start(settings, destinations)``: a started :class:`BridgeServer` on the test's archive.
+StartServer = Callable[[BridgeSettings, Iterable[Destination]], BridgeServer]
+
+
+@contextmanager
+def bridge_servers(archive: Archive) -> Iterator[StartServer]:
+    """Start servers on ``archive`` with the function yielded; each is stopped (5 s drain) on exit."""
+    servers: list[BridgeServer] = []
+
+    def start(settings: BridgeSettings, destinations: Iterable[Destination]) -> BridgeServer:
+        server = BridgeServer(settings, archive, destinations={d.name: d for d in destinations})
+        server.start()
+        servers.append(server)
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in servers:
+            server.stop(drain_timeout_s=5.0)

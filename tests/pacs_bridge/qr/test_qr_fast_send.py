@@ -6,21 +6,29 @@ import contextlib
 import logging
 import signal
 import subprocess
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from bridge_helpers import dataset_bytes, echoscu, port_open, run, wait_for
+from bridge_helpers import dataset_bytes, echoscu, port_open, wait_for
 from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pynetdicom import AE, AllStoragePresentationContexts, evt
 from pynetdicom.pdu import P_DATA_TF
-from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove
-from qr_helpers import free_port, ingest
+from qr_helpers import (
+    bridge_servers,
+    by_uid,
+    free_port,
+    getscu,
+    held_destination,
+    ingest,
+    move_cancelled_at_first,
+    movescu,
+    study_identifier,
+)
 
 from archive.archive import Archive
 from archive.forward.config import Destination
@@ -47,18 +55,12 @@ def _settings(*, patches: bool = True) -> BridgeSettings:
 
 @pytest.fixture
 def serve(archive: Archive) -> Iterator[Callable[..., BridgeServer]]:
-    servers: list[BridgeServer] = []
+    with bridge_servers(archive) as start:
 
-    def start(destination: Destination | None = None, *, patches: bool = True) -> BridgeServer:
-        destinations = {destination.name: destination} if destination is not None else {}
-        server = BridgeServer(_settings(patches=patches), archive, destinations=destinations)
-        server.start()
-        servers.append(server)
-        return server
+        def serve_to(destination: Destination | None = None, *, patches: bool = True) -> BridgeServer:
+            return start(_settings(patches=patches), [] if destination is None else [destination])
 
-    yield start
-    for server in servers:
-        server.stop(drain_timeout_s=5.0)
+        yield serve_to
 
 
 @pytest.fixture
@@ -98,31 +100,6 @@ def _clips(directory: Path, frames: list[int]) -> list[Path]:
         ds.save_as(path, enforce_file_format=True)
         paths.append(path)
     return paths
-
-
-def _movescu(port: int, study_uid: str, *extra: str) -> subprocess.CompletedProcess[str]:
-    keys = ["-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study_uid}"]
-    return run(
-        [
-            "movescu",
-            "-v",
-            "-S",
-            "-aet",
-            WS,
-            "-aec",
-            "USARCHIVE",
-            "-aem",
-            "DEST",
-            *extra,
-            *keys,
-            "127.0.0.1",
-            str(port),
-        ]
-    )
-
-
-def _by_uid(paths: Any) -> dict[str, Path]:
-    return {str(dcmread(p, stop_before_pixels=True).SOPInstanceUID): p for p in paths if p.is_file()}
 
 
 def _sockets() -> int:
@@ -182,11 +159,11 @@ def test_move_by_the_fast_sender_is_byte_identical_at_every_pdu_size(
     caplog.set_level(logging.INFO, logger="pacs_bridge")
     try:
         server = serve(Destination("dest", "DEST", "127.0.0.1", dest.port))
-        result = _movescu(server.port, str(dcmread(files[0]).StudyInstanceUID))
+        result = movescu(server.port, str(dcmread(files[0]).StudyInstanceUID))
     finally:
         dest.stop()
     assert result.returncode == 0, result.stdout + result.stderr
-    received, originals = _by_uid((tmp_path / "out").iterdir()), _by_uid(files)
+    received, originals = by_uid((tmp_path / "out").iterdir()), by_uid(files)
     assert set(received) == set(originals)
     for uid, path in originals.items():
         assert dataset_bytes(received[uid]) == dataset_bytes(path), f"{uid} differs"
@@ -203,13 +180,13 @@ def test_with_the_patches_off_the_stock_sender_is_used(
     dest = _Storescp(tmp_path / "out", 16384)
     try:
         server = serve(Destination("dest", "DEST", "127.0.0.1", dest.port), patches=False)
-        result = _movescu(server.port, str(dcmread(files[0]).StudyInstanceUID))
+        result = movescu(server.port, str(dcmread(files[0]).StudyInstanceUID))
     finally:
         dest.stop()
     assert result.returncode == 0, result.stdout + result.stderr
-    received = _by_uid((tmp_path / "out").iterdir())
+    received = by_uid((tmp_path / "out").iterdir())
     assert {u: dataset_bytes(p) for u, p in received.items()} == {
-        u: dataset_bytes(p) for u, p in _by_uid(files).items()
+        u: dataset_bytes(p) for u, p in by_uid(files).items()
     }
     assert fast_writes == []
 
@@ -239,7 +216,7 @@ def test_destination_killed_mid_transfer_fails_the_rest_without_leaking_or_crash
     try:
         server = serve(Destination("dest", "DEST", "127.0.0.1", dest.port))
         before = _sockets()
-        result = _movescu(server.port, str(dcmread(files[0]).StudyInstanceUID))
+        result = movescu(server.port, str(dcmread(files[0]).StudyInstanceUID))
     finally:
         dest.stop()
     assert "SubOperationsCompleteOneOrMoreFailures" in result.stdout + result.stderr, result.stderr
@@ -271,7 +248,7 @@ def test_destination_aborting_mid_transfer_fails_the_rest(
     try:
         server = serve(Destination("dest", "DEST", "127.0.0.1", dest_server.server_address[1]))
         before = _sockets()
-        result = _movescu(server.port, str(dcmread(files[0]).StudyInstanceUID))
+        result = movescu(server.port, str(dcmread(files[0]).StudyInstanceUID))
         line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("C-MOVE from WS1"))
         wait_for(lambda: _sockets() <= before, what="the destination's sockets to be closed")
     finally:
@@ -286,48 +263,14 @@ def test_cancel_mid_move_is_honoured_by_the_fast_sender(
 ) -> None:
     files = _clips(tmp_path / "in", [3, 3, 3, 3])
     ingest(archive, files)
-    first_arrived, gate = threading.Event(), threading.Event()
-    stored: list[str] = []
-
-    def on_store(event: Any) -> int:
-        stored.append(str(event.request.AffectedSOPInstanceUID))
-        first_arrived.set()
-        gate.wait(20)
-        return 0x0000
-
-    dest_ae = AE(ae_title="DEST")
-    dest_ae.supported_contexts = AllStoragePresentationContexts
-    dest_server = dest_ae.start_server(
-        ("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)]
-    )
-    try:
-        server = serve(Destination("dest", "DEST", "127.0.0.1", dest_server.server_address[1]))
-        ae = AE(ae_title=WS)
-        ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
-        assoc = ae.associate("127.0.0.1", server.port, ae_title="USARCHIVE")
-        assert assoc.is_established
-        identifier = Dataset()
-        identifier.QueryRetrieveLevel, identifier.StudyInstanceUID = (
-            "STUDY",
-            str(dcmread(files[0]).StudyInstanceUID),
-        )
-        responses = assoc.send_c_move(
-            identifier, "DEST", StudyRootQueryRetrieveInformationModelMove, msg_id=9
-        )
-        assert first_arrived.wait(20)
-        assoc.send_c_cancel(9, assoc.accepted_contexts[0].context_id)
-        served = [a for a in server._ae.active_associations if a.is_acceptor]  # type: ignore[union-attr]
-        wait_for(lambda: any(9 in a.dimse.cancel_req for a in served), what="the C-CANCEL to arrive")
-        gate.set()
-        statuses = [(int(s.Status), s) for s, _ in responses]
-        assoc.release()
-    finally:
-        gate.set()
-        dest_ae.shutdown()
-    status, final = statuses[-1]
+    with held_destination("DEST") as dest:
+        server = serve(Destination("dest", "DEST", "127.0.0.1", dest.port))
+        identifier = study_identifier(str(dcmread(files[0]).StudyInstanceUID))
+        statuses = move_cancelled_at_first(server, identifier, dest, msg_id=9)
+    status, final, _ = statuses[-1]
     assert status == 0xFE00
     assert (final.NumberOfCompletedSuboperations, final.NumberOfRemainingSuboperations) == (1, 3)
-    assert len(stored) == 1 and len(fast_writes) == 1
+    assert len(dest.stored) == 1 and len(fast_writes) == 1
 
 
 @pytest.mark.parametrize("max_pdu", [4096 + 6, 131072])
@@ -343,24 +286,10 @@ def test_get_by_the_fast_sender_is_byte_identical(
     server = serve()
     out = tmp_path / "out"
     out.mkdir()
-    keys = ["-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={dcmread(files[0]).StudyInstanceUID}"]
-    args = [
-        "getscu",
-        "-v",
-        "-S",
-        "-aet",
-        WS,
-        "-aec",
-        "USARCHIVE",
-        "-od",
-        str(out),
-        "+B",
-        "-pdu",
-        str(max_pdu),
-    ]
-    result = run([*args, *keys, "127.0.0.1", str(server.port)])
+    study_uid = str(dcmread(files[0]).StudyInstanceUID)
+    result = getscu(server.port, study_uid, out, calling=WS, extra=["-pdu", str(max_pdu)])
     assert result.returncode == 0, result.stdout + result.stderr
-    received, originals = _by_uid(out.iterdir()), _by_uid(files)
+    received, originals = by_uid(out.iterdir()), by_uid(files)
     assert set(received) == set(originals)
     for uid, path in originals.items():
         assert dataset_bytes(received[uid]) == dataset_bytes(path), f"{uid} differs"

@@ -3,22 +3,33 @@
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from bridge_helpers import dataset_bytes, echoscu, run, wait_for
+from bridge_helpers import dataset_bytes, echoscu, wait_for
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGBaseline8Bit, RLELossless
-from pynetdicom import AE, AllStoragePresentationContexts, evt
+from pynetdicom import AE
 from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelMove,
     StudyRootQueryRetrieveInformationModelMove,
 )
-from qr_helpers import failed_uids, free_port, ingest, storescp, write_study
+from qr_helpers import (
+    bridge_servers,
+    by_uid,
+    failed_uids,
+    free_port,
+    held_destination,
+    ingest,
+    move_cancelled_at_first,
+    movescu,
+    storescp,
+    study_identifier,
+    write_study,
+)
 
 from archive.archive import Archive
 from archive.forward.config import Destination
@@ -48,25 +59,8 @@ def _settings() -> BridgeSettings:
 
 @pytest.fixture
 def serve(archive: Archive) -> Iterator[Callable[..., BridgeServer]]:
-    servers: list[BridgeServer] = []
-
-    def start(*destinations: Destination) -> BridgeServer:
-        server = BridgeServer(_settings(), archive, destinations={d.name: d for d in destinations})
-        server.start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop(drain_timeout_s=5.0)
-
-
-def _received(directory: Path) -> dict[str, Path]:
-    found = {}
-    for path in directory.iterdir():
-        if path.is_file():
-            found[str(dcmread(path, stop_before_pixels=True).SOPInstanceUID)] = path
-    return found
+    with bridge_servers(archive) as start:
+        yield lambda *destinations: start(_settings(), destinations)
 
 
 def _move(
@@ -88,13 +82,6 @@ def _move(
         assoc.release()
 
 
-def _study(uid: str) -> Dataset:
-    ds = Dataset()
-    ds.QueryRetrieveLevel = "STUDY"
-    ds.StudyInstanceUID = uid
-    return ds
-
-
 def test_movescu_to_storescp_sends_every_instance_byte_identical(
     archive: Archive, serve: Callable[..., BridgeServer], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -108,29 +95,11 @@ def test_movescu_to_storescp_sends_every_instance_byte_identical(
     with storescp(tmp_path / "out") as dest_port:
         server = serve(Destination("dest", "DEST", "127.0.0.1", dest_port))
         caplog.set_level(logging.INFO, logger="pacs_bridge")
-        result = run(
-            [
-                "movescu",
-                "-v",
-                "-S",
-                "-aet",
-                WS,
-                "-aec",
-                "USARCHIVE",
-                "-aem",
-                "DEST",
-                "-k",
-                "QueryRetrieveLevel=STUDY",
-                "-k",
-                f"StudyInstanceUID={study_uid}",
-                "127.0.0.1",
-                str(server.port),
-            ]
-        )
+        result = movescu(server.port, study_uid)
         assert result.returncode == 0, result.stderr
         assert "Success" in result.stdout + result.stderr
-        received = _received(tmp_path / "out")
-    originals = {str(dcmread(p, stop_before_pixels=True).SOPInstanceUID): p for p in files}
+        received = by_uid((tmp_path / "out").iterdir())
+    originals = by_uid(files)
     assert set(received) == set(originals)
     for uid, path in originals.items():
         assert dataset_bytes(received[uid]) == dataset_bytes(path), f"{uid} differs"
@@ -151,7 +120,7 @@ def test_patient_root_move_reports_pending_counts_then_success(
         identifier.QueryRetrieveLevel = "PATIENT"
         identifier.PatientID = "PR-7"
         responses = _move(server.port, identifier, "DEST", model=PatientRootQueryRetrieveInformationModelMove)
-        assert len(_received(tmp_path / "out")) == 3
+        assert len(by_uid((tmp_path / "out").iterdir())) == 3
     pending = [s for status, s, _ in responses if status == 0xFF00]
     assert [s.NumberOfRemainingSuboperations for s in pending] == [2, 1]
     assert [s.NumberOfCompletedSuboperations for s in pending] == [1, 2]
@@ -168,11 +137,11 @@ def test_unknown_destination_is_refused_a801(
     ingest(archive, files)
     server = serve(Destination("dest", "DEST", "127.0.0.1", free_port()))
     uid = str(dcmread(files[0]).StudyInstanceUID)
-    responses = _move(server.port, _study(uid), "NOSUCHAE")
+    responses = _move(server.port, study_identifier(uid), "NOSUCHAE")
     assert [status for status, _, _ in responses] == [0xA801]
     assert "not in the destination table" in str(responses[0][1].ErrorComment)
     # a configured destination the calling AE may not move to is refused the same way
-    responses = _move(server.port, _study(uid), "DEST", calling="OTHERWS")
+    responses = _move(server.port, study_identifier(uid), "DEST", calling="OTHERWS")
     assert [status for status, _, _ in responses] == [0xA801]
     assert "not allowed" in str(responses[0][1].ErrorComment)
 
@@ -197,24 +166,7 @@ def test_calling_ae_without_move_permission_is_refused_the_move_context(
         ]
         assert [cx.result in (0x01, 0x03) for cx in refused] == [True]  # refused at negotiation
         assoc.release()
-        result = run(
-            [
-                "movescu",
-                "-S",
-                "-aet",
-                "NOMOVE",
-                "-aec",
-                "USARCHIVE",
-                "-aem",
-                "DEST",
-                "-k",
-                "QueryRetrieveLevel=STUDY",
-                "-k",
-                f"StudyInstanceUID={uid}",
-                "127.0.0.1",
-                str(server.port),
-            ]
-        )
+        result = movescu(server.port, uid, calling="NOMOVE", verbose=False)
         assert result.returncode != 0
         assert not list((tmp_path / "out").iterdir())
 
@@ -226,7 +178,7 @@ def test_destination_down_fails_every_suboperation_and_the_server_keeps_serving(
     ingest(archive, files)
     server = serve(Destination("down", "DOWN", "127.0.0.1", free_port(), timeout_s=5.0))
     uid = str(dcmread(files[0]).StudyInstanceUID)
-    responses = _move(server.port, _study(uid), "DOWN")
+    responses = _move(server.port, study_identifier(uid), "DOWN")
     status, final, identifier = responses[-1]
     assert status == 0xA702
     assert (final.NumberOfFailedSuboperations, final.NumberOfCompletedSuboperations) == (2, 0)
@@ -255,8 +207,8 @@ def test_destination_refusing_the_files_syntax_gets_it_transcoded_only_when_allo
     uid = str(dcmread(files[0]).StudyInstanceUID)
     with storescp(tmp_path / "out", extra=["+xi"]) as dest_port:  # implicit VR little endian only
         server = serve(Destination("dest", "DEST", "127.0.0.1", dest_port, transcode=transcode))
-        responses = _move(server.port, _study(uid), "DEST")
-        received = _received(tmp_path / "out")
+        responses = _move(server.port, study_identifier(uid), "DEST")
+        received = by_uid((tmp_path / "out").iterdir())
     status, final, identifier = responses[-1]
     originals = {str(dcmread(p).SOPInstanceUID): dcmread(p) for p in files}
     implicit = next(
@@ -283,44 +235,15 @@ def test_cancel_mid_move_stops_and_reports_counts(
     files = write_study(tmp_path / "in", [ExplicitVRLittleEndian] * 5)
     ingest(archive, files)
     uid = str(dcmread(files[0]).StudyInstanceUID)
-    first_arrived, gate = threading.Event(), threading.Event()
-    stored: list[str] = []
-
-    def on_store(event: Any) -> int:
-        stored.append(str(event.request.AffectedSOPInstanceUID))
-        first_arrived.set()
-        gate.wait(20)
-        return 0x0000
-
-    slow = AE(ae_title="SLOW")
-    slow.supported_contexts = AllStoragePresentationContexts
-    slow_server = slow.start_server(("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)])
-    try:
-        server = serve(Destination("slow", "SLOW", "127.0.0.1", slow_server.server_address[1]))
-        ae = AE(ae_title=WS)
-        ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
-        assoc = ae.associate("127.0.0.1", server.port, ae_title="USARCHIVE")
-        assert assoc.is_established
-        responses = assoc.send_c_move(
-            _study(uid), "SLOW", StudyRootQueryRetrieveInformationModelMove, msg_id=7
-        )
-        assert first_arrived.wait(20)
-        context_id = assoc.accepted_contexts[0].context_id
-        assoc.send_c_cancel(7, context_id)
-        served = [a for a in server._ae.active_associations if a.is_acceptor]  # type: ignore[union-attr]
-        wait_for(lambda: any(7 in a.dimse.cancel_req for a in served), what="the C-CANCEL to arrive")
-        gate.set()
-        statuses = [(int(s.Status), s, i) for s, i in responses]
-        assoc.release()
-    finally:
-        gate.set()
-        slow.shutdown()
+    with held_destination("SLOW") as slow:
+        server = serve(Destination("slow", "SLOW", "127.0.0.1", slow.port))
+        statuses = move_cancelled_at_first(server, study_identifier(uid), slow, msg_id=7)
     status, final, _ = statuses[-1]
     assert status == 0xFE00
     assert final.NumberOfCompletedSuboperations == 1
     assert final.NumberOfRemainingSuboperations == 4
     assert final.NumberOfFailedSuboperations == 0
-    assert len(stored) == 1
+    assert len(slow.stored) == 1
 
 
 def test_requester_gone_mid_move_stops_the_move_and_the_server_keeps_serving(
@@ -329,43 +252,28 @@ def test_requester_gone_mid_move_stops_the_move_and_the_server_keeps_serving(
     files = write_study(tmp_path / "in", [ExplicitVRLittleEndian] * 5)
     ingest(archive, files)
     uid = str(dcmread(files[0]).StudyInstanceUID)
-    first_arrived, gate = threading.Event(), threading.Event()
-    stored: list[str] = []
-
-    def on_store(event: Any) -> int:
-        stored.append(str(event.request.AffectedSOPInstanceUID))
-        first_arrived.set()
-        gate.wait(20)
-        return 0x0000
-
-    slow = AE(ae_title="SLOW")
-    slow.supported_contexts = AllStoragePresentationContexts
-    slow_server = slow.start_server(("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)])
     caplog.set_level(logging.INFO, logger="pacs_bridge")
-    try:
-        server = serve(Destination("slow", "SLOW", "127.0.0.1", slow_server.server_address[1]))
+    with held_destination("SLOW") as slow:
+        server = serve(Destination("slow", "SLOW", "127.0.0.1", slow.port))
         ae = AE(ae_title=WS)
         ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
         assoc = ae.associate("127.0.0.1", server.port, ae_title="USARCHIVE")
         assert assoc.is_established
-        assoc.send_c_move(_study(uid), "SLOW", StudyRootQueryRetrieveInformationModelMove)
-        assert first_arrived.wait(20)
+        assoc.send_c_move(study_identifier(uid), "SLOW", StudyRootQueryRetrieveInformationModelMove)
+        assert slow.first_arrived.wait(20)
         served = [a for a in server._ae.active_associations if a.is_acceptor]  # type: ignore[union-attr]
         assoc.abort()  # while the first sub-operation waits at the destination
         wait_for(
             lambda: all(a.acse.is_aborted() or not a.dul.is_alive() for a in served),
             what="the abort to arrive",
         )
-        gate.set()
+        slow.gate.set()
         wait_for(
             lambda: any("C-MOVE from WS1" in r.getMessage() for r in caplog.records),
             what="the C-MOVE log line",
         )
-    finally:
-        gate.set()
-        slow.shutdown()
     line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("C-MOVE from WS1"))
     assert "completed 1, failed 0, warning 0, remaining 4" in line, line
     assert "requester's association ended" in line
-    assert len(stored) == 1
+    assert len(slow.stored) == 1
     assert echoscu(server.port, calling=WS).returncode == 0

@@ -12,52 +12,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from bridge_helpers import run, start_serve_process, storescu, wait_for
+from bridge_helpers import start_serve_process, storescu, wait_for
 from pydicom import dcmread
 from pydicom.uid import ExplicitVRLittleEndian
-from qr_helpers import storescp, write_study
+from qr_helpers import movescu, storescp, write_serve_config, write_study
 
 pytestmark = pytest.mark.network
 
 _RELOADED = "access control and C-MOVE destinations re-read"
-
-
-def _config(path: Path, dest_port: int | None, *, move_to: str | None = None, find: bool = False) -> None:
-    lines = ["[server]", 'allow = ["SCANNER"]', "[server.permissions]"]
-    lines.append('WS1 = ["move", "find"]' if find else 'WS1 = ["move"]')
-    if move_to is not None:
-        lines += ["[server.move_destinations]", f'WS1 = ["{move_to}"]']
-    if dest_port is not None:
-        lines += [
-            "[destinations.DEST]",
-            'ae_title = "DEST"',
-            'host = "127.0.0.1"',
-            f"port = {dest_port}",
-            "timeout_s = 10.0",
-        ]
-    path.write_text("\n".join([*lines, ""]))
-
-
-def _movescu(port: int, study_uid: str) -> subprocess.CompletedProcess[str]:
-    return run(
-        [
-            "movescu",
-            "-v",
-            "-S",
-            "-aet",
-            "WS1",
-            "-aec",
-            "USARCHIVE",
-            "-aem",
-            "DEST",
-            "-k",
-            "QueryRetrieveLevel=STUDY",
-            "-k",
-            f"StudyInstanceUID={study_uid}",
-            "127.0.0.1",
-            str(port),
-        ]
-    )
 
 
 def _unknown(result: subprocess.CompletedProcess[str]) -> bool:
@@ -66,12 +28,12 @@ def _unknown(result: subprocess.CompletedProcess[str]) -> bool:
 
 
 def _moved(port: int, study_uid: str) -> bool:
-    result = _movescu(port, study_uid)
+    result = movescu(port, study_uid)
     return result.returncode == 0 and "E: " not in result.stdout + result.stderr and not _unknown(result)
 
 
 def _refused_unknown(port: int, study_uid: str) -> bool:
-    return _unknown(_movescu(port, study_uid))
+    return _unknown(movescu(port, study_uid))
 
 
 def _reloads(log: Path) -> int:
@@ -84,19 +46,19 @@ def test_sighup_rereads_move_destinations_and_rights(tmp_path: Path, monkeypatch
     config = tmp_path / "usarchive.toml"
     log = tmp_path / "serve.log"
     with storescp(tmp_path / "out") as dest_port:
-        _config(config, None)
+        write_serve_config(config, None)
         monkeypatch.setenv("USARCHIVE_CONFIG", str(config))
         process, port = start_serve_process(tmp_path / "data", [], log_path=log)
         try:
             assert storescu(port, files).returncode == 0
             assert _refused_unknown(port, study_uid)  # no destination table yet
             # DEST added: after SIGHUP the same movescu succeeds
-            _config(config, dest_port)
+            write_serve_config(config, dest_port)
             process.send_signal(signal.SIGHUP)
             wait_for(lambda: _moved(port, study_uid), timeout_s=30, what="the move to the added DEST")
             assert len(list((tmp_path / "out").iterdir())) == 2
             # the calling AE's move destinations narrowed to another AE: DEST refused again (0xA801)
-            _config(config, dest_port, move_to="OTHER")
+            write_serve_config(config, dest_port, move_to="OTHER")
             process.send_signal(signal.SIGHUP)
             wait_for(lambda: _refused_unknown(port, study_uid), timeout_s=30, what="DEST not allowed for WS1")
             # a file that does not parse: logged, the running tables stay
@@ -107,10 +69,10 @@ def test_sighup_rereads_move_destinations_and_rights(tmp_path: Path, monkeypatch
             assert _reloads(log) == reloads
             assert _refused_unknown(port, study_uid)
             # allowed again, then DEST removed: 0xA801
-            _config(config, dest_port)
+            write_serve_config(config, dest_port)
             process.send_signal(signal.SIGHUP)
             wait_for(lambda: _moved(port, study_uid), timeout_s=30, what="DEST allowed again")
-            _config(config, None)
+            write_serve_config(config, None)
             process.send_signal(signal.SIGHUP)
             wait_for(lambda: _refused_unknown(port, study_uid), timeout_s=30, what="the removed DEST")
             # a table that would admit nobody is refused as at start; WS1 still moves... nowhere

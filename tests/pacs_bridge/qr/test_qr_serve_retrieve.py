@@ -7,10 +7,10 @@ import signal
 from pathlib import Path
 
 import pytest
-from bridge_helpers import dataset_bytes, run, start_serve_process, storescu, wait_for
+from bridge_helpers import dataset_bytes, start_serve_process, storescu, wait_for
 from pydicom import dcmread
 from pydicom.uid import ExplicitVRLittleEndian
-from qr_helpers import storescp, write_study
+from qr_helpers import getscu, movescu, storescp, write_serve_config, write_study
 
 pytestmark = pytest.mark.network
 
@@ -23,68 +23,16 @@ def test_serve_moves_and_gets_and_logs_one_line_per_retrieve(
     log = tmp_path / "serve.log"
     with storescp(tmp_path / "out") as dest_port:
         config = tmp_path / "usarchive.toml"
-        config.write_text(
-            "\n".join(
-                [
-                    "[server]",
-                    'allow = ["SCANNER"]',
-                    "[server.permissions]",
-                    'WS1 = ["move", "get"]',
-                    "[server.move_destinations]",
-                    'WS1 = ["DEST"]',
-                    "[destinations.DEST]",
-                    'ae_title = "DEST"',
-                    'host = "127.0.0.1"',
-                    f"port = {dest_port}",
-                    "timeout_s = 10.0",
-                    "",
-                ]
-            )
-        )
+        write_serve_config(config, dest_port, rights=["move", "get"], move_to="DEST")
         monkeypatch.setenv("USARCHIVE_CONFIG", str(config))
         process, port = start_serve_process(tmp_path / "data", [], log_path=log)
         try:
             assert storescu(port, files).returncode == 0
-            moved = run(
-                [
-                    "movescu",
-                    "-S",
-                    "-aet",
-                    "WS1",
-                    "-aec",
-                    "USARCHIVE",
-                    "-aem",
-                    "DEST",
-                    "-k",
-                    "QueryRetrieveLevel=STUDY",
-                    "-k",
-                    f"StudyInstanceUID={study_uid}",
-                    "127.0.0.1",
-                    str(port),
-                ]
-            )
+            moved = movescu(port, study_uid, verbose=False)
             assert moved.returncode == 0, moved.stderr
             out = tmp_path / "got"
             out.mkdir()
-            got = run(
-                [
-                    "getscu",
-                    "-S",
-                    "-aet",
-                    "WS1",
-                    "-aec",
-                    "USARCHIVE",
-                    "-od",
-                    str(out),
-                    "+B",
-                    "-k",
-                    "QueryRetrieveLevel=STUDY",
-                    "-k",
-                    f"StudyInstanceUID={study_uid}",
-                    "127.0.0.1",
-                    str(port),
-                ]
-            )
+            got = getscu(port, study_uid, out, verbose=False)
             assert got.returncode == 0, got.stderr
             wait_for(lambda: "C-GET from WS1" in log.read_text(), what="the C-GET log line")
         finally:
