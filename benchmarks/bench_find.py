@@ -173,7 +173,7 @@ def populate(archive: Archive, instances: int, seed: int) -> dict[str, Any]:
     return {"patients": patient_count, "instances": total}
 
 
-def _percentile(values: list[float], fraction: float) -> float:
+def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
@@ -205,10 +205,10 @@ def measure(archive: Archive, info: dict[str, Any], queries: int, seed: int) -> 
         sql = _sql_latencies(archive, [make() for _ in range(queries)])
         results[name] = {
             "p50_ms": round(statistics.median(latencies), 2),
-            "p95_ms": round(_percentile(latencies, 0.95), 2),
+            "p95_ms": round(percentile(latencies, 0.95), 2),
             "max_ms": round(max(latencies), 2),
-            "p95_process_cpu_ms": round(_percentile(cpu, 0.95), 2),
-            "p95_sql_only_ms": round(_percentile(sql, 0.95), 2),
+            "p95_process_cpu_ms": round(percentile(cpu, 0.95), 2),
+            "p95_sql_only_ms": round(percentile(sql, 0.95), 2),
             "mean_rows": round(returned / queries, 1),
         }
     return results
@@ -252,7 +252,8 @@ def cpu_speed_probe_s() -> float:
 
 
 @contextlib.contextmanager
-def _database(backend: str, workdir: Path) -> Iterator[str]:
+def database(backend: str, workdir: Path) -> Iterator[str]:
+    """An empty index: SQLite in ``workdir``, or a fresh PostgreSQL database (``tests/support/pg.py``)."""
     if backend == "sqlite":
         yield f"sqlite:///{workdir / 'index.sqlite'}"
         return
@@ -263,17 +264,34 @@ def _database(backend: str, workdir: Path) -> Iterator[str]:
         yield url
 
 
-def run(backend: str, instances: int, queries: int, seed: int) -> dict[str, Any]:
-    """Populate and measure one backend."""
+def timed_populate(archive: Archive, instances: int, seed: int) -> tuple[dict[str, Any], float]:
+    """:func:`populate`, and the seconds it took."""
+    start = time.perf_counter()
+    info = populate(archive, instances, seed)
+    return info, time.perf_counter() - start
+
+
+@contextlib.contextmanager
+def filled_archive(
+    backend: str, instances: int, seed: int, *, label: str, prefix: str = "usarchive-bench-"
+) -> Iterator[tuple[Archive, dict[str, Any], float]]:
+    """A throwaway archive on ``backend`` bulk-filled by :func:`populate`: (archive, its info, fill seconds).
+
+    The fill is printed as ``{label}: N instances indexed in S s``.
+    """
     with (
-        tempfile.TemporaryDirectory(prefix="usarchive-bench-") as tmp,
-        _database(backend, Path(tmp)) as url,
+        tempfile.TemporaryDirectory(prefix=prefix) as tmp,
+        database(backend, Path(tmp)) as url,
         Archive.open(ArchiveSettings(Path(tmp) / "data", url)) as archive,
     ):
-        start = time.perf_counter()
-        info = populate(archive, instances, seed)
-        fill_s = time.perf_counter() - start
-        print(f"{backend}: {info['instances']} instances indexed in {fill_s:.0f} s", flush=True)
+        info, fill_s = timed_populate(archive, instances, seed)
+        print(f"{label}: {info['instances']} instances indexed in {fill_s:.0f} s", flush=True)
+        yield archive, info, fill_s
+
+
+def run(backend: str, instances: int, queries: int, seed: int) -> dict[str, Any]:
+    """Populate and measure one backend."""
+    with filled_archive(backend, instances, seed, label=backend) as (archive, info, fill_s):
         speed_s = cpu_speed_probe_s()
         measured = measure(archive, info, queries, seed)
     return {

@@ -34,7 +34,6 @@ p95 < 50 ms end to end on loopback.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
@@ -46,7 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -57,7 +56,14 @@ from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind  # t
 
 from archive.archive import Archive
 from archive.settings import ArchiveSettings
-from benchmarks.bench_find import DAYS, FIRST_DAY, cpu_speed_probe_s, populate
+from benchmarks.bench_find import (
+    DAYS,
+    FIRST_DAY,
+    cpu_speed_probe_s,
+    filled_archive,
+    percentile,
+    timed_populate,
+)
 from benchmarks.qr_find_fill import ORTHANC_CONFIG, PER_STUDY, fill_orthanc, ingest_rate, small_studies
 from pacs_bridge.config import BridgeSettings
 from pacs_bridge.peers import AllowedPeer, PeerPermissions, Permission
@@ -69,15 +75,10 @@ RANGE_DAYS = 7
 AET = "BENCH"
 
 
-def _percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
-
-
 def _summary(latencies: list[float], matches: list[int]) -> dict[str, float]:
     return {
         "p50_ms": round(statistics.median(latencies), 1),
-        "p95_ms": round(_percentile(latencies, 0.95), 1),
+        "p95_ms": round(percentile(latencies, 0.95), 1),
         "max_ms": round(max(latencies), 1),
         "mean_matches": round(sum(matches) / len(matches), 1),
     }
@@ -105,7 +106,7 @@ def findscu(port: int, called: str, keys: list[str]) -> tuple[float, int]:
 def echo_floor(port: int, called: str, runs: int) -> dict[str, float]:
     """``echoscu`` wall-clock: process start, association, C-ECHO, release."""
     times = [_timed(["echoscu", "-aet", AET, "-aec", called, "127.0.0.1", str(port)])[0] for _ in range(runs)]
-    return {"p50_ms": round(statistics.median(times), 1), "p95_ms": round(_percentile(times, 0.95), 1)}
+    return {"p50_ms": round(statistics.median(times), 1), "p95_ms": round(percentile(times, 0.95), 1)}
 
 
 def _identifier(keys: list[str]) -> Dataset:
@@ -185,30 +186,10 @@ def _kinds(
     return {"by Patient ID": by_patient, f"by Study Date ({RANGE_DAYS} days)": by_dates}
 
 
-@contextlib.contextmanager
-def _database(backend: str, workdir: Path) -> Iterator[str]:
-    """An empty index: SQLite in ``workdir``, or a fresh PostgreSQL database (``tests/support/pg.py``)."""
-    if backend == "sqlite":
-        yield f"sqlite:///{workdir / 'index.sqlite'}"
-        return
-    sys.path.insert(0, str(ROOT / "tests"))
-    from support import pg  # type: ignore[import-not-found]  # tests/ is not a package
-
-    with pg.server_url() as admin, pg.fresh_database(admin) as url:
-        yield url
-
-
 def part_large(backend: str, instances: int, queries: int, seed: int) -> dict[str, Any]:
     """usarchive alone on a bulk-filled index of ``instances`` on ``backend``."""
-    with (
-        tempfile.TemporaryDirectory(prefix="usarchive-qr-bench-") as tmp,
-        _database(backend, Path(tmp)) as url,
-        Archive.open(ArchiveSettings(Path(tmp) / "data", url)) as archive,
-    ):
-        start = time.perf_counter()
-        info = populate(archive, instances, seed)
-        fill_s = time.perf_counter() - start
-        print(f"part 1 {backend}: {info['instances']} instances indexed in {fill_s:.0f} s", flush=True)
+    fill = filled_archive(backend, instances, seed, label=f"part 1 {backend}", prefix="usarchive-qr-bench-")
+    with fill as (archive, info, fill_s):
         speed = cpu_speed_probe_s()
         with _server(archive, 10_000) as server:
             kinds = _kinds(random.Random(seed), info["patients"], "PAT{:07d}", FIRST_DAY, DAYS)
@@ -255,9 +236,7 @@ def part_orthanc(
             with Archive.open(
                 ArchiveSettings(root / "usarchive", f"sqlite:///{root / 'index.sqlite'}")
             ) as archive:
-                start = time.perf_counter()
-                info = populate(archive, count, seed)
-                ours_fill_s = time.perf_counter() - start
+                info, ours_fill_s = timed_populate(archive, count, seed)
                 with _server(archive, 10_000) as server:
                     ours = measure(
                         server.port,
