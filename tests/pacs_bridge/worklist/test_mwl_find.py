@@ -71,12 +71,9 @@ def entries(archive: Archive) -> dict[str, WorklistEntry]:
 
 
 @pytest.fixture
-def server(
-    start_bridge: Callable[..., BridgeServer],
-    bridge_settings: BridgeSettings,
-    entries: dict[str, WorklistEntry],
-) -> BridgeServer:
-    return start_bridge(bridge_settings, permissions=(SCANNER,))
+def server(entries: dict[str, WorklistEntry], scanner_server: BridgeServer) -> BridgeServer:
+    """The scanner's receiver, ``entries`` scheduled before it starts."""
+    return scanner_server
 
 
 _STATION = "ScheduledProcedureStepSequence[0].ScheduledStationAETitle"

@@ -8,17 +8,15 @@ technique); every expected set is written from those.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
 import pytest
-from worklist_peers import SCANNER, mwl_find
+from worklist_peers import mwl_find
 
 from archive.archive import Archive
 from archive.model import ProcedureType, Side, SpinalLevel, Technique
 from archive.worklist.model import LEVEL_CODES, ScheduledProcedure, WorklistEntry
-from pacs_bridge.config import BridgeSettings
 from pacs_bridge.server import BridgeServer
 
 NOW = datetime.now().replace(microsecond=0)
@@ -59,12 +57,9 @@ def entries(archive: Archive) -> dict[str, WorklistEntry]:
 
 
 @pytest.fixture
-def server(
-    start_bridge: Callable[..., BridgeServer],
-    bridge_settings: BridgeSettings,
-    entries: dict[str, WorklistEntry],
-) -> BridgeServer:
-    return start_bridge(bridge_settings, permissions=(SCANNER,))
+def server(entries: dict[str, WorklistEntry], scanner_server: BridgeServer) -> BridgeServer:
+    """The scanner's receiver, ``entries`` scheduled before it starts."""
+    return scanner_server
 
 
 def _accessions(server: BridgeServer, tmp_path: Path, *keys: str) -> list[str]:

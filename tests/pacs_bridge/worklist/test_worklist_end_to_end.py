@@ -10,9 +10,9 @@ PostgreSQL.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -20,7 +20,7 @@ import pydicom
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
-from worklist_peers import SCANNER, mwl_find, with_value
+from worklist_peers import mwl_find, with_value
 from worklist_peers import scheduled as scheduled_procedure
 
 from archive.archive import Archive
@@ -31,10 +31,11 @@ from archive.phantom.generate import write_clip
 from archive.phantom.spec import ClipSpec, Descriptions
 from archive.settings import ArchiveSettings
 from archive.worklist.model import WorklistEntry
-from pacs_bridge.config import BridgeSettings
 from pacs_bridge.server import BridgeServer
 
 NOW = datetime.now().replace(microsecond=0)
+#: What the operator typed, against the worklist entry: L3, left, two punctures.
+TYPED = Descriptions(study="US Lumbar MBB", series="L3 MBB left TT", performed_step="L3 MBB left TT")
 
 
 @pytest.fixture
@@ -50,8 +51,8 @@ def entry(archive: Archive) -> WorklistEntry:
 
 
 @pytest.fixture
-def server(start_bridge: Callable[..., BridgeServer], bridge_settings: BridgeSettings) -> BridgeServer:
-    return start_bridge(bridge_settings, permissions=(SCANNER,))
+def server(scanner_server: BridgeServer) -> BridgeServer:
+    return scanner_server
 
 
 def _scanner_picks(server: BridgeServer, tmp_path: Path) -> pydicom.Dataset:
@@ -63,6 +64,17 @@ def _scanner_picks(server: BridgeServer, tmp_path: Path) -> pydicom.Dataset:
     result = mwl_find(server.port, keys, tmp_path / "mwl")
     assert result.accessions == ["ACCW01"]
     return result.responses[0]
+
+
+def _clip(
+    entry: WorklistEntry, tmp_path: Path, *, seed: int, descriptions: Descriptions | None = None
+) -> Path:
+    """A small L4 right phantom clip carrying ``entry`` as a scanner writes it (in ``tmp_path / "clips"``)."""
+    spec = ClipSpec(level=SpinalLevel.L4, side=Side.RIGHT, frames=8, rows=160, cols=200, worklist=entry)
+    if descriptions is not None:
+        spec = dataclasses.replace(spec, descriptions=descriptions)
+    clip, _ = write_clip(spec, tmp_path / "clips", seed=seed)
+    return clip
 
 
 def _send(server: BridgeServer, path: Path) -> None:
@@ -116,18 +128,8 @@ def test_a_scheduled_clip_is_indexed_from_its_worklist_entry_over_contradicting_
     assert picked.StudyInstanceUID == entry.study_instance_uid
     step = picked.ScheduledProcedureStepSequence[0]
     assert step.ScheduledProcedureStepID == entry.step_id
-    # The operator typed something else: L3, left, two punctures.
-    typed = Descriptions(study="US Lumbar MBB", series="L3 MBB left TT", performed_step="L3 MBB left TT")
-    spec = ClipSpec(
-        level=SpinalLevel.L4,
-        side=Side.RIGHT,
-        frames=8,
-        rows=160,
-        cols=200,
-        descriptions=typed,
-        worklist=entry,
-    )
-    clip, _ = write_clip(spec, tmp_path / "clips", seed=5)
+    # The operator typed something else (TYPED).
+    clip = _clip(entry, tmp_path, seed=5, descriptions=TYPED)
     written = pydicom.dcmread(clip)
     assert written.RequestAttributesSequence[0].ScheduledProcedureStepID == entry.step_id
     assert written.AccessionNumber == "ACCW01" and written.StudyInstanceUID == entry.study_instance_uid
@@ -155,17 +157,7 @@ def test_a_scanner_copying_only_the_accession_is_matched_and_the_free_text_rules
     tmp_path: Path,
 ) -> None:
     _scanner_picks(server, tmp_path)
-    typed = Descriptions(study="US Lumbar MBB", series="L3 MBB left TT", performed_step="L3 MBB left TT")
-    spec = ClipSpec(
-        level=SpinalLevel.L4,
-        side=Side.RIGHT,
-        frames=8,
-        rows=160,
-        cols=200,
-        descriptions=typed,
-        worklist=entry,
-    )
-    clip, _ = write_clip(spec, tmp_path / "clips", seed=6)
+    clip = _clip(entry, tmp_path, seed=6, descriptions=TYPED)
     ds = pydicom.dcmread(clip)
     del ds.RequestAttributesSequence  # this scanner copies Accession Number and Study Instance UID only
     ds.StudyInstanceUID = "1.2.826.0.1.3680043.8.498.77"  # ... and even makes its own study
@@ -188,8 +180,7 @@ def test_a_person_s_tag_still_wins_over_the_worklist(
     server: BridgeServer,
     tmp_path: Path,
 ) -> None:
-    spec = ClipSpec(level=SpinalLevel.L4, side=Side.RIGHT, frames=8, rows=160, cols=200, worklist=entry)
-    clip, _ = write_clip(spec, tmp_path / "clips", seed=7)
+    clip = _clip(entry, tmp_path, seed=7)
     uid = str(pydicom.dcmread(clip).SOPInstanceUID)
     _send(server, clip)
     root = ["--data-dir", str(archive_settings.data_dir), "--db", archive_settings.resolved_db_url]
