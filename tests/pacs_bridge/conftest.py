@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,6 +11,7 @@ import pytest
 from bridge_helpers import CLIP_SYNTAXES, write_clip
 
 from archive.archive import Archive
+from archive.forward.config import Destination
 from archive.settings import ArchiveSettings
 from pacs_bridge.config import BridgeSettings
 from pacs_bridge.peers import AllowedPeer
@@ -36,11 +37,14 @@ def bridge_settings() -> BridgeSettings:
 
 @pytest.fixture
 def start_bridge(archive: Archive) -> Iterator[Callable[..., BridgeServer]]:
-    """Start receivers on ``archive`` (settings overridable); all are stopped after the test."""
+    """Start receivers on ``archive`` (settings overridable, C-MOVE destinations); all stop after the test."""
     servers: list[BridgeServer] = []
 
-    def start(settings: BridgeSettings, **overrides: object) -> BridgeServer:
-        server = BridgeServer(replace(settings, **overrides), archive)
+    def start(
+        settings: BridgeSettings, *, destinations: Iterable[Destination] = (), **overrides: object
+    ) -> BridgeServer:
+        by_name = {destination.name: destination for destination in destinations}
+        server = BridgeServer(replace(settings, **overrides), archive, destinations=by_name)
         server.start()
         servers.append(server)
         return server

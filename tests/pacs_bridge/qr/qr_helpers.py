@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,9 +19,7 @@ from pynetdicom import AE, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove  # type: ignore[attr-defined]
 
 from archive.archive import Archive
-from archive.forward.config import Destination
 from archive.ingest import Origin
-from pacs_bridge.config import BridgeSettings
 from pacs_bridge.server import BridgeServer
 
 
@@ -206,25 +204,3 @@ def move_cancelled_at_first(
     statuses = [(int(s.Status), s, i) for s, i in responses]
     assoc.release()
     return statuses
-
-
-#: ``start(settings, destinations)``: a started :class:`BridgeServer` on the test's archive.
-StartServer = Callable[[BridgeSettings, Iterable[Destination]], BridgeServer]
-
-
-@contextmanager
-def bridge_servers(archive: Archive) -> Iterator[StartServer]:
-    """Start servers on ``archive`` with the function yielded; each is stopped (5 s drain) on exit."""
-    servers: list[BridgeServer] = []
-
-    def start(settings: BridgeSettings, destinations: Iterable[Destination]) -> BridgeServer:
-        server = BridgeServer(settings, archive, destinations={d.name: d for d in destinations})
-        server.start()
-        servers.append(server)
-        return server
-
-    try:
-        yield start
-    finally:
-        for server in servers:
-            server.stop(drain_timeout_s=5.0)

@@ -6,7 +6,7 @@ import contextlib
 import logging
 import signal
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,6 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pynetdicom import AE, AllStoragePresentationContexts, evt
 from pynetdicom.pdu import P_DATA_TF
 from qr_helpers import (
-    bridge_servers,
     by_uid,
     free_port,
     getscu,
@@ -54,13 +53,13 @@ def _settings(*, patches: bool = True) -> BridgeSettings:
 
 
 @pytest.fixture
-def serve(archive: Archive) -> Iterator[Callable[..., BridgeServer]]:
-    with bridge_servers(archive) as start:
+def serve(start_bridge: Callable[..., BridgeServer]) -> Callable[..., BridgeServer]:
+    def serve_to(destination: Destination | None = None, *, patches: bool = True) -> BridgeServer:
+        return start_bridge(
+            _settings(patches=patches), destinations=[] if destination is None else [destination]
+        )
 
-        def serve_to(destination: Destination | None = None, *, patches: bool = True) -> BridgeServer:
-            return start(_settings(patches=patches), [] if destination is None else [destination])
-
-        yield serve_to
+    return serve_to
 
 
 @pytest.fixture

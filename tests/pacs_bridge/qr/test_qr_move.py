@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,6 @@ from pynetdicom.sop_class import (
     StudyRootQueryRetrieveInformationModelMove,
 )
 from qr_helpers import (
-    bridge_servers,
     by_uid,
     failed_uids,
     free_port,
@@ -58,9 +57,8 @@ def _settings() -> BridgeSettings:
 
 
 @pytest.fixture
-def serve(archive: Archive) -> Iterator[Callable[..., BridgeServer]]:
-    with bridge_servers(archive) as start:
-        yield lambda *destinations: start(_settings(), destinations)
+def serve(start_bridge: Callable[..., BridgeServer]) -> Callable[..., BridgeServer]:
+    return lambda *destinations: start_bridge(_settings(), destinations=destinations)
 
 
 def _move(
