@@ -1,15 +1,21 @@
-"""Helpers of the retrieve tests: studies of small clips, storescp destinations, a destination record."""
+"""Helpers of the retrieve tests: studies of small clips, storescp destinations, a C-MOVE SCU."""
 
 from __future__ import annotations
 
 import socket
+import ssl
 import subprocess
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from bridge_helpers import make_dataset, port_open, wait_for
+from pydicom import dcmread
+from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
+from pynetdicom import AE
+from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove
 
 from archive.archive import Archive
 from archive.ingest import Origin
@@ -75,6 +81,52 @@ def storescp(output: Path, *, aet: str = "DEST", extra: Sequence[str] = ("+xa",)
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def storescp_tls(certificate: Path, key: Path, ca: Path) -> list[str]:
+    """``storescp`` options to serve TLS with ``certificate`` and require a client certificate from ``ca``."""
+    return ["+tls", str(key), str(certificate), "+cf", str(ca), "-rc"]
+
+
+def received_instances(directory: Path) -> dict[str, Path]:
+    """The files a destination wrote into ``directory``, by SOP Instance UID."""
+    found = {}
+    for path in directory.iterdir():
+        if path.is_file():
+            found[str(dcmread(path, stop_before_pixels=True).SOPInstanceUID)] = path
+    return found
+
+
+def study_identifier(uid: str) -> Dataset:
+    """A STUDY level retrieve identifier for Study Instance UID ``uid``."""
+    ds = Dataset()
+    ds.QueryRetrieveLevel = "STUDY"
+    ds.StudyInstanceUID = uid
+    return ds
+
+
+def move(
+    port: int,
+    identifier: Dataset,
+    destination: str,
+    *,
+    calling: str,
+    model: Any = StudyRootQueryRetrieveInformationModelMove,
+    ssl_context: ssl.SSLContext | None = None,
+) -> list[tuple[int, Dataset, Dataset | None]]:
+    """Every response to one C-MOVE from a pynetdicom SCU: (status, status data set, identifier).
+
+    With ``ssl_context`` the association to ``127.0.0.1:port`` is TLS (host name ``127.0.0.1``).
+    """
+    ae = AE(ae_title=calling)
+    ae.add_requested_context(model)
+    tls_args = (ssl_context, "127.0.0.1") if ssl_context is not None else None
+    assoc = ae.associate("127.0.0.1", port, ae_title="USARCHIVE", tls_args=tls_args)
+    assert assoc.is_established
+    try:
+        return [(int(s.Status), s, i) for s, i in assoc.send_c_move(identifier, destination, model)]
+    finally:
+        assoc.release()
 
 
 def failed_uids(identifier: object) -> list[str]:

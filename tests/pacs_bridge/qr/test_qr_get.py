@@ -13,7 +13,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGBaseline8Bit, RLELossless
 from pynetdicom import AE, build_role, evt
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet  # type: ignore[attr-defined]
-from qr_helpers import failed_uids, ingest, write_study
+from qr_helpers import failed_uids, ingest, study_identifier, write_study
 
 from archive.archive import Archive
 from archive.index.queries import Query
@@ -37,13 +37,6 @@ def server(archive: Archive) -> Iterator[BridgeServer]:
     )
     with BridgeServer(settings, archive) as running:
         yield running
-
-
-def _study(uid: str) -> Dataset:
-    ds = Dataset()
-    ds.QueryRetrieveLevel = "STUDY"
-    ds.StudyInstanceUID = uid
-    return ds
 
 
 def _get(
@@ -141,7 +134,7 @@ def test_get_counts_and_the_requesters_contexts_decide_the_syntax(
     uid = str(dcmread(files[0]).StudyInstanceUID)
     # one context per syntax, so that each is accepted: JPEG Baseline and Explicit VR Little Endian
     responses, stored = _get(
-        server.port, _study(uid), syntaxes=[[JPEGBaseline8Bit], [ExplicitVRLittleEndian]]
+        server.port, study_identifier(uid), syntaxes=[[JPEGBaseline8Bit], [ExplicitVRLittleEndian]]
     )
     pending = [s for status, s, _ in responses if status == 0xFF00]
     assert [s.NumberOfRemainingSuboperations for s in pending] == [2, 1]
@@ -165,7 +158,7 @@ def test_get_fails_what_the_requester_cannot_take(
     ingest(archive, files)
     by_syntax = {str(dcmread(p).file_meta.TransferSyntaxUID): str(dcmread(p).SOPInstanceUID) for p in files}
     uid = str(dcmread(files[0]).StudyInstanceUID)
-    responses, stored = _get(server.port, _study(uid), syntaxes=[[RLELossless]])
+    responses, stored = _get(server.port, study_identifier(uid), syntaxes=[[RLELossless]])
     status, final, identifier = responses[-1]
     assert status == 0xB000
     assert (final.NumberOfCompletedSuboperations, final.NumberOfFailedSuboperations) == (1, 1)
@@ -192,7 +185,7 @@ def test_cancel_mid_get(archive: Archive, server: BridgeServer, tmp_path: Path) 
             cancelled.append(True)
 
     responses, stored = _get(
-        server.port, _study(uid), syntaxes=[[ExplicitVRLittleEndian]], on_store=cancel_on_first
+        server.port, study_identifier(uid), syntaxes=[[ExplicitVRLittleEndian]], on_store=cancel_on_first
     )
     status, final, _ = responses[-1]
     assert status == 0xFE00
@@ -220,7 +213,7 @@ def test_calling_ae_without_get_permission_is_refused_the_get_context(
     ]
     assert [cx.result in (0x01, 0x03) for cx in refused] == [True]  # refused at negotiation
     with pytest.raises(ValueError, match="presentation context"):
-        next(iter(assoc.send_c_get(_study("1.2.3"), StudyRootQueryRetrieveInformationModelGet)))
+        next(iter(assoc.send_c_get(study_identifier("1.2.3"), StudyRootQueryRetrieveInformationModelGet)))
     assoc.release()
 
 

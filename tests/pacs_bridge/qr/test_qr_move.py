@@ -18,7 +18,16 @@ from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelMove,
     StudyRootQueryRetrieveInformationModelMove,
 )
-from qr_helpers import failed_uids, free_port, ingest, storescp, write_study
+from qr_helpers import (
+    failed_uids,
+    free_port,
+    ingest,
+    move,
+    received_instances,
+    storescp,
+    study_identifier,
+    write_study,
+)
 
 from archive.archive import Archive
 from archive.forward.config import Destination
@@ -61,14 +70,6 @@ def serve(archive: Archive) -> Iterator[Callable[..., BridgeServer]]:
         server.stop(drain_timeout_s=5.0)
 
 
-def _received(directory: Path) -> dict[str, Path]:
-    found = {}
-    for path in directory.iterdir():
-        if path.is_file():
-            found[str(dcmread(path, stop_before_pixels=True).SOPInstanceUID)] = path
-    return found
-
-
 def _move(
     port: int,
     identifier: Dataset,
@@ -77,22 +78,7 @@ def _move(
     calling: str = WS,
     model: Any = StudyRootQueryRetrieveInformationModelMove,
 ) -> list[tuple[int, Dataset, Dataset | None]]:
-    """Every response to one C-MOVE from a pynetdicom SCU: (status, status data set, identifier)."""
-    ae = AE(ae_title=calling)
-    ae.add_requested_context(model)
-    assoc = ae.associate("127.0.0.1", port, ae_title="USARCHIVE")
-    assert assoc.is_established
-    try:
-        return [(int(s.Status), s, i) for s, i in assoc.send_c_move(identifier, destination, model)]
-    finally:
-        assoc.release()
-
-
-def _study(uid: str) -> Dataset:
-    ds = Dataset()
-    ds.QueryRetrieveLevel = "STUDY"
-    ds.StudyInstanceUID = uid
-    return ds
+    return move(port, identifier, destination, calling=calling, model=model)
 
 
 def test_movescu_to_storescp_sends_every_instance_byte_identical(
@@ -129,7 +115,7 @@ def test_movescu_to_storescp_sends_every_instance_byte_identical(
         )
         assert result.returncode == 0, result.stderr
         assert "Success" in result.stdout + result.stderr
-        received = _received(tmp_path / "out")
+        received = received_instances(tmp_path / "out")
     originals = {str(dcmread(p, stop_before_pixels=True).SOPInstanceUID): p for p in files}
     assert set(received) == set(originals)
     for uid, path in originals.items():
@@ -151,7 +137,7 @@ def test_patient_root_move_reports_pending_counts_then_success(
         identifier.QueryRetrieveLevel = "PATIENT"
         identifier.PatientID = "PR-7"
         responses = _move(server.port, identifier, "DEST", model=PatientRootQueryRetrieveInformationModelMove)
-        assert len(_received(tmp_path / "out")) == 3
+        assert len(received_instances(tmp_path / "out")) == 3
     pending = [s for status, s, _ in responses if status == 0xFF00]
     assert [s.NumberOfRemainingSuboperations for s in pending] == [2, 1]
     assert [s.NumberOfCompletedSuboperations for s in pending] == [1, 2]
@@ -168,11 +154,11 @@ def test_unknown_destination_is_refused_a801(
     ingest(archive, files)
     server = serve(Destination("dest", "DEST", "127.0.0.1", free_port()))
     uid = str(dcmread(files[0]).StudyInstanceUID)
-    responses = _move(server.port, _study(uid), "NOSUCHAE")
+    responses = _move(server.port, study_identifier(uid), "NOSUCHAE")
     assert [status for status, _, _ in responses] == [0xA801]
     assert "not in the destination table" in str(responses[0][1].ErrorComment)
     # a configured destination the calling AE may not move to is refused the same way
-    responses = _move(server.port, _study(uid), "DEST", calling="OTHERWS")
+    responses = _move(server.port, study_identifier(uid), "DEST", calling="OTHERWS")
     assert [status for status, _, _ in responses] == [0xA801]
     assert "not allowed" in str(responses[0][1].ErrorComment)
 
@@ -226,7 +212,7 @@ def test_destination_down_fails_every_suboperation_and_the_server_keeps_serving(
     ingest(archive, files)
     server = serve(Destination("down", "DOWN", "127.0.0.1", free_port(), timeout_s=5.0))
     uid = str(dcmread(files[0]).StudyInstanceUID)
-    responses = _move(server.port, _study(uid), "DOWN")
+    responses = _move(server.port, study_identifier(uid), "DOWN")
     status, final, identifier = responses[-1]
     assert status == 0xA702
     assert (final.NumberOfFailedSuboperations, final.NumberOfCompletedSuboperations) == (2, 0)
@@ -255,8 +241,8 @@ def test_destination_refusing_the_files_syntax_gets_it_transcoded_only_when_allo
     uid = str(dcmread(files[0]).StudyInstanceUID)
     with storescp(tmp_path / "out", extra=["+xi"]) as dest_port:  # implicit VR little endian only
         server = serve(Destination("dest", "DEST", "127.0.0.1", dest_port, transcode=transcode))
-        responses = _move(server.port, _study(uid), "DEST")
-        received = _received(tmp_path / "out")
+        responses = _move(server.port, study_identifier(uid), "DEST")
+        received = received_instances(tmp_path / "out")
     status, final, identifier = responses[-1]
     originals = {str(dcmread(p).SOPInstanceUID): dcmread(p) for p in files}
     implicit = next(
@@ -302,7 +288,7 @@ def test_cancel_mid_move_stops_and_reports_counts(
         assoc = ae.associate("127.0.0.1", server.port, ae_title="USARCHIVE")
         assert assoc.is_established
         responses = assoc.send_c_move(
-            _study(uid), "SLOW", StudyRootQueryRetrieveInformationModelMove, msg_id=7
+            study_identifier(uid), "SLOW", StudyRootQueryRetrieveInformationModelMove, msg_id=7
         )
         assert first_arrived.wait(20)
         context_id = assoc.accepted_contexts[0].context_id
@@ -348,7 +334,7 @@ def test_requester_gone_mid_move_stops_the_move_and_the_server_keeps_serving(
         ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
         assoc = ae.associate("127.0.0.1", server.port, ae_title="USARCHIVE")
         assert assoc.is_established
-        assoc.send_c_move(_study(uid), "SLOW", StudyRootQueryRetrieveInformationModelMove)
+        assoc.send_c_move(study_identifier(uid), "SLOW", StudyRootQueryRetrieveInformationModelMove)
         assert first_arrived.wait(20)
         served = [a for a in server._ae.active_associations if a.is_acceptor]  # type: ignore[union-attr]
         assoc.abort()  # while the first sub-operation waits at the destination
