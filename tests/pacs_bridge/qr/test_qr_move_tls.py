@@ -14,6 +14,7 @@ import logging
 import ssl
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from bridge_helpers import dataset_bytes, echoscu
@@ -32,6 +33,7 @@ from qr_helpers import (
 
 from archive.archive import Archive
 from archive.forward.config import Destination
+from pacs_bridge import _pynetdicom_compat
 from pacs_bridge.config import BridgeSettings, TLSSettings
 from pacs_bridge.peers import PeerPermissions
 from pacs_bridge.server import BridgeServer
@@ -75,6 +77,21 @@ def _requester_context(certificates: Path) -> ssl.SSLContext:
     return context
 
 
+@pytest.fixture
+def fast_send_answers(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """What each ``fast_send_c_store`` call returned (``None``: the caller sent the stock way)."""
+    answers: list[object] = []
+    original = _pynetdicom_compat.fast_send_c_store
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        answer = original(*args, **kwargs)
+        answers.append(answer)
+        return answer
+
+    monkeypatch.setattr(_pynetdicom_compat, "fast_send_c_store", spy)
+    return answers
+
+
 def _echo_tls(port: int, certificates: Path) -> int:
     d = certificates
     tls = ["+tls", str(d / "client.key"), str(d / "client.crt"), "+cf", str(d / "ca.crt")]
@@ -89,6 +106,7 @@ def test_move_over_tls_to_a_tls_storescp_sends_every_instance_byte_identical(
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
     fast_writes: list[Path],
+    fast_send_answers: list[object],
     patches: bool,
 ) -> None:
     d = certificates
@@ -119,7 +137,9 @@ def test_move_over_tls_to_a_tls_storescp_sends_every_instance_byte_identical(
         assert dataset_bytes(received[uid]) == dataset_bytes(path), f"{uid} differs"
         got = dcmread(received[uid], stop_before_pixels=True).file_meta.TransferSyntaxUID
         assert got == dcmread(path, stop_before_pixels=True).file_meta.TransferSyntaxUID
-    # Patches on or off, a TLS socket goes the stock way: the fast sender wrote nothing.
+    # Patches on or off, a TLS socket goes the stock way: the fast sender declined every
+    # instance (None) and wrote nothing.
+    assert fast_send_answers == [None] * len(files)
     assert fast_writes == []
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("C-MOVE from WS1")]
     assert len(lines) == 1 and "to DEST: completed 4, failed 0, warning 0" in lines[0], lines
