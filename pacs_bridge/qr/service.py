@@ -14,7 +14,8 @@ instead (pynetdicom is told so in :mod:`pacs_bridge._pynetdicom_compat`):
   ``destination.timeout_s``), each file in its own transfer syntax
   (:mod:`pacs_bridge.qr.suboperations`); a destination that cannot be reached
   fails every sub-operation (0xA702 with the counts and the Failed SOP
-  Instance UID List), it is not "unknown".
+  Instance UID List), it is not "unknown"; over TLS, a failed handshake is
+  logged and named in the Error Comment.
 * C-GET: the sub-operations run on the requester's association, on the
   storage contexts it proposed with the SCP role (SCP/SCU role selection);
   a file whose transfer syntax it did not accept goes transcoded losslessly
@@ -51,7 +52,7 @@ from pacs_bridge.forward.association import open_association, requested_contexts
 from pacs_bridge.peers import Permission
 from pacs_bridge.qr.identifier import RETRIEVE_SOP_CLASSES, IdentifierError, retrieve_keys
 from pacs_bridge.qr.suboperations import SubOperations, send_instance
-from pacs_bridge.tls import client_context
+from pacs_bridge.tls import DestinationContext, client_context
 
 if TYPE_CHECKING:
     from pynetdicom.association import Association
@@ -200,7 +201,7 @@ class Retriever:
                 store_assoc = None
             if store_assoc is None or not store_assoc.is_established:
                 counts.fail(item.sop_instance_uid for item in group)
-                comment = f"cannot associate with the move destination {where}"
+                comment = _not_associated(where, ssl_context)
                 if counts.remaining:
                     respond.pending(counts)
                 sent += len(group)
@@ -426,6 +427,20 @@ class _Responder:
             status = WARNING
         self.final(status, counts, comment)
         return status
+
+
+def _not_associated(where: str, ssl_context: DestinationContext | None) -> str:
+    """Why the association to the move destination ``where`` failed; a failed TLS handshake is logged."""
+    handshake = ssl_context.pop_handshake_error() if ssl_context is not None else None
+    if handshake is None:
+        return f"cannot associate with the move destination {where}"
+    LOGGER.warning(
+        "C-MOVE: TLS handshake with %s failed: %s; expected a certificate for its host signed by "
+        "a CA of the system or of [tls] ca, and a TLS 1.2+ protocol both accept",
+        where,
+        handshake,
+    )
+    return f"TLS handshake failed: {handshake}; move destination {where}"
 
 
 def _requester_gone(assoc: Association) -> bool:

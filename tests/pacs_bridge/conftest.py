@@ -102,3 +102,12 @@ def certificates(tmp_path: Path) -> Path:
         _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
                  "-out", f"{name}.crt", "-days", "2", "-extfile", f"{name}.ext", cwd=d)  # fmt: skip
     return d
+
+
+@pytest.fixture
+def self_signed_certificate(certificates: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (not from the test CA) and its key, PEM."""
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "rogue.key", "-out", "rogue.crt",
+             "-days", "2", "-subj", "/CN=rogue", "-addext", "subjectAltName=IP:127.0.0.1",
+             cwd=certificates)  # fmt: skip
+    return certificates / "rogue.crt", certificates / "rogue.key"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import ssl
 import subprocess
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -85,6 +86,48 @@ def storescp(output: Path, *, aet: str = "DEST", extra: Sequence[str] = ("+xa",)
         process.wait(timeout=10)
 
 
+def storescp_tls(certificate: Path, key: Path, ca: Path) -> list[str]:
+    """``storescp`` options to serve TLS with ``certificate`` and require a client certificate from ``ca``."""
+    return ["+tls", str(key), str(certificate), "+cf", str(ca), "-rc"]
+
+
+def received_instances(directory: Path) -> dict[str, Path]:
+    """The files a destination wrote into ``directory``, by SOP Instance UID."""
+    return by_uid(directory.iterdir())
+
+
+def study_identifier(uid: str) -> Dataset:
+    """A STUDY level retrieve identifier for Study Instance UID ``uid``."""
+    ds = Dataset()
+    ds.QueryRetrieveLevel = "STUDY"
+    ds.StudyInstanceUID = uid
+    return ds
+
+
+def move(
+    port: int,
+    identifier: Dataset,
+    destination: str,
+    *,
+    calling: str,
+    model: Any = StudyRootQueryRetrieveInformationModelMove,
+    ssl_context: ssl.SSLContext | None = None,
+) -> list[tuple[int, Dataset, Dataset | None]]:
+    """Every response to one C-MOVE from a pynetdicom SCU: (status, status data set, identifier).
+
+    With ``ssl_context`` the association to ``127.0.0.1:port`` is TLS (host name ``127.0.0.1``).
+    """
+    ae = AE(ae_title=calling)
+    ae.add_requested_context(model)
+    tls_args = (ssl_context, "127.0.0.1") if ssl_context is not None else None
+    assoc = ae.associate("127.0.0.1", port, ae_title="USARCHIVE", tls_args=tls_args)
+    assert assoc.is_established
+    try:
+        return [(int(s.Status), s, i) for s, i in assoc.send_c_move(identifier, destination, model)]
+    finally:
+        assoc.release()
+
+
 def failed_uids(identifier: object) -> list[str]:
     """Failed SOP Instance UID List of a response identifier, as a list (one UID reads as a str)."""
     value = getattr(identifier, "FailedSOPInstanceUIDList", [])
@@ -94,14 +137,6 @@ def failed_uids(identifier: object) -> list[str]:
 def by_uid(paths: Iterable[Path]) -> dict[str, Path]:
     """The files among ``paths`` by their SOP Instance UID (directories skipped)."""
     return {str(dcmread(p, stop_before_pixels=True).SOPInstanceUID): p for p in paths if p.is_file()}
-
-
-def study_identifier(uid: str) -> Dataset:
-    """A STUDY-level retrieve identifier for Study Instance UID ``uid``."""
-    ds = Dataset()
-    ds.QueryRetrieveLevel = "STUDY"
-    ds.StudyInstanceUID = uid
-    return ds
 
 
 def _study_keys(study_uid: str) -> list[str]:

@@ -62,21 +62,6 @@ def serve(start_bridge: Callable[..., BridgeServer]) -> Callable[..., BridgeServ
     return serve_to
 
 
-@pytest.fixture
-def fast_writes(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
-    """The files the fast sender wrote (``pdata_writer.write_stored_message`` spied on)."""
-    written: list[Path] = []
-    original = pdata_writer.write_stored_message
-
-    def spy(sock: Any, command: Any, path: Path, *args: Any) -> int:
-        pdus = original(sock, command, path, *args)
-        written.append(path)
-        return pdus
-
-    monkeypatch.setattr(pdata_writer, "write_stored_message", spy)
-    return written
-
-
 def _clips(directory: Path, frames: list[int]) -> list[Path]:
     """One study of uncompressed 8-bit clips of 320×241 (an odd row count: odd data set lengths)."""
     directory.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,7 @@ from qr_helpers import (
     free_port,
     held_destination,
     ingest,
+    move,
     move_cancelled_at_first,
     movescu,
     storescp,
@@ -69,15 +70,7 @@ def _move(
     calling: str = WS,
     model: Any = StudyRootQueryRetrieveInformationModelMove,
 ) -> list[tuple[int, Dataset, Dataset | None]]:
-    """Every response to one C-MOVE from a pynetdicom SCU: (status, status data set, identifier)."""
-    ae = AE(ae_title=calling)
-    ae.add_requested_context(model)
-    assoc = ae.associate("127.0.0.1", port, ae_title="USARCHIVE")
-    assert assoc.is_established
-    try:
-        return [(int(s.Status), s, i) for s, i in assoc.send_c_move(identifier, destination, model)]
-    finally:
-        assoc.release()
+    return move(port, identifier, destination, calling=calling, model=model)
 
 
 def test_movescu_to_storescp_sends_every_instance_byte_identical(
