@@ -11,21 +11,20 @@ matches are written from the entries themselves.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 
 import pytest
 from bridge_helpers import make_dataset
 from pydicom.dataset import Dataset
-from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import generate_uid
 from qr_peers import findscu
+from qr_samples import procedure_codes, schedule_examples
 
 from archive.archive import Archive
 from archive.ingest import Origin
-from archive.model import ProcedureType, Side, SpinalLevel, Technique
+from archive.model import ProcedureType, SpinalLevel
 from archive.worklist.dataset import copy_into
-from archive.worklist.model import LEVEL_CODES, ScheduledProcedure, WorklistEntry
+from archive.worklist.model import LEVEL_CODES, WorklistEntry
 from pacs_bridge.config import BridgeSettings
 from pacs_bridge.peers import AllowedPeer, PeerPermissions, Permission
 from pacs_bridge.server import BridgeServer
@@ -35,45 +34,16 @@ _RAS = "0040,0275[0]"
 _PROTOCOL = f"{_RAS}.0040,0008[0]"
 
 
-def _scheduled(accession: str, level: SpinalLevel, side: Side, technique: Technique) -> ScheduledProcedure:
-    return ScheduledProcedure(
-        patient_id=f"P-{accession}",
-        patient_name="DOE^JANE",
-        birth_date=None,
-        sex="F",
-        accession_number=accession,
-        start=datetime(2030, 1, 1, 9, 0),
-        station_aet="SCANNER",
-        modality="US",
-        procedure_type=ProcedureType.MEDIAL_BRANCH_BLOCK,
-        levels=(level,),
-        side=side,
-        technique=technique,
-    )
-
-
 @pytest.fixture
 def entries(archive: Archive, tmp_path: Path) -> dict[str, tuple[WorklistEntry, str]]:
     """``L5`` / ``L4`` → (the entry, the Series Instance UID of its clip)."""
-    l5, l4 = archive.worklist.schedule(
-        [
-            _scheduled("ACC-L5", SpinalLevel.L5, Side.RIGHT, Technique.OT),
-            _scheduled("ACC-L4", SpinalLevel.L4, Side.LEFT, Technique.TT),
-        ]
-    )
-    found = {}
-    for name, entry in (("L5", l5), ("L4", l4)):
+    found: dict[str, tuple[WorklistEntry, str]] = {}
+    for name, entry in schedule_examples(archive).items():
         ds = make_dataset(seed=len(found))
         copy_into(ds, entry)
         ds.SeriesInstanceUID = generate_uid()
         if name == "L5":
-            code = Dataset()
-            code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = (
-                "MBB",
-                "99USARCH",
-                "Medial branch block",
-            )
-            ds.ProcedureCodeSequence = DicomSequence([code])
+            ds.ProcedureCodeSequence = procedure_codes(ProcedureType.MEDIAL_BRANCH_BLOCK)
         path = tmp_path / f"{name}.dcm"
         ds.save_as(path, enforce_file_format=True)
         archive.ingest(path, origin=Origin("file"))
