@@ -38,12 +38,13 @@ from sqlalchemy import Engine, select
 
 from archive.index import schema
 from archive.index.engine import autocommit_reads
+from archive.index.items import sequence_item_value
 from archive.model import SpinalLevel, sort_levels
 from archive.query.errors import QueryError, QueryFailure
 from archive.query.keys import PRIVATE_CREATOR, PRIVATE_GROUP, KeyKind, Level, computed_level
 from archive.query.matching import MatchSettings
 from archive.query.request import FindRequest, RequestedKey
-from archive.query.sequences import SequenceQuery, kept_items, response_items
+from archive.query.sequences import SequenceQuery, kept_items, nested_item_matches, response_items
 from archive.query.sql import (
     CompiledQuery,
     computed_query,
@@ -293,7 +294,8 @@ def _sequence_items(
     if not matches:
         return {}
     instance_pks = sorted({int(row[1]) for row in matches})
-    kept = kept_items(connection.execute(sequence_value_query(instance_pks, query.sequence.tag)))
+    narrowed = nested_item_matches(connection, sequence_item_value, instance_pks, query)
+    kept = kept_items(connection.execute(sequence_value_query(instance_pks, query.sequence.tag)), narrowed)
     by_entity: dict[int, list[tuple[int, int]]] = defaultdict(list)
     for entity, instance_pk, item in matches:
         by_entity[int(entity)].append((int(instance_pk), int(item)))

@@ -7,7 +7,8 @@ a key without value only asks for the attribute to be returned. A sequence
 inside the item (the Scheduled Protocol Code Sequence of a Request
 Attributes item) is matched the same way against the nested items of that
 one item. The responses carry the matching items (all items when the key
-had no value), each with the requested attributes only.
+had no value), each with the requested attributes only, and inside each the
+nested items that match the nested key (all of them when it had no value).
 
 The items are rows of an item-value table of the shape of
 :data:`archive.index.items.sequence_item_value` (one row per kept value:
@@ -229,8 +230,25 @@ class KeptItem:
         )
 
 
-def kept_items(rows: Iterable[Any]) -> dict[tuple[int, int], KeptItem]:
-    """``(owner, item)`` → its values, from rows ``(owner, item, nested, nested_item, tag, value)``."""
+#: Per nested sequence tag, the ``(owner, item, nested item)`` of the nested items to return.
+NestedMatches = Mapping[int, set[tuple[int, int, int]]]
+
+
+def kept_items(
+    rows: Iterable[Any], nested_matches: NestedMatches | None = None
+) -> dict[tuple[int, int], KeptItem]:
+    """``(owner, item)`` → its values, from rows ``(owner, item, nested, nested_item, tag, value)``.
+
+    Parameters
+    ----------
+    rows : iterable of rows
+        The item-value rows of one sequence.
+    nested_matches : mapping of int to set of (int, int, int), optional
+        For a nested sequence whose key had a value (:func:`nested_item_matches`): the nested
+        items that match it; its other items are left out. Nested sequences not in it are
+        kept whole.
+    """
+    narrowed = nested_matches or {}
     items: dict[tuple[int, int], KeptItem] = {}
     nested: dict[tuple[int, int], dict[int, dict[int, dict[int, str]]]] = defaultdict(
         lambda: defaultdict(lambda: defaultdict(dict))
@@ -239,6 +257,9 @@ def kept_items(rows: Iterable[Any]) -> dict[tuple[int, int], KeptItem]:
         key = (int(owner), int(number))
         item = items.setdefault(key, KeptItem({}, {}))
         if inner:
+            matching = narrowed.get(int(inner))
+            if matching is not None and (*key, int(inner_number)) not in matching:
+                continue
             nested[key][int(inner)][int(inner_number)][int(tag)] = str(value)
         else:
             item.values[int(tag)] = str(value)
@@ -247,6 +268,41 @@ def kept_items(rows: Iterable[Any]) -> dict[tuple[int, int], KeptItem]:
             tag: [by_number[n] for n in sorted(by_number)] for tag, by_number in by_tag.items()
         }
     return items
+
+
+def nested_item_matches(
+    connection: Any, table: Table, owners: Sequence[int], query: SequenceQuery
+) -> dict[int, set[tuple[int, int, int]]]:
+    """The nested items of ``owners`` that match the nested keys of ``query`` that have a value.
+
+    A response's item carries only these of its nested items (PS3.4 C.2.2.2.6: the
+    matching items); a nested key without value returns every nested item, so it is
+    not in the result. Matched by the same conditions as :func:`item_conditions`.
+
+    Returns
+    -------
+    dict of int to set of (int, int, int)
+        Nested sequence tag → ``(owner, item, nested item)`` of its matching items.
+    """
+    owner = table.c.keys()[1]
+    found: dict[int, set[tuple[int, int, int]]] = {}
+    for inner in query.nested:
+        if not inner.matched:
+            continue
+        row = table.alias(f"sq_m{next(_NAMES)}")
+        parts = _key_conditions(table, row, inner.keys, connection.dialect.name, nested=True)
+        statement = (
+            select(row.c[owner], row.c.item, row.c.nested_item)
+            .where(
+                row.c[owner].in_(owners),
+                row.c.sequence == query.sequence.tag,
+                row.c.nested == inner.sequence.tag,
+                *parts,
+            )
+            .distinct()
+        )
+        found[inner.sequence.tag] = {(int(o), int(i), int(n)) for o, i, n in connection.execute(statement)}
+    return found
 
 
 def response_items(query: SequenceQuery, items: Iterable[KeptItem]) -> DicomSequence:
@@ -285,7 +341,8 @@ def owner_items(
     """The response sequence of each owner (a row of the table the items belong to) of ``owners``.
 
     For a table whose owner is the entity answered (the worklist's entries): the
-    items matching ``query`` (all its items when it has no value to match).
+    items matching ``query`` (all its items when it has no value to match), their
+    nested items narrowed to the matching ones.
     """
     owner = table.c[table.c.keys()[1]]
     item = table.alias("so_item")
@@ -300,12 +357,13 @@ def owner_items(
     ).all()
     if not pairs:
         return {}
+    answered = sorted({int(p[0]) for p in pairs})
     rows = connection.execute(
         select(owner, table.c.item, table.c.nested, table.c.nested_item, table.c.tag, table.c.value).where(
-            owner.in_(sorted({int(p[0]) for p in pairs})), table.c.sequence == query.sequence.tag
+            owner.in_(answered), table.c.sequence == query.sequence.tag
         )
     )
-    kept = kept_items(rows)
+    kept = kept_items(rows, nested_item_matches(connection, table, answered, query))
     by_owner: dict[int, list[tuple[int, int]]] = defaultdict(list)
     for entity, number in pairs:
         by_owner[int(entity)].append((int(entity), int(number)))

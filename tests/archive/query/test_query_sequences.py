@@ -176,6 +176,36 @@ def test_request_attributes_at_series_level_with_nested_protocol_codes(sample: S
     assert [code.CodeValue for code in item.ScheduledProtocolCodeSequence] == ["49668003", "OT"]
 
 
+def test_nested_protocol_codes_are_narrowed_to_the_matching_ones(sample: Sample) -> None:
+    def request_items(level: str, codes: DicomSequence, **options: bool) -> list[Dataset]:
+        identifier = _identifier(
+            level,
+            StudyInstanceUID=sample.studies["Y"],
+            RequestAttributesSequence=_item(RequestedProcedureID="", ScheduledProtocolCodeSequence=codes),
+        )
+        if level == "SERIES":
+            identifier.SeriesInstanceUID = sample.series["Y1"]
+        (ds,) = _run(sample, identifier, **options)
+        return list(ds.RequestAttributesSequence)
+
+    # Y1's item has the codes 49668003 and OT: the one named, with the requested attributes only
+    (item,) = request_items("SERIES", _item(CodeValue="OT", CodeMeaning=""))  # two instances, one item
+    (code,) = item.ScheduledProtocolCodeSequence
+    assert (code.CodeValue, code.CodeMeaning) == ("OT", "Two points via one puncture")
+    assert "CodingSchemeDesignator" not in code
+    (item,) = request_items("SERIES", _item(CodeValue="4966*", CodingSchemeDesignator="SCT"))
+    assert [c.CodeValue for c in item.ScheduledProtocolCodeSequence] == ["49668003"]
+    # a list across the study's two items: each item keeps its own matching codes
+    found = request_items("STUDY", _item(CodeValue="TT\\OT"), relational=True)
+    codes = {
+        str(i.RequestedProcedureID): [c.CodeValue for c in i.ScheduledProtocolCodeSequence] for i in found
+    }
+    assert codes == {"RP1": ["OT"], "RP2": ["TT"]}
+    # an empty nested key returns every code of the item
+    (item,) = request_items("SERIES", _item(CodeValue=""))
+    assert [c.CodeValue for c in item.ScheduledProtocolCodeSequence] == ["49668003", "OT"]
+
+
 def test_hierarchical_and_relational_levels(sample: Sample) -> None:
     seq = _item(RequestedProcedureID="RP2")
     with pytest.raises(QueryError) as caught:

@@ -84,7 +84,7 @@ def test_request_attributes_and_protocol_codes_match_per_item(
         (c.CodeValue, c.CodingSchemeDesignator)
         for c in found[0].RequestAttributesSequence[0].ScheduledProtocolCodeSequence
     ]
-    assert codes == [(c.value, c.scheme) for c in l5.procedure.protocol_codes]
+    assert codes == [(l5_code, LEVEL_CODES[SpinalLevel.L5].scheme)]  # narrowed to the matching code
     # OT and TT are local codes of the two entries: a list matches both
     both = _series(find_server, tmp_path, f"{_PROTOCOL}.0008,0100=OT\\TT")
     assert sorted(str(ds.SeriesInstanceUID) for ds in both) == sorted([l5_series, l4_series])
@@ -93,6 +93,39 @@ def test_request_attributes_and_protocol_codes_match_per_item(
         find_server, tmp_path, f"{_RAS}.0040,0009={l4.step_id}", f"{_PROTOCOL}.0008,0100={l5_code}"
     )
     assert none == []
+
+
+def test_nested_protocol_codes_are_narrowed_to_the_matching_ones(
+    find_server: BridgeServer, entries: dict[str, tuple[WorklistEntry, str]], tmp_path: Path
+) -> None:
+    l5, l5_series = entries["L5"]
+    written = [(c.value, c.scheme) for c in l5.procedure.protocol_codes]
+    assert len(written) >= 3  # procedure, level, side (and technique): one item, several codes
+    side = l5.procedure.protocol_codes[2]
+    found = _series(
+        find_server,
+        tmp_path,
+        f"{_RAS}.0040,1001",
+        f"{_PROTOCOL}.0008,0100={side.value}",
+        f"{_PROTOCOL}.0008,0102",
+    )
+    assert [str(ds.SeriesInstanceUID) for ds in found] == [l5_series]
+    (item,) = found[0].RequestAttributesSequence
+    assert item.RequestedProcedureID == l5.requested_procedure_id
+    (code,) = item.ScheduledProtocolCodeSequence  # that code only, with the requested attributes only
+    assert (code.CodeValue, code.CodingSchemeDesignator) == (side.value, side.scheme)
+    assert "CodeMeaning" not in code
+    # a list names two of the codes: both, in the order the clip has them
+    first, last = l5.procedure.protocol_codes[0], l5.procedure.protocol_codes[-1]
+    found = _series(find_server, tmp_path, f"{_PROTOCOL}.0008,0100={last.value}\\{first.value}")
+    nested = found[0].RequestAttributesSequence[0].ScheduledProtocolCodeSequence
+    assert [c.CodeValue for c in nested] == [first.value, last.value]
+    # an empty nested key (universal) still returns every code of the item
+    found = _series(
+        find_server, tmp_path, f"{_RAS}.0040,1001={l5.requested_procedure_id}", f"{_PROTOCOL}.0008,0100"
+    )
+    nested = found[0].RequestAttributesSequence[0].ScheduledProtocolCodeSequence
+    assert [c.CodeValue for c in nested] == [value for value, _ in written]
 
 
 def test_procedure_code_sequence_at_study_level_and_refusals(
