@@ -181,12 +181,17 @@ class Retriever:
         items: Sequence[RetrievableInstance],
         counts: SubOperations,
     ) -> tuple[int, str]:
-        """The sub-operations on new associations to ``destination`` (one unless >128 contexts)."""
+        """The sub-operations on new associations to ``destination`` (one unless >128 contexts).
+
+        The last association is released after the final response (every C-STORE
+        response is in by then), so the requester does not wait for the release.
+        """
         where = f"{destination.ae_title}@{destination.host}:{destination.port}"
         ssl_context = client_context(self.settings.tls) if destination.tls else None
         originator = (str(scp.ae.ae_title), int(req.MessageID or 0))
         comment = ""
         sent = 0
+        last_assoc: Association | None = None
         for group in split_for_contexts(items, commitment=False):
             contexts = requested_contexts(group, commitment=False)
             try:
@@ -218,15 +223,22 @@ class Retriever:
                     originator=originator,
                     first_index=sent,
                 )
-            finally:
-                if store_assoc.is_established:
-                    store_assoc.release()
-                else:
-                    store_assoc.abort()
+            except BaseException:
+                _end(store_assoc)
+                raise
+            sent += len(group)
+            if ended is None and sent == len(items) and store_assoc.is_established:
+                # Every C-STORE response is in: the final response need not wait for the release.
+                last_assoc = store_assoc
+            else:
+                _end(store_assoc)
             if ended is not None:
                 return ended
-            sent += len(group)
-        return respond.final_after(counts, comment), comment
+        try:
+            return respond.final_after(counts, comment), comment
+        finally:
+            if last_assoc is not None:
+                _end(last_assoc)
 
     def _on_destination_open(self, event: Any) -> None:
         """``EVT_CONN_OPEN`` of a destination association: Nagle off, the fast C-STORE sender on.
@@ -441,6 +453,14 @@ def _not_associated(where: str, ssl_context: DestinationContext | None) -> str:
         handshake,
     )
     return f"TLS handshake failed: {handshake}; move destination {where}"
+
+
+def _end(assoc: Association) -> None:
+    """Release the sub-operations' association, or abort it when it is no longer established."""
+    if assoc.is_established:
+        assoc.release()
+    else:
+        assoc.abort()
 
 
 def _requester_gone(assoc: Association) -> bool:

@@ -17,6 +17,7 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 from pynetdicom import AE, AllStoragePresentationContexts, evt
+from pynetdicom.pdu_primitives import A_RELEASE
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove  # type: ignore[attr-defined]
 
 from archive.archive import Archive
@@ -190,19 +191,32 @@ def write_serve_config(
 
 @dataclass
 class HeldDestination:
-    """A pynetdicom storage SCP whose every C-STORE waits until :attr:`gate` is set (or 20 s)."""
+    """A pynetdicom storage SCP whose every C-STORE waits until :attr:`gate` is set (or 20 s).
+
+    Its answer to an A-RELEASE request waits the same way for :attr:`release_gate`;
+    :attr:`released` is set once that wait is over.
+    """
 
     aet: str
     port: int = 0
     stored: list[str] = field(default_factory=list)
     first_arrived: threading.Event = field(default_factory=threading.Event)
     gate: threading.Event = field(default_factory=threading.Event)
+    release_gate: threading.Event = field(default_factory=threading.Event)
+    released: threading.Event = field(default_factory=threading.Event)
 
     def on_store(self, event: Any) -> int:
         self.stored.append(str(event.request.AffectedSOPInstanceUID))
         self.first_arrived.set()
         self.gate.wait(20)
         return 0x0000
+
+    def on_acse(self, event: Any) -> None:
+        # Triggered on the association's thread as it takes the primitive, before it answers.
+        primitive = event.primitive
+        if isinstance(primitive, A_RELEASE) and primitive.result is None:
+            self.release_gate.wait(20)
+            self.released.set()
 
 
 @contextmanager
@@ -211,13 +225,15 @@ def held_destination(aet: str) -> Iterator[HeldDestination]:
     held = HeldDestination(aet)
     ae = AE(ae_title=aet)
     ae.supported_contexts = AllStoragePresentationContexts
-    scp = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_STORE, held.on_store)])
+    handlers = [(evt.EVT_C_STORE, held.on_store), (evt.EVT_ACSE_RECV, held.on_acse)]
+    scp = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=handlers)
     assert scp is not None  # block=False returns the running server
     held.port = int(scp.server_address[1])
     try:
         yield held
     finally:
         held.gate.set()
+        held.release_gate.set()
         ae.shutdown()
 
 

@@ -237,6 +237,34 @@ def test_cancel_mid_move_stops_and_reports_counts(
     assert len(slow.stored) == 1
 
 
+def test_the_final_response_does_not_wait_for_the_destination_to_release(
+    archive: Archive, serve: Callable[..., BridgeServer], tmp_path: Path
+) -> None:
+    # The destination holds its A-RELEASE answer; the requester still gets its final response.
+    files = write_study(tmp_path / "in", [ExplicitVRLittleEndian] * 2)
+    ingest(archive, files)
+    uid = str(dcmread(files[0]).StudyInstanceUID)
+    with held_destination("SLOW") as slow:
+        slow.gate.set()  # stores are answered at once
+        server = serve(Destination("slow", "SLOW", "127.0.0.1", slow.port))
+        ae = AE(ae_title=WS)
+        ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
+        assoc = ae.associate("127.0.0.1", server.port, ae_title="USARCHIVE")
+        assert assoc.is_established
+        try:
+            model = StudyRootQueryRetrieveInformationModelMove
+            for status, _ in assoc.send_c_move(study_identifier(uid), "SLOW", model):
+                if status.Status != 0xFF00:
+                    assert status.Status == 0x0000
+                    assert status.NumberOfCompletedSuboperations == 2
+                    assert not slow.released.is_set(), "the final response waited for the release"
+            slow.release_gate.set()
+            assert slow.released.wait(20)
+        finally:
+            assoc.release()
+    assert len(slow.stored) == 2
+
+
 def test_requester_gone_mid_move_stops_the_move_and_the_server_keeps_serving(
     archive: Archive, serve: Callable[..., BridgeServer], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
