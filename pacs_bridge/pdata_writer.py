@@ -168,6 +168,26 @@ def _block(size: int) -> memoryview:
     return memoryview(buffer)[:size]
 
 
+def write_buffers(sock: socket.socket, buffers: Sequence[bytes], stall_timeout_s: float) -> None:
+    """Write ``buffers`` (whole PDUs, in order) onto ``sock``, many per ``sendmsg``, stalls bounded.
+
+    Parameters
+    ----------
+    sock : socket.socket
+        A connected plain TCP socket (:func:`supported`).
+    buffers : sequence of bytes
+        What to write, in order.
+    stall_timeout_s : float
+        Longest wait for the socket to take more bytes.
+
+    Raises
+    ------
+    OSError
+        The connection failed (``TimeoutError`` when it stalled); part may have been written.
+    """
+    _Writer(sock, stall_timeout_s).write(list(buffers))
+
+
 def _read_exactly(f: object, into: memoryview) -> int:
     total = 0
     while total < len(into):

@@ -492,8 +492,10 @@ class BridgeServer:
             limits=self._limits,
             on_exit=self._on_transport_gone,
         )
-        # C-GET sub-operations go out on this association by the fast sender.
-        _pynetdicom_compat.install_send_guard(event.assoc)
+        # C-GET sub-operations go out on this association by the fast sender, and every
+        # response (C-FIND's one per match) is written by the thread that sends it.
+        if _pynetdicom_compat.install_send_guard(event.assoc):
+            _pynetdicom_compat.install_direct_send_msg(event.assoc)
 
     def _on_transport_gone(self, assoc: Any) -> None:
         # The DUL loop has ended and closed the socket: however the association ended (also

@@ -52,6 +52,13 @@ replaced, forwarding):
   that write directly (pynetdicom's loop after an unexpected error, the receiver's
   ``dul_loop._abort``) do not take the lock: they end the association anyway.
 
+Per accepted association, with the send guard (:func:`install_direct_send_msg`,
+from ``EVT_CONN_OPEN``, :mod:`~pacs_bridge._pynetdicom_compat.direct_send`):
+
+* ``DIMSEServiceProvider.send_msg`` replaced by a copy that writes an in-memory
+  message's PDUs from the sending thread under the guard (a C-FIND's
+  responses, C-STORE and C-ECHO responses), else sends the stock way.
+
 Per association or server (:func:`replace_dul_loop`,
 :func:`replace_association_loop`, :func:`replace_pdu_reader`,
 :func:`register_server`):
@@ -391,7 +398,8 @@ _CONTEXT_ATTRIBUTES = frozenset(
 )
 
 
-# The fast C-STORE sender lives in its own module; imported last, as it uses the gate above.
+# The fast senders live in their own modules; imported last, as they use the gate above.
+from pacs_bridge._pynetdicom_compat.direct_send import install_direct_send_msg  # noqa: E402
 from pacs_bridge._pynetdicom_compat.fast_send import (  # noqa: E402
     DEFAULT_STALL_TIMEOUT_S,
     SendGuard,
@@ -407,6 +415,7 @@ __all__ = [
     "SendGuard",
     "enable_chunked_send",
     "fast_send_c_store",
+    "install_direct_send_msg",
     "install_receiver_patches",
     "install_retrieve_patches",
     "install_send_guard",
