@@ -84,9 +84,17 @@ def _summary(latencies: list[float], matches: list[int]) -> dict[str, float]:
     }
 
 
-def _timed(args: list[str]) -> tuple[float, str]:
+#: dcmtk clients with Nagle's algorithm off, as in the receive and C-MOVE benchmarks. Debian's dcmtk
+#: leaves it on unless ``TCP_NODELAY=1`` (its documented switch): each run then waits one delayed
+#: ACK (about 40 ms) for the second half of its request, whatever the archive does.
+DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
+
+
+def _timed(args: list[str], env: dict[str, str] | None = None) -> tuple[float, str]:
     start = time.perf_counter()
-    process = subprocess.run(args, capture_output=True, text=True, timeout=60, check=False)
+    process = subprocess.run(
+        args, capture_output=True, text=True, timeout=60, check=False, env=DCMTK_ENV if env is None else env
+    )
     elapsed = (time.perf_counter() - start) * 1000
     output = process.stdout + process.stderr
     if process.returncode != 0 or "E: " in output:
@@ -103,9 +111,10 @@ def findscu(port: int, called: str, keys: list[str]) -> tuple[float, int]:
     return elapsed, len(re.findall(r"Find Response:? \d+ \(Pending", output))
 
 
-def echo_floor(port: int, called: str, runs: int) -> dict[str, float]:
+def echo_floor(port: int, called: str, runs: int, env: dict[str, str] | None = None) -> dict[str, float]:
     """``echoscu`` wall-clock: process start, association, C-ECHO, release."""
-    times = [_timed(["echoscu", "-aet", AET, "-aec", called, "127.0.0.1", str(port)])[0] for _ in range(runs)]
+    args = ["echoscu", "-aet", AET, "-aec", called, "127.0.0.1", str(port)]
+    times = [_timed(args, env)[0] for _ in range(runs)]
     return {"p50_ms": round(statistics.median(times), 1), "p95_ms": round(percentile(times, 0.95), 1)}
 
 
@@ -163,6 +172,8 @@ def measure(
         results[name] = _summary(latencies, matches)
         results[f"{name}, open association"] = open_association(port, called, make, queries)
     results["echoscu floor"] = echo_floor(port, called, queries)
+    nagle = {key: value for key, value in os.environ.items() if key != "TCP_NODELAY"}
+    results["echoscu floor, Nagle on"] = echo_floor(port, called, queries, nagle)
     return results
 
 
@@ -337,15 +348,25 @@ def to_markdown(result: dict[str, Any], command: str, when: str) -> str:
     for part in large:
         lines += _large_rows(part)
     floor = large[0]["usarchive"]["echoscu floor"]
-    over = "above" if floor["p50_ms"] >= TARGET_P95_MS else "below"
+    nagle = large[0]["usarchive"].get("echoscu floor, Nagle on", floor)
+    met = [
+        f"{part['backend']} {name}"
+        for part in large
+        for name, numbers in part["usarchive"].items()
+        if "mean_matches" in numbers and "open association" not in name and numbers["p95_ms"] < TARGET_P95_MS
+    ]
     lines += [
         "",
-        f"The end-to-end target cannot be judged on the query alone: the echoscu floor's p50 is"
-        f" {floor['p50_ms']} ms here, {over} the 50 ms target before any query is made, so no findscu run"
-        " can meet it on this machine whatever the archive does (Orthanc's floor, below, is the same). The"
-        " query's own share is the *findscu − floor* column and the *open association* rows, which are what"
-        " to hold against 50 ms. On this shared 2-core VM p95 and max follow the other jobs (the load"
-        " averages above).",
+        f"The dcmtk tools run with `TCP_NODELAY=1` (dcmtk's switch; Debian's build leaves Nagle's algorithm"
+        f" on, and then every run waits one delayed ACK for the second half of its request: the echoscu"
+        f" floor is {nagle['p50_ms']} ms p50 with Nagle on against {floor['p50_ms']} ms without). The floor"
+        " is what any query through a dcmtk tool pays before the query; the query's own share is the"
+        " *findscu − floor* column and the *open association* rows. Below 50 ms at p95 end to end: "
+        + (", ".join(met) if met else "none")
+        + ". A query answering about 100 studies pays about a millisecond per response in usarchive"
+        " (pydicom encoding the identifier, pynetdicom building the message, one write), which no"
+        " faster index can take back. On this shared 2-core VM p95 and max follow the other jobs (the"
+        " load averages above).",
         "",
         f"Part 2: the same {small['instances']:,} instances (of {small['requested_instances']:,} asked for)"
         " in usarchive and Orthanc, the same queries. Orthanc through its real ingest, `POST /instances`"
