@@ -47,10 +47,13 @@ _PYNETDICOM_ATTRIBUTES = ("_run_reactor", "_reactor_checkpoint", "_is_paused", "
 
 
 def use_waiting_reactor(assoc: Any, wait_s: float = DEFAULT_WAIT_S) -> None:
-    """Make the accepted association ``assoc`` serve each DIMSE message as soon as it is decoded.
+    """Make the association ``assoc`` serve each DIMSE message as soon as it is decoded.
 
-    Call it before the association's loop starts (from an ``EVT_ACCEPTED``
-    handler: pynetdicom enters the loop after negotiation returns).
+    Call it before the association's loop starts: from an ``EVT_ACCEPTED``
+    handler for an accepted one (pynetdicom enters the loop after negotiation
+    returns), from ``EVT_CONN_OPEN`` for a requested one (a C-MOVE's
+    destination: pynetdicom runs the same loop once the association is
+    established; a send pausing it wakes it).
 
     Parameters
     ----------
@@ -77,6 +80,16 @@ def use_waiting_reactor(assoc: Any, wait_s: float = DEFAULT_WAIT_S) -> None:
     wake = threading.Event()
     _set_after_put(assoc.dimse.msg_queue, wake)
     _set_after_put(assoc.dul.to_user_queue, wake)
+    # A sender pausing the loop (send_c_store and the like clear the checkpoint, then wait for
+    # _is_paused) wakes it too, so the pause takes effect at once, not after the wait.
+    checkpoint = assoc._reactor_checkpoint
+    clear = checkpoint.clear
+
+    def clear_and_wake() -> None:
+        clear()
+        wake.set()
+
+    checkpoint.clear = clear_and_wake
 
     def run_reactor(self: Any) -> None:
         waiting_reactor(self, wait_s, wake)

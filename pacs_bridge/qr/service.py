@@ -52,6 +52,7 @@ from pacs_bridge.forward.association import open_association, requested_contexts
 from pacs_bridge.peers import Permission
 from pacs_bridge.qr.identifier import RETRIEVE_SOP_CLASSES, IdentifierError, retrieve_keys
 from pacs_bridge.qr.suboperations import SubOperations, send_instance
+from pacs_bridge.reactor import use_waiting_reactor
 from pacs_bridge.tls import DestinationContext, client_context
 
 if TYPE_CHECKING:
@@ -243,12 +244,14 @@ class Retriever:
     def _on_destination_open(self, event: Any) -> None:
         """``EVT_CONN_OPEN`` of a destination association: Nagle off, the fast C-STORE sender on.
 
-        The sender (:func:`pacs_bridge._pynetdicom_compat.fast_send_c_store`) is used
-        unless ``pynetdicom_patches = false`` (or pynetdicom is not the tested version).
+        The sender (:func:`pacs_bridge._pynetdicom_compat.fast_send_c_store`) and the
+        waiting association loop (:mod:`pacs_bridge.reactor`: each send's pause and
+        its response without pynetdicom's 1 ms polls) are used unless
+        ``pynetdicom_patches = false`` (or pynetdicom is not the tested version).
         """
         _pynetdicom_compat.set_tcp_nodelay(event.assoc)
-        if self.settings.pynetdicom_patches:
-            _pynetdicom_compat.install_send_guard(event.assoc)
+        if self.settings.pynetdicom_patches and _pynetdicom_compat.install_send_guard(event.assoc):
+            use_waiting_reactor(event.assoc, self.settings.poll_interval_ms / 1000.0)
 
     # -- C-GET -------------------------------------------------------------------------------------
 

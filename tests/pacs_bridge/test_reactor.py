@@ -145,3 +145,50 @@ def test_a_release_handed_over_by_the_dul_ends_the_loop_without_waiting_out_its_
     loop.join(timeout=10)
     assert not loop.is_alive(), "the release did not wake the loop"
     assert released == [True, False], "the loop answered the release, then ended the association"
+
+
+class _LookedAtQueue(queue.Queue[tuple[int, object]]):
+    """A queue that counts the loop's looks (``get_nowait``)."""
+
+    looks = 0
+
+    def get_nowait(self) -> tuple[int, object]:
+        self.looks += 1
+        return super().get_nowait()
+
+
+def test_a_sender_pausing_the_loop_is_answered_without_waiting_out_the_wait() -> None:
+    # As send_c_store does on a requested association: clear the checkpoint, wait for _is_paused.
+    to_user: queue.Queue[str] = queue.Queue()
+    acse = SimpleNamespace(
+        is_release_requested=lambda: not to_user.empty() and bool(to_user.get()),
+        is_aborted=lambda *_: False,
+        send_release=lambda is_response: None,
+    )
+    messages = _LookedAtQueue()
+    assoc = SimpleNamespace(
+        dimse=SimpleNamespace(msg_queue=messages),
+        _run_reactor=None,
+        _kill=False,
+        _is_paused=False,
+        _reactor_checkpoint=threading.Event(),
+        _serve_request=lambda msg, context_id: None,
+        is_established=True,
+        acse=acse,
+        dul=SimpleNamespace(is_alive=lambda: True, to_user_queue=to_user),
+        kill=lambda: None,
+        get_handlers=lambda _event: [],
+    )
+    assoc._reactor_checkpoint.set()
+    use_waiting_reactor(assoc, wait_s=60.0)
+    loop = threading.Thread(target=assoc._run_reactor, daemon=True)
+    loop.start()
+    messages.put((1, "a request"))
+    # Served, then found the queue empty again: the loop is at (or in) its 60 s wait.
+    wait_for(lambda: messages.looks >= 2, what="the loop to wait again")
+    assoc._reactor_checkpoint.clear()
+    wait_for(lambda: assoc._is_paused, what="the loop to pause", timeout_s=10.0)
+    assoc._reactor_checkpoint.set()
+    to_user.put("A-RELEASE")
+    loop.join(timeout=10)
+    assert not loop.is_alive()
