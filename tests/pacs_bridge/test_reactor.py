@@ -175,7 +175,7 @@ def test_a_sender_pausing_the_loop_is_answered_without_waiting_out_the_wait() ->
         _serve_request=lambda msg, context_id: None,
         is_established=True,
         acse=acse,
-        dul=SimpleNamespace(is_alive=lambda: True, to_user_queue=to_user),
+        dul=SimpleNamespace(is_alive=lambda: True, to_user_queue=to_user, idle_timer_expired=lambda: False),
         kill=lambda: None,
         get_handlers=lambda _event: [],
     )

@@ -193,8 +193,8 @@ def write_serve_config(
 class HeldDestination:
     """A pynetdicom storage SCP whose every C-STORE waits until :attr:`gate` is set (or 20 s).
 
-    Its answer to an A-RELEASE request waits the same way for :attr:`release_gate`;
-    :attr:`released` is set once that wait is over.
+    With :attr:`hold_release`, its answer to an A-RELEASE request waits the same way
+    for :attr:`release_gate`; :attr:`released` is set once that wait is over.
     """
 
     aet: str
@@ -202,6 +202,7 @@ class HeldDestination:
     stored: list[str] = field(default_factory=list)
     first_arrived: threading.Event = field(default_factory=threading.Event)
     gate: threading.Event = field(default_factory=threading.Event)
+    hold_release: bool = False
     release_gate: threading.Event = field(default_factory=threading.Event)
     released: threading.Event = field(default_factory=threading.Event)
 
@@ -214,7 +215,7 @@ class HeldDestination:
     def on_acse(self, event: Any) -> None:
         # Triggered on the association's thread as it takes the primitive, before it answers.
         primitive = event.primitive
-        if isinstance(primitive, A_RELEASE) and primitive.result is None:
+        if self.hold_release and isinstance(primitive, A_RELEASE) and primitive.result is None:
             self.release_gate.wait(20)
             self.released.set()
 

@@ -245,7 +245,8 @@ def test_the_final_response_does_not_wait_for_the_destination_to_release(
     ingest(archive, files)
     uid = str(dcmread(files[0]).StudyInstanceUID)
     with held_destination("SLOW") as slow:
-        slow.gate.set()  # stores are answered at once
+        slow.gate.set()  # stores are answered at once, the release is held
+        slow.hold_release = True
         server = serve(Destination("slow", "SLOW", "127.0.0.1", slow.port))
         ae = AE(ae_title=WS)
         ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
