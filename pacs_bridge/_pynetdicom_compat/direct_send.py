@@ -19,15 +19,6 @@ the data transfer state (Sta6), and when the guard is broken; then the state
 machine sees the message as it always did. A direct write triggers no
 ``EVT_PDU_SENT`` (the receiver binds none). A write that fails part-way ends
 the association: half a PDU may be out.
-
-Pending C-FIND responses are held and written together, up to
-:data:`HOLD_RESPONSES` of them (or :data:`HOLD_BYTES`, or
-:data:`HOLD_S` after the first): one ``sendmsg`` instead of one per match.
-Every C-FIND ends with a final response from the same thread (success,
-cancel or failure, also when the handler raises), which writes whatever is
-held before it; a message that goes the stock way writes it first too. An
-association that ends meanwhile loses only responses whose query never
-completed.
 """
 
 from __future__ import annotations
@@ -45,11 +36,6 @@ LOGGER = logging.getLogger(__name__)
 
 #: The largest encoded data set a direct write takes (a C-FIND identifier is a few hundred bytes).
 MAX_DIRECT_BYTES = 1024 * 1024
-#: Pending C-FIND responses held for one write, at most this many, bytes, seconds after the first.
-HOLD_RESPONSES = 32
-HOLD_BYTES = 256 * 1024
-HOLD_S = 0.05
-_PENDING = (0xFF00, 0xFF01)
 _DATA_TRANSFER_STATE = "Sta6"
 
 
@@ -74,58 +60,19 @@ def install_direct_send_msg(assoc: Any) -> bool:
     if not is_tested_version() or guard is None or dimse is None or not hasattr(dimse, "send_msg"):
         return False
     stock = dimse.send_msg
-    held = Held()
 
     def send_msg(primitive: Any, context_id: int) -> None:
-        if not send_direct(assoc, guard, held, primitive, context_id):
+        if not _send_direct(assoc, guard, primitive, context_id):
             stock(primitive, context_id)
 
     dimse.send_msg = send_msg
     return True
 
 
-class Held:
-    """Encoded pending C-FIND responses not yet written (see the module docstring)."""
-
-    def __init__(self) -> None:
-        self.pdus: list[bytes] = []
-        self.responses = 0
-        self.size = 0
-        self.since = 0.0
-
-    def add(self, pdus: list[bytes]) -> None:
-        """Hold one response's PDUs."""
-        if not self.pdus:
-            self.since = time.monotonic()
-        self.pdus += pdus
-        self.responses += 1
-        self.size += sum(len(pdu) for pdu in pdus)
-
-    def full(self) -> bool:
-        """Whether the held responses are to be written now."""
-        return (
-            self.responses >= HOLD_RESPONSES
-            or self.size >= HOLD_BYTES
-            or time.monotonic() - self.since >= HOLD_S
-        )
-
-    def take(self) -> list[bytes]:
-        """The held PDUs, in order; nothing is held afterwards."""
-        pdus, self.pdus, self.responses, self.size = self.pdus, [], 0, 0
-        return pdus
-
-
-def send_direct(assoc: Any, guard: SendGuard, held: Held, primitive: Any, context_id: int) -> bool:
-    """Build and write (or hold) the message as ``DIMSEServiceProvider.send_msg`` sends it.
-
-    Returns
-    -------
-    bool
-        ``False`` when the stock send is to send it (anything held is written first).
-    """
+def _send_direct(assoc: Any, guard: SendGuard, primitive: Any, context_id: int) -> bool:
+    """Build and write the message as ``DIMSEServiceProvider.send_msg`` does; ``False``: not done."""
     from pynetdicom import evt
     from pynetdicom.dimse import _RQ_TO_MESSAGE, _RSP_TO_MESSAGE
-    from pynetdicom.dimse_primitives import C_FIND
     from pynetdicom.pdu import P_DATA_TF
 
     from pacs_bridge import pdata_writer
@@ -133,7 +80,6 @@ def send_direct(assoc: Any, guard: SendGuard, held: Held, primitive: Any, contex
     dul = assoc.dul
     raw = getattr(getattr(dul, "socket", None), "socket", None)
     if guard.broken or not isinstance(raw, socket.socket) or not pdata_writer.supported(raw):
-        held.take()  # nothing is held on such an association, or it has ended
         return False
     # As send_msg: the message from the primitive, EVT_DIMSE_SENT, the same PDUs.
     if primitive.MessageIDBeingRespondedTo is None:
@@ -142,46 +88,35 @@ def send_direct(assoc: Any, guard: SendGuard, held: Held, primitive: Any, contex
         message = _RSP_TO_MESSAGE[primitive.__class__]()
     message.primitive_to_message(primitive)
     message.context_id = context_id
-    direct = getattr(message, "_data_set_path", None) is None  # else a file-backed C-STORE
-    if direct and message.data_set is not None:
+    if getattr(message, "_data_set_path", None) is not None:
+        return False  # a file-backed C-STORE: the fast sender's or the stock path
+    if message.data_set is not None:
         with message.data_set.getbuffer() as encoded:
-            direct = encoded.nbytes <= MAX_DIRECT_BYTES
+            if encoded.nbytes > MAX_DIRECT_BYTES:
+                return False
     with guard.lock:
         # Checked under the lock: the DUL thread changes state only while it holds it to write.
-        if not direct or dul.state_machine.current_state != _DATA_TRANSFER_STATE:
-            if held.pdus:
-                _write(assoc, guard, raw, held.take(), "C_FIND")
-            return guard.broken  # sent the stock way, unless the association has just ended
+        if dul.state_machine.current_state != _DATA_TRANSFER_STATE:
+            return False
         evt.trigger(assoc, evt.EVT_DIMSE_SENT, {"message": message})
         pdus = [P_DATA_TF(p).encode() for p in message.encode_msg(context_id, assoc.dimse.maximum_pdu_size)]
-        if isinstance(primitive, C_FIND) and primitive.Status in _PENDING:
-            held.add(pdus)
-            if not held.full():
+        stall_s = float(assoc.network_timeout or assoc.dimse_timeout or DEFAULT_STALL_TIMEOUT_S)
+        deadline = time.monotonic() + stall_s
+        while guard.pending and not guard.broken and dul.is_alive():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            guard.lock.wait(min(left, 0.05))
+        if not guard.pending and not guard.broken:
+            try:
+                pdata_writer.write_buffers(raw, pdus, stall_s)
                 return True
-            pdus = []
-        _write(assoc, guard, raw, held.take() + pdus, type(primitive).__name__)
-    return True
-
-
-def _write(assoc: Any, guard: SendGuard, raw: socket.socket, pdus: list[bytes], name: str) -> None:
-    """Write ``pdus`` once the DUL thread has written what it had (guard held); on failure end it all."""
-    from pacs_bridge import pdata_writer
-
-    stall_s = float(assoc.network_timeout or assoc.dimse_timeout or DEFAULT_STALL_TIMEOUT_S)
-    deadline = time.monotonic() + stall_s
-    while guard.pending and not guard.broken and assoc.dul.is_alive():
-        left = deadline - time.monotonic()
-        if left <= 0:
-            break
-        guard.lock.wait(min(left, 0.05))
-    if not guard.pending and not guard.broken:
-        try:
-            pdata_writer.write_buffers(raw, pdus, stall_s)
-            return
-        except OSError as exc:
-            LOGGER.warning("%s not sent: writing failed part-way: %s", name, exc)
-    else:
-        LOGGER.warning("%s not sent: the DUL thread wrote nothing for %g s", name, stall_s)
-    guard.broken = True
+            except OSError as exc:
+                LOGGER.warning("%s not sent: writing failed part-way: %s", type(primitive).__name__, exc)
+        else:
+            name = type(primitive).__name__
+            LOGGER.warning("%s not sent: the DUL thread wrote nothing for %g s", name, stall_s)
+        guard.broken = True
     with contextlib.suppress(OSError):
         raw.shutdown(socket.SHUT_RDWR)  # the DUL thread sees the connection closed
+    return True  # not sent, and never to be: the association ends

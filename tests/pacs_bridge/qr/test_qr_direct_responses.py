@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import threading
 from collections.abc import Callable
-from io import BytesIO
 from types import SimpleNamespace
 from typing import Any
 
@@ -14,7 +12,6 @@ import pytest
 from pydicom.dataset import Dataset
 from pynetdicom import AE
 from pynetdicom.dimse_primitives import C_FIND
-from pynetdicom.dsutils import encode
 from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind  # type: ignore[attr-defined]
 from qr_samples import Samples
@@ -86,73 +83,19 @@ def _association(sock: socket.socket, state: str = "Sta6") -> _Assoc:
     return _Assoc(dul=dul, dimse=dimse, network_timeout=5.0, dimse_timeout=5.0)
 
 
-def _response(status: int, uid: str | None = None) -> C_FIND:
+def _pending_response() -> C_FIND:
     response = C_FIND()
     response.MessageIDBeingRespondedTo = 1
     response.AffectedSOPClassUID = StudyRootQueryRetrieveInformationModelFind
-    response.Status = status
-    if uid is not None:
-        identifier = Dataset()
-        identifier.StudyInstanceUID = uid
-        response.Identifier = BytesIO(encode(identifier, True, True))
+    response.Status = 0xFF00
     return response
-
-
-def _final_response() -> C_FIND:
-    return _response(0x0000)
-
-
-def _read_pdus(sock: socket.socket) -> list[bytes]:
-    """Every PDU readable now on ``sock`` (non-blocking once the first has arrived)."""
-    pdus, data = [], b""
-    sock.settimeout(10)
-    data = sock.recv(1 << 20)
-    sock.setblocking(False)
-    with contextlib.suppress(BlockingIOError):
-        while chunk := sock.recv(1 << 20):
-            data += chunk
-    while data:
-        length = int.from_bytes(data[2:6], "big")
-        pdus.append(data[: 6 + length])
-        data = data[6 + length :]
-    return pdus
-
-
-def test_pending_responses_are_held_until_the_final_one_then_written_in_order() -> None:
-    ours, theirs = socket.socketpair()
-    with ours, theirs:
-        guard, held, assoc = compat.SendGuard(), direct_send.Held(), _association(ours)
-        for n in range(3):
-            assert direct_send.send_direct(assoc, guard, held, _response(0xFF00, f"1.2.3.{n}"), 1)
-        theirs.setblocking(False)
-        with pytest.raises(BlockingIOError):
-            theirs.recv(1)  # held
-        assert direct_send.send_direct(assoc, guard, held, _final_response(), 1)
-        pdus = _read_pdus(theirs)
-    # Each pending response is a command PDU and an identifier PDU; the final one a command PDU.
-    assert len(pdus) == 7
-    identifiers = [pdu for pdu in pdus if pdu[11] & 0x01 == 0]  # message control header: data set
-    assert [b"1.2.3.0" in i for i in identifiers] == [True, False, False]
-    assert [b"1.2.3.1" in i for i in identifiers] == [False, True, False]
-    assert not held.pdus
-
-
-def test_at_most_hold_responses_are_held() -> None:
-    ours, theirs = socket.socketpair()
-    with ours, theirs:
-        guard, held, assoc = compat.SendGuard(), direct_send.Held(), _association(ours)
-        for n in range(direct_send.HOLD_RESPONSES):
-            direct_send.send_direct(assoc, guard, held, _response(0xFF00, f"1.2.3.{n}"), 1)
-        assert not held.pdus
-        assert len(_read_pdus(theirs)) == 2 * direct_send.HOLD_RESPONSES
 
 
 def test_outside_data_transfer_the_stock_send_is_used() -> None:
     ours, theirs = socket.socketpair()
     with ours, theirs:
         guard = compat.SendGuard()
-        assoc = _association(ours, "Sta13")
-        assert not direct_send.send_direct(assoc, guard, direct_send.Held(), _final_response(), 1)
+        assert not direct_send._send_direct(_association(ours, "Sta13"), guard, _pending_response(), 1)
         theirs.setblocking(False)
         with pytest.raises(BlockingIOError):
             theirs.recv(1)  # nothing written
@@ -164,11 +107,10 @@ def test_a_write_that_fails_part_way_ends_the_association() -> None:
     with ours:
         guard = compat.SendGuard()
         assoc = _association(ours)
-        held = direct_send.Held()
-        assert direct_send.send_direct(assoc, guard, held, _final_response(), 1)  # handled: never sent
+        assert direct_send._send_direct(assoc, guard, _pending_response(), 1)  # handled: never sent
         assert guard.broken
         # A broken stream is left to the stock send, whose DUL thread finds the connection closed.
-        assert not direct_send.send_direct(assoc, guard, held, _final_response(), 1)
+        assert not direct_send._send_direct(assoc, guard, _pending_response(), 1)
 
 
 def test_direct_writes_wait_for_what_the_dul_thread_still_has_to_write() -> None:
@@ -179,7 +121,7 @@ def test_direct_writes_wait_for_what_the_dul_thread_still_has_to_write() -> None
         sent = threading.Event()
 
         def send() -> None:
-            direct_send.send_direct(_association(ours), guard, direct_send.Held(), _final_response(), 1)
+            direct_send._send_direct(_association(ours), guard, _pending_response(), 1)
             sent.set()
 
         writer = threading.Thread(target=send, daemon=True)
