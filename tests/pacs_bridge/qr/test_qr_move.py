@@ -220,12 +220,17 @@ def test_destination_refusing_the_files_syntax_gets_it_transcoded_only_when_allo
         assert (got.pixel_array == originals[uid_].pixel_array).all(), "transcoding must be lossless"
 
 
+def _stored_study(archive: Archive, tmp_path: Path, clips: int) -> str:
+    """A study of ``clips`` explicit VR clips in ``archive``; its Study Instance UID."""
+    files = write_study(tmp_path / "in", [ExplicitVRLittleEndian] * clips)
+    ingest(archive, files)
+    return str(dcmread(files[0]).StudyInstanceUID)
+
+
 def test_cancel_mid_move_stops_and_reports_counts(
     archive: Archive, serve: Callable[..., BridgeServer], tmp_path: Path
 ) -> None:
-    files = write_study(tmp_path / "in", [ExplicitVRLittleEndian] * 5)
-    ingest(archive, files)
-    uid = str(dcmread(files[0]).StudyInstanceUID)
+    uid = _stored_study(archive, tmp_path, 5)
     with held_destination("SLOW") as slow:
         server = serve(Destination("slow", "SLOW", "127.0.0.1", slow.port))
         statuses = move_cancelled_at_first(server, study_identifier(uid), slow, msg_id=7)
@@ -241,9 +246,7 @@ def test_the_final_response_does_not_wait_for_the_destination_to_release(
     archive: Archive, serve: Callable[..., BridgeServer], tmp_path: Path
 ) -> None:
     # The destination holds its A-RELEASE answer; the requester still gets its final response.
-    files = write_study(tmp_path / "in", [ExplicitVRLittleEndian] * 2)
-    ingest(archive, files)
-    uid = str(dcmread(files[0]).StudyInstanceUID)
+    uid = _stored_study(archive, tmp_path, 2)
     with held_destination("SLOW") as slow:
         slow.gate.set()  # stores are answered at once, the release is held
         slow.hold_release = True
@@ -269,9 +272,7 @@ def test_the_final_response_does_not_wait_for_the_destination_to_release(
 def test_requester_gone_mid_move_stops_the_move_and_the_server_keeps_serving(
     archive: Archive, serve: Callable[..., BridgeServer], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    files = write_study(tmp_path / "in", [ExplicitVRLittleEndian] * 5)
-    ingest(archive, files)
-    uid = str(dcmread(files[0]).StudyInstanceUID)
+    uid = _stored_study(archive, tmp_path, 5)
     caplog.set_level(logging.INFO, logger="pacs_bridge")
     with held_destination("SLOW") as slow:
         server = serve(Destination("slow", "SLOW", "127.0.0.1", slow.port))

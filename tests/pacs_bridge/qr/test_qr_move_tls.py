@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +45,9 @@ SYNTAXES = [ExplicitVRLittleEndian, JPEGBaseline8Bit, RLELossless, ImplicitVRLit
 
 
 @pytest.fixture
-def serve_tls(archive: Archive, certificates: Path) -> Iterator[Callable[..., BridgeServer]]:
+def serve_tls(start_bridge: Callable[..., BridgeServer], certificates: Path) -> Callable[..., BridgeServer]:
     """Start ``usarchive`` serving TLS (client certificates from the test CA required), WS1 may move."""
     d = certificates
-    servers: list[BridgeServer] = []
 
     def start(destination: Destination, *, patches: bool = True) -> BridgeServer:
         settings = BridgeSettings(
@@ -60,14 +59,9 @@ def serve_tls(archive: Archive, certificates: Path) -> Iterator[Callable[..., Br
             tls=TLSSettings(d / "server.crt", d / "server.key", d / "ca.crt"),
             pynetdicom_patches=patches,
         )
-        server = BridgeServer(settings, archive, destinations={destination.name: destination})
-        server.start()
-        servers.append(server)
-        return server
+        return start_bridge(settings, destinations=(destination,))
 
-    yield start
-    for server in servers:
-        server.stop(drain_timeout_s=5.0)
+    return start
 
 
 def _requester_context(certificates: Path) -> ssl.SSLContext:
