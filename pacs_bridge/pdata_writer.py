@@ -128,12 +128,11 @@ def write_stored_message(
             return 1
         per_block = max(1, BLOCK_BYTES // fragment)
         view = _block(min(remaining, per_block * fragment))
-        block = view
         full_header = pdu_header(context_id, False, fragment)
         buffers: list[bytes | memoryview] = list(command_pdus)
         pdus = 0
         while remaining > 0:
-            size = _read_exactly(f, view[: min(remaining, len(block))])
+            size = _read_exactly(f, view[: min(remaining, len(view))])
             remaining -= size
             for start in range(0, size, fragment):
                 chunk = view[start : min(start + fragment, size)]

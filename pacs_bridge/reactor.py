@@ -109,20 +109,15 @@ def _set_after_put(target: queue.Queue[Any], event: threading.Event) -> None:
 
 
 def _next_message(
-    assoc: Any, messages: queue.Queue[Any], wait_s: float, wake: threading.Event | None
+    assoc: Any, messages: queue.Queue[Any], wait_s: float, wake: threading.Event
 ) -> tuple[Any, Any]:
     """The next DIMSE message ``(context_id, message)``, or ``(None, None)`` after at most ``wait_s``.
 
-    With ``wake`` (set after every put on the message queue and the DUL's
-    queue to the association), the wait also ends when the DUL thread hands
-    over a release or an abort. ``wake`` is cleared before the queues are
-    looked at, so a put after the look sets it and the wait returns at once.
+    ``wake`` is set after every put on the message queue and the DUL's queue
+    to the association (and by a pause), so the wait also ends when the DUL
+    thread hands over a release or an abort. It is cleared before the queues
+    are looked at, so a put after the look sets it and the wait returns at once.
     """
-    if wake is None:
-        try:
-            return messages.get(timeout=wait_s)  # type: ignore[no-any-return]
-        except queue.Empty:
-            return None, None
     wake.clear()
     try:
         return messages.get_nowait()  # type: ignore[no-any-return]
@@ -136,7 +131,7 @@ def _next_message(
     return None, None
 
 
-def waiting_reactor(assoc: Any, wait_s: float, wake: threading.Event | None = None) -> None:
+def waiting_reactor(assoc: Any, wait_s: float, wake: threading.Event) -> None:
     """The acceptor loop of pynetdicom 3.0 (``Association._run_reactor``), its sleep replaced by a wait.
 
     Parameters
@@ -145,10 +140,9 @@ def waiting_reactor(assoc: Any, wait_s: float, wake: threading.Event | None = No
         An established acceptor association.
     wait_s : float
         Longest wait for a DIMSE message per pass.
-    wake : threading.Event or None
+    wake : threading.Event
         Set by every put on the association's DIMSE message queue and on its
-        DUL's queue to the association (:func:`use_waiting_reactor`); ``None``
-        waits on the message queue alone.
+        DUL's queue to the association, and by a pause (:func:`use_waiting_reactor`).
     """
     messages: queue.Queue[Any] = assoc.dimse.msg_queue
     assoc._is_paused = False

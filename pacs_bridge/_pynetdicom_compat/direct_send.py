@@ -26,11 +26,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
-import time
 from typing import Any
 
 from pacs_bridge._pynetdicom_compat import is_tested_version
-from pacs_bridge._pynetdicom_compat.fast_send import DEFAULT_STALL_TIMEOUT_S, SendGuard, send_guard
+from pacs_bridge._pynetdicom_compat.fast_send import SendGuard, await_dul, send_guard, stall_timeout
 
 LOGGER = logging.getLogger(__name__)
 
@@ -100,13 +99,8 @@ def _send_direct(assoc: Any, guard: SendGuard, primitive: Any, context_id: int) 
             return False
         evt.trigger(assoc, evt.EVT_DIMSE_SENT, {"message": message})
         pdus = [P_DATA_TF(p).encode() for p in message.encode_msg(context_id, assoc.dimse.maximum_pdu_size)]
-        stall_s = float(assoc.network_timeout or assoc.dimse_timeout or DEFAULT_STALL_TIMEOUT_S)
-        deadline = time.monotonic() + stall_s
-        while guard.pending and not guard.broken and dul.is_alive():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            guard.lock.wait(min(left, 0.05))
+        stall_s = stall_timeout(assoc)
+        await_dul(assoc, guard, stall_s)
         if not guard.pending and not guard.broken:
             try:
                 pdata_writer.write_buffers(raw, pdus, stall_s)

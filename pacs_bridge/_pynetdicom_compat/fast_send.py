@@ -177,7 +177,7 @@ def fast_send_c_store(
     message._data_set_path, message.data_set = None, None
     command = [P_DATA_TF(p).encode() for p in message.encode_msg(context_id, max_pdu)]
     message._data_set_path = (path, offset)
-    stall_s = float(assoc.network_timeout or assoc.dimse_timeout or DEFAULT_STALL_TIMEOUT_S)
+    stall_s = stall_timeout(assoc)
 
     # Pause the reactor as send_c_store does (a no-op wait inside a handler, where it is paused).
     assoc._reactor_checkpoint.clear()
@@ -216,6 +216,25 @@ def _until_resumed(assoc: Any, timeout_s: float = 1.0) -> None:
         time.sleep(0.0001)
 
 
+def stall_timeout(assoc: Any) -> float:
+    """The longest a write on ``assoc`` may make no progress: its network, else DIMSE, timeout."""
+    return float(assoc.network_timeout or assoc.dimse_timeout or DEFAULT_STALL_TIMEOUT_S)
+
+
+def await_dul(assoc: Any, guard: SendGuard, stall_s: float) -> None:
+    """With ``guard.lock`` held: wait until the DUL thread has written the P-DATA queued before.
+
+    Returns when nothing is pending, the stream is broken, the association has
+    ended, or ``stall_s`` passed (``guard.pending`` then tells the caller).
+    """
+    deadline = time.monotonic() + stall_s
+    while guard.pending and not guard.broken and assoc.is_established and assoc.dul.is_alive():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        guard.lock.wait(min(left, 0.05))
+
+
 def _write_guarded(
     assoc: Any,
     guard: SendGuard,
@@ -230,13 +249,8 @@ def _write_guarded(
     """Write the message once the DUL thread has written all it had; on failure end the association."""
     from pacs_bridge import pdata_writer
 
-    deadline = time.monotonic() + stall_s
     with guard.lock:
-        while guard.pending and not guard.broken and assoc.is_established and assoc.dul.is_alive():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            guard.lock.wait(min(left, 0.05))
+        await_dul(assoc, guard, stall_s)
         if guard.broken or not assoc.is_established:
             LOGGER.warning("C-STORE of %s not sent: the association is no longer usable", path)
             return False

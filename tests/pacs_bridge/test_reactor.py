@@ -59,10 +59,10 @@ def test_the_loop_ends_when_the_dul_thread_has_died() -> None:
         _reactor_checkpoint=SimpleNamespace(wait=lambda: True, is_set=lambda: True),
         is_established=True,
         acse=acse,
-        dul=SimpleNamespace(is_alive=lambda: False),
+        dul=SimpleNamespace(is_alive=lambda: False, to_user_queue=queue.Queue()),
         kill=lambda: killed.append(True),
     )
-    waiting_reactor(assoc, 0.001)
+    waiting_reactor(assoc, 0.001, threading.Event())
     assert killed == [True]
 
 
@@ -99,10 +99,10 @@ def test_a_sender_that_pauses_the_loop_just_after_its_wait_keeps_its_response() 
         _serve_request=lambda msg, context_id: served.append(msg),
         is_established=True,
         acse=acse,
-        dul=SimpleNamespace(is_alive=lambda: False),
+        dul=SimpleNamespace(is_alive=lambda: False, to_user_queue=queue.Queue()),
         kill=lambda: None,
     )
-    loop = threading.Thread(target=waiting_reactor, args=(assoc, 0.001), daemon=True)
+    loop = threading.Thread(target=waiting_reactor, args=(assoc, 0.001, threading.Event()), daemon=True)
     loop.start()
     wait_for(lambda: checkpoint.raced and assoc._is_paused, what="the loop to pause again")
     assert served == [], "the paused loop took the sender's response off the queue"

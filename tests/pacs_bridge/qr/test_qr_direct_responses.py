@@ -80,7 +80,7 @@ def _association(sock: socket.socket, state: str = "Sta6") -> _Assoc:
         is_alive=lambda: True,
     )
     dimse = SimpleNamespace(maximum_pdu_size=16384)
-    return _Assoc(dul=dul, dimse=dimse, network_timeout=5.0, dimse_timeout=5.0)
+    return _Assoc(dul=dul, dimse=dimse, network_timeout=5.0, dimse_timeout=5.0, is_established=True)
 
 
 def _pending_response() -> C_FIND:
