@@ -35,6 +35,7 @@ from pynetdicom import AE, build_role
 from pynetdicom.dimse_messages import N_ACTION_RSP
 
 from archive.ingest import CommitCheck
+from pacs_bridge._pynetdicom_compat import ignores_c_responses
 from pacs_bridge.config import BridgeSettings
 from pacs_bridge.contexts import StorageCommitmentPushModel, commitment_report_context
 from pacs_bridge.status import failure_reason
@@ -195,6 +196,7 @@ class CommitmentService:
         )
         return _status(0x0000, "")
 
+    @ignores_c_responses
     def handle_sent(self, event: Event) -> None:
         """``evt.EVT_DIMSE_SENT``: note that an N-ACTION response went out (the report may follow)."""
         message: Any = event.message

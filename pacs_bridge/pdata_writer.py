@@ -78,6 +78,44 @@ def pdu_header(context_id: int, last: bool, length: int) -> bytes:
     return struct.pack(">BBIIBB", 0x04, 0x00, length + 6, length + 2, context_id, control)
 
 
+def message_pdus(context_id: int, command: bytes, data: bytes | None, max_pdu_length: int) -> list[bytes]:
+    """The P-DATA-TF PDUs of an encoded command set and in-memory data set, as pynetdicom makes them.
+
+    One PDV per PDU, fragments of ``max_pdu_length - 6`` bytes (one fragment when
+    it is 0, unlimited), the command's control headers 0x01 / 0x03 (last), the data
+    set's 0x00 / 0x02; ``data`` ``None`` or empty: no data set PDU
+    (``DIMSEMessage.encode_msg``).
+
+    Parameters
+    ----------
+    context_id : int
+        The presentation context ID of the message.
+    command : bytes
+        The encoded command set (Implicit VR Little Endian).
+    data : bytes or None
+        The encoded data set.
+    max_pdu_length : int
+        The peer's maximum PDU length (0: unlimited).
+
+    Returns
+    -------
+    list of bytes
+        The PDUs, in order.
+    """
+    size = max(len(command), len(data or b"")) if max_pdu_length == 0 else fragment_length(max_pdu_length)
+    pdus: list[bytes] = []
+    for payload, more, last in ((command, 0x01, 0x03), (data or b"", _DATA_NOT_LAST, _DATA_LAST)):
+        starts = range(0, len(payload), size)
+        for start in starts:
+            chunk = payload[start : start + size]
+            control = last if start == starts[-1] else more
+            pdus.append(
+                struct.pack(">BBIIBB", 0x04, 0x00, len(chunk) + 6, len(chunk) + 2, context_id, control)
+            )
+            pdus[-1] += chunk
+    return pdus
+
+
 def write_stored_message(
     sock: socket.socket,
     command_pdus: Sequence[bytes],

@@ -10,7 +10,7 @@ from typing import Any
 
 import pynetdicom
 import pytest
-from pynetdicom import _config, dimse_messages
+from pynetdicom import _config, dimse_messages, service_class
 
 from pacs_bridge import _pynetdicom_compat as compat
 from pacs_bridge.config import BridgeSettings
@@ -39,15 +39,21 @@ def test_patches_are_in_place_while_serving_and_undone_at_stop(
 ) -> None:
     stock_factory = getattr(dimse_messages, "NamedTemporaryFile")  # noqa: B009
     stock_chunked = _config.STORE_RECV_CHUNKED_DATASET
+    stock_encode = getattr(service_class, "encode")  # noqa: B009
+    stock_logging = _config.LOG_RESPONSE_IDENTIFIERS
     first = start_bridge(bridge_settings)
     second = start_bridge(bridge_settings)
     assert getattr(dimse_messages, "NamedTemporaryFile") is not stock_factory  # noqa: B009
     assert _config.STORE_RECV_CHUNKED_DATASET is True
+    assert getattr(service_class, "encode") is not stock_encode  # noqa: B009
+    assert _config.LOG_RESPONSE_IDENTIFIERS is False
     first.stop()
     assert getattr(dimse_messages, "NamedTemporaryFile") is not stock_factory, "still one server running"  # noqa: B009
     second.stop()
     assert getattr(dimse_messages, "NamedTemporaryFile") is stock_factory  # noqa: B009
     assert stock_chunked == _config.STORE_RECV_CHUNKED_DATASET
+    assert getattr(service_class, "encode") is stock_encode  # noqa: B009
+    assert _config.LOG_RESPONSE_IDENTIFIERS is stock_logging
 
 
 def test_an_untested_pynetdicom_runs_the_stock_loops_with_a_warning(
@@ -162,3 +168,27 @@ def test_contexts_of_another_shape_keep_pynetdicoms_deep_copy() -> None:
     server = SimpleNamespace(contexts=[context])
     compat.use_cheap_context_copies(server)
     assert type(server.contexts) is list
+
+
+def test_the_patched_encode_gives_pynetdicoms_bytes_and_hands_the_rest_to_it() -> None:
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    from pacs_bridge._pynetdicom_compat import _encoder
+
+    stock = getattr(service_class, "encode")  # noqa: B009
+    calls: list[object] = []
+
+    def counting(*args: object) -> bytes | None:
+        calls.append(args[0])
+        return stock(*args)  # type: ignore[no-any-return]
+
+    encode = _encoder(counting)
+    flat = Dataset()
+    flat.PatientID = "P1"
+    nested = Dataset()
+    nested.ReferencedStudySequence = Sequence([flat])
+    assert encode(flat, True, True) == stock(flat, True, True)
+    assert calls == []
+    assert encode(nested, False, True) == stock(nested, False, True)
+    assert calls == [nested]

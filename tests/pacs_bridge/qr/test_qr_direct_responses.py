@@ -72,6 +72,11 @@ class _Assoc(SimpleNamespace):
     def get_handlers(self, _event: Any) -> list[Any]:
         return []
 
+    def _abort_nonblocking(self) -> None:  # what pynetdicom's trigger swaps in around handlers
+        raise AssertionError("aborted")
+
+    _abort_blocking = _abort_nonblocking
+
 
 def _association(sock: socket.socket, state: str = "Sta6") -> _Assoc:
     dul = SimpleNamespace(
@@ -134,3 +139,103 @@ def test_direct_writes_wait_for_what_the_dul_thread_still_has_to_write() -> None
         writer.join(10)
         header = theirs.recv(6)
         assert header[0] == 0x04  # a P-DATA-TF PDU
+
+
+def _responses() -> dict[str, Any]:
+    """Response primitives of every kind the quick path encodes, with and without optional fields."""
+    from io import BytesIO
+
+    from pynetdicom.dimse_primitives import C_ECHO, C_MOVE, C_STORE
+
+    found = _pending_response()
+    found.MessageID = 7  # set by pynetdicom's SCP, not part of a response's command set
+    found.Identifier = BytesIO(b"\x08\x00\x52\x00\x06\x00\x00\x00STUDY " * 40)
+    final = _pending_response()
+    final.Status = 0x0000
+    failed = _pending_response()
+    failed.Status = 0xA900
+    failed.ErrorComment = "Query/Retrieve Level: expected STUDY"
+    empty = _pending_response()
+    empty.Identifier = BytesIO(b"")
+    stored = C_STORE()
+    stored.MessageIDBeingRespondedTo = 3
+    stored.AffectedSOPClassUID = "1.2.840.10008.5.1.4.1.1.3.1"
+    stored.AffectedSOPInstanceUID = "1.2.3.4.5"
+    stored.Status = 0x0000
+    echoed = C_ECHO()
+    echoed.MessageIDBeingRespondedTo = 65535
+    echoed.AffectedSOPClassUID = "1.2.840.10008.1.1"
+    echoed.Status = 0x0000
+    moving = C_MOVE()
+    moving.MessageIDBeingRespondedTo = 2
+    moving.AffectedSOPClassUID = "1.2.840.10008.5.1.4.1.2.2.2"
+    moving.Status = 0xFF00
+    moving.NumberOfRemainingSuboperations = 9
+    moving.NumberOfCompletedSuboperations = 1
+    moving.NumberOfFailedSuboperations = 0
+    moving.NumberOfWarningSuboperations = 0
+    return {
+        "find pending": found,
+        "find success": final,
+        "find failure": failed,
+        "find empty identifier": empty,
+        "store": stored,
+        "echo": echoed,
+        "move pending": moving,
+    }
+
+
+def _pynetdicoms_pdus(primitive: Any, context_id: int, max_pdu: int) -> list[bytes]:
+    from pynetdicom.dimse import _RSP_TO_MESSAGE
+    from pynetdicom.pdu import P_DATA_TF
+
+    message = _RSP_TO_MESSAGE[primitive.__class__]()
+    message.primitive_to_message(primitive)
+    return [P_DATA_TF(p).encode() for p in message.encode_msg(context_id, max_pdu)]
+
+
+@pytest.mark.parametrize("max_pdu", [0, 16384, 64], ids=["unlimited", "16 KB", "tiny: fragments"])
+@pytest.mark.parametrize("kind", list(_responses()))
+def test_quick_responses_are_pynetdicoms_pdus(kind: str, max_pdu: int) -> None:
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        assoc = _association(ours)
+        assoc.dimse.maximum_pdu_size = max_pdu
+        quick = direct_send._quick_pdus(assoc, _responses()[kind], 5)
+        assert quick is not None, "declined"
+        assert quick == _pynetdicoms_pdus(_responses()[kind], 5, max_pdu)
+        if max_pdu == 64:
+            assoc.dimse.maximum_pdu_size = 0
+            whole = direct_send._quick_pdus(assoc, _responses()[kind], 5)
+            assert whole is not None and len(quick) > len(whole), "not fragmented"
+
+
+def test_a_response_with_an_element_the_quick_path_does_not_write_is_pynetdicoms() -> None:
+    response = _pending_response()
+    response.Status = 0xA900
+    response.OffendingElement = [0x00100020]
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        assert direct_send._quick_pdus(_association(ours), response, 1) is None
+
+
+def test_an_observed_dimse_sent_event_keeps_pynetdicoms_message(caplog: pytest.LogCaptureFixture) -> None:
+    from pynetdicom._handlers import standard_dimse_sent_handler
+
+    seen: list[object] = []
+
+    def watcher(event: Any) -> None:
+        seen.append(event.message)
+
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        assoc = _association(ours)
+        marked = compat.ignores_c_responses(lambda event: None)
+        assoc.get_handlers = lambda _event: [(standard_dimse_sent_handler, None), (marked, None)]
+        assert direct_send._quick_pdus(assoc, _pending_response(), 1) is not None
+        with caplog.at_level("DEBUG", logger="pynetdicom"):
+            assert direct_send._quick_pdus(assoc, _pending_response(), 1) is None, "pynetdicom's debug log"
+        assoc.get_handlers = lambda _event: [(watcher, None)]
+        assert direct_send._quick_pdus(assoc, _pending_response(), 1) is None
+        assert direct_send._send_direct(assoc, compat.SendGuard(), _pending_response(), 1)
+    assert len(seen) == 1, "the watcher saw the message"
