@@ -392,6 +392,8 @@ class BridgeServer:
         if self._retrieves:
             retrieve.unregister(ae)
             _pynetdicom_compat.remove_retrieve_patches()
+        if self._retriever is not None:
+            self._retriever.close()
 
     def __enter__(self) -> BridgeServer:
         self.start()

@@ -32,6 +32,7 @@ instead (pynetdicom is told so in :mod:`pacs_bridge._pynetdicom_compat`):
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
@@ -126,6 +127,35 @@ class Retriever:
         self.archive = archive
         self.settings = settings
         self.destinations = dict(destinations)
+        self._releases: set[threading.Thread] = set()
+        self._releases_lock = threading.Lock()
+
+    def close(self) -> None:
+        """Wait for the destination associations still being released (each bounded by its timeouts)."""
+        with self._releases_lock:
+            pending = list(self._releases)
+        for thread in pending:
+            thread.join()
+
+    def _release_later(self, assoc: Association) -> None:
+        """Release ``assoc`` on a thread of its own, so the requester's A-RELEASE is answered meanwhile.
+
+        pynetdicom's release ends by stopping the association's threads in 10 ms steps
+        (``Association.kill``): about 10 ms in which the C-MOVE's own association
+        could not answer the requester's A-RELEASE-RQ, which follows the final response.
+        """
+
+        def release() -> None:
+            try:
+                _end(assoc)
+            finally:
+                with self._releases_lock:
+                    self._releases.discard(threading.current_thread())
+
+        thread = threading.Thread(target=release, name="c-move-release", daemon=True)
+        with self._releases_lock:
+            self._releases.add(thread)
+        thread.start()
 
     def destination_for(self, ae_title: str) -> Destination | None:
         """The configured destination whose AE title is ``ae_title``, or ``None``."""
@@ -185,7 +215,8 @@ class Retriever:
         """The sub-operations on new associations to ``destination`` (one unless >128 contexts).
 
         The last association is released after the final response (every C-STORE
-        response is in by then), so the requester does not wait for the release.
+        response is in by then), on a thread of its own, so the requester waits
+        neither for that release nor for it to end before its own is answered.
         """
         where = f"{destination.ae_title}@{destination.host}:{destination.port}"
         ssl_context = client_context(self.settings.tls) if destination.tls else None
@@ -239,7 +270,7 @@ class Retriever:
             return respond.final_after(counts, comment), comment
         finally:
             if last_assoc is not None:
-                _end(last_assoc)
+                self._release_later(last_assoc)
 
     def _on_destination_open(self, event: Any) -> None:
         """``EVT_CONN_OPEN`` of a destination association: Nagle off, the fast C-STORE sender on.

@@ -262,10 +262,14 @@ def test_the_final_response_does_not_wait_for_the_destination_to_release(
                     assert status.Status == 0x0000
                     assert status.NumberOfCompletedSuboperations == 2
                     assert not slow.released.is_set(), "the final response waited for the release"
+            assoc.release()  # answered while the destination's release is still held
+            assert assoc.is_released
+            assert not slow.released.is_set(), "our release waited for the destination's"
             slow.release_gate.set()
             assert slow.released.wait(20)
         finally:
-            assoc.release()
+            if assoc.is_established:
+                assoc.release()
     assert len(slow.stored) == 2
 
 
